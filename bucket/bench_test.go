@@ -1,0 +1,44 @@
+package bucket
+
+import (
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// BenchmarkTake measures one hit on an existing key, from all CPUs at once,
+// over a family of key-set sizes.
+func BenchmarkTake(b *testing.B) {
+	for _, keys := range []int{1, 1_000, 100_000} {
+		b.Run("keys="+strconv.Itoa(keys), func(b *testing.B) {
+			s := New(Config{Window: time.Minute})
+			names := make([]string, keys)
+			for i := range names {
+				names[i] = "key-" + strconv.Itoa(i)
+				s.Take(t0, names[i], 1, 1<<30)
+			}
+			var next atomic.Uint64
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				i := int(next.Add(7919))
+				now := t0.Add(time.Second)
+				for pb.Next() {
+					s.Take(now, names[i%keys], 1, 1<<30)
+					i++
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkTakeSerial measures one hit on one goroutine, without contention.
+func BenchmarkTakeSerial(b *testing.B) {
+	s := New(Config{Window: time.Minute})
+	now := t0.Add(time.Second)
+	b.ReportAllocs()
+	for b.Loop() {
+		s.Take(now, "key", 1, 1<<30)
+	}
+}
