@@ -1,0 +1,161 @@
+package health
+
+import (
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+var t0 = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+
+func TestNewHolderStartsNormalAtVersionZero(t *testing.T) {
+	h := NewHolder("a")
+	assert.Equal(t, State{Status: Normal}, h.Current())
+	assert.Equal(t, Normal, h.Status())
+}
+
+func TestSetBumpsVersionAndStampsOrigin(t *testing.T) {
+	h := NewHolder("a")
+	s, changed := h.Set(Degraded, t0)
+	require.True(t, changed)
+	assert.Equal(t, State{Status: Degraded, Version: 1, Origin: "a", UpdatedAt: t0}, s)
+	assert.Equal(t, s, h.Current())
+
+	again, changed := h.Set(Degraded, t0.Add(time.Second))
+	assert.False(t, changed, "setting the state in force is a no-op")
+	assert.Equal(t, s, again)
+
+	s, changed = h.Set(Normal, t0.Add(2*time.Second))
+	require.True(t, changed)
+	assert.Equal(t, uint64(2), s.Version)
+}
+
+func TestSetAfterMergeIsAboveEverythingSeen(t *testing.T) {
+	h := NewHolder("a")
+	require.True(t, h.Merge(State{Status: Degraded, Version: 41, Origin: "z"}))
+	s, _ := h.Set(Normal, t0)
+	assert.Equal(t, uint64(42), s.Version)
+	assert.Equal(t, "a", s.Origin)
+}
+
+func TestNewer(t *testing.T) {
+	tests := []struct {
+		name string
+		a, b State
+		want bool
+	}{
+		{"higher version wins", State{Version: 2, Origin: "a"}, State{Version: 1, Origin: "z"}, true},
+		{"lower version loses", State{Version: 1, Origin: "z"}, State{Version: 2, Origin: "a"}, false},
+		{"same version: higher origin wins", State{Version: 3, Origin: "b"}, State{Version: 3, Origin: "a"}, true},
+		{"same version: lower origin loses", State{Version: 3, Origin: "a"}, State{Version: 3, Origin: "b"}, false},
+		{"a state is not newer than itself", State{Version: 3, Origin: "a"}, State{Version: 3, Origin: "a"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, tt.a.Newer(tt.b), "%+v.Newer(%+v)", tt.a, tt.b)
+		})
+	}
+}
+
+func TestMergeConvergesWhateverTheOrder(t *testing.T) {
+	// Two admins write to two nodes at once; each node then hears the
+	// other's write. Both must end on the same state.
+	a, b := NewHolder("node-a"), NewHolder("node-b")
+	sa, _ := a.Set(Degraded, t0)
+	sb, _ := b.Set(Normal, t0) // no change: b is already NORMAL
+	sb, _ = b.Set(Degraded, t0)
+	sb, _ = b.Set(Normal, t0)
+	a.Merge(sb)
+	b.Merge(sa)
+	assert.Equal(t, a.Current(), b.Current())
+	assert.Equal(t, sb, a.Current(), "b's write has the higher version")
+
+	c, d := NewHolder("c"), NewHolder("d")
+	sc, _ := c.Set(Degraded, t0)
+	sd, _ := d.Set(Degraded, t0)
+	c.Merge(sd)
+	d.Merge(sc)
+	assert.Equal(t, c.Current(), d.Current())
+	assert.Equal(t, "d", c.Current().Origin, "equal versions: the higher origin wins")
+}
+
+func TestMergeRejectsOlderAndInvalidStates(t *testing.T) {
+	h := NewHolder("a")
+	h.Set(Degraded, t0)
+	assert.False(t, h.Merge(State{Status: Normal, Version: 1, Origin: "0"}))
+	assert.False(t, h.Merge(State{Status: Status(7), Version: 99, Origin: "z"}))
+	assert.Equal(t, Degraded, h.Status())
+}
+
+func TestOnChangeSeesEveryAdoptedStateInOrder(t *testing.T) {
+	h := NewHolder("a")
+	var got []uint64
+	h.OnChange(func(s State) { got = append(got, s.Version) })
+	h.Set(Degraded, t0)
+	h.Set(Degraded, t0) // no change, no call
+	h.Merge(State{Status: Normal, Version: 5, Origin: "b"})
+	h.Merge(State{Status: Degraded, Version: 4, Origin: "b"}) // older, no call
+	h.Set(Degraded, t0)
+	assert.Equal(t, []uint64{1, 5, 6}, got)
+}
+
+func TestConcurrentWritersNeverLoseTheNewestState(t *testing.T) {
+	h := NewHolder("a")
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			for v := range 200 {
+				h.Merge(State{Status: Status(v % 2), Version: uint64(v), Origin: string(rune('b' + i))})
+				_ = h.Current()
+			}
+		})
+	}
+	wg.Wait()
+	assert.Equal(t, State{Status: Status(199 % 2), Version: 199, Origin: "i"}, h.Current())
+}
+
+func TestEncodeDecodeRoundTrip(t *testing.T) {
+	s := State{Status: Degraded, Version: 7, Origin: "node-1", UpdatedAt: t0}
+	b := s.Encode()
+	assert.Less(t, len(b), 128, "the state must stay tiny to ride gossip packets")
+	got, err := Decode(b)
+	require.NoError(t, err)
+	assert.Equal(t, s, got)
+}
+
+func TestDecodeRejectsBadInput(t *testing.T) {
+	tests := map[string]string{
+		"unknown status": `{"status":"MAYBE","version":1}`,
+		"lower case":     `{"status":"degraded","version":1}`,
+		"not json":       `status=NORMAL`,
+		"too long":       `{"origin":"` + strings.Repeat("x", 600) + `"}`,
+	}
+	for name, in := range tests {
+		t.Run(name, func(t *testing.T) {
+			_, err := Decode([]byte(in))
+			assert.Error(t, err)
+		})
+	}
+}
+
+func TestParseStatus(t *testing.T) {
+	s, err := ParseStatus("DEGRADED")
+	require.NoError(t, err)
+	assert.Equal(t, Degraded, s)
+	_, err = ParseStatus("Normal")
+	assert.ErrorIs(t, err, ErrUnknownStatus)
+}
+
+func BenchmarkCurrent(b *testing.B) {
+	h := NewHolder("a")
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			_ = h.Status()
+		}
+	})
+}
