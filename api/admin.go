@@ -1,0 +1,167 @@
+package api
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/tierlimit/tierlimit/health"
+)
+
+// MaxAdminBody is the largest admin request body read, in bytes.
+const MaxAdminBody = 4 << 10
+
+// HealthResponse is the body of GET and POST /system/health.
+type HealthResponse struct {
+	Status    health.Status `json:"status"`
+	Version   uint64        `json:"version"`
+	Origin    string        `json:"origin"`
+	UpdatedAt time.Time     `json:"updated_at"`
+	// Node is the node that answered.
+	Node string `json:"node"`
+	// Changed reports, on POST, whether the request changed the state.
+	Changed *bool `json:"changed,omitempty"`
+}
+
+// Member is one node as GET /system/cluster shows it.
+type Member struct {
+	Name       string `json:"name"`
+	Addr       string `json:"gossip_addr,omitempty"`
+	GRPCAddr   string `json:"grpc_addr,omitempty"`
+	State      string `json:"state"`
+	ConfigHash string `json:"config_hash,omitempty"`
+	Self       bool   `json:"self"`
+}
+
+// ClusterResponse is the body of GET /system/cluster.
+type ClusterResponse struct {
+	Node    string   `json:"node"`
+	Members []Member `json:"members"`
+}
+
+// admin holds what the admin endpoints need.
+type admin struct {
+	tokenSum [sha256.Size]byte
+	health   *health.Holder
+	node     string
+	members  func() []Member
+	now      func() time.Time
+	logf     func(msg string, args ...any)
+}
+
+// authorized reports whether r carries the admin bearer token. Both sides
+// are hashed first so the comparison takes the same time whatever the
+// length or content of the guess.
+func (a *admin) authorized(r *http.Request) bool {
+	h := r.Header.Get("Authorization")
+	token, ok := strings.CutPrefix(h, "Bearer ")
+	if !ok || len(h) > 1024 {
+		return false
+	}
+	sum := sha256.Sum256([]byte(strings.TrimSpace(token)))
+	return subtle.ConstantTimeCompare(sum[:], a.tokenSum[:]) == 1
+}
+
+func (a *admin) requireToken(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !a.authorized(r) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="tierlimit-admin"`)
+			writeError(w, http.StatusUnauthorized, "unauthorized", "missing or wrong admin bearer token")
+			return
+		}
+		next(w, r)
+	}
+}
+
+func (a *admin) serveHealth(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		writeJSON(w, http.StatusOK, a.healthResponse(a.health.Current(), nil))
+	case http.MethodPost:
+		status, err := decodeHealthBody(http.MaxBytesReader(w, r.Body, MaxAdminBody))
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+			return
+		}
+		s, changed := a.health.Set(status, a.now())
+		if changed {
+			a.logf("health state set by admin", "status", s.Status.String(), "version", s.Version, "remote", r.RemoteAddr)
+		}
+		writeJSON(w, http.StatusOK, a.healthResponse(s, &changed))
+	default:
+		methodNotAllowed(w, "GET, HEAD, POST")
+	}
+}
+
+func (a *admin) healthResponse(s health.State, changed *bool) HealthResponse {
+	return HealthResponse{Status: s.Status, Version: s.Version, Origin: s.Origin, UpdatedAt: s.UpdatedAt, Node: a.node, Changed: changed}
+}
+
+func (a *admin) serveCluster(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		methodNotAllowed(w, "GET, HEAD")
+		return
+	}
+	var ms []Member
+	if a.members != nil {
+		ms = a.members()
+	} else {
+		ms = []Member{{Name: a.node, State: "alive", Self: true}}
+	}
+	writeJSON(w, http.StatusOK, ClusterResponse{Node: a.node, Members: ms})
+}
+
+// decodeHealthBody parses exactly {"status":"NORMAL"} or
+// {"status":"DEGRADED"}, and says precisely what is wrong otherwise.
+func decodeHealthBody(r io.Reader) (health.Status, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return 0, fmt.Errorf("body is larger than %d bytes", tooBig.Limit)
+		}
+		return 0, fmt.Errorf("read body: %w", err)
+	}
+	return parseHealthBody(data)
+}
+
+func parseHealthBody(data []byte) (health.Status, error) {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return 0, errors.New(`empty body; want {"status":"NORMAL"} or {"status":"DEGRADED"}`)
+	}
+	var body struct {
+		Status *string `json:"status"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) && typeErr.Field != "" {
+			return 0, fmt.Errorf("field %q must be a string", typeErr.Field)
+		}
+		return 0, fmt.Errorf("body is not a JSON object with a status: %w", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return 0, errors.New("unexpected data after the JSON object")
+	}
+	if body.Status == nil {
+		return 0, errors.New(`missing field "status"`)
+	}
+	s, err := health.ParseStatus(*body.Status)
+	if err != nil {
+		return 0, fmt.Errorf("field \"status\": %w", err)
+	}
+	return s, nil
+}
+
+func methodNotAllowed(w http.ResponseWriter, allow string) {
+	w.Header().Set("Allow", allow)
+	writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed; use "+allow)
+}

@@ -1,0 +1,339 @@
+package api
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tierlimit/tierlimit/bucket"
+	"github.com/tierlimit/tierlimit/config"
+	"github.com/tierlimit/tierlimit/health"
+)
+
+const adminToken = "s3cret-admin-token"
+
+var t0 = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+
+// fakeKeys is a Keys backed by a map.
+type fakeKeys map[string]config.Tier
+
+func (k fakeKeys) Lookup(key string) (config.Tier, bool) {
+	t, ok := k[key]
+	return t, ok
+}
+
+var (
+	free = config.Tier{Name: "free", Limit: 10, Burst: 20, Degraded: 2}
+	pro  = config.Tier{Name: "pro", Limit: 100, Burst: 150, Degraded: 100}
+	keys = fakeKeys{"free-1": free, "free-2": free, "pro-1": pro}
+)
+
+// clock is a settable fake clock.
+type clock struct{ now time.Time }
+
+func (c *clock) Now() time.Time          { return c.now }
+func (c *clock) advance(d time.Duration) { c.now = c.now.Add(d) }
+func newClock() *clock                   { return &clock{now: t0} }
+
+type fixture struct {
+	clock   *clock
+	health  *health.Holder
+	store   *bucket.Store
+	metrics *Metrics
+	handler http.Handler
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	f := &fixture{clock: newClock(), health: health.NewHolder("node-a"), store: bucket.New(bucket.Config{Window: time.Minute})}
+	f.metrics = NewMetrics(prometheus.NewRegistry(), []string{"free", "pro"})
+	lim := NewLimiter(Config{
+		Keys: keys, Checker: Local{Store: f.store}, Health: f.health, Window: time.Minute,
+		Now: f.clock.Now, Metrics: f.metrics,
+	})
+	f.handler = NewHandler(ServerConfig{Limiter: lim, AdminToken: adminToken, NodeName: "node-a"})
+	return f
+}
+
+func (f *fixture) get(t *testing.T, key string) *httptest.ResponseRecorder {
+	t.Helper()
+	r := httptest.NewRequest(http.MethodGet, "/test", nil)
+	if key != "" {
+		r.Header.Set("X-API-Key", key)
+	}
+	w := httptest.NewRecorder()
+	f.handler.ServeHTTP(w, r)
+	return w
+}
+
+func (f *fixture) admin(t *testing.T, method, path, token, body string) *httptest.ResponseRecorder {
+	t.Helper()
+	r := httptest.NewRequest(method, path, strings.NewReader(body))
+	if token != "" {
+		r.Header.Set("Authorization", "Bearer "+token)
+	}
+	w := httptest.NewRecorder()
+	f.handler.ServeHTTP(w, r)
+	return w
+}
+
+func decodeError(t *testing.T, w *httptest.ResponseRecorder) ErrorDetail {
+	t.Helper()
+	assert.Equal(t, "application/json", w.Header().Get("Content-Type"))
+	var body ErrorBody
+	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &body), "body %q", w.Body.String())
+	return body.Error
+}
+
+func TestFreeKeyGetsExactlyItsBurstWithExactHeaders(t *testing.T) {
+	f := newFixture(t)
+	for i := 1; i <= 20; i++ {
+		w := f.get(t, "free-1")
+		require.Equal(t, http.StatusOK, w.Code, "request %d: body %s", i, w.Body)
+		h := w.Header()
+		assert.Equal(t, "20", hv(h, HeaderLimit), "request %d", i)
+		assert.Equal(t, strconv.Itoa(20-i), hv(h, HeaderRemaining), "request %d", i)
+		assert.Equal(t, strconv.FormatInt(t0.Add(time.Minute).Unix(), 10), hv(h, HeaderReset), "request %d", i)
+		assert.Equal(t, `"free";q=20;w=60`, hv(h, HeaderPolicy))
+		assert.Equal(t, `"free";r=`+strconv.Itoa(20-i)+`;t=60`, hv(h, HeaderRateLimit))
+		assert.Empty(t, hv(h, HeaderRetryAfter), "request %d: Retry-After on a 200", i)
+	}
+	f.clock.advance(10 * time.Second)
+	w := f.get(t, "free-1")
+	require.Equal(t, http.StatusTooManyRequests, w.Code)
+	h := w.Header()
+	assert.Equal(t, "20", hv(h, HeaderLimit))
+	assert.Equal(t, "0", hv(h, HeaderRemaining))
+	assert.Equal(t, strconv.FormatInt(t0.Add(time.Minute).Unix(), 10), hv(h, HeaderReset))
+	// 20 used at t0: in the next window one more fits once
+	// ceil(20×(60−el)/60) ≤ 19, el ≥ 3 s, that is t0+63 s, 53 s from now.
+	assert.Equal(t, "53", hv(h, HeaderRetryAfter))
+	assert.Equal(t, `"free";r=0;t=53`, hv(h, HeaderRateLimit))
+	e := decodeError(t, w)
+	assert.Equal(t, "rate_limited", e.Code)
+	assert.Equal(t, int64(53), e.RetryAfterSeconds)
+	assert.Contains(t, e.Message, "tier free")
+
+	assert.InDelta(t, 20, testutil.ToFloat64(f.metrics.decisions.WithLabelValues("free", "allowed")), 0)
+	assert.InDelta(t, 1, testutil.ToFloat64(f.metrics.decisions.WithLabelValues("free", "limited")), 0)
+}
+
+func TestDegradedAppliesOnTheNextRequest(t *testing.T) {
+	f := newFixture(t)
+	for range 15 {
+		require.Equal(t, http.StatusOK, f.get(t, "free-1").Code)
+	}
+	w := f.admin(t, http.MethodPost, "/system/health", adminToken, `{"status":"DEGRADED"}`)
+	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+
+	// The free key that used 15 is over the DEGRADED limit of 2.
+	w = f.get(t, "free-1")
+	assert.Equal(t, http.StatusTooManyRequests, w.Code)
+	assert.Equal(t, "2", hv(w.Header(), HeaderLimit))
+	assert.Equal(t, "0", hv(w.Header(), HeaderRemaining))
+
+	// A fresh free key gets exactly 2.
+	assert.Equal(t, http.StatusOK, f.get(t, "free-2").Code)
+	assert.Equal(t, http.StatusOK, f.get(t, "free-2").Code)
+	w = f.get(t, "free-2")
+	assert.Equal(t, http.StatusTooManyRequests, w.Code)
+	assert.Equal(t, "2", hv(w.Header(), HeaderLimit))
+
+	// Pro keeps its SLA of 100.
+	w = f.get(t, "pro-1")
+	assert.Equal(t, http.StatusOK, w.Code)
+	assert.Equal(t, "100", hv(w.Header(), HeaderLimit))
+	assert.Equal(t, "99", hv(w.Header(), HeaderRemaining))
+
+	// Back to NORMAL within the window: the first key gets its last 5.
+	require.Equal(t, http.StatusOK, f.admin(t, http.MethodPost, "/system/health", adminToken, `{"status":"NORMAL"}`).Code)
+	for i := range 5 {
+		w = f.get(t, "free-1")
+		assert.Equal(t, http.StatusOK, w.Code, "request %d after NORMAL returned", i+16)
+		assert.Equal(t, "20", hv(w.Header(), HeaderLimit))
+	}
+	assert.Equal(t, http.StatusTooManyRequests, f.get(t, "free-1").Code)
+}
+
+func TestBadKeysGet401AndAreNotCounted(t *testing.T) {
+	f := newFixture(t)
+	tests := []struct {
+		name   string
+		header []string
+		want   string
+	}{
+		{"missing", nil, "missing X-API-Key"},
+		{"empty", []string{""}, "empty X-API-Key"},
+		{"oversized", []string{strings.Repeat("k", MaxKeyLen+1)}, "longer than 256"},
+		{"unknown", []string{"no-such-key"}, "unknown API key"},
+		{"two headers", []string{"free-1", "pro-1"}, "more than one"},
+		{"control characters", []string{"free-1\x00"}, "printable ASCII"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodGet, "/test", nil)
+			for _, v := range tt.header {
+				r.Header.Add("X-API-Key", v)
+			}
+			w := httptest.NewRecorder()
+			f.handler.ServeHTTP(w, r)
+			assert.Equal(t, http.StatusUnauthorized, w.Code)
+			e := decodeError(t, w)
+			assert.Equal(t, "invalid_api_key", e.Code)
+			assert.Contains(t, e.Message, tt.want)
+			assert.Empty(t, hv(w.Header(), HeaderLimit), "a refused key gets no rate-limit headers")
+		})
+	}
+	assert.Equal(t, 0, f.store.Len(), "nothing was counted")
+	w := f.get(t, "free-1")
+	assert.Equal(t, "19", hv(w.Header(), HeaderRemaining), "a valid key starts with its full burst")
+}
+
+func TestAdminNeedsTheToken(t *testing.T) {
+	f := newFixture(t)
+	for _, tc := range []struct{ name, token string }{{"none", ""}, {"wrong", "nope"}, {"prefix", adminToken[:5]}} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, path := range []string{"/system/health", "/system/cluster"} {
+				w := f.admin(t, http.MethodGet, path, tc.token, "")
+				assert.Equal(t, http.StatusUnauthorized, w.Code, path)
+				assert.Equal(t, "unauthorized", decodeError(t, w).Code)
+			}
+			w := f.admin(t, http.MethodPost, "/system/health", tc.token, `{"status":"DEGRADED"}`)
+			assert.Equal(t, http.StatusUnauthorized, w.Code)
+		})
+	}
+	assert.Equal(t, health.Normal, f.health.Status(), "an unauthorized POST changes nothing")
+}
+
+func TestHealthEndpoint(t *testing.T) {
+	f := newFixture(t)
+	w := f.admin(t, http.MethodPost, "/system/health", adminToken, `{"status":"DEGRADED"}`)
+	require.Equal(t, http.StatusOK, w.Code)
+	var got HealthResponse
+	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &got))
+	assert.Equal(t, health.Degraded, got.Status)
+	assert.Equal(t, uint64(1), got.Version)
+	assert.Equal(t, "node-a", got.Origin)
+	assert.Equal(t, t0, got.UpdatedAt)
+	require.NotNil(t, got.Changed)
+	assert.True(t, *got.Changed)
+
+	w = f.admin(t, http.MethodPost, "/system/health", adminToken, `{"status":"DEGRADED"}`)
+	require.Equal(t, http.StatusOK, w.Code)
+	got = HealthResponse{}
+	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &got))
+	assert.False(t, *got.Changed, "the same state again changes nothing")
+	assert.Equal(t, uint64(1), got.Version)
+
+	w = f.admin(t, http.MethodGet, "/system/health", adminToken, "")
+	require.Equal(t, http.StatusOK, w.Code)
+	assert.JSONEq(t, `{"status":"DEGRADED","version":1,"origin":"node-a","updated_at":"2026-11-26T12:00:00Z","node":"node-a"}`, w.Body.String())
+}
+
+func TestHealthBodyErrors(t *testing.T) {
+	f := newFixture(t)
+	tests := []struct{ name, body, want string }{
+		{"empty", "", "empty body"},
+		{"not json", "DEGRADED", "not a JSON object"},
+		{"lower case", `{"status":"degraded"}`, `"NORMAL" or "DEGRADED"`},
+		{"unknown status", `{"status":"BROKEN"}`, `"NORMAL" or "DEGRADED"`},
+		{"missing status", `{}`, `missing field "status"`},
+		{"unknown field", `{"status":"NORMAL","force":true}`, `unknown field "force"`},
+		{"wrong type", `{"status":1}`, `"status" must be a string`},
+		{"null status", `{"status":null}`, `missing field "status"`},
+		{"trailing data", `{"status":"NORMAL"}{"status":"DEGRADED"}`, "after the JSON object"},
+		{"array", `["NORMAL"]`, "not a JSON object"},
+		{"too large", `{"status":"NORMAL","pad":"` + strings.Repeat("x", MaxAdminBody) + `"}`, "larger than 4096 bytes"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := f.admin(t, http.MethodPost, "/system/health", adminToken, tt.body)
+			assert.Equal(t, http.StatusBadRequest, w.Code)
+			e := decodeError(t, w)
+			assert.Equal(t, "bad_request", e.Code)
+			assert.Contains(t, e.Message, tt.want)
+		})
+	}
+	assert.Equal(t, State0(), f.health.Current(), "no bad body changed the state")
+}
+
+// State0 is the state a new Holder starts in.
+func State0() health.State { return health.NewHolder("x").Current() }
+
+func TestProbesAndAdminAreNotRateLimited(t *testing.T) {
+	f := newFixture(t)
+	for range 100 {
+		assert.Equal(t, http.StatusOK, f.admin(t, http.MethodGet, "/livez", "", "").Code)
+		assert.Equal(t, http.StatusOK, f.admin(t, http.MethodGet, "/readyz", "", "").Code)
+		assert.Equal(t, http.StatusOK, f.admin(t, http.MethodGet, "/system/health", adminToken, "").Code)
+	}
+	assert.Equal(t, 0, f.store.Len())
+}
+
+func TestClusterEndpointAloneShowsThisNode(t *testing.T) {
+	f := newFixture(t)
+	w := f.admin(t, http.MethodGet, "/system/cluster", adminToken, "")
+	require.Equal(t, http.StatusOK, w.Code)
+	assert.JSONEq(t, `{"node":"node-a","members":[{"name":"node-a","state":"alive","self":true}]}`, w.Body.String())
+}
+
+func TestUnknownPathsAndMethodsGetJSONErrors(t *testing.T) {
+	f := newFixture(t)
+	w := f.admin(t, http.MethodGet, "/nope", "", "")
+	assert.Equal(t, http.StatusNotFound, w.Code)
+	assert.Equal(t, "not_found", decodeError(t, w).Code)
+
+	w = f.admin(t, http.MethodDelete, "/system/health", adminToken, "")
+	assert.Equal(t, http.StatusMethodNotAllowed, w.Code)
+	assert.Equal(t, "GET, HEAD, POST", w.Header().Get("Allow"))
+	assert.Equal(t, "method_not_allowed", decodeError(t, w).Code)
+}
+
+func TestReadyzReportsNotReady(t *testing.T) {
+	lim := NewLimiter(Config{Keys: keys, Checker: Local{Store: bucket.New(bucket.Config{Window: time.Minute})}, Health: health.NewHolder("a")})
+	h := NewHandler(ServerConfig{Limiter: lim, AdminToken: adminToken, Ready: func() error { return errNotJoined }})
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+	assert.Equal(t, http.StatusServiceUnavailable, w.Code)
+	e := decodeError(t, w)
+	assert.Equal(t, "not_ready", e.Code)
+	assert.Equal(t, "cluster not joined", e.Message)
+}
+
+type constErr string
+
+func (e constErr) Error() string { return string(e) }
+
+const errNotJoined = constErr("cluster not joined")
+
+func TestHeadersUseTheCheckerDecision(t *testing.T) {
+	// Reset and Retry-After are rounded up to whole seconds.
+	h := http.Header{}
+	now := t0.Add(500 * time.Millisecond)
+	writeHeaders(h, "pro", 60, bucket.Decision{Allowed: false, Limit: 100, Remaining: 0,
+		ResetAt: t0.Add(60*time.Second + 1), RetryAt: t0.Add(2 * time.Second)}, now)
+	assert.Equal(t, strconv.FormatInt(t0.Unix()+61, 10), hv(h, HeaderReset))
+	assert.Equal(t, "2", hv(h, HeaderRetryAfter))
+
+	h = http.Header{}
+	writeHeaders(h, "pro", 60, bucket.Decision{Allowed: false, Limit: 100, ResetAt: now, RetryAt: now}, now)
+	assert.Equal(t, "1", hv(h, HeaderRetryAfter), "Retry-After is at least 1")
+}
+
+// hv returns the first value of header name, which the middleware writes
+// with the contract's exact casing, or "" if there is none.
+func hv(h http.Header, name string) string {
+	if v := h[name]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}

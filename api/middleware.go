@@ -1,0 +1,186 @@
+// Package api is the HTTP face of the rate limiter: the net/http middleware
+// that every API instance puts in front of its handlers, the demo endpoint,
+// the admin endpoints and the probes.
+//
+// The middleware reads X-API-Key, finds the key's tier through Keys, picks
+// the limit in force from the health state (one atomic load), and asks a
+// Checker for a decision. The Checker is where the count lives: Local counts
+// in this process, and package ownership's Router counts at the key's owner
+// across the cluster. The middleware never blocks on anything but the
+// Checker, and the Checker bounds its own wait.
+//
+// Usage with any router:
+//
+//	lim := api.NewLimiter(api.Config{Keys: tiers, Checker: api.Local{Store: store}, Health: holder})
+//	http.ListenAndServe(":8080", lim.Middleware(myHandler))
+package api
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/tierlimit/tierlimit/bucket"
+	"github.com/tierlimit/tierlimit/config"
+	"github.com/tierlimit/tierlimit/health"
+)
+
+// MaxKeyLen is the longest X-API-Key accepted, in bytes; longer keys get 401
+// without a lookup.
+const MaxKeyLen = 256
+
+// Checker decides one hit for key against limit. The middleware calls it on
+// the request's goroutine, once per limited request; it must be safe for
+// concurrent use and must return within a bounded time whatever ctx says,
+// deciding locally if it has to. now is the middleware's clock.
+type Checker interface {
+	Check(ctx context.Context, now time.Time, key string, limit int) bucket.Decision
+}
+
+// Keys maps an API key to its tier. config.Tiers is the first
+// implementation; a real key store can replace it. Lookup is called on every
+// limited request and must be safe for concurrent use and fast.
+type Keys interface {
+	Lookup(apiKey string) (config.Tier, bool)
+}
+
+// Local is the Checker of a single node: every key is counted in Store.
+type Local struct {
+	Store *bucket.Store
+}
+
+// Check counts one hit for key in l.Store.
+func (l Local) Check(_ context.Context, now time.Time, key string, limit int) bucket.Decision {
+	return l.Store.Take(now, key, 1, limit)
+}
+
+// Config configures a Limiter. Keys, Checker and Health are required.
+type Config struct {
+	Keys    Keys
+	Checker Checker
+	Health  *health.Holder
+	// Window is the counting window, used in the RateLimit-Policy header.
+	// Default one minute.
+	Window time.Duration
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+	// Metrics, if not nil, counts decisions by tier and outcome.
+	Metrics *Metrics
+	// Logger receives per-request Debug events. Nil discards.
+	Logger *slog.Logger
+}
+
+// Limiter is the rate-limiting middleware. It is safe for concurrent use.
+type Limiter struct {
+	keys    Keys
+	checker Checker
+	health  *health.Holder
+	window  int64 // seconds
+	now     func() time.Time
+	metrics *Metrics
+	log     *slog.Logger
+}
+
+// NewLimiter returns a Limiter. It panics if Keys, Checker or Health is nil.
+func NewLimiter(cfg Config) *Limiter {
+	if cfg.Keys == nil || cfg.Checker == nil || cfg.Health == nil {
+		panic("api: Config needs Keys, Checker and Health")
+	}
+	if cfg.Window <= 0 {
+		cfg.Window = time.Minute
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Limiter{
+		keys:    cfg.Keys,
+		checker: cfg.Checker,
+		health:  cfg.Health,
+		window:  int64((cfg.Window + time.Second - 1) / time.Second),
+		now:     cfg.Now,
+		metrics: cfg.Metrics,
+		log:     cfg.Logger,
+	}
+}
+
+// Middleware wraps next so that every request is counted against its API
+// key's tier before next sees it. A request without a valid key gets 401 and
+// is not counted; one over its limit gets 429 at once. Both carry a JSON
+// error body.
+func (l *Limiter) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if l.Allow(w, r) {
+			next.ServeHTTP(w, r)
+		}
+	})
+}
+
+// Allow decides r, writes the rate-limit headers, and reports whether the
+// request may go on. When it returns false it has already written the 401
+// or 429 response.
+func (l *Limiter) Allow(w http.ResponseWriter, r *http.Request) bool {
+	key, problem := apiKey(r.Header)
+	if problem != "" {
+		l.metrics.rejected(outcomeUnauthenticated)
+		writeError(w, http.StatusUnauthorized, "invalid_api_key", problem)
+		return false
+	}
+	tier, ok := l.keys.Lookup(key)
+	if !ok {
+		l.metrics.rejected(outcomeUnauthenticated)
+		writeError(w, http.StatusUnauthorized, "invalid_api_key", "unknown API key")
+		return false
+	}
+	status := l.health.Status()
+	limit := tier.LimitFor(status == health.Degraded)
+	now := l.now()
+	d := l.checker.Check(r.Context(), now, key, limit)
+	writeHeaders(w.Header(), tier.Name, l.window, d, now)
+	l.metrics.decided(tier.Name, d.Allowed)
+	if l.log.Enabled(r.Context(), slog.LevelDebug) {
+		l.log.Debug("decision", "key", KeyHash(key), "tier", tier.Name, "status", status.String(),
+			"limit", limit, "allowed", d.Allowed, "remaining", d.Remaining)
+	}
+	if !d.Allowed {
+		writeRateLimited(w, tier.Name, limit, l.window, d, now)
+		return false
+	}
+	return true
+}
+
+// apiKey returns the request's API key, or a reason to refuse it.
+func apiKey(h http.Header) (key, problem string) {
+	vs := h["X-Api-Key"] // the canonical form of X-API-Key, without canonicalising per request
+	switch {
+	case len(vs) == 0:
+		return "", "missing X-API-Key header"
+	case len(vs) > 1:
+		return "", "more than one X-API-Key header"
+	}
+	key = vs[0]
+	switch {
+	case key == "":
+		return "", "empty X-API-Key header"
+	case len(key) > MaxKeyLen:
+		return "", "X-API-Key longer than 256 bytes"
+	}
+	for i := 0; i < len(key); i++ {
+		if c := key[i]; c <= ' ' || c >= 0x7f {
+			return "", "X-API-Key has characters other than printable ASCII"
+		}
+	}
+	return key, ""
+}
+
+// KeyHash returns a short, stable fingerprint of an API key for logs, which
+// must never carry the key itself.
+func KeyHash(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(sum[:4])
+}
