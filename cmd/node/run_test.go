@@ -1,0 +1,125 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// syncBuffer collects log output from a running node.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// records returns the JSON log records written so far.
+func (b *syncBuffer) records() []map[string]any {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []map[string]any
+	sc := bufio.NewScanner(bytes.NewReader(b.buf.Bytes()))
+	for sc.Scan() {
+		var rec map[string]any
+		if json.Unmarshal(sc.Bytes(), &rec) == nil {
+			out = append(out, rec)
+		}
+	}
+	return out
+}
+
+// find returns the first record with msg, if any.
+func (b *syncBuffer) find(msg string) (map[string]any, bool) {
+	for _, r := range b.records() {
+		if r["msg"] == msg {
+			return r, true
+		}
+	}
+	return nil, false
+}
+
+func TestRunServesAndShutsDownCleanly(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	logs := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{
+			"-config", "../../config/tiers.json", "-http-addr", "127.0.0.1:0",
+			"-grpc-addr", "127.0.0.1:0", "-gossip-addr", "127.0.0.1:0", "-node-name", "solo",
+			"-log-format", "json",
+		}, func(string) string { return "" }, logs)
+	}()
+
+	var started map[string]any
+	require.Eventually(t, func() bool {
+		var ok bool
+		started, ok = logs.find("node started")
+		return ok
+	}, 10*time.Second, 10*time.Millisecond, "no 'node started' log")
+	base := "http://" + started["http_addr"].(string)
+
+	tokenRec, ok := logs.find("no admin token given: generated one for this run; set -admin-token or ADMIN_TOKEN to choose it")
+	require.True(t, ok, "the generated admin token is logged")
+	token := tokenRec["admin_token"].(string)
+	require.Len(t, token, 48)
+	n := 0
+	for _, r := range logs.records() {
+		if strings.Contains(strings.ToLower(r["msg"].(string)), "admin token") {
+			n++
+		}
+	}
+	assert.Equal(t, 1, n, "the token is logged exactly once")
+
+	resp, err := http.Get(base + "/livez")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+
+	req, _ := http.NewRequest(http.MethodGet, base+"/test", nil)
+	req.Header.Set("X-API-Key", "free-demo-1")
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "19", resp.Header.Get("X-RateLimit-Remaining"))
+
+	req, _ = http.NewRequest(http.MethodGet, base+"/system/health", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode, "the generated token opens the admin API")
+
+	cancel()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(15 * time.Second):
+		t.Fatal("run did not return after its context ended")
+	}
+	_, err = http.Get(base + "/livez")
+	assert.Error(t, err, "the HTTP port is closed after shutdown")
+}
+
+func TestRunRefusesABadConfig(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/tiers.json"
+	require.NoError(t, writeFile(path, `{"window_seconds":60,"tiers":{"free":{"limit":10,"burst":5}}}`))
+	err := run(t.Context(), []string{"-config", path, "-http-addr", "127.0.0.1:0"}, func(string) string { return "" }, &syncBuffer{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "tiers.free.burst")
+}
