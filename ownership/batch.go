@@ -1,0 +1,265 @@
+package ownership
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tierlimit/tierlimit/bucket"
+)
+
+// ErrClosed is returned by Batcher.Check once the Batcher is closed, and
+// wrapped in the error of calls the close cut short.
+var ErrClosed = errors.New("ownership: batcher closed")
+
+// Default values for BatchConfig fields left at zero.
+const (
+	DefaultMaxBatch     = 1000
+	DefaultBatchTimeout = 5 * time.Millisecond
+)
+
+// BatchConfig configures a Batcher. Zero values mean the defaults.
+type BatchConfig struct {
+	// MaxBatch is the most items sent in one call to the peer. Default
+	// 1000; values above MaxCheckItems are lowered to it.
+	MaxBatch int
+	// Timeout is the deadline of one call to the peer, counted from when
+	// the batch is sent. Default 5ms.
+	Timeout time.Duration
+}
+
+// withDefaults returns c with zero, negative or too large fields set to
+// their defaults or bounds.
+func (c BatchConfig) withDefaults() BatchConfig {
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = DefaultMaxBatch
+	}
+	c.MaxBatch = min(c.MaxBatch, MaxCheckItems)
+	if c.Timeout <= 0 {
+		c.Timeout = DefaultBatchTimeout
+	}
+	return c
+}
+
+// Batcher coalesces checks for one peer into batches without waiting to
+// fill them. When nothing is in flight, a check goes out at once, alone.
+// While a batch is in flight, new checks queue; the moment it returns,
+// everything queued (up to MaxBatch) goes out as the next batch. So a quiet
+// system pays one round trip per check, and a busy one one round trip per
+// batch, with at most one call in flight to the peer.
+//
+// One goroutine, started by NewBatcher and stopped by Close, sends the
+// batches; callers only queue and wait, and their waiting records are
+// pooled. A Batcher is safe for concurrent use.
+type Batcher struct {
+	peer Peer
+	cfg  BatchConfig
+
+	ctx    context.Context // parent of every call to peer; cancelled by Close
+	cancel context.CancelFunc
+	wake   chan struct{} // capacity 1: work was queued
+	done   chan struct{} // closed when run returns
+	calls  sync.Pool     // of *call
+
+	// mu guards queue and closed.
+	mu     sync.Mutex
+	queue  []*call
+	closed bool
+}
+
+// A call's state moves once from callWaiting to callDone (run delivered a
+// result) or to callAbandoned (its caller gave up); whoever moves it second
+// puts it back in the pool.
+const (
+	callWaiting int32 = iota
+	callDone
+	callAbandoned
+)
+
+// call is one caller's check, waiting for its result.
+type call struct {
+	item  Item
+	d     bucket.Decision
+	err   error
+	state atomic.Int32
+	ready chan struct{} // capacity 1; signalled once d and err are set
+}
+
+// NewBatcher returns a Batcher that sends batches to peer, and starts its
+// goroutine; call Close to stop it. peer.Check must return soon after its
+// ctx ends, and must not keep the items slice, which is reused. It panics
+// if peer is nil.
+func NewBatcher(peer Peer, cfg BatchConfig) *Batcher {
+	if peer == nil {
+		panic("ownership: NewBatcher needs a peer")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	b := &Batcher{
+		peer:   peer,
+		cfg:    cfg.withDefaults(),
+		ctx:    ctx,
+		cancel: cancel,
+		wake:   make(chan struct{}, 1),
+		done:   make(chan struct{}),
+	}
+	b.calls.New = func() any { return &call{ready: make(chan struct{}, 1)} }
+	go b.run()
+	return b
+}
+
+// Check queues item for the next batch and waits for its decision. It
+// returns ctx.Err() as soon as ctx ends; the item may still be counted at
+// the peer if its batch was already sent. It returns ErrClosed at once if
+// the Batcher is closed, and an error wrapping the call's error if the
+// batch failed.
+func (b *Batcher) Check(ctx context.Context, item Item) (bucket.Decision, error) {
+	if err := ctx.Err(); err != nil {
+		return bucket.Decision{}, err
+	}
+	c := b.calls.Get().(*call)
+	c.item = item
+	c.state.Store(callWaiting)
+
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		b.recycle(c)
+		return bucket.Decision{}, ErrClosed
+	}
+	b.queue = append(b.queue, c)
+	b.mu.Unlock()
+	select {
+	case b.wake <- struct{}{}:
+	default: // run is already due to look at the queue
+	}
+
+	select {
+	case <-c.ready:
+	case <-ctx.Done():
+		if c.state.CompareAndSwap(callWaiting, callAbandoned) {
+			return bucket.Decision{}, ctx.Err() // run recycles c
+		}
+		<-c.ready // the result is being delivered; take it
+	}
+	d, err := c.d, c.err
+	b.recycle(c)
+	return d, err
+}
+
+// Close stops the Batcher and waits for its goroutine to end. A call in
+// flight is cancelled; its callers, and those still queued, get an error
+// wrapping ErrClosed. Close may be called more than once.
+func (b *Batcher) Close() {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	b.cancel()
+	<-b.done
+}
+
+// run sends batches until Close.
+func (b *Batcher) run() {
+	defer close(b.done)
+	var (
+		batch []*call
+		items []Item
+	)
+	for {
+		select {
+		case <-b.wake:
+		case <-b.ctx.Done():
+		}
+		for b.ctx.Err() == nil {
+			b.mu.Lock()
+			batch = b.take(batch[:0])
+			b.mu.Unlock()
+			if len(batch) == 0 {
+				break
+			}
+			items = b.send(batch, items[:0])
+		}
+		if b.ctx.Err() != nil {
+			b.mu.Lock()
+			queued := b.queue
+			b.queue = nil
+			b.mu.Unlock()
+			for _, c := range queued {
+				b.deliver(c, bucket.Decision{}, ErrClosed)
+			}
+			return
+		}
+	}
+}
+
+// take moves up to MaxBatch waiting calls from the queue to batch and
+// returns batch. Calls whose callers gave up are dropped, not sent. b.mu
+// must be held.
+func (b *Batcher) take(batch []*call) []*call {
+	n := 0 // calls looked at
+	for _, c := range b.queue {
+		if len(batch) == b.cfg.MaxBatch {
+			break
+		}
+		n++
+		if c.state.Load() == callAbandoned {
+			b.recycle(c)
+			continue
+		}
+		batch = append(batch, c)
+	}
+	rest := copy(b.queue, b.queue[n:])
+	clear(b.queue[rest:]) // do not pin calls that moved on
+	b.queue = b.queue[:rest]
+	return batch
+}
+
+// send makes one call to the peer for batch, delivers the results, and
+// returns items, the buffer it used, for reuse.
+func (b *Batcher) send(batch []*call, items []Item) []Item {
+	for _, c := range batch {
+		items = append(items, c.item)
+	}
+	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.Timeout)
+	ds, err := b.peer.Check(ctx, items)
+	cancel()
+	switch {
+	case err != nil && b.ctx.Err() != nil:
+		err = fmt.Errorf("check batch of %d items: %w: %w", len(items), ErrClosed, err)
+	case err != nil:
+		err = fmt.Errorf("check batch of %d items: %w", len(items), err)
+	case len(ds) != len(items):
+		err = fmt.Errorf("check batch of %d items: peer returned %d decisions", len(items), len(ds))
+	}
+	for i, c := range batch {
+		if err != nil {
+			b.deliver(c, bucket.Decision{}, err)
+		} else {
+			b.deliver(c, ds[i], nil)
+		}
+	}
+	clear(items) // do not pin keys
+	clear(batch)
+	return items
+}
+
+// deliver hands a result to c's caller, or recycles c if the caller gave
+// up.
+func (b *Batcher) deliver(c *call, d bucket.Decision, err error) {
+	c.d, c.err = d, err
+	if c.state.CompareAndSwap(callWaiting, callDone) {
+		c.ready <- struct{}{} // capacity 1 and sent once: never blocks
+		return
+	}
+	b.recycle(c)
+}
+
+// recycle clears c and returns it to the pool. Nobody may use c afterwards.
+func (b *Batcher) recycle(c *call) {
+	c.item = Item{}
+	c.d = bucket.Decision{}
+	c.err = nil
+	b.calls.Put(c)
+}

@@ -1,0 +1,369 @@
+package ownership
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tierlimit/tierlimit/bucket"
+)
+
+// batchPeer is a fake Peer. It records every call, and by default answers
+// each item with a Decision that says which item it was: Limit is the
+// item's Limit and Remaining the number after the last "-" in its Key.
+type batchPeer struct {
+	answer func(Item) bucket.Decision // nil: answerFor
+	delay  time.Duration              // wait this long before answering
+	block  bool                       // wait until ctx ends, then fail with ctx.Err()
+	short  bool                       // return one decision too few
+
+	// mu guards the fields below.
+	mu       sync.Mutex
+	err      error // fail every call with err; see setErr
+	calls    [][]Item
+	inFlight int
+	maxIn    int
+	left     []time.Duration // time left until the deadline, per call
+}
+
+func (p *batchPeer) Check(ctx context.Context, items []Item) ([]bucket.Decision, error) {
+	p.mu.Lock()
+	p.calls = append(p.calls, append([]Item(nil), items...))
+	p.inFlight++
+	p.maxIn = max(p.maxIn, p.inFlight)
+	if dl, ok := ctx.Deadline(); ok {
+		p.left = append(p.left, time.Until(dl))
+	}
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		p.inFlight--
+		p.mu.Unlock()
+	}()
+
+	if p.block {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	if p.delay > 0 {
+		select {
+		case <-time.After(p.delay):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	p.mu.Lock()
+	err, answer := p.err, p.answer
+	p.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	if answer == nil {
+		answer = answerFor
+	}
+	ds := make([]bucket.Decision, len(items))
+	for i, it := range items {
+		ds[i] = answer(it)
+	}
+	if p.short {
+		ds = ds[:len(ds)-1]
+	}
+	return ds, nil
+}
+
+// answerFor is the Decision batchPeer gives it.
+func answerFor(it Item) bucket.Decision {
+	n, _ := strconv.Atoi(it.Key[strings.LastIndexByte(it.Key, '-')+1:])
+	return bucket.Decision{Allowed: true, Limit: it.Limit, Remaining: n}
+}
+
+// batchItem is the item caller i sends.
+func batchItem(i int) Item {
+	return Item{Key: "key-" + strconv.Itoa(i), Hits: 1, Limit: 1000 + i, Window: time.Minute}
+}
+
+// setErr makes later calls fail with err (nil: succeed).
+func (p *batchPeer) setErr(err error) {
+	p.mu.Lock()
+	p.err = err
+	p.mu.Unlock()
+}
+
+// items returns every item the peer was asked about, in order.
+func (p *batchPeer) items() []Item {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var all []Item
+	for _, c := range p.calls {
+		all = append(all, c...)
+	}
+	return all
+}
+
+func (p *batchPeer) callSizes() []int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	sizes := make([]int, len(p.calls))
+	for i, c := range p.calls {
+		sizes[i] = len(c)
+	}
+	return sizes
+}
+
+// newTestBatcher returns a Batcher for p, closed when the test ends.
+func newTestBatcher(t *testing.T, p Peer, cfg BatchConfig) *Batcher {
+	t.Helper()
+	b := NewBatcher(p, cfg)
+	t.Cleanup(b.Close)
+	return b
+}
+
+func TestBatcherQuietSendsEachItemAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := &batchPeer{delay: time.Millisecond}
+		b := newTestBatcher(t, p, BatchConfig{})
+		for i := range 5 {
+			start := time.Now()
+			d, err := b.Check(t.Context(), batchItem(i))
+			require.NoError(t, err, "Check(item %d)", i)
+			assert.Equal(t, answerFor(batchItem(i)), d, "Check(item %d)", i)
+			assert.Equal(t, time.Millisecond, time.Since(start), "Check(item %d) took %v; want only the peer's delay", i, time.Since(start))
+		}
+		assert.Equal(t, []int{1, 1, 1, 1, 1}, p.callSizes(), "sizes of the calls to the peer")
+	})
+}
+
+func TestBatcherBusyCoalesces(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := &batchPeer{delay: time.Millisecond}
+		b := newTestBatcher(t, p, BatchConfig{})
+		const callers = 200
+		got := make([]bucket.Decision, callers)
+		errs := make([]error, callers)
+		var wg sync.WaitGroup
+		for i := range callers {
+			wg.Go(func() { got[i], errs[i] = b.Check(t.Context(), batchItem(i)) })
+		}
+		wg.Wait()
+
+		for i := range callers {
+			if assert.NoError(t, errs[i], "Check(item %d)", i) {
+				assert.Equal(t, answerFor(batchItem(i)), got[i], "Check(item %d) got another item's decision", i)
+			}
+		}
+		sizes := p.callSizes()
+		total := 0
+		for _, n := range sizes {
+			total += n
+		}
+		assert.Equal(t, callers, total, "items sent over %d calls: %v", len(sizes), sizes)
+		assert.LessOrEqual(t, len(sizes), 5, "200 concurrent checks took %d calls (%v), want a handful", len(sizes), sizes)
+		assert.Equal(t, 1, p.maxIn, "calls in flight at once")
+	})
+}
+
+func TestBatcherRespectsMaxBatch(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := &batchPeer{delay: time.Millisecond}
+		b := newTestBatcher(t, p, BatchConfig{MaxBatch: 10})
+		var wg sync.WaitGroup
+		for i := range 55 {
+			wg.Go(func() {
+				d, err := b.Check(t.Context(), batchItem(i))
+				if assert.NoError(t, err) {
+					assert.Equal(t, answerFor(batchItem(i)), d)
+				}
+			})
+		}
+		wg.Wait()
+		for _, n := range p.callSizes() {
+			assert.LessOrEqual(t, n, 10, "call sizes %v, want each at most MaxBatch 10", p.callSizes())
+		}
+		assert.Equal(t, 1, p.maxIn, "calls in flight at once")
+	})
+}
+
+func TestBatcherCallDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tests := []struct {
+			cfg  BatchConfig
+			want time.Duration
+		}{
+			{BatchConfig{}, DefaultBatchTimeout},
+			{BatchConfig{Timeout: 20 * time.Millisecond}, 20 * time.Millisecond},
+		}
+		for _, tc := range tests {
+			p := &batchPeer{}
+			b := newTestBatcher(t, p, tc.cfg)
+			_, err := b.Check(t.Context(), batchItem(1))
+			require.NoError(t, err)
+			assert.Equal(t, []time.Duration{tc.want}, p.left, "deadline of the call with %+v", tc.cfg)
+		}
+	})
+}
+
+func TestBatcherFailures(t *testing.T) {
+	errDown := errors.New("peer down")
+	tests := []struct {
+		name    string
+		peer    *batchPeer
+		wantIs  error
+		wantMsg string
+	}{
+		{"call fails", &batchPeer{delay: time.Millisecond, err: errDown}, errDown, "peer down"},
+		{"call times out", &batchPeer{block: true}, context.DeadlineExceeded, "deadline exceeded"},
+		{"wrong number of decisions", &batchPeer{delay: time.Millisecond, short: true}, nil, "returned"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				b := newTestBatcher(t, tc.peer, BatchConfig{})
+				var wg sync.WaitGroup
+				for i := range 20 {
+					wg.Go(func() {
+						d, err := b.Check(t.Context(), batchItem(i))
+						if assert.Error(t, err, "Check(item %d) = %+v", i, d) {
+							assert.ErrorContains(t, err, tc.wantMsg)
+							if tc.wantIs != nil {
+								assert.ErrorIs(t, err, tc.wantIs)
+							}
+						}
+						assert.Equal(t, bucket.Decision{}, d)
+					})
+				}
+				wg.Wait()
+				assert.Less(t, len(tc.peer.callSizes()), 20, "every item got its own call: %v", tc.peer.callSizes())
+			})
+		})
+	}
+}
+
+func TestBatcherCallerGivesUp(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := &batchPeer{delay: 4 * time.Millisecond}
+		b := newTestBatcher(t, p, BatchConfig{})
+
+		// A is sent; B queues behind it, and both give up after 1ms.
+		ctx, cancel := context.WithTimeout(t.Context(), time.Millisecond)
+		defer cancel()
+		var wg sync.WaitGroup
+		for i := range 2 {
+			wg.Go(func() {
+				start := time.Now()
+				_, err := b.Check(ctx, batchItem(i))
+				assert.ErrorIs(t, err, context.DeadlineExceeded, "Check(item %d)", i)
+				assert.Equal(t, time.Millisecond, time.Since(start), "Check(item %d) returned after", i)
+			})
+			synctest.Wait() // A is in flight before B queues
+		}
+		wg.Wait()
+
+		// A's result arrives at 4ms and is dropped; B, abandoned in the queue,
+		// is never sent.
+		time.Sleep(10 * time.Millisecond)
+		synctest.Wait()
+		assert.Equal(t, []int{1}, p.callSizes(), "sizes of the calls to the peer")
+
+		// The Batcher still works, and results do not cross.
+		for i := 2; i < 5; i++ {
+			d, err := b.Check(t.Context(), batchItem(i))
+			require.NoError(t, err, "Check(item %d)", i)
+			assert.Equal(t, answerFor(batchItem(i)), d, "Check(item %d)", i)
+		}
+	})
+}
+
+func TestBatcherCheckWithEndedContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := &batchPeer{}
+		b := newTestBatcher(t, p, BatchConfig{})
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		_, err := b.Check(ctx, batchItem(1))
+		assert.ErrorIs(t, err, context.Canceled)
+		synctest.Wait()
+		assert.Empty(t, p.callSizes(), "a check whose ctx had ended reached the peer")
+	})
+}
+
+func TestBatcherCloseWithCallersWaiting(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := &batchPeer{block: true}
+		b := NewBatcher(p, BatchConfig{Timeout: time.Hour})
+		var wg sync.WaitGroup
+		for i := range 10 {
+			wg.Go(func() {
+				_, err := b.Check(t.Context(), batchItem(i))
+				assert.ErrorIs(t, err, ErrClosed, "Check(item %d) during Close", i)
+			})
+		}
+		synctest.Wait() // one item in flight, the rest queued
+		require.Len(t, p.callSizes(), 1)
+
+		b.Close()
+		wg.Wait()
+		_, err := b.Check(t.Context(), batchItem(99))
+		assert.ErrorIs(t, err, ErrClosed, "Check after Close")
+		b.Close() // a second Close is harmless
+		// synctest.Test fails if a goroutine of the bubble is left blocked.
+	})
+}
+
+func TestBatcherConfigDefaults(t *testing.T) {
+	tests := []struct {
+		in, want BatchConfig
+	}{
+		{BatchConfig{}, BatchConfig{MaxBatch: DefaultMaxBatch, Timeout: DefaultBatchTimeout}},
+		{BatchConfig{MaxBatch: -1, Timeout: -1}, BatchConfig{MaxBatch: DefaultMaxBatch, Timeout: DefaultBatchTimeout}},
+		{BatchConfig{MaxBatch: MaxCheckItems + 1, Timeout: time.Second}, BatchConfig{MaxBatch: MaxCheckItems, Timeout: time.Second}},
+		{BatchConfig{MaxBatch: 7, Timeout: time.Millisecond}, BatchConfig{MaxBatch: 7, Timeout: time.Millisecond}},
+	}
+	for _, tc := range tests {
+		assert.Equal(t, tc.want, tc.in.withDefaults(), "%+v.withDefaults()", tc.in)
+	}
+}
+
+func TestNewBatcherPanicsWithoutPeer(t *testing.T) {
+	assert.Panics(t, func() { NewBatcher(nil, BatchConfig{}) })
+}
+
+// instantPeer answers every item at once, allowing it.
+type instantPeer struct{}
+
+func (instantPeer) Check(_ context.Context, items []Item) ([]bucket.Decision, error) {
+	return make([]bucket.Decision, len(items)), nil
+}
+
+func BenchmarkBatcherCheck(b *testing.B) {
+	bt := NewBatcher(instantPeer{}, BatchConfig{})
+	defer bt.Close()
+	ctx := context.Background()
+	item := batchItem(1)
+	b.Run("serial", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := bt.Check(ctx, item); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetParallelism(32)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := bt.Check(ctx, item); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	})
+}

@@ -1,0 +1,152 @@
+package ownership
+
+import (
+	"hash/maphash"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tierlimit/tierlimit/bucket"
+)
+
+// DefaultOverLimitCacheSize is the default bound on the over-limit cache.
+const DefaultOverLimitCacheSize = 100_000
+
+const (
+	// refusalShards is the number of independently locked shards of a
+	// refusals cache, a power of two.
+	refusalShards = 32
+	// refusalSample is how many entries a full shard looks at to make room.
+	refusalSample = 16
+)
+
+// refusals remembers keys the owner refused, until the time the owner said
+// they could retry, so that a node does not ask again in between. It is
+// bounded, sharded, and safe for concurrent use. Expired entries are
+// removed when they are looked up, or to make room.
+type refusals struct {
+	seed     maphash.Seed
+	shardCap int // 0: the cache is off
+	shards   [refusalShards]refusalShard
+}
+
+type refusalShard struct {
+	// mu guards m.
+	mu sync.Mutex
+	m  map[string]refusal
+	_  [48]byte // keep neighbouring shards' locks on different cache lines
+}
+
+// refusal is what the owner said about a key.
+type refusal struct {
+	limit   int       // the limit the owner refused against
+	retryAt time.Time // refused until then
+	resetAt time.Time
+}
+
+// newRefusals returns an empty cache holding at most about size entries;
+// size ≤ 0 makes a cache that holds nothing.
+func newRefusals(size int) *refusals {
+	c := &refusals{seed: maphash.MakeSeed()}
+	if size > 0 {
+		c.shardCap = max(1, (size+refusalShards-1)/refusalShards)
+	}
+	for i := range c.shards {
+		c.shards[i].m = make(map[string]refusal)
+	}
+	return c
+}
+
+func (c *refusals) shard(key string) *refusalShard {
+	return &c.shards[maphash.String(c.seed, key)&(refusalShards-1)]
+}
+
+// get returns the refusal the owner would give key at now under limit, if
+// one is known. A refusal made against a lower limit does not count for a
+// higher one: the key may fit under it.
+func (c *refusals) get(key string, limit int, now time.Time) (bucket.Decision, bool) {
+	if c.shardCap == 0 {
+		return bucket.Decision{}, false
+	}
+	sh := c.shard(key)
+	sh.mu.Lock()
+	r, ok := sh.m[key]
+	if ok && !now.Before(r.retryAt) {
+		delete(sh.m, key)
+		ok = false
+	}
+	sh.mu.Unlock()
+	if !ok || limit > r.limit {
+		return bucket.Decision{}, false
+	}
+	return bucket.Decision{Limit: limit, ResetAt: r.resetAt, RetryAt: r.retryAt}, true
+}
+
+// put remembers that the owner refused key under limit with d, at now. It
+// keeps nothing if d is not a refusal with a RetryAt after now.
+func (c *refusals) put(key string, limit int, d bucket.Decision, now time.Time) {
+	if c.shardCap == 0 || d.Allowed || !d.RetryAt.After(now) {
+		return
+	}
+	r := refusal{limit: limit, retryAt: d.RetryAt, resetAt: d.ResetAt}
+	sh := c.shard(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if _, ok := sh.m[key]; ok {
+		sh.m[key] = r
+		return
+	}
+	if len(sh.m) >= c.shardCap {
+		sh.evict(now)
+	}
+	sh.m[strings.Clone(key)] = r // do not pin the caller's buffer
+}
+
+// evict makes room in a full shard: it drops every expired entry among a
+// sample, or else the sampled entry that expires first. sh.mu must be held.
+func (sh *refusalShard) evict(now time.Time) {
+	var (
+		soonest   string
+		soonestAt time.Time
+		have      bool // soonest is set
+		seen      int
+		freed     bool
+	)
+	for k, r := range sh.m { // map iteration starts at a random place
+		if !now.Before(r.retryAt) {
+			delete(sh.m, k)
+			freed = true
+		} else if !have || r.retryAt.Before(soonestAt) {
+			soonest, soonestAt, have = k, r.retryAt, true
+		}
+		seen++
+		if seen >= refusalSample {
+			break
+		}
+	}
+	if !freed && have {
+		delete(sh.m, soonest)
+	}
+}
+
+// clear forgets every entry.
+func (c *refusals) clear() {
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.mu.Lock()
+		clear(sh.m)
+		sh.mu.Unlock()
+	}
+}
+
+// len returns the number of entries held, expired or not.
+func (c *refusals) len() int {
+	n := 0
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.mu.Lock()
+		n += len(sh.m)
+		sh.mu.Unlock()
+	}
+	return n
+}

@@ -1,0 +1,145 @@
+package ownership
+
+import (
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+
+	"github.com/tierlimit/tierlimit/bucket"
+)
+
+func TestRefusalsGet(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	reset := t0.Add(time.Minute)
+	refused := bucket.Decision{Limit: 5, ResetAt: reset, RetryAt: t0.Add(10 * time.Second)}
+	tests := []struct {
+		name  string
+		at    time.Duration
+		limit int
+		want  bool
+	}{
+		{"before RetryAt", 9 * time.Second, 5, true},
+		{"lower limit", 9 * time.Second, 4, true},
+		{"higher limit", 9 * time.Second, 6, false},
+		{"at RetryAt", 10 * time.Second, 5, false},
+		{"after RetryAt", time.Hour, 5, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newRefusals(10)
+			c.put("k", 5, refused, t0)
+			d, ok := c.get("k", tc.limit, t0.Add(tc.at))
+			assert.Equal(t, tc.want, ok, "get(k, %d, t0+%v)", tc.limit, tc.at)
+			if tc.want {
+				assert.Equal(t, bucket.Decision{Limit: tc.limit, ResetAt: reset, RetryAt: refused.RetryAt}, d)
+			}
+			_, ok = c.get("other", 5, t0)
+			assert.False(t, ok, "get of a key never put")
+		})
+	}
+}
+
+func TestRefusalsKeepOnlyRefusals(t *testing.T) {
+	t0 := time.Unix(0, 0)
+	tests := []struct {
+		name string
+		d    bucket.Decision
+	}{
+		{"allowed", bucket.Decision{Allowed: true, Limit: 5, RetryAt: t0.Add(time.Second)}},
+		{"no RetryAt", bucket.Decision{Limit: 5}},
+		{"RetryAt now", bucket.Decision{Limit: 5, RetryAt: t0}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newRefusals(10)
+			c.put("k", 5, tc.d, t0)
+			assert.Equal(t, 0, c.len(), "entries after put(%+v)", tc.d)
+		})
+	}
+}
+
+func TestRefusalsExpireLazily(t *testing.T) {
+	t0 := time.Unix(0, 0)
+	c := newRefusals(10)
+	c.put("k", 5, bucket.Decision{RetryAt: t0.Add(time.Second)}, t0)
+	assert.Equal(t, 1, c.len())
+	_, ok := c.get("k", 5, t0.Add(time.Second))
+	assert.False(t, ok)
+	assert.Equal(t, 0, c.len(), "an expired entry was kept after get")
+}
+
+func TestRefusalsBounded(t *testing.T) {
+	t0 := time.Unix(0, 0)
+	const size = 320
+	c := newRefusals(size)
+	for i := range 10 * size {
+		c.put("k"+strconv.Itoa(i), 5, bucket.Decision{RetryAt: t0.Add(time.Hour)}, t0)
+	}
+	assert.LessOrEqual(t, c.len(), size, "entries after %d puts into a cache of %d", 10*size, size)
+	assert.GreaterOrEqual(t, c.len(), size*3/4, "entries after %d puts into a cache of %d", 10*size, size)
+}
+
+func TestRefusalShardEvict(t *testing.T) {
+	t0 := time.Unix(0, 0)
+	at := func(d time.Duration) refusal { return refusal{limit: 5, retryAt: t0.Add(d)} }
+	tests := []struct {
+		name    string
+		entries map[string]refusal
+		want    []string // keys left
+	}{
+		{"expired go first", map[string]refusal{
+			"gone1": at(time.Second), "live1": at(time.Hour), "gone2": at(2 * time.Second), "live2": at(3 * time.Hour),
+		}, []string{"live1", "live2"}},
+		{"else the one that expires first", map[string]refusal{
+			"a": at(2 * time.Hour), "b": at(time.Hour), "c": at(3 * time.Hour),
+		}, []string{"a", "c"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			sh := &refusalShard{m: tc.entries}
+			sh.evict(t0.Add(time.Minute))
+			var left []string
+			for k := range sh.m {
+				left = append(left, k)
+			}
+			assert.ElementsMatch(t, tc.want, left, "keys left after evict")
+		})
+	}
+}
+
+func TestRefusalsClearAndOff(t *testing.T) {
+	t0 := time.Unix(0, 0)
+	refused := bucket.Decision{RetryAt: t0.Add(time.Second)}
+
+	c := newRefusals(10)
+	c.put("k", 5, refused, t0)
+	c.clear()
+	_, ok := c.get("k", 5, t0)
+	assert.False(t, ok, "get after clear")
+
+	off := newRefusals(-1)
+	off.put("k", 5, refused, t0)
+	_, ok = off.get("k", 5, t0)
+	assert.False(t, ok, "get from a cache of size -1")
+	assert.Equal(t, 0, off.len())
+}
+
+func BenchmarkRefusalsGet(b *testing.B) {
+	t0 := time.Unix(0, 0)
+	c := newRefusals(DefaultOverLimitCacheSize)
+	keys := make([]string, 1024)
+	for i := range keys {
+		keys[i] = "user-" + strconv.Itoa(i)
+		c.put(keys[i], 5, bucket.Decision{RetryAt: t0.Add(time.Hour)}, t0)
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			c.get(keys[i&1023], 5, t0)
+			i++
+		}
+	})
+}

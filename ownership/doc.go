@@ -1,0 +1,79 @@
+// Package ownership gives every key one owner in the cluster and sends each
+// check for a key to its owner, so a key has one count across all nodes.
+//
+// # The ring
+//
+// A Ring maps a key to a member name by bounded-load consistent hashing
+// (buraksezer/consistent v1.1.0, xxhash, 271 partitions, 20 replicas per
+// member, load 1.25: no member owns more than 1.25 times its fair share of
+// partitions). Every node must use these same values and the same member
+// names, or nodes disagree about owners. When a member joins or leaves,
+// only about 1/n of the keys change owner. The Ring holds names only; it is
+// fed by whoever watches membership (cmd/node connects cluster's callback
+// to Ring.Set).
+//
+// # Forwarding
+//
+// A Router is the request path. For a key this node owns, it counts in the
+// local bucket.Store (about a microsecond). For any other key, it asks the
+// owner: a Peer is a one-method interface (Client speaks gRPC to a Server
+// on the owner; tests use fakes), looked up by name through a PeerSource.
+// Each forward has a short deadline (ForwardTimeout, 5ms by default).
+//
+// # Batching without a fixed wait
+//
+// Checks for one peer go through its Batcher, which keeps at most one call
+// in flight. When nothing is in flight, a check is sent at once, alone;
+// while a call is in flight, new checks queue, and the moment it returns
+// the queue (up to MaxBatch items) goes out as the next call. A quiet
+// system therefore pays one round trip per check and never waits for a
+// timer, and a busy one pays one round trip per batch, the batch growing
+// with the load. A whole-call failure fails every item of it.
+//
+// # The breaker
+//
+// Each peer has a Breaker. After Failures failed forwards in a row (3 by
+// default) the peer is skipped for Cooldown (1s); then one probe goes
+// through, and its outcome closes the breaker or opens it again. While it
+// is open, checks for the peer's keys cost no network time at all. Under
+// load one failed batch counts once per item, so a dead peer is cut off
+// after a single failed batch.
+//
+// # The over-limit cache
+//
+// When an owner refuses a key until RetryAt, the Router remembers it and
+// refuses that key at once until then, without asking: an abusive client
+// hammering a refused key costs no forwards. The cache is bounded (100,000
+// keys by default), sharded, and expires entries lazily. It is only used
+// for a limit no higher than the one refused against, and ClearOverLimit
+// empties it when the health state, and so the limits, change. A refusal
+// served from the cache may be slightly stale: if the owner's count decays
+// early (another window starts), the key waits until RetryAt anyway.
+//
+// # Falling back to a local share
+//
+// A check never fails and never waits past ForwardTimeout. When the owner
+// times out, errors, is skipped by its breaker or is not known yet, the
+// Router decides locally against ceil(limit / members), counted in a
+// separate Fallback store so local-only counts never mix with the counts
+// this node owns, and it reports a Warn log (at most one per peer per
+// second) and an Observer event with the reason.
+//
+// This costs accuracy, within known bounds. While an owner is unreachable
+// from the other n−1 nodes, each of them admits up to ceil(limit/n) of a
+// key on top of what the owner itself counts, so the key can get up to
+// limit + (n−1)·ceil(limit/n), under twice the limit plus n, in a window.
+// A partition into s sides, each with its own ring, admits up to s times
+// the limit. A forward that timed out may still have been counted at the
+// owner, so that hit counts twice. When the ring changes, a key's new owner
+// starts from zero, so the key may get up to one extra limit in that
+// window: counts do not move between nodes.
+//
+// # Use
+//
+// Each node registers a Server (over its Local store) on its gRPC server,
+// builds one Ring and one Router, and passes the Router to the api
+// middleware as its Checker. On membership changes it calls Ring.Set with
+// the live member names and Router.Forget for members that left or moved;
+// on a health change, Router.ClearOverLimit. Close the Router on shutdown.
+package ownership

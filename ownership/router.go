@@ -1,0 +1,383 @@
+package ownership
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/tierlimit/tierlimit/bucket"
+)
+
+// DefaultForwardTimeout is the default deadline of one forwarded check.
+const DefaultForwardTimeout = 5 * time.Millisecond
+
+// Reasons a Router decides locally a check for a key it does not own, as
+// passed to Observer.Fallback. They are stable: use them as metric labels.
+const (
+	// FallbackTimeout: the owner did not answer within ForwardTimeout.
+	FallbackTimeout = "timeout"
+	// FallbackError: the call to the owner failed.
+	FallbackError = "error"
+	// FallbackBreakerOpen: the owner failed repeatedly and is skipped for
+	// a while.
+	FallbackBreakerOpen = "breaker_open"
+	// FallbackNoPeer: the PeerSource does not know the owner (yet).
+	FallbackNoPeer = "no_peer"
+	// FallbackCanceled: the caller's ctx ended before the owner answered.
+	FallbackCanceled = "canceled"
+	// FallbackClosed: the Router is closed, or the owner was forgotten
+	// while the check was in flight.
+	FallbackClosed = "closed"
+	// FallbackInvalid: the owner would refuse the check (a key that is
+	// empty or longer than MaxKeyBytes, or a limit below 1), so it is not
+	// sent, lest it fail the whole batch it would travel in.
+	FallbackInvalid = "invalid"
+)
+
+// warnEvery is the least time between two Warn logs about one peer, so a
+// dead peer does not flood the log.
+const warnEvery = time.Second
+
+// PeerSource looks up the Peer for a member name. The Router calls Peer
+// from request goroutines, the first time it forwards to a member after
+// NewRouter or Forget; it must be safe for concurrent use and must not
+// block (no I/O: connect lazily).
+type PeerSource interface {
+	// Peer returns the Peer for the member called name, and false if there
+	// is none (yet).
+	Peer(name string) (Peer, bool)
+}
+
+// Observer receives events for metrics. The Router calls it from request
+// goroutines, once per event; its methods must be safe for concurrent use
+// and must not block.
+type Observer interface {
+	// Forwarded reports a check sent to peer, how long it took until the
+	// Router had an answer or gave up, and the error, if any.
+	Forwarded(peer string, d time.Duration, err error)
+	// Fallback reports a check for a key this node does not own that was
+	// decided locally, and why: one of the Fallback… constants.
+	Fallback(reason string)
+	// OverLimitCacheHit reports a check refused from the over-limit cache,
+	// without asking the owner.
+	OverLimitCacheHit()
+}
+
+// RouterConfig configures a Router. Ring, Local, Fallback and Peers are
+// required; other zero values mean the defaults.
+type RouterConfig struct {
+	// Self is this node's member name in Ring.
+	Self string
+	// Ring maps keys to owners. Required.
+	Ring *Ring
+	// Local counts the keys this node owns, for itself and for the checks
+	// other nodes forward to it. Required.
+	Local *bucket.Store
+	// Fallback counts checks decided locally because their owner could not
+	// be reached. It is kept apart from Local so these local-only counts
+	// never mix with the counts this node is authoritative for. Required;
+	// use the same Window as Local.
+	Fallback *bucket.Store
+	// Peers looks up the Peer for an owner's name. Required.
+	Peers PeerSource
+	// ForwardTimeout bounds how long a check waits for its owner, queueing
+	// included, before it is decided locally. Default 5ms.
+	ForwardTimeout time.Duration
+	// Batch configures the Batcher made for each peer. Its Timeout, the
+	// deadline of one batch RPC, defaults to ForwardTimeout.
+	Batch BatchConfig
+	// Breaker configures the Breaker made for each peer.
+	Breaker BreakerConfig
+	// OverLimitCacheSize bounds how many refused keys are remembered.
+	// Default 100,000; negative turns the cache off.
+	OverLimitCacheSize int
+	// Logger receives fallbacks and breaker trips at Warn (at most one per
+	// peer per second) and per-check detail at Debug. Keys appear only as
+	// a short hash (key_hash). Nil discards.
+	Logger *slog.Logger
+	// Observer receives events for metrics. Nil means none.
+	Observer Observer
+}
+
+// Router decides checks: for a key this node owns it counts locally, and
+// for any other key it asks the owner through a per-peer Batcher, falling
+// back to a local share of the limit when the owner cannot answer in time.
+// It has the method the api package's Checker wants.
+//
+// A Router is safe for concurrent use. It keeps one Batcher (with its
+// goroutine) and one Breaker per peer, made when first needed and dropped
+// by Forget or Close.
+type Router struct {
+	self           string
+	ring           *Ring
+	local          *bucket.Store
+	fallback       *bucket.Store
+	peers          PeerSource
+	forwardTimeout time.Duration
+	batch          BatchConfig
+	breaker        BreakerConfig
+	log            *slog.Logger
+	obs            Observer
+	refused        *refusals
+	noPeerWarn     warnGate
+
+	// mu guards links and closed.
+	mu     sync.RWMutex
+	links  map[string]*link
+	closed bool
+}
+
+// link is what the Router keeps for one peer.
+type link struct {
+	batcher *Batcher
+	breaker *Breaker
+	warn    warnGate
+}
+
+// NewRouter returns a Router. It panics if Ring, Local, Fallback or Peers
+// is nil, which is a programming error.
+func NewRouter(cfg RouterConfig) *Router {
+	switch {
+	case cfg.Ring == nil:
+		panic("ownership: RouterConfig.Ring is nil")
+	case cfg.Local == nil:
+		panic("ownership: RouterConfig.Local is nil")
+	case cfg.Fallback == nil:
+		panic("ownership: RouterConfig.Fallback is nil")
+	case cfg.Peers == nil:
+		panic("ownership: RouterConfig.Peers is nil")
+	}
+	if cfg.ForwardTimeout <= 0 {
+		cfg.ForwardTimeout = DefaultForwardTimeout
+	}
+	if cfg.Batch.Timeout <= 0 {
+		// The RPC may take as long as the caller is willing to wait.
+		cfg.Batch.Timeout = cfg.ForwardTimeout
+	}
+	if cfg.OverLimitCacheSize == 0 {
+		cfg.OverLimitCacheSize = DefaultOverLimitCacheSize
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = nopObserver{}
+	}
+	return &Router{
+		self:           cfg.Self,
+		ring:           cfg.Ring,
+		local:          cfg.Local,
+		fallback:       cfg.Fallback,
+		peers:          cfg.Peers,
+		forwardTimeout: cfg.ForwardTimeout,
+		batch:          cfg.Batch,
+		breaker:        cfg.Breaker,
+		log:            cfg.Logger,
+		obs:            cfg.Observer,
+		refused:        newRefusals(cfg.OverLimitCacheSize),
+		links:          make(map[string]*link),
+	}
+}
+
+// Check decides one hit for key against limit at now. It never fails: if
+// the owner cannot answer within ForwardTimeout (or ctx ends first), or
+// its breaker is open, Check decides locally against a share of the limit
+// (ceil(limit / members)), counted apart from owned keys.
+func (r *Router) Check(ctx context.Context, now time.Time, key string, limit int) bucket.Decision {
+	owner, ok := r.ring.Owner(key)
+	if !ok || owner == r.self {
+		return r.local.Take(now, key, 1, limit)
+	}
+	if key == "" || len(key) > MaxKeyBytes || limit < 1 {
+		return r.decideLocally(now, key, limit, owner, FallbackInvalid, nil, nil)
+	}
+	if d, ok := r.refused.get(key, limit, now); ok {
+		r.obs.OverLimitCacheHit()
+		return d
+	}
+	l, reason := r.link(owner)
+	if l == nil {
+		return r.decideLocally(now, key, limit, owner, reason, nil, nil)
+	}
+	if !l.breaker.Allow(now) {
+		return r.decideLocally(now, key, limit, owner, FallbackBreakerOpen, nil, &l.warn)
+	}
+
+	fctx, cancel := context.WithTimeout(ctx, r.forwardTimeout)
+	start := time.Now() // for the latency metric only
+	d, err := l.batcher.Check(fctx, Item{Key: key, Hits: 1, Limit: limit, Window: r.local.Window()})
+	cancel()
+	r.obs.Forwarded(owner, time.Since(start), err)
+	if err == nil {
+		l.breaker.Success()
+		r.refused.put(key, limit, d, now)
+		return d
+	}
+
+	switch {
+	case errors.Is(err, ErrClosed):
+		reason = FallbackClosed
+	case ctx.Err() != nil:
+		// The caller gave up; that says nothing about the peer. A probe
+		// that ends here is replaced after the breaker's cooldown.
+		reason = FallbackCanceled
+	case errors.Is(err, context.DeadlineExceeded), status.Code(err) == codes.DeadlineExceeded:
+		reason = FallbackTimeout
+	default:
+		reason = FallbackError
+	}
+	if reason == FallbackTimeout || reason == FallbackError {
+		if l.breaker.Failure(now) {
+			r.log.Warn("peer failing, skipping it for a while",
+				slog.String("peer", owner),
+				slog.String("cooldown", r.breakerCooldown().String()),
+				slog.Any("error", err))
+		}
+	}
+	return r.decideLocally(now, key, limit, owner, reason, err, &l.warn)
+}
+
+// decideLocally counts key in the fallback store against this node's share
+// of limit and reports why. It logs at Warn, at most once per warnEvery
+// through gate (nil: the Router's gate for checks without a peer), unless
+// the reason is not the peer's fault; everything else goes to Debug.
+func (r *Router) decideLocally(now time.Time, key string, limit int, owner, reason string, err error, gate *warnGate) bucket.Decision {
+	members := max(1, r.ring.Len())
+	share := (limit + members - 1) / members
+	d := r.fallback.Take(now, key, 1, share)
+	r.obs.Fallback(reason)
+
+	warn := reason != FallbackCanceled && reason != FallbackClosed && reason != FallbackInvalid
+	var suppressed int64
+	if warn {
+		if gate == nil {
+			gate = &r.noPeerWarn
+		}
+		warn, suppressed = gate.allow(now)
+	}
+	level := slog.LevelDebug
+	if warn {
+		level = slog.LevelWarn
+	}
+	ctx := context.Background()
+	if !r.log.Enabled(ctx, level) {
+		return d
+	}
+	r.log.LogAttrs(ctx, level, "owner unreachable, deciding locally",
+		slog.String("peer", owner),
+		slog.String("reason", reason),
+		slog.String("key_hash", keyHash(key)),
+		slog.Int("limit", limit),
+		slog.Int("local_limit", share),
+		slog.Int64("suppressed", suppressed),
+		slog.Any("error", err))
+	return d
+}
+
+// link returns the link to the peer called name, making it if needed, or
+// nil and the reason there is none.
+func (r *Router) link(name string) (*link, string) {
+	r.mu.RLock()
+	l, closed := r.links[name], r.closed
+	r.mu.RUnlock()
+	switch {
+	case l != nil:
+		return l, ""
+	case closed:
+		return nil, FallbackClosed
+	}
+	p, ok := r.peers.Peer(name)
+	if !ok || p == nil {
+		return nil, FallbackNoPeer
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, FallbackClosed
+	}
+	if l = r.links[name]; l == nil {
+		l = &link{batcher: NewBatcher(p, r.batch), breaker: NewBreaker(r.breaker)}
+		r.links[name] = l
+	}
+	return l, ""
+}
+
+// Forget drops what the Router keeps for the peer called name: its Batcher
+// is closed (checks in flight to it are decided locally) and its Breaker
+// forgotten. Call it when the peer leaves the cluster or its address
+// changes; the next check for a key it owns looks it up afresh.
+func (r *Router) Forget(name string) {
+	r.mu.Lock()
+	l := r.links[name]
+	delete(r.links, name)
+	r.mu.Unlock()
+	if l != nil {
+		l.batcher.Close()
+	}
+}
+
+// ClearOverLimit forgets every cached refusal, so the next check for each
+// key asks its owner. Call it when the limits in force change (the health
+// state moved), since a refusal under one limit may not hold under another.
+func (r *Router) ClearOverLimit() {
+	r.refused.clear()
+}
+
+// Close stops every Batcher and waits for their goroutines. Checks made
+// afterwards still get an answer: owned keys are counted as before, and
+// others are decided locally.
+func (r *Router) Close() {
+	r.mu.Lock()
+	links := r.links
+	r.links = make(map[string]*link)
+	r.closed = true
+	r.mu.Unlock()
+	for _, l := range links {
+		l.batcher.Close()
+	}
+}
+
+// breakerCooldown returns the cooldown the Breakers use.
+func (r *Router) breakerCooldown() time.Duration {
+	return r.breaker.withDefaults().Cooldown
+}
+
+// keyHash returns a short, stable hash of key for logs, which must never
+// hold an API key.
+func keyHash(key string) string {
+	return fmt.Sprintf("%08x", uint32(xxhash.Sum64String(key)))
+}
+
+// warnGate lets one warning through per warnEvery and counts the rest. It
+// is safe for concurrent use; the zero value lets the first one through.
+type warnGate struct {
+	last       atomic.Int64 // Unix nanoseconds of the last warning let through; 0: none
+	suppressed atomic.Int64 // warnings held back since then
+}
+
+// allow reports whether a warning may be logged at now and, if so, how many
+// were held back since the last one.
+func (g *warnGate) allow(now time.Time) (bool, int64) {
+	n := now.UnixNano()
+	last := g.last.Load()
+	if (last != 0 && n-last < int64(warnEvery)) || !g.last.CompareAndSwap(last, n) {
+		g.suppressed.Add(1)
+		return false, 0
+	}
+	return true, g.suppressed.Swap(0)
+}
+
+// nopObserver is the Observer used when none is given.
+type nopObserver struct{}
+
+func (nopObserver) Forwarded(string, time.Duration, error) {}
+func (nopObserver) Fallback(string)                        {}
+func (nopObserver) OverLimitCacheHit()                     {}

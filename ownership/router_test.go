@@ -1,0 +1,513 @@
+package ownership
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tierlimit/tierlimit/bucket"
+)
+
+// routerWindow is the counting window of every store in Router tests.
+const routerWindow = time.Minute
+
+// routerT0 is the time of the first check in Router tests.
+var routerT0 = time.Unix(1_700_000_000, 0)
+
+// peerMap is a fake PeerSource.
+type peerMap map[string]Peer
+
+func (m peerMap) Peer(name string) (Peer, bool) {
+	p, ok := m[name]
+	return p, ok
+}
+
+// eventLog is a fake Observer that records every event.
+type eventLog struct {
+	// mu guards the fields below.
+	mu        sync.Mutex
+	forwarded []error
+	fallbacks []string
+	cacheHits int
+}
+
+func (e *eventLog) Forwarded(_ string, _ time.Duration, err error) {
+	e.mu.Lock()
+	e.forwarded = append(e.forwarded, err)
+	e.mu.Unlock()
+}
+
+func (e *eventLog) Fallback(reason string) {
+	e.mu.Lock()
+	e.fallbacks = append(e.fallbacks, reason)
+	e.mu.Unlock()
+}
+
+func (e *eventLog) OverLimitCacheHit() {
+	e.mu.Lock()
+	e.cacheHits++
+	e.mu.Unlock()
+}
+
+func (e *eventLog) reasons() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]string(nil), e.fallbacks...)
+}
+
+// testRouter is a Router for node "a" of a ring of members, with its
+// stores and events at hand.
+type testRouter struct {
+	*Router
+	ring   *Ring
+	local  *bucket.Store
+	events *eventLog
+}
+
+// newTestRouter returns a Router for node "a" of members, reaching peers
+// through peers; edit, if not nil, adjusts its config. It is closed when the
+// test ends.
+func newTestRouter(t *testing.T, members []string, peers peerMap, edit func(*RouterConfig)) testRouter {
+	t.Helper()
+	ring := NewRing()
+	ring.Set(members)
+	tr := testRouter{
+		ring:   ring,
+		local:  bucket.New(bucket.Config{Window: routerWindow}),
+		events: &eventLog{},
+	}
+	cfg := RouterConfig{
+		Self:     "a",
+		Ring:     ring,
+		Local:    tr.local,
+		Fallback: bucket.New(bucket.Config{Window: routerWindow}),
+		Peers:    peers,
+		Observer: tr.events,
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	tr.Router = NewRouter(cfg)
+	t.Cleanup(tr.Close)
+	return tr
+}
+
+// keyOwnedBy returns a key that ring gives to member.
+func keyOwnedBy(t *testing.T, ring *Ring, member string) string {
+	t.Helper()
+	for i := range 100_000 {
+		k := "user-" + strconv.Itoa(i)
+		if o, _ := ring.Owner(k); o == member {
+			return k
+		}
+	}
+	require.FailNow(t, "no key found", "no key owned by %s in %v", member, ring.Members())
+	return ""
+}
+
+// admitted runs n checks of key at now and returns how many were allowed.
+func admitted(t *testing.T, r *Router, now time.Time, key string, limit, n int) int {
+	t.Helper()
+	got := 0
+	for range n {
+		if r.Check(t.Context(), now, key, limit).Allowed {
+			got++
+		}
+	}
+	return got
+}
+
+func TestRouterCountsOwnedKeysLocally(t *testing.T) {
+	tests := []struct {
+		name    string
+		members []string
+	}{
+		{"owned by self", []string{"a", "b", "c"}},
+		{"empty ring", nil},
+		{"alone", []string{"a"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b, c := &batchPeer{}, &batchPeer{}
+			r := newTestRouter(t, tc.members, peerMap{"b": b, "c": c}, nil)
+			key := "user-0"
+			if len(tc.members) > 0 {
+				key = keyOwnedBy(t, r.ring, "a")
+			}
+			assert.Equal(t, 5, admitted(t, r.Router, routerT0, key, 5, 8), "checks of %s admitted under limit 5", key)
+			assert.False(t, r.local.Take(routerT0, key, 1, 5).Allowed, "the local store did not hold the count")
+			assert.Empty(t, b.callSizes(), "peer b was called")
+			assert.Empty(t, c.callSizes(), "peer c was called")
+			assert.Empty(t, r.events.reasons(), "fallbacks")
+		})
+	}
+}
+
+func TestRouterForwardsToOwner(t *testing.T) {
+	reset := routerT0.Add(routerWindow)
+	peer := &batchPeer{answer: func(it Item) bucket.Decision {
+		return bucket.Decision{Allowed: true, Limit: it.Limit, Remaining: 3, ResetAt: reset}
+	}}
+	r := newTestRouter(t, []string{"a", "b", "c"}, peerMap{"b": peer, "c": &batchPeer{}}, nil)
+	key := keyOwnedBy(t, r.ring, "b")
+
+	got := r.Check(t.Context(), routerT0, key, 7)
+	assert.Equal(t, bucket.Decision{Allowed: true, Limit: 7, Remaining: 3, ResetAt: reset}, got, "Check(t0, %q, 7)", key)
+	assert.Equal(t, []Item{{Key: key, Hits: 1, Limit: 7, Window: routerWindow}}, peer.items(), "items sent to the owner")
+	assert.Equal(t, 0, r.local.Len(), "a forwarded key was counted locally")
+	assert.Empty(t, r.events.reasons(), "fallbacks")
+	assert.Equal(t, []error{nil}, r.events.forwarded, "forward events")
+}
+
+func TestRouterFallsBackToLocalShareOnTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		peer := &batchPeer{block: true}
+		r := newTestRouter(t, []string{"a", "b", "c"}, peerMap{"b": peer}, func(c *RouterConfig) {
+			c.ForwardTimeout = 5 * time.Millisecond
+			c.Batch.Timeout = time.Second // the forward deadline, not the call's, ends the wait
+		})
+		key := keyOwnedBy(t, r.ring, "b")
+
+		start := time.Now()
+		d := r.Check(t.Context(), routerT0, key, 10)
+		assert.Equal(t, 5*time.Millisecond, time.Since(start), "Check with the owner hanging returned after")
+		assert.True(t, d.Allowed, "first fallback check: %+v", d)
+		assert.Equal(t, 4, d.Limit, "limit of a fallback decision: ceil(10 / 3 members)")
+
+		// 1 admitted so far; the share of 10 across 3 members is 4.
+		got := 1 + admitted(t, r.Router, routerT0, key, 10, 9)
+		assert.Equal(t, 4, got, "checks admitted locally out of 10 under limit 10 with 3 members")
+		assert.Equal(t, 0, r.local.Len(), "a fallback was counted in the owned store")
+
+		reasons := r.events.reasons()
+		require.Len(t, reasons, 10)
+		assert.Equal(t, []string{FallbackTimeout, FallbackTimeout, FallbackTimeout}, reasons[:3],
+			"reasons before the breaker opened (3 failures)")
+		for i, reason := range reasons[3:] {
+			assert.Equal(t, FallbackBreakerOpen, reason, "reason of fallback %d", i+3)
+		}
+	})
+}
+
+func TestRouterBreakerSkipsFailingPeer(t *testing.T) {
+	errDown := errors.New("connection refused")
+	peer := &batchPeer{}
+	peer.setErr(errDown)
+	r := newTestRouter(t, []string{"a", "b"}, peerMap{"b": peer}, func(c *RouterConfig) {
+		c.Breaker = BreakerConfig{Failures: 2, Cooldown: time.Second}
+	})
+	key := keyOwnedBy(t, r.ring, "b")
+
+	steps := []struct {
+		at        time.Duration
+		peerUp    bool
+		wantCalls int
+		wantWhy   string // "" when the owner answered
+	}{
+		{0, false, 1, FallbackError},
+		{0, false, 2, FallbackError}, // opens the breaker
+		{0, false, 2, FallbackBreakerOpen},
+		{999 * time.Millisecond, false, 2, FallbackBreakerOpen},
+		{time.Second, false, 3, FallbackError}, // the probe fails: open again
+		{time.Second + 500*time.Millisecond, true, 3, FallbackBreakerOpen},
+		{2 * time.Second, true, 4, ""}, // the probe succeeds: closed
+		{2 * time.Second, true, 5, ""},
+	}
+	for i, s := range steps {
+		if s.peerUp {
+			peer.setErr(nil)
+		}
+		before := len(r.events.reasons())
+		r.Check(t.Context(), routerT0.Add(s.at), key, 100)
+		assert.Len(t, peer.callSizes(), s.wantCalls, "step %d: calls to the owner after Check(t0+%v)", i, s.at)
+		reasons := r.events.reasons()
+		if s.wantWhy == "" {
+			assert.Len(t, reasons, before, "step %d: Check(t0+%v) fell back: %v", i, s.at, reasons[before:])
+		} else if assert.Len(t, reasons, before+1, "step %d: Check(t0+%v) did not fall back", i, s.at) {
+			assert.Equal(t, s.wantWhy, reasons[before], "step %d: fallback reason of Check(t0+%v)", i, s.at)
+		}
+	}
+}
+
+func TestRouterOverLimitCache(t *testing.T) {
+	reset := routerT0.Add(routerWindow)
+	var retryAt time.Time // set before each Check, which hands it to the peer's goroutine
+	peer := &batchPeer{answer: func(it Item) bucket.Decision {
+		return bucket.Decision{Limit: it.Limit, ResetAt: reset, RetryAt: retryAt}
+	}}
+	r := newTestRouter(t, []string{"a", "b"}, peerMap{"b": peer}, nil)
+	key := keyOwnedBy(t, r.ring, "b")
+
+	retryAt = routerT0.Add(10 * time.Second)
+	first := r.Check(t.Context(), routerT0, key, 5)
+	want := bucket.Decision{Limit: 5, ResetAt: reset, RetryAt: retryAt}
+	assert.Equal(t, want, first, "Check(t0) answered by the owner")
+
+	steps := []struct {
+		at        time.Duration
+		limit     int
+		clear     bool
+		peerRetry time.Duration // the owner refuses until t0+peerRetry
+		wantCalls int
+	}{
+		{0, 5, false, 10 * time.Second, 1},
+		{5 * time.Second, 5, false, 10 * time.Second, 1},
+		{5 * time.Second, 3, false, 10 * time.Second, 1},  // a lower limit is refused too
+		{5 * time.Second, 6, false, 10 * time.Second, 2},  // a higher limit might fit: ask
+		{9 * time.Second, 5, false, 10 * time.Second, 2},  // the limit-6 refusal covers limit 5
+		{10 * time.Second, 5, false, 20 * time.Second, 3}, // RetryAt passed: ask again
+		{11 * time.Second, 5, false, 20 * time.Second, 3},
+		{11 * time.Second, 5, true, 20 * time.Second, 4}, // ClearOverLimit: ask again
+	}
+	for i, s := range steps {
+		if s.clear {
+			r.ClearOverLimit()
+		}
+		retryAt = routerT0.Add(s.peerRetry)
+		now := routerT0.Add(s.at)
+		d := r.Check(t.Context(), now, key, s.limit)
+		assert.False(t, d.Allowed, "step %d: Check(t0+%v, limit %d) = %+v", i, s.at, s.limit, d)
+		assert.Equal(t, s.limit, d.Limit, "step %d: Limit", i)
+		assert.Equal(t, 0, d.Remaining, "step %d: Remaining", i)
+		assert.Equal(t, reset, d.ResetAt, "step %d: ResetAt", i)
+		assert.True(t, d.RetryAt.After(now), "step %d: RetryAt %v not after now %v", i, d.RetryAt, now)
+		assert.Len(t, peer.callSizes(), s.wantCalls, "step %d: calls to the owner after Check(t0+%v, limit %d)", i, s.at, s.limit)
+	}
+	assert.Equal(t, 5, r.events.cacheHits, "over-limit cache hits")
+}
+
+func TestRouterDoesNotCacheAdmissions(t *testing.T) {
+	peer := &batchPeer{answer: func(it Item) bucket.Decision {
+		return bucket.Decision{Allowed: true, Limit: it.Limit, Remaining: 1}
+	}}
+	r := newTestRouter(t, []string{"a", "b"}, peerMap{"b": peer}, nil)
+	key := keyOwnedBy(t, r.ring, "b")
+	for range 3 {
+		r.Check(t.Context(), routerT0, key, 5)
+	}
+	assert.Len(t, peer.callSizes(), 3, "calls to the owner for 3 admitted checks")
+	assert.Equal(t, 0, r.refused.len(), "cached refusals")
+}
+
+func TestRouterUnknownPeer(t *testing.T) {
+	r := newTestRouter(t, []string{"a", "b"}, peerMap{}, nil)
+	key := keyOwnedBy(t, r.ring, "b")
+	assert.Equal(t, 2, admitted(t, r.Router, routerT0, key, 3, 5), "admitted locally under limit 3 with 2 members")
+	assert.Equal(t, []string{FallbackNoPeer, FallbackNoPeer, FallbackNoPeer, FallbackNoPeer, FallbackNoPeer}, r.events.reasons())
+}
+
+func TestRouterCallerGivesUp(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		peer := &batchPeer{block: true}
+		r := newTestRouter(t, []string{"a", "b"}, peerMap{"b": peer}, func(c *RouterConfig) {
+			c.Breaker.Failures = 1
+		})
+		key := keyOwnedBy(t, r.ring, "b")
+		ctx, cancel := context.WithTimeout(t.Context(), time.Millisecond)
+		defer cancel()
+
+		start := time.Now()
+		d := r.Check(ctx, routerT0, key, 10)
+		assert.Equal(t, time.Millisecond, time.Since(start), "Check returned after")
+		assert.True(t, d.Allowed, "a check whose caller gave up: %+v", d)
+		assert.Equal(t, []string{FallbackCanceled}, r.events.reasons())
+		r.mu.RLock()
+		l := r.links["b"]
+		r.mu.RUnlock()
+		require.NotNil(t, l)
+		assert.Equal(t, BreakerClosed, l.breaker.State(routerT0), "the caller giving up was held against the peer")
+	})
+}
+
+func TestRouterForget(t *testing.T) {
+	peer := &batchPeer{}
+	r := newTestRouter(t, []string{"a", "b"}, peerMap{"b": peer}, nil)
+	key := keyOwnedBy(t, r.ring, "b")
+	r.Check(t.Context(), routerT0, key, 10)
+
+	r.mu.RLock()
+	old := r.links["b"]
+	r.mu.RUnlock()
+	require.NotNil(t, old, "no link to b after a forward")
+
+	r.Forget("b")
+	_, err := old.batcher.Check(t.Context(), batchItem(1))
+	assert.ErrorIs(t, err, ErrClosed, "Check on the forgotten peer's batcher")
+	r.mu.RLock()
+	_, kept := r.links["b"]
+	r.mu.RUnlock()
+	assert.False(t, kept, "Forget kept the link")
+	r.Forget("b") // forgetting twice is harmless
+
+	r.Check(t.Context(), routerT0, key, 10)
+	assert.Len(t, peer.callSizes(), 2, "calls to b: the check after Forget should reach it afresh")
+}
+
+func TestRouterClose(t *testing.T) {
+	peer := &batchPeer{}
+	r := newTestRouter(t, []string{"a", "b"}, peerMap{"b": peer}, nil)
+	owned, remote := keyOwnedBy(t, r.ring, "a"), keyOwnedBy(t, r.ring, "b")
+	r.Check(t.Context(), routerT0, remote, 10)
+	r.Close()
+
+	assert.True(t, r.Check(t.Context(), routerT0, owned, 10).Allowed)
+	assert.Equal(t, 1, r.local.Len(), "owned keys counted after Close")
+	d := r.Check(t.Context(), routerT0, remote, 10)
+	assert.True(t, d.Allowed)
+	assert.Equal(t, 5, d.Limit, "a check after Close is decided against the local share")
+	assert.Equal(t, []string{FallbackClosed}, r.events.reasons())
+	assert.Len(t, peer.callSizes(), 1, "calls to b")
+	r.Close() // closing twice is harmless
+}
+
+func TestRouterLogsWarnsSparinglyWithoutKeys(t *testing.T) {
+	var buf bytes.Buffer
+	peer := &batchPeer{}
+	peer.setErr(errors.New("down"))
+	r := newTestRouter(t, []string{"a", "b"}, peerMap{"b": peer}, func(c *RouterConfig) {
+		c.Logger = slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	})
+	key := keyOwnedBy(t, r.ring, "b")
+	for i := range 100 {
+		r.Check(t.Context(), routerT0.Add(time.Duration(i)*time.Millisecond), key, 10) // 100 checks in 0.1s
+	}
+	r.Check(t.Context(), routerT0.Add(time.Second), key, 10)
+
+	out := buf.String()
+	assert.NotContains(t, out, key, "the log holds the raw key")
+	assert.Contains(t, out, "key_hash="+keyHash(key))
+	assert.Equal(t, 2, strings.Count(out, "deciding locally"), "fallback warnings for 101 fallbacks over 1s:\n%s", out)
+	assert.Equal(t, 1, strings.Count(out, "skipping it for a while"), "breaker warnings:\n%s", out)
+	assert.Contains(t, out, "suppressed=99", "the second warning counts those held back")
+}
+
+func TestNewRouterPanicsOnMissingDependency(t *testing.T) {
+	store := bucket.New(bucket.Config{Window: routerWindow})
+	full := RouterConfig{Self: "a", Ring: NewRing(), Local: store, Fallback: store, Peers: peerMap{}}
+	tests := []struct {
+		name string
+		edit func(*RouterConfig)
+	}{
+		{"nil Ring", func(c *RouterConfig) { c.Ring = nil }},
+		{"nil Local", func(c *RouterConfig) { c.Local = nil }},
+		{"nil Fallback", func(c *RouterConfig) { c.Fallback = nil }},
+		{"nil Peers", func(c *RouterConfig) { c.Peers = nil }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := full
+			tc.edit(&cfg)
+			assert.Panics(t, func() { NewRouter(cfg) })
+		})
+	}
+	assert.NotPanics(t, func() { NewRouter(full).Close() })
+}
+
+func TestRouterConcurrentChecks(t *testing.T) {
+	peer := &batchPeer{}
+	r := newTestRouter(t, []string{"a", "b", "c"}, peerMap{"b": peer, "c": peer}, nil)
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 200 {
+				key := "user-" + strconv.Itoa(g*1000+i)
+				d := r.Check(t.Context(), routerT0, key, 10)
+				assert.True(t, d.Allowed, "Check(%q) = %+v", key, d)
+				if i%50 == 0 {
+					r.ClearOverLimit()
+				}
+			}
+		})
+	}
+	wg.Go(func() { r.Forget("c") })
+	wg.Wait()
+}
+
+func BenchmarkRouterCheck(b *testing.B) {
+	ring := NewRing()
+	ring.Set([]string{"a", "b"})
+	r := NewRouter(RouterConfig{
+		Self:     "a",
+		Ring:     ring,
+		Local:    bucket.New(bucket.Config{Window: routerWindow}),
+		Fallback: bucket.New(bucket.Config{Window: routerWindow}),
+		Peers:    peerMap{"b": instantPeer{}},
+	})
+	defer r.Close()
+	var owned, remote []string
+	for i := 0; len(owned) < 1024 || len(remote) < 1024; i++ {
+		k := "user-" + strconv.Itoa(i)
+		if o, _ := ring.Owner(k); o == "a" {
+			owned = append(owned, k)
+		} else {
+			remote = append(remote, k)
+		}
+	}
+	ctx := context.Background()
+	for _, bc := range []struct {
+		name string
+		keys []string
+	}{{"owned", owned[:1024]}, {"forwarded", remote[:1024]}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				i := 0
+				for pb.Next() {
+					r.Check(ctx, routerT0, bc.keys[i&1023], 1<<30)
+					i++
+				}
+			})
+		})
+	}
+	b.Run("refused from cache", func(b *testing.B) {
+		key := remote[0]
+		r.refused.put(key, 10, bucket.Decision{RetryAt: routerT0.Add(time.Hour)}, routerT0)
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				r.Check(ctx, routerT0, key, 10)
+			}
+		})
+	})
+}
+
+func TestRouterDoesNotForwardInvalidChecks(t *testing.T) {
+	peer := &batchPeer{}
+	r := newTestRouter(t, []string{"a", "b"}, peerMap{"b": peer}, nil)
+	key := keyOwnedBy(t, r.ring, "b")
+	long := strings.Repeat("x", MaxKeyBytes) + keyOwnedBy(t, r.ring, "b")
+	for i := 0; ; i++ {
+		if o, _ := r.ring.Owner(long); o == "b" {
+			break
+		}
+		long = strings.Repeat("x", MaxKeyBytes) + strconv.Itoa(i)
+	}
+	tests := []struct {
+		name  string
+		key   string
+		limit int
+		want  bool
+	}{
+		{"limit 0", key, 0, false},
+		{"negative limit", key, -1, false},
+		{"key too long", long, 10, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d := r.Check(t.Context(), routerT0, tc.key, tc.limit)
+			assert.Equal(t, tc.want, d.Allowed, "Check(t0, %d-byte key, %d) = %+v", len(tc.key), tc.limit, d)
+		})
+	}
+	assert.Empty(t, peer.callSizes(), "an invalid check reached the owner")
+	assert.Equal(t, []string{FallbackInvalid, FallbackInvalid, FallbackInvalid}, r.events.reasons())
+}

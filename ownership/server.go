@@ -1,0 +1,105 @@
+package ownership
+
+import (
+	"context"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/tierlimit/tierlimit/bucket"
+	peerpb "github.com/tierlimit/tierlimit/proto"
+)
+
+// taker is what a Server needs of the store; *bucket.Store has it. Tests
+// put a fake behind it to see every field cross the wire.
+type taker interface {
+	Take(now time.Time, key string, hits, limit int) bucket.Decision
+	Window() time.Duration
+}
+
+// Server answers other nodes' Check calls against this node's store: it is
+// the owner side of a forward. It is safe for concurrent use, as the store
+// is.
+type Server struct {
+	peerpb.UnimplementedPeerServer
+
+	store taker
+	now   func() time.Time
+}
+
+var _ peerpb.PeerServer = (*Server)(nil)
+
+// NewServer returns a Server that counts into store at the time now returns;
+// a nil now means time.Now. It panics if store is nil.
+func NewServer(store *bucket.Store, now func() time.Time) *Server {
+	if store == nil {
+		panic("ownership: NewServer needs a store")
+	}
+	return newServer(store, now)
+}
+
+func newServer(store taker, now func() time.Time) *Server {
+	if now == nil {
+		now = time.Now
+	}
+	return &Server{store: store, now: now}
+}
+
+// Register adds the Peer service to g. Call it before g.Serve.
+func (s *Server) Register(g *grpc.Server) {
+	peerpb.RegisterPeerServer(g, s)
+}
+
+// Check counts each item of req at one instant and returns their results in
+// order. It refuses the whole batch, counting nothing, with
+// codes.InvalidArgument if the batch has more than MaxCheckItems items or any
+// item is invalid: a key that is empty or longer than MaxKeyBytes, hits or a
+// limit below 1, or a window other than this node's.
+func (s *Server) Check(_ context.Context, req *peerpb.CheckRequest) (*peerpb.CheckResponse, error) {
+	items := req.GetItems()
+	if len(items) > MaxCheckItems {
+		return nil, status.Errorf(codes.InvalidArgument, "batch has %d items, at most %d allowed", len(items), MaxCheckItems)
+	}
+	window := s.store.Window()
+	for i, it := range items {
+		if err := validateItem(i, it, window); err != nil {
+			return nil, err
+		}
+	}
+
+	now := s.now()
+	results := make([]peerpb.Result, len(items)) // one allocation for the batch
+	resp := &peerpb.CheckResponse{Results: make([]*peerpb.Result, len(items))}
+	for i, it := range items {
+		d := s.store.Take(now, it.GetKey(), int(it.GetHits()), int(it.GetLimit()))
+		r := &results[i]
+		r.Allowed = d.Allowed
+		r.Limit = int64(d.Limit)
+		r.Remaining = int64(d.Remaining)
+		r.ResetUnixNanos = unixNanos(d.ResetAt)
+		r.RetryUnixNanos = unixNanos(d.RetryAt)
+		resp.Results[i] = r
+	}
+	return resp, nil
+}
+
+// validateItem returns an InvalidArgument status saying what is wrong with
+// item i, or nil. The message never holds the key, which may be an API key.
+func validateItem(i int, it *peerpb.Item, window time.Duration) error {
+	if n := len(it.GetKey()); n == 0 || n > MaxKeyBytes {
+		return status.Errorf(codes.InvalidArgument, "item %d: key is %d bytes, want 1 to %d", i, n, MaxKeyBytes)
+	}
+	if h := it.GetHits(); h < 1 {
+		return status.Errorf(codes.InvalidArgument, "item %d: hits is %d, want at least 1", i, h)
+	}
+	if l := it.GetLimit(); l < 1 {
+		return status.Errorf(codes.InvalidArgument, "item %d: limit is %d, want at least 1", i, l)
+	}
+	if w := time.Duration(it.GetWindowNanos()); w != window {
+		return status.Errorf(codes.InvalidArgument,
+			"item %d: window is %v, this node's is %v: all nodes must run the same config", i, w, window)
+	}
+	return nil
+}

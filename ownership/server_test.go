@@ -1,0 +1,254 @@
+package ownership
+
+import (
+	"context"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/test/bufconn"
+
+	"github.com/tierlimit/tierlimit/bucket"
+)
+
+// peerWindow is the counting window of every store in these tests.
+const peerWindow = time.Minute
+
+// peerNow is the clock of every server in these tests: an instant with
+// nanoseconds, so truncation to a coarser unit would show.
+var peerNow = time.Unix(1_700_000_000, 123_456_789)
+
+// takeCall is one call a scriptedStore saw.
+type takeCall struct {
+	now   time.Time
+	key   string
+	hits  int
+	limit int
+}
+
+// scriptedStore is a store that answers each key with a set Decision (or,
+// for a key it has none for, a Decision whose Remaining is the key's number
+// after "k", so order shows) and records every call.
+type scriptedStore struct {
+	window    time.Duration
+	decisions map[string]bucket.Decision
+
+	mu    sync.Mutex // guards calls
+	calls []takeCall
+}
+
+func (s *scriptedStore) Take(now time.Time, key string, hits, limit int) bucket.Decision {
+	s.mu.Lock()
+	s.calls = append(s.calls, takeCall{now, key, hits, limit})
+	s.mu.Unlock()
+	if d, ok := s.decisions[key]; ok {
+		return d
+	}
+	n, _ := strconv.Atoi(strings.TrimPrefix(key, "k"))
+	return bucket.Decision{Allowed: true, Limit: limit, Remaining: n}
+}
+
+func (s *scriptedStore) Window() time.Duration { return s.window }
+
+func (s *scriptedStore) seen() []takeCall {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]takeCall(nil), s.calls...)
+}
+
+// serveBufconn serves store through the real gRPC codec over an in-memory
+// connection and returns a Client for it.
+func serveBufconn(t testing.TB, store taker) *Client {
+	t.Helper()
+	lis := bufconn.Listen(1 << 20)
+	g := grpc.NewServer()
+	newServer(store, func() time.Time { return peerNow }).Register(g)
+	serveUntilCleanup(t, g, lis)
+	c, err := newClient("passthrough:///bufconn", insecure.NewCredentials(),
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// serveTCP serves store on a real socket on 127.0.0.1 with creds and returns
+// its address.
+func serveTCP(t testing.TB, creds credentials.TransportCredentials, store taker) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	g := grpc.NewServer(grpc.Creds(creds))
+	newServer(store, time.Now).Register(g)
+	serveUntilCleanup(t, g, lis)
+	return lis.Addr().String()
+}
+
+// serveUntilCleanup runs g on lis until the test ends, and waits for it.
+func serveUntilCleanup(t testing.TB, g *grpc.Server, lis net.Listener) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = g.Serve(lis) // returns nil after Stop
+	}()
+	t.Cleanup(func() {
+		g.Stop()
+		<-done
+	})
+}
+
+func TestCheckCarriesEveryField(t *testing.T) {
+	store := &scriptedStore{
+		window: peerWindow,
+		decisions: map[string]bucket.Decision{
+			"allowed": {Allowed: true, Limit: 150, Remaining: 149, ResetAt: time.Unix(1_700_000_060, 987_654_321)},
+			"refused": {
+				Allowed:   false,
+				Limit:     2,
+				Remaining: 0,
+				ResetAt:   time.Unix(1_700_000_059, 1),
+				RetryAt:   time.Unix(1_700_000_116, 999_999_999),
+			},
+			"big":  {Allowed: true, Limit: 1 << 40, Remaining: 1<<40 - 7, ResetAt: time.Unix(4_102_444_800, 5)},
+			"zero": {}, // every field zero, times included
+		},
+	}
+	c := serveBufconn(t, store)
+	items := []Item{
+		{Key: "allowed", Hits: 1, Limit: 150, Window: peerWindow},
+		{Key: "refused", Hits: 3, Limit: 2, Window: peerWindow},
+		{Key: "big", Hits: 7, Limit: 1 << 40, Window: peerWindow},
+		{Key: "zero", Hits: 1, Limit: 1, Window: peerWindow},
+	}
+
+	got, err := c.Check(t.Context(), items)
+	require.NoError(t, err)
+
+	want := []bucket.Decision{
+		store.decisions["allowed"], store.decisions["refused"], store.decisions["big"], store.decisions["zero"],
+	}
+	assert.Equal(t, want, got, "Check(%v)", items)
+	assert.Equal(t, []takeCall{
+		{peerNow, "allowed", 1, 150},
+		{peerNow, "refused", 3, 2},
+		{peerNow, "big", 7, 1 << 40},
+		{peerNow, "zero", 1, 1},
+	}, store.seen(), "Take calls made by the server")
+	assert.True(t, got[3].ResetAt.IsZero() && got[3].RetryAt.IsZero(), "a zero time came back as %v / %v", got[3].ResetAt, got[3].RetryAt)
+}
+
+func TestCheckPreservesOrder(t *testing.T) {
+	store := &scriptedStore{window: peerWindow}
+	c := serveBufconn(t, store)
+	items := make([]Item, MaxCheckItems) // the largest batch allowed
+	for i := range items {
+		items[i] = Item{Key: "k" + strconv.Itoa(i), Hits: 1, Limit: 10, Window: peerWindow}
+	}
+
+	got, err := c.Check(t.Context(), items)
+	require.NoError(t, err)
+	require.Len(t, got, len(items))
+	for i, d := range got {
+		if !assert.Equal(t, i, d.Remaining, "Check result %d came from item k%d", i, d.Remaining) {
+			break
+		}
+	}
+}
+
+func TestCheckRejectsInvalidBatch(t *testing.T) {
+	good := Item{Key: "key", Hits: 1, Limit: 10, Window: peerWindow}
+	with := func(f func(*Item)) []Item {
+		bad := good
+		f(&bad)
+		return []Item{good, good, bad} // the bad item last: nothing may be counted
+	}
+	tests := []struct {
+		name    string
+		items   []Item
+		wantMsg string
+	}{
+		{"batch too big", make([]Item, MaxCheckItems+1), "10001 items, at most 10000"},
+		{"empty key", with(func(it *Item) { it.Key = "" }), "item 2: key is 0 bytes"},
+		{"key too long", with(func(it *Item) { it.Key = strings.Repeat("x", MaxKeyBytes+1) }), "item 2: key is 257 bytes, want 1 to 256"},
+		{"zero hits", with(func(it *Item) { it.Hits = 0 }), "item 2: hits is 0, want at least 1"},
+		{"negative hits", with(func(it *Item) { it.Hits = -3 }), "item 2: hits is -3"},
+		{"zero limit", with(func(it *Item) { it.Limit = 0 }), "item 2: limit is 0, want at least 1"},
+		{"other window", with(func(it *Item) { it.Window = 30 * time.Second }), "item 2: window is 30s, this node's is 1m0s"},
+		{"no window", with(func(it *Item) { it.Window = 0 }), "item 2: window is 0s"},
+		{"window off by 1ns", with(func(it *Item) { it.Window = peerWindow + 1 }), "item 2: window is 1m0.000000001s"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			store := &scriptedStore{window: peerWindow}
+			c := serveBufconn(t, store)
+
+			got, err := c.Check(t.Context(), tt.items)
+
+			require.Error(t, err, "Check(%s) = %v, want an error", tt.name, got)
+			assert.Equal(t, codes.InvalidArgument, status.Code(err), "Check(%s) error %v", tt.name, err)
+			assert.Contains(t, err.Error(), tt.wantMsg)
+			assert.Empty(t, store.seen(), "Check(%s) counted items of a refused batch", tt.name)
+		})
+	}
+}
+
+func TestCheckAcceptsLongestKey(t *testing.T) {
+	store := &scriptedStore{window: peerWindow}
+	c := serveBufconn(t, store)
+	key := strings.Repeat("x", MaxKeyBytes)
+
+	_, err := c.Check(t.Context(), []Item{{Key: key, Hits: 1, Limit: 1, Window: peerWindow}})
+
+	require.NoError(t, err)
+	assert.Equal(t, []takeCall{{peerNow, key, 1, 1}}, store.seen())
+}
+
+// TestCheckAgainstStoreAdmitsExactlyLimit runs the real bucket store behind
+// the server: of limit+5 hits on one key, sent one per call and then as one
+// batch on another key, exactly limit are admitted.
+func TestCheckAgainstStoreAdmitsExactlyLimit(t *testing.T) {
+	const limit = 20
+	c := serveBufconn(t, bucket.New(bucket.Config{Window: peerWindow}))
+
+	allowed := 0
+	var last bucket.Decision
+	for range limit + 5 {
+		ds, err := c.Check(t.Context(), []Item{{Key: "one-by-one", Hits: 1, Limit: limit, Window: peerWindow}})
+		require.NoError(t, err)
+		require.Len(t, ds, 1)
+		if ds[0].Allowed {
+			allowed++
+		}
+		last = ds[0]
+	}
+	assert.Equal(t, limit, allowed, "admitted of %d single-item calls", limit+5)
+	assert.False(t, last.Allowed, "last decision %+v", last)
+	assert.Equal(t, limit, last.Limit, "last decision %+v", last)
+	assert.Equal(t, 0, last.Remaining, "last decision %+v", last)
+	assert.True(t, last.RetryAt.After(peerNow), "last decision %+v: RetryAt not after now %v", last, peerNow)
+	assert.True(t, last.ResetAt.After(peerNow), "last decision %+v: ResetAt not after now %v", last, peerNow)
+
+	batch := make([]Item, limit+5)
+	for i := range batch {
+		batch[i] = Item{Key: "batched", Hits: 1, Limit: limit, Window: peerWindow}
+	}
+	ds, err := c.Check(t.Context(), batch)
+	require.NoError(t, err)
+	for i, d := range ds {
+		assert.Equal(t, i < limit, d.Allowed, "batch item %d: %+v", i, d)
+	}
+}
+
+func TestNewServerPanicsWithoutStore(t *testing.T) {
+	assert.Panics(t, func() { NewServer(nil, time.Now) })
+}
