@@ -5,6 +5,9 @@
 // Every flag can also be set by an environment variable named after it in
 // upper case with underscores: -http-addr is HTTP_ADDR. A flag given on the
 // command line wins over its variable.
+//
+// `node healthcheck` probes the local node's /readyz and exits 0 only if it
+// answers 200; container images use it as their health check.
 package main
 
 import (
@@ -28,6 +31,9 @@ func main() {
 // run starts a node from args and the environment and serves until ctx ends,
 // then shuts it down gracefully.
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "healthcheck" {
+		return healthcheck(ctx, args[1:], getenv, stderr)
+	}
 	o, err := parseOptions(args, getenv, stderr)
 	if err != nil {
 		return err

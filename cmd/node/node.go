@@ -9,17 +9,29 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
+	"github.com/hashicorp/memberlist"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
 
 	"github.com/tierlimit/tierlimit/api"
 	"github.com/tierlimit/tierlimit/bucket"
+	"github.com/tierlimit/tierlimit/cluster"
 	"github.com/tierlimit/tierlimit/config"
 	"github.com/tierlimit/tierlimit/health"
+	"github.com/tierlimit/tierlimit/ownership"
+)
+
+// Checks that the pieces fit where they meet.
+var (
+	_ api.Checker          = (*ownership.Router)(nil)
+	_ api.Checker          = api.Local{}
+	_ api.Keys             = (*config.Tiers)(nil)
+	_ ownership.PeerSource = (*peerBook)(nil)
 )
 
 // node is one running instance: every component, wired together.
@@ -28,8 +40,16 @@ type node struct {
 	name     string
 	tiers    *config.Tiers
 	health   *health.Holder
-	store    *bucket.Store
+	store    *bucket.Store // counts of the keys this node owns
+	fallback *bucket.Store // local-only counts while an owner is unreachable
 	registry *prometheus.Registry
+
+	ring    *ownership.Ring
+	peers   *peerBook
+	router  *ownership.Router
+	grpcLis net.Listener
+	grpcSrv *grpc.Server
+	cluster *cluster.Node
 
 	httpLis net.Listener
 	httpSrv *http.Server
@@ -40,7 +60,8 @@ type node struct {
 }
 
 // start builds a node from o and starts serving. The caller must call stop.
-func start(ctx context.Context, o options, log *slog.Logger) (*node, error) {
+// On error, whatever was started is stopped again.
+func start(ctx context.Context, o options, log *slog.Logger) (_ *node, err error) {
 	tiers, err := config.Load(o.configPath)
 	if err != nil {
 		return nil, err
@@ -57,14 +78,84 @@ func start(ctx context.Context, o options, log *slog.Logger) (*node, error) {
 		tiers:    tiers,
 		health:   health.NewHolder(o.nodeName),
 		store:    bucket.New(bucket.Config{Window: tiers.Window, MaxKeys: o.maxKeys}),
+		fallback: bucket.New(bucket.Config{Window: tiers.Window, MaxKeys: o.maxKeys}),
 		registry: prometheus.NewRegistry(),
+		ring:     ownership.NewRing(),
 	}
-	n.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	n.registerStoreMetrics()
+	n.ring.Set([]string{o.nodeName})
+	bgCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	n.stopBG = cancel
+	defer func() {
+		if err != nil {
+			n.kill()
+		}
+	}()
+	met := newMetrics(n.registry, n)
+
+	// Peers: the gRPC server for checks forwarded to us, clients for ours.
+	srvCreds, cliCreds, err := ownership.Credentials(o.clusterKey)
+	if err != nil {
+		return n, err
+	}
+	n.peers = newPeerBook(ownership.NewClients(cliCreds, o.dialOptions...))
+	n.grpcLis, err = net.Listen("tcp", o.grpcAddr)
+	if err != nil {
+		return n, fmt.Errorf("listen grpc %s: %w", o.grpcAddr, err)
+	}
+	n.grpcSrv = grpc.NewServer(grpc.Creds(srvCreds), grpc.MaxRecvMsgSize(8<<20))
+	ownership.NewServer(n.store, time.Now).Register(n.grpcSrv)
+	go func() {
+		if err := n.grpcSrv.Serve(n.grpcLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			n.log.Error("grpc server stopped", "err", err)
+		}
+	}()
+	n.router = ownership.NewRouter(ownership.RouterConfig{
+		Self:           o.nodeName,
+		Ring:           n.ring,
+		Local:          n.store,
+		Fallback:       n.fallback,
+		Peers:          n.peers,
+		ForwardTimeout: o.forwardTimeout,
+		Logger:         n.log,
+		Observer:       met,
+	})
+	// A new state changes every limit: refusals cached under the old one
+	// no longer hold.
+	n.health.OnChange(func(health.State) { n.router.ClearOverLimit() })
+
+	// Gossip: membership and the health state.
+	gossipHost, gossipPort, err := splitHostPort(o.gossipAddr)
+	if err != nil {
+		return n, fmt.Errorf("-gossip-addr: %w", err)
+	}
+	_, grpcPort, err := splitHostPort(n.grpcLis.Addr().String())
+	if err != nil {
+		return n, err
+	}
+	advertiseHost, _, _ := splitHostPort(o.advertiseAddr + ":0")
+	n.cluster, err = cluster.New(cluster.Config{
+		Name:           o.nodeName,
+		BindAddr:       gossipHost,
+		BindPort:       gossipPort,
+		AdvertiseAddr:  advertiseHost,
+		Join:           o.join,
+		GRPCAddr:       grpcAdvertise(o.advertiseAddr, o.grpcAddr, grpcPort),
+		ConfigHash:     tiers.Hash(),
+		SecretKey:      o.clusterKey,
+		Health:         n.health,
+		OnMembers:      n.membersChanged,
+		RejoinInterval: o.rejoinInterval,
+		Memberlist:     o.gossipConfig,
+		Logger:         n.log,
+	})
+	if err != nil {
+		return n, err
+	}
+	met.registerCluster(n.registry, n)
 
 	limiter := api.NewLimiter(api.Config{
 		Keys:    tiers,
-		Checker: api.Local{Store: n.store},
+		Checker: n.router,
 		Health:  n.health,
 		Window:  tiers.Window,
 		Metrics: api.NewMetrics(n.registry, tiers.Names()),
@@ -74,13 +165,14 @@ func start(ctx context.Context, o options, log *slog.Logger) (*node, error) {
 		Limiter:    limiter,
 		AdminToken: token,
 		NodeName:   o.nodeName,
+		Members:    n.members,
+		Ready:      n.ready,
 		Metrics:    promhttp.HandlerFor(n.registry, promhttp.HandlerOpts{}),
 		Logger:     n.log,
 	})
-
 	n.httpLis, err = net.Listen("tcp", o.httpAddr)
 	if err != nil {
-		return nil, fmt.Errorf("listen http %s: %w", o.httpAddr, err)
+		return n, fmt.Errorf("listen http %s: %w", o.httpAddr, err)
 	}
 	n.httpSrv = &http.Server{
 		Handler:           handler,
@@ -97,19 +189,84 @@ func start(ctx context.Context, o options, log *slog.Logger) (*node, error) {
 		}
 	}()
 
-	bgCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	n.stopBG = cancel
 	n.bg.Go(func() { n.sweep(bgCtx) })
-
 	n.log.Info("node started",
 		"http_addr", n.httpLis.Addr().String(),
+		"grpc_addr", n.grpcLis.Addr().String(),
+		"gossip_addr", n.cluster.GossipAddr(),
+		"seeds", o.join,
 		"config", o.configPath, "config_hash", tiers.Hash(),
 		"tiers", len(tiers.Names()), "api_keys", tiers.KeyCount(),
-		"window", tiers.Window.String())
+		"window", tiers.Window.String(),
+		"forward_timeout", o.forwardTimeout.String())
 	return n, nil
 }
 
-// sweep reclaims expired keys about once a window.
+// grpcAdvertise returns the gRPC address to publish to peers. With an
+// advertise host, that host and the bound port. Otherwise the -grpc-addr host
+// if it names one; if it does not (":9090", "0.0.0.0:9090"), only ":port",
+// and peers put the gossip IP they see for this node in front of it.
+func grpcAdvertise(advertise, grpcAddr string, port int) string {
+	p := strconv.Itoa(port)
+	if advertise != "" {
+		host, _, err := splitHostPort(advertise + ":0")
+		if err == nil && host != "" {
+			return net.JoinHostPort(host, p)
+		}
+	}
+	host, _, _ := splitHostPort(grpcAddr)
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		return ":" + p
+	}
+	return net.JoinHostPort(host, p)
+}
+
+// membersChanged is the cluster's OnMembers: it updates the peer addresses
+// and the ring. memberlist calls it with its lock held, so the slow part
+// (stopping a departed peer's batcher) runs on its own goroutine.
+func (n *node) membersChanged(alive []cluster.Member) {
+	names := make([]string, 0, len(alive))
+	for _, m := range alive {
+		names = append(names, m.Name)
+	}
+	gone, moved := n.peers.set(alive, n.name)
+	n.ring.Set(names)
+	if len(gone)+len(moved) > 0 {
+		n.bg.Go(func() {
+			// Close first, then drop the batcher, so no batcher made in
+			// between keeps a closed Client.
+			for _, name := range gone {
+				n.peers.clients.Remove(name)
+				n.router.Forget(name)
+			}
+			for _, name := range moved {
+				n.router.Forget(name)
+			}
+		})
+	}
+	n.log.Info("members changed", "alive", len(names), "members", names)
+}
+
+// members lists the cluster for GET /system/cluster.
+func (n *node) members() []api.Member {
+	ms := n.cluster.Members()
+	out := make([]api.Member, len(ms))
+	for i, m := range ms {
+		out[i] = api.Member{Name: m.Name, Addr: m.Addr, GRPCAddr: m.GRPCAddr, State: m.State, ConfigHash: m.ConfigHash, Self: m.Self}
+	}
+	return out
+}
+
+// ready reports whether the node should take traffic: the config is loaded
+// (it is, or start would have failed) and, with seeds, the cluster joined.
+func (n *node) ready() error {
+	if !n.cluster.Joined() {
+		return errors.New("cluster not joined yet: no seed reached")
+	}
+	return nil
+}
+
+// sweep reclaims expired keys about twice a window.
 func (n *node) sweep(ctx context.Context) {
 	t := time.NewTicker(max(n.store.Window()/2, time.Second))
 	defer t.Stop()
@@ -118,39 +275,20 @@ func (n *node) sweep(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			if removed := n.store.Sweep(now); removed > 0 {
+			removed := n.store.Sweep(now) + n.fallback.Sweep(now)
+			if removed > 0 {
 				n.log.Debug("swept expired keys", "removed", removed)
 			}
 		}
 	}
 }
 
-func (n *node) registerStoreMetrics() {
-	n.registry.MustRegister(
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "tierlimit_store_keys",
-			Help: "Keys held in the counting store.",
-		}, func() float64 { return float64(n.store.Len()) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "tierlimit_store_evictions_total",
-			Help: "Live keys dropped to keep the store under -max-keys.",
-		}, func() float64 { return float64(n.store.Evicted()) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "tierlimit_health_degraded",
-			Help: "1 when the system state is DEGRADED, 0 when NORMAL.",
-		}, func() float64 { return float64(n.health.Status()) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "tierlimit_health_version",
-			Help: "Version of the health state in force.",
-		}, func() float64 { return float64(n.health.Current().Version) }),
-	)
-}
-
 // httpAddr returns the address the HTTP server listens on.
 func (n *node) httpAddr() string { return n.httpLis.Addr().String() }
 
-// stop drains HTTP (in-flight requests get up to grace to finish), then
-// stops everything else.
+// stop shuts the node down gracefully: HTTP drains (in-flight requests get
+// up to grace to finish), the node tells the cluster it leaves, then gossip,
+// forwarding and the gRPC server stop.
 func (n *node) stop(grace time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
@@ -158,10 +296,51 @@ func (n *node) stop(grace time.Duration) error {
 	if err := n.httpSrv.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("drain http: %w", err))
 	}
+	if err := n.cluster.Leave(2 * time.Second); err != nil {
+		errs = append(errs, fmt.Errorf("leave cluster: %w", err))
+	}
+	if err := n.cluster.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("stop gossip: %w", err))
+	}
+	n.router.Close()
+	stopped := make(chan struct{})
+	go func() { n.grpcSrv.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-ctx.Done():
+		n.grpcSrv.Stop()
+	}
+	_ = n.peers.clients.Close()
 	n.stopBG()
 	n.bg.Wait()
 	n.log.Info("node stopped")
 	return errors.Join(errs...)
+}
+
+// kill stops everything at once without telling anyone, as a crash would
+// look to the peers (tests use it), and cleans up after a failed start.
+func (n *node) kill() {
+	if n.httpSrv != nil {
+		_ = n.httpSrv.Close()
+	} else if n.httpLis != nil {
+		_ = n.httpLis.Close()
+	}
+	if n.cluster != nil {
+		_ = n.cluster.Close()
+	}
+	if n.router != nil {
+		n.router.Close()
+	}
+	if n.grpcSrv != nil {
+		n.grpcSrv.Stop()
+	} else if n.grpcLis != nil {
+		_ = n.grpcLis.Close()
+	}
+	if n.peers != nil {
+		_ = n.peers.clients.Close()
+	}
+	n.stopBG()
+	n.bg.Wait()
 }
 
 func randomToken() string {
@@ -169,3 +348,6 @@ func randomToken() string {
 	_, _ = rand.Read(b) // crypto/rand.Read never fails
 	return hex.EncodeToString(b)
 }
+
+// memberlistConfig is the hidden test hook type for options.gossipConfig.
+type memberlistConfig = *memberlist.Config

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"google.golang.org/grpc"
 )
 
 // options are the node's settings, from flags and environment variables.
@@ -27,6 +29,12 @@ type options struct {
 	shutdownGrace  time.Duration
 	logLevel       string
 	logFormat      string
+
+	// Test hooks, not flags: gossip timings, the re-join period, and dial
+	// options for peer connections (fault injection).
+	gossipConfig   memberlistConfig
+	rejoinInterval time.Duration
+	dialOptions    []grpc.DialOption
 }
 
 // envName returns the environment variable that sets flag name: upper case,

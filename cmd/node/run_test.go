@@ -123,3 +123,36 @@ func TestRunRefusesABadConfig(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "tiers.free.burst")
 }
+
+func TestHealthcheckSubcommand(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	logs := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-config", "../../config/tiers.json", "-http-addr", "127.0.0.1:0",
+			"-grpc-addr", "127.0.0.1:0", "-gossip-addr", "127.0.0.1:0", "-node-name", "hc", "-admin-token", "x", "-log-format", "json"},
+			func(string) string { return "" }, logs)
+	}()
+	var started map[string]any
+	require.Eventually(t, func() bool {
+		var ok bool
+		started, ok = logs.find("node started")
+		return ok
+	}, 10*time.Second, 10*time.Millisecond)
+	addr := started["http_addr"].(string)
+
+	env := func(k string) string {
+		if k == "HTTP_ADDR" {
+			return addr
+		}
+		return ""
+	}
+	assert.NoError(t, run(t.Context(), []string{"healthcheck"}, env, &syncBuffer{}), "a running node is healthy")
+	assert.NoError(t, run(t.Context(), []string{"healthcheck", "-path", "/livez"}, env, &syncBuffer{}))
+
+	cancel()
+	require.NoError(t, <-done)
+	err := run(t.Context(), []string{"healthcheck", "-http-addr", addr}, func(string) string { return "" }, &syncBuffer{})
+	assert.Error(t, err, "a stopped node is not healthy")
+}

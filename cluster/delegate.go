@@ -1,0 +1,200 @@
+package cluster
+
+import (
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"github.com/tierlimit/tierlimit/health"
+)
+
+// Message kinds. Every user message, and the push/pull state, starts with
+// one of these bytes so other kinds can be added without breaking old nodes,
+// which ignore kinds they do not know.
+const (
+	msgHealth byte = 1
+)
+
+// healthBroadcast is the name of the health state in the broadcast queue:
+// queuing a newer state replaces the older one still queued.
+const healthBroadcast = "health"
+
+// broadcast is one queued user message.
+type broadcast struct {
+	name string
+	msg  []byte
+}
+
+var _ memberlist.NamedBroadcast = (*broadcast)(nil)
+
+// Name returns the broadcast's name; see memberlist.NamedBroadcast.
+func (b *broadcast) Name() string { return b.name }
+
+// Invalidates reports whether b replaces other: it does if other has the
+// same name.
+func (b *broadcast) Invalidates(other memberlist.Broadcast) bool {
+	o, ok := other.(memberlist.NamedBroadcast)
+	return ok && o.Name() == b.name
+}
+
+// Message returns the wire bytes.
+func (b *broadcast) Message() []byte { return b.msg }
+
+// Finished does nothing: nobody waits for a health broadcast.
+func (b *broadcast) Finished() {}
+
+// encodeHealth returns the tagged wire form of s.
+func encodeHealth(s health.State) []byte {
+	return append([]byte{msgHealth}, s.Encode()...)
+}
+
+// delegate is the Node as memberlist sees it: its Delegate and its
+// EventDelegate. memberlist calls the Delegate methods from its packet,
+// stream and gossip goroutines, possibly at once, and the EventDelegate
+// methods one at a time with its member lock held. None of them may block
+// or call back into memberlist.
+type delegate struct {
+	n *Node
+}
+
+var (
+	_ memberlist.Delegate      = (*delegate)(nil)
+	_ memberlist.EventDelegate = (*delegate)(nil)
+)
+
+// NodeMeta returns this node's metadata; New checked that it fits in limit.
+func (d *delegate) NodeMeta(limit int) []byte {
+	if d.n.leaving.Load() {
+		return d.n.metaLeaving
+	}
+	return d.n.meta
+}
+
+// NotifyMsg handles a user message from a peer. It decodes b before it
+// returns and keeps nothing that points into it, as memberlist reuses b.
+func (d *delegate) NotifyMsg(b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	switch b[0] {
+	case msgHealth:
+		d.mergeHealth(b[1:], "gossip")
+	default:
+		d.n.log.Debug("ignoring gossip message of unknown kind", "kind", b[0])
+	}
+}
+
+// mergeHealth decodes a peer's state and merges it. When the state is
+// adopted, the Holder calls Node.queueHealth, which passes it on: a queued
+// broadcast reaches only a few nodes, so every receiver must re-send it.
+func (d *delegate) mergeHealth(b []byte, via string) {
+	s, err := health.Decode(b)
+	if err != nil {
+		d.n.log.Debug("ignoring bad health state", "via", via, "err", err)
+		return
+	}
+	if d.n.cfg.Health.Merge(s) {
+		d.n.log.Info("adopted health state from peer", "via", via,
+			"status", s.Status.String(), "version", s.Version, "origin", s.Origin)
+	}
+}
+
+// GetBroadcasts returns queued messages for one gossip packet.
+func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
+	return d.n.queue.GetBroadcasts(overhead, limit)
+}
+
+// LocalState returns the full state for a push/pull exchange: the health
+// state, so a joining node or a healed partition converges even if every
+// broadcast was lost.
+func (d *delegate) LocalState(join bool) []byte {
+	return encodeHealth(d.n.cfg.Health.Current())
+}
+
+// MergeRemoteState merges a peer's LocalState.
+func (d *delegate) MergeRemoteState(buf []byte, join bool) {
+	if len(buf) == 0 || buf[0] != msgHealth {
+		d.n.log.Debug("ignoring push/pull state of unknown kind")
+		return
+	}
+	d.mergeHealth(buf[1:], "push_pull")
+}
+
+// NotifyJoin records a member that joined or came back.
+func (d *delegate) NotifyJoin(node *memberlist.Node) {
+	d.n.memberEvent(eventJoin, node)
+}
+
+// NotifyLeave records a member that left or failed.
+func (d *delegate) NotifyLeave(node *memberlist.Node) {
+	d.n.memberEvent(eventLeave, node)
+}
+
+// NotifyUpdate records a member whose metadata changed.
+func (d *delegate) NotifyUpdate(node *memberlist.Node) {
+	d.n.memberEvent(eventUpdate, node)
+}
+
+// eventKind is one of the EventDelegate callbacks.
+type eventKind int
+
+const (
+	eventJoin eventKind = iota
+	eventLeave
+	eventUpdate
+)
+
+// memberEvent applies one membership event to the view, logs it and calls
+// OnMembers. It runs on memberlist's goroutine with memberlist's member lock
+// held: it only takes n.mu, which is never held while calling memberlist.
+func (n *Node) memberEvent(kind eventKind, node *memberlist.Node) {
+	// Copy what we need now: node points into memberlist's own state.
+	name := node.Name
+	addr := joinAddr(node.Addr, node.Port)
+	meta := decodeMeta(node.Meta)
+	now := time.Now()
+
+	n.mu.Lock()
+	var state string
+	switch kind {
+	case eventJoin:
+		n.view.join(name, addr, meta, now)
+		state = StateAlive
+	case eventUpdate:
+		n.view.update(name, addr, meta, now)
+		state = StateAlive
+	case eventLeave:
+		state = n.view.leave(name, now)
+	}
+	alive := n.view.alive()
+	prev, warned := n.warned[name]
+	warn := kind != eventLeave && name != n.cfg.Name &&
+		meta.ConfigHash != n.cfg.ConfigHash && (!warned || prev != meta.ConfigHash)
+	if warn {
+		n.warned[name] = meta.ConfigHash
+	}
+	n.mu.Unlock()
+
+	n.numAlive.Store(int64(len(alive)))
+	if name != n.cfg.Name {
+		switch kind {
+		case eventJoin:
+			n.log.Info("peer joined", "peer", name, "addr", addr, "grpc_addr", meta.GRPCAddr)
+		case eventUpdate:
+			n.log.Debug("peer updated", "peer", name, "addr", addr, "grpc_addr", meta.GRPCAddr, "leaving", meta.Leaving)
+		case eventLeave:
+			if state == StateLeft {
+				n.log.Info("peer left", "peer", name, "addr", addr)
+			} else {
+				n.log.Warn("peer failed", "peer", name, "addr", addr)
+			}
+		}
+	}
+	if warn {
+		n.log.Warn("peer runs a different tier config: limits will differ by node until configs match",
+			"peer", name, "peer_config_hash", meta.ConfigHash, "config_hash", n.cfg.ConfigHash)
+	}
+	if n.cfg.OnMembers != nil {
+		n.cfg.OnMembers(alive)
+	}
+}

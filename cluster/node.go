@@ -1,0 +1,230 @@
+// Package cluster makes a node part of a cluster of peers that find each
+// other by gossip (hashicorp/memberlist), and carries the health state
+// between them.
+//
+// New joins the seeds in Config.Join in the background, so a node may start
+// before its seeds, and keeps re-joining seeds and failed peers every
+// RejoinInterval: once a partition outlasts memberlist's GossipToTheDeadTime,
+// memberlist alone never merges the two sides again. Each node's gRPC address and tier-config hash travel in its
+// node metadata; Members and Alive report what this node knows, and
+// Config.OnMembers hears of every change, which is how cmd/node keeps the
+// ownership ring up to date without this package knowing about it.
+//
+// The health state spreads three ways. A state the local Holder adopts, by
+// Set or by Merge, is queued for gossip under one name, so only the newest
+// waits; a node that adopts a state from a peer queues it again, because one
+// gossip broadcast reaches only a few nodes; and every push/pull exchange (on
+// join and every PushPullInterval) carries the full state, so a late joiner
+// or a healed partition converges even if every broadcast was lost.
+//
+// A node stops with Leave (peers drop it at once) and then Close.
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"github.com/tierlimit/tierlimit/health"
+)
+
+// ErrClosed is returned by Leave after Close.
+var ErrClosed = errors.New("cluster: node is closed")
+
+// minRetransmitMult is the least RetransmitMult the health queue uses.
+// Each send of a queued message goes to one random node, so with
+// memberlist's usual 4 a node of a small cluster still missed a state that
+// every receiver re-broadcast about once in a few hundred changes (measured
+// on 5 nodes), and waited for the next push/pull. A state change is rare and
+// about 100 bytes, so sending it twice as often costs nothing that matters.
+const minRetransmitMult = 8
+
+// Node is this process's place in the cluster. Its methods are safe for
+// concurrent use.
+type Node struct {
+	cfg   Config
+	log   *slog.Logger
+	ml    *memberlist.Memberlist
+	queue *memberlist.TransmitLimitedQueue
+
+	// gossipAddr is this node's gossip address as peers see it.
+	gossipAddr string
+	// meta and metaLeaving are the encoded node metadata before and after
+	// Leave starts.
+	meta, metaLeaving []byte
+
+	numAlive atomic.Int64
+	joined   atomic.Bool
+	leaving  atomic.Bool
+	closed   atomic.Bool
+
+	// mu guards view and warned. It is taken inside memberlist's callbacks,
+	// so it is never held while calling memberlist.
+	mu   sync.Mutex
+	view *view
+	// warned holds, per peer, the config hash last warned about.
+	warned map[string]string
+
+	// lifeMu serialises Leave and Close and guards left and shut.
+	lifeMu sync.Mutex
+	left   bool
+	shut   bool
+
+	stop func()        // stops the join loop
+	done chan struct{} // closed when the join loop has returned
+}
+
+// New starts a node: it binds the gossip port, starts joining the seeds in
+// the background and returns without waiting for them. It returns an error
+// for an invalid Config, an AdvertiseAddr that does not resolve, or a port
+// that cannot be bound. Close releases what New started.
+func New(cfg Config) (*Node, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{
+		cfg:         cfg,
+		log:         cfg.Logger,
+		meta:        encodeMeta(nodeMeta{GRPCAddr: cfg.GRPCAddr, ConfigHash: cfg.ConfigHash}),
+		metaLeaving: encodeMeta(nodeMeta{GRPCAddr: cfg.GRPCAddr, ConfigHash: cfg.ConfigHash, Leaving: true}),
+		view:        newView(cfg.Name),
+		warned:      make(map[string]string),
+		done:        make(chan struct{}),
+	}
+	n.numAlive.Store(1)
+	n.queue = &memberlist.TransmitLimitedQueue{
+		NumNodes: func() int { return int(max(1, n.numAlive.Load())) },
+	}
+
+	ctx, stop := context.WithCancel(context.Background())
+	mc, err := cfg.memberlistConfig(ctx, &delegate{n: n})
+	if err != nil {
+		stop()
+		return nil, err
+	}
+	n.queue.RetransmitMult = max(mc.RetransmitMult, minRetransmitMult)
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		stop()
+		return nil, fmt.Errorf("start gossip for %s: %w", cfg.Name, err)
+	}
+	n.ml = ml
+	n.stop = stop
+
+	// Create announced this node to itself, so the view holds its address.
+	n.mu.Lock()
+	if self, ok := n.view.members[cfg.Name]; ok {
+		n.gossipAddr = self.Addr
+	}
+	n.mu.Unlock()
+
+	if cfg.SecretKey == "" {
+		n.log.Warn("cluster gossip is not encrypted: anyone who can reach the gossip port can join the cluster and set its health state; set a secret key",
+			"gossip_addr", n.gossipAddr)
+	}
+	cfg.Health.OnChange(n.queueHealth)
+	if len(cfg.Join) == 0 {
+		n.joined.Store(true)
+	}
+	n.log.Info("gossip started", "gossip_addr", n.gossipAddr, "seeds", cfg.Join)
+
+	go n.run(ctx)
+	return n, nil
+}
+
+// queueHealth queues s for gossip, replacing any older state still queued.
+// The Holder calls it with its lock held, for every state it adopts; it
+// only takes the queue's own lock.
+func (n *Node) queueHealth(s health.State) {
+	if n.closed.Load() {
+		return
+	}
+	n.queue.QueueBroadcast(&broadcast{name: healthBroadcast, msg: encodeHealth(s)})
+}
+
+// Members returns every member this node knows, alive or not, itself
+// included, sorted by name. A failed or departed member stays for
+// ReconnectTimeout.
+func (n *Node) Members() []Member {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.view.all()
+}
+
+// Alive returns the alive members, itself included, sorted by name.
+func (n *Node) Alive() []Member {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.view.alive()
+}
+
+// Joined reports whether the node has joined its cluster: true when Config
+// had no seeds, or once a join of the seeds reached at least one of them.
+// It never turns false again.
+func (n *Node) Joined() bool { return n.joined.Load() }
+
+// GossipAddr returns the "ip:port" peers use to gossip with this node: the
+// advertised address, or the bound one, with the real port when Config asked
+// for port 0. Give it to other nodes as a seed.
+func (n *Node) GossipAddr() string { return n.gossipAddr }
+
+// Leave tells the cluster that this node is going away, so peers drop it at
+// once instead of after failing to probe it, and stops re-joining. It waits
+// up to timeout for the news to go out (zero means no limit); the node keeps
+// answering gossip until Close. Calling it again does nothing.
+func (n *Node) Leave(timeout time.Duration) error {
+	n.lifeMu.Lock()
+	defer n.lifeMu.Unlock()
+	if n.shut {
+		return ErrClosed
+	}
+	if n.left {
+		return nil
+	}
+	n.left = true
+	n.stop()
+	start := time.Now()
+
+	// First say that we are leaving, so peers record "left", not "dead":
+	// memberlist's leave message does not tell them apart.
+	n.leaving.Store(true)
+	if err := n.ml.UpdateNode(timeout); err != nil {
+		n.log.Debug("announce leave", "err", err)
+	}
+	rest := timeout
+	if timeout > 0 {
+		rest = max(timeout-time.Since(start), time.Millisecond)
+	}
+	if err := n.ml.Leave(rest); err != nil {
+		return fmt.Errorf("leave cluster: %w", err)
+	}
+	n.log.Info("left cluster")
+	return nil
+}
+
+// Close stops the join loop and shuts gossip down. Without a Leave first,
+// peers see a crash and take the suspicion timeout to drop this node. It is
+// safe to call more than once. It may wait for a join in progress, up to
+// memberlist's TCPTimeout.
+func (n *Node) Close() error {
+	n.lifeMu.Lock()
+	defer n.lifeMu.Unlock()
+	if n.shut {
+		return nil
+	}
+	n.shut = true
+	n.closed.Store(true)
+	n.stop()
+	<-n.done
+	if err := n.ml.Shutdown(); err != nil {
+		return fmt.Errorf("shut down gossip: %w", err)
+	}
+	return nil
+}

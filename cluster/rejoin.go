@@ -1,0 +1,146 @@
+package cluster
+
+import (
+	"context"
+	"math/rand/v2"
+	"net"
+	"strings"
+	"sync"
+	"time"
+)
+
+const (
+	// minJoinBackoff is the first wait between failed joins of the seeds;
+	// it doubles up to RejoinInterval.
+	minJoinBackoff = 100 * time.Millisecond
+	// maxRejoinTargets bounds the addresses one rejoin round contacts; a
+	// round's joins run at once, so it lasts at most one TCPTimeout.
+	maxRejoinTargets = 8
+)
+
+// run is the join loop: it joins the seeds, retrying until one answers, then
+// re-joins every RejoinInterval until ctx ends.
+func (n *Node) run(ctx context.Context) {
+	defer close(n.done)
+	if !n.joined.Load() && !n.joinSeeds(ctx) {
+		return
+	}
+	t := time.NewTicker(n.cfg.RejoinInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			n.rejoin(ctx)
+		}
+	}
+}
+
+// joinSeeds joins the seeds, retrying with backoff until at least one
+// answers; it reports whether one did before ctx ended.
+func (n *Node) joinSeeds(ctx context.Context) bool {
+	backoff := min(minJoinBackoff, n.cfg.RejoinInterval)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for attempt := 1; ; attempt++ {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-timer.C:
+		}
+		contacted, err := n.ml.Join(n.cfg.Join)
+		if err == nil && contacted > 0 {
+			n.joined.Store(true)
+			n.log.Info("joined cluster", "seeds", n.cfg.Join, "contacted", contacted, "attempts", attempt)
+			return true
+		}
+		n.log.Info("join failed; retrying", "seeds", n.cfg.Join, "attempt", attempt, "retry_in", backoff, "err", err)
+		timer.Reset(backoff)
+		backoff = min(2*backoff, n.cfg.RejoinInterval)
+	}
+}
+
+// rejoin forgets long-gone members, then joins the seeds that are not alive
+// members and, picked at random, failed members, at most maxRejoinTargets
+// at once. Joining an address that is already in the cluster costs one
+// push/pull; joining one on the far side of a healed partition merges the
+// two sides.
+func (n *Node) rejoin(ctx context.Context) {
+	n.mu.Lock()
+	for _, name := range n.view.forget(time.Now().Add(-n.cfg.ReconnectTimeout)) {
+		delete(n.warned, name)
+	}
+	alive := n.view.addrs(StateAlive)
+	dead := n.view.addrs(StateDead)
+	n.mu.Unlock()
+
+	rand.Shuffle(len(dead), func(i, j int) { dead[i], dead[j] = dead[j], dead[i] })
+	targets := rejoinTargets(resolveSeeds(ctx, n.cfg.Join), dead, alive, maxRejoinTargets)
+	var wg sync.WaitGroup
+	for _, addr := range targets {
+		wg.Go(func() {
+			if ctx.Err() != nil {
+				return
+			}
+			if _, err := n.ml.Join([]string{addr}); err != nil {
+				n.log.Debug("rejoin failed", "addr", addr, "err", err)
+				return
+			}
+			n.log.Debug("rejoined", "addr", addr)
+		})
+	}
+	wg.Wait()
+}
+
+// rejoinTargets returns seeds, then dead, without duplicates, without
+// anything in alive, and at most limit of them.
+func rejoinTargets(seeds, dead, alive []string, limit int) []string {
+	skip := make(map[string]bool, len(alive)+len(seeds)+len(dead))
+	for _, a := range alive {
+		skip[a] = true
+	}
+	var out []string
+	for _, list := range [][]string{seeds, dead} {
+		for _, a := range list {
+			if len(out) == limit {
+				return out
+			}
+			if !skip[a] {
+				skip[a] = true
+				out = append(out, a)
+			}
+		}
+	}
+	return out
+}
+
+// resolveSeeds turns each "host:port" seed into "ip:port" addresses, as
+// member addresses are written, so seeds that are already members can be
+// skipped. A seed it cannot resolve is kept as written, for memberlist to
+// try in its own way.
+func resolveSeeds(ctx context.Context, seeds []string) []string {
+	var out []string
+	for _, seed := range seeds {
+		host, port, err := net.SplitHostPort(seed)
+		if err != nil || strings.Contains(seed, "/") {
+			out = append(out, seed)
+			continue
+		}
+		if ip := net.ParseIP(host); ip != nil {
+			out = append(out, net.JoinHostPort(ip.String(), port))
+			continue
+		}
+		lctx, cancel := context.WithTimeout(ctx, resolveTimeout)
+		addrs, err := net.DefaultResolver.LookupIPAddr(lctx, host)
+		cancel()
+		if err != nil || len(addrs) == 0 {
+			out = append(out, seed)
+			continue
+		}
+		for _, a := range addrs {
+			out = append(out, net.JoinHostPort(a.IP.String(), port))
+		}
+	}
+	return out
+}

@@ -1,0 +1,132 @@
+package cluster
+
+import (
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tierlimit/tierlimit/cluster/clustertest"
+	"github.com/tierlimit/tierlimit/health"
+)
+
+func TestRejoinTargets(t *testing.T) {
+	tests := []struct {
+		name               string
+		seeds, dead, alive []string
+		limit              int
+		want               []string
+	}{
+		{"nothing to do", nil, nil, []string{"a:1"}, 8, nil},
+		{"alive seeds skipped", []string{"a:1", "b:1"}, nil, []string{"a:1", "b:1"}, 8, nil},
+		{"seeds then dead", []string{"s:1"}, []string{"d:1", "d:2"}, nil, 8, []string{"s:1", "d:1", "d:2"}},
+		{"duplicates once", []string{"s:1", "s:1"}, []string{"s:1", "d:1"}, nil, 8, []string{"s:1", "d:1"}},
+		{"dead but alive again", nil, []string{"d:1"}, []string{"d:1"}, 8, nil},
+		{"limit", []string{"s:1"}, []string{"d:1", "d:2"}, nil, 2, []string{"s:1", "d:1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := rejoinTargets(tt.seeds, tt.dead, tt.alive, tt.limit)
+			assert.Equal(t, tt.want, got, "rejoinTargets(%v, %v, %v, %d)", tt.seeds, tt.dead, tt.alive, tt.limit)
+		})
+	}
+}
+
+func TestResolveSeeds(t *testing.T) {
+	got := resolveSeeds(t.Context(), []string{"127.0.0.1:7946", "localhost:7000", "no-port", "name/10.0.0.1:7946"})
+	require.GreaterOrEqual(t, len(got), 4, "resolveSeeds() = %v", got)
+	assert.Equal(t, "127.0.0.1:7946", got[0])
+	assert.Contains(t, got, "127.0.0.1:7000", "localhost resolved")
+	assert.Contains(t, got, "no-port", "kept as written")
+	assert.Contains(t, got, "name/10.0.0.1:7946", "kept as written")
+}
+
+func TestJoinBeforeSeedStarts(t *testing.T) {
+	port := freePort(t)
+	seedAddr := "127.0.0.1:" + strconv.Itoa(port)
+
+	cfg := testConfig("early")
+	cfg.Join = []string{seedAddr}
+	early := startNode(t, cfg)
+	assert.False(t, early.Joined(), "Joined() before the seed is up")
+
+	seedCfg := testConfig("seed")
+	seedCfg.BindPort = port
+	seed := startNode(t, seedCfg)
+	require.Equal(t, seedAddr, seed.GossipAddr())
+	assert.True(t, seed.Joined(), "a node without seeds is Joined()")
+
+	start := time.Now()
+	require.Eventually(t, early.Joined, waitFor, tick, "early node never joined its seed")
+	requireAlive(t, []*Node{early, seed}, 2)
+	t.Logf("joined %s after the seed started", time.Since(start))
+}
+
+// TestPartitionHeals cuts a 4-node cluster 2+2 and heals it. Within
+// GossipToTheDeadTime memberlist still gossips to the dead and may heal by
+// itself; the test makes that window tiny, so only the rejoin loop can merge
+// the sides, as after a partition that lasted longer than it in production.
+func TestPartitionHeals(t *testing.T) {
+	p := clustertest.NewPartition()
+	nodes := startNodes(t, 4, func(i int, c *Config) {
+		tr, err := p.NewTransport("127.0.0.1")
+		require.NoError(t, err)
+		c.Memberlist.Transport = tr
+		c.Memberlist.GossipToTheDeadTime = 100 * time.Millisecond
+	})
+	addrs := make([]string, len(nodes))
+	for i, n := range nodes {
+		addrs[i] = n.GossipAddr()
+	}
+	sideA, sideB := nodes[:2], nodes[2:]
+
+	p.Block(addrs[:2], addrs[2:])
+	start := time.Now()
+	requireAlive(t, nodes, 2)
+	t.Logf("each side saw the other dead %s after the cut", time.Since(start))
+	for _, n := range nodes {
+		for _, m := range n.Members() {
+			sameSide := (m.Name < "n2") == (n.cfg.Name < "n2")
+			if !sameSide {
+				assert.Equal(t, StateDead, m.State, "%s sees %s.State", n.cfg.Name, m.Name)
+			}
+		}
+	}
+
+	// Each side writes its own state; side B writes twice, so it wins.
+	a, _ := sideA[0].cfg.Health.Set(health.Degraded, time.Now())
+	sideB[1].cfg.Health.Set(health.Degraded, time.Now())
+	b, _ := sideB[1].cfg.Health.Set(health.Normal, time.Now())
+	waitState(t, sideA, keyOf(a))
+	waitState(t, sideB, keyOf(b))
+
+	p.Heal()
+	start = time.Now()
+	requireAlive(t, nodes, 4)
+	t.Logf("all 4 alive everywhere %s after the heal", time.Since(start))
+	waitState(t, nodes, keyOf(b))
+	t.Logf("one health state everywhere %s after the heal", time.Since(start))
+	for _, n := range nodes {
+		for _, m := range n.Members() {
+			assert.Equal(t, StateAlive, m.State, "%s sees %s.State after the heal", n.cfg.Name, m.Name)
+		}
+	}
+}
+
+// TestPartitionTransportCutsOneNode checks the fault injection itself: a
+// node cut off from everyone is declared dead, and comes back on Heal.
+func TestPartitionTransportCutsOneNode(t *testing.T) {
+	p := clustertest.NewPartition()
+	nodes := startNodes(t, 3, func(i int, c *Config) {
+		tr, err := p.NewTransport("127.0.0.1")
+		require.NoError(t, err)
+		c.Memberlist.Transport = tr
+	})
+	p.Block([]string{nodes[2].GossipAddr()}, []string{nodes[0].GossipAddr(), nodes[1].GossipAddr()})
+	requireAlive(t, nodes[:2], 2)
+	requireAlive(t, nodes[2:], 1)
+	p.Heal()
+	requireAlive(t, nodes, 3)
+}

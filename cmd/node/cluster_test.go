@@ -1,0 +1,532 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+
+	"github.com/tierlimit/tierlimit/cluster"
+	"github.com/tierlimit/tierlimit/cluster/clustertest"
+	"github.com/tierlimit/tierlimit/health"
+)
+
+const testToken = "test-admin-token"
+
+// testTiers writes a tiers file with perTier keys per tier, named
+// "<tier>-<i>", and returns its path.
+func testTiers(t *testing.T, perTier int) string {
+	t.Helper()
+	keys := map[string]string{}
+	for _, tier := range []string{"free", "pro", "enterprise"} {
+		for i := range perTier {
+			keys[fmt.Sprintf("%s-%d", tier, i)] = tier
+		}
+	}
+	doc := map[string]any{
+		"window_seconds": 60,
+		"tiers": map[string]any{
+			"free":       map[string]int{"limit": 10, "burst": 20, "degraded": 2},
+			"pro":        map[string]int{"limit": 100, "burst": 150, "degraded": 100},
+			"enterprise": map[string]int{"limit": 1000, "burst": 1500, "degraded": 1000},
+		},
+		"api_keys": keys,
+	}
+	b, err := json.Marshal(doc)
+	require.NoError(t, err)
+	path := filepath.Join(t.TempDir(), "tiers.json")
+	require.NoError(t, os.WriteFile(path, b, 0o600))
+	return path
+}
+
+// testCluster is a set of in-process nodes on loopback.
+type testCluster struct {
+	t         *testing.T
+	config    string
+	nodes     []*node
+	partition *clustertest.Partition
+	grpcCut   *grpcPartition
+	forward   time.Duration
+	steady    bool
+}
+
+// clusterOpts tune startCluster.
+type clusterOpts struct {
+	forwardTimeout time.Duration // default 1s: generous, so -race never forces a fallback
+	clusterKey     string
+	perTier        int // keys per tier in the config; default 50
+	// steady uses slower failure detection, so that a loaded test machine
+	// never declares a live node dead: tests that count exactly need
+	// the ring to stay still.
+	steady bool
+}
+
+// startCluster starts n nodes, node i on 127.0.0.(i+1) so that a partition
+// can cut gossip and gRPC between groups, all joining node 0, and waits
+// until every node sees n alive members.
+func startCluster(t *testing.T, n int, co clusterOpts) *testCluster {
+	t.Helper()
+	if co.forwardTimeout == 0 {
+		co.forwardTimeout = time.Second
+	}
+	if co.perTier == 0 {
+		co.perTier = 50
+	}
+	c := &testCluster{t: t, config: testTiers(t, co.perTier), partition: clustertest.NewPartition(),
+		grpcCut: newGRPCPartition(), forward: co.forwardTimeout, steady: co.steady}
+	for range n {
+		c.add(co.clusterKey)
+	}
+	c.waitMembers(n)
+	return c
+}
+
+// add starts one more node that joins the first.
+func (c *testCluster) add(clusterKey string) *node {
+	t := c.t
+	t.Helper()
+	i := len(c.nodes)
+	ip := fmt.Sprintf("127.0.0.%d", i+1)
+	name := fmt.Sprintf("node-%d", i)
+	tr, err := c.partition.NewTransport(ip)
+	require.NoError(t, err)
+	mc := cluster.TestMemberlistConfig()
+	if c.steady {
+		mc.ProbeInterval, mc.ProbeTimeout, mc.SuspicionMult = time.Second, 500*time.Millisecond, 4
+	}
+	mc.Transport = tr
+	o := options{
+		configPath: c.config, httpAddr: ip + ":0", grpcAddr: ip + ":0", gossipAddr: ip + ":0",
+		nodeName: name, adminToken: testToken, clusterKey: clusterKey,
+		forwardTimeout: c.forward, maxKeys: 100_000, shutdownGrace: 5 * time.Second,
+		gossipConfig: mc, rejoinInterval: 300 * time.Millisecond,
+		dialOptions: []grpc.DialOption{grpc.WithContextDialer(c.grpcCut.dialer(name))},
+	}
+	if i > 0 {
+		o.join = []string{c.nodes[0].cluster.GossipAddr()}
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	nd, err := start(t.Context(), o, log)
+	require.NoError(t, err)
+	c.grpcCut.register(name, nd.grpcLis.Addr().String())
+	c.nodes = append(c.nodes, nd)
+	t.Cleanup(func() { _ = nd.stopQuietly() })
+	return nd
+}
+
+// stopQuietly stops a node that may have been killed already.
+func (n *node) stopQuietly() error {
+	defer func() { _ = recover() }()
+	return n.stop(5 * time.Second)
+}
+
+// waitMembers waits until every running node sees want alive members.
+func (c *testCluster) waitMembers(want int, nodes ...*node) {
+	c.t.Helper()
+	if nodes == nil {
+		nodes = c.nodes
+	}
+	require.Eventually(c.t, func() bool {
+		for _, n := range nodes {
+			if n.ring.Len() != want {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second, 20*time.Millisecond, "not every node sees %d members", want)
+}
+
+// get sends GET /test with key to nd and returns the status code and the
+// X-RateLimit-Limit header.
+func get(t *testing.T, nd *node, key string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, "http://"+nd.httpAddr()+"/test", nil)
+	require.NoError(t, err)
+	req.Header.Set("X-API-Key", key)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, resp.Header.Get("X-RateLimit-Limit")
+}
+
+func setHealth(t *testing.T, nd *node, status string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, "http://"+nd.httpAddr()+"/system/health", strings.NewReader(`{"status":"`+status+`"}`))
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+}
+
+// owner returns the index of the node that owns key, as node 0 sees it.
+func (c *testCluster) owner(key string) int {
+	name, ok := c.nodes[0].ring.Owner(key)
+	require.True(c.t, ok)
+	for i, n := range c.nodes {
+		if n.name == name {
+			return i
+		}
+	}
+	c.t.Fatalf("owner %q of %q is not a node", name, key)
+	return -1
+}
+
+func TestClusterCountIsGlobalRoundRobin(t *testing.T) {
+	c := startCluster(t, 3, clusterOpts{steady: true})
+	// Keys owned by each of the three nodes, so every path is exercised:
+	// local, and forwarded from both other nodes.
+	covered := map[int]bool{}
+	for i := 0; len(covered) < 3 && i < 50; i++ {
+		key := fmt.Sprintf("free-%d", i)
+		o := c.owner(key)
+		if covered[o] {
+			continue
+		}
+		covered[o] = true
+		admitted := 0
+		for r := range 3 * 20 {
+			code, limit := get(t, c.nodes[r%3], key)
+			require.Contains(t, []int{200, 429}, code)
+			assert.Equal(t, "20", limit)
+			if code == 200 {
+				admitted++
+			}
+		}
+		assert.Equal(t, 20, admitted, "key %s owned by node-%d: admitted %d of 60, want exactly 20", key, o, admitted)
+	}
+	require.Len(t, covered, 3, "found keys owned by every node")
+	for _, n := range c.nodes {
+		assert.Zero(t, n.fallback.Len(), "%s decided something locally", n.name)
+	}
+}
+
+func TestClusterManyKeysConcurrently(t *testing.T) {
+	c := startCluster(t, 3, clusterOpts{perTier: 40, steady: true})
+	const keysPerTier = 40
+	type result struct{ admitted atomic.Int64 }
+	results := map[string]*result{}
+	var keys []string
+	for i := range keysPerTier {
+		for _, tier := range []string{"free", "pro"} {
+			k := fmt.Sprintf("%s-%d", tier, i)
+			keys = append(keys, k)
+			results[k] = &result{}
+		}
+	}
+	limits := map[string]int{"free": 20, "pro": 150}
+	work := make(chan string, 1024)
+	go func() {
+		defer close(work)
+		// 1.5×L requests per key, keys interleaved.
+		for round := range 225 {
+			for _, k := range keys {
+				tier := strings.SplitN(k, "-", 2)[0]
+				if round < limits[tier]*3/2 {
+					work <- k
+				}
+			}
+		}
+	}()
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	var wg sync.WaitGroup
+	var sent atomic.Int64
+	for w := range 24 {
+		wg.Go(func() {
+			i := w
+			for k := range work {
+				nd := c.nodes[i%3]
+				i++
+				req, _ := http.NewRequest(http.MethodGet, "http://"+nd.httpAddr()+"/test", nil)
+				req.Header.Set("X-API-Key", k)
+				resp, err := client.Do(req)
+				if !assert.NoError(t, err) {
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				sent.Add(1)
+				if resp.StatusCode == http.StatusOK {
+					results[k].admitted.Add(1)
+				} else {
+					assert.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	require.Positive(t, sent.Load())
+	for _, n := range c.nodes {
+		require.Zero(t, n.fallback.Len(), "%s decided some keys locally: the count cannot be exact", n.name)
+		require.Equal(t, 3, n.ring.Len(), "%s: the ring changed during the test", n.name)
+	}
+	for _, k := range keys {
+		tier := strings.SplitN(k, "-", 2)[0]
+		assert.Equal(t, int64(limits[tier]), results[k].admitted.Load(), "key %s", k)
+	}
+}
+
+func TestClusterHealthSpreadsEverywhere(t *testing.T) {
+	c := startCluster(t, 5, clusterOpts{})
+	setHealth(t, c.nodes[2], "DEGRADED")
+	want := c.nodes[2].health.Current()
+	require.Equal(t, health.Degraded, want.Status)
+	require.Eventually(t, func() bool {
+		for _, n := range c.nodes {
+			if n.health.Current() != want {
+				return false
+			}
+		}
+		return true
+	}, time.Second, 5*time.Millisecond, "DEGRADED set on node-2 did not reach every node within 1s")
+
+	// Every node now applies the DEGRADED limit of the free tier.
+	for i, n := range c.nodes {
+		_, limit := get(t, n, fmt.Sprintf("free-%d", i))
+		assert.Equal(t, "2", limit, "%s", n.name)
+	}
+}
+
+func TestClusterConflictingHealthWritesConverge(t *testing.T) {
+	c := startCluster(t, 4, clusterOpts{})
+	var wg sync.WaitGroup
+	wg.Go(func() { setHealth(t, c.nodes[1], "DEGRADED") })
+	wg.Go(func() {
+		setHealth(t, c.nodes[3], "DEGRADED")
+		setHealth(t, c.nodes[3], "NORMAL")
+	})
+	wg.Wait()
+	require.Eventually(t, func() bool {
+		first := c.nodes[0].health.Current()
+		for _, n := range c.nodes[1:] {
+			if n.health.Current() != first {
+				return false
+			}
+		}
+		return first.Version >= 2
+	}, 3*time.Second, 5*time.Millisecond, "nodes did not converge on one state")
+	final := c.nodes[0].health.Current()
+	assert.Equal(t, health.Normal, final.Status, "node-3's second write has the highest version")
+	assert.Equal(t, "node-3", final.Origin)
+}
+
+func TestClusterLateNodeLearnsTheState(t *testing.T) {
+	c := startCluster(t, 3, clusterOpts{})
+	setHealth(t, c.nodes[0], "DEGRADED")
+	want := c.nodes[0].health.Current()
+	late := c.add("")
+	c.waitMembers(4)
+	require.Eventually(t, func() bool { return late.health.Current() == want },
+		3*time.Second, 10*time.Millisecond, "the late node did not learn DEGRADED")
+	_, limit := get(t, late, "free-7")
+	assert.Equal(t, "2", limit)
+}
+
+func TestClusterNodeCrashIsAbsorbed(t *testing.T) {
+	const forward = 5 * time.Millisecond
+	c := startCluster(t, 3, clusterOpts{forwardTimeout: forward})
+	// Keys owned by the node about to die.
+	victim := c.nodes[2]
+	var owned []string
+	for i := 0; len(owned) < 10 && i < 50; i++ {
+		if k := fmt.Sprintf("pro-%d", i); c.owner(k) == 2 {
+			owned = append(owned, k)
+		}
+	}
+	require.NotEmpty(t, owned)
+	victim.kill()
+
+	// The survivors keep answering 200 or 429 and never wait much longer
+	// than the forward deadline, while gossip still thinks the victim is
+	// alive and after it has dropped it.
+	margin := 150 * time.Millisecond // generous for -race on 2 shared cores
+	deadline := time.Now().Add(3 * time.Second)
+	var slowest time.Duration
+	requests := 0
+	for time.Now().Before(deadline) {
+		for _, k := range owned {
+			start := time.Now()
+			code, _ := get(t, c.nodes[requests%2], k)
+			took := time.Since(start)
+			slowest = max(slowest, took)
+			requests++
+			require.Contains(t, []int{200, 429}, code)
+		}
+	}
+	assert.Less(t, slowest, forward+margin, "slowest of %d requests took %v", requests, slowest)
+	c.waitMembers(2, c.nodes[0], c.nodes[1])
+	for _, n := range c.nodes[:2] {
+		assert.NotContains(t, n.ring.Members(), victim.name)
+	}
+}
+
+func TestClusterPartitionServesLocallyThenHeals(t *testing.T) {
+	c := startCluster(t, 4, clusterOpts{forwardTimeout: 20 * time.Millisecond})
+	a, b := c.nodes[:2], c.nodes[2:]
+	addrs := func(ns []*node) []string {
+		var out []string
+		for _, n := range ns {
+			out = append(out, n.cluster.GossipAddr())
+		}
+		return out
+	}
+	names := func(ns []*node) []string {
+		var out []string
+		for _, n := range ns {
+			out = append(out, n.name)
+		}
+		return out
+	}
+	c.partition.Block(addrs(a), addrs(b))
+	c.grpcCut.block(names(a), names(b))
+
+	// Each side sees only itself once the failure detector has run.
+	c.waitMembers(2, a...)
+	c.waitMembers(2, b...)
+
+	// Both sides keep serving, each with its own ring: a key is counted once
+	// per side, so at most 2×L in all.
+	key := "free-3"
+	admitted := 0
+	for r := range 80 {
+		code, _ := get(t, c.nodes[r%4], key)
+		require.Contains(t, []int{200, 429}, code)
+		if code == 200 {
+			admitted++
+		}
+	}
+	assert.GreaterOrEqual(t, admitted, 20)
+	assert.LessOrEqual(t, admitted, 40, "over-admission is bounded by the number of sides")
+
+	// Each side writes its own health state.
+	setHealth(t, a[0], "DEGRADED")
+	setHealth(t, b[0], "DEGRADED")
+	setHealth(t, b[0], "NORMAL")
+
+	c.partition.Heal()
+	c.grpcCut.heal()
+	c.waitMembers(4)
+	require.Eventually(t, func() bool {
+		first := c.nodes[0].health.Current()
+		for _, n := range c.nodes[1:] {
+			if n.health.Current() != first {
+				return false
+			}
+		}
+		return true
+	}, 5*time.Second, 10*time.Millisecond, "health did not converge after the partition healed")
+	assert.Equal(t, health.Normal, c.nodes[0].health.Current().Status, "side b's later write has the higher version")
+	for _, n := range c.nodes {
+		assert.Equal(t, c.nodes[0].ring.Members(), n.ring.Members())
+	}
+}
+
+func TestClusterKeyKeepsStrangersOut(t *testing.T) {
+	c := startCluster(t, 2, clusterOpts{clusterKey: "correct horse battery staple"})
+	code, _ := get(t, c.nodes[0], "free-1")
+	require.Equal(t, 200, code)
+
+	// A node without the key cannot join.
+	stranger := c.add("")
+	assert.Never(t, func() bool { return stranger.ring.Len() > 1 || c.nodes[0].ring.Len() > 2 },
+		time.Second, 50*time.Millisecond, "a node without the cluster key joined")
+
+}
+
+// grpcPartition cuts gRPC between groups of nodes: each node dials through
+// a dialer that refuses blocked peers and breaks connections that become
+// blocked.
+type grpcPartition struct {
+	mu     sync.Mutex
+	byAddr map[string]string // gRPC addr -> node name
+	cut    map[[2]string]bool
+}
+
+func newGRPCPartition() *grpcPartition {
+	return &grpcPartition{byAddr: map[string]string{}, cut: map[[2]string]bool{}}
+}
+
+func (p *grpcPartition) register(name, addr string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.byAddr[addr] = name
+}
+
+func (p *grpcPartition) block(a, b []string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, x := range a {
+		for _, y := range b {
+			p.cut[[2]string{x, y}] = true
+			p.cut[[2]string{y, x}] = true
+		}
+	}
+}
+
+func (p *grpcPartition) heal() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	clear(p.cut)
+}
+
+func (p *grpcPartition) blocked(from, addr string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cut[[2]string{from, p.byAddr[addr]}]
+}
+
+func (p *grpcPartition) dialer(self string) func(context.Context, string) (net.Conn, error) {
+	return func(ctx context.Context, addr string) (net.Conn, error) {
+		if p.blocked(self, addr) {
+			return nil, fmt.Errorf("partitioned from %s", addr)
+		}
+		var d net.Dialer
+		conn, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		return &cutConn{Conn: conn, cut: func() bool { return p.blocked(self, addr) }}, nil
+	}
+}
+
+// cutConn fails every read and write once its link is cut.
+type cutConn struct {
+	net.Conn
+	cut func() bool
+}
+
+func (c *cutConn) Write(b []byte) (int, error) {
+	if c.cut() {
+		c.Conn.Close()
+		return 0, net.ErrClosed
+	}
+	return c.Conn.Write(b)
+}
+
+func (c *cutConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if err == nil && c.cut() {
+		c.Conn.Close()
+		return 0, net.ErrClosed
+	}
+	return n, err
+}

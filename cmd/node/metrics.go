@@ -1,0 +1,91 @@
+package main
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/tierlimit/tierlimit/ownership"
+)
+
+// metrics are the node's Prometheus series beyond the middleware's
+// decisions. It is the Router's Observer.
+type metrics struct {
+	forwarded    *prometheus.HistogramVec
+	forwardErrs  *prometheus.CounterVec
+	fallbacks    *prometheus.CounterVec
+	overLimitHit prometheus.Counter
+}
+
+var _ ownership.Observer = (*metrics)(nil)
+
+// newMetrics registers the node's series with reg; gauges read n when
+// scraped.
+func newMetrics(reg *prometheus.Registry, n *node) *metrics {
+	m := &metrics{
+		forwarded: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "tierlimit_forward_duration_seconds",
+			Help:    "Checks forwarded to a key's owner, by peer: time until an answer or giving up.",
+			Buckets: []float64{25e-6, 50e-6, 100e-6, 200e-6, 400e-6, 800e-6, 1.6e-3, 3.2e-3, 6.4e-3, 12.8e-3},
+		}, []string{"peer"}),
+		forwardErrs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tierlimit_forward_errors_total",
+			Help: "Forwarded checks that got no answer from the owner, by peer.",
+		}, []string{"peer"}),
+		fallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tierlimit_local_fallbacks_total",
+			Help: "Checks for keys owned elsewhere decided locally against a share of the limit, by reason.",
+		}, []string{"reason"}),
+		overLimitHit: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tierlimit_overlimit_cache_hits_total",
+			Help: "Checks refused from the over-limit cache without asking the owner.",
+		}),
+	}
+	reg.MustRegister(m.forwarded, m.forwardErrs, m.fallbacks, m.overLimitHit,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tierlimit_store_keys",
+			Help: "Keys held in the store of owned counts.",
+		}, func() float64 { return float64(n.store.Len()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tierlimit_fallback_store_keys",
+			Help: "Keys held in the store of local-only fallback counts.",
+		}, func() float64 { return float64(n.fallback.Len()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tierlimit_store_evictions_total",
+			Help: "Live keys dropped to keep a store under -max-keys.",
+		}, func() float64 { return float64(n.store.Evicted() + n.fallback.Evicted()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tierlimit_health_degraded",
+			Help: "1 when the system state is DEGRADED, 0 when NORMAL.",
+		}, func() float64 { return float64(n.health.Status()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tierlimit_health_version",
+			Help: "Version of the health state in force.",
+		}, func() float64 { return float64(n.health.Current().Version) }),
+	)
+	return m
+}
+
+// registerCluster adds the series that need the cluster node.
+func (m *metrics) registerCluster(reg *prometheus.Registry, n *node) {
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tierlimit_cluster_members",
+		Help: "Alive cluster members, this node included.",
+	}, func() float64 { return float64(len(n.cluster.Alive())) }))
+}
+
+// Forwarded records a forwarded check.
+func (m *metrics) Forwarded(peer string, d time.Duration, err error) {
+	m.forwarded.WithLabelValues(peer).Observe(d.Seconds())
+	if err != nil {
+		m.forwardErrs.WithLabelValues(peer).Inc()
+	}
+}
+
+// Fallback records a local decision for a key owned elsewhere.
+func (m *metrics) Fallback(reason string) { m.fallbacks.WithLabelValues(reason).Inc() }
+
+// OverLimitCacheHit records a refusal served from the over-limit cache.
+func (m *metrics) OverLimitCacheHit() { m.overLimitHit.Inc() }
