@@ -324,6 +324,18 @@ func (r *Router) Forget(name string) {
 	}
 }
 
+// Breakers returns the state at now of the breaker of every peer the
+// Router has forwarded to since it was made or the peer was forgotten.
+func (r *Router) Breakers(now time.Time) map[string]BreakerState {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make(map[string]BreakerState, len(r.links))
+	for name, l := range r.links {
+		out[name] = l.breaker.State(now)
+	}
+	return out
+}
+
 // ClearOverLimit forgets every cached refusal, so the next check for each
 // key asks its owner. Call it when the limits in force change (the health
 // state moved), since a refusal under one limit may not hold under another.

@@ -511,3 +511,18 @@ func TestRouterDoesNotForwardInvalidChecks(t *testing.T) {
 	assert.Empty(t, peer.callSizes(), "an invalid check reached the owner")
 	assert.Equal(t, []string{FallbackInvalid, FallbackInvalid, FallbackInvalid}, r.events.reasons())
 }
+
+func TestRouterBreakersReportsEachPeer(t *testing.T) {
+	b := &batchPeer{}
+	b.setErr(errors.New("peer down"))
+	r := newTestRouter(t, []string{"a", "b"}, peerMap{"b": b}, nil)
+	now := routerT0
+	assert.Empty(t, r.Breakers(now), "no peer has been used yet")
+	key := keyOwnedBy(t, r.ring, "b")
+	for range DefaultBreakerFailures {
+		r.Check(t.Context(), now, key, 10)
+	}
+	assert.Equal(t, map[string]BreakerState{"b": BreakerOpen}, r.Breakers(now))
+	r.Forget("b")
+	assert.Empty(t, r.Breakers(now))
+}

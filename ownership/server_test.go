@@ -3,6 +3,7 @@ package ownership
 import (
 	"context"
 	"net"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -87,7 +88,7 @@ func serveTCP(t testing.TB, creds credentials.TransportCredentials, store taker)
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	g := grpc.NewServer(grpc.Creds(creds))
+	g := grpc.NewServer(grpc.Creds(creds), grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))))
 	newServer(store, time.Now).Register(g)
 	serveUntilCleanup(t, g, lis)
 	return lis.Addr().String()

@@ -377,6 +377,23 @@ func TestClusterNodeCrashIsAbsorbed(t *testing.T) {
 	for _, n := range c.nodes[:2] {
 		assert.NotContains(t, n.ring.Members(), victim.name)
 	}
+
+	// The fallbacks are in the metrics, and so is the smaller cluster.
+	m := scrape(t, c.nodes[0])
+	assert.Contains(t, m, "tierlimit_cluster_members 2\n")
+	assert.Regexp(t, `tierlimit_local_fallbacks_total\{reason="(error|timeout|breaker_open)"\} [1-9]`, m)
+	assert.Regexp(t, `tierlimit_decisions_total\{outcome="allowed",tier="pro"\} [1-9]`, m)
+}
+
+// scrape returns nd's /metrics text.
+func scrape(t *testing.T, nd *node) string {
+	t.Helper()
+	resp, err := http.Get("http://" + nd.httpAddr() + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return string(b)
 }
 
 func TestClusterPartitionServesLocallyThenHeals(t *testing.T) {

@@ -89,3 +89,33 @@ func (m *metrics) Fallback(reason string) { m.fallbacks.WithLabelValues(reason).
 
 // OverLimitCacheHit records a refusal served from the over-limit cache.
 func (m *metrics) OverLimitCacheHit() { m.overLimitHit.Inc() }
+
+// breakerCollector exports tierlimit_peer_breaker_state{peer}: 0 closed,
+// 1 open, 2 half-open, for every peer the Router has forwarded to.
+type breakerCollector struct {
+	router *ownership.Router
+	desc   *prometheus.Desc
+}
+
+func newBreakerCollector(r *ownership.Router) *breakerCollector {
+	return &breakerCollector{router: r, desc: prometheus.NewDesc("tierlimit_peer_breaker_state",
+		"Circuit breaker per peer: 0 closed (forwarding), 1 open (skipping the peer), 2 half-open (probing).",
+		[]string{"peer"}, nil)}
+}
+
+// Describe sends the one series description.
+func (c *breakerCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+// Collect reads the breakers at scrape time.
+func (c *breakerCollector) Collect(ch chan<- prometheus.Metric) {
+	for peer, st := range c.router.Breakers(time.Now()) {
+		v := 0.0
+		switch st {
+		case ownership.BreakerOpen:
+			v = 1
+		case ownership.BreakerHalfOpen:
+			v = 2
+		}
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, v, peer)
+	}
+}
