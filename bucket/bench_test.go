@@ -1,6 +1,8 @@
 package bucket
 
 import (
+	"fmt"
+	"runtime"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -40,5 +42,28 @@ func BenchmarkTakeSerial(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		s.Take(now, "key", 1, 1<<30)
+	}
+}
+
+// BenchmarkStoreMemory reports the heap held per live key, for keys of 24
+// bytes (the size of a typical API key), over a million keys.
+func BenchmarkStoreMemory(b *testing.B) {
+	const n = 1_000_000
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("key-%020d", i)
+	}
+	for b.Loop() {
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		s := New(Config{Window: time.Minute, MaxKeys: n})
+		for _, k := range keys {
+			s.Take(t0, k, 1, 10)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "bytes/key")
+		runtime.KeepAlive(s)
 	}
 }
