@@ -433,6 +433,7 @@ func TestClusterPartitionServesLocallyThenHeals(t *testing.T) {
 	}
 	assert.GreaterOrEqual(t, admitted, 20)
 	assert.LessOrEqual(t, admitted, 40, "over-admission is bounded by the number of sides")
+	t.Logf("partitioned 2+2: %d of 80 admitted for one key, L = 20", admitted)
 
 	// Each side writes its own health state.
 	setHealth(t, a[0], "DEGRADED")
