@@ -35,6 +35,9 @@ func Example() {
 		r.Header.Set("X-API-Key", "my-key")
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, r)
+		// The middleware writes the header names with the contract's exact
+		// casing, so index the map rather than use Get.
+		//lint:ignore SA1008 the names are deliberately not in Go's canonical form
 		fmt.Println(w.Code, w.Header()[api.HeaderLimit], w.Header()[api.HeaderRemaining])
 	}
 	call()

@@ -66,9 +66,10 @@ func TestMergeConvergesWhateverTheOrder(t *testing.T) {
 	// other's write. Both must end on the same state.
 	a, b := NewHolder("node-a"), NewHolder("node-b")
 	sa, _ := a.Set(Degraded, t0)
-	sb, _ := b.Set(Normal, t0) // no change: b is already NORMAL
-	sb, _ = b.Set(Degraded, t0)
-	sb, _ = b.Set(Normal, t0)
+	_, changed := b.Set(Normal, t0)
+	require.False(t, changed, "b is already NORMAL")
+	b.Set(Degraded, t0)
+	sb, _ := b.Set(Normal, t0)
 	a.Merge(sb)
 	b.Merge(sa)
 	assert.Equal(t, a.Current(), b.Current())
