@@ -148,7 +148,7 @@ func (l *Limiter) Allow(w http.ResponseWriter, r *http.Request) bool {
 			"limit", limit, "allowed", d.Allowed, "remaining", d.Remaining)
 	}
 	if !d.Allowed {
-		writeRateLimited(w, tier.Name, limit, l.window, d, now)
+		writeRateLimited(w, tier.Name, d.Limit, l.window, d, now)
 		return false
 	}
 	return true
