@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -59,7 +58,7 @@ type testCluster struct {
 	config    string
 	nodes     []*node
 	partition *clustertest.Partition
-	grpcCut   *grpcPartition
+	grpcCut   *clustertest.Partition // by gRPC address
 	forward   time.Duration
 	steady    bool
 }
@@ -87,7 +86,7 @@ func startCluster(t *testing.T, n int, co clusterOpts) *testCluster {
 		co.perTier = 50
 	}
 	c := &testCluster{t: t, config: testTiers(t, co.perTier), partition: clustertest.NewPartition(),
-		grpcCut: newGRPCPartition(), forward: co.forwardTimeout, steady: co.steady}
+		grpcCut: clustertest.NewPartition(), forward: co.forwardTimeout, steady: co.steady}
 	for range n {
 		c.add(co.clusterKey)
 	}
@@ -114,7 +113,9 @@ func (c *testCluster) add(clusterKey string) *node {
 		nodeName: name, adminToken: testToken, clusterKey: clusterKey,
 		forwardTimeout: c.forward, maxKeys: 100_000, shutdownGrace: 5 * time.Second,
 		gossipConfig: mc, rejoinInterval: 300 * time.Millisecond,
-		dialOptions: []grpc.DialOption{grpc.WithContextDialer(c.grpcCut.dialer(name))},
+		// gRPC between nodes obeys grpcCut, keyed by the node's IP (each
+		// node has its own loopback address).
+		dialOptions: []grpc.DialOption{grpc.WithContextDialer(c.grpcCut.Dialer(ip))},
 	}
 	if i > 0 {
 		o.join = []string{c.nodes[0].cluster.GossipAddr()}
@@ -125,7 +126,6 @@ func (c *testCluster) add(clusterKey string) *node {
 	}
 	nd, err := start(t.Context(), o, log)
 	require.NoError(t, err)
-	c.grpcCut.register(name, nd.grpcLis.Addr().String())
 	c.nodes = append(c.nodes, nd)
 	t.Cleanup(func() { _ = nd.stopQuietly() })
 	return nd
@@ -406,15 +406,24 @@ func TestClusterPartitionServesLocallyThenHeals(t *testing.T) {
 		}
 		return out
 	}
-	names := func(ns []*node) []string {
+	ips := func(ns []*node) []string {
 		var out []string
 		for _, n := range ns {
-			out = append(out, n.name)
+			host, _, _ := net.SplitHostPort(n.grpcLis.Addr().String())
+			out = append(out, host)
+		}
+		return out
+	}
+	grpcAddrs := func(ns []*node) []string {
+		var out []string
+		for _, n := range ns {
+			out = append(out, n.grpcLis.Addr().String())
 		}
 		return out
 	}
 	c.partition.Block(addrs(a), addrs(b))
-	c.grpcCut.block(names(a), names(b))
+	c.grpcCut.Block(ips(a), grpcAddrs(b))
+	c.grpcCut.Block(ips(b), grpcAddrs(a))
 
 	// Each side sees only itself once the failure detector has run.
 	c.waitMembers(2, a...)
@@ -441,7 +450,7 @@ func TestClusterPartitionServesLocallyThenHeals(t *testing.T) {
 	setHealth(t, b[0], "NORMAL")
 
 	c.partition.Heal()
-	c.grpcCut.heal()
+	c.grpcCut.Heal()
 	c.waitMembers(4)
 	require.Eventually(t, func() bool {
 		first := c.nodes[0].health.Current()
@@ -468,83 +477,4 @@ func TestClusterKeyKeepsStrangersOut(t *testing.T) {
 	assert.Never(t, func() bool { return stranger.ring.Len() > 1 || c.nodes[0].ring.Len() > 2 },
 		time.Second, 50*time.Millisecond, "a node without the cluster key joined")
 
-}
-
-// grpcPartition cuts gRPC between groups of nodes: each node dials through
-// a dialer that refuses blocked peers and breaks connections that become
-// blocked.
-type grpcPartition struct {
-	mu     sync.Mutex
-	byAddr map[string]string // gRPC addr -> node name
-	cut    map[[2]string]bool
-}
-
-func newGRPCPartition() *grpcPartition {
-	return &grpcPartition{byAddr: map[string]string{}, cut: map[[2]string]bool{}}
-}
-
-func (p *grpcPartition) register(name, addr string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.byAddr[addr] = name
-}
-
-func (p *grpcPartition) block(a, b []string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, x := range a {
-		for _, y := range b {
-			p.cut[[2]string{x, y}] = true
-			p.cut[[2]string{y, x}] = true
-		}
-	}
-}
-
-func (p *grpcPartition) heal() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	clear(p.cut)
-}
-
-func (p *grpcPartition) blocked(from, addr string) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.cut[[2]string{from, p.byAddr[addr]}]
-}
-
-func (p *grpcPartition) dialer(self string) func(context.Context, string) (net.Conn, error) {
-	return func(ctx context.Context, addr string) (net.Conn, error) {
-		if p.blocked(self, addr) {
-			return nil, fmt.Errorf("partitioned from %s", addr)
-		}
-		var d net.Dialer
-		conn, err := d.DialContext(ctx, "tcp", addr)
-		if err != nil {
-			return nil, err
-		}
-		return &cutConn{Conn: conn, cut: func() bool { return p.blocked(self, addr) }}, nil
-	}
-}
-
-// cutConn fails every read and write once its link is cut.
-type cutConn struct {
-	net.Conn
-	cut func() bool
-}
-
-func (c *cutConn) Write(b []byte) (int, error) {
-	if c.cut() {
-		c.Conn.Close()
-		return 0, net.ErrClosed
-	}
-	return c.Conn.Write(b)
-}
-
-func (c *cutConn) Read(b []byte) (int, error) {
-	n, err := c.Conn.Read(b)
-	if err == nil && c.cut() {
-		c.Conn.Close()
-		return 0, net.ErrClosed
-	}
-	return n, err
 }
