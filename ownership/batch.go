@@ -29,6 +29,12 @@ type BatchConfig struct {
 	// Timeout is the deadline of one call to the peer, counted from when
 	// the batch is sent. Default 5ms.
 	Timeout time.Duration
+	// Report, if not nil, is called with the outcome of every batch sent,
+	// once per batch however many callers wait on it (and even if all of
+	// them gave up): nil when the peer answered, else the batch's error. It
+	// runs on the Batcher's goroutine, before the results are delivered,
+	// and must not block.
+	Report func(err error)
 }
 
 // withDefaults returns c with zero, negative or too large fields set to
@@ -232,6 +238,9 @@ func (b *Batcher) send(batch []*call, items []Item) []Item {
 		err = fmt.Errorf("check batch of %d items: %w", len(items), err)
 	case len(ds) != len(items):
 		err = fmt.Errorf("check batch of %d items: peer returned %d decisions", len(items), len(ds))
+	}
+	if b.cfg.Report != nil {
+		b.cfg.Report(err)
 	}
 	for i, c := range batch {
 		if err != nil {

@@ -225,7 +225,13 @@ func TestBatcherFailures(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				b := newTestBatcher(t, tc.peer, BatchConfig{})
+				var mu sync.Mutex
+				var reports []error
+				b := newTestBatcher(t, tc.peer, BatchConfig{Report: func(err error) {
+					mu.Lock()
+					reports = append(reports, err)
+					mu.Unlock()
+				}})
 				var wg sync.WaitGroup
 				for i := range 20 {
 					wg.Go(func() {
@@ -241,6 +247,12 @@ func TestBatcherFailures(t *testing.T) {
 				}
 				wg.Wait()
 				assert.Less(t, len(tc.peer.callSizes()), 20, "every item got its own call: %v", tc.peer.callSizes())
+				mu.Lock()
+				defer mu.Unlock()
+				assert.Len(t, reports, len(tc.peer.callSizes()), "Report calls: one per batch, not per item")
+				for _, err := range reports {
+					assert.ErrorContains(t, err, tc.wantMsg)
+				}
 			})
 		})
 	}

@@ -94,8 +94,12 @@ type RouterConfig struct {
 	// Batch configures the Batcher made for each peer. Its Timeout, the
 	// deadline of one batch RPC, defaults to ForwardTimeout.
 	Batch BatchConfig
-	// Breaker configures the Breaker made for each peer.
+	// Breaker configures the Breaker made for each peer. A breaker counts
+	// failed batches (calls to the peer), not the checks waiting on them,
+	// so one slow call with many checks queued behind it is one failure.
 	Breaker BreakerConfig
+	// Clock tells the breakers the time. Default time.Now.
+	Clock func() time.Time
 	// OverLimitCacheSize bounds how many refused keys are remembered.
 	// Default 100,000; negative turns the cache off.
 	OverLimitCacheSize int
@@ -124,6 +128,7 @@ type Router struct {
 	forwardTimeout time.Duration
 	batch          BatchConfig
 	breaker        BreakerConfig
+	clock          func() time.Time
 	log            *slog.Logger
 	obs            Observer
 	refused        *refusals
@@ -165,6 +170,9 @@ func NewRouter(cfg RouterConfig) *Router {
 	if cfg.OverLimitCacheSize == 0 {
 		cfg.OverLimitCacheSize = DefaultOverLimitCacheSize
 	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -180,6 +188,7 @@ func NewRouter(cfg RouterConfig) *Router {
 		forwardTimeout: cfg.ForwardTimeout,
 		batch:          cfg.Batch,
 		breaker:        cfg.Breaker,
+		clock:          cfg.Clock,
 		log:            cfg.Logger,
 		obs:            cfg.Observer,
 		refused:        newRefusals(cfg.OverLimitCacheSize),
@@ -207,7 +216,7 @@ func (r *Router) Check(ctx context.Context, now time.Time, key string, limit int
 	if l == nil {
 		return r.decideLocally(now, key, limit, owner, reason, nil, nil)
 	}
-	if !l.breaker.Allow(now) {
+	if !l.breaker.Allow(r.clock()) {
 		return r.decideLocally(now, key, limit, owner, FallbackBreakerOpen, nil, &l.warn)
 	}
 
@@ -217,7 +226,6 @@ func (r *Router) Check(ctx context.Context, now time.Time, key string, limit int
 	cancel()
 	r.obs.Forwarded(owner, time.Since(start), err)
 	if err == nil {
-		l.breaker.Success()
 		r.refused.put(key, limit, d, now)
 		return d
 	}
@@ -226,22 +234,15 @@ func (r *Router) Check(ctx context.Context, now time.Time, key string, limit int
 	case errors.Is(err, ErrClosed):
 		reason = FallbackClosed
 	case ctx.Err() != nil:
-		// The caller gave up; that says nothing about the peer. A probe
-		// that ends here is replaced after the breaker's cooldown.
+		// The caller gave up; that says nothing about the peer.
 		reason = FallbackCanceled
 	case errors.Is(err, context.DeadlineExceeded), status.Code(err) == codes.DeadlineExceeded:
 		reason = FallbackTimeout
 	default:
 		reason = FallbackError
 	}
-	if reason == FallbackTimeout || reason == FallbackError {
-		if l.breaker.Failure(now) {
-			r.log.Warn("peer failing, skipping it for a while",
-				slog.String("peer", owner),
-				slog.String("cooldown", r.breakerCooldown().String()),
-				slog.Any("error", err))
-		}
-	}
+	// The breaker hears of failures from the batch itself (see report):
+	// the checks waiting on one failed call are one failure, not many.
 	return r.decideLocally(now, key, limit, owner, reason, err, &l.warn)
 }
 
@@ -304,10 +305,28 @@ func (r *Router) link(name string) (*link, string) {
 		return nil, FallbackClosed
 	}
 	if l = r.links[name]; l == nil {
-		l = &link{batcher: NewBatcher(p, r.batch), breaker: NewBreaker(r.breaker)}
+		l = &link{breaker: NewBreaker(r.breaker)}
+		cfg := r.batch
+		cfg.Report = func(err error) { r.report(name, l, err) }
+		l.batcher = NewBatcher(p, cfg)
 		r.links[name] = l
 	}
 	return l, ""
+}
+
+// report feeds the outcome of one batch sent to the peer called name to
+// its breaker. A batch cut short by Close says nothing about the peer.
+func (r *Router) report(name string, l *link, err error) {
+	switch {
+	case err == nil:
+		l.breaker.Success()
+	case errors.Is(err, ErrClosed):
+	case l.breaker.Failure(r.clock()):
+		r.log.Warn("peer failing, skipping it for a while",
+			slog.String("peer", name),
+			slog.String("cooldown", r.breakerCooldown().String()),
+			slog.Any("error", err))
+	}
 }
 
 // Forget drops what the Router keeps for the peer called name: its Batcher

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -172,39 +173,89 @@ func TestRouterForwardsToOwner(t *testing.T) {
 func TestRouterFallsBackToLocalShareOnTimeout(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		peer := &batchPeer{block: true}
-		r := newTestRouter(t, []string{"a", "b", "c"}, peerMap{"b": peer}, func(c *RouterConfig) {
-			c.ForwardTimeout = 5 * time.Millisecond
-			c.Batch.Timeout = time.Second // the forward deadline, not the call's, ends the wait
-		})
+		r := newTestRouter(t, []string{"a", "b", "c"}, peerMap{"b": peer}, nil)
 		key := keyOwnedBy(t, r.ring, "b")
 
 		start := time.Now()
 		d := r.Check(t.Context(), routerT0, key, 10)
-		assert.Equal(t, 5*time.Millisecond, time.Since(start), "Check with the owner hanging returned after")
+		assert.Equal(t, DefaultForwardTimeout, time.Since(start), "Check with the owner hanging returned after")
 		assert.True(t, d.Allowed, "first fallback check: %+v", d)
 		assert.Equal(t, 4, d.Limit, "limit of a fallback decision: ceil(10 / 3 members)")
 
-		// 1 admitted so far; the share of 10 across 3 members is 4.
-		got := 1 + admitted(t, r.Router, routerT0, key, 10, 9)
+		// One check at a time, each letting its failed call reach the
+		// breaker before the next: three failed calls open it.
+		got := 1
+		for range 9 {
+			synctest.Wait()
+			if r.Check(t.Context(), routerT0, key, 10).Allowed {
+				got++
+			}
+		}
+		// The share of 10 across 3 members is 4.
 		assert.Equal(t, 4, got, "checks admitted locally out of 10 under limit 10 with 3 members")
 		assert.Equal(t, 0, r.local.Len(), "a fallback was counted in the owned store")
+		assert.Len(t, peer.callSizes(), 3, "calls to the hanging owner")
 
 		reasons := r.events.reasons()
 		require.Len(t, reasons, 10)
 		assert.Equal(t, []string{FallbackTimeout, FallbackTimeout, FallbackTimeout}, reasons[:3],
-			"reasons before the breaker opened (3 failures)")
+			"reasons before the breaker opened (3 failed calls)")
 		for i, reason := range reasons[3:] {
 			assert.Equal(t, FallbackBreakerOpen, reason, "reason of fallback %d", i+3)
 		}
 	})
 }
 
+// TestRouterBreakerCountsCallsNotWaiters: many checks waiting on one slow
+// call to a live peer are one failure when it fails, not one each, so a
+// burst of checks does not trip the breaker of a peer that is merely slow
+// for a moment.
+func TestRouterBreakerCountsCallsNotWaiters(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		peer := &batchPeer{block: true}
+		r := newTestRouter(t, []string{"a", "b"}, peerMap{"b": peer}, func(c *RouterConfig) {
+			c.ForwardTimeout = 5 * time.Millisecond
+			c.Batch.Timeout = 50 * time.Millisecond
+		})
+		key := keyOwnedBy(t, r.ring, "b")
+
+		// The first check's call hangs; 20 more queue behind it, and each
+		// caller gives up at its own 5ms deadline.
+		var wg sync.WaitGroup
+		for range 21 {
+			wg.Go(func() { r.Check(t.Context(), routerT0, key, 100) })
+		}
+		wg.Wait()
+		assert.Equal(t, map[string]BreakerState{"b": BreakerClosed}, r.Breakers(time.Now()),
+			"checks that gave up while the call was in flight were held against the peer")
+		assert.Len(t, r.events.reasons(), 21, "fallbacks")
+		for _, reason := range r.events.reasons() {
+			assert.Equal(t, FallbackTimeout, reason)
+		}
+
+		time.Sleep(50 * time.Millisecond) // the hanging call fails
+		synctest.Wait()
+		assert.Equal(t, map[string]BreakerState{"b": BreakerClosed}, r.Breakers(time.Now()),
+			"one failed call opened a breaker that needs 3")
+		assert.Len(t, peer.callSizes(), 1, "calls to the owner: the checks queued behind the first call had all given up")
+	})
+}
+
+// clockAt is a settable clock for Router breakers.
+type clockAt struct{ t atomic.Int64 }
+
+func (c *clockAt) set(t time.Time)  { c.t.Store(t.UnixNano()) }
+func (c *clockAt) now() time.Time   { return time.Unix(0, c.t.Load()) }
+func newClock(t time.Time) *clockAt { c := &clockAt{}; c.set(t); return c }
+
 func TestRouterBreakerSkipsFailingPeer(t *testing.T) {
 	errDown := errors.New("connection refused")
 	peer := &batchPeer{}
 	peer.setErr(errDown)
+	clock := newClock(routerT0)
 	r := newTestRouter(t, []string{"a", "b"}, peerMap{"b": peer}, func(c *RouterConfig) {
 		c.Breaker = BreakerConfig{Failures: 2, Cooldown: time.Second}
+		c.Clock = clock.now
 	})
 	key := keyOwnedBy(t, r.ring, "b")
 
@@ -227,6 +278,7 @@ func TestRouterBreakerSkipsFailingPeer(t *testing.T) {
 		if s.peerUp {
 			peer.setErr(nil)
 		}
+		clock.set(routerT0.Add(s.at))
 		before := len(r.events.reasons())
 		r.Check(t.Context(), routerT0.Add(s.at), key, 100)
 		assert.Len(t, peer.callSizes(), s.wantCalls, "step %d: calls to the owner after Check(t0+%v)", i, s.at)
