@@ -149,6 +149,11 @@ func (c Config) memberlistConfig(ctx context.Context, d *delegate) (*memberlist.
 		mc = *c.Memberlist
 	} else {
 		mc = *memberlist.DefaultLANConfig()
+		// A node restarted under the same name with a new address (a
+		// container that came back with another IP) may take its name back
+		// once it has been dead this long; memberlist's default, zero,
+		// refuses it for good as a name conflict.
+		mc.DeadNodeReclaimTime = DeadNodeReclaimTime
 	}
 	mc.Name = c.Name
 	if c.BindAddr != "" {
@@ -188,6 +193,10 @@ func (c Config) memberlistConfig(ctx context.Context, d *delegate) (*memberlist.
 	mc.Logger = newMemberlistLogger(c.Logger)
 	return &mc, nil
 }
+
+// DeadNodeReclaimTime is how long a dead member's name stays reserved for
+// its old address in the default configuration.
+const DeadNodeReclaimTime = 5 * time.Second
 
 // keySalt and keyInfo fix the key derivation, so every node derives the same
 // key from the same secret, and a change here is a protocol change.
