@@ -478,3 +478,21 @@ func TestClusterKeyKeepsStrangersOut(t *testing.T) {
 		time.Second, 50*time.Millisecond, "a node without the cluster key joined")
 
 }
+
+// TestClusterStopsCleanlyAllAtOnce: when every node stops at the same time
+// (docker compose down), no peer is left to confirm a leave; each node
+// still stops cleanly and in bounded time.
+func TestClusterStopsCleanlyAllAtOnce(t *testing.T) {
+	c := startCluster(t, 3, clusterOpts{})
+	errs := make([]error, len(c.nodes))
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i, nd := range c.nodes {
+		wg.Go(func() { errs[i] = nd.stop(5 * time.Second) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		assert.NoError(t, err, "stop of node %d", i)
+	}
+	assert.Less(t, time.Since(start), 5*time.Second, "stopping took")
+}
