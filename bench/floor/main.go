@@ -1,0 +1,126 @@
+// Command floor is a benchmark-only API instance with no rate limiter: the
+// floor every limiter is measured against. GET /test answers the same JSON
+// as cmd/node's (api.TestResponse, with the key's tier when -config names
+// it), with the same headers and http.Server settings, but nothing counts,
+// nothing is refused and no rate-limit headers are written.
+//
+// It is not part of the product: bench/run.sh starts it to compare.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/tierlimit/tierlimit/api"
+	"github.com/tierlimit/tierlimit/config"
+	"github.com/tierlimit/tierlimit/health"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "floor:", err)
+		os.Exit(1)
+	}
+}
+
+// run serves until ctx ends, then drains.
+func run(ctx context.Context, args []string, stderr io.Writer) error {
+	host, _ := os.Hostname()
+	fs := flag.NewFlagSet("floor", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	httpAddr := fs.String("http-addr", "127.0.0.1:8080", "HTTP address")
+	configPath := fs.String("config", "", "tiers file, only to name the key's tier in the body (default: none)")
+	nodeName := fs.String("node-name", host, "name of this instance in responses")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, nil)).With("node", *nodeName)
+	var keys api.Keys = noKeys{}
+	if *configPath != "" {
+		tiers, err := config.Load(*configPath)
+		if err != nil {
+			return err
+		}
+		keys = tiers
+	}
+	lis, err := net.Listen("tcp", *httpAddr)
+	if err != nil {
+		return fmt.Errorf("listen http %s: %w", *httpAddr, err)
+	}
+	srv := &http.Server{
+		Handler:           newHandler(keys, *nodeName),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(lis) }()
+	log.Info("floor started", "http_addr", lis.Addr().String())
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve http: %w", err)
+	case <-ctx.Done():
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("drain http: %w", err)
+	}
+	return nil
+}
+
+// noKeys knows no key: the body's tier is left empty.
+type noKeys struct{}
+
+func (noKeys) Lookup(string) (config.Tier, bool) { return config.Tier{}, false }
+
+// newHandler returns the floor's handler: GET /test, the probes, and 404
+// JSON for the rest.
+func newHandler(keys api.Keys, node string) http.Handler {
+	normal := health.Normal.String()
+	mux := http.NewServeMux()
+	mux.HandleFunc("/test", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			writeJSON(w, http.StatusMethodNotAllowed, api.ErrorBody{Error: api.ErrorDetail{Code: "method_not_allowed", Message: "use GET"}})
+			return
+		}
+		tier, _ := keys.Lookup(r.Header.Get("X-API-Key"))
+		writeJSON(w, http.StatusOK, api.TestResponse{OK: true, Tier: tier.Name, Status: normal, Node: node})
+	})
+	ok := func(status string) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, http.StatusOK, map[string]string{"status": status})
+		}
+	}
+	mux.HandleFunc("/livez", ok("ok"))
+	mux.HandleFunc("/readyz", ok("ready"))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, api.ErrorBody{Error: api.ErrorDetail{Code: "not_found", Message: "no such endpoint: " + r.URL.Path}})
+	})
+	return mux
+}
+
+// writeJSON writes v as the node does: JSON, not cached.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

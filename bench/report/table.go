@@ -1,0 +1,458 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Markers around the generated part of the README's benchmark section.
+const (
+	beginMarker = "<!-- bench:begin -->"
+	endMarker   = "<!-- bench:end -->"
+	// sectionTitle heads the README section written when it is missing.
+	sectionTitle = "## Benchmark: cluster vs central Redis vs no limiter"
+)
+
+// Designs compared, as named in runs.tsv.
+const (
+	designFloor = "floor"
+	designRedis = "redis"
+	designTL    = "tierlimit"
+)
+
+var designLabel = map[string]string{
+	designFloor: "no limiter (floor)",
+	designRedis: "central Redis",
+	designTL:    "tierlimit cluster",
+}
+
+// loadReport is the part of a loadgen -json report the table uses.
+type loadReport struct {
+	Concurrency       int     `json:"concurrency"`
+	ElapsedSeconds    float64 `json:"elapsed_seconds"`
+	Requests          uint64  `json:"requests"`
+	RequestsPerSecond float64 `json:"requests_per_second"`
+	Status            struct {
+		OK             uint64 `json:"200"`
+		Unauthorized   uint64 `json:"401"`
+		Limited        uint64 `json:"429"`
+		ClientError    uint64 `json:"other_4xx"`
+		ServerError    uint64 `json:"5xx"`
+		Other          uint64 `json:"other_status"`
+		TransportError uint64 `json:"transport_error"`
+	} `json:"status"`
+	Latency struct {
+		P50 float64 `json:"p50_us"`
+		P99 float64 `json:"p99_us"`
+	} `json:"latency"`
+	Accuracy *struct {
+		Tiers []tierAccuracy `json:"tiers"`
+	} `json:"accuracy"`
+}
+
+// errors counts the requests that got neither a 200 nor a 429.
+func (r *loadReport) errors() uint64 {
+	s := r.Status
+	return s.Unauthorized + s.ClientError + s.ServerError + s.Other + s.TransportError
+}
+
+type tierAccuracy struct {
+	Tier         string  `json:"tier"`
+	Keys         int     `json:"keys"`
+	Limits       []int   `json:"limits"`
+	Bound        int     `json:"bound"`
+	AdmittedMin  uint64  `json:"admitted_min"`
+	AdmittedMax  uint64  `json:"admitted_max"`
+	SentAvg      float64 `json:"sent_avg"`
+	OverPercent  float64 `json:"over_admission_pct"`
+	UnderPercent float64 `json:"under_admission_pct"`
+	Undecided    uint64  `json:"undecided"`
+	Unsaturated  int     `json:"unsaturated_keys"`
+	Stale        int     `json:"stale_keys"`
+}
+
+// exact reports whether every key of the tier was admitted exactly its
+// bound, with nothing left undecided.
+func (t tierAccuracy) exact() bool {
+	return t.Bound > 0 && t.AdmittedMin == uint64(t.Bound) && t.AdmittedMax == uint64(t.Bound) &&
+		t.Undecided == 0 && t.Unsaturated == 0 && t.Stale == 0
+}
+
+// result is one line of runs.tsv and its report.
+type result struct {
+	kind        string // load or accuracy
+	design      string
+	variant     string // flags that set this configuration apart, if any
+	nodes       int
+	concurrency int
+	fallbacks   string // decided without the count: fail-opens or local fallbacks; "-" when not applicable
+	others      string // percent of the machine's CPUs other programs used during the run
+	rep         loadReport
+}
+
+// fallbackShare returns the fallbacks as a share of the requests, and
+// whether the count is known.
+func (r *result) fallbackShare() (float64, bool) {
+	n, err := strconv.ParseUint(r.fallbacks, 10, 64)
+	if err != nil || r.rep.Requests == 0 {
+		return 0, false
+	}
+	return float64(n) / float64(r.rep.Requests), true
+}
+
+// fallbackCell returns the fallbacks with their share of the requests.
+func (r *result) fallbackCell() string {
+	share, ok := r.fallbackShare()
+	if !ok || share == 0 {
+		return r.fallbacks
+	}
+	n, _ := strconv.ParseUint(r.fallbacks, 10, 64)
+	return fmt.Sprintf("%s (%.1f%%)", thousands(float64(n)), 100*share)
+}
+
+// label names the configuration in the tables.
+func (r *result) label() string {
+	if r.variant != "" {
+		return designLabel[r.design] + ", `" + r.variant + "`"
+	}
+	return designLabel[r.design]
+}
+
+// readRuns reads runs.tsv: kind, design[:variant], nodes, concurrency,
+// report path, fallbacks, others, tab-separated.
+func readRuns(path string) ([]result, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var runs []result
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for line := 1; sc.Scan(); line++ {
+		f := strings.Split(sc.Text(), "\t")
+		if len(f) == 1 && f[0] == "" {
+			continue
+		}
+		if len(f) != 7 {
+			return nil, fmt.Errorf("%s:%d: %d fields, want 7", path, line, len(f))
+		}
+		r := result{kind: f[0], fallbacks: f[5], others: f[6]}
+		r.design, r.variant, _ = strings.Cut(f[1], ":")
+		if _, ok := designLabel[r.design]; !ok {
+			return nil, fmt.Errorf("%s:%d: unknown design %q", path, line, r.design)
+		}
+		if r.nodes, err = strconv.Atoi(f[2]); err != nil {
+			return nil, fmt.Errorf("%s:%d: nodes: %w", path, line, err)
+		}
+		if r.concurrency, err = strconv.Atoi(f[3]); err != nil {
+			return nil, fmt.Errorf("%s:%d: concurrency: %w", path, line, err)
+		}
+		rep, err := os.ReadFile(f[4])
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", path, line, err)
+		}
+		if err := json.Unmarshal(rep, &r.rep); err != nil {
+			return nil, fmt.Errorf("%s:%d: %s: %w", path, line, f[4], err)
+		}
+		runs = append(runs, r)
+	}
+	return runs, sc.Err()
+}
+
+// readMeta reads key=value lines, keeping their order.
+func readMeta(path string) ([][2]string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var out [][2]string
+	for line := range strings.SplitSeq(string(data), "\n") {
+		k, v, ok := strings.Cut(line, "=")
+		if ok && strings.TrimSpace(k) != "" {
+			out = append(out, [2]string{strings.TrimSpace(k), strings.TrimSpace(v)})
+		}
+	}
+	return out, nil
+}
+
+// writeTable renders the runs and writes them to out and, if readme is not
+// empty, into its bench section.
+func writeTable(runsPath, metaPath, out, readme string) error {
+	runs, err := readRuns(runsPath)
+	if err != nil {
+		return err
+	}
+	meta, err := readMeta(metaPath)
+	if err != nil {
+		return err
+	}
+	md := render(runs, meta)
+	if err := os.WriteFile(out, []byte("# Benchmark results\n\nWritten by `bench/run.sh`; the README's benchmark section holds the same text.\n\n"+md), 0o644); err != nil {
+		return err
+	}
+	if readme == "" {
+		return nil
+	}
+	old, err := os.ReadFile(readme)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(readme, replaceSection(old, md), 0o644)
+}
+
+// replaceSection returns doc with the text between the markers replaced by
+// md, or with the section appended when the markers are missing.
+func replaceSection(doc []byte, md string) []byte {
+	s := string(doc)
+	i := strings.Index(s, beginMarker)
+	j := strings.Index(s, endMarker)
+	if i >= 0 && j > i {
+		return []byte(s[:i+len(beginMarker)] + "\n" + md + s[j:])
+	}
+	s = strings.TrimRight(s, "\n") + "\n\n" + sectionTitle + "\n\n" + beginMarker + "\n" + md + endMarker + "\n"
+	return []byte(s)
+}
+
+// render returns the markdown of the results: the machine, the load table,
+// the targets and the accuracy table.
+func render(runs []result, meta [][2]string) string {
+	var b strings.Builder
+	if len(meta) > 0 {
+		parts := make([]string, len(meta))
+		for i, kv := range meta {
+			parts[i] = kv[0] + ": " + kv[1]
+		}
+		b.WriteString("_" + strings.Join(parts, "; ") + "._\n\n")
+	}
+
+	floor := map[int]*loadReport{}
+	for i := range runs {
+		if r := &runs[i]; r.kind == "load" && r.design == designFloor {
+			floor[r.concurrency] = &r.rep
+		}
+	}
+	b.WriteString("| design | nodes | c | req/s | of floor | p50 | p99 | p50 vs floor | p99 vs floor | 429 | errors | fallbacks | others' CPU |\n")
+	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	for _, r := range runs {
+		if r.kind != "load" {
+			continue
+		}
+		f := floor[r.concurrency]
+		fmt.Fprintf(&b, "| %s | %d | %d | %s | %s | %s | %s | %s | %s | %d | %d | %s | %s%% |\n",
+			r.label(), r.nodes, r.concurrency, thousands(r.rep.RequestsPerSecond),
+			percentOf(r.rep.RequestsPerSecond, f, func(l *loadReport) float64 { return l.RequestsPerSecond }),
+			micros(r.rep.Latency.P50), micros(r.rep.Latency.P99),
+			ratioOf(r.rep.Latency.P50, f, func(l *loadReport) float64 { return l.Latency.P50 }),
+			ratioOf(r.rep.Latency.P99, f, func(l *loadReport) float64 { return l.Latency.P99 }),
+			r.rep.Status.Limited, r.rep.errors(), r.fallbackCell(), r.others)
+	}
+	b.WriteString("\nc = concurrent loadgen workers, each with one request in flight, round-robin over the nodes. " +
+		"Fallbacks: checks decided without the shared count (central Redis: failed open after an error or its 20 ms deadline; " +
+		"tierlimit: decided locally after a failed or late forward, or while the peer's breaker was open). " +
+		"Errors: any status but 200 and 429, and transport errors. Others' CPU: share of the machine's CPUs that programs other than this " +
+		"benchmark used during the run (the machine is shared: each run first waits up to a minute for it to be idle, and a run above 15% is redone once, keeping the cleaner try).\n")
+
+	b.WriteString("\n**Targets from the issue**, as measured:\n\n")
+	for _, line := range targets(runs, floor) {
+		b.WriteString("- " + line + "\n")
+	}
+
+	b.WriteString("\n**Accuracy**: fresh keys, 5 per tier, each sent well over its limit L within one window at c = 64, over all nodes:\n\n")
+	b.WriteString("| design | nodes | free | pro | enterprise | over-admission | under-admission | fallbacks | verdict |\n")
+	b.WriteString("|---|--:|---|---|---|--:|--:|--:|---|\n")
+	for _, r := range runs {
+		if r.kind != "accuracy" || r.rep.Accuracy == nil {
+			continue
+		}
+		cells := map[string]string{}
+		over, under := 0.0, 0.0
+		exact := true
+		for _, t := range r.rep.Accuracy.Tiers {
+			cells[t.Tier] = accuracyCell(t)
+			over, under = math.Max(over, t.OverPercent), math.Max(under, t.UnderPercent)
+			exact = exact && t.exact()
+		}
+		verdict := "exact: every key admitted exactly L"
+		if !exact {
+			verdict = "not exact"
+		}
+		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %.2f%% | %.2f%% | %s | %s |\n", r.label(), r.nodes,
+			orDash(cells["free"]), orDash(cells["pro"]), orDash(cells["enterprise"]), over, under, r.fallbacks, verdict)
+	}
+	b.WriteString("\nA cell reads admitted per key (min–max) / L, and how many requests each key was sent on average.\n")
+	return b.String()
+}
+
+// targets returns one line per target of the issue and tierlimit
+// configuration, with the measured figures and whether the target was met.
+func targets(runs []result, floor map[int]*loadReport) []string {
+	find := func(kind, design, variant string, nodes, c int) *result {
+		for i := range runs {
+			r := &runs[i]
+			if r.kind == kind && r.design == design && r.variant == variant && r.nodes == nodes &&
+				(kind == "accuracy" || r.concurrency == c) {
+				return r
+			}
+		}
+		return nil
+	}
+	// decidedLocally qualifies a figure reached by deciding without the
+	// shared count.
+	decidedLocally := func(r *result, met bool) string {
+		share, ok := r.fallbackShare()
+		switch {
+		case !ok || share < 0.01:
+			return ""
+		case met:
+			return fmt.Sprintf(", but only because %.0f%% of its requests were decided locally, without their owner (fallbacks)", 100*share)
+		}
+		return fmt.Sprintf(", with %.0f%% of its requests decided locally, without their owner (fallbacks)", 100*share)
+	}
+	var variants []string // of tierlimit, in order of appearance
+	for _, r := range runs {
+		if r.design == designTL && !slices.Contains(variants, r.variant) {
+			variants = append(variants, r.variant)
+		}
+	}
+	name := func(variant string) string {
+		if variant == "" {
+			return "tierlimit"
+		}
+		return "tierlimit (`" + variant + "`)"
+	}
+	var out []string
+	// Throughput at c = 64.
+	if f := floor[64]; f != nil && f.RequestsPerSecond > 0 {
+		rd := find("load", designRedis, "", 3, 64)
+		for _, v := range variants {
+			tl := find("load", designTL, v, 3, 64)
+			if tl == nil {
+				continue
+			}
+			pct := 100 * tl.rep.RequestsPerSecond / f.RequestsPerSecond
+			line := fmt.Sprintf("c = 64, 3 nodes: %s keeps **%.0f%%** of the floor's throughput (target ≥ 75%%): %s%s", name(v), pct, metWord(pct >= 75), decidedLocally(tl, pct >= 75))
+			if rd != nil {
+				line += fmt.Sprintf("; central Redis keeps %.0f%% (the issue expected about 56%%)", 100*rd.rep.RequestsPerSecond/f.RequestsPerSecond)
+			}
+			out = append(out, line+".")
+		}
+	}
+	// Added p99 at c = 1.
+	if f := floor[1]; f != nil {
+		for _, n := range []int{1, 3} {
+			rd := find("load", designRedis, "", n, 1)
+			for _, v := range variants {
+				tl := find("load", designTL, v, n, 1)
+				if tl == nil || rd == nil {
+					continue
+				}
+				addTL, addRD := tl.rep.Latency.P99-f.Latency.P99, rd.rep.Latency.P99-f.Latency.P99
+				out = append(out, fmt.Sprintf("c = 1, %d node%s: %s adds **%s** to the floor's p99, central Redis adds %s (target: no more than Redis): %s%s.",
+					n, plural(n), name(v), signedMicros(addTL), signedMicros(addRD), metWord(addTL <= addRD), decidedLocally(tl, addTL <= addRD)))
+			}
+		}
+	}
+	// Accuracy.
+	for _, n := range []int{1, 3} {
+		for _, v := range variants {
+			a := find("accuracy", designTL, v, n, 0)
+			if a == nil || a.rep.Accuracy == nil {
+				continue
+			}
+			exact := len(a.rep.Accuracy.Tiers) > 0
+			for _, t := range a.rep.Accuracy.Tiers {
+				exact = exact && t.exact()
+			}
+			out = append(out, fmt.Sprintf("Accuracy, %s, %d node%s: %s (target: exactly L per key): %s.",
+				name(v), n, plural(n), map[bool]string{true: "every key admitted exactly L", false: "not exact, see the table"}[exact], metWord(exact)))
+		}
+	}
+	return out
+}
+
+func accuracyCell(t tierAccuracy) string {
+	lim := t.Bound
+	if len(t.Limits) > 0 {
+		lim = t.Limits[len(t.Limits)-1]
+	}
+	adm := strconv.FormatUint(t.AdmittedMin, 10)
+	if t.AdmittedMax != t.AdmittedMin {
+		adm += "–" + strconv.FormatUint(t.AdmittedMax, 10)
+	}
+	s := fmt.Sprintf("%s / %d (sent %.0f)", adm, lim, t.SentAvg)
+	if t.Undecided > 0 {
+		s += fmt.Sprintf(", %d undecided", t.Undecided)
+	}
+	return s
+}
+
+func metWord(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "**missed**"
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "–"
+	}
+	return s
+}
+
+// percentOf returns v as a percentage of what get reads from the floor.
+func percentOf(v float64, floor *loadReport, get func(*loadReport) float64) string {
+	if floor == nil || get(floor) == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f%%", 100*v/get(floor))
+}
+
+// ratioOf returns v as a multiple of what get reads from the floor.
+func ratioOf(v float64, floor *loadReport, get func(*loadReport) float64) string {
+	if floor == nil || get(floor) == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("×%.2f", v/get(floor))
+}
+
+// micros formats a latency given in microseconds.
+func micros(us float64) string {
+	if us < 1000 {
+		return fmt.Sprintf("%.0f µs", us)
+	}
+	return fmt.Sprintf("%.2f ms", us/1000)
+}
+
+func signedMicros(us float64) string {
+	if us < 0 {
+		return "−" + micros(-us)
+	}
+	return "+" + micros(us)
+}
+
+// thousands formats v rounded, with commas: 12,345.
+func thousands(v float64) string {
+	s := strconv.FormatInt(int64(math.Round(v)), 10)
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
