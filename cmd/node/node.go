@@ -261,7 +261,8 @@ func (n *node) members() []api.Member {
 	ms := n.cluster.Members()
 	out := make([]api.Member, len(ms))
 	for i, m := range ms {
-		out[i] = api.Member{Name: m.Name, Addr: m.Addr, GRPCAddr: m.GRPCAddr, State: m.State, ConfigHash: m.ConfigHash, Self: m.Self}
+		// GRPCAddr is where peers dial it, as they work it out.
+		out[i] = api.Member{Name: m.Name, Addr: m.Addr, GRPCAddr: peerGRPCAddr(m), State: m.State, ConfigHash: m.ConfigHash, Self: m.Self}
 	}
 	return out
 }
