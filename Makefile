@@ -1,7 +1,9 @@
 # Convenience targets; each is a plain command you can also type.
 IMAGE ?= tierlimit:dev
+# The Compose plugin if the machine has it, else the standalone docker-compose.
+COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
-.PHONY: build test image up down chaos bench
+.PHONY: build test image up down chaos chaos-compose bench bench-go
 
 build:
 	CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o bin/node ./cmd/node
@@ -15,7 +17,23 @@ image: build
 	docker build -t $(IMAGE) .
 
 up: image
-	docker-compose up -d --scale node=3
+	$(COMPOSE) up -d --scale node=3
 
 down:
-	docker-compose down -v
+	$(COMPOSE) down -v
+
+# Chaos runs (README "Chaos runs"): plain processes, as CI runs them, and the
+# compose cluster (needs a Docker engine). Each builds what it needs.
+chaos:
+	chaos/processes.sh
+
+chaos-compose:
+	chaos/compose.sh
+
+# The cluster against a central Redis and no limiter (README "Benchmark"),
+# and the Go benchmarks behind the README's Performance table.
+bench:
+	bench/run.sh
+
+bench-go:
+	go test -run '^$$' -bench . -benchmem ./bucket/ ./api/ ./health/ ./ownership/

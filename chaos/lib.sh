@@ -1,0 +1,284 @@
+# shellcheck shell=bash
+# chaos/lib.sh: what processes.sh and compose.sh share. Sourced, not run.
+#
+# The caller sets, before sourcing:
+#   OUT     the run directory (reports, logs, summary)
+#   TOKEN   the admin bearer token the nodes were started with
+#   NODES   the number of nodes (N in the bound)
+# and defines ctl_curl, which runs curl where the nodes can be reached
+# (the host, a network namespace, ...).
+#
+# Results are kept as JSON lines: $OUT/phases.jsonl (one line per loadgen
+# run, written by eval_phase) and $OUT/scenarios.jsonl (one line per
+# scenario, written by end_scenario); finish_summary gathers them into
+# $OUT/summary.json and prints the PASS/FAIL table.
+
+# The over-admission bound per key and window, with N nodes and L the limit
+# in force (the largest X-RateLimit-Limit the key saw), is the README's
+# (High availability), O·L + F·ceil(L/M), taken at its largest for a phase:
+#   owners × L     every node that owns the key at some point in the phase
+#                  counts it from zero: the owner before the fault and the
+#                  one after, and in a partition also the cut-off side's own
+#                  owner (owners = 2, or 3 for a partition). The ring's
+#                  bounded-load placement can move a key between two nodes
+#                  that both stay up, so even a survivor's key can get a
+#                  second owner.
+#   N × ceil(L/(N−1))  every node's fallback counter: it is kept for the
+#                  window and judged against the share in force, which grows
+#                  from ceil(L/N) to ceil(L/(N−1)) once the ring has shrunk.
+BOUND_FORMULA='owners*L + N*ceil(L/(N-1)), owners = 2 (kill, pause) or 3 (partition: one per side, plus the owner before the cut or after the heal)'
+# OWNERS is the owners term for the phases judged next: begin_scenario sets
+# it, 3 for the partition, else 2.
+OWNERS=2
+
+CHAOS_T0=$(date +%s)
+
+# now_ms prints the time in milliseconds (to the second where the shell
+# has no EPOCHREALTIME, as bash 3 on macOS).
+now_ms() {
+  if [ -n "${EPOCHREALTIME:-}" ]; then
+    local s=${EPOCHREALTIME%[.,]*} f=${EPOCHREALTIME#*[.,]}
+    echo $((s * 1000 + 10#${f:0:3}))
+  else
+    echo $(($(date +%s) * 1000))
+  fi
+}
+
+# secs_since MS prints the seconds since MS (from now_ms), to 0.1 s.
+secs_since() {
+  local d=$(($(now_ms) - $1))
+  printf '%d.%d' $((d / 1000)) $((d % 1000 / 100))
+}
+
+say() { printf '[chaos %4ss] %s\n' $(($(date +%s) - CHAOS_T0)) "$*" >&2; }
+die() { say "ERROR: $*"; exit 2; }
+
+need() {
+  local c
+  for c in "$@"; do
+    command -v "$c" >/dev/null 2>&1 || die "needs $c on PATH"
+  done
+}
+
+# Failures of the scenario in progress, one per line.
+SCENARIO=""
+SCENARIO_FAILS=""
+SCENARIO_FACTS="{}"
+
+begin_scenario() {
+  SCENARIO=$1
+  SCENARIO_FAILS=""
+  OWNERS=2
+  SCENARIO_FACTS=$(jq -cn --arg s "$1" --arg d "$2" '{scenario: $s, description: $d}')
+  if [ "$1" = partition ]; then OWNERS=3; fi
+  say "=== scenario $1: $2"
+}
+
+fail() {
+  say "FAIL [$SCENARIO]: $*"
+  SCENARIO_FAILS="${SCENARIO_FAILS}$*"$'\n'
+}
+
+# fact KEY JSON-VALUE records a measured figure of the scenario.
+fact() {
+  SCENARIO_FACTS=$(jq -c --arg k "$1" --argjson v "$2" '.[$k] = $v' <<<"$SCENARIO_FACTS")
+}
+
+# members URL prints "alive-count names-of-alive" as URL sees the cluster,
+# or nothing if it does not answer.
+members() {
+  ctl_curl -fsS -m 2 -H "Authorization: Bearer $TOKEN" "$1/system/cluster" 2>/dev/null |
+    jq -r '[.members[] | select(.state == "alive") | .name] | "\(length) \(sort | join(","))"' 2>/dev/null || true
+}
+
+# health URL prints "STATUS version origin" as URL sees it, or nothing.
+health() {
+  ctl_curl -fsS -m 2 -H "Authorization: Bearer $TOKEN" "$1/system/health" 2>/dev/null |
+    jq -r '"\(.status) \(.version) \(.origin)"' 2>/dev/null || true
+}
+
+# set_health URL STATUS posts the state to one node.
+set_health() {
+  ctl_curl -fsS -m 3 -X POST -H "Authorization: Bearer $TOKEN" \
+    -d "{\"status\":\"$2\"}" "$1/system/health" >/dev/null
+}
+
+# wait_members DEADLINE_S WANT URL... waits until every URL sees WANT alive
+# members and all see the same ones. It prints the seconds it took and
+# returns 0, or prints what each saw and returns 1 at the deadline.
+wait_members() {
+  local deadline=$1 want=$2 start u m first ok
+  shift 2
+  start=$(now_ms)
+  while :; do
+    ok=1 first=""
+    for u in "$@"; do
+      m=$(members "$u")
+      [ -n "$m" ] && [ "${m%% *}" = "$want" ] || { ok=0; break; }
+      [ -z "$first" ] && first=$m
+      [ "$m" = "$first" ] || { ok=0; break; }
+    done
+    if [ $ok = 1 ]; then secs_since "$start"; return 0; fi
+    if [ $(($(now_ms) - start)) -ge $((deadline * 1000)) ]; then
+      for u in "$@"; do say "  $u sees: $(members "$u")"; done
+      return 1
+    fi
+    sleep 0.2
+  done
+}
+
+# STABLE_S is how long a converged membership must then hold: a member
+# that flaps (alive, dead, alive) has not converged.
+STABLE_S=10
+
+# hold_members SECONDS WANT URL... checks every half second, for SECONDS,
+# that every URL still sees the same WANT alive members; at the first
+# difference it says what it saw and returns 1.
+hold_members() {
+  local secs=$1 want=$2 start u m first
+  shift 2
+  start=$(now_ms)
+  while [ $(($(now_ms) - start)) -lt $((secs * 1000)) ]; do
+    first=""
+    for u in "$@"; do
+      m=$(members "$u")
+      if [ "${m%% *}" != "$want" ] || { [ -n "$first" ] && [ "$m" != "$first" ]; }; then
+        say "  $(secs_since "$start")s later, $u sees: ${m:-no answer}"
+        return 1
+      fi
+      first=$m
+    done
+    sleep 0.5
+  done
+  return 0
+}
+
+# converge: every node of URLS must see all NODES alive within
+# CONVERGE_DEADLINE; the time from the call is recorded as converged_s.
+converge() {
+  local t
+  if t=$(wait_members "$CONVERGE_DEADLINE" "$NODES" "${URLS[@]}"); then
+    say "  all nodes see $NODES alive after ${t}s"
+    fact converged_s "$t"
+  else
+    fail "the cluster did not converge back to $NODES within ${CONVERGE_DEADLINE}s"
+  fi
+}
+
+# hold: the converged membership must last STABLE_S.
+hold() {
+  if hold_members "$STABLE_S" "$NODES" "${URLS[@]}"; then
+    say "  still $NODES alive everywhere ${STABLE_S}s later"
+  else
+    fail "the cluster converged but did not hold for ${STABLE_S}s: a member flaps"
+  fi
+}
+
+# wait_health DEADLINE_S WANT-STATUS URL... waits until every URL reports
+# WANT-STATUS with the same version and origin; prints seconds or returns 1.
+wait_health() {
+  local deadline=$1 want=$2 start u h first ok
+  shift 2
+  start=$(now_ms)
+  while :; do
+    ok=1 first=""
+    for u in "$@"; do
+      h=$(health "$u")
+      [ "${h%% *}" = "$want" ] || { ok=0; break; }
+      [ -z "$first" ] && first=$h
+      [ "$h" = "$first" ] || { ok=0; break; }
+    done
+    if [ $ok = 1 ]; then secs_since "$start"; return 0; fi
+    if [ $(($(now_ms) - start)) -ge $((deadline * 1000)) ]; then
+      for u in "$@"; do say "  $u health: $(health "$u")"; done
+      return 1
+    fi
+    sleep 0.2
+  done
+}
+
+# eval_phase PHASE EXIT_CODE REPORT... judges the loadgen reports of one
+# phase (several when loadgens ran side by side, on both sides of a cut,
+# with the same keys: a key's admissions are then summed over them): no
+# 5xx, no transport errors, no 401, and per tier the most any accuracy key
+# was admitted within the bound. EXIT_CODE is the worst loadgen exit code.
+# It appends the phase's line to phases.jsonl and a failure to the
+# scenario for each broken rule.
+eval_phase() {
+  local phase=$1 rc=$2 line f r missing=0
+  shift 2
+  for r in "$@"; do
+    jq -e '.requests' "$r" >/dev/null 2>&1 || { missing=1; say "  $phase: no report in $r: $(tail -3 "${r%.json}.err" 2>/dev/null)"; }
+  done
+  if [ $missing = 0 ] && line=$(jq -sce --arg s "$SCENARIO" --arg p "$phase" --argjson n "$NODES" --argjson rc "$rc" --argjson owners "$OWNERS" '
+      def cdiv($a; $b): (($a + $b - 1) / $b | floor);
+      def sum(f): map(f) | add // 0;
+      . as $rs
+      | [$rs[] | (.accuracy.tiers // [])[]] | group_by(.tier)
+      | map(([.[].limits[]] | max) as $L | select($L != null)
+          | ([.[].details[]] | group_by(.key) | map({key: .[0].key, admitted: sum(.admitted)})) as $keys
+          | {tier: .[0].tier, limit: $L, keys: ($keys | length),
+             admitted_max: ($keys | map(.admitted) | max), admitted_avg: ($keys | sum(.admitted) / length * 10 | round / 10),
+             bound: ($owners * $L + $n * cdiv($L; $n - 1))}) as $tiers
+      | {scenario: $s, phase: $p, loadgen_exit: $rc, targets: [$rs[].targets[]],
+         requests: ($rs | sum(.requests)), elapsed_s: ($rs | map(.elapsed_seconds) | max * 10 | round / 10),
+         ok: ($rs | sum(.status["200"])), limited: ($rs | sum(.status["429"])),
+         unauthorized: ($rs | sum(.status["401"])), server_errors: ($rs | sum(.status["5xx"])),
+         transport_errors: ($rs | sum(.status.transport_error)),
+         transport_error_kinds: [$rs[].transport_errors[]], tiers: $tiers}
+      | .failures = ([
+          (select(.server_errors > 0) | "\(.server_errors) 5xx responses"),
+          (select(.transport_errors > 0) | "\(.transport_errors) transport errors: \([.transport_error_kinds[] | "\(.count)x \(.error)"] | join("; "))"),
+          (select(.unauthorized > 0) | "\(.unauthorized) 401s (nodes and loadgen disagree on keys)"),
+          (select(.requests == 0) | "no requests"),
+          (.tiers[] | select(.admitted_max > .bound) | "tier \(.tier): a key was admitted \(.admitted_max) times, over the bound \(.bound) (L=\(.limit))")
+        ])' "$@" 2>/dev/null); then
+    :
+  else
+    line=$(jq -cn --arg s "$SCENARIO" --arg p "$phase" --argjson rc "$rc" \
+      '{scenario: $s, phase: $p, loadgen_exit: $rc, requests: 0, failures: ["loadgen wrote no report"]}')
+  fi
+  echo "$line" >>"$OUT/phases.jsonl"
+  say "  $phase: $(jq -r '"\(.requests) requests, \(.server_errors // "-") 5xx, \(.transport_errors // "-") transport errors" + ([.tiers[]? | "; \(.tier) max \(.admitted_max) (L \(.limit), bound \(.bound))"] | join(""))' <<<"$line")"
+  while IFS= read -r f; do
+    [ -n "$f" ] && fail "$phase: $f"
+  done < <(jq -r '.failures[]' <<<"$line")
+}
+
+# end_scenario writes the scenario's line to scenarios.jsonl.
+end_scenario() {
+  jq -c --arg fails "$SCENARIO_FAILS" --arg s "$SCENARIO" --slurpfile phases <(grep -F "\"scenario\":\"$SCENARIO\"" "$OUT/phases.jsonl" || true) '
+    . + {phases: $phases,
+         failures: ($fails | split("\n") | map(select(. != ""))),
+         requests: ([$phases[].requests] | add // 0),
+         server_errors: ([$phases[].server_errors // 0] | add // 0),
+         transport_errors: ([$phases[].transport_errors // 0] | add // 0),
+         tiers: ([$phases[].tiers[]?] | group_by(.tier) | map({tier: .[0].tier, limit: (map(.limit) | max),
+                  admitted_max: (map(.admitted_max) | max), bound: (map(.bound) | max)}))}
+    | .result = (if (.failures | length) == 0 then "PASS" else "FAIL" end)' <<<"$SCENARIO_FACTS" >>"$OUT/scenarios.jsonl"
+  say "=== scenario $SCENARIO: $(if [ -z "$SCENARIO_FAILS" ]; then echo PASS; else echo FAIL; fi)"
+  SCENARIO=""
+}
+
+# table aligns tab-separated columns, where column(1) exists.
+table() {
+  if command -v column >/dev/null 2>&1; then column -t -s $'\t'; else cat; fi
+}
+
+# finish_summary HEADER-JSON writes summary.json, prints the table and
+# returns 1 if any scenario failed.
+finish_summary() {
+  jq -s --argjson h "$1" --arg formula "$BOUND_FORMULA" \
+    '$h + {bound: $formula, result: (if all(.[]; .result == "PASS") and length > 0 then "PASS" else "FAIL" end), scenarios: .}' \
+    "$OUT/scenarios.jsonl" >"$OUT/summary.json"
+  echo
+  jq -r '
+    def t: [.tiers[] | "\(.tier) \(.admitted_max)/\(.limit)/\(.bound)"] | join("  ");
+    "scenario\trequests\t5xx\ttransport\tmax admitted/L/bound per key\tdetected s\tconverged s\tresult",
+    (.scenarios[] | "\(.scenario)\t\(.requests)\t\(.server_errors)\t\(.transport_errors)\t\(t)\t\(.detected_s // "-")\t\(.converged_s // "-")\t\(.result)")
+  ' "$OUT/summary.json" | table
+  jq -r '.scenarios[] | select(.result != "PASS") | .scenario as $s | .failures[] | "FAIL \($s): \(.)"' "$OUT/summary.json"
+  echo "bound = $BOUND_FORMULA; N = $NODES"
+  echo "summary: $OUT/summary.json  (result: $(jq -r .result "$OUT/summary.json"))"
+  [ "$(jq -r .result "$OUT/summary.json")" = PASS ]
+}
