@@ -4,14 +4,18 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/tls"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
+
+	peerpb "github.com/tierlimit/tierlimit/proto"
 )
 
 func TestCredentials(t *testing.T) {
@@ -163,4 +167,37 @@ func TestClusterCertificate(t *testing.T) {
 	require.True(t, ok, "private key is a %T", cert1.PrivateKey)
 	msg := []byte("handshake")
 	assert.True(t, ed25519.Verify(pub1, msg, ed25519.Sign(priv, msg)), "the private key does not match the certificate")
+}
+
+func TestCheckStreamNeedsClusterKey(t *testing.T) {
+	serverCreds, _, err := Credentials("s3cret-cluster-key")
+	require.NoError(t, err)
+	for _, key := range []string{"", "other-cluster-key"} {
+		t.Run("client key "+strconv.Quote(key), func(t *testing.T) {
+			store := &scriptedStore{window: peerWindow}
+			addr := serveTCP(t, serverCreds, store)
+			_, clientCreds, err := Credentials(key)
+			require.NoError(t, err)
+			conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(clientCreds))
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = conn.Close() })
+			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+			defer cancel()
+
+			stream, err := peerpb.NewPeerClient(conn).CheckStream(ctx)
+			if err == nil {
+				err = stream.Send(&peerpb.CheckRequest{Id: 1, Items: []*peerpb.Item{
+					{Key: "k1", Hits: 1, Limit: 10, WindowNanos: int64(peerWindow)},
+				}})
+			}
+			if err == nil {
+				_, err = stream.Recv()
+			}
+
+			require.Error(t, err, "a stream opened with client key %q", key)
+			assert.Equal(t, codes.Unavailable, status.Code(err), "CheckStream error %v", err)
+			assert.NoError(t, ctx.Err(), "CheckStream waited for the deadline instead of failing")
+			assert.Empty(t, store.seen(), "the server counted a check from a stranger")
+		})
+	}
 }

@@ -5,28 +5,55 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
 
 	"github.com/tierlimit/tierlimit/bucket"
 	peerpb "github.com/tierlimit/tierlimit/proto"
 )
 
 // Client is a Peer reached over gRPC. It holds one connection for its whole
-// life, which gRPC opens on the first call and reopens after a failure; calls
-// share it, so a Client is safe for concurrent use.
+// life, which gRPC opens on the first call and reopens after a failure, and
+// on it one CheckStream that carries every batch as one message each way,
+// opened on the first Check and again after it breaks. Calls share both, so
+// a Client is safe for concurrent use.
 //
 // A call does not wait for a broken connection to mend: while the last
 // attempt to connect has failed, calls fail at once with codes.Unavailable
 // (only a call that finds a connection attempt under way waits for it).
-// The caller's ctx is the only deadline, so give it one.
+// When the stream breaks, every call waiting on it fails at once, and the
+// next one opens a new stream. The caller's ctx is the only deadline, so
+// give it one.
+//
+// A peer too old to serve CheckStream answers it with codes.Unimplemented;
+// the batch is then sent as a unary Check call, and so are the batches of
+// the next minute, before the stream is tried again.
 type Client struct {
-	addr string
-	conn *grpc.ClientConn
-	rpc  peerpb.PeerClient
+	addr    string
+	conn    *grpc.ClientConn
+	rpc     peerpb.PeerClient
+	ctx     context.Context // parent of every stream; cancelled by Close
+	cancel  context.CancelCauseFunc
+	recvs   sync.WaitGroup // the streams' receive goroutines
+	waiters sync.Pool      // of *waiter
+	// unaryUntil is when to try a stream again, in Unix nanoseconds, after
+	// the peer said it has none; 0: use the stream.
+	unaryUntil atomic.Int64
+
+	// mu guards cur, opening, nextID and closed, and the pending calls and
+	// draining flag of every stream.
+	mu      sync.Mutex
+	cur     *stream  // where new calls go; nil: open a stream first
+	opening *opening // the attempt to open one under way, if any
+	nextID  uint64   // the last request id used
+	closed  bool
 }
 
 var _ Peer = (*Client)(nil)
@@ -34,7 +61,7 @@ var _ Peer = (*Client)(nil)
 // NewClient returns a Client for the node whose gRPC server listens at addr
 // ("host:port"; a host name is looked up through DNS), secured by creds (see
 // Credentials). It does no I/O: it fails only on an empty or malformed
-// address or nil creds.
+// address or nil creds. Close it to free the connection.
 func NewClient(addr string, creds credentials.TransportCredentials) (*Client, error) {
 	return newClient(addr, creds)
 }
@@ -64,26 +91,71 @@ func newClient(addr string, creds credentials.TransportCredentials, extra ...grp
 	if err != nil {
 		return nil, fmt.Errorf("new client for %s: %w", addr, err)
 	}
-	return &Client{addr: addr, conn: conn, rpc: peerpb.NewPeerClient(conn)}, nil
+	ctx, cancel := context.WithCancelCause(context.Background())
+	c := &Client{addr: addr, conn: conn, rpc: peerpb.NewPeerClient(conn), ctx: ctx, cancel: cancel}
+	c.waiters.New = func() any { return &waiter{reply: make(chan reply, 1)} }
+	return c, nil
 }
 
 // Connect starts connecting in the background, if not connected already,
 // so the first forwarded check does not pay for the TCP and HTTP/2 (and
-// TLS) handshakes inside its short deadline. It does not wait.
+// TLS) handshakes inside its short deadline. It does not wait. (Opening the
+// stream costs no round trip, so the first Check does that.)
 func (c *Client) Connect() { c.conn.Connect() }
 
-// Check sends items to the peer in one call and returns its decisions, one
-// per item in order. The error, if any, wraps the gRPC status, so
-// status.Code(err) reports why: codes.Unavailable when the peer cannot be
-// reached, codes.DeadlineExceeded when ctx ended first, codes.InvalidArgument
-// when the peer refused the batch. An empty batch returns at once.
+// Check sends items to the peer as one message on the Client's stream and
+// returns its decisions, one per item in order. The error, if any, wraps a
+// gRPC status, so status.Code(err) reports why: codes.Unavailable when the
+// peer cannot be reached or the stream broke, codes.DeadlineExceeded or
+// codes.Canceled when ctx ended first (errors.Is then matches ctx.Err()
+// too), codes.InvalidArgument when the peer refused the batch, and
+// codes.Internal for a key that is not valid UTF-8 (nothing is sent). An
+// empty batch returns at once.
+//
+// When ctx ends first, the items may still be counted at the peer; its late
+// answer is dropped.
 func (c *Client) Check(ctx context.Context, items []Item) ([]bucket.Decision, error) {
 	if len(items) == 0 {
 		return nil, nil
 	}
+	req, err := newRequest(items)
+	if err != nil {
+		return nil, fmt.Errorf("check %d items at %s: %w", len(items), c.addr, err)
+	}
+	if until := c.unaryUntil.Load(); until != 0 && time.Now().UnixNano() < until {
+		return c.checkUnary(ctx, req)
+	}
+	w := c.waiters.Get().(*waiter)
+	r, err := c.roundTrip(ctx, w, req)
+	c.waiters.Put(w) // roundTrip leaves w empty
+	if status.Code(err) == codes.Unimplemented {
+		return c.checkUnary(ctx, req) // an older peer, which counted nothing
+	}
+	if err != nil {
+		return nil, fmt.Errorf("check %d items at %s: %w", len(items), c.addr, err)
+	}
+	return decodeResponse(r, len(items), c.addr)
+}
+
+// checkUnary is Check as one unary call, for a peer without CheckStream.
+func (c *Client) checkUnary(ctx context.Context, req *peerpb.CheckRequest) ([]bucket.Decision, error) {
+	resp, err := c.rpc.Check(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("check %d items at %s: %w", len(req.Items), c.addr, err)
+	}
+	return decodeResponse(resp, len(req.Items), c.addr)
+}
+
+// newRequest puts items on the wire. It refuses a key that is not valid
+// UTF-8 as the protobuf encoder would, but before it can: a message that
+// fails to encode breaks the whole stream, failing the other calls on it.
+func newRequest(items []Item) (*peerpb.CheckRequest, error) {
 	wire := make([]peerpb.Item, len(items)) // one allocation for the batch
 	req := &peerpb.CheckRequest{Items: make([]*peerpb.Item, len(items))}
 	for i, it := range items {
+		if !utf8.ValidString(it.Key) {
+			return nil, status.Errorf(codes.Internal, "item %d: key is not valid UTF-8", i)
+		}
 		w := &wire[i]
 		w.Key = it.Key
 		w.Hits = int64(it.Hits)
@@ -91,13 +163,18 @@ func (c *Client) Check(ctx context.Context, items []Item) ([]bucket.Decision, er
 		w.WindowNanos = int64(it.Window)
 		req.Items[i] = w
 	}
-	resp, err := c.rpc.Check(ctx, req)
-	if err != nil {
-		return nil, fmt.Errorf("check %d items at %s: %w", len(items), c.addr, err)
+	return req, nil
+}
+
+// decodeResponse returns the decisions in resp, the answer to n items from
+// the peer at addr, or the error it carries.
+func decodeResponse(resp *peerpb.CheckResponse, n int, addr string) ([]bucket.Decision, error) {
+	if code := codes.Code(resp.GetErrorCode()); code != codes.OK {
+		return nil, fmt.Errorf("check %d items at %s: %w", n, addr, status.Error(code, resp.GetErrorMessage()))
 	}
 	results := resp.GetResults()
-	if len(results) != len(items) {
-		return nil, fmt.Errorf("check %d items at %s: got %d results", len(items), c.addr, len(results))
+	if len(results) != n {
+		return nil, fmt.Errorf("check %d items at %s: got %d results", n, addr, len(results))
 	}
 	ds := make([]bucket.Decision, len(results))
 	for i, r := range results {
@@ -106,10 +183,18 @@ func (c *Client) Check(ctx context.Context, items []Item) ([]bucket.Decision, er
 	return ds, nil
 }
 
-// Close closes the connection; calls in flight fail with codes.Canceled, and
+// Close ends the stream and closes the connection, and waits for the
+// Client's goroutines to end. Calls in flight fail with codes.Canceled, and
 // so do later ones.
 func (c *Client) Close() error {
-	if err := c.conn.Close(); err != nil {
+	c.mu.Lock()
+	c.closed = true
+	c.cur = nil
+	c.mu.Unlock()
+	c.cancel(errClientClosed) // ends every stream, and so its receive goroutine
+	err := c.conn.Close()
+	c.recvs.Wait()
+	if err != nil {
 		return fmt.Errorf("close client for %s: %w", c.addr, err)
 	}
 	return nil

@@ -80,15 +80,30 @@ func TestClientCheckEndsWithContext(t *testing.T) {
 
 	require.Error(t, err)
 	assert.Equal(t, codes.DeadlineExceeded, status.Code(err), "Check past its deadline: %v", err)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
 }
 
-// shortPeer answers every Check with one result too few.
+// shortPeer answers every request with one result too few.
 type shortPeer struct {
 	peerpb.UnimplementedPeerServer
 }
 
 func (shortPeer) Check(_ context.Context, req *peerpb.CheckRequest) (*peerpb.CheckResponse, error) {
 	return &peerpb.CheckResponse{Results: make([]*peerpb.Result, len(req.GetItems())-1)}, nil
+}
+
+func (p shortPeer) CheckStream(stream peerpb.Peer_CheckStreamServer) error {
+	for {
+		req, err := stream.Recv()
+		if err != nil {
+			return err
+		}
+		resp, _ := p.Check(stream.Context(), req)
+		resp.Id = req.GetId()
+		if err := stream.Send(resp); err != nil {
+			return err
+		}
+	}
 }
 
 func TestClientCheckRejectsWrongResultCount(t *testing.T) {
@@ -185,14 +200,18 @@ func TestClientsConcurrentGet(t *testing.T) {
 
 // BenchmarkClientCheck measures one-item Check round trips over a real
 // loopback TCP connection, against the real store, without and with the
-// cluster key's mutual TLS.
+// cluster key's mutual TLS; the -unary ones make a unary call per check,
+// as the Client did before it kept a stream.
 func BenchmarkClientCheck(b *testing.B) {
 	for _, bc := range []struct {
-		name string
-		key  string
+		name  string
+		key   string
+		check func(*Client, context.Context, []Item) ([]bucket.Decision, error)
 	}{
-		{"insecure", ""},
-		{"cluster-key", "benchmark cluster key"},
+		{"insecure", "", (*Client).Check},
+		{"cluster-key", "benchmark cluster key", (*Client).Check},
+		{"insecure-unary", "", checkUnary},
+		{"cluster-key-unary", "benchmark cluster key", checkUnary},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			serverCreds, clientCreds, err := Credentials(bc.key)
@@ -202,12 +221,12 @@ func BenchmarkClientCheck(b *testing.B) {
 			require.NoError(b, err)
 			b.Cleanup(func() { _ = c.Close() })
 			items := []Item{{Key: "bench", Hits: 1, Limit: 1 << 40, Window: peerWindow}}
-			_, err = c.Check(b.Context(), items) // connect and handshake outside the loop
+			_, err = bc.check(c, b.Context(), items) // connect and handshake outside the loop
 			require.NoError(b, err)
 
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := c.Check(b.Context(), items); err != nil {
+				if _, err := bc.check(c, b.Context(), items); err != nil {
 					b.Fatal(err)
 				}
 			}

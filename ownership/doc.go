@@ -20,6 +20,14 @@
 // on the owner; tests use fakes), looked up by name through a PeerSource.
 // Each forward has a short deadline (ForwardTimeout, 5ms by default).
 //
+// A Client keeps one long-lived gRPC stream to its peer and sends each batch
+// on it as one message, tagged with an id the answer carries back, so a
+// forward costs a message each way rather than a whole call (a new HTTP/2
+// stream, headers and trailers on both sides). A call whose deadline passes
+// gives up its id, and its late answer is dropped. When the stream breaks,
+// every call waiting on it fails at once, and the next call opens a new
+// one. A peer from before the stream is sent unary calls.
+//
 // # Batching without a fixed wait
 //
 // Checks for one peer go through its Batcher, which keeps at most one call
@@ -75,5 +83,7 @@
 // builds one Ring and one Router, and passes the Router to the api
 // middleware as its Checker. On membership changes it calls Ring.Set with
 // the live member names and Router.Forget for members that left or moved;
-// on a health change, Router.ClearOverLimit. Close the Router on shutdown.
+// on a health change, Router.ClearOverLimit. Close the Router on shutdown,
+// and call Server.Drain before stopping the gRPC server gracefully, so the
+// peers' streams end and do not hold the stop up.
 package ownership

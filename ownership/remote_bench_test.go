@@ -72,8 +72,11 @@ func newRemoteFixture(b *testing.B) remoteFixture {
 //
 //   - latency: one caller at a time (low load); reports p50 and p99.
 //   - coalesced: 64 concurrent callers through the Router's batcher.
-//   - unbatched: 64 concurrent callers, one RPC per check on the same
-//     connection, as a limiter without coalescing would do.
+//   - unbatched: 64 concurrent callers, one unary RPC per check on the same
+//     connection, as a limiter without coalescing would do (and as the
+//     Client did before it kept a stream).
+//   - unbatched-stream: 64 concurrent callers, one Client.Check per check:
+//     one message each way on the Client's one stream.
 //
 // Run: go test -run '^$' -bench RemoteCheck -benchtime 3s ./ownership
 func BenchmarkRemoteCheck(b *testing.B) {
@@ -106,23 +109,37 @@ func BenchmarkRemoteCheck(b *testing.B) {
 			}
 		})
 	})
-	b.Run("unbatched", func(b *testing.B) {
-		f := newRemoteFixture(b)
-		var next atomic.Uint64
-		b.SetParallelism(32)
-		b.ResetTimer()
-		b.RunParallel(func(pb *testing.PB) {
-			items := make([]Item, 1)
-			for pb.Next() {
-				items[0] = Item{Key: f.keys[next.Add(1)%uint64(len(f.keys))], Hits: 1, Limit: 1 << 30, Window: time.Minute}
-				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-				if _, err := f.client.Check(ctx, items); err != nil {
-					b.Error(err)
+	unbatched := func(check func(*Client, context.Context, []Item) ([]bucket.Decision, error)) func(b *testing.B) {
+		return func(b *testing.B) {
+			f := newRemoteFixture(b)
+			var next atomic.Uint64
+			b.SetParallelism(32)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				items := make([]Item, 1)
+				for pb.Next() {
+					items[0] = Item{Key: f.keys[next.Add(1)%uint64(len(f.keys))], Hits: 1, Limit: 1 << 30, Window: time.Minute}
+					ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+					if _, err := check(f.client, ctx, items); err != nil {
+						b.Error(err)
+					}
+					cancel()
 				}
-				cancel()
-			}
-		})
-	})
+			})
+		}
+	}
+	b.Run("unbatched", unbatched(checkUnary))
+	b.Run("unbatched-stream", unbatched((*Client).Check))
+}
+
+// checkUnary is Client.Check as one unary RPC, the way the Client worked
+// before it kept a stream.
+func checkUnary(c *Client, ctx context.Context, items []Item) ([]bucket.Decision, error) {
+	req, err := newRequest(items)
+	if err != nil {
+		return nil, err
+	}
+	return c.checkUnary(ctx, req)
 }
 
 // reportPercentiles adds p50 and p99 of lat, in microseconds, to b's output.

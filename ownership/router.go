@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cespare/xxhash/v2"
 	"google.golang.org/grpc/codes"
@@ -205,7 +206,7 @@ func (r *Router) Check(ctx context.Context, now time.Time, key string, limit int
 	if !ok || owner == r.self {
 		return r.local.Take(now, key, 1, limit)
 	}
-	if key == "" || len(key) > MaxKeyBytes || limit < 1 {
+	if key == "" || len(key) > MaxKeyBytes || limit < 1 || !utf8.ValidString(key) {
 		return r.decideLocally(now, key, limit, owner, FallbackInvalid, nil, nil)
 	}
 	if d, ok := r.refused.get(key, limit, now); ok {

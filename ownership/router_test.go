@@ -544,6 +544,13 @@ func TestRouterDoesNotForwardInvalidChecks(t *testing.T) {
 		}
 		long = strings.Repeat("x", MaxKeyBytes) + strconv.Itoa(i)
 	}
+	bad := "\xff"
+	for i := 0; ; i++ {
+		if o, _ := r.ring.Owner(bad); o == "b" {
+			break
+		}
+		bad = "\xff" + strconv.Itoa(i)
+	}
 	tests := []struct {
 		name  string
 		key   string
@@ -553,6 +560,7 @@ func TestRouterDoesNotForwardInvalidChecks(t *testing.T) {
 		{"limit 0", key, 0, false},
 		{"negative limit", key, -1, false},
 		{"key too long", long, 10, true},
+		{"key not UTF-8", bad, 10, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -561,7 +569,7 @@ func TestRouterDoesNotForwardInvalidChecks(t *testing.T) {
 		})
 	}
 	assert.Empty(t, peer.callSizes(), "an invalid check reached the owner")
-	assert.Equal(t, []string{FallbackInvalid, FallbackInvalid, FallbackInvalid}, r.events.reasons())
+	assert.Equal(t, []string{FallbackInvalid, FallbackInvalid, FallbackInvalid, FallbackInvalid}, r.events.reasons())
 }
 
 func TestRouterBreakersReportsEachPeer(t *testing.T) {

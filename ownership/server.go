@@ -2,6 +2,9 @@ package ownership
 
 import (
 	"context"
+	"errors"
+	"io"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -19,14 +22,21 @@ type taker interface {
 	Window() time.Duration
 }
 
-// Server answers other nodes' Check calls against this node's store: it is
-// the owner side of a forward. It is safe for concurrent use, as the store
-// is.
+// Server answers other nodes' checks against this node's store: it is the
+// owner side of a forward. It serves both the unary Check and CheckStream,
+// the stream a Client keeps open. It is safe for concurrent use, as the
+// store is.
+//
+// An open CheckStream is a call in progress, so grpc.Server.GracefulStop
+// would wait for it until the client goes away: call Drain first.
 type Server struct {
 	peerpb.UnimplementedPeerServer
 
 	store taker
 	now   func() time.Time
+
+	draining context.Context // done once Drain is called
+	drain    context.CancelFunc
 }
 
 var _ peerpb.PeerServer = (*Server)(nil)
@@ -44,7 +54,8 @@ func newServer(store taker, now func() time.Time) *Server {
 	if now == nil {
 		now = time.Now
 	}
-	return &Server{store: store, now: now}
+	draining, drain := context.WithCancel(context.Background())
+	return &Server{store: store, now: now, draining: draining, drain: drain}
 }
 
 // Register adds the Peer service to g. Call it before g.Serve.
@@ -52,12 +63,69 @@ func (s *Server) Register(g *grpc.Server) {
 	peerpb.RegisterPeerServer(g, s)
 }
 
+// Drain tells the client of every open CheckStream to end it once its
+// requests are answered, and does the same at once on streams opened later,
+// so that grpc.Server.GracefulStop does not wait for them. It does not wait
+// itself, and unary Check calls are served as before. Call it just before
+// GracefulStop; calling it again does nothing.
+func (s *Server) Drain() { s.drain() }
+
 // Check counts each item of req at one instant and returns their results in
 // order. It refuses the whole batch, counting nothing, with
 // codes.InvalidArgument if the batch has more than MaxCheckItems items or any
 // item is invalid: a key that is empty or longer than MaxKeyBytes, hits or a
 // limit below 1, or a window other than this node's.
 func (s *Server) Check(_ context.Context, req *peerpb.CheckRequest) (*peerpb.CheckResponse, error) {
+	return s.decide(req)
+}
+
+// CheckStream answers each request on rpc as Check would, with the
+// request's id; a batch Check would refuse is answered with the refusal's
+// code and message, and the stream goes on. It returns when the client
+// ends the stream; after Drain, it first asks the client to (see the
+// proto).
+func (s *Server) CheckStream(rpc peerpb.Peer_CheckStreamServer) error {
+	// The notice is sent from its own goroutine, and only then, so the
+	// common path pays one uncontended lock per response for it.
+	var sendMu sync.Mutex // one Send at a time
+	noticed := make(chan struct{})
+	stopNotice := context.AfterFunc(s.draining, func() {
+		defer close(noticed)
+		sendMu.Lock()
+		defer sendMu.Unlock()
+		// It fails only if the stream has ended, and then nobody needs it.
+		_ = rpc.Send(&peerpb.CheckResponse{Draining: true})
+	})
+	defer func() {
+		if !stopNotice() {
+			<-noticed // never outlive the handler: the stream is gone after it
+		}
+	}()
+	for {
+		req, err := rpc.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err // the client cancelled or the connection broke: nobody to tell
+		}
+		resp, err := s.decide(req)
+		if err != nil {
+			st := status.Convert(err)
+			resp = &peerpb.CheckResponse{ErrorCode: int32(st.Code()), ErrorMessage: st.Message()}
+		}
+		resp.Id = req.GetId()
+		sendMu.Lock()
+		err = rpc.Send(resp)
+		sendMu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// decide is Check, for both the unary call and the stream.
+func (s *Server) decide(req *peerpb.CheckRequest) (*peerpb.CheckResponse, error) {
 	items := req.GetItems()
 	if len(items) > MaxCheckItems {
 		return nil, status.Errorf(codes.InvalidArgument, "batch has %d items, at most %d allowed", len(items), MaxCheckItems)

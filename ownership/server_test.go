@@ -2,6 +2,7 @@ package ownership
 
 import (
 	"context"
+	"errors"
 	"net"
 	"runtime"
 	"strconv"
@@ -20,6 +21,7 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/tierlimit/tierlimit/bucket"
+	peerpb "github.com/tierlimit/tierlimit/proto"
 )
 
 // peerWindow is the counting window of every store in these tests.
@@ -252,4 +254,103 @@ func TestCheckAgainstStoreAdmitsExactlyLimit(t *testing.T) {
 
 func TestNewServerPanicsWithoutStore(t *testing.T) {
 	assert.Panics(t, func() { NewServer(nil, time.Now) })
+}
+
+func TestCheckStreamAnswersEachRequestWithItsID(t *testing.T) {
+	store := &scriptedStore{window: peerWindow}
+	h := newPeerHost(t, newServer(store, func() time.Time { return peerNow }))
+	conn, err := grpc.NewClient("passthrough:///bufconn", grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return h.lis.Load().DialContext(ctx) }))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	stream, err := peerpb.NewPeerClient(conn).CheckStream(t.Context())
+	require.NoError(t, err)
+
+	type want struct {
+		id        uint64
+		remaining []int64
+		code      codes.Code
+	}
+	steps := []struct {
+		req  *peerpb.CheckRequest
+		want want
+	}{
+		{&peerpb.CheckRequest{Id: 7, Items: []*peerpb.Item{
+			{Key: "k3", Hits: 1, Limit: 10, WindowNanos: int64(peerWindow)},
+			{Key: "k5", Hits: 1, Limit: 10, WindowNanos: int64(peerWindow)},
+		}}, want{id: 7, remaining: []int64{3, 5}}},
+		{&peerpb.CheckRequest{Id: 2, Items: []*peerpb.Item{
+			{Key: "k9", Hits: 1, Limit: 10, WindowNanos: int64(peerWindow)},
+		}}, want{id: 2, remaining: []int64{9}}},
+		// A batch Check would refuse is answered with the refusal, and the
+		// stream goes on.
+		{&peerpb.CheckRequest{Id: 8, Items: []*peerpb.Item{
+			{Key: "k1", Hits: 0, Limit: 10, WindowNanos: int64(peerWindow)},
+		}}, want{id: 8, code: codes.InvalidArgument}},
+		{&peerpb.CheckRequest{Id: 1 << 60, Items: []*peerpb.Item{
+			{Key: "k4", Hits: 1, Limit: 10, WindowNanos: int64(peerWindow)},
+		}}, want{id: 1 << 60, remaining: []int64{4}}},
+	}
+	for _, st := range steps {
+		require.NoError(t, stream.Send(st.req))
+	}
+	for i, st := range steps {
+		resp, err := stream.Recv()
+		require.NoError(t, err, "Recv answer %d", i)
+		var got want
+		got.id, got.code = resp.GetId(), codes.Code(resp.GetErrorCode())
+		for _, r := range resp.GetResults() {
+			got.remaining = append(got.remaining, r.GetRemaining())
+		}
+		assert.Equal(t, st.want, got, "answer %d to request id %d", i, st.req.GetId())
+		if st.want.code != codes.OK {
+			assert.Contains(t, resp.GetErrorMessage(), "item 0: hits is 0")
+		}
+	}
+	assert.Len(t, store.seen(), 4, "Take calls: the refused batch must count nothing")
+	assert.Equal(t, int64(1), h.streams.Load())
+}
+
+func TestServerDrainEndsStreamsSoGracefulStopReturns(t *testing.T) {
+	store := newHeldStore()
+	srv := newServer(store, nil)
+	h := newPeerHost(t, srv)
+	c := h.client()
+	errc := make(chan error, 1)
+	go func() {
+		d, err := checkKey(t, c, "held")
+		if err == nil && !d.Allowed {
+			err = errors.New("refused")
+		}
+		errc <- err
+	}()
+	<-store.entered
+
+	srv.Drain()
+	// The client ends the stream once its call is answered; until then the
+	// server still serves it.
+	require.Eventually(t, func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.cur == nil
+	}, 5*time.Second, time.Millisecond, "the client still sends new calls on the drained stream")
+	close(store.release)
+	require.NoError(t, <-errc, "Check in flight during Drain")
+	// A call after Drain is answered on a stream of its own, drained at once.
+	d, err := checkKey(t, c, "k3")
+	require.NoError(t, err)
+	assert.Equal(t, 3, d.Remaining)
+
+	stopped := make(chan struct{})
+	go func() {
+		h.g.GracefulStop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("GracefulStop still waits for a drained stream")
+	}
+	_, err = checkKey(t, c, "k4")
+	assert.Equal(t, codes.Unavailable, status.Code(err), "Check after the server stopped: %v", err)
 }

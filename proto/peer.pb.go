@@ -32,7 +32,11 @@ const (
 type CheckRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// At most 10,000 items.
-	Items         []*Item `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
+	Items []*Item `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
+	// On CheckStream: a number the client chooses, at least 1, unique among
+	// its requests not yet answered on the stream; the response carries it
+	// back. Unused by Check.
+	Id            uint64 `protobuf:"varint,2,opt,name=id,proto3" json:"id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -72,6 +76,13 @@ func (x *CheckRequest) GetItems() []*Item {
 		return x.Items
 	}
 	return nil
+}
+
+func (x *CheckRequest) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
 }
 
 // Item is one check: add hits to key's count if they fit under limit.
@@ -150,8 +161,20 @@ func (x *Item) GetWindowNanos() int64 {
 
 // CheckResponse holds one result per item of the request, in order.
 type CheckResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Results       []*Result              `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Results []*Result              `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	// On CheckStream: the id of the request this answers, or 0 for a message
+	// that answers none (draining). Unused by Check.
+	Id uint64 `protobuf:"varint,2,opt,name=id,proto3" json:"id,omitempty"`
+	// On CheckStream: the gRPC status code Check would have failed with
+	// (INVALID_ARGUMENT for a refused batch, which counts nothing), or 0 (OK)
+	// when results holds the answer. Unused by Check.
+	ErrorCode int32 `protobuf:"varint,3,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	// On CheckStream: why the batch was refused, when error_code is set.
+	ErrorMessage string `protobuf:"bytes,4,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
+	// On CheckStream, in a message with id 0: the server is stopping (see
+	// CheckStream). Unused by Check.
+	Draining      bool `protobuf:"varint,5,opt,name=draining,proto3" json:"draining,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -191,6 +214,34 @@ func (x *CheckResponse) GetResults() []*Result {
 		return x.Results
 	}
 	return nil
+}
+
+func (x *CheckResponse) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *CheckResponse) GetErrorCode() int32 {
+	if x != nil {
+		return x.ErrorCode
+	}
+	return 0
+}
+
+func (x *CheckResponse) GetErrorMessage() string {
+	if x != nil {
+		return x.ErrorMessage
+	}
+	return ""
+}
+
+func (x *CheckResponse) GetDraining() bool {
+	if x != nil {
+		return x.Draining
+	}
+	return false
 }
 
 // Result is the owner's decision for one item.
@@ -281,24 +332,31 @@ var File_peer_proto protoreflect.FileDescriptor
 const file_peer_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
-	"peer.proto\x12\x11tierlimit.peer.v1\"=\n" +
+	"peer.proto\x12\x11tierlimit.peer.v1\"M\n" +
 	"\fCheckRequest\x12-\n" +
-	"\x05items\x18\x01 \x03(\v2\x17.tierlimit.peer.v1.ItemR\x05items\"e\n" +
+	"\x05items\x18\x01 \x03(\v2\x17.tierlimit.peer.v1.ItemR\x05items\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\x04R\x02id\"e\n" +
 	"\x04Item\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x12\n" +
 	"\x04hits\x18\x02 \x01(\x03R\x04hits\x12\x14\n" +
 	"\x05limit\x18\x03 \x01(\x03R\x05limit\x12!\n" +
-	"\fwindow_nanos\x18\x04 \x01(\x03R\vwindowNanos\"D\n" +
+	"\fwindow_nanos\x18\x04 \x01(\x03R\vwindowNanos\"\xb4\x01\n" +
 	"\rCheckResponse\x123\n" +
-	"\aresults\x18\x01 \x03(\v2\x19.tierlimit.peer.v1.ResultR\aresults\"\xaa\x01\n" +
+	"\aresults\x18\x01 \x03(\v2\x19.tierlimit.peer.v1.ResultR\aresults\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\x04R\x02id\x12\x1d\n" +
+	"\n" +
+	"error_code\x18\x03 \x01(\x05R\terrorCode\x12#\n" +
+	"\rerror_message\x18\x04 \x01(\tR\ferrorMessage\x12\x1a\n" +
+	"\bdraining\x18\x05 \x01(\bR\bdraining\"\xaa\x01\n" +
 	"\x06Result\x12\x18\n" +
 	"\aallowed\x18\x01 \x01(\bR\aallowed\x12\x14\n" +
 	"\x05limit\x18\x02 \x01(\x03R\x05limit\x12\x1c\n" +
 	"\tremaining\x18\x03 \x01(\x03R\tremaining\x12(\n" +
 	"\x10reset_unix_nanos\x18\x04 \x01(\x03R\x0eresetUnixNanos\x12(\n" +
-	"\x10retry_unix_nanos\x18\x05 \x01(\x03R\x0eretryUnixNanos2R\n" +
+	"\x10retry_unix_nanos\x18\x05 \x01(\x03R\x0eretryUnixNanos2\xa8\x01\n" +
 	"\x04Peer\x12J\n" +
-	"\x05Check\x12\x1f.tierlimit.peer.v1.CheckRequest\x1a .tierlimit.peer.v1.CheckResponseB-Z+github.com/tierlimit/tierlimit/proto;peerpbb\x06proto3"
+	"\x05Check\x12\x1f.tierlimit.peer.v1.CheckRequest\x1a .tierlimit.peer.v1.CheckResponse\x12T\n" +
+	"\vCheckStream\x12\x1f.tierlimit.peer.v1.CheckRequest\x1a .tierlimit.peer.v1.CheckResponse(\x010\x01B-Z+github.com/tierlimit/tierlimit/proto;peerpbb\x06proto3"
 
 var (
 	file_peer_proto_rawDescOnce sync.Once
@@ -323,9 +381,11 @@ var file_peer_proto_depIdxs = []int32{
 	1, // 0: tierlimit.peer.v1.CheckRequest.items:type_name -> tierlimit.peer.v1.Item
 	3, // 1: tierlimit.peer.v1.CheckResponse.results:type_name -> tierlimit.peer.v1.Result
 	0, // 2: tierlimit.peer.v1.Peer.Check:input_type -> tierlimit.peer.v1.CheckRequest
-	2, // 3: tierlimit.peer.v1.Peer.Check:output_type -> tierlimit.peer.v1.CheckResponse
-	3, // [3:4] is the sub-list for method output_type
-	2, // [2:3] is the sub-list for method input_type
+	0, // 3: tierlimit.peer.v1.Peer.CheckStream:input_type -> tierlimit.peer.v1.CheckRequest
+	2, // 4: tierlimit.peer.v1.Peer.Check:output_type -> tierlimit.peer.v1.CheckResponse
+	2, // 5: tierlimit.peer.v1.Peer.CheckStream:output_type -> tierlimit.peer.v1.CheckResponse
+	4, // [4:6] is the sub-list for method output_type
+	2, // [2:4] is the sub-list for method input_type
 	2, // [2:2] is the sub-list for extension type_name
 	2, // [2:2] is the sub-list for extension extendee
 	0, // [0:2] is the sub-list for field type_name

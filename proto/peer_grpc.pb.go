@@ -26,7 +26,8 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Peer_Check_FullMethodName = "/tierlimit.peer.v1.Peer/Check"
+	Peer_Check_FullMethodName       = "/tierlimit.peer.v1.Peer/Check"
+	Peer_CheckStream_FullMethodName = "/tierlimit.peer.v1.Peer/CheckStream"
 )
 
 // PeerClient is the client API for Peer service.
@@ -40,6 +41,16 @@ type PeerClient interface {
 	// is too big, or any invalid item, fails the whole call with
 	// INVALID_ARGUMENT and counts nothing.
 	Check(ctx context.Context, in *CheckRequest, opts ...grpc.CallOption) (*CheckResponse, error)
+	// CheckStream is Check without the cost of a call per batch: a client
+	// keeps one stream open and sends each batch as a CheckRequest with an id
+	// of its choosing; the server answers each with a CheckResponse carrying
+	// the same id, in the order the requests came. A batch Check would refuse
+	// is answered with error_code and error_message set, and the stream goes
+	// on. The client ends the stream by closing its side or cancelling it.
+	// When the server is stopping, it sends a message with draining set: the
+	// client must send nothing more on the stream and end it once its
+	// requests are answered, opening a new one if it has more to check.
+	CheckStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[CheckRequest, CheckResponse], error)
 }
 
 type peerClient struct {
@@ -60,6 +71,19 @@ func (c *peerClient) Check(ctx context.Context, in *CheckRequest, opts ...grpc.C
 	return out, nil
 }
 
+func (c *peerClient) CheckStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[CheckRequest, CheckResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Peer_ServiceDesc.Streams[0], Peer_CheckStream_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[CheckRequest, CheckResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Peer_CheckStreamClient = grpc.BidiStreamingClient[CheckRequest, CheckResponse]
+
 // PeerServer is the server API for Peer service.
 // All implementations must embed UnimplementedPeerServer
 // for forward compatibility.
@@ -71,6 +95,16 @@ type PeerServer interface {
 	// is too big, or any invalid item, fails the whole call with
 	// INVALID_ARGUMENT and counts nothing.
 	Check(context.Context, *CheckRequest) (*CheckResponse, error)
+	// CheckStream is Check without the cost of a call per batch: a client
+	// keeps one stream open and sends each batch as a CheckRequest with an id
+	// of its choosing; the server answers each with a CheckResponse carrying
+	// the same id, in the order the requests came. A batch Check would refuse
+	// is answered with error_code and error_message set, and the stream goes
+	// on. The client ends the stream by closing its side or cancelling it.
+	// When the server is stopping, it sends a message with draining set: the
+	// client must send nothing more on the stream and end it once its
+	// requests are answered, opening a new one if it has more to check.
+	CheckStream(grpc.BidiStreamingServer[CheckRequest, CheckResponse]) error
 	mustEmbedUnimplementedPeerServer()
 }
 
@@ -83,6 +117,9 @@ type UnimplementedPeerServer struct{}
 
 func (UnimplementedPeerServer) Check(context.Context, *CheckRequest) (*CheckResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Check not implemented")
+}
+func (UnimplementedPeerServer) CheckStream(grpc.BidiStreamingServer[CheckRequest, CheckResponse]) error {
+	return status.Error(codes.Unimplemented, "method CheckStream not implemented")
 }
 func (UnimplementedPeerServer) mustEmbedUnimplementedPeerServer() {}
 func (UnimplementedPeerServer) testEmbeddedByValue()              {}
@@ -123,6 +160,13 @@ func _Peer_Check_Handler(srv interface{}, ctx context.Context, dec func(interfac
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Peer_CheckStream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(PeerServer).CheckStream(&grpc.GenericServerStream[CheckRequest, CheckResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Peer_CheckStreamServer = grpc.BidiStreamingServer[CheckRequest, CheckResponse]
+
 // Peer_ServiceDesc is the grpc.ServiceDesc for Peer service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -135,6 +179,13 @@ var Peer_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Peer_Check_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "CheckStream",
+			Handler:       _Peer_CheckStream_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "peer.proto",
 }

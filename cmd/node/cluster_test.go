@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -18,10 +19,12 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/tierlimit/tierlimit/cluster"
 	"github.com/tierlimit/tierlimit/cluster/clustertest"
 	"github.com/tierlimit/tierlimit/health"
+	"github.com/tierlimit/tierlimit/ownership"
 )
 
 const testToken = "test-admin-token"
@@ -495,4 +498,26 @@ func TestClusterStopsCleanlyAllAtOnce(t *testing.T) {
 		assert.NoError(t, err, "stop of node %d", i)
 	}
 	assert.Less(t, time.Since(start), 5*time.Second, "stopping took")
+}
+
+// TestStopEndsPeerStreams: a peer keeps a stream open to the node, and
+// neither leaves nor hears that the node leaves (it is not in the cluster);
+// the node still stops well within its grace period, since it asks the
+// peer to end the stream rather than wait for it.
+func TestStopEndsPeerStreams(t *testing.T) {
+	c := startCluster(t, 1, clusterOpts{})
+	nd := c.nodes[0]
+	peer, err := ownership.NewClient(nd.grpcLis.Addr().String(), insecure.NewCredentials())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = peer.Close() })
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	_, err = peer.Check(ctx, []ownership.Item{{Key: "free-1", Hits: 1, Limit: 10, Window: nd.store.Window()}})
+	require.NoError(t, err, "Check on the node's stream")
+
+	const grace = 30 * time.Second
+	start := time.Now()
+	require.NoError(t, nd.stop(grace))
+
+	assert.Less(t, time.Since(start), grace/2, "stop waited for the peer's stream")
 }
