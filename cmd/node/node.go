@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
 
 	"github.com/tierlimit/tierlimit/api"
 	"github.com/tierlimit/tierlimit/bucket"
@@ -32,6 +33,14 @@ var (
 	_ api.Checker          = api.Local{}
 	_ api.Keys             = (*config.Tiers)(nil)
 	_ ownership.PeerSource = (*peerBook)(nil)
+)
+
+// Keepalive of the gRPC connections between peers: a ping after this
+// long without traffic, and the connection given up if the ping is not
+// answered within the timeout.
+const (
+	peerKeepaliveTime    = 10 * time.Second
+	peerKeepaliveTimeout = 5 * time.Second
 )
 
 // node is one running instance: every component, wired together.
@@ -102,14 +111,24 @@ func start(ctx context.Context, o options, log *slog.Logger) (_ *node, err error
 	if err != nil {
 		return n, err
 	}
-	n.peers = newPeerBook(ownership.NewClients(cliCreds, o.dialOptions...))
+	// Keepalive pings find a peer connection that died silently (a cut
+	// network drops packets without a reset) within about 15 s, so the
+	// stream and connection are rebuilt instead of waiting on TCP's own
+	// timeouts; the server below allows pings that often.
+	dialOpts := append([]grpc.DialOption{grpc.WithKeepaliveParams(keepalive.ClientParameters{
+		Time: peerKeepaliveTime, Timeout: peerKeepaliveTimeout, PermitWithoutStream: true,
+	})}, o.dialOptions...)
+	n.peers = newPeerBook(ownership.NewClients(cliCreds, dialOpts...))
 	n.grpcLis, err = net.Listen("tcp", o.grpcAddr)
 	if err != nil {
 		return n, fmt.Errorf("listen grpc %s: %w", o.grpcAddr, err)
 	}
 	// Peers hold one long-lived CheckStream each, so there are no per-call
 	// goroutines worth pooling (grpc.NumStreamWorkers).
-	n.grpcSrv = grpc.NewServer(grpc.Creds(srvCreds), grpc.MaxRecvMsgSize(8<<20))
+	n.grpcSrv = grpc.NewServer(grpc.Creds(srvCreds), grpc.MaxRecvMsgSize(8<<20),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
+			MinTime: peerKeepaliveTime / 2, PermitWithoutStream: true,
+		}))
 	n.peerSrv = ownership.NewServer(n.store, time.Now)
 	n.peerSrv.Register(n.grpcSrv)
 	go func() {
