@@ -4,7 +4,23 @@ import (
 	"crypto/sha256"
 	"log/slog"
 	"net/http"
+	"time"
 )
+
+// NewHTTPServer returns the http.Server a node serves h with: bounded
+// header, read, write and idle times, a 16 KiB header limit, and the
+// server's own errors logged to log at Warn.
+func NewHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
 
 // ServerConfig configures the HTTP handler of a node. Limiter, Health and
 // AdminToken are required.

@@ -198,6 +198,12 @@ loadgen_inside() {
   BG_PIDS="$BG_PIDS $LG2"
 }
 
+# loadgen_end PHASE waits for the run started last and judges it.
+loadgen_end() {
+  loadgen_wait "$LG"
+  eval_phase "$1" "$RC" "$OUT/$1.json"
+}
+
 # loadgen_wait PID waits for a run and sets RC to its exit code (not in a
 # subshell: only this shell can wait for its children).
 loadgen_wait() {
@@ -279,7 +285,7 @@ conflicts() {
 # ---- scenarios ----------------------------------------------------------------------
 
 scenario_kill() {
-  local v=0 c=${CIDS[0]} rc old new n start
+  local v=0 c=${CIDS[0]} old new n start
   begin_scenario kill "docker kill ${c:0:12} under load, then docker start it"
   old=$(ip_of "$c")
   # shellcheck disable=SC2046
@@ -290,9 +296,7 @@ scenario_kill() {
   say "  killed ${c:0:12} ($old)"
   dns_probe after_kill
   detect $v "$start"
-  loadgen_wait "$LG"
-  rc=$RC
-  eval_phase kill-fault "$rc" "$OUT/kill-fault.json"
+  loadgen_end kill-fault
 
   # shellcheck disable=SC2046
   loadgen_start kill-heal "$HEAL_S" $(others $v)
@@ -307,16 +311,14 @@ scenario_kill() {
   fact conflicting_address_logs $(($(conflicts) - n))
   hold
   check_addresses
-  loadgen_wait "$LG"
-  rc=$RC
-  eval_phase kill-heal "$rc" "$OUT/kill-heal.json"
+  loadgen_end kill-heal
   after_check
   check_logs
   end_scenario
 }
 
 scenario_pause() {
-  local v=1 c=${CIDS[1]} rc start
+  local v=1 c=${CIDS[1]} start
   begin_scenario pause "docker pause ${c:0:12} under load until the others declare it dead, then docker unpause"
   # shellcheck disable=SC2046
   loadgen_start pause-fault "$FAULT_S" $(others $v)
@@ -326,9 +328,7 @@ scenario_pause() {
   say "  paused ${c:0:12}"
   dns_probe while_paused
   detect $v "$start"
-  loadgen_wait "$LG"
-  rc=$RC
-  eval_phase pause-fault "$rc" "$OUT/pause-fault.json"
+  loadgen_end pause-fault
 
   # shellcheck disable=SC2046
   loadgen_start pause-heal "$HEAL_S" $(others $v)
@@ -338,16 +338,14 @@ scenario_pause() {
   fact paused_s "$(secs_since "$start")"
   converge
   hold
-  loadgen_wait "$LG"
-  rc=$RC
-  eval_phase pause-heal "$rc" "$OUT/pause-heal.json"
+  loadgen_end pause-heal
   after_check
   check_logs
   end_scenario
 }
 
 scenario_partition() {
-  local v=2 c=${CIDS[2]} rc rc2 t h start pid old new n holder
+  local v=2 c=${CIDS[2]} rc rc2 h start pid old new n holder
   local a=${URLS[0]} b=${URLS[1]}
   begin_scenario partition "docker network disconnect ${c:0:12} under load (loaded on both sides), DEGRADED on the majority side during the cut, docker network connect"
   old=$(ip_of "$c")
@@ -379,12 +377,7 @@ scenario_partition() {
   rc2=$RC
   eval_phase partition-fault $((rc | rc2)) "$OUT/partition-fault.json" "$OUT/partition-fault-inside.json"
 
-  set_health "$a" DEGRADED || fail "POST /system/health DEGRADED failed"
-  if t=$(wait_health 10 DEGRADED "$a" "$b"); then
-    say "  majority side DEGRADED after ${t}s"
-  else
-    fail "the majority side did not agree on DEGRADED within 10s"
-  fi
+  degrade_side "$a" "$b"
   if [ "$(id -u)" = 0 ]; then
     h=$(CURL_NS_PID=$pid health http://127.0.0.1:8080)
     say "  ${c:0:12} (cut off) reports: $h"
@@ -414,13 +407,7 @@ scenario_partition() {
   n=$(conflicts)
   converge
   fact conflicting_address_logs $(($(conflicts) - n))
-  if t=$(wait_health 20 DEGRADED "${URLS[@]}"); then
-    t=$(secs_since "$start")
-    say "  every node agrees on DEGRADED ($(health "${URLS[2]}")) ${t}s after the heal"
-    fact health_converged_s "$t"
-  else
-    fail "the nodes did not agree on the health state within 20s of the heal"
-  fi
+  agree_after_heal "$start" "${URLS[2]}"
   hold
   check_addresses
   loadgen_wait "$LG"
@@ -429,8 +416,7 @@ scenario_partition() {
   rc2=$RC
   eval_phase partition-heal $((rc | rc2)) "$OUT/partition-heal.json" "$OUT/partition-heal-inside.json"
 
-  set_health "${URLS[2]}" NORMAL || fail "POST /system/health NORMAL to the healed node failed"
-  wait_health 10 NORMAL "${URLS[@]}" >/dev/null || fail "the nodes did not agree on NORMAL within 10s"
+  normal_from "${URLS[2]}"
   after_check
   check_logs
   end_scenario

@@ -197,6 +197,39 @@ wait_health() {
   done
 }
 
+# degrade_side URL...: posts DEGRADED to the first URL, and the URLs (one
+# side of a cut) must agree on it within 10 s.
+degrade_side() {
+  local t
+  set_health "$1" DEGRADED || fail "POST /system/health DEGRADED to $1 failed"
+  if t=$(wait_health 10 DEGRADED "$@"); then
+    say "  majority side DEGRADED after ${t}s"
+  else
+    fail "the majority side did not agree on DEGRADED within 10s"
+  fi
+}
+
+# agree_after_heal START_MS URL: within 20 s of the heal at START_MS, every
+# node (URLS) must report the state posted during the cut; URL, the healed
+# node, shows what they agree on.
+agree_after_heal() {
+  local t
+  if wait_health 20 DEGRADED "${URLS[@]}" >/dev/null; then
+    t=$(secs_since "$1")
+    say "  every node agrees on DEGRADED ($(health "$2")) ${t}s after the heal"
+    fact health_converged_s "$t"
+  else
+    fail "the nodes did not agree on the health state within 20s of the heal"
+  fi
+}
+
+# normal_from URL: a NORMAL posted on URL (the healed node) must reach every
+# node within 10 s.
+normal_from() {
+  set_health "$1" NORMAL || fail "POST /system/health NORMAL to $1 failed"
+  wait_health 10 NORMAL "${URLS[@]}" >/dev/null || fail "the nodes did not agree on NORMAL within 10s"
+}
+
 # eval_phase PHASE EXIT_CODE REPORT... judges the loadgen reports of one
 # phase (several when loadgens ran side by side, on both sides of a cut,
 # with the same keys: a key's admissions are then summed over them): no

@@ -340,7 +340,7 @@ scenario_pause() {
 }
 
 scenario_partition() {
-  local v=2 t h start
+  local v=2 h start
   local a=${URLS[0]} b=${URLS[1]} c=${URLS[$v]}
   local -a loaded
   if [ "$MODE" = netns ]; then
@@ -390,12 +390,7 @@ scenario_partition() {
   fi
   loadgen_end partition-fault
 
-  set_health "$a" DEGRADED || fail "POST /system/health DEGRADED to node 0 failed"
-  if t=$(wait_health 10 DEGRADED "$a" "$b"); then
-    say "  majority side DEGRADED after ${t}s"
-  else
-    fail "the majority side did not agree on DEGRADED within 10s"
-  fi
+  degrade_side "$a" "$b"
   if [ "$MODE" = netns ]; then
     h=$(health "$c")
     say "  node $v (cut off) reports: $h"
@@ -410,19 +405,12 @@ scenario_partition() {
   fact cut_s "$(secs_since "$start")"
   start=$(now_ms)
   converge
-  if t=$(wait_health 20 DEGRADED "${URLS[@]}"); then
-    t=$(secs_since "$start")
-    say "  every node agrees on DEGRADED ($(health "$c")) ${t}s after the heal"
-    fact health_converged_s "$t"
-  else
-    fail "the nodes did not agree on the health state within 20s of the heal"
-  fi
+  agree_after_heal "$start" "$c"
   hold
   loadgen_end partition-heal
 
   # A write on the formerly cut-off node reaches everyone too.
-  set_health "$c" NORMAL || fail "POST /system/health NORMAL to node $v failed"
-  wait_health 10 NORMAL "${URLS[@]}" >/dev/null || fail "the nodes did not agree on NORMAL within 10s"
+  normal_from "$c"
   after_check
   check_nodes
   end_scenario

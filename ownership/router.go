@@ -99,7 +99,9 @@ type RouterConfig struct {
 	// failed batches (calls to the peer), not the checks waiting on them,
 	// so one slow call with many checks queued behind it is one failure.
 	Breaker BreakerConfig
-	// Clock tells the breakers the time. Default time.Now.
+	// Clock tells the breakers the time, both when a check asks one and
+	// when a batch's outcome (which comes without a check's now) reaches
+	// it, so a breaker sees one clock. Default time.Now.
 	Clock func() time.Time
 	// OverLimitCacheSize bounds how many refused keys are remembered.
 	// Default 100,000; negative turns the cache off.

@@ -173,12 +173,8 @@ func (c *Client) open(ctx context.Context) (*stream, error) {
 func (c *Client) send(ctx context.Context, s *stream, req *peerpb.CheckRequest) {
 	select {
 	case s.sending <- struct{}{}:
-	default:
-		select {
-		case s.sending <- struct{}{}:
-		case <-ctx.Done():
-			return
-		}
+	case <-ctx.Done():
+		return
 	}
 	defer func() { <-s.sending }()
 	if ctx.Err() != nil {

@@ -1,8 +1,9 @@
 // Command floor is a benchmark-only API instance with no rate limiter: the
 // floor every limiter is measured against. GET /test answers the same JSON
 // as cmd/node's (api.TestResponse, with the key's tier when -config names
-// it), with the same headers and http.Server settings, but nothing counts,
-// nothing is refused and no rate-limit headers are written.
+// it), with the same headers and the same http.Server (api.NewHTTPServer),
+// but nothing counts, nothing is refused and no rate-limit headers are
+// written.
 //
 // It is not part of the product: bench/run.sh starts it to compare.
 package main
@@ -60,15 +61,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen http %s: %w", *httpAddr, err)
 	}
-	srv := &http.Server{
-		Handler:           newHandler(keys, *nodeName),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	srv := api.NewHTTPServer(newHandler(keys, *nodeName), log)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
 	log.Info("floor started", "http_addr", lis.Addr().String())

@@ -134,7 +134,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen http %s: %w", o.httpAddr, err)
 	}
-	srv := newServer(handler, log)
+	srv := api.NewHTTPServer(handler, log)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
 	log.Info("redisnode started", "http_addr", lis.Addr().String(), "redis_addr", o.redisAddr,
@@ -152,17 +152,4 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	log.Info("redisnode stopped", "fail_open_total", chk.failOpen.Load())
 	return nil
-}
-
-// newServer returns an http.Server with cmd/node's settings.
-func newServer(h http.Handler, log *slog.Logger) *http.Server {
-	return &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
 }

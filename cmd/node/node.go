@@ -202,15 +202,7 @@ func start(ctx context.Context, o options, log *slog.Logger) (_ *node, err error
 	if err != nil {
 		return n, fmt.Errorf("listen http %s: %w", o.httpAddr, err)
 	}
-	n.httpSrv = &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
-	}
+	n.httpSrv = api.NewHTTPServer(handler, n.log)
 	go func() {
 		if err := n.httpSrv.Serve(n.httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.log.Error("http server stopped", "err", err)
