@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"time"
@@ -46,20 +47,89 @@ type ClusterResponse struct {
 	Members []Member `json:"members"`
 }
 
+// AdminConfig configures the admin handler. Health is required.
+type AdminConfig struct {
+	// Token is the bearer token every admin request must carry. Empty
+	// turns the endpoints off: every request gets 401.
+	Token string
+	// Health is the state GET shows and POST sets.
+	Health *health.Holder
+	// Node names this node in responses.
+	Node string
+	// Members lists the cluster for GET …/cluster. Nil shows this node
+	// alone.
+	Members func() []Member
+	// Now is the clock that stamps a POSTed state. Default time.Now.
+	Now func() time.Time
+	// Logger receives a line for every state an operator sets. Nil
+	// discards.
+	Logger *slog.Logger
+}
+
+// NewAdmin returns the handler of the admin endpoints, which routes on the
+// last element of the path so that it can be mounted under any prefix
+// (mounted at "/system/", it serves /system/health):
+//
+//	GET  …/health   the current health state
+//	POST …/health   set NORMAL or DEGRADED: {"status":"DEGRADED"}
+//	GET  …/cluster  the members and which one answered
+//
+// Every request must carry "Authorization: Bearer <Token>"; without it, or
+// with a wrong one, it gets 401. It panics if Health is nil.
+func NewAdmin(cfg AdminConfig) http.Handler {
+	if cfg.Health == nil {
+		panic("api: AdminConfig needs Health")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	a := &admin{
+		tokenSum: sha256.Sum256([]byte(cfg.Token)),
+		enabled:  cfg.Token != "",
+		health:   cfg.Health,
+		node:     cfg.Node,
+		members:  cfg.Members,
+		now:      cfg.Now,
+		log:      cfg.Logger,
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !a.authorized(r) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="tierlimit-admin"`)
+			WriteError(w, http.StatusUnauthorized, "unauthorized", "missing or wrong admin bearer token")
+			return
+		}
+		switch path := r.URL.Path; {
+		case strings.HasSuffix(path, "/health"):
+			a.serveHealth(w, r)
+		case strings.HasSuffix(path, "/cluster"):
+			a.serveCluster(w, r)
+		default:
+			WriteError(w, http.StatusNotFound, "not_found", "no such admin endpoint: "+path+"; want …/health or …/cluster")
+		}
+	})
+}
+
 // admin holds what the admin endpoints need.
 type admin struct {
 	tokenSum [sha256.Size]byte
+	enabled  bool // a token was configured
 	health   *health.Holder
 	node     string
 	members  func() []Member
 	now      func() time.Time
-	logf     func(msg string, args ...any)
+	log      *slog.Logger
 }
 
 // authorized reports whether r carries the admin bearer token. Both sides
 // are hashed first so the comparison takes the same time whatever the
 // length or content of the guess.
 func (a *admin) authorized(r *http.Request) bool {
+	if !a.enabled {
+		return false
+	}
 	h := r.Header.Get("Authorization")
 	token, ok := strings.CutPrefix(h, "Bearer ")
 	if !ok || len(h) > 1024 {
@@ -69,32 +139,21 @@ func (a *admin) authorized(r *http.Request) bool {
 	return subtle.ConstantTimeCompare(sum[:], a.tokenSum[:]) == 1
 }
 
-func (a *admin) requireToken(next http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if !a.authorized(r) {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="tierlimit-admin"`)
-			writeError(w, http.StatusUnauthorized, "unauthorized", "missing or wrong admin bearer token")
-			return
-		}
-		next(w, r)
-	}
-}
-
 func (a *admin) serveHealth(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
-		writeJSON(w, http.StatusOK, a.healthResponse(a.health.Current(), nil))
+		WriteJSON(w, http.StatusOK, a.healthResponse(a.health.Current(), nil))
 	case http.MethodPost:
 		status, err := decodeHealthBody(http.MaxBytesReader(w, r.Body, MaxAdminBody))
 		if err != nil {
-			writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+			WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
 			return
 		}
 		s, changed := a.health.Set(status, a.now())
 		if changed {
-			a.logf("health state set by admin", "status", s.Status.String(), "version", s.Version, "remote", r.RemoteAddr)
+			a.log.Info("health state set by admin", "status", s.Status.String(), "version", s.Version, "remote", r.RemoteAddr)
 		}
-		writeJSON(w, http.StatusOK, a.healthResponse(s, &changed))
+		WriteJSON(w, http.StatusOK, a.healthResponse(s, &changed))
 	default:
 		methodNotAllowed(w, "GET, HEAD, POST")
 	}
@@ -115,7 +174,7 @@ func (a *admin) serveCluster(w http.ResponseWriter, r *http.Request) {
 	} else {
 		ms = []Member{{Name: a.node, State: "alive", Self: true}}
 	}
-	writeJSON(w, http.StatusOK, ClusterResponse{Node: a.node, Members: ms})
+	WriteJSON(w, http.StatusOK, ClusterResponse{Node: a.node, Members: ms})
 }
 
 // decodeHealthBody parses exactly {"status":"NORMAL"} or
@@ -163,5 +222,5 @@ func parseHealthBody(data []byte) (health.Status, error) {
 
 func methodNotAllowed(w http.ResponseWriter, allow string) {
 	w.Header().Set("Allow", allow)
-	writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed; use "+allow)
+	WriteError(w, http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed; use "+allow)
 }

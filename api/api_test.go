@@ -60,7 +60,12 @@ func newFixture(t *testing.T) *fixture {
 		Keys: keys, Checker: Local{Store: f.store}, Health: f.health, Window: time.Minute,
 		Now: f.clock.Now, Metrics: f.metrics,
 	})
-	f.handler = NewHandler(ServerConfig{Limiter: lim, AdminToken: adminToken, NodeName: "node-a"})
+	mux := http.NewServeMux()
+	mux.Handle("/test", lim.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		WriteJSON(w, http.StatusOK, map[string]bool{"ok": true})
+	})))
+	mux.Handle("/system/", NewAdmin(AdminConfig{Token: adminToken, Health: f.health, Node: "node-a", Now: f.clock.Now}))
+	f.handler = mux
 	return f
 }
 
@@ -172,8 +177,8 @@ func TestBadKeysGet401AndAreNotCounted(t *testing.T) {
 		want   string
 	}{
 		{"missing", nil, "missing X-API-Key"},
-		{"empty", []string{""}, "empty X-API-Key"},
-		{"oversized", []string{strings.Repeat("k", MaxKeyLen+1)}, "longer than 256"},
+		{"empty", []string{""}, "X-API-Key: empty API key"},
+		{"oversized", []string{strings.Repeat("k", config.MaxKeyLen+1)}, "longer than 256"},
 		{"unknown", []string{"no-such-key"}, "unknown API key"},
 		{"two headers", []string{"free-1", "pro-1"}, "more than one"},
 		{"control characters", []string{"free-1\x00"}, "printable ASCII"},
@@ -269,11 +274,9 @@ func TestHealthBodyErrors(t *testing.T) {
 // State0 is the state a new Holder starts in.
 func State0() health.State { return health.NewHolder("x").Current() }
 
-func TestProbesAndAdminAreNotRateLimited(t *testing.T) {
+func TestAdminIsNotRateLimited(t *testing.T) {
 	f := newFixture(t)
 	for range 100 {
-		assert.Equal(t, http.StatusOK, f.admin(t, http.MethodGet, "/livez", "", "").Code)
-		assert.Equal(t, http.StatusOK, f.admin(t, http.MethodGet, "/readyz", "", "").Code)
 		assert.Equal(t, http.StatusOK, f.admin(t, http.MethodGet, "/system/health", adminToken, "").Code)
 	}
 	assert.Equal(t, 0, f.store.Len())
@@ -288,32 +291,17 @@ func TestClusterEndpointAloneShowsThisNode(t *testing.T) {
 
 func TestUnknownPathsAndMethodsGetJSONErrors(t *testing.T) {
 	f := newFixture(t)
-	w := f.admin(t, http.MethodGet, "/nope", "", "")
+	w := f.admin(t, http.MethodGet, "/system/nope", adminToken, "")
 	assert.Equal(t, http.StatusNotFound, w.Code)
 	assert.Equal(t, "not_found", decodeError(t, w).Code)
+	w = f.admin(t, http.MethodGet, "/system/nope", "", "")
+	assert.Equal(t, http.StatusUnauthorized, w.Code, "without the token, nothing is revealed")
 
 	w = f.admin(t, http.MethodDelete, "/system/health", adminToken, "")
 	assert.Equal(t, http.StatusMethodNotAllowed, w.Code)
 	assert.Equal(t, "GET, HEAD, POST", w.Header().Get("Allow"))
 	assert.Equal(t, "method_not_allowed", decodeError(t, w).Code)
 }
-
-func TestReadyzReportsNotReady(t *testing.T) {
-	lim := NewLimiter(Config{Keys: keys, Checker: Local{Store: bucket.New(bucket.Config{Window: time.Minute})}, Health: health.NewHolder("a")})
-	h := NewHandler(ServerConfig{Limiter: lim, AdminToken: adminToken, Ready: func() error { return errNotJoined }})
-	w := httptest.NewRecorder()
-	h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/readyz", nil))
-	assert.Equal(t, http.StatusServiceUnavailable, w.Code)
-	e := decodeError(t, w)
-	assert.Equal(t, "not_ready", e.Code)
-	assert.Equal(t, "cluster not joined", e.Message)
-}
-
-type constErr string
-
-func (e constErr) Error() string { return string(e) }
-
-const errNotJoined = constErr("cluster not joined")
 
 func TestHeadersUseTheCheckerDecision(t *testing.T) {
 	// Reset and Retry-After are rounded up to whole seconds.
@@ -329,11 +317,67 @@ func TestHeadersUseTheCheckerDecision(t *testing.T) {
 	assert.Equal(t, "1", hv(h, HeaderRetryAfter), "Retry-After is at least 1")
 }
 
-// hv returns the first value of header name, which the middleware writes
-// with the contract's exact casing, or "" if there is none.
-func hv(h http.Header, name string) string {
-	if v := h[name]; len(v) > 0 {
-		return v[0]
+// hv returns the first value of header name, or "" if there is none.
+func hv(h http.Header, name string) string { return h.Get(name) }
+
+func TestHeadersAreInCanonicalForm(t *testing.T) {
+	f := newFixture(t)
+	// An outer middleware reads what the limiter wrote, with Get.
+	var seen http.Header
+	outer := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.handler.ServeHTTP(w, r)
+		seen = w.Header().Clone()
+	})
+	for i := range 21 {
+		r := httptest.NewRequest(http.MethodGet, "/test", nil)
+		r.Header.Set("X-API-Key", "free-2")
+		outer.ServeHTTP(httptest.NewRecorder(), r)
+		for _, name := range []string{HeaderLimit, HeaderRemaining, HeaderReset, HeaderPolicy, HeaderRateLimit} {
+			assert.NotEmpty(t, seen.Get(name), "request %d: Header().Get(%q)", i+1, name)
+		}
 	}
-	return ""
+	assert.NotEmpty(t, seen.Get(HeaderRetryAfter), "Header().Get(Retry-After) on the 429")
+	for name := range seen {
+		assert.Equal(t, http.CanonicalHeaderKey(name), name, "header stored as %q", name)
+	}
+}
+
+func TestZeroLimitRefusesWithoutCounting(t *testing.T) {
+	blocked := config.Tier{Name: "blocked", Limit: 0, Burst: 0, Degraded: 0}
+	store := bucket.New(bucket.Config{Window: time.Minute})
+	lim := NewLimiter(Config{Keys: fakeKeys{"k": blocked}, Checker: Local{Store: store}, Health: health.NewHolder("a"),
+		Window: time.Minute, Now: func() time.Time { return t0 }})
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	r.Header.Set("X-API-Key", "k")
+	w := httptest.NewRecorder()
+	lim.Middleware(http.NotFoundHandler()).ServeHTTP(w, r)
+	assert.Equal(t, http.StatusTooManyRequests, w.Code)
+	assert.Equal(t, "0", w.Header().Get(HeaderLimit))
+	assert.Equal(t, "60", w.Header().Get(HeaderRetryAfter))
+	assert.Zero(t, store.Len(), "a zero limit counted the key")
+}
+
+func TestAdminMountsAnywhereAndNeedsAToken(t *testing.T) {
+	h := health.NewHolder("a")
+	admin := NewAdmin(AdminConfig{Token: adminToken, Health: h, Node: "a"})
+	mux := http.NewServeMux()
+	mux.Handle("/ops/", http.StripPrefix("/ops", admin))
+	mux.Handle("/internal/limiter/", admin)
+	for _, path := range []string{"/ops/health", "/internal/limiter/health"} {
+		r := httptest.NewRequest(http.MethodGet, path, nil)
+		r.Header.Set("Authorization", "Bearer "+adminToken)
+		w := httptest.NewRecorder()
+		mux.ServeHTTP(w, r)
+		assert.Equal(t, http.StatusOK, w.Code, "GET %s: %s", path, w.Body)
+	}
+
+	off := NewAdmin(AdminConfig{Health: h})
+	for _, token := range []string{"", "anything"} {
+		r := httptest.NewRequest(http.MethodPost, "/system/health", strings.NewReader(`{"status":"DEGRADED"}`))
+		r.Header.Set("Authorization", "Bearer "+token)
+		w := httptest.NewRecorder()
+		off.ServeHTTP(w, r)
+		assert.Equal(t, http.StatusUnauthorized, w.Code, "admin without a token, POST with %q", token)
+	}
+	assert.Equal(t, health.Normal, h.Status())
 }

@@ -25,20 +25,33 @@ type ErrorDetail struct {
 	RetryAfterSeconds int64  `json:"retry_after_seconds,omitempty"`
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
+// TestResponse is the body of cmd/node's demo endpoint, GET /test, once the
+// middleware admitted the request.
+type TestResponse struct {
+	OK     bool   `json:"ok"`
+	Tier   string `json:"tier"`
+	Status string `json:"status"`
+	Node   string `json:"node"`
+}
+
+// WriteJSON writes v as a JSON response with status, not to be cached: how
+// every endpoint here answers.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-func writeError(w http.ResponseWriter, status int, code, message string) {
-	writeJSON(w, status, ErrorBody{Error: ErrorDetail{Code: code, Message: message}})
+// WriteError writes the JSON error body {"error":{"code":…,"message":…}}
+// with status.
+func WriteError(w http.ResponseWriter, status int, code, message string) {
+	WriteJSON(w, status, ErrorBody{Error: ErrorDetail{Code: code, Message: message}})
 }
 
 func writeRateLimited(w http.ResponseWriter, tier string, limit int, window int64, d bucket.Decision, now time.Time) {
 	ra := retryAfter(d, now)
-	writeJSON(w, http.StatusTooManyRequests, ErrorBody{Error: ErrorDetail{
+	WriteJSON(w, http.StatusTooManyRequests, ErrorBody{Error: ErrorDetail{
 		Code: "rate_limited",
 		Message: "rate limit of " + strconv.Itoa(limit) + " requests per " + strconv.FormatInt(window, 10) +
 			"s exceeded for tier " + tier,

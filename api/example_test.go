@@ -24,6 +24,7 @@ func Example() {
 		Keys:    tiers,
 		Checker: api.Local{Store: bucket.New(bucket.Config{Window: tiers.Window})},
 		Health:  state,
+		Window:  tiers.Window,
 	})
 	inference := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, "transcript...")
@@ -35,17 +36,14 @@ func Example() {
 		r.Header.Set("X-API-Key", "my-key")
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, r)
-		// The middleware writes the header names with the contract's exact
-		// casing, so index the map rather than use Get.
-		//lint:ignore SA1008 the names are deliberately not in Go's canonical form
-		fmt.Println(w.Code, w.Header()[api.HeaderLimit], w.Header()[api.HeaderRemaining])
+		fmt.Println(w.Code, w.Header().Get(api.HeaderLimit), w.Header().Get(api.HeaderRemaining))
 	}
 	call()
 	state.Set(health.Degraded, time.Now())
 	call()
 	call()
 	// Output:
-	// 200 [20] [19]
-	// 200 [2] [0]
-	// 429 [2] [0]
+	// 200 20 19
+	// 200 2 0
+	// 429 2 0
 }

@@ -8,9 +8,10 @@ import (
 	"github.com/tierlimit/tierlimit/bucket"
 )
 
-// Header names written on every limited response. They are written with
-// exactly this casing (not Go's canonical form), as the contract spells
-// them; read them from an http.Header by indexing, or case-insensitively.
+// Header names written on every limited response, as the contract spells
+// them. HTTP field names are case-insensitive: the middleware stores them in
+// Go's canonical form (X-Ratelimit-Limit), so w.Header().Get(HeaderLimit)
+// finds them in an outer handler, and that is also the casing on the wire.
 const (
 	HeaderLimit      = "X-RateLimit-Limit"
 	HeaderRemaining  = "X-RateLimit-Remaining"
@@ -20,6 +21,17 @@ const (
 	// draft-ietf-httpapi-ratelimit-headers (structured-field lists).
 	HeaderPolicy    = "RateLimit-Policy"
 	HeaderRateLimit = "RateLimit"
+)
+
+// The canonical forms of the header names (http.CanonicalHeaderKey), under
+// which they are stored, so no request pays for canonicalising them.
+const (
+	keyLimit      = "X-Ratelimit-Limit"
+	keyRemaining  = "X-Ratelimit-Remaining"
+	keyReset      = "X-Ratelimit-Reset"
+	keyRetryAfter = "Retry-After"
+	keyPolicy     = "Ratelimit-Policy"
+	keyRateLimit  = "Ratelimit"
 )
 
 // writeHeaders sets the rate-limit fields for decision d made at now:
@@ -71,13 +83,13 @@ func writeHeaders(h http.Header, tier string, window int64, d bucket.Decision, n
 		vals[i] = all[start:end]
 		start = end
 	}
-	h[HeaderLimit] = vals[0:1:1]
-	h[HeaderRemaining] = vals[1:2:2]
-	h[HeaderReset] = vals[2:3:3]
-	h[HeaderPolicy] = vals[3:4:4]
-	h[HeaderRateLimit] = vals[4:5:5]
+	h[keyLimit] = vals[0:1:1]
+	h[keyRemaining] = vals[1:2:2]
+	h[keyReset] = vals[2:3:3]
+	h[keyPolicy] = vals[3:4:4]
+	h[keyRateLimit] = vals[4:5:5]
 	if !d.Allowed {
-		h[HeaderRetryAfter] = vals[5:6:6]
+		h[keyRetryAfter] = vals[5:6:6]
 	}
 }
 

@@ -1,6 +1,6 @@
 // Package api is the HTTP face of the rate limiter: the net/http middleware
-// that every API instance puts in front of its handlers, the demo endpoint,
-// the admin endpoints and the probes.
+// that every API instance puts in front of its handlers, and the admin
+// endpoints.
 //
 // The middleware reads X-API-Key, finds the key's tier through Keys, picks
 // the limit in force from the health state (one atomic load), and asks a
@@ -9,16 +9,13 @@
 // across the cluster. The middleware never blocks on anything but the
 // Checker, and the Checker bounds its own wait.
 //
-// Usage with any router:
-//
-//	lim := api.NewLimiter(api.Config{Keys: tiers, Checker: api.Local{Store: store}, Health: holder})
-//	http.ListenAndServe(":8080", lim.Middleware(myHandler))
+// The module's root package, tierlimit, builds all of this from one Config;
+// use this package directly only to put another Checker behind the
+// middleware.
 package api
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"log/slog"
 	"net/http"
 	"time"
@@ -28,10 +25,6 @@ import (
 	"github.com/tierlimit/tierlimit/health"
 )
 
-// MaxKeyLen is the longest X-API-Key accepted, in bytes; longer keys get 401
-// without a lookup.
-const MaxKeyLen = 256
-
 // Checker decides one hit for key against limit. The middleware calls it on
 // the request's goroutine, once per limited request; it must be safe for
 // concurrent use and must return within a bounded time whatever ctx says,
@@ -40,9 +33,10 @@ type Checker interface {
 	Check(ctx context.Context, now time.Time, key string, limit int) bucket.Decision
 }
 
-// Keys maps an API key to its tier. config.Tiers is the first
-// implementation; a real key store can replace it. Lookup is called on every
-// limited request and must be safe for concurrent use and fast.
+// Keys maps an API key to its tier. config.File (tiers.json) is the first
+// implementation; a database of customer keys can replace it. Lookup is
+// called on every limited request, with a key that passed config.CheckKey:
+// it must be safe for concurrent use and fast (no I/O).
 type Keys interface {
 	Lookup(apiKey string) (config.Tier, bool)
 }
@@ -57,13 +51,14 @@ func (l Local) Check(_ context.Context, now time.Time, key string, limit int) bu
 	return l.Store.Take(now, key, 1, limit)
 }
 
-// Config configures a Limiter. Keys, Checker and Health are required.
+// Config configures a Limiter. Keys, Checker, Health and Window are
+// required.
 type Config struct {
 	Keys    Keys
 	Checker Checker
 	Health  *health.Holder
-	// Window is the counting window, used in the RateLimit-Policy header.
-	// Default one minute.
+	// Window is the counting window of the Checker's store, written in the
+	// RateLimit-Policy header and the 429 message.
 	Window time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
@@ -84,13 +79,11 @@ type Limiter struct {
 	log     *slog.Logger
 }
 
-// NewLimiter returns a Limiter. It panics if Keys, Checker or Health is nil.
+// NewLimiter returns a Limiter. It panics if Keys, Checker or Health is nil
+// or Window is not positive, which are programming errors.
 func NewLimiter(cfg Config) *Limiter {
-	if cfg.Keys == nil || cfg.Checker == nil || cfg.Health == nil {
-		panic("api: Config needs Keys, Checker and Health")
-	}
-	if cfg.Window <= 0 {
-		cfg.Window = time.Minute
+	if cfg.Keys == nil || cfg.Checker == nil || cfg.Health == nil || cfg.Window <= 0 {
+		panic("api: Config needs Keys, Checker, Health and a positive Window")
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -110,9 +103,11 @@ func NewLimiter(cfg Config) *Limiter {
 }
 
 // Middleware wraps next so that every request is counted against its API
-// key's tier before next sees it. A request without a valid key gets 401 and
-// is not counted; one over its limit gets 429 at once. Both carry a JSON
-// error body.
+// key's tier before next sees it. A request without a valid key gets 401
+// and is not counted; one over its limit gets 429 at once. Both carry a
+// JSON error body. next sees the request unchanged (putting the tier in its
+// context would cost a copy of the request, three allocations and about a
+// third more time per request); Keys.Lookup tells the tier at no cost.
 func (l *Limiter) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if l.Allow(w, r) {
@@ -123,28 +118,35 @@ func (l *Limiter) Middleware(next http.Handler) http.Handler {
 
 // Allow decides r, writes the rate-limit headers, and reports whether the
 // request may go on. When it returns false it has already written the 401
-// or 429 response.
+// or 429 response. Use it where a handler cannot be wrapped.
 func (l *Limiter) Allow(w http.ResponseWriter, r *http.Request) bool {
 	key, problem := apiKey(r.Header)
 	if problem != "" {
 		l.metrics.rejected(outcomeUnauthenticated)
-		writeError(w, http.StatusUnauthorized, "invalid_api_key", problem)
+		WriteError(w, http.StatusUnauthorized, "invalid_api_key", problem)
 		return false
 	}
 	tier, ok := l.keys.Lookup(key)
 	if !ok {
 		l.metrics.rejected(outcomeUnauthenticated)
-		writeError(w, http.StatusUnauthorized, "invalid_api_key", "unknown API key")
+		WriteError(w, http.StatusUnauthorized, "invalid_api_key", "unknown API key")
 		return false
 	}
 	status := l.health.Status()
 	limit := tier.LimitFor(status == health.Degraded)
 	now := l.now()
-	d := l.checker.Check(r.Context(), now, key, limit)
+	var d bucket.Decision
+	if limit < 1 {
+		// A key store may block a key with a zero limit; nothing to count.
+		end := now.Add(time.Duration(l.window) * time.Second)
+		d = bucket.Decision{ResetAt: end, RetryAt: end}
+	} else {
+		d = l.checker.Check(r.Context(), now, key, limit)
+	}
 	writeHeaders(w.Header(), tier.Name, l.window, d, now)
 	l.metrics.decided(tier.Name, d.Allowed)
 	if l.log.Enabled(r.Context(), slog.LevelDebug) {
-		l.log.Debug("decision", "key", KeyHash(key), "tier", tier.Name, "status", status.String(),
+		l.log.Debug("decision", "key_hash", config.KeyHash(key), "tier", tier.Name, "status", status.String(),
 			"limit", limit, "allowed", d.Allowed, "remaining", d.Remaining)
 	}
 	if !d.Allowed {
@@ -163,24 +165,8 @@ func apiKey(h http.Header) (key, problem string) {
 	case len(vs) > 1:
 		return "", "more than one X-API-Key header"
 	}
-	key = vs[0]
-	switch {
-	case key == "":
-		return "", "empty X-API-Key header"
-	case len(key) > MaxKeyLen:
-		return "", "X-API-Key longer than 256 bytes"
+	if err := config.CheckKey(vs[0]); err != nil {
+		return "", "X-API-Key: " + err.Error()
 	}
-	for i := 0; i < len(key); i++ {
-		if c := key[i]; c <= ' ' || c >= 0x7f {
-			return "", "X-API-Key has characters other than printable ASCII"
-		}
-	}
-	return key, ""
-}
-
-// KeyHash returns a short, stable fingerprint of an API key for logs, which
-// must never carry the key itself.
-func KeyHash(key string) string {
-	sum := sha256.Sum256([]byte(key))
-	return hex.EncodeToString(sum[:4])
+	return vs[0], ""
 }

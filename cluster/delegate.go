@@ -64,6 +64,8 @@ var (
 
 // NodeMeta returns this node's metadata; New checked that it fits in limit.
 func (d *delegate) NodeMeta(limit int) []byte {
+	d.n.metaMu.Lock()
+	defer d.n.metaMu.Unlock()
 	if d.n.leaving.Load() {
 		return d.n.metaLeaving
 	}
@@ -153,6 +155,7 @@ func (n *Node) memberEvent(kind eventKind, node *memberlist.Node) {
 	addr := joinAddr(node.Addr, node.Port)
 	meta := decodeMeta(node.Meta)
 	now := time.Now()
+	ownHash := n.ConfigHash()
 
 	n.mu.Lock()
 	var state string
@@ -169,7 +172,7 @@ func (n *Node) memberEvent(kind eventKind, node *memberlist.Node) {
 	alive := n.view.alive()
 	prev, warned := n.warned[name]
 	warn := kind != eventLeave && name != n.cfg.Name &&
-		meta.ConfigHash != n.cfg.ConfigHash && (!warned || prev != meta.ConfigHash)
+		meta.ConfigHash != ownHash && (!warned || prev != meta.ConfigHash)
 	if warn {
 		n.warned[name] = meta.ConfigHash
 	}
@@ -192,7 +195,7 @@ func (n *Node) memberEvent(kind eventKind, node *memberlist.Node) {
 	}
 	if warn {
 		n.log.Warn("peer runs a different tier config: limits will differ by node until configs match",
-			"peer", name, "peer_config_hash", meta.ConfigHash, "config_hash", n.cfg.ConfigHash)
+			"peer", name, "peer_config_hash", meta.ConfigHash, "config_hash", ownHash)
 	}
 	if n.cfg.OnMembers != nil {
 		n.cfg.OnMembers(alive)

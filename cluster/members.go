@@ -30,8 +30,10 @@ type Member struct {
 	Name string `json:"name"`
 	// Addr is the node's gossip address, "ip:port".
 	Addr string `json:"addr"`
-	// GRPCAddr is the address the node asks peers to dial for gRPC, from
-	// its metadata; empty if it sent none.
+	// GRPCAddr is where peers dial the node's gRPC service: the address in
+	// its metadata, with the IP of Addr in front when the node published
+	// only ":port" (it listens on every interface and lets peers use the
+	// address they gossip with). Empty if it published none.
 	GRPCAddr string `json:"grpc_addr"`
 	// ConfigHash is the hash of the node's tier config, from its metadata.
 	ConfigHash string `json:"config_hash"`
@@ -68,6 +70,21 @@ func decodeMeta(b []byte) nodeMeta {
 	return m
 }
 
+// dialAddr returns the gRPC address to dial for a member that published
+// grpcAddr and gossips from gossipAddr: grpcAddr itself, or, if it has no
+// host (":9090"), the gossip IP with its port.
+func dialAddr(grpcAddr, gossipAddr string) string {
+	host, port, err := net.SplitHostPort(grpcAddr)
+	if err != nil || host != "" {
+		return grpcAddr
+	}
+	gossipHost, _, err := net.SplitHostPort(gossipAddr)
+	if err != nil {
+		return grpcAddr
+	}
+	return net.JoinHostPort(gossipHost, port)
+}
+
 // joinAddr formats a memberlist address as "ip:port".
 func joinAddr(ip net.IP, port uint16) string {
 	return net.JoinHostPort(ip.String(), strconv.Itoa(int(port)))
@@ -98,7 +115,7 @@ func (v *view) join(name, addr string, meta nodeMeta, now time.Time) {
 		Member: Member{
 			Name:       name,
 			Addr:       addr,
-			GRPCAddr:   meta.GRPCAddr,
+			GRPCAddr:   dialAddr(meta.GRPCAddr, addr),
 			ConfigHash: meta.ConfigHash,
 			State:      StateAlive,
 			Self:       name == v.self,
@@ -116,7 +133,7 @@ func (v *view) update(name, addr string, meta nodeMeta, now time.Time) {
 		return
 	}
 	e.Addr = addr
-	e.GRPCAddr = meta.GRPCAddr
+	e.GRPCAddr = dialAddr(meta.GRPCAddr, addr)
 	e.ConfigHash = meta.ConfigHash
 	e.leaving = meta.Leaving
 }

@@ -53,3 +53,20 @@ func TestMetaRoundTrip(t *testing.T) {
 	assert.Equal(t, nodeMeta{}, decodeMeta([]byte("not json")), "garbage metadata")
 	assert.Equal(t, nodeMeta{}, decodeMeta(nil), "no metadata")
 }
+
+func TestDialAddr(t *testing.T) {
+	tests := []struct{ grpc, gossip, want string }{
+		{"10.0.0.1:9090", "10.0.0.2:7946", "10.0.0.1:9090"},
+		{"node-a:9090", "10.0.0.2:7946", "node-a:9090"},
+		{":9090", "10.0.0.2:7946", "10.0.0.2:9090"},
+		{":9090", "[fd00::2]:7946", "[fd00::2]:9090"},
+		{":9090", "garbage", ":9090"},
+		{"", "10.0.0.2:7946", ""},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.want, dialAddr(tt.grpc, tt.gossip), "dialAddr(%q, %q)", tt.grpc, tt.gossip)
+	}
+	v := newView("a")
+	v.join("b", "10.0.0.2:7946", nodeMeta{GRPCAddr: ":9090"}, time.Time{})
+	assert.Equal(t, "10.0.0.2:9090", v.alive()[0].GRPCAddr, "a member that published only a port")
+}

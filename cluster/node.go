@@ -55,8 +55,11 @@ type Node struct {
 
 	// gossipAddr is this node's gossip address as peers see it.
 	gossipAddr string
-	// meta and metaLeaving are the encoded node metadata before and after
-	// Leave starts.
+	// metaMu guards configHash, meta and metaLeaving, the encoded node
+	// metadata before and after Leave starts. memberlist reads them from its
+	// own goroutines; metaMu is never held while calling memberlist.
+	metaMu            sync.Mutex
+	configHash        string
 	meta, metaLeaving []byte
 
 	numAlive atomic.Int64
@@ -92,6 +95,7 @@ func New(cfg Config) (*Node, error) {
 	n := &Node{
 		cfg:         cfg,
 		log:         cfg.Logger,
+		configHash:  cfg.ConfigHash,
 		meta:        encodeMeta(nodeMeta{GRPCAddr: cfg.GRPCAddr, ConfigHash: cfg.ConfigHash}),
 		metaLeaving: encodeMeta(nodeMeta{GRPCAddr: cfg.GRPCAddr, ConfigHash: cfg.ConfigHash, Leaving: true}),
 		view:        newView(cfg.Name),
@@ -174,6 +178,37 @@ func (n *Node) Joined() bool { return n.joined.Load() }
 // advertised address, or the bound one, with the real port when Config asked
 // for port 0. Give it to other nodes as a seed.
 func (n *Node) GossipAddr() string { return n.gossipAddr }
+
+// SetConfigHash publishes hash as this node's tier-config hash, after a
+// reload, and waits up to timeout for the news to go out; peers see it in
+// Member.ConfigHash and warn while it differs from theirs. It fails if the
+// hash does not fit in the node metadata, or if no peer heard of it in
+// time (push/pull then carries it within PushPullInterval).
+func (n *Node) SetConfigHash(hash string, timeout time.Duration) error {
+	grpcAddr := n.cfg.GRPCAddr
+	meta := encodeMeta(nodeMeta{GRPCAddr: grpcAddr, ConfigHash: hash})
+	leaving := encodeMeta(nodeMeta{GRPCAddr: grpcAddr, ConfigHash: hash, Leaving: true})
+	if len(leaving) > memberlist.MetaMaxSize {
+		return fmt.Errorf("set config hash: %d bytes of node metadata, more than %d", len(leaving), memberlist.MetaMaxSize)
+	}
+	n.metaMu.Lock()
+	n.configHash, n.meta, n.metaLeaving = hash, meta, leaving
+	n.metaMu.Unlock()
+	n.mu.Lock()
+	clear(n.warned) // warn again about every peer that differs from the new hash
+	n.mu.Unlock()
+	if err := n.ml.UpdateNode(timeout); err != nil {
+		return fmt.Errorf("set config hash: %w", err)
+	}
+	return nil
+}
+
+// ConfigHash returns the tier-config hash this node publishes.
+func (n *Node) ConfigHash() string {
+	n.metaMu.Lock()
+	defer n.metaMu.Unlock()
+	return n.configHash
+}
 
 // Leave tells the cluster that this node is going away, so peers drop it at
 // once instead of after failing to probe it, and stops re-joining. It waits

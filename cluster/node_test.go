@@ -387,3 +387,32 @@ func TestConfigHashMismatch(t *testing.T) {
 	}, waitFor, tick)
 	assert.Equal(t, 1, logs.count("different tier config", "peer=n2"), "warnings about n2 after it left")
 }
+
+func TestSetConfigHashReachesPeers(t *testing.T) {
+	var logs logBuffer
+	nodes := startNodes(t, 3, func(i int, c *Config) {
+		if i == 0 {
+			c.Logger = logs.logger()
+		}
+	})
+	require.NoError(t, nodes[2].SetConfigHash("hash-2", time.Second))
+	assert.Equal(t, "hash-2", nodes[2].ConfigHash())
+	for _, n := range nodes {
+		require.Eventually(t, func() bool {
+			m, _ := member(n, "n2")
+			return m.ConfigHash == "hash-2"
+		}, waitFor, tick, "%s did not see n2's new config hash", n.cfg.Name)
+	}
+	assert.Equal(t, 1, logs.count("level=WARN", "different tier config", "peer=n2"), "n0 warns once that n2 differs")
+
+	// n0 reloads to the same file: n2 matches again, and n1 now differs.
+	require.NoError(t, nodes[0].SetConfigHash("hash-2", time.Second))
+	require.Eventually(t, func() bool {
+		m, _ := member(nodes[1], "n0")
+		return m.ConfigHash == "hash-2"
+	}, waitFor, tick)
+	require.NoError(t, nodes[1].SetConfigHash("hash-1b", time.Second))
+	require.Eventually(t, func() bool {
+		return logs.count("different tier config", "peer=n1") == 1
+	}, waitFor, tick, "n0 warns that n1 differs from its new hash")
+}

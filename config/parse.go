@@ -18,9 +18,6 @@ const (
 	maxWindow = 24 * time.Hour
 	// maxLimit is the largest limit, burst or degraded accepted.
 	maxLimit = 1_000_000_000
-	// maxKeyLen is the longest API key accepted, in bytes; the same bound
-	// the HTTP layer puts on X-API-Key.
-	maxKeyLen = 256
 	// maxTierNameLen is the longest tier name accepted, in bytes.
 	maxTierNameLen = 64
 )
@@ -104,7 +101,7 @@ func Parse(data []byte) (*Tiers, error) {
 	if keysRaw != nil {
 		if err := eachMember(keysRaw, "api_keys", func(key string, value json.RawMessage) error {
 			path := keyPath(key)
-			if err := checkKey(key); err != nil {
+			if err := CheckKey(key); err != nil {
 				return fmt.Errorf("%s: %w", path, err)
 			}
 			if kind(value) != "string" {
@@ -201,24 +198,6 @@ func parseInt(path string, value json.RawMessage, max int64) (int64, error) {
 		return 0, fmt.Errorf("%s: %d is more than the maximum %d", path, n, max)
 	}
 	return n, nil
-}
-
-// checkKey reports what is wrong with an API key, or nil. A key must be
-// something a client can send in X-API-Key: 1 to maxKeyLen bytes of
-// printable ASCII without spaces.
-func checkKey(key string) error {
-	if key == "" {
-		return errors.New("empty API key")
-	}
-	if len(key) > maxKeyLen {
-		return fmt.Errorf("API key is %d bytes, longer than %d", len(key), maxKeyLen)
-	}
-	for i := 0; i < len(key); i++ {
-		if c := key[i]; c <= ' ' || c >= 0x7f {
-			return fmt.Errorf("API key has byte %#x at %d; want printable ASCII without spaces", c, i)
-		}
-	}
-	return nil
 }
 
 // eachMember calls fn with the name and raw value of each member of the JSON

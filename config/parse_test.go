@@ -304,7 +304,7 @@ func checkInvariants(t *testing.T, tiers *Tiers) {
 
 	assert.Equal(t, len(tiers.keys), tiers.KeyCount())
 	for key := range tiers.keys {
-		assert.NoError(t, checkKey(key), "key %q", key)
+		assert.NoError(t, CheckKey(key), "key %q", key)
 		got, ok := tiers.Lookup(key)
 		require.True(t, ok, "Lookup(%q)", key)
 		want, ok := tiers.Tier(got.Name)

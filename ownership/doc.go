@@ -16,17 +16,10 @@
 //
 // A Router is the request path. For a key this node owns, it counts in the
 // local bucket.Store (about a microsecond). For any other key, it asks the
-// owner: a Peer is a one-method interface (Client speaks gRPC to a Server
-// on the owner; tests use fakes), looked up by name through a PeerSource.
-// Each forward has a short deadline (ForwardTimeout, 5ms by default).
-//
-// A Client keeps one long-lived gRPC stream to its peer and sends each batch
-// on it as one message, tagged with an id the answer carries back, so a
-// forward costs a message each way rather than a whole call (a new HTTP/2
-// stream, headers and trailers on both sides). A call whose deadline passes
-// gives up its id, and its late answer is dropped. When the stream breaks,
-// every call waiting on it fails at once, and the next call opens a new
-// one. A peer from before the stream is sent unary calls.
+// owner: a Peer is a one-method interface (package peer's Client speaks
+// gRPC to the owner; tests use fakes), looked up by name through a
+// PeerSource. Each forward has a short deadline (ForwardTimeout, 5ms by
+// default). This package imports no gRPC, TLS or protobuf.
 //
 // # Batching without a fixed wait
 //
@@ -40,12 +33,11 @@
 //
 // # The breaker
 //
-// Each peer has a Breaker. After Failures failed forwards in a row (3 by
-// default) the peer is skipped for Cooldown (1s); then one probe goes
+// Each peer has a Breaker, which counts failed calls to the peer (batches),
+// not the checks waiting on them. After Failures failed calls in a row (3
+// by default) the peer is skipped for Cooldown (1s); then one probe goes
 // through, and its outcome closes the breaker or opens it again. While it
-// is open, checks for the peer's keys cost no network time at all. Under
-// load one failed batch counts once per item, so a dead peer is cut off
-// after a single failed batch.
+// is open, checks for the peer's keys cost no network time at all.
 //
 // # The over-limit cache
 //
@@ -79,11 +71,10 @@
 //
 // # Use
 //
-// Each node registers a Server (over its Local store) on its gRPC server,
-// builds one Ring and one Router, and passes the Router to the api
-// middleware as its Checker. On membership changes it calls Ring.Set with
-// the live member names and Router.Forget for members that left or moved;
-// on a health change, Router.ClearOverLimit. Close the Router on shutdown,
-// and call Server.Drain before stopping the gRPC server gracefully, so the
-// peers' streams end and do not hold the stop up.
+// Package tierlimit wires this together: each node serves its Local store
+// to peers, builds one Ring and one Router, and passes the Router to the
+// api middleware as its Checker. On membership changes it calls Ring.Set
+// with the live member names and Router.Forget for members that left or
+// moved; on a health change or a reload, Router.ClearOverLimit. It closes
+// the Router on shutdown.
 package ownership

@@ -3,18 +3,13 @@ package ownership
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
-
-	"github.com/cespare/xxhash/v2"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/tierlimit/tierlimit/bucket"
+	"github.com/tierlimit/tierlimit/config"
 )
 
 // DefaultForwardTimeout is the default deadline of one forwarded check.
@@ -37,25 +32,11 @@ const (
 	// FallbackClosed: the Router is closed, or the owner was forgotten
 	// while the check was in flight.
 	FallbackClosed = "closed"
-	// FallbackInvalid: the owner would refuse the check (a key that is
-	// empty or longer than MaxKeyBytes, or a limit below 1), so it is not
-	// sent, lest it fail the whole batch it would travel in.
-	FallbackInvalid = "invalid"
 )
 
 // warnEvery is the least time between two Warn logs about one peer, so a
 // dead peer does not flood the log.
 const warnEvery = time.Second
-
-// PeerSource looks up the Peer for a member name. The Router calls Peer
-// from request goroutines, the first time it forwards to a member after
-// NewRouter or Forget; it must be safe for concurrent use and must not
-// block (no I/O: connect lazily).
-type PeerSource interface {
-	// Peer returns the Peer for the member called name, and false if there
-	// is none (yet).
-	Peer(name string) (Peer, bool)
-}
 
 // Observer receives events for metrics. The Router calls it from request
 // goroutines, once per event; its methods must be safe for concurrent use
@@ -203,13 +184,14 @@ func NewRouter(cfg RouterConfig) *Router {
 // the owner cannot answer within ForwardTimeout (or ctx ends first), or
 // its breaker is open, Check decides locally against a share of the limit
 // (ceil(limit / members)), counted apart from owned keys.
+//
+// key must pass config.CheckKey and limit must be at least 1, as the
+// middleware guarantees: the owner refuses anything else, and with it the
+// whole batch the check travels in.
 func (r *Router) Check(ctx context.Context, now time.Time, key string, limit int) bucket.Decision {
 	owner, ok := r.ring.Owner(key)
 	if !ok || owner == r.self {
 		return r.local.Take(now, key, 1, limit)
-	}
-	if key == "" || len(key) > MaxKeyBytes || limit < 1 || !utf8.ValidString(key) {
-		return r.decideLocally(now, key, limit, owner, FallbackInvalid, nil, nil)
 	}
 	if d, ok := r.refused.get(key, limit, now); ok {
 		r.obs.OverLimitCacheHit()
@@ -239,7 +221,7 @@ func (r *Router) Check(ctx context.Context, now time.Time, key string, limit int
 	case ctx.Err() != nil:
 		// The caller gave up; that says nothing about the peer.
 		reason = FallbackCanceled
-	case errors.Is(err, context.DeadlineExceeded), status.Code(err) == codes.DeadlineExceeded:
+	case errors.Is(err, context.DeadlineExceeded):
 		reason = FallbackTimeout
 	default:
 		reason = FallbackError
@@ -259,7 +241,7 @@ func (r *Router) decideLocally(now time.Time, key string, limit int, owner, reas
 	d := r.fallback.Take(now, key, 1, share)
 	r.obs.Fallback(reason)
 
-	warn := reason != FallbackCanceled && reason != FallbackClosed && reason != FallbackInvalid
+	warn := reason != FallbackCanceled && reason != FallbackClosed
 	var suppressed int64
 	if warn {
 		if gate == nil {
@@ -278,7 +260,7 @@ func (r *Router) decideLocally(now time.Time, key string, limit int, owner, reas
 	r.log.LogAttrs(ctx, level, "owner unreachable, deciding locally",
 		slog.String("peer", owner),
 		slog.String("reason", reason),
-		slog.String("key_hash", keyHash(key)),
+		slog.String("key_hash", config.KeyHash(key)),
 		slog.Int("limit", limit),
 		slog.Int("local_limit", share),
 		slog.Int64("suppressed", suppressed),
@@ -382,12 +364,6 @@ func (r *Router) Close() {
 // breakerCooldown returns the cooldown the Breakers use.
 func (r *Router) breakerCooldown() time.Duration {
 	return r.breaker.withDefaults().Cooldown
-}
-
-// keyHash returns a short, stable hash of key for logs, which must never
-// hold an API key.
-func keyHash(key string) string {
-	return fmt.Sprintf("%08x", uint32(xxhash.Sum64String(key)))
 }
 
 // warnGate lets one warning through per warnEvery and counts the rest. It

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tierlimit/tierlimit/bucket"
+	"github.com/tierlimit/tierlimit/config"
 )
 
 // routerWindow is the counting window of every store in Router tests.
@@ -437,7 +438,7 @@ func TestRouterLogsWarnsSparinglyWithoutKeys(t *testing.T) {
 
 	out := buf.String()
 	assert.NotContains(t, out, key, "the log holds the raw key")
-	assert.Contains(t, out, "key_hash="+keyHash(key))
+	assert.Contains(t, out, "key_hash="+config.KeyHash(key))
 	assert.Equal(t, 2, strings.Count(out, "deciding locally"), "fallback warnings for 101 fallbacks over 1s:\n%s", out)
 	assert.Equal(t, 1, strings.Count(out, "skipping it for a while"), "breaker warnings:\n%s", out)
 	assert.Contains(t, out, "suppressed=99", "the second warning counts those held back")
@@ -531,45 +532,6 @@ func BenchmarkRouterCheck(b *testing.B) {
 			}
 		})
 	})
-}
-
-func TestRouterDoesNotForwardInvalidChecks(t *testing.T) {
-	peer := &batchPeer{}
-	r := newTestRouter(t, []string{"a", "b"}, peerMap{"b": peer}, nil)
-	key := keyOwnedBy(t, r.ring, "b")
-	long := strings.Repeat("x", MaxKeyBytes) + keyOwnedBy(t, r.ring, "b")
-	for i := 0; ; i++ {
-		if o, _ := r.ring.Owner(long); o == "b" {
-			break
-		}
-		long = strings.Repeat("x", MaxKeyBytes) + strconv.Itoa(i)
-	}
-	bad := "\xff"
-	for i := 0; ; i++ {
-		if o, _ := r.ring.Owner(bad); o == "b" {
-			break
-		}
-		bad = "\xff" + strconv.Itoa(i)
-	}
-	tests := []struct {
-		name  string
-		key   string
-		limit int
-		want  bool
-	}{
-		{"limit 0", key, 0, false},
-		{"negative limit", key, -1, false},
-		{"key too long", long, 10, true},
-		{"key not UTF-8", bad, 10, true},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			d := r.Check(t.Context(), routerT0, tc.key, tc.limit)
-			assert.Equal(t, tc.want, d.Allowed, "Check(t0, %d-byte key, %d) = %+v", len(tc.key), tc.limit, d)
-		})
-	}
-	assert.Empty(t, peer.callSizes(), "an invalid check reached the owner")
-	assert.Equal(t, []string{FallbackInvalid, FallbackInvalid, FallbackInvalid, FallbackInvalid}, r.events.reasons())
 }
 
 func TestRouterBreakersReportsEachPeer(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tierlimit/tierlimit/api"
 	"github.com/tierlimit/tierlimit/bucket"
+	"github.com/tierlimit/tierlimit/config"
 )
 
 // script is package bucket's sliding-window counter as one Lua script, so a
@@ -153,7 +154,7 @@ func (c *checker) Check(ctx context.Context, now time.Time, key string, limit in
 	if err != nil {
 		c.failOpen.Add(1)
 		if last := c.lastWarn.Load(); now.UnixNano()-last >= int64(warnEvery) && c.lastWarn.CompareAndSwap(last, now.UnixNano()) {
-			c.log.Warn("redis check failed: admitting (fail open)", "key", api.KeyHash(key), "err", err,
+			c.log.Warn("redis check failed: admitting (fail open)", "key_hash", config.KeyHash(key), "err", err,
 				"fail_open_total", c.failOpen.Load())
 		}
 		return bucket.Decision{Allowed: true, Limit: limit, Remaining: max(limit-1, 0), ResetAt: now.Add(time.Duration(c.window) * time.Millisecond)}

@@ -1,8 +1,7 @@
 // Command redisnode is a benchmark-only API instance that counts every key
 // in one central Redis: the design tierlimit replaces. It serves the same
-// handler as cmd/node (api.NewHandler: GET /test behind the real
-// api.Limiter middleware, admin endpoints, probes, /metrics); only the
-// Checker differs, doing one EVALSHA round trip per request to a Lua script
+// endpoints as cmd/node (GET /test behind the real api.Limiter middleware,
+// admin endpoints, probes, /metrics); only the Checker differs, doing one EVALSHA round trip per request to a Lua script
 // that implements package bucket's sliding-window counter.
 //
 // On a Redis error or a check slower than -redis-timeout it fails open and
@@ -123,13 +122,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		Metrics: api.NewMetrics(reg, tiers.Names()),
 		Logger:  log,
 	})
-	handler := api.NewHandler(api.ServerConfig{
-		Limiter:    limiter,
-		AdminToken: o.adminToken,
-		NodeName:   o.nodeName,
-		Metrics:    promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
-		Logger:     log,
-	})
+	handler := newMux(limiter, api.NewAdmin(api.AdminConfig{Token: o.adminToken, Health: holder, Node: o.nodeName, Logger: log}),
+		tiers, o.nodeName, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	lis, err := net.Listen("tcp", o.httpAddr)
 	if err != nil {
 		return fmt.Errorf("listen http %s: %w", o.httpAddr, err)
@@ -152,4 +146,20 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	log.Info("redisnode stopped", "fail_open_total", chk.failOpen.Load())
 	return nil
+}
+
+// newMux returns the endpoints cmd/node serves, around lim.
+func newMux(lim *api.Limiter, admin http.Handler, keys api.Keys, node string, metrics http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/test", lim.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tier, _ := keys.Lookup(r.Header.Get("X-API-Key"))
+		api.WriteJSON(w, http.StatusOK, api.TestResponse{OK: true, Tier: tier.Name, Status: health.Normal.String(), Node: node})
+	})))
+	mux.Handle("/system/", admin)
+	mux.HandleFunc("/livez", func(w http.ResponseWriter, r *http.Request) {
+		api.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.Handle("/readyz", api.ReadyHandler(func() error { return nil }))
+	mux.Handle("/metrics", metrics)
+	return mux
 }

@@ -1,10 +1,12 @@
-// Command node runs one instance of the rate limiter: the HTTP API with its
-// middleware, the admin endpoints and probes, and (with -join or peers
-// joining it) its place in the cluster.
+// Command node runs one instance of the rate limiter: the library
+// (package tierlimit) behind a demo endpoint, GET /test, with the admin
+// endpoints, probes and metrics, as one binary for people who want a
+// binary, and for tests and demos.
 //
 // Every flag can also be set by an environment variable named after it in
 // upper case with underscores: -http-addr is HTTP_ADDR. A flag given on the
-// command line wins over its variable.
+// command line wins over its variable. SIGHUP reloads the tiers file;
+// SIGINT and SIGTERM drain and stop.
 //
 // `node healthcheck` probes the local node's /readyz and exits 0 only if it
 // answers 200; container images use it as their health check.
@@ -12,11 +14,26 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tierlimit/tierlimit"
+	"github.com/tierlimit/tierlimit/api"
 )
 
 func main() {
@@ -28,8 +45,43 @@ func main() {
 	}
 }
 
-// run starts a node from args and the environment and serves until ctx ends,
-// then shuts it down gracefully.
+// options are the node's settings: the Limiter's, and the node's own.
+type options struct {
+	cfg           tierlimit.Config
+	httpAddr      string
+	shutdownGrace time.Duration
+	logLevel      string
+	logFormat     string
+}
+
+// parseOptions reads args (without the program name), then fills every flag
+// not given on the command line from its environment variable.
+func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("node", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	tierlimit.BindFlags(fs, &o.cfg)
+	fs.StringVar(&o.httpAddr, "http-addr", ":8080", "HTTP listen address (env HTTP_ADDR)")
+	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 10*time.Second, "how long in-flight requests may take to finish on shutdown (env SHUTDOWN_GRACE)")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error (env LOG_LEVEL)")
+	fs.StringVar(&o.logFormat, "log-format", "auto", "json, text, or auto (text on a terminal) (env LOG_FORMAT)")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if err := tierlimit.FlagsFromEnv(fs, getenv); err != nil {
+		return o, err
+	}
+	if o.shutdownGrace < 0 {
+		return o, fmt.Errorf("-shutdown-grace: %v is negative", o.shutdownGrace)
+	}
+	return o, nil
+}
+
+// run starts a node from args and the environment and serves until ctx
+// ends, then shuts it down gracefully.
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "healthcheck" {
 		return healthcheck(ctx, args[1:], getenv, stderr)
@@ -42,11 +94,100 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
-	n, err := start(ctx, o, log)
+	return serve(ctx, o, log)
+}
+
+// serve runs the node until ctx ends, reloading the tiers file on SIGHUP.
+func serve(ctx context.Context, o options, log *slog.Logger) error {
+	if o.cfg.AdminToken == "" {
+		o.cfg.AdminToken = randomToken()
+		log.Warn("no admin token given: generated one for this run; set -admin-token or ADMIN_TOKEN to choose it",
+			"admin_token", o.cfg.AdminToken)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	o.cfg.Logger, o.cfg.Registerer = log, reg
+	lim, err := tierlimit.New(o.cfg)
 	if err != nil {
 		return err
 	}
-	<-ctx.Done()
+	lis, err := net.Listen("tcp", o.httpAddr)
+	if err != nil {
+		_ = lim.Close(ctx)
+		return fmt.Errorf("listen http %s: %w", o.httpAddr, err)
+	}
+	srv := api.NewHTTPServer(newMux(lim, o.cfg.NodeName, promhttp.HandlerFor(reg, promhttp.HandlerOpts{})), log)
+	go func() {
+		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server stopped", "err", err)
+		}
+	}()
+	var self tierlimit.Member
+	for _, m := range lim.Members() {
+		if m.Self {
+			self = m
+		}
+	}
+	log.Info("node started", "node", o.cfg.NodeName, "http_addr", lis.Addr().String(),
+		"gossip_addr", self.Addr, "grpc_addr", self.GRPCAddr)
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for ctx.Err() == nil {
+		select {
+		case <-hup:
+			_ = lim.Reload() // logged, and counted in tierlimit_config_reloads_total
+		case <-ctx.Done():
+		}
+	}
+
 	log.Info("shutting down", "grace", o.shutdownGrace.String())
-	return n.stop(o.shutdownGrace)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.shutdownGrace)
+	defer cancel()
+	var errs []error
+	if err := srv.Shutdown(sctx); err != nil {
+		errs = append(errs, fmt.Errorf("drain http: %w", err))
+	}
+	if err := lim.Close(sctx); err != nil {
+		errs = append(errs, err)
+	}
+	log.Info("node stopped")
+	return errors.Join(errs...)
+}
+
+// newMux returns the node's HTTP handler:
+//
+//	GET  /test            demo endpoint behind the rate limiter
+//	     /system/health   GET the health state, POST to set it (admin token)
+//	GET  /system/cluster  members and which one answered (admin token)
+//	GET  /livez, /readyz  probes, never rate limited
+//	GET  /metrics         Prometheus text format
+func newMux(lim *tierlimit.Limiter, node string, metrics http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/test", lim.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			api.WriteError(w, http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed; use GET, HEAD")
+			return
+		}
+		tier, _ := lim.Tier(r.Header.Get("X-API-Key"))
+		api.WriteJSON(w, http.StatusOK, api.TestResponse{OK: true, Tier: tier.Name, Status: lim.Health().Status.String(), Node: node})
+	})))
+	mux.Handle("/system/", lim.AdminHandler())
+	mux.HandleFunc("/livez", func(w http.ResponseWriter, r *http.Request) {
+		api.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.Handle("/readyz", lim.ReadyHandler())
+	mux.Handle("/metrics", metrics)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		api.WriteError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.URL.Path)
+	})
+	return mux
+}
+
+func randomToken() string {
+	b := make([]byte, 24)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails
+	return hex.EncodeToString(b)
 }

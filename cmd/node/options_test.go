@@ -8,6 +8,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/tierlimit/tierlimit"
 )
 
 func envOf(m map[string]string) func(string) string {
@@ -17,13 +19,14 @@ func envOf(m map[string]string) func(string) string {
 func TestOptionsDefaults(t *testing.T) {
 	o, err := parseOptions(nil, envOf(nil), io.Discard)
 	require.NoError(t, err)
-	assert.Equal(t, "config/tiers.json", o.configPath)
+	assert.Equal(t, "config/tiers.json", o.cfg.TiersFile)
 	assert.Equal(t, ":8080", o.httpAddr)
-	assert.Equal(t, ":9090", o.grpcAddr)
-	assert.Equal(t, ":7946", o.gossipAddr)
-	assert.Empty(t, o.join)
-	assert.Equal(t, 5*time.Millisecond, o.forwardTimeout)
-	assert.NotEmpty(t, o.nodeName, "defaults to the hostname")
+	assert.Equal(t, ":9090", o.cfg.GRPCAddr)
+	assert.Equal(t, ":7946", o.cfg.GossipAddr)
+	assert.Empty(t, o.cfg.Join)
+	assert.Equal(t, 5*time.Millisecond, o.cfg.ForwardTimeout)
+	assert.Equal(t, 1_000_000, o.cfg.MaxKeys)
+	assert.NotEmpty(t, o.cfg.NodeName, "defaults to the hostname")
 }
 
 func TestOptionsFromEnvironmentAndFlags(t *testing.T) {
@@ -35,10 +38,12 @@ func TestOptionsFromEnvironmentAndFlags(t *testing.T) {
 	o, err := parseOptions([]string{"-http-addr", ":9"}, env, io.Discard)
 	require.NoError(t, err)
 	assert.Equal(t, options{
-		configPath: "/etc/tiers.json", httpAddr: ":9", grpcAddr: ":2", gossipAddr: ":3",
-		join: []string{"a:7946", "b:7946"}, advertiseAddr: "10.0.0.1", nodeName: "n1",
-		adminToken: "t", clusterKey: "k", forwardTimeout: 3 * time.Millisecond, maxKeys: 10,
-		shutdownGrace: 10 * time.Second, logLevel: "info", logFormat: "auto",
+		cfg: tierlimit.Config{
+			TiersFile: "/etc/tiers.json", GRPCAddr: ":2", GossipAddr: ":3",
+			Join: []string{"a:7946", "b:7946"}, AdvertiseAddr: "10.0.0.1", NodeName: "n1",
+			AdminToken: "t", ClusterKey: "k", ForwardTimeout: 3 * time.Millisecond, MaxKeys: 10,
+		},
+		httpAddr: ":9", shutdownGrace: 10 * time.Second, logLevel: "info", logFormat: "auto",
 	}, o, "a flag beats its variable; every other variable applies")
 }
 
@@ -50,9 +55,8 @@ func TestOptionsRejectBadValues(t *testing.T) {
 		want string
 	}{
 		{"bad duration in env", nil, map[string]string{"FORWARD_TIMEOUT": "soon"}, "FORWARD_TIMEOUT"},
-		{"zero forward timeout", []string{"-forward-timeout", "0s"}, nil, "-forward-timeout"},
-		{"seed without port", []string{"-join", "seed"}, nil, "-join"},
-		{"negative max keys", []string{"-max-keys", "-1"}, nil, "-max-keys"},
+		{"bad duration", []string{"-shutdown-grace", "5"}, nil, "shutdown-grace"},
+		{"negative grace", []string{"-shutdown-grace", "-1s"}, nil, "-shutdown-grace"},
 		{"stray argument", []string{"serve"}, nil, "unexpected argument"},
 	}
 	for _, tt := range tests {
@@ -65,3 +69,24 @@ func TestOptionsRejectBadValues(t *testing.T) {
 }
 
 func writeFile(path, content string) error { return os.WriteFile(path, []byte(content), 0o600) }
+
+func TestRunRefusesBadLimiterSettings(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"negative forward timeout", []string{"-forward-timeout", "-1ms"}, "Config.ForwardTimeout (-forward-timeout): -1ms is negative"},
+		{"seed without port", []string{"-join", "seed"}, `Config.Join (-join): "seed" is not host:port`},
+		{"negative max keys", []string{"-max-keys", "-1"}, "Config.MaxKeys (-max-keys): -1 is negative"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append([]string{"-config", "../../config/tiers.json", "-http-addr", "127.0.0.1:0",
+				"-grpc-addr", "127.0.0.1:0", "-gossip-addr", "127.0.0.1:0"}, tt.args...)
+			err := run(t.Context(), args, envOf(nil), io.Discard)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.want)
+		})
+	}
+}

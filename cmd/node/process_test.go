@@ -1,15 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -18,25 +14,17 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/tierlimit/tierlimit/tierlimittest"
 )
+
+const testToken = "test-admin-token"
 
 // proc is a node running as a real process.
 type proc struct {
-	name   string
-	cmd    *exec.Cmd
-	logs   *syncBuffer
+	*tierlimittest.Proc
 	http   string // base URL
 	gossip string
-	exited chan error
-}
-
-// buildNode builds this command into a temporary directory.
-func buildNode(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "node")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	require.NoError(t, err, "go build: %s", out)
-	return bin
 }
 
 // startProc starts the binary as a node on 127.0.0.1 with free ports and
@@ -49,69 +37,28 @@ func startProc(t *testing.T, bin, name, config string, join string) *proc {
 	if join != "" {
 		args = append(args, "-join", join)
 	}
-	p := &proc{name: name, cmd: exec.Command(bin, args...), logs: &syncBuffer{}, exited: make(chan error, 1)}
-	stderr, err := p.cmd.StderrPipe()
-	require.NoError(t, err)
-	require.NoError(t, p.cmd.Start())
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			_, _ = p.logs.Write(append(sc.Bytes(), '\n'))
-		}
-		p.exited <- p.cmd.Wait()
-	}()
-	t.Cleanup(func() {
-		if p.cmd.ProcessState == nil {
-			_ = p.cmd.Process.Kill()
-		}
-	})
-	var rec map[string]any
-	require.Eventually(t, func() bool {
-		var ok bool
-		rec, ok = p.logs.find("node started")
-		return ok
-	}, 20*time.Second, 20*time.Millisecond, "%s did not start", name)
+	p := &proc{Proc: tierlimittest.Start(t, name, bin, args...)}
+	rec := p.WaitLog(t, "node started", 20*time.Second)
 	p.http = "http://" + rec["http_addr"].(string)
 	p.gossip = rec["gossip_addr"].(string)
 	return p
 }
 
 // alive returns how many members p reports alive.
-func (p *proc) alive(t *testing.T) int {
-	req, _ := http.NewRequest(http.MethodGet, p.http+"/system/cluster", nil)
-	req.Header.Set("Authorization", "Bearer "+testToken)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return -1
-	}
-	defer resp.Body.Close()
-	var body struct {
-		Members []struct{ State string } `json:"members"`
-	}
-	if json.NewDecoder(resp.Body).Decode(&body) != nil {
-		return -1
-	}
-	n := 0
-	for _, m := range body.Members {
-		if m.State == "alive" {
-			n++
-		}
-	}
-	return n
-}
+func (p *proc) alive() int { return tierlimittest.Alive(p.http, testToken) }
 
 func TestProcessesSurviveAKill9(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real processes; skipped with -short")
 	}
-	bin := buildNode(t)
-	config := testTiers(t, 50)
+	bin := tierlimittest.Build(t, ".")
+	config := tierlimittest.TiersFile(t, 50)
 	p0 := startProc(t, bin, "p0", config, "")
 	p1 := startProc(t, bin, "p1", config, p0.gossip)
 	p2 := startProc(t, bin, "p2", config, p0.gossip)
 	procs := []*proc{p0, p1, p2}
 	for _, p := range procs {
-		require.Eventually(t, func() bool { return p.alive(t) == 3 }, 15*time.Second, 50*time.Millisecond, "%s never saw 3 members", p.name)
+		require.Eventually(t, func() bool { return p.alive() == 3 }, 15*time.Second, 50*time.Millisecond, "%s never saw 3 members", p.Name)
 	}
 
 	// Load on the two survivors, before, during and after the kill.
@@ -155,12 +102,12 @@ func TestProcessesSurviveAKill9(t *testing.T) {
 		})
 	}
 	require.Eventually(t, func() bool { return ok200.Load() > 200 }, 10*time.Second, 10*time.Millisecond)
-	require.NoError(t, p2.cmd.Process.Signal(syscall.SIGKILL))
-	<-p2.exited
+	require.NoError(t, p2.Cmd.Process.Signal(syscall.SIGKILL))
+	<-p2.Exited
 
 	// The cluster shrinks to two while the load goes on.
 	for _, p := range procs[:2] {
-		require.Eventually(t, func() bool { return p.alive(t) == 2 }, 20*time.Second, 50*time.Millisecond, "%s still counts p2 alive", p.name)
+		require.Eventually(t, func() bool { return p.alive() == 2 }, 20*time.Second, 50*time.Millisecond, "%s still counts p2 alive", p.Name)
 	}
 	before := ok200.Load() + ok429.Load()
 	require.Eventually(t, func() bool { return ok200.Load()+ok429.Load() > before+200 }, 10*time.Second, 10*time.Millisecond)
@@ -171,12 +118,12 @@ func TestProcessesSurviveAKill9(t *testing.T) {
 
 	// The survivors shut down cleanly on SIGTERM.
 	for _, p := range procs[:2] {
-		require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+		require.NoError(t, p.Cmd.Process.Signal(syscall.SIGTERM))
 		select {
-		case err := <-p.exited:
-			assert.NoError(t, err, "%s exit status", p.name)
+		case err := <-p.Exited:
+			assert.NoError(t, err, "%s exit status", p.Name)
 		case <-time.After(20 * time.Second):
-			t.Fatalf("%s did not exit after SIGTERM", p.name)
+			t.Fatalf("%s did not exit after SIGTERM", p.Name)
 		}
 	}
 	_ = os.Remove(bin)

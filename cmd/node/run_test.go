@@ -1,60 +1,21 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/tierlimit/tierlimit/tierlimittest"
 )
-
-// syncBuffer collects log output from a running node.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// records returns the JSON log records written so far.
-func (b *syncBuffer) records() []map[string]any {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	var out []map[string]any
-	sc := bufio.NewScanner(bytes.NewReader(b.buf.Bytes()))
-	for sc.Scan() {
-		var rec map[string]any
-		if json.Unmarshal(sc.Bytes(), &rec) == nil {
-			out = append(out, rec)
-		}
-	}
-	return out
-}
-
-// find returns the first record with msg, if any.
-func (b *syncBuffer) find(msg string) (map[string]any, bool) {
-	for _, r := range b.records() {
-		if r["msg"] == msg {
-			return r, true
-		}
-	}
-	return nil, false
-}
 
 func TestRunServesAndShutsDownCleanly(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
-	logs := &syncBuffer{}
+	logs := &tierlimittest.Logs{}
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{
@@ -67,17 +28,17 @@ func TestRunServesAndShutsDownCleanly(t *testing.T) {
 	var started map[string]any
 	require.Eventually(t, func() bool {
 		var ok bool
-		started, ok = logs.find("node started")
+		started, ok = logs.Find("node started")
 		return ok
 	}, 10*time.Second, 10*time.Millisecond, "no 'node started' log")
 	base := "http://" + started["http_addr"].(string)
 
-	tokenRec, ok := logs.find("no admin token given: generated one for this run; set -admin-token or ADMIN_TOKEN to choose it")
+	tokenRec, ok := logs.Find("no admin token given: generated one for this run; set -admin-token or ADMIN_TOKEN to choose it")
 	require.True(t, ok, "the generated admin token is logged")
 	token := tokenRec["admin_token"].(string)
 	require.Len(t, token, 48)
 	n := 0
-	for _, r := range logs.records() {
+	for _, r := range logs.Records() {
 		if strings.Contains(strings.ToLower(r["msg"].(string)), "admin token") {
 			n++
 		}
@@ -119,7 +80,7 @@ func TestRunRefusesABadConfig(t *testing.T) {
 	dir := t.TempDir()
 	path := dir + "/tiers.json"
 	require.NoError(t, writeFile(path, `{"window_seconds":60,"tiers":{"free":{"limit":10,"burst":5}}}`))
-	err := run(t.Context(), []string{"-config", path, "-http-addr", "127.0.0.1:0"}, func(string) string { return "" }, &syncBuffer{})
+	err := run(t.Context(), []string{"-config", path, "-http-addr", "127.0.0.1:0"}, func(string) string { return "" }, &tierlimittest.Logs{})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "tiers.free.burst")
 }
@@ -127,7 +88,7 @@ func TestRunRefusesABadConfig(t *testing.T) {
 func TestHealthcheckSubcommand(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	logs := &syncBuffer{}
+	logs := &tierlimittest.Logs{}
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"-config", "../../config/tiers.json", "-http-addr", "127.0.0.1:0",
@@ -137,7 +98,7 @@ func TestHealthcheckSubcommand(t *testing.T) {
 	var started map[string]any
 	require.Eventually(t, func() bool {
 		var ok bool
-		started, ok = logs.find("node started")
+		started, ok = logs.Find("node started")
 		return ok
 	}, 10*time.Second, 10*time.Millisecond)
 	addr := started["http_addr"].(string)
@@ -148,11 +109,11 @@ func TestHealthcheckSubcommand(t *testing.T) {
 		}
 		return ""
 	}
-	assert.NoError(t, run(t.Context(), []string{"healthcheck"}, env, &syncBuffer{}), "a running node is healthy")
-	assert.NoError(t, run(t.Context(), []string{"healthcheck", "-path", "/livez"}, env, &syncBuffer{}))
+	assert.NoError(t, run(t.Context(), []string{"healthcheck"}, env, &tierlimittest.Logs{}), "a running node is healthy")
+	assert.NoError(t, run(t.Context(), []string{"healthcheck", "-path", "/livez"}, env, &tierlimittest.Logs{}))
 
 	cancel()
 	require.NoError(t, <-done)
-	err := run(t.Context(), []string{"healthcheck", "-http-addr", addr}, func(string) string { return "" }, &syncBuffer{})
+	err := run(t.Context(), []string{"healthcheck", "-http-addr", addr}, func(string) string { return "" }, &tierlimittest.Logs{})
 	assert.Error(t, err, "a stopped node is not healthy")
 }

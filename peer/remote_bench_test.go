@@ -1,4 +1,4 @@
-package ownership
+package peer
 
 import (
 	"context"
@@ -11,15 +11,16 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tierlimit/tierlimit/bucket"
+	"github.com/tierlimit/tierlimit/ownership"
 )
 
 // singlePeer is a PeerSource with one peer.
 type singlePeer struct {
 	name string
-	peer Peer
+	peer ownership.Peer
 }
 
-func (s singlePeer) Peer(name string) (Peer, bool) {
+func (s singlePeer) Peer(name string) (ownership.Peer, bool) {
 	if name == s.name {
 		return s.peer, true
 	}
@@ -29,7 +30,7 @@ func (s singlePeer) Peer(name string) (Peer, bool) {
 // remoteFixture is two nodes, "a" and "b", on loopback: b serves its store
 // over real gRPC, a routes through a Router to b.
 type remoteFixture struct {
-	router *Router
+	router *ownership.Router
 	client *Client
 	keys   []string // keys that b owns
 }
@@ -43,9 +44,9 @@ func newRemoteFixture(b *testing.B) remoteFixture {
 	require.NoError(b, err)
 	b.Cleanup(func() { _ = c.Close() })
 
-	ring := NewRing()
+	ring := ownership.NewRing()
 	ring.Set([]string{"a", "b"})
-	r := NewRouter(RouterConfig{
+	r := ownership.NewRouter(ownership.RouterConfig{
 		Self: "a", Ring: ring,
 		Local:          bucket.New(bucket.Config{Window: time.Minute}),
 		Fallback:       bucket.New(bucket.Config{Window: time.Minute}),
@@ -109,16 +110,16 @@ func BenchmarkRemoteCheck(b *testing.B) {
 			}
 		})
 	})
-	unbatched := func(check func(*Client, context.Context, []Item) ([]bucket.Decision, error)) func(b *testing.B) {
+	unbatched := func(check func(*Client, context.Context, []ownership.Item) ([]bucket.Decision, error)) func(b *testing.B) {
 		return func(b *testing.B) {
 			f := newRemoteFixture(b)
 			var next atomic.Uint64
 			b.SetParallelism(32)
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
-				items := make([]Item, 1)
+				items := make([]ownership.Item, 1)
 				for pb.Next() {
-					items[0] = Item{Key: f.keys[next.Add(1)%uint64(len(f.keys))], Hits: 1, Limit: 1 << 30, Window: time.Minute}
+					items[0] = ownership.Item{Key: f.keys[next.Add(1)%uint64(len(f.keys))], Hits: 1, Limit: 1 << 30, Window: time.Minute}
 					ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 					if _, err := check(f.client, ctx, items); err != nil {
 						b.Error(err)
@@ -134,12 +135,8 @@ func BenchmarkRemoteCheck(b *testing.B) {
 
 // checkUnary is Client.Check as one unary RPC, the way the Client worked
 // before it kept a stream.
-func checkUnary(c *Client, ctx context.Context, items []Item) ([]bucket.Decision, error) {
-	req, err := newRequest(items)
-	if err != nil {
-		return nil, err
-	}
-	return c.checkUnary(ctx, req)
+func checkUnary(c *Client, ctx context.Context, items []ownership.Item) ([]bucket.Decision, error) {
+	return c.checkUnary(ctx, newRequest(items))
 }
 
 // reportPercentiles adds p50 and p99 of lat, in microseconds, to b's output.

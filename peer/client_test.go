@@ -1,9 +1,8 @@
-package ownership
+package peer
 
 import (
 	"context"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -11,12 +10,12 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/tierlimit/tierlimit/bucket"
+	"github.com/tierlimit/tierlimit/ownership"
 	peerpb "github.com/tierlimit/tierlimit/proto"
 )
 
@@ -50,7 +49,7 @@ func TestClientCheckFailsFastWhenPeerIsDown(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 
-	_, err = c.Check(ctx, []Item{{Key: "k", Hits: 1, Limit: 1, Window: peerWindow}})
+	_, err = c.Check(ctx, []ownership.Item{{Key: "k", Hits: 1, Limit: 1, Window: peerWindow}})
 
 	require.Error(t, err)
 	assert.Equal(t, codes.Unavailable, status.Code(err), "Check to a closed port: %v", err)
@@ -76,7 +75,7 @@ func TestClientCheckEndsWithContext(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 	defer cancel()
 
-	_, err := c.Check(ctx, []Item{{Key: "k", Hits: 1, Limit: 1, Window: peerWindow}})
+	_, err := c.Check(ctx, []ownership.Item{{Key: "k", Hits: 1, Limit: 1, Window: peerWindow}})
 
 	require.Error(t, err)
 	assert.Equal(t, codes.DeadlineExceeded, status.Code(err), "Check past its deadline: %v", err)
@@ -115,87 +114,17 @@ func TestClientCheckRejectsWrongResultCount(t *testing.T) {
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = c.Close() })
-	items := []Item{{Key: "a", Hits: 1, Limit: 1}, {Key: "b", Hits: 1, Limit: 1}}
+	items := []ownership.Item{{Key: "a", Hits: 1, Limit: 1}, {Key: "b", Hits: 1, Limit: 1}}
 
 	ds, err := c.Check(t.Context(), items)
 
 	require.Error(t, err, "Check of 2 items answered with 1 = %v", ds)
-	assert.Contains(t, err.Error(), "check 2 items at passthrough:///bufconn: got 1 results")
-}
-
-func TestClientsGet(t *testing.T) {
-	p := NewClients(insecure.NewCredentials())
-	t.Cleanup(func() { _ = p.Close() })
-
-	a1, err := p.Get("a", "127.0.0.1:1001")
-	require.NoError(t, err)
-	again, err := p.Get("a", "127.0.0.1:1001")
-	require.NoError(t, err)
-	assert.Same(t, a1, again, "Get with the same address made a new client")
-
-	b, err := p.Get("b", "127.0.0.1:1001")
-	require.NoError(t, err)
-	assert.NotSame(t, a1, b, "two peers at one address share a client")
-
-	a2, err := p.Get("a", "127.0.0.1:1002")
-	require.NoError(t, err)
-	assert.NotSame(t, a1, a2, "Get with a new address returned the old client")
-	assert.Equal(t, connectivity.Shutdown, a1.conn.GetState(), "the client for the old address is still open")
-	assert.NotEqual(t, connectivity.Shutdown, a2.conn.GetState())
-
-	p.Remove("a")
-	assert.Equal(t, connectivity.Shutdown, a2.conn.GetState(), "Remove left the client open")
-	a3, err := p.Get("a", "127.0.0.1:1002")
-	require.NoError(t, err)
-	assert.NotSame(t, a2, a3, "Get after Remove returned the removed client")
-	p.Remove("never-added") // no-op
-
-	require.NoError(t, p.Close())
-	assert.Equal(t, connectivity.Shutdown, a3.conn.GetState(), "Close left a client open")
-	assert.Equal(t, connectivity.Shutdown, b.conn.GetState(), "Close left a client open")
-	_, err = p.Get("a", "127.0.0.1:1002")
-	assert.ErrorContains(t, err, "pool closed")
-}
-
-func TestClientsGetRejectsBadAddress(t *testing.T) {
-	p := NewClients(insecure.NewCredentials())
-	t.Cleanup(func() { _ = p.Close() })
-
-	for _, addr := range []string{"", "%zz"} {
-		c, err := p.Get("a", addr)
-		assert.ErrorContains(t, err, "client for peer a", "Get(a, %q) = %v", addr, c)
-	}
+	assert.Contains(t, err.Error(), "check 2 items at passthrough:///bufconn: rpc error: code = Internal desc = got 1 results")
 }
 
 func TestNewClientNeedsCredentials(t *testing.T) {
 	c, err := NewClient("127.0.0.1:1", nil)
 	assert.ErrorContains(t, err, "no transport security", "NewClient without creds = %v", c)
-}
-
-func TestClientsConcurrentGet(t *testing.T) {
-	p := NewClients(insecure.NewCredentials())
-	t.Cleanup(func() { _ = p.Close() })
-	addrs := []string{"127.0.0.1:1001", "127.0.0.1:1002"}
-
-	var wg sync.WaitGroup
-	for i := range 16 {
-		wg.Go(func() {
-			for j := range 50 {
-				name := []string{"a", "b", "c"}[(i+j)%3]
-				_, err := p.Get(name, addrs[(i+j)%2])
-				if assert.NoError(t, err) && j%5 == 0 {
-					p.Remove(name)
-				}
-			}
-		})
-	}
-	wg.Wait()
-
-	last, err := p.Get("a", addrs[0])
-	require.NoError(t, err)
-	again, err := p.Get("a", addrs[0])
-	require.NoError(t, err)
-	assert.Same(t, last, again)
 }
 
 // BenchmarkClientCheck measures one-item Check round trips over a real
@@ -206,7 +135,7 @@ func BenchmarkClientCheck(b *testing.B) {
 	for _, bc := range []struct {
 		name  string
 		key   string
-		check func(*Client, context.Context, []Item) ([]bucket.Decision, error)
+		check func(*Client, context.Context, []ownership.Item) ([]bucket.Decision, error)
 	}{
 		{"insecure", "", (*Client).Check},
 		{"cluster-key", "benchmark cluster key", (*Client).Check},
@@ -220,7 +149,7 @@ func BenchmarkClientCheck(b *testing.B) {
 			c, err := NewClient(addr, clientCreds)
 			require.NoError(b, err)
 			b.Cleanup(func() { _ = c.Close() })
-			items := []Item{{Key: "bench", Hits: 1, Limit: 1 << 40, Window: peerWindow}}
+			items := []ownership.Item{{Key: "bench", Hits: 1, Limit: 1 << 40, Window: peerWindow}}
 			_, err = bc.check(c, b.Context(), items) // connect and handshake outside the loop
 			require.NoError(b, err)
 
@@ -232,15 +161,4 @@ func BenchmarkClientCheck(b *testing.B) {
 			}
 		})
 	}
-}
-
-func TestClientCheckRefusesInvalidUTF8Key(t *testing.T) {
-	store := &scriptedStore{window: peerWindow}
-	c := serveBufconn(t, store)
-
-	ds, err := c.Check(t.Context(), []Item{{Key: "bad\xff", Hits: 1, Limit: 1, Window: peerWindow}})
-
-	require.Error(t, err, "Check with an invalid UTF-8 key = %v", ds)
-	assert.Equal(t, codes.Internal, status.Code(err), "Check error: %v", err)
-	assert.Empty(t, store.seen(), "an invalid key was counted")
 }

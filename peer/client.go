@@ -1,4 +1,4 @@
-package ownership
+package peer
 
 import (
 	"context"
@@ -7,15 +7,16 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
 	"github.com/tierlimit/tierlimit/bucket"
+	"github.com/tierlimit/tierlimit/ownership"
 	peerpb "github.com/tierlimit/tierlimit/proto"
 )
 
@@ -56,7 +57,7 @@ type Client struct {
 	closed  bool
 }
 
-var _ Peer = (*Client)(nil)
+var _ ownership.Peer = (*Client)(nil)
 
 // NewClient returns a Client for the node whose gRPC server listens at addr
 // ("host:port"; a host name is looked up through DNS), secured by creds (see
@@ -86,6 +87,9 @@ func newClient(addr string, creds credentials.TransportCredentials, extra ...grp
 	opts := append([]grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
 		grpc.WithConnectParams(reconnect),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{
+			Time: keepaliveTime, Timeout: keepaliveTimeout, PermitWithoutStream: true,
+		}),
 	}, extra...)
 	conn, err := grpc.NewClient(addr, opts...)
 	if err != nil {
@@ -109,19 +113,18 @@ func (c *Client) Connect() { c.conn.Connect() }
 // peer cannot be reached or the stream broke, codes.DeadlineExceeded or
 // codes.Canceled when ctx ended first (errors.Is then matches ctx.Err()
 // too), codes.InvalidArgument when the peer refused the batch, and
-// codes.Internal for a key that is not valid UTF-8 (nothing is sent). An
-// empty batch returns at once.
+// codes.Internal when the answer does not match the request. An empty
+// batch returns at once. Keys must be valid UTF-8 (config.CheckKey keys
+// are): a message that cannot be encoded would end the stream, failing the
+// other calls on it.
 //
 // When ctx ends first, the items may still be counted at the peer; its late
 // answer is dropped.
-func (c *Client) Check(ctx context.Context, items []Item) ([]bucket.Decision, error) {
+func (c *Client) Check(ctx context.Context, items []ownership.Item) ([]bucket.Decision, error) {
 	if len(items) == 0 {
 		return nil, nil
 	}
-	req, err := newRequest(items)
-	if err != nil {
-		return nil, fmt.Errorf("check %d items at %s: %w", len(items), c.addr, err)
-	}
+	req := newRequest(items)
 	if until := c.unaryUntil.Load(); until != 0 && time.Now().UnixNano() < until {
 		return c.checkUnary(ctx, req)
 	}
@@ -140,22 +143,20 @@ func (c *Client) Check(ctx context.Context, items []Item) ([]bucket.Decision, er
 // checkUnary is Check as one unary call, for a peer without CheckStream.
 func (c *Client) checkUnary(ctx context.Context, req *peerpb.CheckRequest) ([]bucket.Decision, error) {
 	resp, err := c.rpc.Check(ctx, req)
+	if err != nil && ctx.Err() != nil {
+		err = contextError{ctx.Err()} // so errors.Is matches, as on the stream
+	}
 	if err != nil {
 		return nil, fmt.Errorf("check %d items at %s: %w", len(req.Items), c.addr, err)
 	}
 	return decodeResponse(resp, len(req.Items), c.addr)
 }
 
-// newRequest puts items on the wire. It refuses a key that is not valid
-// UTF-8 as the protobuf encoder would, but before it can: a message that
-// fails to encode breaks the whole stream, failing the other calls on it.
-func newRequest(items []Item) (*peerpb.CheckRequest, error) {
+// newRequest puts items on the wire.
+func newRequest(items []ownership.Item) *peerpb.CheckRequest {
 	wire := make([]peerpb.Item, len(items)) // one allocation for the batch
 	req := &peerpb.CheckRequest{Items: make([]*peerpb.Item, len(items))}
 	for i, it := range items {
-		if !utf8.ValidString(it.Key) {
-			return nil, status.Errorf(codes.Internal, "item %d: key is not valid UTF-8", i)
-		}
 		w := &wire[i]
 		w.Key = it.Key
 		w.Hits = int64(it.Hits)
@@ -163,7 +164,7 @@ func newRequest(items []Item) (*peerpb.CheckRequest, error) {
 		w.WindowNanos = int64(it.Window)
 		req.Items[i] = w
 	}
-	return req, nil
+	return req
 }
 
 // decodeResponse returns the decisions in resp, the answer to n items from
@@ -174,7 +175,7 @@ func decodeResponse(resp *peerpb.CheckResponse, n int, addr string) ([]bucket.De
 	}
 	results := resp.GetResults()
 	if len(results) != n {
-		return nil, fmt.Errorf("check %d items at %s: got %d results", n, addr, len(results))
+		return nil, fmt.Errorf("check %d items at %s: %w", n, addr, status.Errorf(codes.Internal, "got %d results", len(results)))
 	}
 	ds := make([]bucket.Decision, len(results))
 	for i, r := range results {
@@ -198,82 +199,4 @@ func (c *Client) Close() error {
 		return fmt.Errorf("close client for %s: %w", c.addr, err)
 	}
 	return nil
-}
-
-// Clients holds one Client per peer name, made on first use and kept until
-// the peer leaves or moves. It is safe for concurrent use. The zero value is
-// not usable; call NewClients.
-type Clients struct {
-	creds credentials.TransportCredentials
-	opts  []grpc.DialOption
-
-	// mu guards byName and closed.
-	mu     sync.Mutex
-	byName map[string]*Client
-	closed bool
-}
-
-// NewClients returns an empty pool whose Clients are secured by creds and
-// made with the extra dial options opts, if any (tests pass a dialer that
-// injects faults).
-func NewClients(creds credentials.TransportCredentials, opts ...grpc.DialOption) *Clients {
-	return &Clients{creds: creds, opts: opts, byName: make(map[string]*Client)}
-}
-
-// Get returns the Client for the peer called name at addr. It returns the
-// one it holds if that one is for addr; otherwise it makes a new one, and if
-// the peer had moved, closes the Client for the old address, failing the
-// calls still in flight on it. It fails only if NewClient would, or if the
-// pool is closed.
-func (p *Clients) Get(name, addr string) (*Client, error) {
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		return nil, fmt.Errorf("client for peer %s: pool closed", name)
-	}
-	old := p.byName[name]
-	if old != nil && old.addr == addr {
-		p.mu.Unlock()
-		return old, nil
-	}
-	c, err := newClient(addr, p.creds, p.opts...) // no I/O, so holding mu is cheap
-	if err != nil {
-		p.mu.Unlock()
-		return nil, fmt.Errorf("client for peer %s: %w", name, err)
-	}
-	p.byName[name] = c
-	p.mu.Unlock()
-	if old != nil {
-		_ = old.Close() // closing only frees the old connection; nothing to report
-	}
-	return c, nil
-}
-
-// Remove closes and forgets the Client for the peer called name, if any.
-// Call it when the peer leaves the cluster.
-func (p *Clients) Remove(name string) {
-	p.mu.Lock()
-	c := p.byName[name]
-	delete(p.byName, name)
-	p.mu.Unlock()
-	if c != nil {
-		_ = c.Close()
-	}
-}
-
-// Close closes every Client in the pool; Get fails afterwards. It returns
-// the errors of the Clients that failed to close, joined.
-func (p *Clients) Close() error {
-	p.mu.Lock()
-	all := p.byName
-	p.byName = make(map[string]*Client)
-	p.closed = true
-	p.mu.Unlock()
-	var errs []error
-	for _, c := range all {
-		if err := c.Close(); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
 }

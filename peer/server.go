@@ -1,4 +1,4 @@
-package ownership
+package peer
 
 import (
 	"context"
@@ -12,6 +12,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/tierlimit/tierlimit/bucket"
+	"github.com/tierlimit/tierlimit/config"
+	"github.com/tierlimit/tierlimit/ownership"
 	peerpb "github.com/tierlimit/tierlimit/proto"
 )
 
@@ -45,7 +47,7 @@ var _ peerpb.PeerServer = (*Server)(nil)
 // a nil now means time.Now. It panics if store is nil.
 func NewServer(store *bucket.Store, now func() time.Time) *Server {
 	if store == nil {
-		panic("ownership: NewServer needs a store")
+		panic("peer: NewServer needs a store")
 	}
 	return newServer(store, now)
 }
@@ -72,9 +74,10 @@ func (s *Server) Drain() { s.drain() }
 
 // Check counts each item of req at one instant and returns their results in
 // order. It refuses the whole batch, counting nothing, with
-// codes.InvalidArgument if the batch has more than MaxCheckItems items or any
-// item is invalid: a key that is empty or longer than MaxKeyBytes, hits or a
-// limit below 1, or a window other than this node's.
+// codes.InvalidArgument if the batch has more than ownership.MaxCheckItems
+// items or any item is invalid: a key that config.CheckKey refuses, hits or
+// a limit below 1, or a window other than this node's. The wire is a trust
+// boundary, so the server checks what the sending middleware checked too.
 func (s *Server) Check(_ context.Context, req *peerpb.CheckRequest) (*peerpb.CheckResponse, error) {
 	return s.decide(req)
 }
@@ -127,8 +130,8 @@ func (s *Server) CheckStream(rpc peerpb.Peer_CheckStreamServer) error {
 // decide is Check, for both the unary call and the stream.
 func (s *Server) decide(req *peerpb.CheckRequest) (*peerpb.CheckResponse, error) {
 	items := req.GetItems()
-	if len(items) > MaxCheckItems {
-		return nil, status.Errorf(codes.InvalidArgument, "batch has %d items, at most %d allowed", len(items), MaxCheckItems)
+	if len(items) > ownership.MaxCheckItems {
+		return nil, status.Errorf(codes.InvalidArgument, "batch has %d items, at most %d allowed", len(items), ownership.MaxCheckItems)
 	}
 	window := s.store.Window()
 	for i, it := range items {
@@ -156,8 +159,8 @@ func (s *Server) decide(req *peerpb.CheckRequest) (*peerpb.CheckResponse, error)
 // validateItem returns an InvalidArgument status saying what is wrong with
 // item i, or nil. The message never holds the key, which may be an API key.
 func validateItem(i int, it *peerpb.Item, window time.Duration) error {
-	if n := len(it.GetKey()); n == 0 || n > MaxKeyBytes {
-		return status.Errorf(codes.InvalidArgument, "item %d: key is %d bytes, want 1 to %d", i, n, MaxKeyBytes)
+	if err := config.CheckKey(it.GetKey()); err != nil {
+		return status.Errorf(codes.InvalidArgument, "item %d: %v", i, err)
 	}
 	if h := it.GetHits(); h < 1 {
 		return status.Errorf(codes.InvalidArgument, "item %d: hits is %d, want at least 1", i, h)

@@ -1,29 +1,41 @@
-package main
+package tierlimit
 
 import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/tierlimit/tierlimit/api"
 	"github.com/tierlimit/tierlimit/ownership"
 )
 
-// metrics are the node's Prometheus series beyond the middleware's
-// decisions. It is the Router's Observer.
+// metrics are the Limiter's Prometheus series. A nil *metrics (no
+// Registerer) records nothing.
 type metrics struct {
+	decisions    *api.Metrics
+	reloads      *prometheus.CounterVec
 	forwarded    *prometheus.HistogramVec
 	forwardErrs  *prometheus.CounterVec
 	fallbacks    *prometheus.CounterVec
 	overLimitHit prometheus.Counter
 }
 
-var _ ownership.Observer = (*metrics)(nil)
-
-// newMetrics registers the node's series with reg; gauges read n when
-// scraped.
-func newMetrics(reg *prometheus.Registry, n *node) *metrics {
+// newMetrics registers the Limiter's series with reg and returns them, or
+// nil if reg is nil. Gauges read l when scraped.
+func newMetrics(reg prometheus.Registerer, l *Limiter) *metrics {
+	if reg == nil {
+		return nil
+	}
+	var tiers []string
+	if l.file != nil {
+		tiers = l.file.Tiers().Names()
+	}
 	m := &metrics{
+		decisions: api.NewMetrics(reg, tiers),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tierlimit_config_reloads_total",
+			Help: "Reloads of the key store, by result: ok, or error (the config in force stayed).",
+		}, []string{"result"}),
 		forwarded: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "tierlimit_forward_duration_seconds",
 			Help:    "Checks forwarded to a key's owner, by peer: time until an answer or giving up.",
@@ -42,38 +54,83 @@ func newMetrics(reg *prometheus.Registry, n *node) *metrics {
 			Help: "Checks refused from the over-limit cache without asking the owner.",
 		}),
 	}
-	reg.MustRegister(m.forwarded, m.forwardErrs, m.fallbacks, m.overLimitHit,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	for _, result := range []string{"ok", "error"} {
+		m.reloads.WithLabelValues(result) // present from the start, at 0
+	}
+	reg.MustRegister(m.reloads,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tierlimit_store_keys",
 			Help: "Keys held in the store of owned counts.",
-		}, func() float64 { return float64(n.store.Len()) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "tierlimit_fallback_store_keys",
-			Help: "Keys held in the store of local-only fallback counts.",
-		}, func() float64 { return float64(n.fallback.Len()) }),
+		}, func() float64 { return float64(l.store.Len()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "tierlimit_store_evictions_total",
-			Help: "Live keys dropped to keep a store under -max-keys.",
-		}, func() float64 { return float64(n.store.Evicted() + n.fallback.Evicted()) }),
+			Help: "Live keys dropped to keep a store under MaxKeys.",
+		}, func() float64 {
+			n := l.store.Evicted()
+			if l.fallback != nil {
+				n += l.fallback.Evicted()
+			}
+			return float64(n)
+		}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tierlimit_health_degraded",
 			Help: "1 when the system state is DEGRADED, 0 when NORMAL.",
-		}, func() float64 { return float64(n.health.Status()) }),
+		}, func() float64 { return float64(l.health.Status()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tierlimit_health_version",
 			Help: "Version of the health state in force.",
-		}, func() float64 { return float64(n.health.Current().Version) }),
+		}, func() float64 { return float64(l.health.Current().Version) }),
 	)
 	return m
 }
 
-// registerCluster adds the series that need the cluster node.
-func (m *metrics) registerCluster(reg *prometheus.Registry, n *node) {
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "tierlimit_cluster_members",
-		Help: "Alive cluster members, this node included.",
-	}, func() float64 { return float64(len(n.cluster.Alive())) }))
+// registerCluster registers the series of a cluster member, once its
+// parts exist.
+func (m *metrics) registerCluster(reg prometheus.Registerer, l *Limiter) {
+	if m == nil {
+		return
+	}
+	reg.MustRegister(m.forwarded, m.forwardErrs, m.fallbacks, m.overLimitHit,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tierlimit_fallback_store_keys",
+			Help: "Keys held in the store of local-only fallback counts.",
+		}, func() float64 { return float64(l.fallback.Len()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tierlimit_cluster_members",
+			Help: "Alive cluster members, this node included.",
+		}, func() float64 { return float64(len(l.node.Alive())) }),
+		&breakerCollector{limiter: l, desc: prometheus.NewDesc("tierlimit_peer_breaker_state",
+			"Circuit breaker per peer: 0 closed (forwarding), 1 open (skipping the peer), 2 half-open (probing).",
+			[]string{"peer"}, nil)},
+	)
+}
+
+// decisionMetrics returns the middleware's series, or nil for none.
+func (m *metrics) decisionMetrics() *api.Metrics {
+	if m == nil {
+		return nil
+	}
+	return m.decisions
+}
+
+// reloaded counts one reload that ended with err.
+func (m *metrics) reloaded(err error) {
+	if m == nil {
+		return
+	}
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	m.reloads.WithLabelValues(result).Inc()
+}
+
+// observer returns the Router's Observer: m, or nil for none.
+func (m *metrics) observer() ownership.Observer {
+	if m == nil {
+		return nil
+	}
+	return m
 }
 
 // Forwarded records a forwarded check.
@@ -93,14 +150,8 @@ func (m *metrics) OverLimitCacheHit() { m.overLimitHit.Inc() }
 // breakerCollector exports tierlimit_peer_breaker_state{peer}: 0 closed,
 // 1 open, 2 half-open, for every peer the Router has forwarded to.
 type breakerCollector struct {
-	router *ownership.Router
-	desc   *prometheus.Desc
-}
-
-func newBreakerCollector(r *ownership.Router) *breakerCollector {
-	return &breakerCollector{router: r, desc: prometheus.NewDesc("tierlimit_peer_breaker_state",
-		"Circuit breaker per peer: 0 closed (forwarding), 1 open (skipping the peer), 2 half-open (probing).",
-		[]string{"peer"}, nil)}
+	limiter *Limiter
+	desc    *prometheus.Desc
 }
 
 // Describe sends the one series description.
@@ -108,7 +159,7 @@ func (c *breakerCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 
 // Collect reads the breakers at scrape time.
 func (c *breakerCollector) Collect(ch chan<- prometheus.Metric) {
-	for peer, st := range c.router.Breakers(time.Now()) {
+	for peer, st := range c.limiter.router.Breakers(time.Now()) {
 		v := 0.0
 		switch st {
 		case ownership.BreakerOpen:

@@ -1,4 +1,4 @@
-package ownership
+package peer
 
 import (
 	"context"
@@ -21,6 +21,8 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/tierlimit/tierlimit/bucket"
+	"github.com/tierlimit/tierlimit/config"
+	"github.com/tierlimit/tierlimit/ownership"
 	peerpb "github.com/tierlimit/tierlimit/proto"
 )
 
@@ -127,7 +129,7 @@ func TestCheckCarriesEveryField(t *testing.T) {
 		},
 	}
 	c := serveBufconn(t, store)
-	items := []Item{
+	items := []ownership.Item{
 		{Key: "allowed", Hits: 1, Limit: 150, Window: peerWindow},
 		{Key: "refused", Hits: 3, Limit: 2, Window: peerWindow},
 		{Key: "big", Hits: 7, Limit: 1 << 40, Window: peerWindow},
@@ -153,9 +155,9 @@ func TestCheckCarriesEveryField(t *testing.T) {
 func TestCheckPreservesOrder(t *testing.T) {
 	store := &scriptedStore{window: peerWindow}
 	c := serveBufconn(t, store)
-	items := make([]Item, MaxCheckItems) // the largest batch allowed
+	items := make([]ownership.Item, ownership.MaxCheckItems) // the largest batch allowed
 	for i := range items {
-		items[i] = Item{Key: "k" + strconv.Itoa(i), Hits: 1, Limit: 10, Window: peerWindow}
+		items[i] = ownership.Item{Key: "k" + strconv.Itoa(i), Hits: 1, Limit: 10, Window: peerWindow}
 	}
 
 	got, err := c.Check(t.Context(), items)
@@ -169,26 +171,27 @@ func TestCheckPreservesOrder(t *testing.T) {
 }
 
 func TestCheckRejectsInvalidBatch(t *testing.T) {
-	good := Item{Key: "key", Hits: 1, Limit: 10, Window: peerWindow}
-	with := func(f func(*Item)) []Item {
+	good := ownership.Item{Key: "key", Hits: 1, Limit: 10, Window: peerWindow}
+	with := func(f func(*ownership.Item)) []ownership.Item {
 		bad := good
 		f(&bad)
-		return []Item{good, good, bad} // the bad item last: nothing may be counted
+		return []ownership.Item{good, good, bad} // the bad item last: nothing may be counted
 	}
 	tests := []struct {
 		name    string
-		items   []Item
+		items   []ownership.Item
 		wantMsg string
 	}{
-		{"batch too big", make([]Item, MaxCheckItems+1), "10001 items, at most 10000"},
-		{"empty key", with(func(it *Item) { it.Key = "" }), "item 2: key is 0 bytes"},
-		{"key too long", with(func(it *Item) { it.Key = strings.Repeat("x", MaxKeyBytes+1) }), "item 2: key is 257 bytes, want 1 to 256"},
-		{"zero hits", with(func(it *Item) { it.Hits = 0 }), "item 2: hits is 0, want at least 1"},
-		{"negative hits", with(func(it *Item) { it.Hits = -3 }), "item 2: hits is -3"},
-		{"zero limit", with(func(it *Item) { it.Limit = 0 }), "item 2: limit is 0, want at least 1"},
-		{"other window", with(func(it *Item) { it.Window = 30 * time.Second }), "item 2: window is 30s, this node's is 1m0s"},
-		{"no window", with(func(it *Item) { it.Window = 0 }), "item 2: window is 0s"},
-		{"window off by 1ns", with(func(it *Item) { it.Window = peerWindow + 1 }), "item 2: window is 1m0.000000001s"},
+		{"batch too big", make([]ownership.Item, ownership.MaxCheckItems+1), "10001 items, at most 10000"},
+		{"empty key", with(func(it *ownership.Item) { it.Key = "" }), "item 2: empty API key"},
+		{"key too long", with(func(it *ownership.Item) { it.Key = strings.Repeat("x", config.MaxKeyLen+1) }), "item 2: API key is 257 bytes, longer than 256"},
+		{"key with a space", with(func(it *ownership.Item) { it.Key = "free demo" }), "item 2: API key has byte 0x20 at 4"},
+		{"zero hits", with(func(it *ownership.Item) { it.Hits = 0 }), "item 2: hits is 0, want at least 1"},
+		{"negative hits", with(func(it *ownership.Item) { it.Hits = -3 }), "item 2: hits is -3"},
+		{"zero limit", with(func(it *ownership.Item) { it.Limit = 0 }), "item 2: limit is 0, want at least 1"},
+		{"other window", with(func(it *ownership.Item) { it.Window = 30 * time.Second }), "item 2: window is 30s, this node's is 1m0s"},
+		{"no window", with(func(it *ownership.Item) { it.Window = 0 }), "item 2: window is 0s"},
+		{"window off by 1ns", with(func(it *ownership.Item) { it.Window = peerWindow + 1 }), "item 2: window is 1m0.000000001s"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -208,9 +211,9 @@ func TestCheckRejectsInvalidBatch(t *testing.T) {
 func TestCheckAcceptsLongestKey(t *testing.T) {
 	store := &scriptedStore{window: peerWindow}
 	c := serveBufconn(t, store)
-	key := strings.Repeat("x", MaxKeyBytes)
+	key := strings.Repeat("x", config.MaxKeyLen)
 
-	_, err := c.Check(t.Context(), []Item{{Key: key, Hits: 1, Limit: 1, Window: peerWindow}})
+	_, err := c.Check(t.Context(), []ownership.Item{{Key: key, Hits: 1, Limit: 1, Window: peerWindow}})
 
 	require.NoError(t, err)
 	assert.Equal(t, []takeCall{{peerNow, key, 1, 1}}, store.seen())
@@ -226,7 +229,7 @@ func TestCheckAgainstStoreAdmitsExactlyLimit(t *testing.T) {
 	allowed := 0
 	var last bucket.Decision
 	for range limit + 5 {
-		ds, err := c.Check(t.Context(), []Item{{Key: "one-by-one", Hits: 1, Limit: limit, Window: peerWindow}})
+		ds, err := c.Check(t.Context(), []ownership.Item{{Key: "one-by-one", Hits: 1, Limit: limit, Window: peerWindow}})
 		require.NoError(t, err)
 		require.Len(t, ds, 1)
 		if ds[0].Allowed {
@@ -241,9 +244,9 @@ func TestCheckAgainstStoreAdmitsExactlyLimit(t *testing.T) {
 	assert.True(t, last.RetryAt.After(peerNow), "last decision %+v: RetryAt not after now %v", last, peerNow)
 	assert.True(t, last.ResetAt.After(peerNow), "last decision %+v: ResetAt not after now %v", last, peerNow)
 
-	batch := make([]Item, limit+5)
+	batch := make([]ownership.Item, limit+5)
 	for i := range batch {
-		batch[i] = Item{Key: "batched", Hits: 1, Limit: limit, Window: peerWindow}
+		batch[i] = ownership.Item{Key: "batched", Hits: 1, Limit: limit, Window: peerWindow}
 	}
 	ds, err := c.Check(t.Context(), batch)
 	require.NoError(t, err)

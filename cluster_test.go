@@ -1,61 +1,38 @@
-package main
+package tierlimit
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/tierlimit/tierlimit/cluster"
 	"github.com/tierlimit/tierlimit/cluster/clustertest"
 	"github.com/tierlimit/tierlimit/health"
 	"github.com/tierlimit/tierlimit/ownership"
+	"github.com/tierlimit/tierlimit/peer"
+	"github.com/tierlimit/tierlimit/tierlimittest"
 )
 
 const testToken = "test-admin-token"
 
-// testTiers writes a tiers file with perTier keys per tier, named
-// "<tier>-<i>", and returns its path.
-func testTiers(t *testing.T, perTier int) string {
-	t.Helper()
-	keys := map[string]string{}
-	for _, tier := range []string{"free", "pro", "enterprise"} {
-		for i := range perTier {
-			keys[fmt.Sprintf("%s-%d", tier, i)] = tier
-		}
-	}
-	doc := map[string]any{
-		"window_seconds": 60,
-		"tiers": map[string]any{
-			"free":       map[string]int{"limit": 10, "burst": 20, "degraded": 2},
-			"pro":        map[string]int{"limit": 100, "burst": 150, "degraded": 100},
-			"enterprise": map[string]int{"limit": 1000, "burst": 1500, "degraded": 1000},
-		},
-		"api_keys": keys,
-	}
-	b, err := json.Marshal(doc)
-	require.NoError(t, err)
-	path := filepath.Join(t.TempDir(), "tiers.json")
-	require.NoError(t, os.WriteFile(path, b, 0o600))
-	return path
-}
-
-// testCluster is a set of in-process nodes on loopback.
+// testCluster is a set of in-process Limiters on loopback, each with its
+// own 127.0.0.x address, real gossip and real gRPC.
 type testCluster struct {
 	t         *testing.T
 	config    string
@@ -64,6 +41,15 @@ type testCluster struct {
 	grpcCut   *clustertest.Partition // by gRPC address
 	forward   time.Duration
 	steady    bool
+}
+
+// node is one Limiter of a testCluster with the handler a service would
+// mount: GET /test behind the middleware, /system/ for the admin
+// endpoints, /metrics.
+type node struct {
+	*Limiter
+	name    string
+	handler http.Handler
 }
 
 // clusterOpts tune startCluster.
@@ -77,9 +63,9 @@ type clusterOpts struct {
 	steady bool
 }
 
-// startCluster starts n nodes, node i on 127.0.0.(i+1) so that a partition
-// can cut gossip and gRPC between groups, all joining node 0, and waits
-// until every node sees n alive members.
+// startCluster starts n Limiters, node i on 127.0.0.(i+1) so that a
+// partition can cut gossip and gRPC between groups, all joining node 0, and
+// waits until every node sees n alive members.
 func startCluster(t *testing.T, n int, co clusterOpts) *testCluster {
 	t.Helper()
 	if co.forwardTimeout == 0 {
@@ -88,7 +74,7 @@ func startCluster(t *testing.T, n int, co clusterOpts) *testCluster {
 	if co.perTier == 0 {
 		co.perTier = 50
 	}
-	c := &testCluster{t: t, config: testTiers(t, co.perTier), partition: clustertest.NewPartition(),
+	c := &testCluster{t: t, config: tierlimittest.TiersFile(t, co.perTier), partition: clustertest.NewPartition(),
 		grpcCut: clustertest.NewPartition(), forward: co.forwardTimeout, steady: co.steady}
 	for range n {
 		c.add(co.clusterKey)
@@ -111,33 +97,37 @@ func (c *testCluster) add(clusterKey string) *node {
 		mc.ProbeInterval, mc.ProbeTimeout, mc.SuspicionMult = time.Second, 500*time.Millisecond, 4
 	}
 	mc.Transport = tr
-	o := options{
-		configPath: c.config, httpAddr: ip + ":0", grpcAddr: ip + ":0", gossipAddr: ip + ":0",
-		nodeName: name, adminToken: testToken, clusterKey: clusterKey,
-		forwardTimeout: c.forward, maxKeys: 100_000, shutdownGrace: 5 * time.Second,
-		gossipConfig: mc, rejoinInterval: 300 * time.Millisecond,
-		// gRPC between nodes obeys grpcCut, keyed by the node's IP (each
-		// node has its own loopback address).
-		dialOptions: []grpc.DialOption{grpc.WithContextDialer(c.grpcCut.Dialer(ip))},
-	}
-	if i > 0 {
-		o.join = []string{c.nodes[0].cluster.GossipAddr()}
-	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := slog.New(slog.DiscardHandler)
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	nd, err := start(t.Context(), o, log)
+	reg := prometheus.NewRegistry()
+	cfg := Config{
+		TiersFile: c.config, NodeName: name, AdminToken: testToken, ClusterKey: clusterKey,
+		ForwardTimeout: c.forward, MaxKeys: 100_000,
+		GossipAddr: ip + ":0", GRPCAddr: ip + ":0",
+		Memberlist: mc, RejoinInterval: 300 * time.Millisecond,
+		// gRPC between nodes obeys grpcCut, keyed by the node's IP (each
+		// node has its own loopback address).
+		PeerDialer: c.grpcCut.Dialer(ip),
+		Logger:     log,
+		Registerer: reg,
+	}
+	if i > 0 {
+		cfg.Join = []string{c.nodes[0].node.GossipAddr()}
+	}
+	lim, err := New(cfg)
 	require.NoError(t, err)
+	mux := http.NewServeMux()
+	mux.Handle("/test", lim.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, `{"ok":true}`)
+	})))
+	mux.Handle("/system/", lim.AdminHandler())
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	nd := &node{Limiter: lim, name: name, handler: mux}
 	c.nodes = append(c.nodes, nd)
-	t.Cleanup(func() { _ = nd.stopQuietly() })
+	t.Cleanup(func() { _ = nd.Close(context.Background()) })
 	return nd
-}
-
-// stopQuietly stops a node that may have been killed already.
-func (n *node) stopQuietly() error {
-	defer func() { _ = recover() }()
-	return n.stop(5 * time.Second)
 }
 
 // waitMembers waits until every running node sees want alive members.
@@ -156,29 +146,28 @@ func (c *testCluster) waitMembers(want int, nodes ...*node) {
 	}, 10*time.Second, 20*time.Millisecond, "not every node sees %d members", want)
 }
 
+// serve sends r to nd and returns the response.
+func serve(nd *node, r *http.Request) *http.Response {
+	w := httptest.NewRecorder()
+	nd.handler.ServeHTTP(w, r)
+	return w.Result()
+}
+
 // get sends GET /test with key to nd and returns the status code and the
 // X-RateLimit-Limit header.
 func get(t *testing.T, nd *node, key string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, "http://"+nd.httpAddr()+"/test", nil)
-	require.NoError(t, err)
-	req.Header.Set("X-API-Key", key)
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
+	r := httptest.NewRequestWithContext(t.Context(), http.MethodGet, "/test", nil)
+	r.Header.Set("X-API-Key", key)
+	resp := serve(nd, r)
 	return resp.StatusCode, resp.Header.Get("X-RateLimit-Limit")
 }
 
 func setHealth(t *testing.T, nd *node, status string) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, "http://"+nd.httpAddr()+"/system/health", strings.NewReader(`{"status":"`+status+`"}`))
-	require.NoError(t, err)
-	req.Header.Set("Authorization", "Bearer "+testToken)
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
+	r := httptest.NewRequestWithContext(t.Context(), http.MethodPost, "/system/health", strings.NewReader(`{"status":"`+status+`"}`))
+	r.Header.Set("Authorization", "Bearer "+testToken)
+	require.Equal(t, http.StatusOK, serve(nd, r).StatusCode)
 }
 
 // owner returns the index of the node that owns key, as node 0 sees it.
@@ -250,7 +239,6 @@ func TestClusterManyKeysConcurrently(t *testing.T) {
 			}
 		}
 	}()
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	var wg sync.WaitGroup
 	var sent atomic.Int64
 	for w := range 24 {
@@ -259,19 +247,12 @@ func TestClusterManyKeysConcurrently(t *testing.T) {
 			for k := range work {
 				nd := c.nodes[i%3]
 				i++
-				req, _ := http.NewRequest(http.MethodGet, "http://"+nd.httpAddr()+"/test", nil)
-				req.Header.Set("X-API-Key", k)
-				resp, err := client.Do(req)
-				if !assert.NoError(t, err) {
-					continue
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
+				code, _ := get(t, nd, k)
 				sent.Add(1)
-				if resp.StatusCode == http.StatusOK {
+				if code == http.StatusOK {
 					results[k].admitted.Add(1)
 				} else {
-					assert.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
+					assert.Equal(t, http.StatusTooManyRequests, code)
 				}
 			}
 		})
@@ -391,9 +372,7 @@ func TestClusterNodeCrashIsAbsorbed(t *testing.T) {
 // scrape returns nd's /metrics text.
 func scrape(t *testing.T, nd *node) string {
 	t.Helper()
-	resp, err := http.Get("http://" + nd.httpAddr() + "/metrics")
-	require.NoError(t, err)
-	defer resp.Body.Close()
+	resp := serve(nd, httptest.NewRequestWithContext(t.Context(), http.MethodGet, "/metrics", nil))
 	b, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
 	return string(b)
@@ -405,14 +384,14 @@ func TestClusterPartitionServesLocallyThenHeals(t *testing.T) {
 	addrs := func(ns []*node) []string {
 		var out []string
 		for _, n := range ns {
-			out = append(out, n.cluster.GossipAddr())
+			out = append(out, n.node.GossipAddr())
 		}
 		return out
 	}
 	ips := func(ns []*node) []string {
 		var out []string
 		for _, n := range ns {
-			host, _, _ := net.SplitHostPort(n.grpcLis.Addr().String())
+			host, _, _ := net.SplitHostPort(n.endpoint.Addr().String())
 			out = append(out, host)
 		}
 		return out
@@ -420,7 +399,7 @@ func TestClusterPartitionServesLocallyThenHeals(t *testing.T) {
 	grpcAddrs := func(ns []*node) []string {
 		var out []string
 		for _, n := range ns {
-			out = append(out, n.grpcLis.Addr().String())
+			out = append(out, n.endpoint.Addr().String())
 		}
 		return out
 	}
@@ -491,7 +470,11 @@ func TestClusterStopsCleanlyAllAtOnce(t *testing.T) {
 	var wg sync.WaitGroup
 	start := time.Now()
 	for i, nd := range c.nodes {
-		wg.Go(func() { errs[i] = nd.stop(5 * time.Second) })
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			errs[i] = nd.Close(ctx)
+		})
 	}
 	wg.Wait()
 	for i, err := range errs {
@@ -507,17 +490,19 @@ func TestClusterStopsCleanlyAllAtOnce(t *testing.T) {
 func TestStopEndsPeerStreams(t *testing.T) {
 	c := startCluster(t, 1, clusterOpts{})
 	nd := c.nodes[0]
-	peer, err := ownership.NewClient(nd.grpcLis.Addr().String(), insecure.NewCredentials())
+	client, err := peer.NewClient(nd.endpoint.Addr().String(), insecure.NewCredentials())
 	require.NoError(t, err)
-	t.Cleanup(func() { _ = peer.Close() })
+	t.Cleanup(func() { _ = client.Close() })
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	_, err = peer.Check(ctx, []ownership.Item{{Key: "free-1", Hits: 1, Limit: 10, Window: nd.store.Window()}})
+	_, err = client.Check(ctx, []ownership.Item{{Key: "free-1", Hits: 1, Limit: 10, Window: nd.store.Window()}})
 	require.NoError(t, err, "Check on the node's stream")
 
 	const grace = 30 * time.Second
 	start := time.Now()
-	require.NoError(t, nd.stop(grace))
+	sctx, scancel := context.WithTimeout(t.Context(), grace)
+	defer scancel()
+	require.NoError(t, nd.Close(sctx))
 
 	assert.Less(t, time.Since(start), grace/2, "stop waited for the peer's stream")
 }

@@ -1,4 +1,4 @@
-package ownership
+package peer
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
+	"github.com/tierlimit/tierlimit/ownership"
 	peerpb "github.com/tierlimit/tierlimit/proto"
 )
 
@@ -46,7 +47,7 @@ func TestCredentials(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 			defer cancel()
 
-			ds, err := c.Check(ctx, []Item{{Key: "k7", Hits: 1, Limit: 10, Window: peerWindow}})
+			ds, err := c.Check(ctx, []ownership.Item{{Key: "k7", Hits: 1, Limit: 10, Window: peerWindow}})
 
 			if tt.wantOK {
 				require.NoError(t, err)
@@ -96,7 +97,7 @@ func TestCredentialsPinEachSide(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 			defer cancel()
 
-			ds, err := c.Check(ctx, []Item{{Key: "k7", Hits: 1, Limit: 10, Window: peerWindow}})
+			ds, err := c.Check(ctx, []ownership.Item{{Key: "k7", Hits: 1, Limit: 10, Window: peerWindow}})
 
 			require.Error(t, err, "Check = %+v, want a refusal", ds)
 			assert.Equal(t, codes.Unavailable, status.Code(err), "Check error: %v", err)

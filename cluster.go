@@ -1,0 +1,121 @@
+package tierlimit
+
+import (
+	"net"
+	"strconv"
+
+	"google.golang.org/grpc"
+
+	"github.com/tierlimit/tierlimit/bucket"
+	"github.com/tierlimit/tierlimit/cluster"
+	"github.com/tierlimit/tierlimit/ownership"
+	"github.com/tierlimit/tierlimit/peer"
+)
+
+// startCluster starts what a cluster member adds to a single node: the
+// peer server on GRPCAddr, the book of peers, the ring and the router, and
+// gossip on GossipAddr, whose membership feeds the ring and the book.
+func (l *Limiter) startCluster() error {
+	cfg := l.cfg
+	if cfg.ClusterKey == "" {
+		l.log.Warn("no cluster key: gRPC between peers is plaintext and unauthenticated; anyone who can reach the gRPC port can add hits to any count; set a cluster key",
+			"grpc_addr", cfg.GRPCAddr)
+	}
+	srvCreds, cliCreds, err := peer.Credentials(cfg.ClusterKey)
+	if err != nil {
+		return err
+	}
+	var dial []grpc.DialOption
+	if cfg.PeerDialer != nil {
+		dial = append(dial, grpc.WithContextDialer(cfg.PeerDialer))
+	}
+	l.book = peer.NewBook(cliCreds, dial...)
+	l.fallback = bucket.New(bucket.Config{Window: l.window, MaxKeys: cfg.MaxKeys})
+	l.ring = ownership.NewRing()
+	l.ring.Set([]string{cfg.NodeName})
+	if l.endpoint, err = peer.Listen(cfg.GRPCAddr, srvCreds, l.store, l.log); err != nil {
+		return err
+	}
+	l.router = ownership.NewRouter(ownership.RouterConfig{
+		Self:           cfg.NodeName,
+		Ring:           l.ring,
+		Local:          l.store,
+		Fallback:       l.fallback,
+		Peers:          l.book,
+		ForwardTimeout: cfg.ForwardTimeout,
+		Logger:         l.log,
+		Observer:       l.metrics.observer(),
+	})
+	// A new state changes every limit: refusals cached under the old one
+	// no longer hold.
+	l.health.OnChange(func(State) { l.router.ClearOverLimit() })
+
+	gossipHost, gossipPort, _ := splitHostPort(cfg.GossipAddr) // checked by withDefaults
+	_, grpcPort, _ := splitHostPort(l.endpoint.Addr().String())
+	hash := ""
+	if l.file != nil {
+		hash = l.file.Tiers().Hash()
+	}
+	l.node, err = cluster.New(cluster.Config{
+		Name:           cfg.NodeName,
+		BindAddr:       gossipHost,
+		BindPort:       gossipPort,
+		AdvertiseAddr:  cfg.AdvertiseAddr,
+		Join:           cfg.Join,
+		GRPCAddr:       grpcAdvertise(cfg.AdvertiseAddr, cfg.GRPCAddr, grpcPort),
+		ConfigHash:     hash,
+		SecretKey:      cfg.ClusterKey,
+		Health:         l.health,
+		OnMembers:      l.membersChanged,
+		RejoinInterval: cfg.RejoinInterval,
+		Memberlist:     cfg.Memberlist,
+		Logger:         l.log,
+	})
+	return err
+}
+
+// grpcAdvertise returns the gRPC address to publish to peers: the advertise
+// host and the bound port; else the GRPCAddr host, if it names one; else,
+// for an address on every interface (":9090", "0.0.0.0:9090"), only
+// ":port", and peers put the IP they gossip with in front of it.
+func grpcAdvertise(advertise, grpcAddr string, port int) string {
+	p := strconv.Itoa(port)
+	if advertise != "" {
+		return net.JoinHostPort(advertise, p)
+	}
+	host, _, _ := splitHostPort(grpcAddr)
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		return ":" + p
+	}
+	return net.JoinHostPort(host, p)
+}
+
+// membersChanged is the cluster's OnMembers: the book learns the peers'
+// addresses before the ring sends keys to them. memberlist calls it with its
+// lock held, so the slow part, dropping what the router keeps for peers
+// that went or moved and closing their old clients, runs on its own
+// goroutine.
+func (l *Limiter) membersChanged(alive []cluster.Member) {
+	names := make([]string, 0, len(alive))
+	addrs := make(map[string]string, len(alive))
+	for _, m := range alive {
+		names = append(names, m.Name)
+		if m.Name != l.cfg.NodeName && m.GRPCAddr != "" {
+			addrs[m.Name] = m.GRPCAddr
+		}
+	}
+	stale, release := l.book.Set(addrs)
+	l.ring.Set(names)
+	if len(stale) > 0 {
+		l.bg.Go(func() {
+			// Forget first, so that no batcher is left with a closed Client.
+			for _, name := range stale {
+				l.router.Forget(name)
+			}
+			release()
+		})
+	} else {
+		release()
+	}
+	l.log.Info("members changed", "alive", len(names), "members", names)
+}

@@ -1,0 +1,230 @@
+package tierlimit
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Config configures a Limiter. The zero value of every field means its
+// stated default; New refuses a Config it cannot run with a *ConfigError
+// that names the field. Without GossipAddr the Limiter is one node on its
+// own; with it, the Limiter joins a cluster.
+type Config struct {
+	// TiersFile is the path of tiers.json: the counting window, the tiers
+	// and the API keys. Required unless Keys is set. Reload reads it again.
+	TiersFile string
+
+	// Keys, if not nil, is the key store: it maps API keys to tiers instead
+	// of the file's api_keys, and TiersFile is not read. Implement it over
+	// your own database of customer keys; if it also has a Reload() error
+	// method, Limiter.Reload calls it. Lookup is called on every request
+	// and must be fast and safe for concurrent use.
+	Keys KeyStore
+
+	// Window is the counting window when Keys is set. Default one minute.
+	// With TiersFile the window is the file's window_seconds, and a Window
+	// that differs from it is refused.
+	Window time.Duration
+
+	// NodeName is this instance's name, unique in the cluster: it owns keys
+	// under it and stamps the health states it writes. Default the host
+	// name.
+	NodeName string
+
+	// AdminToken is the bearer token of the admin endpoints (AdminHandler).
+	// Empty turns them off: every admin request gets 401.
+	AdminToken string
+
+	// MaxKeys bounds the keys counted at once by each of the two stores
+	// (owned counts, and local fallback counts in a cluster), so memory
+	// stays bounded whatever the key churn. Default 1,000,000.
+	MaxKeys int
+
+	// GossipAddr is the "host:port" memberlist gossips on, UDP and TCP
+	// (port 0 picks one). Setting it makes this Limiter a cluster member:
+	// each API key's count then lives on one owner node, reached over gRPC
+	// at GRPCAddr. Empty means a single node with no peers.
+	GossipAddr string
+
+	// GRPCAddr is the "host:port" the peer server listens on (port 0 picks
+	// one). Required with GossipAddr.
+	GRPCAddr string
+
+	// AdvertiseAddr is the host or IP peers use to reach this node, for
+	// gossip and gRPC alike; needed in containers and behind NAT. Empty:
+	// the gossip address memberlist picks, and GRPCAddr's host if it has
+	// one.
+	AdvertiseAddr string
+
+	// Join lists seeds as "host:port" gossip addresses; a DNS name may
+	// stand for several nodes. They are joined in the background, and
+	// retried, so a node may start before its seeds. Empty: start a cluster
+	// of one that others join.
+	Join []string
+
+	// ClusterKey is the shared secret of the cluster: it encrypts gossip and
+	// authenticates and encrypts gRPC between peers (mutual TLS from a key
+	// pair derived from it). Empty leaves both open to anyone who can reach
+	// the ports, which New logs at Warn.
+	ClusterKey string
+
+	// ForwardTimeout bounds how long a check waits for the key's owner
+	// before it is decided against this node's share of the limit.
+	// Default 5ms.
+	ForwardTimeout time.Duration
+
+	// Logger receives the Limiter's logs, and memberlist's. Nil discards.
+	Logger *slog.Logger
+
+	// Registerer, if not nil, gets the Limiter's Prometheus collectors
+	// (tierlimit_*). Nil registers none. The global registry is never used
+	// unless passed here.
+	Registerer prometheus.Registerer
+
+	// Memberlist is the base gossip configuration, for tuning timings.
+	// Nil means memberlist.DefaultLANConfig with dead members' names
+	// reclaimable after 5 s. Bind and advertise addresses, delegates,
+	// keyring and logger are set by New.
+	Memberlist *memberlist.Config
+
+	// RejoinInterval is how often seeds that are not members, and members
+	// that failed, are joined again (which merges the sides of a healed
+	// partition). Default 10s.
+	RejoinInterval time.Duration
+
+	// PeerDialer, if not nil, opens the TCP connections to peers' gRPC
+	// servers instead of a net.Dialer: for a proxy, or a test that cuts
+	// or delays the network.
+	PeerDialer func(ctx context.Context, addr string) (net.Conn, error)
+}
+
+// KeyStore maps an API key to its tier. *config.File, the tiers file, is
+// one; a database of customer keys can be another. Lookup gets keys that
+// are 1 to 256 bytes of printable ASCII; it is called on every request and
+// must be safe for concurrent use and fast (no I/O). A tier whose limit in
+// force is 0 refuses every request of its keys without counting them.
+type KeyStore interface {
+	Lookup(apiKey string) (Tier, bool)
+}
+
+// Defaults of Config fields left zero.
+const (
+	DefaultWindow         = time.Minute
+	DefaultMaxKeys        = 1_000_000
+	DefaultForwardTimeout = 5 * time.Millisecond
+	DefaultRejoinInterval = 10 * time.Second
+)
+
+// ConfigError is a Config field New refuses, and why.
+type ConfigError struct {
+	// Field is the Config field, such as "GRPCAddr".
+	Field string
+	// Reason says what is wrong with it.
+	Reason string
+}
+
+func (e *ConfigError) Error() string {
+	s := "tierlimit: Config." + e.Field
+	if f := flagFor(e.Field); f != "" {
+		s += " (-" + f + ")"
+	}
+	return s + ": " + e.Reason
+}
+
+// clustered reports whether c makes a cluster member.
+func (c *Config) clustered() bool { return c.GossipAddr != "" }
+
+// withDefaults checks c and returns it with its defaults filled in, or the
+// first field it cannot run with.
+func (c Config) withDefaults() (Config, error) {
+	bad := func(field, format string, args ...any) (Config, error) {
+		return c, &ConfigError{Field: field, Reason: fmt.Sprintf(format, args...)}
+	}
+	if c.Keys == nil && c.TiersFile == "" {
+		return bad("TiersFile", "empty, and no Keys given: nothing maps API keys to tiers")
+	}
+	if c.Keys != nil && c.TiersFile != "" {
+		return bad("TiersFile", "set together with Keys; give one")
+	}
+	if c.Window < 0 {
+		return bad("Window", "%v is negative", c.Window)
+	}
+	if c.Window%time.Second != 0 {
+		return bad("Window", "%v is not a whole number of seconds", c.Window)
+	}
+	if c.NodeName == "" {
+		host, err := os.Hostname()
+		if err != nil || host == "" {
+			return bad("NodeName", "empty, and no host name to default to")
+		}
+		c.NodeName = host
+	}
+	switch {
+	case c.MaxKeys < 0:
+		return bad("MaxKeys", "%d is negative", c.MaxKeys)
+	case c.MaxKeys == 0:
+		c.MaxKeys = DefaultMaxKeys
+	}
+	switch {
+	case c.ForwardTimeout < 0:
+		return bad("ForwardTimeout", "%v is negative", c.ForwardTimeout)
+	case c.ForwardTimeout == 0:
+		c.ForwardTimeout = DefaultForwardTimeout
+	}
+	switch {
+	case c.RejoinInterval < 0:
+		return bad("RejoinInterval", "%v is negative", c.RejoinInterval)
+	case c.RejoinInterval == 0:
+		c.RejoinInterval = DefaultRejoinInterval
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if !c.clustered() {
+		for field, v := range map[string]bool{
+			"GRPCAddr": c.GRPCAddr != "", "Join": len(c.Join) > 0, "AdvertiseAddr": c.AdvertiseAddr != "",
+		} {
+			if v {
+				return bad(field, "set without GossipAddr, which a cluster member needs")
+			}
+		}
+		return c, nil
+	}
+	if _, _, err := splitHostPort(c.GossipAddr); err != nil {
+		return bad("GossipAddr", "%v", err)
+	}
+	if c.GRPCAddr == "" {
+		return bad("GRPCAddr", "empty; a cluster member needs a gRPC address for its peers")
+	}
+	if _, _, err := splitHostPort(c.GRPCAddr); err != nil {
+		return bad("GRPCAddr", "%v", err)
+	}
+	for _, s := range c.Join {
+		if _, port, err := splitHostPort(s); err != nil || port == 0 {
+			return bad("Join", "%q is not host:port", s)
+		}
+	}
+	return c, nil
+}
+
+// splitHostPort splits "host:port" and parses the port; the host may be
+// empty.
+func splitHostPort(s string) (string, int, error) {
+	host, p, err := net.SplitHostPort(s)
+	if err != nil {
+		return "", 0, fmt.Errorf("%q is not host:port", s)
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("%q: bad port", s)
+	}
+	return host, port, nil
+}

@@ -1,0 +1,372 @@
+package tierlimit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/tierlimit/tierlimit/api"
+	"github.com/tierlimit/tierlimit/bucket"
+	"github.com/tierlimit/tierlimit/cluster"
+	"github.com/tierlimit/tierlimit/config"
+	"github.com/tierlimit/tierlimit/health"
+	"github.com/tierlimit/tierlimit/ownership"
+	"github.com/tierlimit/tierlimit/peer"
+)
+
+// The types a user of the Limiter meets, from the packages that define them.
+type (
+	// Tier is one tier's limits per window: Burst in NORMAL, Degraded in
+	// DEGRADED, Limit the SLA between them.
+	Tier = config.Tier
+	// State is the system state in force: its Status and the write that
+	// set it.
+	State = health.State
+	// Status is NORMAL or DEGRADED.
+	Status = health.Status
+	// Member is one cluster member as this node sees it.
+	Member = api.Member
+)
+
+// The two statuses.
+const (
+	Normal   = health.Normal
+	Degraded = health.Degraded
+)
+
+// Checks that the pieces fit where they meet.
+var (
+	_ api.Checker          = (*ownership.Router)(nil)
+	_ api.Checker          = api.Local{}
+	_ KeyStore             = (*config.File)(nil)
+	_ ownership.PeerSource = (*peer.Book)(nil)
+)
+
+// leaveTimeout bounds how long Close waits for a peer to confirm that this
+// node leaves.
+const leaveTimeout = 2 * time.Second
+
+// Limiter is the rate limiter of one API instance: the middleware, the key
+// store, the counts and the health state, and in a cluster this node's
+// membership, its share of the keys and the peers that own the others. It
+// is safe for concurrent use. Make one with New and stop it with Close.
+type Limiter struct {
+	cfg     Config
+	log     *slog.Logger
+	keys    KeyStore
+	file    *config.File // the key store when it is TiersFile; else nil
+	window  time.Duration
+	health  *health.Holder
+	store   *bucket.Store // counts of the keys this node owns (all of them, alone)
+	mw      *api.Limiter
+	admin   http.Handler
+	metrics *metrics
+
+	// In a cluster; nil on a single node.
+	fallback *bucket.Store // local-only counts while an owner is unreachable
+	ring     *ownership.Ring
+	router   *ownership.Router
+	book     *peer.Book
+	endpoint *peer.Endpoint
+	node     *cluster.Node
+
+	// reloadMu serialises Reload.
+	reloadMu sync.Mutex
+
+	// closeMu guards closed and closeErr.
+	closeMu  sync.Mutex
+	closed   bool
+	closeErr error
+
+	stopBG context.CancelFunc // stops the background work (sweeping)
+	bg     sync.WaitGroup
+}
+
+// New builds a Limiter from cfg and starts it: it loads the key store,
+// and, with Config.GossipAddr, binds the gRPC and gossip ports and starts
+// joining the seeds in the background (Ready reports when it has). It
+// returns a *ConfigError for a field it cannot run with, and an error for a
+// tiers file it cannot load or a port it cannot bind; whatever it started is
+// stopped again.
+func New(cfg Config) (_ *Limiter, err error) {
+	cfg, err = cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	l := &Limiter{
+		cfg:    cfg,
+		log:    cfg.Logger.With("node", cfg.NodeName),
+		keys:   cfg.Keys,
+		window: cfg.Window,
+		health: health.NewHolder(cfg.NodeName),
+	}
+	if l.keys == nil {
+		if l.file, err = config.Open(cfg.TiersFile); err != nil {
+			return nil, err
+		}
+		l.keys = l.file
+		if cfg.Window != 0 && cfg.Window != l.file.Window() {
+			return nil, &ConfigError{Field: "Window", Reason: fmt.Sprintf("%v differs from the window_seconds of %s (%v)",
+				cfg.Window, cfg.TiersFile, l.file.Window())}
+		}
+		l.window = l.file.Window()
+	}
+	if l.window == 0 {
+		l.window = DefaultWindow
+	}
+	l.store = bucket.New(bucket.Config{Window: l.window, MaxKeys: cfg.MaxKeys})
+	bgCtx, stop := context.WithCancel(context.Background())
+	l.stopBG = stop
+	defer func() {
+		if err != nil {
+			l.kill()
+		}
+	}()
+	l.metrics = newMetrics(cfg.Registerer, l)
+
+	checker := api.Checker(api.Local{Store: l.store})
+	if cfg.clustered() {
+		if err := l.startCluster(); err != nil {
+			return nil, err
+		}
+		checker = l.router
+		l.metrics.registerCluster(cfg.Registerer, l)
+	}
+	l.mw = api.NewLimiter(api.Config{
+		Keys:    l.keys,
+		Checker: checker,
+		Health:  l.health,
+		Window:  l.window,
+		Metrics: l.metrics.decisionMetrics(),
+		Logger:  l.log,
+	})
+	l.admin = api.NewAdmin(api.AdminConfig{
+		Token:   cfg.AdminToken,
+		Health:  l.health,
+		Node:    cfg.NodeName,
+		Members: l.Members,
+		Logger:  l.log,
+	})
+	if cfg.AdminToken == "" {
+		l.log.Warn("no admin token: the admin endpoints refuse every request")
+	}
+	l.bg.Go(func() { l.sweep(bgCtx) })
+	l.log.Info("limiter started", l.startAttrs()...)
+	return l, nil
+}
+
+// startAttrs describes the Limiter for its start log.
+func (l *Limiter) startAttrs() []any {
+	attrs := []any{"window", l.window.String()}
+	if l.file != nil {
+		t := l.file.Tiers()
+		attrs = append(attrs, "config", l.file.Path(), "config_hash", t.Hash(),
+			"tiers", len(t.Names()), "api_keys", t.KeyCount())
+	}
+	if l.node != nil {
+		attrs = append(attrs, "gossip_addr", l.node.GossipAddr(), "grpc_addr", l.endpoint.Addr().String(),
+			"seeds", l.cfg.Join, "forward_timeout", l.cfg.ForwardTimeout.String())
+	}
+	return attrs
+}
+
+// Middleware wraps next so that every request is counted against its API
+// key (the X-API-Key header) before next sees it: a request over its
+// tier's limit in force gets 429 at once, and one without a known key 401,
+// not counted, both with a JSON error body. Every counted response carries
+// X-RateLimit-Limit, X-RateLimit-Remaining and X-RateLimit-Reset, and a 429
+// Retry-After. It works with any router.
+func (l *Limiter) Middleware(next http.Handler) http.Handler { return l.mw.Middleware(next) }
+
+// AdminHandler returns the handler of the admin endpoints, which routes on
+// the last element of the path, so mount it under any prefix:
+// mux.Handle("/system/", lim.AdminHandler()) serves
+//
+//	GET  /system/health   the health state in force
+//	POST /system/health   {"status":"DEGRADED"} or {"status":"NORMAL"}, for the whole cluster
+//	GET  /system/cluster  the members, their state and addresses
+//
+// Each request needs "Authorization: Bearer <Config.AdminToken>".
+func (l *Limiter) AdminHandler() http.Handler { return l.admin }
+
+// Ready returns nil when the Limiter should take traffic, or why not: it
+// is closed, or it has seeds and has not reached any of them yet.
+func (l *Limiter) Ready() error {
+	l.closeMu.Lock()
+	closed := l.closed
+	l.closeMu.Unlock()
+	switch {
+	case closed:
+		return errors.New("limiter closed")
+	case l.node != nil && !l.node.Joined():
+		return errors.New("cluster not joined yet: no seed reached")
+	}
+	return nil
+}
+
+// ReadyHandler answers a readiness probe: 200 {"status":"ready"} when
+// Ready returns nil, else 503 with the reason in the JSON error body.
+func (l *Limiter) ReadyHandler() http.Handler { return api.ReadyHandler(l.Ready) }
+
+// Tier returns the tier of apiKey in the key store, and reports whether
+// the key is known.
+func (l *Limiter) Tier(apiKey string) (Tier, bool) { return l.keys.Lookup(apiKey) }
+
+// Health returns the health state in force. It is one atomic load.
+func (l *Limiter) Health() State { return l.health.Current() }
+
+// SetHealth makes status the system state, for the whole cluster (gossip
+// carries it to every member), as POST /system/health does, and reports
+// whether it changed anything.
+func (l *Limiter) SetHealth(status Status) (State, bool) {
+	s, changed := l.health.Set(status, time.Now())
+	if changed {
+		l.log.Info("health state set", "status", s.Status.String(), "version", s.Version)
+	}
+	return s, changed
+}
+
+// Members returns the cluster as this node sees it, sorted by name: every
+// member alive or recently gone, this node included (Self). A single node
+// returns itself.
+func (l *Limiter) Members() []Member {
+	if l.node == nil {
+		return []Member{{Name: l.cfg.NodeName, State: cluster.StateAlive, Self: true}}
+	}
+	ms := l.node.Members()
+	out := make([]Member, len(ms))
+	for i, m := range ms {
+		out[i] = Member{Name: m.Name, Addr: m.Addr, GRPCAddr: m.GRPCAddr, State: m.State, ConfigHash: m.ConfigHash, Self: m.Self}
+	}
+	return out
+}
+
+// Reload reads the key store again: with TiersFile, the file is validated
+// whole and swapped in at once, so a request sees the old table or the new
+// one. Counts are kept: a used-up key stays refused, a changed limit applies
+// to the next request, a removed key gets 401 at once. A file that is not
+// valid, or that changes window_seconds (counts are kept per window), is
+// refused with an error naming the field, and the table in force stays.
+// With Keys, Reload calls its Reload() error method if it has one.
+//
+// Each node reloads its own file; in a cluster, peers see the new config
+// hash in /system/cluster and log a warning while files differ.
+func (l *Limiter) Reload() error {
+	l.reloadMu.Lock()
+	defer l.reloadMu.Unlock()
+	r, ok := l.keys.(interface{ Reload() error })
+	if !ok {
+		err := errors.New("tierlimit: reload: the key store has no Reload method")
+		l.metrics.reloaded(err)
+		return err
+	}
+	if err := r.Reload(); err != nil {
+		l.metrics.reloaded(err)
+		l.log.Error("reload refused; the config in force stays", "err", err)
+		return fmt.Errorf("tierlimit: reload: %w", err)
+	}
+	l.metrics.reloaded(nil)
+	if l.router != nil {
+		// Limits may have changed: refusals remembered under the old ones
+		// no longer hold.
+		l.router.ClearOverLimit()
+	}
+	if l.file == nil {
+		l.log.Info("key store reloaded")
+		return nil
+	}
+	t := l.file.Tiers()
+	l.log.Info("config reloaded", "config", l.file.Path(), "config_hash", t.Hash(),
+		"tiers", len(t.Names()), "api_keys", t.KeyCount())
+	if l.node != nil {
+		if err := l.node.SetConfigHash(t.Hash(), leaveTimeout); err != nil {
+			l.log.Warn("new config hash not confirmed by any peer yet; push/pull will carry it", "err", err)
+		}
+	}
+	return nil
+}
+
+// sweep reclaims expired keys about twice a window.
+func (l *Limiter) sweep(ctx context.Context) {
+	t := time.NewTicker(max(l.window/2, time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			removed := l.store.Sweep(now)
+			if l.fallback != nil {
+				removed += l.fallback.Sweep(now)
+			}
+			if removed > 0 {
+				l.log.Debug("swept expired keys", "removed", removed)
+			}
+		}
+	}
+}
+
+// Close stops the Limiter gracefully: in a cluster it tells the peers it
+// leaves (so they take over its keys at once), stops forwarding, asks the
+// peers to end their streams to it and waits for them until ctx ends; then
+// it stops what is left. Drain your HTTP server first: the middleware
+// still answers afterwards, counting locally. Calling Close again returns
+// the first call's result.
+func (l *Limiter) Close(ctx context.Context) error {
+	l.closeMu.Lock()
+	defer l.closeMu.Unlock()
+	if l.closed {
+		return l.closeErr
+	}
+	l.closed = true
+	var errs []error
+	if l.node != nil {
+		if err := l.node.Leave(leaveTimeout); err != nil {
+			// No peer confirmed the leave: they are all stopping too, or cut
+			// off. They will see this node fail instead; stopping goes on.
+			l.log.Warn("leave not confirmed by any peer; they will detect the node as failed", "err", err)
+		}
+		if err := l.node.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("stop gossip: %w", err))
+		}
+		l.router.Close()
+		l.endpoint.Stop(ctx)
+		if err := l.book.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close peer clients: %w", err))
+		}
+	}
+	l.stopBG()
+	l.bg.Wait()
+	l.closeErr = errors.Join(errs...)
+	l.log.Info("limiter stopped")
+	return l.closeErr
+}
+
+// kill stops everything at once without telling anyone, as a crash would
+// look to the peers (tests use it), and cleans up after a failed New.
+func (l *Limiter) kill() {
+	l.closeMu.Lock()
+	defer l.closeMu.Unlock()
+	if l.closed {
+		return
+	}
+	l.closed = true
+	if l.node != nil {
+		_ = l.node.Close()
+	}
+	if l.router != nil {
+		l.router.Close()
+	}
+	if l.endpoint != nil {
+		l.endpoint.Kill()
+	}
+	if l.book != nil {
+		_ = l.book.Close()
+	}
+	l.stopBG()
+	l.bg.Wait()
+}
