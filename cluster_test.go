@@ -506,3 +506,22 @@ func TestStopEndsPeerStreams(t *testing.T) {
 
 	assert.Less(t, time.Since(start), grace/2, "stop waited for the peer's stream")
 }
+
+func TestGRPCAdvertise(t *testing.T) {
+	tests := []struct {
+		advertise, grpcAddr string
+		port                int
+		want                string
+	}{
+		{"", ":9090", 9090, ":9090"},
+		{"", "0.0.0.0:9090", 9090, ":9090"},
+		{"", "[::]:0", 4000, ":4000"},
+		{"", "127.0.0.2:0", 4000, "127.0.0.2:4000"},
+		{"10.0.0.7", ":9090", 9090, "10.0.0.7:9090"},
+		{"node-a.svc", "0.0.0.0:9090", 9090, "node-a.svc:9090"},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.want, grpcAdvertise(tt.advertise, tt.grpcAddr, tt.port),
+			"grpcAdvertise(%q, %q, %d)", tt.advertise, tt.grpcAddr, tt.port)
+	}
+}

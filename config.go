@@ -167,23 +167,14 @@ func (c Config) withDefaults() (Config, error) {
 		}
 		c.NodeName = host
 	}
-	switch {
-	case c.MaxKeys < 0:
+	if negative(&c.MaxKeys, DefaultMaxKeys) {
 		return bad("MaxKeys", "%d is negative", c.MaxKeys)
-	case c.MaxKeys == 0:
-		c.MaxKeys = DefaultMaxKeys
 	}
-	switch {
-	case c.ForwardTimeout < 0:
+	if negative(&c.ForwardTimeout, DefaultForwardTimeout) {
 		return bad("ForwardTimeout", "%v is negative", c.ForwardTimeout)
-	case c.ForwardTimeout == 0:
-		c.ForwardTimeout = DefaultForwardTimeout
 	}
-	switch {
-	case c.RejoinInterval < 0:
+	if negative(&c.RejoinInterval, DefaultRejoinInterval) {
 		return bad("RejoinInterval", "%v is negative", c.RejoinInterval)
-	case c.RejoinInterval == 0:
-		c.RejoinInterval = DefaultRejoinInterval
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -213,6 +204,15 @@ func (c Config) withDefaults() (Config, error) {
 		}
 	}
 	return c, nil
+}
+
+// negative sets *v to def if it is zero, and reports whether it is
+// negative.
+func negative[T int | time.Duration](v *T, def T) bool {
+	if *v == 0 {
+		*v = def
+	}
+	return *v < 0
 }
 
 // splitHostPort splits "host:port" and parses the port; the host may be

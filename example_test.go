@@ -1,0 +1,76 @@
+package tierlimit_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/tierlimit/tierlimit"
+)
+
+// Three Limiters in one process form a cluster over real gossip and gRPC on
+// loopback, and count one key once: 25 requests for a free key spread over
+// the three get its burst of 20, then 429.
+func Example() {
+	dir, _ := os.MkdirTemp("", "tierlimit-example")
+	defer os.RemoveAll(dir)
+	tiers := filepath.Join(dir, "tiers.json")
+	_ = os.WriteFile(tiers, []byte(`{"window_seconds": 60,
+		"tiers": {"free": {"limit": 10, "burst": 20, "degraded": 2}},
+		"api_keys": {"free-key": "free"}}`), 0o600)
+
+	var nodes []*tierlimit.Limiter
+	for i := range 3 {
+		cfg := tierlimit.Config{
+			TiersFile:  tiers,
+			NodeName:   fmt.Sprintf("node-%d", i),
+			GossipAddr: "127.0.0.1:0", // port 0: any free port
+			GRPCAddr:   "127.0.0.1:0",
+			ClusterKey: "example cluster key",
+			// A generous deadline, so a busy machine never decides locally.
+			ForwardTimeout: time.Second,
+		}
+		if i > 0 {
+			cfg.Join = []string{nodes[0].Members()[0].Addr} // node-0's gossip address
+		}
+		lim, err := tierlimit.New(cfg)
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		defer lim.Close(context.Background())
+		nodes = append(nodes, lim)
+	}
+	for _, lim := range nodes { // wait until each sees all three
+		for deadline := time.Now().Add(10 * time.Second); alive(lim) < 3 && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+
+	api := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "transcript") })
+	codes := map[int]int{}
+	for i := range 25 {
+		r := httptest.NewRequest(http.MethodGet, "/v1/transcribe", nil)
+		r.Header.Set("X-API-Key", "free-key")
+		w := httptest.NewRecorder()
+		nodes[i%3].Middleware(api).ServeHTTP(w, r)
+		codes[w.Code]++
+	}
+	fmt.Println("200:", codes[200], "429:", codes[429])
+	// Output: 200: 20 429: 5
+}
+
+// alive counts the members lim sees alive.
+func alive(lim *tierlimit.Limiter) int {
+	n := 0
+	for _, m := range lim.Members() {
+		if m.State == "alive" {
+			n++
+		}
+	}
+	return n
+}
