@@ -20,7 +20,7 @@ import (
 )
 
 // writeTiers writes doc as a tiers file in dir and returns its path.
-func writeTiers(t *testing.T, path, doc string) string {
+func writeTiers(t testing.TB, path, doc string) string {
 	t.Helper()
 	require.NoError(t, os.WriteFile(path, []byte(doc), 0o600))
 	return path
