@@ -36,4 +36,4 @@ bench:
 	bench/run.sh
 
 bench-go:
-	go test -run '^$$' -bench . -benchmem ./bucket/ ./api/ ./health/ ./ownership/
+	go test -run '^$$' -bench . -benchmem ./bucket/ ./api/ ./health/ ./ownership/ ./peer/

@@ -7,7 +7,7 @@
 // RejoinInterval: once a partition outlasts memberlist's GossipToTheDeadTime,
 // memberlist alone never merges the two sides again. Each node's gRPC address and tier-config hash travel in its
 // node metadata; Members and Alive report what this node knows, and
-// Config.OnMembers hears of every change, which is how cmd/node keeps the
+// Config.OnMembers hears of every change, which is how package tierlimit keeps the
 // ownership ring up to date without this package knowing about it.
 //
 // The health state spreads three ways. A state the local Holder adopts, by

@@ -9,7 +9,7 @@
 // partitions). Every node must use these same values and the same member
 // names, or nodes disagree about owners. When a member joins or leaves,
 // only about 1/n of the keys change owner. The Ring holds names only; it is
-// fed by whoever watches membership (cmd/node connects cluster's callback
+// fed by whoever watches membership (package tierlimit connects cluster's callback
 // to Ring.Set).
 //
 // # Forwarding
