@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tierlimit/tierlimit/api"
@@ -77,10 +78,9 @@ type Limiter struct {
 	// reloadMu serialises Reload.
 	reloadMu sync.Mutex
 
-	// closeMu guards closed and closeErr.
-	closeMu  sync.Mutex
-	closed   bool
-	closeErr error
+	closing   atomic.Bool // set as Close (or kill) starts
+	closeOnce sync.Once   // runs the stop once
+	closeErr  error       // what the stop returned; read after closeOnce.Do
 
 	stopBG context.CancelFunc // stops the background work (sweeping)
 	bg     sync.WaitGroup
@@ -196,11 +196,8 @@ func (l *Limiter) AdminHandler() http.Handler { return l.admin }
 // Ready returns nil when the Limiter should take traffic, or why not: it
 // is closed, or it has seeds and has not reached any of them yet.
 func (l *Limiter) Ready() error {
-	l.closeMu.Lock()
-	closed := l.closed
-	l.closeMu.Unlock()
 	switch {
-	case closed:
+	case l.closing.Load():
 		return errors.New("limiter closed")
 	case l.node != nil && !l.node.Joined():
 		return errors.New("cluster not joined yet: no seed reached")
@@ -317,12 +314,15 @@ func (l *Limiter) sweep(ctx context.Context) {
 // still answers afterwards, counting locally. Calling Close again returns
 // the first call's result.
 func (l *Limiter) Close(ctx context.Context) error {
-	l.closeMu.Lock()
-	defer l.closeMu.Unlock()
-	if l.closed {
-		return l.closeErr
-	}
-	l.closed = true
+	l.closeOnce.Do(func() {
+		l.closing.Store(true)
+		l.closeErr = l.stop(ctx)
+	})
+	return l.closeErr
+}
+
+// stop is Close, once.
+func (l *Limiter) stop(ctx context.Context) error {
 	var errs []error
 	if l.node != nil {
 		if err := l.node.Leave(leaveTimeout); err != nil {
@@ -341,20 +341,21 @@ func (l *Limiter) Close(ctx context.Context) error {
 	}
 	l.stopBG()
 	l.bg.Wait()
-	l.closeErr = errors.Join(errs...)
 	l.log.Info("limiter stopped")
-	return l.closeErr
+	return errors.Join(errs...)
 }
 
 // kill stops everything at once without telling anyone, as a crash would
 // look to the peers (tests use it), and cleans up after a failed New.
 func (l *Limiter) kill() {
-	l.closeMu.Lock()
-	defer l.closeMu.Unlock()
-	if l.closed {
-		return
-	}
-	l.closed = true
+	l.closeOnce.Do(func() {
+		l.closing.Store(true)
+		l.crash()
+	})
+}
+
+// crash is kill, once.
+func (l *Limiter) crash() {
 	if l.node != nil {
 		_ = l.node.Close()
 	}

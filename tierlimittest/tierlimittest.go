@@ -190,3 +190,40 @@ func Alive(base, token string) int {
 	}
 	return n
 }
+
+// DiscardWriter is an http.ResponseWriter that keeps nothing but its header
+// map, so that a benchmark measures the handler, not a recorder.
+type DiscardWriter struct{ H http.Header }
+
+// Header returns the header map.
+func (w *DiscardWriter) Header() http.Header { return w.H }
+
+// Write discards b.
+func (w *DiscardWriter) Write(b []byte) (int, error) { return len(b), nil }
+
+// WriteHeader discards the status.
+func (w *DiscardWriter) WriteHeader(int) {}
+
+// Bare is the floor of the middleware benchmarks: a handler that writes a
+// small JSON body and nothing else.
+func Bare() http.Handler {
+	body := []byte(`{"ok":true}`)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header()["Content-Type"] = []string{"application/json"}
+		_, _ = w.Write(body)
+	})
+}
+
+// BenchServe serves one GET request with X-API-Key apiKey through h per
+// benchmark iteration, and reports allocations.
+func BenchServe(b *testing.B, h http.Handler, apiKey string) {
+	r, err := http.NewRequest(http.MethodGet, "/v1/transcribe", nil)
+	require.NoError(b, err)
+	r.Header.Set("X-API-Key", apiKey)
+	w := &DiscardWriter{H: make(http.Header, 8)}
+	b.ReportAllocs()
+	for b.Loop() {
+		clear(w.H)
+		h.ServeHTTP(w, r)
+	}
+}
