@@ -92,8 +92,8 @@ type Limiter struct {
 // returns a *ConfigError for a field it cannot run with, and an error for a
 // tiers file it cannot load or a port it cannot bind; whatever it started is
 // stopped again.
-func New(cfg Config) (_ *Limiter, err error) {
-	cfg, err = cfg.withDefaults()
+func New(cfg Config) (*Limiter, error) {
+	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
@@ -121,12 +121,15 @@ func New(cfg Config) (_ *Limiter, err error) {
 	l.store = bucket.New(bucket.Config{Window: l.window, MaxKeys: cfg.MaxKeys})
 	bgCtx, stop := context.WithCancel(context.Background())
 	l.stopBG = stop
+	started := false
 	defer func() {
-		if err != nil {
+		if !started {
 			l.kill()
 		}
 	}()
-	l.metrics = newMetrics(cfg.Registerer, l)
+	if l.metrics, err = newMetrics(cfg.Registerer, l); err != nil {
+		return nil, err
+	}
 
 	checker := api.Checker(api.Local{Store: l.store})
 	if cfg.clustered() {
@@ -134,7 +137,9 @@ func New(cfg Config) (_ *Limiter, err error) {
 			return nil, err
 		}
 		checker = l.router
-		l.metrics.registerCluster(cfg.Registerer, l)
+		if err := l.metrics.registerCluster(l); err != nil {
+			return nil, err
+		}
 	}
 	l.mw = api.NewLimiter(api.Config{
 		Keys:    l.keys,
@@ -155,6 +160,7 @@ func New(cfg Config) (_ *Limiter, err error) {
 		l.log.Warn("no admin token: the admin endpoints refuse every request")
 	}
 	l.bg.Go(func() { l.sweep(bgCtx) })
+	started = true
 	l.log.Info("limiter started", l.startAttrs()...)
 	return l, nil
 }
@@ -310,9 +316,9 @@ func (l *Limiter) sweep(ctx context.Context) {
 // Close stops the Limiter gracefully: in a cluster it tells the peers it
 // leaves (so they take over its keys at once), stops forwarding, asks the
 // peers to end their streams to it and waits for them until ctx ends; then
-// it stops what is left. Drain your HTTP server first: the middleware
-// still answers afterwards, counting locally. Calling Close again returns
-// the first call's result.
+// it stops what is left and takes its series off Config.Registerer. Drain
+// your HTTP server first: the middleware still answers afterwards, counting
+// locally. Calling Close again returns the first call's result.
 func (l *Limiter) Close(ctx context.Context) error {
 	l.closeOnce.Do(func() {
 		l.closing.Store(true)
@@ -341,6 +347,7 @@ func (l *Limiter) stop(ctx context.Context) error {
 	}
 	l.stopBG()
 	l.bg.Wait()
+	l.metrics.unregister()
 	l.log.Info("limiter stopped")
 	return errors.Join(errs...)
 }
@@ -370,4 +377,5 @@ func (l *Limiter) crash() {
 	}
 	l.stopBG()
 	l.bg.Wait()
+	l.metrics.unregister()
 }

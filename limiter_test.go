@@ -282,3 +282,34 @@ func metricValue(t *testing.T, g prometheus.Gatherer, name string, labelPairs ..
 	t.Fatalf("no %s%v in the registry", name, labelPairs)
 	return 0
 }
+
+func TestOneRegistryServesOneLimiterAtATime(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	path := writeTiers(t, filepath.Join(t.TempDir(), "tiers.json"), tenSecondTiers)
+	first, err := New(Config{TiersFile: path, NodeName: "a", Registerer: reg})
+	require.NoError(t, err)
+
+	second, err := New(Config{TiersFile: path, NodeName: "b", Registerer: reg})
+	var ce *ConfigError
+	require.ErrorAs(t, err, &ce, "New on a registry in use = %v", second)
+	assert.Equal(t, "Registerer", ce.Field)
+	assert.Contains(t, err.Error(), "WrapRegistererWith")
+	n, err := testutil.GatherAndCount(reg)
+	require.NoError(t, err)
+	assert.Positive(t, n, "the failed New left the first Limiter's series alone")
+
+	shared := prometheus.NewRegistry()
+	for _, name := range []string{"c", "d"} {
+		lim, err := New(Config{TiersFile: path, NodeName: name, Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"limiter": name}, shared)})
+		require.NoError(t, err, "registerers wrapped with a label each keep the series apart")
+		t.Cleanup(func() { _ = lim.Close(context.Background()) })
+	}
+
+	require.NoError(t, first.Close(t.Context()))
+	n, err = testutil.GatherAndCount(reg)
+	require.NoError(t, err)
+	assert.Zero(t, n, "Close took the series off the registry")
+	again, err := New(Config{TiersFile: path, NodeName: "a", Registerer: reg})
+	require.NoError(t, err, "a new Limiter on the registry after Close")
+	require.NoError(t, again.Close(t.Context()))
+}

@@ -1,6 +1,8 @@
 package tierlimit
 
 import (
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -12,6 +14,8 @@ import (
 // metrics are the Limiter's Prometheus series. A nil *metrics (no
 // Registerer) records nothing.
 type metrics struct {
+	reg          prometheus.Registerer
+	registered   []prometheus.Collector // on reg, to take off again at Close
 	decisions    *api.Metrics
 	reloads      *prometheus.CounterVec
 	forwarded    *prometheus.HistogramVec
@@ -20,18 +24,19 @@ type metrics struct {
 	overLimitHit prometheus.Counter
 }
 
-// newMetrics registers the Limiter's series with reg and returns them, or
-// nil if reg is nil. Gauges read l when scraped.
-func newMetrics(reg prometheus.Registerer, l *Limiter) *metrics {
+// newMetrics registers the series of every Limiter with reg and returns
+// them, or nil if reg is nil. Gauges read l when scraped.
+func newMetrics(reg prometheus.Registerer, l *Limiter) (*metrics, error) {
 	if reg == nil {
-		return nil
+		return nil, nil
 	}
 	var tiers []string
 	if l.file != nil {
 		tiers = l.file.Tiers().Names()
 	}
 	m := &metrics{
-		decisions: api.NewMetrics(reg, tiers),
+		reg:       reg,
+		decisions: api.NewMetrics(tiers),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tierlimit_config_reloads_total",
 			Help: "Reloads of the key store, by result: ok, or error (the config in force stayed).",
@@ -57,7 +62,7 @@ func newMetrics(reg prometheus.Registerer, l *Limiter) *metrics {
 	for _, result := range []string{"ok", "error"} {
 		m.reloads.WithLabelValues(result) // present from the start, at 0
 	}
-	reg.MustRegister(m.reloads,
+	err := m.register(m.decisions, m.reloads,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tierlimit_store_keys",
 			Help: "Keys held in the store of owned counts.",
@@ -81,16 +86,16 @@ func newMetrics(reg prometheus.Registerer, l *Limiter) *metrics {
 			Help: "Version of the health state in force.",
 		}, func() float64 { return float64(l.health.Current().Version) }),
 	)
-	return m
+	return m, err
 }
 
 // registerCluster registers the series of a cluster member, once its
 // parts exist.
-func (m *metrics) registerCluster(reg prometheus.Registerer, l *Limiter) {
+func (m *metrics) registerCluster(l *Limiter) error {
 	if m == nil {
-		return
+		return nil
 	}
-	reg.MustRegister(m.forwarded, m.forwardErrs, m.fallbacks, m.overLimitHit,
+	return m.register(m.forwarded, m.forwardErrs, m.fallbacks, m.overLimitHit,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tierlimit_fallback_store_keys",
 			Help: "Keys held in the store of local-only fallback counts.",
@@ -103,6 +108,34 @@ func (m *metrics) registerCluster(reg prometheus.Registerer, l *Limiter) {
 			"Circuit breaker per peer: 0 closed (forwarding), 1 open (skipping the peer), 2 half-open (probing).",
 			[]string{"peer"}, nil)},
 	)
+}
+
+// register registers cs on m.reg, and remembers them for unregister. A
+// series already there means a second Limiter on one registry.
+func (m *metrics) register(cs ...prometheus.Collector) error {
+	for _, c := range cs {
+		if err := m.reg.Register(c); err != nil {
+			if errors.As(err, new(prometheus.AlreadyRegisteredError)) {
+				return &ConfigError{Field: "Registerer", Reason: fmt.Sprintf(
+					"%v: it holds another Limiter's series; give each Limiter a registry of its own, or wrap each with prometheus.WrapRegistererWith and a label of its own", err)}
+			}
+			return &ConfigError{Field: "Registerer", Reason: err.Error()}
+		}
+		m.registered = append(m.registered, c)
+	}
+	return nil
+}
+
+// unregister takes every series off the registry, so that a later Limiter
+// may register its own there.
+func (m *metrics) unregister() {
+	if m == nil {
+		return
+	}
+	for _, c := range m.registered {
+		m.reg.Unregister(c)
+	}
+	m.registered = nil
 }
 
 // decisionMetrics returns the middleware's series, or nil for none.

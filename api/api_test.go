@@ -55,7 +55,8 @@ type fixture struct {
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	f := &fixture{clock: newClock(), health: health.NewHolder("node-a"), store: bucket.New(bucket.Config{Window: time.Minute})}
-	f.metrics = NewMetrics(prometheus.NewRegistry(), []string{"free", "pro"})
+	f.metrics = NewMetrics([]string{"free", "pro"})
+	prometheus.NewRegistry().MustRegister(f.metrics)
 	lim := NewLimiter(Config{
 		Keys: keys, Checker: Local{Store: f.store}, Health: f.health, Window: time.Minute,
 		Now: f.clock.Now, Metrics: f.metrics,

@@ -11,8 +11,9 @@ const (
 	outcomeUnauthenticated = "unauthenticated"
 )
 
-// Metrics counts the middleware's decisions. A nil *Metrics counts nothing.
-// It is safe for concurrent use.
+// Metrics counts the middleware's decisions. It is a prometheus.Collector:
+// register it where its series should be scraped. A nil *Metrics counts
+// nothing. It is safe for concurrent use.
 type Metrics struct {
 	decisions *prometheus.CounterVec
 	// byTier holds the counters of known tiers, resolved once, so the
@@ -21,9 +22,9 @@ type Metrics struct {
 	unauth prometheus.Counter
 }
 
-// NewMetrics registers tierlimit_decisions_total{tier,outcome} with reg and
-// pre-resolves the series for tiers.
-func NewMetrics(reg prometheus.Registerer, tiers []string) *Metrics {
+// NewMetrics returns the counters of tierlimit_decisions_total{tier,outcome},
+// with the series of tiers resolved ahead; others are made on first use.
+func NewMetrics(tiers []string) *Metrics {
 	m := &Metrics{
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tierlimit_decisions_total",
@@ -31,7 +32,6 @@ func NewMetrics(reg prometheus.Registerer, tiers []string) *Metrics {
 		}, []string{"tier", "outcome"}),
 		byTier: make(map[string][2]prometheus.Counter, len(tiers)),
 	}
-	reg.MustRegister(m.decisions)
 	for _, t := range tiers {
 		m.byTier[t] = [2]prometheus.Counter{
 			m.decisions.WithLabelValues(t, outcomeLimited),
@@ -41,6 +41,12 @@ func NewMetrics(reg prometheus.Registerer, tiers []string) *Metrics {
 	m.unauth = m.decisions.WithLabelValues("", outcomeUnauthenticated)
 	return m
 }
+
+// Describe describes the decision counters.
+func (m *Metrics) Describe(ch chan<- *prometheus.Desc) { m.decisions.Describe(ch) }
+
+// Collect reads the decision counters.
+func (m *Metrics) Collect(ch chan<- prometheus.Metric) { m.decisions.Collect(ch) }
 
 func (m *Metrics) decided(tier string, allowed bool) {
 	if m == nil {

@@ -113,13 +113,15 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		Name: "bench_redis_fail_open_total",
 		Help: "Checks admitted without counting because Redis failed or was too slow.",
 	}, func() float64 { return float64(chk.failOpen.Load()) }))
+	decisions := api.NewMetrics(tiers.Names())
+	reg.MustRegister(decisions)
 	holder := health.NewHolder(o.nodeName)
 	limiter := api.NewLimiter(api.Config{
 		Keys:    tiers,
 		Checker: chk,
 		Health:  holder,
 		Window:  tiers.Window,
-		Metrics: api.NewMetrics(reg, tiers.Names()),
+		Metrics: decisions,
 		Logger:  log,
 	})
 	handler := newMux(limiter, api.NewAdmin(api.AdminConfig{Token: o.adminToken, Health: holder, Node: o.nodeName, Logger: log}),
