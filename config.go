@@ -85,8 +85,10 @@ type Config struct {
 	Logger *slog.Logger
 
 	// Registerer, if not nil, gets the Limiter's Prometheus collectors
-	// (tierlimit_*). Nil registers none. The global registry is never used
-	// unless passed here.
+	// (tierlimit_*) until Close takes them off again. Nil registers none;
+	// the global registry is used only if passed here. One Registerer holds
+	// one Limiter's series: New refuses one that holds another's (wrap each
+	// with prometheus.WrapRegistererWith and a label of its own).
 	Registerer prometheus.Registerer
 
 	// Memberlist is the base gossip configuration, for tuning timings.

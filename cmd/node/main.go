@@ -128,12 +128,11 @@ func serve(ctx context.Context, o options, log *slog.Logger) error {
 			self = m
 		}
 	}
-	log.Info("node started", "node", o.cfg.NodeName, "http_addr", lis.Addr().String(),
-		"gossip_addr", self.Addr, "grpc_addr", self.GRPCAddr)
-
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	log.Info("node started", "node", o.cfg.NodeName, "http_addr", lis.Addr().String(),
+		"gossip_addr", self.Addr, "grpc_addr", self.GRPCAddr)
 	for ctx.Err() == nil {
 		select {
 		case <-hup:

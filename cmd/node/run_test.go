@@ -3,7 +3,10 @@ package main
 import (
 	"context"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -116,4 +119,48 @@ func TestHealthcheckSubcommand(t *testing.T) {
 	require.NoError(t, <-done)
 	err := run(t.Context(), []string{"healthcheck", "-http-addr", addr}, func(string) string { return "" }, &tierlimittest.Logs{})
 	assert.Error(t, err, "a stopped node is not healthy")
+}
+
+// TestSIGHUPReloadsTheTiersFile: a node that gets SIGHUP reads its tiers
+// file again, refusing a bad one and keeping the one in force.
+func TestSIGHUPReloadsTheTiersFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tiers.json")
+	require.NoError(t, writeFile(path, `{"window_seconds":60,"tiers":{"free":{"limit":2}},"api_keys":{"k1":"free"}}`))
+	ctx, cancel := context.WithCancel(t.Context())
+	logs := &tierlimittest.Logs{}
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-config", path, "-http-addr", "127.0.0.1:0", "-grpc-addr", "127.0.0.1:0",
+			"-gossip-addr", "127.0.0.1:0", "-node-name", "hup", "-admin-token", "x", "-log-format", "json"},
+			func(string) string { return "" }, logs)
+	}()
+	var started map[string]any
+	require.Eventually(t, func() bool {
+		var ok bool
+		started, ok = logs.Find("node started")
+		return ok
+	}, 10*time.Second, 10*time.Millisecond)
+	base := "http://" + started["http_addr"].(string)
+	status := func(key string) int {
+		req, _ := http.NewRequest(http.MethodGet, base+"/test", nil)
+		req.Header.Set("X-API-Key", key)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	require.Equal(t, http.StatusUnauthorized, status("k2"))
+
+	require.NoError(t, writeFile(path, `{"window_seconds":60,"tiers":{"free":{"limit":2}},"api_keys":{"k1":"free","k2":"free"}}`))
+	require.NoError(t, syscall.Kill(os.Getpid(), syscall.SIGHUP))
+	require.Eventually(t, func() bool { return logs.Count("config reloaded") == 1 }, 5*time.Second, 10*time.Millisecond)
+	assert.Equal(t, http.StatusOK, status("k2"), "a key added by the reload")
+
+	require.NoError(t, writeFile(path, `{"window_seconds":60,"tiers":{"free":{"limit":0}}}`))
+	require.NoError(t, syscall.Kill(os.Getpid(), syscall.SIGHUP))
+	require.Eventually(t, func() bool { return logs.Count("reload refused; the config in force stays") == 1 }, 5*time.Second, 10*time.Millisecond)
+	assert.Equal(t, http.StatusOK, status("k2"), "the last good file stays in force")
+
+	cancel()
+	require.NoError(t, <-done)
 }
