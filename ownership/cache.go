@@ -26,7 +26,8 @@ const (
 // removed when they are looked up, or to make room.
 type refusals struct {
 	seed     maphash.Seed
-	shardCap int // 0: the cache is off
+	window   time.Duration // the counting window, to carry a reset forward
+	shardCap int           // 0: the cache is off
 	shards   [refusalShards]refusalShard
 }
 
@@ -44,10 +45,11 @@ type refusal struct {
 	resetAt time.Time
 }
 
-// newRefusals returns an empty cache holding at most about size entries;
-// size ≤ 0 makes a cache that holds nothing.
-func newRefusals(size int) *refusals {
-	c := &refusals{seed: maphash.MakeSeed()}
+// newRefusals returns an empty cache holding at most about size entries,
+// for counts kept in windows of window; size ≤ 0 makes a cache that holds
+// nothing.
+func newRefusals(size int, window time.Duration) *refusals {
+	c := &refusals{seed: maphash.MakeSeed(), window: window}
 	if size > 0 {
 		c.shardCap = max(1, (size+refusalShards-1)/refusalShards)
 	}
@@ -79,7 +81,13 @@ func (c *refusals) get(key string, limit int, now time.Time) (bucket.Decision, b
 	if !ok || limit > r.limit {
 		return bucket.Decision{}, false
 	}
-	return bucket.Decision{Limit: limit, ResetAt: r.resetAt, RetryAt: r.retryAt}, true
+	reset := r.resetAt
+	if !reset.After(now) && c.window > 0 {
+		// The key's window ended since the owner answered, yet the decaying
+		// previous window still refuses it: it is in the next window now.
+		reset = reset.Add((now.Sub(reset)/c.window + 1) * c.window)
+	}
+	return bucket.Decision{Limit: limit, ResetAt: reset, RetryAt: r.retryAt}, true
 }
 
 // put remembers that the owner refused key under limit with d, at now. It

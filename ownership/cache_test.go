@@ -28,7 +28,7 @@ func TestRefusalsGet(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			c := newRefusals(10)
+			c := newRefusals(10, time.Minute)
 			c.put("k", 5, refused, t0)
 			d, ok := c.get("k", tc.limit, t0.Add(tc.at))
 			assert.Equal(t, tc.want, ok, "get(k, %d, t0+%v)", tc.limit, tc.at)
@@ -53,7 +53,7 @@ func TestRefusalsKeepOnlyRefusals(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			c := newRefusals(10)
+			c := newRefusals(10, time.Minute)
 			c.put("k", 5, tc.d, t0)
 			assert.Equal(t, 0, c.len(), "entries after put(%+v)", tc.d)
 		})
@@ -62,7 +62,7 @@ func TestRefusalsKeepOnlyRefusals(t *testing.T) {
 
 func TestRefusalsExpireLazily(t *testing.T) {
 	t0 := time.Unix(0, 0)
-	c := newRefusals(10)
+	c := newRefusals(10, time.Minute)
 	c.put("k", 5, bucket.Decision{RetryAt: t0.Add(time.Second)}, t0)
 	assert.Equal(t, 1, c.len())
 	_, ok := c.get("k", 5, t0.Add(time.Second))
@@ -73,7 +73,7 @@ func TestRefusalsExpireLazily(t *testing.T) {
 func TestRefusalsBounded(t *testing.T) {
 	t0 := time.Unix(0, 0)
 	const size = 320
-	c := newRefusals(size)
+	c := newRefusals(size, time.Minute)
 	for i := range 10 * size {
 		c.put("k"+strconv.Itoa(i), 5, bucket.Decision{RetryAt: t0.Add(time.Hour)}, t0)
 	}
@@ -113,13 +113,13 @@ func TestRefusalsClearAndOff(t *testing.T) {
 	t0 := time.Unix(0, 0)
 	refused := bucket.Decision{RetryAt: t0.Add(time.Second)}
 
-	c := newRefusals(10)
+	c := newRefusals(10, time.Minute)
 	c.put("k", 5, refused, t0)
 	c.clear()
 	_, ok := c.get("k", 5, t0)
 	assert.False(t, ok, "get after clear")
 
-	off := newRefusals(-1)
+	off := newRefusals(-1, time.Minute)
 	off.put("k", 5, refused, t0)
 	_, ok = off.get("k", 5, t0)
 	assert.False(t, ok, "get from a cache of size -1")
@@ -128,7 +128,7 @@ func TestRefusalsClearAndOff(t *testing.T) {
 
 func BenchmarkRefusalsGet(b *testing.B) {
 	t0 := time.Unix(0, 0)
-	c := newRefusals(DefaultOverLimitCacheSize)
+	c := newRefusals(DefaultOverLimitCacheSize, time.Minute)
 	keys := make([]string, 1024)
 	for i := range keys {
 		keys[i] = "user-" + strconv.Itoa(i)
@@ -142,4 +142,28 @@ func BenchmarkRefusalsGet(b *testing.B) {
 			i++
 		}
 	})
+}
+
+// TestRefusalsNeverServeAResetInThePast: a key refused near the end of its
+// window may still be refused after the window rolled over (the previous
+// window's hits decay); the cached refusal then names the end of the
+// window the key is in now, as the owner would.
+func TestRefusalsNeverServeAResetInThePast(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	refused := bucket.Decision{Limit: 20, ResetAt: t0.Add(time.Second), RetryAt: t0.Add(4 * time.Second)}
+	c := newRefusals(10, time.Minute)
+	c.put("k", 20, refused, t0)
+	for _, at := range []time.Duration{0, 999 * time.Millisecond, time.Second, 3 * time.Second} {
+		now := t0.Add(at)
+		d, ok := c.get("k", 20, now)
+		if !assert.True(t, ok, "get at t0+%v", at) {
+			continue
+		}
+		assert.True(t, d.ResetAt.After(now), "get at t0+%v: ResetAt %v is not after now", at, d.ResetAt.Sub(t0))
+		want := refused.ResetAt
+		if at >= time.Second {
+			want = refused.ResetAt.Add(time.Minute)
+		}
+		assert.Equal(t, want, d.ResetAt, "get at t0+%v", at)
+	}
 }

@@ -175,7 +175,7 @@ func NewRouter(cfg RouterConfig) *Router {
 		clock:          cfg.Clock,
 		log:            cfg.Logger,
 		obs:            cfg.Observer,
-		refused:        newRefusals(cfg.OverLimitCacheSize),
+		refused:        newRefusals(cfg.OverLimitCacheSize, cfg.Local.Window()),
 		links:          make(map[string]*link),
 	}
 }
