@@ -40,9 +40,13 @@ type Config struct {
 	// Shards is the number of independently locked shards, rounded up to a
 	// power of two. Default 64.
 	Shards int
-	// MaxKeys caps the number of keys held at once, so memory stays bounded
-	// whatever the key churn. When a shard is full, an expired key is dropped
-	// if one is found, else the sampled key with the oldest window. Default
+	// MaxKeys caps the number of keys held at once, in the whole store, so
+	// memory stays bounded whatever the key churn. Below it no key is ever
+	// evicted. At it, a new key makes room: expired keys go first, else the
+	// least used of a sample (the key with the fewest hits in its last
+	// window), so a flood of new keys pushes out keys that barely started
+	// and never one that used up its limit. The cap may be passed by one key
+	// per empty shard and by inserts racing on different shards. Default
 	// 1,000,000 (about 125 MB with 24-byte keys: BenchmarkStoreMemory).
 	MaxKeys int
 }
@@ -85,12 +89,13 @@ type shard struct {
 // Store is a sharded in-memory map from key to sliding-window counts. It is
 // safe for concurrent use; calls for keys in different shards do not contend.
 type Store struct {
-	window   int64
-	seed     maphash.Seed
-	mask     uint64
-	shardCap int
-	shards   []shard
-	evicted  atomic.Uint64
+	window  int64
+	seed    maphash.Seed
+	mask    uint64
+	maxKeys int64
+	shards  []shard
+	keys    atomic.Int64 // keys held, in all shards
+	evicted atomic.Uint64
 }
 
 // New returns an empty Store. It panics if cfg.Window is not positive, which
@@ -112,7 +117,7 @@ func New(cfg Config) *Store {
 		window:   int64(cfg.Window),
 		seed:     maphash.MakeSeed(),
 		mask:     uint64(n - 1),
-		shardCap: max(1, (maxKeys+n-1)/n),
+		maxKeys:  int64(maxKeys),
 		shards:   make([]shard, n),
 	}
 	for i := range s.shards {
@@ -150,10 +155,11 @@ func (s *Store) Take(now time.Time, key string, hits, limit int) Decision {
 		used += h
 		d.Allowed = true
 		if !ok {
-			if len(sh.m) >= s.shardCap {
+			if s.keys.Load() >= s.maxKeys {
 				s.evict(sh, n)
 			}
 			key = strings.Clone(key) // do not pin the caller's buffer
+			s.keys.Add(1)
 		}
 		sh.m[key] = e
 	} else if h == 0 {
@@ -226,21 +232,24 @@ func (s *Store) retryAt(e entry, n int64, h, lim uint64) int64 {
 	return e.start + s.window + int64(el)
 }
 
-// evict makes room in a full shard: it drops every expired key among a
-// sample, or else the sampled key whose window is oldest. sh.mu must be held.
+// evict makes room for a new key in sh, the store being full: it drops
+// every expired key among a sample of sh, or else the sampled key with the
+// fewest hits in its last window. A shard with nothing in it makes no room.
+// sh.mu must be held.
 func (s *Store) evict(sh *shard, n int64) {
 	var (
-		oldest      string
-		oldestStart int64
-		seen        int
-		freed       bool
+		least     string
+		leastUsed uint64
+		seen      int
+		freed     bool
 	)
 	for k, e := range sh.m { // map iteration starts at a random place
 		if n-e.start >= 2*s.window {
 			delete(sh.m, k)
+			s.keys.Add(-1)
 			freed = true
-		} else if seen == 0 || e.start < oldestStart {
-			oldest, oldestStart = k, e.start
+		} else if used := s.used(s.advance(e, n), n); seen == 0 || used < leastUsed {
+			least, leastUsed = k, used
 		}
 		seen++
 		if seen >= sampleSize {
@@ -248,7 +257,8 @@ func (s *Store) evict(sh *shard, n int64) {
 		}
 	}
 	if !freed && seen > 0 {
-		delete(sh.m, oldest)
+		delete(sh.m, least)
+		s.keys.Add(-1)
 		s.evicted.Add(1)
 	}
 }
@@ -265,6 +275,7 @@ func (s *Store) Sweep(now time.Time) int {
 		for k, e := range sh.m {
 			if n-e.start >= 2*s.window {
 				delete(sh.m, k)
+				s.keys.Add(-1)
 				removed++
 			}
 		}
@@ -273,17 +284,8 @@ func (s *Store) Sweep(now time.Time) int {
 	return removed
 }
 
-// Len returns the number of keys held, expired or not.
-func (s *Store) Len() int {
-	total := 0
-	for i := range s.shards {
-		sh := &s.shards[i]
-		sh.mu.Lock()
-		total += len(sh.m)
-		sh.mu.Unlock()
-	}
-	return total
-}
+// Len returns the number of keys held, expired or not. It does not lock.
+func (s *Store) Len() int { return int(s.keys.Load()) }
 
 // Evicted returns how many live keys were dropped to respect MaxKeys since
 // the Store was made. Each such key starts afresh if it is seen again.

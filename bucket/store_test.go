@@ -272,3 +272,32 @@ func TestParallelHitsAdmitExactlyLimit(t *testing.T) {
 func TestNewPanicsWithoutWindow(t *testing.T) {
 	assert.Panics(t, func() { New(Config{}) })
 }
+
+// TestMaxKeysIsOneCapForTheWholeStore: below the cap nothing live is
+// evicted, however the keys fall into shards; at the cap, a flood of new
+// keys evicts the least used ones, never a key that used up its limit.
+func TestMaxKeysIsOneCapForTheWholeStore(t *testing.T) {
+	const maxKeys, limit = 1000, 5
+	s := New(Config{Window: window, MaxKeys: maxKeys}) // 64 shards
+	for i := range 20 {
+		for range limit {
+			require.True(t, s.Take(at(0), "victim-"+strconv.Itoa(i), 1, limit).Allowed)
+		}
+	}
+	for i := range maxKeys - 20 {
+		s.Take(at(time.Second), "live-"+strconv.Itoa(i), 1, limit)
+	}
+	assert.Equal(t, maxKeys, s.Len())
+	assert.Zero(t, s.Evicted(), "a live key was evicted below the cap")
+
+	// A flood of fresh keys at the cap: each pushes a least-used key out.
+	for i := range 5 * maxKeys {
+		s.Take(at(2*time.Second), "flood-"+strconv.Itoa(i), 1, limit)
+	}
+	assert.LessOrEqual(t, s.Len(), maxKeys+DefaultShards, "the cap holds, but for one key per empty shard")
+	assert.Positive(t, s.Evicted())
+	for i := range 20 {
+		d := s.Take(at(3*time.Second), "victim-"+strconv.Itoa(i), 1, limit)
+		assert.False(t, d.Allowed, "victim-%d, used up, was reset by the flood: %+v", i, d)
+	}
+}
