@@ -72,9 +72,18 @@ type Config struct {
 
 	// ClusterKey is the shared secret of the cluster: it encrypts gossip and
 	// authenticates and encrypts gRPC between peers (mutual TLS from a key
-	// pair derived from it). Empty leaves both open to anyone who can reach
-	// the ports, which New logs at Warn.
+	// pair derived from it). Choose a long random one. Without it, New
+	// refuses peer addresses reachable beyond this host, unless
+	// InsecureOpenCluster is set; and a node without seeds whose peer
+	// addresses name no host (":7946") binds them to loopback instead, so
+	// that it runs alone, reachable only from this host.
 	ClusterKey string
+
+	// InsecureOpenCluster lets a node without ClusterKey gossip and serve
+	// gRPC beyond this host, open to anyone who can reach the ports: they
+	// can join, set the health state and add hits to any count. For a
+	// private network you trust. Default false.
+	InsecureOpenCluster bool
 
 	// ForwardTimeout bounds how long a check waits for the key's owner
 	// before it is decided against this node's share of the limit.
@@ -205,7 +214,47 @@ func (c Config) withDefaults() (Config, error) {
 			return bad("Join", "%q is not host:port", s)
 		}
 	}
+	if c.ClusterKey != "" || c.InsecureOpenCluster {
+		return c, nil
+	}
+	if len(c.Join) == 0 {
+		// Alone and without a key: stay on this host.
+		c.GossipAddr = onLoopback(c.GossipAddr)
+		c.GRPCAddr = onLoopback(c.GRPCAddr)
+	}
+	gossipHost, _, _ := splitHostPort(c.GossipAddr)
+	grpcHost, _, _ := splitHostPort(c.GRPCAddr)
+	for _, a := range []struct{ field, host string }{
+		{"GossipAddr", gossipHost}, {"GRPCAddr", grpcHost}, {"AdvertiseAddr", c.AdvertiseAddr},
+	} {
+		if a.field == "AdvertiseAddr" && a.host == "" {
+			continue
+		}
+		if !isLoopback(a.host) {
+			return bad("ClusterKey", "empty, and %s %q reaches beyond this host: set -cluster-key (CLUSTER_KEY) to a long random secret shared by every node, or opt in to an open cluster with -insecure-open-cluster (INSECURE_OPEN_CLUSTER)",
+				a.field, a.host)
+		}
+	}
 	return c, nil
+}
+
+// onLoopback returns addr with 127.0.0.1 as its host if it names none
+// (":7946", "0.0.0.0:7946", "[::]:7946").
+func onLoopback(addr string) string {
+	host, port, _ := splitHostPort(addr)
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	}
+	return addr
+}
+
+// isLoopback reports whether host is a loopback address or "localhost".
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // negative sets *v to def if it is zero, and reports whether it is

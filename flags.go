@@ -32,6 +32,8 @@ func flagFor(field string) string {
 		return "max-keys"
 	case "Join":
 		return "join"
+	case "InsecureOpenCluster":
+		return "insecure-open-cluster"
 	}
 	return ""
 }
@@ -48,6 +50,7 @@ func flagFor(field string) string {
 //	-node-name <hostname>       NodeName
 //	-admin-token token          AdminToken
 //	-cluster-key secret         ClusterKey
+//	-insecure-open-cluster      InsecureOpenCluster
 //	-forward-timeout 5ms        ForwardTimeout
 //	-max-keys 1000000           MaxKeys
 //
@@ -63,7 +66,8 @@ func BindFlags(fs *flag.FlagSet, cfg *Config) {
 	fs.StringVar(&cfg.AdvertiseAddr, "advertise-addr", "", env("advertise-addr", "host or IP peers use to reach this node; needed in containers"))
 	fs.StringVar(&cfg.NodeName, "node-name", host, env("node-name", "unique node name"))
 	fs.StringVar(&cfg.AdminToken, "admin-token", "", env("admin-token", "bearer token for /system/*"))
-	fs.StringVar(&cfg.ClusterKey, "cluster-key", "", env("cluster-key", "shared secret: encrypts gossip and authenticates gRPC between peers"))
+	fs.StringVar(&cfg.ClusterKey, "cluster-key", "", env("cluster-key", "shared secret: encrypts gossip and authenticates gRPC between peers; without it, peer ports stay on loopback"))
+	fs.BoolVar(&cfg.InsecureOpenCluster, "insecure-open-cluster", false, env("insecure-open-cluster", "gossip and gRPC beyond this host without a cluster key: anyone who reaches the ports can join and add hits"))
 	fs.DurationVar(&cfg.ForwardTimeout, "forward-timeout", DefaultForwardTimeout, env("forward-timeout", "deadline of a check forwarded to a key's owner"))
 	fs.IntVar(&cfg.MaxKeys, "max-keys", DefaultMaxKeys, env("max-keys", "most keys counted at once per store"))
 }

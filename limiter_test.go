@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,6 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/tierlimit/tierlimit/cluster"
 )
 
 // writeTiers writes doc as a tiers file in dir and returns its path.
@@ -88,6 +91,12 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		{"gossip without gRPC", Config{TiersFile: good, GossipAddr: "127.0.0.1:0"}, "GRPCAddr", "empty"},
 		{"gossip address without port", Config{TiersFile: good, GossipAddr: "127.0.0.1", GRPCAddr: ":0"}, "GossipAddr", "not host:port"},
 		{"seed without port", Config{TiersFile: good, GossipAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0", Join: []string{"seed"}}, "Join", `"seed" is not host:port`},
+		{"open gossip with seeds and no key", Config{TiersFile: good, GossipAddr: ":0", GRPCAddr: "127.0.0.1:0", Join: []string{"10.0.0.1:7946"}},
+			"ClusterKey", `GossipAddr "" reaches beyond this host: set -cluster-key (CLUSTER_KEY)`},
+		{"gRPC on a public address and no key", Config{TiersFile: good, GossipAddr: "127.0.0.1:0", GRPCAddr: "10.1.2.3:0"},
+			"ClusterKey", `GRPCAddr "10.1.2.3" reaches beyond this host`},
+		{"advertised beyond this host and no key", Config{TiersFile: good, GossipAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0", AdvertiseAddr: "node-a"},
+			"ClusterKey", `AdvertiseAddr "node-a" reaches beyond this host`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -312,4 +321,39 @@ func TestOneRegistryServesOneLimiterAtATime(t *testing.T) {
 	again, err := New(Config{TiersFile: path, NodeName: "a", Registerer: reg})
 	require.NoError(t, err, "a new Limiter on the registry after Close")
 	require.NoError(t, again.Close(t.Context()))
+}
+
+func TestSecureByDefault(t *testing.T) {
+	path := writeTiers(t, filepath.Join(t.TempDir(), "tiers.json"), tenSecondTiers)
+	start := func(cfg Config) *Limiter {
+		t.Helper()
+		cfg.TiersFile, cfg.Memberlist = path, cluster.TestMemberlistConfig()
+		lim, err := New(cfg)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = lim.Close(context.Background()) })
+		return lim
+	}
+	// Alone, without a key, on addresses that name no host: both peer
+	// ports go to loopback.
+	alone := start(Config{NodeName: "alone", GossipAddr: ":0", GRPCAddr: "0.0.0.0:0"})
+	for _, addr := range []string{alone.node.GossipAddr(), alone.endpoint.Addr().String()} {
+		host, _, err := net.SplitHostPort(addr)
+		require.NoError(t, err)
+		assert.True(t, net.ParseIP(host).IsLoopback(), "a lone node without a key listens on %s", addr)
+	}
+	// With a key, or the explicit opt-in, the addresses are as given.
+	keyed := start(Config{NodeName: "keyed", GossipAddr: ":0", GRPCAddr: ":0", ClusterKey: "k"})
+	assert.Equal(t, "[::]", hostOf(t, keyed.endpoint.Addr().String()), "a keyed node listens on every interface")
+	open := start(Config{NodeName: "open", GossipAddr: ":0", GRPCAddr: ":0", InsecureOpenCluster: true})
+	assert.Equal(t, "[::]", hostOf(t, open.endpoint.Addr().String()))
+}
+
+func hostOf(t *testing.T, addr string) string {
+	t.Helper()
+	host, _, err := net.SplitHostPort(addr)
+	require.NoError(t, err)
+	if strings.Contains(host, ":") {
+		return "[" + host + "]"
+	}
+	return host
 }

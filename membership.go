@@ -17,9 +17,14 @@ import (
 // gossip on GossipAddr, whose membership feeds the ring and the book.
 func (l *Limiter) startCluster() error {
 	cfg := l.cfg
-	if cfg.ClusterKey == "" {
-		l.log.Warn("no cluster key: gRPC between peers is plaintext and unauthenticated; anyone who can reach the gRPC port can add hits to any count; set a cluster key",
+	switch {
+	case cfg.ClusterKey != "":
+	case cfg.InsecureOpenCluster:
+		l.log.Warn("insecure open cluster: gRPC between peers is plaintext and unauthenticated; anyone who can reach the gRPC port can add hits to any count; set a cluster key",
 			"grpc_addr", cfg.GRPCAddr)
+	default:
+		l.log.Info("no cluster key: gossip and gRPC listen on loopback only; set a cluster key for peers on other hosts",
+			"grpc_addr", cfg.GRPCAddr, "gossip_addr", cfg.GossipAddr)
 	}
 	srvCreds, cliCreds, err := peer.Credentials(cfg.ClusterKey)
 	if err != nil {

@@ -66,7 +66,7 @@ fi
 docker info >/dev/null 2>&1 || die "no Docker engine reachable"
 P="tlchaos$$"
 NET="${P}_mesh"
-export CHAOS_DIR=$OUT ADMIN_TOKEN=$TOKEN CLUSTER_KEY=""
+export CHAOS_DIR=$OUT ADMIN_TOKEN=$TOKEN CLUSTER_KEY="chaos-key-$$-$RANDOM$RANDOM$RANDOM"
 # DC is the compose command for this project: an array, not a function, so
 # that `"${DC[@]}" run ... &` is one process whose PID $! is.
 DC=("${COMPOSE[@]}" -p "$P" -f docker-compose.yml -f chaos/compose.chaos.yml)

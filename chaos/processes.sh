@@ -38,6 +38,7 @@ ROOT=$(pwd)
 
 NODES=3
 TOKEN="chaos-$$-$RANDOM$RANDOM"
+CLUSTER_SECRET="chaos-key-$$-$RANDOM$RANDOM$RANDOM"
 RATE=${CHAOS_RATE:-1000}
 KEYS=${CHAOS_KEYS:-12}
 SCENARIOS=${CHAOS_SCENARIOS:-kill pause partition}
@@ -188,7 +189,7 @@ ctl_curl() { ctl curl "$@"; }
 start_node() {
   local i=$1 args
   args=(-config "$OUT/tiers.json" -node-name "chaos-n$i" -admin-token "$TOKEN"
-    -log-format json -shutdown-grace 2s)
+    -cluster-key "$CLUSTER_SECRET" -log-format json -shutdown-grace 2s)
   [ "$i" != 0 ] && args+=(-join "$SEED")
   if [ "$MODE" = netns ]; then
     args+=(-http-addr :8080 -grpc-addr :9090 -gossip-addr :7946 -advertise-addr "10.77.0.$((i + 1))")

@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -130,7 +131,11 @@ func New(cfg Config) (*Node, error) {
 	n.mu.Unlock()
 
 	if cfg.SecretKey == "" {
-		n.log.Warn("cluster gossip is not encrypted: anyone who can reach the gossip port can join the cluster and set its health state; set a secret key",
+		level := slog.LevelWarn
+		if host, _, err := net.SplitHostPort(n.gossipAddr); err == nil && net.ParseIP(host).IsLoopback() {
+			level = slog.LevelInfo // only this host can reach it
+		}
+		n.log.Log(context.Background(), level, "cluster gossip is not encrypted: anyone who can reach the gossip port can join the cluster and set its health state; set a secret key",
 			"gossip_addr", n.gossipAddr)
 	}
 	cfg.Health.OnChange(n.queueHealth)
