@@ -114,11 +114,11 @@ func New(cfg Config) *Store {
 		maxKeys = DefaultMaxKeys
 	}
 	s := &Store{
-		window:   int64(cfg.Window),
-		seed:     maphash.MakeSeed(),
-		mask:     uint64(n - 1),
-		maxKeys:  int64(maxKeys),
-		shards:   make([]shard, n),
+		window:  int64(cfg.Window),
+		seed:    maphash.MakeSeed(),
+		mask:    uint64(n - 1),
+		maxKeys: int64(maxKeys),
+		shards:  make([]shard, n),
 	}
 	for i := range s.shards {
 		s.shards[i].m = make(map[string]entry)
