@@ -7,6 +7,9 @@
 FROM scratch
 COPY bin/node /node
 COPY config/tiers.json /config/tiers.json
+# /state belongs to the node's uid, so a volume mounted there (the compose
+# file's) can hold -state-file.
+COPY --chown=65532:65532 docker/state /state
 ENV CONFIG=/config/tiers.json \
     HTTP_ADDR=:8080 \
     GRPC_ADDR=:9090 \

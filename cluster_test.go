@@ -426,9 +426,14 @@ func TestClusterPartitionServesLocallyThenHeals(t *testing.T) {
 	assert.LessOrEqual(t, admitted, 40, "over-admission is bounded by the number of sides")
 	t.Logf("partitioned 2+2: %d of 80 admitted for one key, L = 20", admitted)
 
-	// Each side writes its own health state.
+	// Each side writes its own health state: side a more often, side b
+	// once but last. The later write must win, not the side that wrote
+	// more (a Lamport counter would give it to a).
 	setHealth(t, a[0], "DEGRADED")
-	setHealth(t, b[0], "DEGRADED")
+	setHealth(t, a[1], "NORMAL")
+	setHealth(t, a[0], "DEGRADED")
+	require.Eventually(t, func() bool { return a[1].Health().Status == health.Degraded }, 5*time.Second, 10*time.Millisecond)
+	time.Sleep(2 * time.Millisecond) // a later millisecond than a's last write, whatever the clock's resolution
 	setHealth(t, b[0], "NORMAL")
 
 	c.partition.Heal()
@@ -443,7 +448,8 @@ func TestClusterPartitionServesLocallyThenHeals(t *testing.T) {
 		}
 		return true
 	}, 5*time.Second, 10*time.Millisecond, "health did not converge after the partition healed")
-	assert.Equal(t, health.Normal, c.nodes[0].health.Current().Status, "side b's later write has the higher version")
+	assert.Equal(t, health.Normal, c.nodes[0].health.Current().Status, "side b's later write wins after the heal")
+	assert.Equal(t, "node-2", c.nodes[0].health.Current().Origin)
 	for _, n := range c.nodes {
 		assert.Equal(t, c.nodes[0].ring.Members(), n.ring.Members())
 	}

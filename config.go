@@ -90,6 +90,20 @@ type Config struct {
 	// Default 5ms.
 	ForwardTimeout time.Duration
 
+	// MaxClockOffset bounds how far apart the members' clocks may be. The
+	// health state's writes are ordered by hybrid logical clock stamps, so
+	// a later write wins within this skew; a peer's state stamped further
+	// ahead of this node's clock is refused until the clock catches up
+	// (tierlimit_health_states_refused_total). Default 500ms.
+	MaxClockOffset time.Duration
+
+	// StateFile, if set, is where the health state in force is kept
+	// (written atomically on every change), so that a node, or a whole
+	// cluster, restarted in DEGRADED comes back DEGRADED. An admin write
+	// is answered only once it is saved. Empty keeps the state in memory:
+	// a node restarted alone learns it from its peers.
+	StateFile string
+
 	// Logger receives the Limiter's logs, and memberlist's. Nil discards.
 	Logger *slog.Logger
 
@@ -132,6 +146,7 @@ const (
 	DefaultMaxKeys        = 1_000_000
 	DefaultForwardTimeout = 5 * time.Millisecond
 	DefaultRejoinInterval = 10 * time.Second
+	DefaultMaxClockOffset = 500 * time.Millisecond
 )
 
 // ConfigError is a Config field New refuses, and why.
@@ -186,6 +201,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if negative(&c.RejoinInterval, DefaultRejoinInterval) {
 		return bad("RejoinInterval", "%v is negative", c.RejoinInterval)
+	}
+	if negative(&c.MaxClockOffset, DefaultMaxClockOffset) {
+		return bad("MaxClockOffset", "%v is negative", c.MaxClockOffset)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -34,6 +34,10 @@ func flagFor(field string) string {
 		return "join"
 	case "InsecureOpenCluster":
 		return "insecure-open-cluster"
+	case "MaxClockOffset":
+		return "max-clock-offset"
+	case "StateFile":
+		return "state-file"
 	}
 	return ""
 }
@@ -53,6 +57,8 @@ func flagFor(field string) string {
 //	-insecure-open-cluster      InsecureOpenCluster
 //	-forward-timeout 5ms        ForwardTimeout
 //	-max-keys 1000000           MaxKeys
+//	-max-clock-offset 500ms     MaxClockOffset
+//	-state-file path            StateFile
 //
 // Call FlagsFromEnv after fs.Parse to take the flags not given from the
 // environment.
@@ -70,6 +76,8 @@ func BindFlags(fs *flag.FlagSet, cfg *Config) {
 	fs.BoolVar(&cfg.InsecureOpenCluster, "insecure-open-cluster", false, env("insecure-open-cluster", "gossip and gRPC beyond this host without a cluster key: anyone who reaches the ports can join and add hits"))
 	fs.DurationVar(&cfg.ForwardTimeout, "forward-timeout", DefaultForwardTimeout, env("forward-timeout", "deadline of a check forwarded to a key's owner"))
 	fs.IntVar(&cfg.MaxKeys, "max-keys", DefaultMaxKeys, env("max-keys", "most keys counted at once per store"))
+	fs.StringVar(&cfg.StateFile, "state-file", "", env("state-file", "file that keeps the health state across restarts; empty = memory only"))
+	fs.DurationVar(&cfg.MaxClockOffset, "max-clock-offset", DefaultMaxClockOffset, env("max-clock-offset", "how far apart the members' clocks may be; a health state stamped further ahead is refused"))
 }
 
 // EnvName returns the environment variable that stands for the flag

@@ -75,6 +75,8 @@ type Limiter struct {
 	endpoint *peer.Endpoint
 	node     *cluster.Node
 
+	state *stateFile // Config.StateFile; nil if none
+
 	// reloadMu serialises Reload.
 	reloadMu sync.Mutex
 
@@ -119,6 +121,9 @@ func New(cfg Config) (*Limiter, error) {
 		l.window = DefaultWindow
 	}
 	l.store = bucket.New(bucket.Config{Window: l.window, MaxKeys: cfg.MaxKeys})
+	if err := l.openState(); err != nil {
+		return nil, err
+	}
 	bgCtx, stop := context.WithCancel(context.Background())
 	l.stopBG = stop
 	started := false
@@ -152,6 +157,7 @@ func New(cfg Config) (*Limiter, error) {
 	l.admin = api.NewAdmin(api.AdminConfig{
 		Token:   cfg.AdminToken,
 		Health:  l.health,
+		Set:     l.setHealth,
 		Node:    cfg.NodeName,
 		Members: l.Members,
 		Logger:  l.log,
@@ -160,9 +166,38 @@ func New(cfg Config) (*Limiter, error) {
 		l.log.Warn("no admin token: the admin endpoints refuse every request")
 	}
 	l.bg.Go(func() { l.sweep(bgCtx) })
+	if l.state != nil {
+		l.bg.Go(func() {
+			l.state.run(bgCtx, func(err error) { l.log.Error("health state not saved", "err", err) })
+		})
+	}
 	started = true
 	l.log.Info("limiter started", l.startAttrs()...)
 	return l, nil
+}
+
+// openState reads Config.StateFile, if set, and puts the state it holds in
+// force, so that a node restarted in DEGRADED comes back DEGRADED.
+func (l *Limiter) openState() error {
+	if l.cfg.StateFile == "" {
+		return nil
+	}
+	f, s, err := openStateFile(l.cfg.StateFile)
+	if err != nil {
+		return &ConfigError{Field: "StateFile", Reason: err.Error()}
+	}
+	l.state = f
+	defer l.health.OnChange(f.later) // every state adopted from now on, from peers too
+	if s.Version == 0 {
+		return nil
+	}
+	if _, err := l.health.Merge(s, time.Now(), l.cfg.MaxClockOffset); err != nil {
+		l.log.Warn("state file holds a state stamped in the future; starting NORMAL", "state_file", l.cfg.StateFile, "err", err)
+		return nil
+	}
+	l.log.Info("health state restored", "state_file", l.cfg.StateFile, "status", s.Status.String(),
+		"version", s.Version, "origin", s.Origin)
+	return nil
 }
 
 // startAttrs describes the Limiter for its start log.
@@ -223,14 +258,29 @@ func (l *Limiter) Tier(apiKey string) (Tier, bool) { return l.keys.Lookup(apiKey
 func (l *Limiter) Health() State { return l.health.Current() }
 
 // SetHealth makes status the system state, for the whole cluster (gossip
-// carries it to every member), as POST /system/health does, and reports
-// whether it changed anything.
-func (l *Limiter) SetHealth(status Status) (State, bool) {
-	s, changed := l.health.Set(status, time.Now())
-	if changed {
-		l.log.Info("health state set", "status", s.Status.String(), "version", s.Version)
+// carries it to every member), as POST /system/health does, and returns
+// the state now in force. It is a new write even if status is in force
+// already, so that it wins over every earlier write, also one this node has
+// not heard of yet. With Config.StateFile it returns once the state is
+// saved, or the error that kept it from being saved (the state is in force
+// all the same).
+func (l *Limiter) SetHealth(status Status) (State, error) {
+	s, _, err := l.setHealth(status, time.Now())
+	l.log.Info("health state set", "status", s.Status.String(), "version", s.Version)
+	return s, err
+}
+
+// setHealth writes status at now, saves it if there is a state file, and
+// reports whether the status changed.
+func (l *Limiter) setHealth(status Status, now time.Time) (State, bool, error) {
+	s, changed := l.health.Set(status, now)
+	if l.state != nil {
+		if err := l.state.save(s); err != nil {
+			l.log.Error("health state set but not saved", "err", err)
+			return s, changed, err
+		}
 	}
-	return s, changed
+	return s, changed, nil
 }
 
 // Members returns the cluster as this node sees it, sorted by name: every

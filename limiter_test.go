@@ -138,8 +138,8 @@ func TestSingleNodeCountsWithTheFileWindow(t *testing.T) {
 	assert.NoError(t, lim.Ready())
 	assert.Equal(t, []Member{{Name: "solo", State: "alive", Self: true}}, lim.Members())
 
-	s, changed := lim.SetHealth(Degraded)
-	assert.True(t, changed)
+	s, err := lim.SetHealth(Degraded)
+	require.NoError(t, err)
 	assert.Equal(t, s, lim.Health())
 	assert.Equal(t, 1, admitted(t, lim, "free-2", 3), "DEGRADED applies to the next request")
 

@@ -73,6 +73,7 @@ func (l *Limiter) startCluster() error {
 		Health:         l.health,
 		OnMembers:      l.membersChanged,
 		RejoinInterval: cfg.RejoinInterval,
+		MaxClockOffset: cfg.MaxClockOffset,
 		Memberlist:     cfg.Memberlist,
 		Logger:         l.log,
 	})

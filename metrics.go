@@ -100,6 +100,10 @@ func (m *metrics) registerCluster(l *Limiter) error {
 			Name: "tierlimit_fallback_store_keys",
 			Help: "Keys held in the store of local-only fallback counts.",
 		}, func() float64 { return float64(l.fallback.Len()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tierlimit_health_states_refused_total",
+			Help: "Health states from peers refused as stamped more than MaxClockOffset ahead of this node's clock.",
+		}, func() float64 { return float64(l.node.RefusedStates()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tierlimit_cluster_members",
 			Help: "Alive cluster members, this node included.",

@@ -21,10 +21,13 @@ const MaxAdminBody = 4 << 10
 
 // HealthResponse is the body of GET and POST /system/health.
 type HealthResponse struct {
-	Status    health.Status `json:"status"`
-	Version   uint64        `json:"version"`
-	Origin    string        `json:"origin"`
-	UpdatedAt time.Time     `json:"updated_at"`
+	Status health.Status `json:"status"`
+	// Version orders the writes: a hybrid logical clock stamp (see
+	// health.State), in JSON a decimal string, since it does not fit in
+	// the 53 bits a JSON number keeps exactly in most decoders.
+	Version   uint64    `json:"version,string"`
+	Origin    string    `json:"origin"`
+	UpdatedAt time.Time `json:"updated_at"`
 	// Node is the node that answered.
 	Node string `json:"node"`
 	// Changed reports, on POST, whether the request changed the state.
@@ -54,6 +57,11 @@ type AdminConfig struct {
 	Token string
 	// Health is the state GET shows and POST sets.
 	Health *health.Holder
+	// Set, if not nil, makes a POSTed status the state in force instead of
+	// Health.Set, and says if it could not keep it (the POST then gets 500
+	// with the reason). It returns the state in force and whether the
+	// status changed.
+	Set func(status health.Status, now time.Time) (health.State, bool, error)
 	// Node names this node in responses.
 	Node string
 	// Members lists the cluster for GET …/cluster. Nil shows this node
@@ -86,7 +94,14 @@ func NewAdmin(cfg AdminConfig) http.Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Set == nil {
+		cfg.Set = func(status health.Status, now time.Time) (health.State, bool, error) {
+			s, changed := cfg.Health.Set(status, now)
+			return s, changed, nil
+		}
+	}
 	a := &admin{
+		set:      cfg.Set,
 		tokenSum: sha256.Sum256([]byte(cfg.Token)),
 		enabled:  cfg.Token != "",
 		health:   cfg.Health,
@@ -114,6 +129,7 @@ func NewAdmin(cfg AdminConfig) http.Handler {
 
 // admin holds what the admin endpoints need.
 type admin struct {
+	set      func(health.Status, time.Time) (health.State, bool, error)
 	tokenSum [sha256.Size]byte
 	enabled  bool // a token was configured
 	health   *health.Holder
@@ -149,9 +165,15 @@ func (a *admin) serveHealth(w http.ResponseWriter, r *http.Request) {
 			WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
 			return
 		}
-		s, changed := a.health.Set(status, a.now())
-		if changed {
-			a.log.Info("health state set by admin", "status", s.Status.String(), "version", s.Version, "remote", r.RemoteAddr)
+		// Every POST is a new write, the same status too: it must win over
+		// any earlier write, also one this node has not heard of yet.
+		s, changed, err := a.set(status, a.now())
+		a.log.Info("health state set by admin", "status", s.Status.String(), "version", s.Version,
+			"changed", changed, "remote", r.RemoteAddr)
+		if err != nil {
+			WriteError(w, http.StatusInternalServerError, "not_saved",
+				"the state is in force but could not be saved, so it may not survive a restart: "+err.Error())
+			return
 		}
 		WriteJSON(w, http.StatusOK, a.healthResponse(s, &changed))
 	default:

@@ -63,6 +63,12 @@ type Config struct {
 	// Required.
 	Health *health.Holder
 
+	// MaxClockOffset is how far ahead of this node's clock a peer's health
+	// state may be stamped; one stamped further ahead is refused (and
+	// counted in RefusedStates) until this clock catches up. Default
+	// 500ms.
+	MaxClockOffset time.Duration
+
 	// OnMembers, if not nil, is called with the alive members, this node
 	// included and sorted by name, after every join, leave, failure or
 	// metadata update. Calls come one at a time, in order, from memberlist's
@@ -101,6 +107,8 @@ const (
 	DefaultRejoinInterval = 10 * time.Second
 	// DefaultReconnectTimeout is Config.ReconnectTimeout when it is zero.
 	DefaultReconnectTimeout = time.Hour
+	// DefaultMaxClockOffset is Config.MaxClockOffset when it is zero.
+	DefaultMaxClockOffset = 500 * time.Millisecond
 )
 
 // resolveTimeout bounds each DNS lookup the package makes.
@@ -125,6 +133,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.RejoinInterval == 0 {
 		c.RejoinInterval = DefaultRejoinInterval
+	}
+	if c.MaxClockOffset < 0 {
+		return c, fmt.Errorf("cluster config: MaxClockOffset %s is negative", c.MaxClockOffset)
+	}
+	if c.MaxClockOffset == 0 {
+		c.MaxClockOffset = DefaultMaxClockOffset
 	}
 	if c.ReconnectTimeout < 0 {
 		return c, fmt.Errorf("cluster config: ReconnectTimeout %s is negative", c.ReconnectTimeout)

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -95,7 +96,17 @@ func (d *delegate) mergeHealth(b []byte, via string) {
 		d.n.log.Debug("ignoring bad health state", "via", via, "err", err)
 		return
 	}
-	if d.n.cfg.Health.Merge(s) {
+	now := time.Now()
+	adopted, err := d.n.cfg.Health.Merge(s, now, d.n.cfg.MaxClockOffset)
+	switch {
+	case err != nil:
+		d.n.refused.Add(1)
+		if d.n.refuseWarn.allow(now) {
+			d.n.log.Warn("refused a health state stamped too far ahead: a clock is off, or the state is forged",
+				"via", via, "origin", s.Origin, "status", s.Status.String(), "err", err,
+				"max_clock_offset", d.n.cfg.MaxClockOffset.String())
+		}
+	case adopted:
 		d.n.log.Info("adopted health state from peer", "via", via,
 			"status", s.Status.String(), "version", s.Version, "origin", s.Origin)
 	}
@@ -200,4 +211,16 @@ func (n *Node) memberEvent(kind eventKind, node *memberlist.Node) {
 	if n.cfg.OnMembers != nil {
 		n.cfg.OnMembers(alive)
 	}
+}
+
+// warnGate lets one warning through a second. It is safe for concurrent
+// use; the zero value lets the first one through.
+type warnGate struct {
+	last atomic.Int64 // Unix nanoseconds of the last warning let through; 0: none
+}
+
+// allow reports whether a warning may be logged at now.
+func (g *warnGate) allow(now time.Time) bool {
+	n, last := now.UnixNano(), g.last.Load()
+	return (last == 0 || n-last >= int64(time.Second)) && g.last.CompareAndSwap(last, n)
 }

@@ -64,9 +64,12 @@ type Node struct {
 	meta, metaLeaving []byte
 
 	numAlive atomic.Int64
-	joined   atomic.Bool
-	leaving  atomic.Bool
-	closed   atomic.Bool
+	refused  atomic.Uint64 // health states refused as stamped too far ahead
+	// refuseWarn limits the warnings about refused states to one a second.
+	refuseWarn warnGate
+	joined     atomic.Bool
+	leaving    atomic.Bool
+	closed     atomic.Bool
 
 	// mu guards view and warned. It is taken inside memberlist's callbacks,
 	// so it is never held while calling memberlist.
@@ -178,6 +181,11 @@ func (n *Node) Alive() []Member {
 // had no seeds, or once a join of the seeds reached at least one of them.
 // It never turns false again.
 func (n *Node) Joined() bool { return n.joined.Load() }
+
+// RefusedStates returns how many health states from peers this node
+// refused because they were stamped more than MaxClockOffset ahead of its
+// clock.
+func (n *Node) RefusedStates() uint64 { return n.refused.Load() }
 
 // GossipAddr returns the "ip:port" peers use to gossip with this node: the
 // advertised address, or the bound one, with the real port when Config asked

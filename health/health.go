@@ -4,10 +4,21 @@
 // The state is a small value, State, kept by a Holder. Readers on the request
 // path call Holder.Current, which is a single atomic load. Writers call Set (a
 // local change, such as an operator's POST) or Merge (a state heard from a
-// peer). Every local write bumps a Lamport version; Merge keeps whichever of
-// two states has the higher (Version, Origin) pair, so any set of nodes that
-// has seen the same writes holds the same state, whatever order they arrived
-// in. Carrying the state between nodes is left to package cluster.
+// peer). Merge keeps whichever of two states has the higher (Version, Origin)
+// pair, so any set of nodes that has seen the same writes holds the same
+// state, whatever order they arrived in.
+//
+// A Version is a hybrid logical clock stamp (Kulkarni et al., "Logical
+// Physical Clocks", 2014): the writer's wall time in milliseconds, with a
+// logical counter for writes within one millisecond and for a clock that is
+// behind what the writer has seen. So a write comes after every state its
+// writer had seen, as with a Lamport clock, and also after every write made
+// earlier in real time, within the clocks' skew: a node that restarted, or
+// that sat on the small side of a partition, cannot lose a later write to a
+// side that merely wrote more often. Merge refuses a state stamped more than
+// the allowed clock offset ahead of its own clock, so no stamp can run the
+// clock to its end. Carrying the state between nodes is left to package
+// cluster.
 package health
 
 import (
@@ -78,8 +89,11 @@ func (s *Status) UnmarshalText(b []byte) error {
 // version 0, the state every node starts in.
 type State struct {
 	Status Status `json:"status"`
-	// Version is a Lamport clock: each local write sets it one above the
-	// highest version the writer has seen.
+	// Version is a hybrid logical clock stamp: the upper 48 bits are the
+	// writer's wall time in milliseconds since the Unix epoch (see
+	// Stamped), the lower 16 a logical counter. Each local write takes the
+	// writer's clock, or one tick after the highest version it has seen if
+	// that is later.
 	Version uint64 `json:"version"`
 	// Origin names the node that wrote this version; it breaks ties between
 	// two writes with the same Version.
@@ -87,6 +101,31 @@ type State struct {
 	// UpdatedAt is when the origin wrote it, by the origin's clock. It is for
 	// people and is not used to order states.
 	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// logicalBits is the width of the logical part of a Version.
+const logicalBits = 16
+
+// stampAt returns the first Version of the millisecond of t.
+func stampAt(t time.Time) uint64 {
+	return uint64(max(t.UnixMilli(), 0)) << logicalBits
+}
+
+// nextStamp returns the Version of a write at now after prev: now's
+// millisecond if it is later than prev, else the tick after prev (which
+// moves into the next millisecond once the logical part is full).
+func nextStamp(prev uint64, now time.Time) uint64 {
+	if pt := stampAt(now); pt > prev {
+		return pt
+	}
+	return prev + 1
+}
+
+// Stamped returns the wall time in s.Version, to the millisecond: when the
+// write was made by its writer's clock, or later if the writer's clock was
+// behind a state it had seen.
+func (s State) Stamped() time.Time {
+	return time.UnixMilli(int64(s.Version >> logicalBits)).UTC()
 }
 
 // Newer reports whether s wins over o under the merge rule: higher Version
@@ -151,38 +190,49 @@ func (h *Holder) Current() State { return *h.cur.Load() }
 // Status returns the status in force; see Current.
 func (h *Holder) Status() Status { return h.cur.Load().Status }
 
-// Set writes status as a new local version, stamped with now, and tells the
-// listeners. If status is already in force nothing changes and the current
-// state is returned with changed false, so repeating a POST is harmless.
+// Set writes status as a new local version stamped at now, tells the
+// listeners, and returns the new state and whether its status differs
+// from the one it replaced. It always writes, also when status is in force
+// already: an operator's write must win over every earlier one, also one
+// this node has not heard of yet (a DEGRADED on the other side of a
+// partition, or one from before this node restarted).
 func (h *Holder) Set(status Status, now time.Time) (s State, changed bool) {
 	h.mu.Lock()
 	cur := *h.cur.Load()
-	if cur.Status == status {
-		h.mu.Unlock()
-		return cur, false
-	}
-	s = State{Status: status, Version: cur.Version + 1, Origin: h.origin, UpdatedAt: now.UTC()}
+	s = State{Status: status, Version: nextStamp(cur.Version, now), Origin: h.origin, UpdatedAt: now.UTC()}
 	h.cur.Store(&s)
 	h.notify(s)
 	h.mu.Unlock()
-	return s, true
+	return s, cur.Status != status
 }
 
-// Merge adopts s if it is Newer than the current state and reports whether
-// it did; listeners hear of it only then.
-func (h *Holder) Merge(s State) bool {
+// ErrTooFarAhead is returned by Merge for a state stamped further ahead of
+// the local clock than the allowed offset: either its writer's clock is
+// wrong, or the state is forged.
+var ErrTooFarAhead = errors.New("health: state stamped too far ahead of this node's clock")
+
+// Merge adopts s, a state heard from a peer at now, if it is Newer than the
+// current state, and reports whether it did; listeners hear of it only
+// then. It refuses, with ErrTooFarAhead, a state stamped more than
+// maxOffset after now (it is taken once the local clock has caught up, when
+// the state comes again).
+func (h *Holder) Merge(s State, now time.Time, maxOffset time.Duration) (bool, error) {
 	if s.Status != Normal && s.Status != Degraded {
-		return false
+		return false, nil
+	}
+	if s.Version > stampAt(now.Add(maxOffset))|(1<<logicalBits-1) {
+		return false, fmt.Errorf("%w: stamped %v, %v ahead", ErrTooFarAhead,
+			s.Stamped().Format(time.RFC3339Nano), s.Stamped().Sub(now).Round(time.Millisecond))
 	}
 	h.mu.Lock()
 	if !s.Newer(*h.cur.Load()) {
 		h.mu.Unlock()
-		return false
+		return false, nil
 	}
 	h.cur.Store(&s)
 	h.notify(s)
 	h.mu.Unlock()
-	return true
+	return true, nil
 }
 
 // OnChange registers f to be called with every state this Holder adopts,

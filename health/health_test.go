@@ -22,23 +22,25 @@ func TestSetBumpsVersionAndStampsOrigin(t *testing.T) {
 	h := NewHolder("a")
 	s, changed := h.Set(Degraded, t0)
 	require.True(t, changed)
-	assert.Equal(t, State{Status: Degraded, Version: 1, Origin: "a", UpdatedAt: t0}, s)
+	assert.Equal(t, State{Status: Degraded, Version: stampAt(t0), Origin: "a", UpdatedAt: t0}, s)
 	assert.Equal(t, s, h.Current())
 
 	again, changed := h.Set(Degraded, t0.Add(time.Second))
-	assert.False(t, changed, "setting the state in force is a no-op")
-	assert.Equal(t, s, again)
+	assert.False(t, changed, "the status in force again")
+	assert.True(t, again.Newer(s), "a repeated write is a new write")
+	assert.Equal(t, stampAt(t0.Add(time.Second)), again.Version)
 
 	s, changed = h.Set(Normal, t0.Add(2*time.Second))
 	require.True(t, changed)
-	assert.Equal(t, uint64(2), s.Version)
+	assert.Equal(t, stampAt(t0.Add(2*time.Second)), s.Version)
 }
 
 func TestSetAfterMergeIsAboveEverythingSeen(t *testing.T) {
 	h := NewHolder("a")
-	require.True(t, h.Merge(State{Status: Degraded, Version: 41, Origin: "z"}))
+	seen := stampAt(t0) + 41
+	require.True(t, merge(h, State{Status: Degraded, Version: seen, Origin: "z"}))
 	s, _ := h.Set(Normal, t0)
-	assert.Equal(t, uint64(42), s.Version)
+	assert.Equal(t, seen+1, s.Version)
 	assert.Equal(t, "a", s.Origin)
 }
 
@@ -70,16 +72,16 @@ func TestMergeConvergesWhateverTheOrder(t *testing.T) {
 	require.False(t, changed, "b is already NORMAL")
 	b.Set(Degraded, t0)
 	sb, _ := b.Set(Normal, t0)
-	a.Merge(sb)
-	b.Merge(sa)
+	merge(a, sb)
+	merge(b, sa)
 	assert.Equal(t, a.Current(), b.Current())
 	assert.Equal(t, sb, a.Current(), "b's write has the higher version")
 
 	c, d := NewHolder("c"), NewHolder("d")
 	sc, _ := c.Set(Degraded, t0)
 	sd, _ := d.Set(Degraded, t0)
-	c.Merge(sd)
-	d.Merge(sc)
+	merge(c, sd)
+	merge(d, sc)
 	assert.Equal(t, c.Current(), d.Current())
 	assert.Equal(t, "d", c.Current().Origin, "equal versions: the higher origin wins")
 }
@@ -87,8 +89,8 @@ func TestMergeConvergesWhateverTheOrder(t *testing.T) {
 func TestMergeRejectsOlderAndInvalidStates(t *testing.T) {
 	h := NewHolder("a")
 	h.Set(Degraded, t0)
-	assert.False(t, h.Merge(State{Status: Normal, Version: 1, Origin: "0"}))
-	assert.False(t, h.Merge(State{Status: Status(7), Version: 99, Origin: "z"}))
+	assert.False(t, merge(h, State{Status: Normal, Version: 1, Origin: "0"}))
+	assert.False(t, merge(h, State{Status: Status(7), Version: 99, Origin: "z"}))
 	assert.Equal(t, Degraded, h.Status())
 }
 
@@ -96,12 +98,13 @@ func TestOnChangeSeesEveryAdoptedStateInOrder(t *testing.T) {
 	h := NewHolder("a")
 	var got []uint64
 	h.OnChange(func(s State) { got = append(got, s.Version) })
+	v := stampAt(t0)
 	h.Set(Degraded, t0)
-	h.Set(Degraded, t0) // no change, no call
-	h.Merge(State{Status: Normal, Version: 5, Origin: "b"})
-	h.Merge(State{Status: Degraded, Version: 4, Origin: "b"}) // older, no call
+	h.Set(Degraded, t0) // the same status again: a new write
+	merge(h, State{Status: Normal, Version: v + 5, Origin: "b"})
+	merge(h, State{Status: Degraded, Version: v + 4, Origin: "b"}) // older, no call
 	h.Set(Degraded, t0)
-	assert.Equal(t, []uint64{1, 5, 6}, got)
+	assert.Equal(t, []uint64{v, v + 1, v + 5, v + 6}, got)
 }
 
 func TestConcurrentWritersNeverLoseTheNewestState(t *testing.T) {
@@ -110,7 +113,7 @@ func TestConcurrentWritersNeverLoseTheNewestState(t *testing.T) {
 	for i := range 8 {
 		wg.Go(func() {
 			for v := range 200 {
-				h.Merge(State{Status: Status(v % 2), Version: uint64(v), Origin: string(rune('b' + i))})
+				merge(h, State{Status: Status(v % 2), Version: uint64(v), Origin: string(rune('b' + i))})
 				_ = h.Current()
 			}
 		})
@@ -159,4 +162,13 @@ func BenchmarkCurrent(b *testing.B) {
 			_ = h.Status()
 		}
 	})
+}
+
+// merge merges s into h at t0, allowing an hour of clock offset.
+func merge(h *Holder, s State) bool {
+	ok, err := h.Merge(s, t0, time.Hour)
+	if err != nil {
+		panic(err)
+	}
+	return ok
 }

@@ -34,6 +34,7 @@ func TestOptionsFromEnvironmentAndFlags(t *testing.T) {
 		"CONFIG": "/etc/tiers.json", "HTTP_ADDR": ":1", "GRPC_ADDR": ":2", "GOSSIP_ADDR": ":3",
 		"JOIN": "a:7946, b:7946,", "ADVERTISE_ADDR": "10.0.0.1", "NODE_NAME": "n1",
 		"ADMIN_TOKEN": "t", "CLUSTER_KEY": "k", "FORWARD_TIMEOUT": "3ms", "MAX_KEYS": "10",
+		"MAX_CLOCK_OFFSET": "1s", "STATE_FILE": "/var/lib/tierlimit/health.json", "INSECURE_OPEN_CLUSTER": "true",
 	})
 	o, err := parseOptions([]string{"-http-addr", ":9"}, env, io.Discard)
 	require.NoError(t, err)
@@ -42,6 +43,7 @@ func TestOptionsFromEnvironmentAndFlags(t *testing.T) {
 			TiersFile: "/etc/tiers.json", GRPCAddr: ":2", GossipAddr: ":3",
 			Join: []string{"a:7946", "b:7946"}, AdvertiseAddr: "10.0.0.1", NodeName: "n1",
 			AdminToken: "t", ClusterKey: "k", ForwardTimeout: 3 * time.Millisecond, MaxKeys: 10,
+			MaxClockOffset: time.Second, StateFile: "/var/lib/tierlimit/health.json", InsecureOpenCluster: true,
 		},
 		httpAddr: ":9", shutdownGrace: 10 * time.Second, logLevel: "info", logFormat: "auto",
 	}, o, "a flag beats its variable; every other variable applies")
