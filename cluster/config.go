@@ -91,7 +91,7 @@ type Config struct {
 
 	// Memberlist is the base memberlist configuration, copied by New, which
 	// then sets Name, BindAddr, BindPort, AdvertiseAddr, AdvertisePort,
-	// Delegate, Events, Keyring, Logger and LogOutput on the copy. A
+	// Delegate, Events, Ping, Keyring, Logger and LogOutput on the copy. A
 	// Transport in it is used as is (BindAddr and BindPort then do
 	// nothing). Nil means memberlist.DefaultLANConfig.
 	Memberlist *memberlist.Config
@@ -156,7 +156,7 @@ func (c Config) withDefaults() (Config, error) {
 }
 
 // memberlistConfig builds the memberlist configuration for a node; d serves
-// as both its Delegate and its EventDelegate.
+// as its Delegate, EventDelegate and PingDelegate.
 func (c Config) memberlistConfig(ctx context.Context, d *delegate) (*memberlist.Config, error) {
 	var mc memberlist.Config
 	if c.Memberlist != nil {
@@ -191,6 +191,7 @@ func (c Config) memberlistConfig(ctx context.Context, d *delegate) (*memberlist.
 	}
 	mc.Delegate = d
 	mc.Events = d
+	mc.Ping = d
 	mc.Keyring = nil
 	if c.SecretKey != "" {
 		key, err := deriveKey(c.SecretKey)

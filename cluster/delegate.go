@@ -61,7 +61,39 @@ type delegate struct {
 var (
 	_ memberlist.Delegate      = (*delegate)(nil)
 	_ memberlist.EventDelegate = (*delegate)(nil)
+	_ memberlist.PingDelegate  = (*delegate)(nil)
 )
+
+// AckPayload returns this node's boot id, which every ack to a probe
+// carries, so that a peer can tell that the process behind a name and an
+// address is a new one (see NotifyPingComplete).
+func (d *delegate) AckPayload() []byte { return d.n.boot }
+
+// NotifyPingComplete learns the boot id of the member that answered a
+// probe. A member whose boot id changed restarted, perhaps faster than
+// failure detection could notice: it knows no member and no state, and
+// memberlist would leave it so until a random push/pull, so the node syncs
+// with it at once. memberlist calls this from its probe goroutine; it only
+// queues the sync.
+func (d *delegate) NotifyPingComplete(other *memberlist.Node, _ time.Duration, payload []byte) {
+	if len(payload) == 0 || len(payload) > maxBootLen {
+		return // a peer from before boot ids, or garbage
+	}
+	boot := string(payload)
+	n := d.n
+	n.mu.Lock()
+	prev, known := n.boots[other.Name]
+	n.boots[other.Name] = boot
+	n.mu.Unlock()
+	if known && prev != boot {
+		addr := joinAddr(other.Addr, other.Port)
+		n.log.Info("peer restarted; syncing with it", "peer", other.Name, "addr", addr)
+		select {
+		case n.syncs <- addr:
+		default: // a sync is queued already; the next probe asks again
+		}
+	}
+}
 
 // NodeMeta returns this node's metadata; New checked that it fits in limit.
 func (d *delegate) NodeMeta(limit int) []byte {

@@ -71,12 +71,20 @@ type Node struct {
 	leaving    atomic.Bool
 	closed     atomic.Bool
 
-	// mu guards view and warned. It is taken inside memberlist's callbacks,
-	// so it is never held while calling memberlist.
+	// boot is this process's boot id, random, in every ack it sends.
+	boot []byte
+	// syncs carries the gossip addresses of restarted members to the join
+	// loop, which pushes and pulls the full state with them.
+	syncs chan string
+
+	// mu guards view, warned and boots. It is taken inside memberlist's
+	// callbacks, so it is never held while calling memberlist.
 	mu   sync.Mutex
 	view *view
 	// warned holds, per peer, the config hash last warned about.
 	warned map[string]string
+	// boots holds, per peer, the boot id its last ack carried.
+	boots map[string]string
 
 	// lifeMu serialises Leave and Close and guards left and shut.
 	lifeMu sync.Mutex
@@ -104,6 +112,9 @@ func New(cfg Config) (*Node, error) {
 		metaLeaving: encodeMeta(nodeMeta{GRPCAddr: cfg.GRPCAddr, ConfigHash: cfg.ConfigHash, Leaving: true}),
 		view:        newView(cfg.Name),
 		warned:      make(map[string]string),
+		boots:       make(map[string]string),
+		boot:        newBootID(),
+		syncs:       make(chan string, 16),
 		done:        make(chan struct{}),
 	}
 	n.numAlive.Store(1)

@@ -33,8 +33,27 @@ func (n *Node) run(ctx context.Context) {
 			return
 		case <-t.C:
 			n.rejoin(ctx)
+		case addr := <-n.syncs:
+			// A push/pull with the restarted member: it gets every member
+			// and the health state at once.
+			if _, err := n.ml.Join([]string{addr}); err != nil {
+				n.log.Debug("sync with restarted peer failed", "addr", addr, "err", err)
+			}
 		}
 	}
+}
+
+// maxBootLen bounds a boot id read from an ack.
+const maxBootLen = 32
+
+// newBootID returns a random id for this process.
+func newBootID() []byte {
+	const digits = "0123456789abcdef"
+	b := make([]byte, 16)
+	for i := range b {
+		b[i] = digits[rand.IntN(len(digits))]
+	}
+	return b
 }
 
 // joinSeeds joins the seeds, retrying with backoff until at least one

@@ -130,3 +130,45 @@ func TestPartitionTransportCutsOneNode(t *testing.T) {
 	p.Heal()
 	requireAlive(t, nodes, 3)
 }
+
+// lanTimings are memberlist's LAN timings (probe every second, push/pull
+// every 30 s), with which a member that restarted used to stay alone until
+// a random push/pull reached it.
+func lanTimings(i int, c *Config) {
+	mc := TestMemberlistConfig()
+	mc.ProbeInterval, mc.ProbeTimeout, mc.SuspicionMult = time.Second, 500*time.Millisecond, 4
+	mc.GossipInterval, mc.PushPullInterval = 200*time.Millisecond, 30*time.Second
+	mc.RetransmitMult = 4
+	c.Memberlist = mc
+	c.RejoinInterval = DefaultRejoinInterval
+}
+
+// TestSeedRestartedAtOnceRejoins: a seed (no seeds of its own) that crashes
+// and is restarted at once on the same address, faster than its peers can
+// find it dead, sees every member and the cluster's health state within
+// 5 s: its peers notice from its pings that it is a new process and sync
+// with it.
+func TestSeedRestartedAtOnceRejoins(t *testing.T) {
+	port := freePort(t)
+	nodes := startNodes(t, 3, lanTimings, func(i int, c *Config) {
+		if i == 0 {
+			c.BindPort = port
+		}
+	})
+	_, _ = nodes[1].cfg.Health.Set(health.Degraded, time.Now())
+	want := keyOf(nodes[1].cfg.Health.Current())
+	waitState(t, nodes, want)
+
+	require.NoError(t, nodes[0].Close()) // a crash: no Leave
+	cfg := testConfig("n0")
+	lanTimings(0, &cfg)
+	cfg.BindPort = port
+	restarted := startNode(t, cfg)
+	start := time.Now()
+	require.Eventually(t, func() bool {
+		return len(restarted.Alive()) == 3 && keyOf(restarted.cfg.Health.Current()) == want
+	}, 5*time.Second, tick, "the restarted seed is still alone or behind: alive %v, state %+v",
+		aliveNames([]*Node{restarted}), restarted.cfg.Health.Current())
+	t.Logf("restarted seed saw 3 members and the state after %v", time.Since(start).Round(time.Millisecond))
+	requireAlive(t, []*Node{restarted, nodes[1], nodes[2]}, 3)
+}
