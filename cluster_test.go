@@ -170,6 +170,25 @@ func setHealth(t *testing.T, nd *node, status string) {
 	require.Equal(t, http.StatusOK, serve(nd, r).StatusCode)
 }
 
+// cut partitions gossip and gRPC between the nodes of a and those of b.
+func (c *testCluster) cut(a, b []*node) {
+	var gossipA, gossipB, ipsA, ipsB, grpcA, grpcB []string
+	for _, side := range []struct {
+		nodes             []*node
+		gossip, ips, grpc *[]string
+	}{{a, &gossipA, &ipsA, &grpcA}, {b, &gossipB, &ipsB, &grpcB}} {
+		for _, n := range side.nodes {
+			*side.gossip = append(*side.gossip, n.node.GossipAddr())
+			host, _, _ := net.SplitHostPort(n.endpoint.Addr().String())
+			*side.ips = append(*side.ips, host)
+			*side.grpc = append(*side.grpc, n.endpoint.Addr().String())
+		}
+	}
+	c.partition.Block(gossipA, gossipB)
+	c.grpcCut.Block(ipsA, grpcB)
+	c.grpcCut.Block(ipsB, grpcA)
+}
+
 // owner returns the index of the node that owns key, as node 0 sees it.
 func (c *testCluster) owner(key string) int {
 	name, ok := c.nodes[0].ring.Owner(key)
@@ -381,50 +400,32 @@ func scrape(t *testing.T, nd *node) string {
 func TestClusterPartitionServesLocallyThenHeals(t *testing.T) {
 	c := startCluster(t, 4, clusterOpts{forwardTimeout: 20 * time.Millisecond})
 	a, b := c.nodes[:2], c.nodes[2:]
-	addrs := func(ns []*node) []string {
-		var out []string
-		for _, n := range ns {
-			out = append(out, n.node.GossipAddr())
-		}
-		return out
-	}
-	ips := func(ns []*node) []string {
-		var out []string
-		for _, n := range ns {
-			host, _, _ := net.SplitHostPort(n.endpoint.Addr().String())
-			out = append(out, host)
-		}
-		return out
-	}
-	grpcAddrs := func(ns []*node) []string {
-		var out []string
-		for _, n := range ns {
-			out = append(out, n.endpoint.Addr().String())
-		}
-		return out
-	}
-	c.partition.Block(addrs(a), addrs(b))
-	c.grpcCut.Block(ips(a), grpcAddrs(b))
-	c.grpcCut.Block(ips(b), grpcAddrs(a))
-
+	c.cut(a, b)
 	// Each side sees only itself once the failure detector has run.
 	c.waitMembers(2, a...)
 	c.waitMembers(2, b...)
 
-	// Both sides keep serving, each with its own ring: a key is counted once
-	// per side, so at most 2×L in all.
+	// Both sides keep serving, each with its own ring; neither holds a
+	// strict majority of the 4 members, so each applies half of every limit:
+	// a key gets L in all, not L per side.
+	for _, n := range c.nodes {
+		require.Eventually(t, func() bool { _, limit := get(t, n, "free-0"); return limit == "10" },
+			time.Second, 5*time.Millisecond, "%s does not apply its share", n.name)
+	}
 	key := "free-3"
 	admitted := 0
 	for r := range 80 {
-		code, _ := get(t, c.nodes[r%4], key)
+		code, limit := get(t, c.nodes[r%4], key)
 		require.Contains(t, []int{200, 429}, code)
+		assert.Equal(t, "10", limit, "each side of a 2+2 split applies half of L = 20")
 		if code == 200 {
 			admitted++
 		}
 	}
-	assert.GreaterOrEqual(t, admitted, 20)
-	assert.LessOrEqual(t, admitted, 40, "over-admission is bounded by the number of sides")
-	t.Logf("partitioned 2+2: %d of 80 admitted for one key, L = 20", admitted)
+	assert.Equal(t, 20, admitted, "a 2+2 split admits L in all")
+	for _, n := range c.nodes {
+		assert.NoError(t, n.Ready(), "%s is not alone: it serves its share", n.name)
+	}
 
 	// Each side writes its own health state: side a more often, side b
 	// once but last. The later write must win, not the side that wrote
@@ -530,4 +531,44 @@ func TestGRPCAdvertise(t *testing.T) {
 		assert.Equal(t, tt.want, grpcAdvertise(tt.advertise, tt.grpcAddr, tt.port),
 			"grpcAdvertise(%q, %q, %d)", tt.advertise, tt.grpcAddr, tt.port)
 	}
+}
+
+// TestClusterMinoritySideAppliesItsShare: a node cut off from the other two
+// of three keeps serving, but with a third of each limit, and is not ready;
+// the majority keeps full limits. A key then gets at most L + ceil(L/3).
+func TestClusterMinoritySideAppliesItsShare(t *testing.T) {
+	c := startCluster(t, 3, clusterOpts{forwardTimeout: 20 * time.Millisecond})
+	majority, lone := c.nodes[:2], c.nodes[2]
+	c.cut(majority, []*node{lone})
+	c.waitMembers(2, majority...)
+	c.waitMembers(1, lone)
+	require.Eventually(t, func() bool { _, limit := get(t, lone, "pro-0"); return limit == "50" },
+		time.Second, 5*time.Millisecond, "the lone node does not apply its share")
+
+	admitted := 0
+	for r := range 90 {
+		nd := c.nodes[r%3]
+		code, limit := get(t, nd, "pro-7")
+		require.Contains(t, []int{200, 429}, code)
+		want := "150"
+		if nd == lone {
+			want = "50"
+		}
+		assert.Equal(t, want, limit, "%s: X-RateLimit-Limit", nd.name)
+		if code == 200 {
+			admitted++
+		}
+	}
+	assert.LessOrEqual(t, admitted, 150+50, "a 2+1 split admits at most L + ceil(L/3)")
+	assert.ErrorContains(t, lone.Ready(), "alone")
+	for _, n := range majority {
+		assert.NoError(t, n.Ready())
+	}
+
+	c.partition.Heal()
+	c.grpcCut.Heal()
+	c.waitMembers(3)
+	require.Eventually(t, func() bool { return lone.Ready() == nil }, 5*time.Second, 10*time.Millisecond)
+	_, limit := get(t, lone, "pro-8")
+	assert.Equal(t, "150", limit, "full limits again after the heal")
 }

@@ -90,6 +90,16 @@ type Config struct {
 	// Default 5ms.
 	ForwardTimeout time.Duration
 
+	// QuorumGrace is how long a member that failed still counts as a member
+	// of the cluster. While this node's side holds no strict majority of the
+	// members (the alive ones, and those that failed less than QuorumGrace
+	// ago), it applies its proportional share of every limit, so that the
+	// sides of a partition together admit about one limit; a member that
+	// left gracefully stops counting at once, one that crashed after
+	// QuorumGrace. A node that is alone while it knows of other members is
+	// not ready. Default 30s.
+	QuorumGrace time.Duration
+
 	// MaxClockOffset bounds how far apart the members' clocks may be. The
 	// health state's writes are ordered by hybrid logical clock stamps, so
 	// a later write wins within this skew; a peer's state stamped further
@@ -147,6 +157,7 @@ const (
 	DefaultForwardTimeout = 5 * time.Millisecond
 	DefaultRejoinInterval = 10 * time.Second
 	DefaultMaxClockOffset = 500 * time.Millisecond
+	DefaultQuorumGrace    = 30 * time.Second
 )
 
 // ConfigError is a Config field New refuses, and why.
@@ -201,6 +212,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if negative(&c.RejoinInterval, DefaultRejoinInterval) {
 		return bad("RejoinInterval", "%v is negative", c.RejoinInterval)
+	}
+	if negative(&c.QuorumGrace, DefaultQuorumGrace) {
+		return bad("QuorumGrace", "%v is negative", c.QuorumGrace)
 	}
 	if negative(&c.MaxClockOffset, DefaultMaxClockOffset) {
 		return bad("MaxClockOffset", "%v is negative", c.MaxClockOffset)

@@ -38,6 +38,8 @@ func flagFor(field string) string {
 		return "max-clock-offset"
 	case "StateFile":
 		return "state-file"
+	case "QuorumGrace":
+		return "quorum-grace"
 	}
 	return ""
 }
@@ -59,6 +61,7 @@ func flagFor(field string) string {
 //	-max-keys 1000000           MaxKeys
 //	-max-clock-offset 500ms     MaxClockOffset
 //	-state-file path            StateFile
+//	-quorum-grace 30s           QuorumGrace
 //
 // Call FlagsFromEnv after fs.Parse to take the flags not given from the
 // environment.
@@ -76,6 +79,7 @@ func BindFlags(fs *flag.FlagSet, cfg *Config) {
 	fs.BoolVar(&cfg.InsecureOpenCluster, "insecure-open-cluster", false, env("insecure-open-cluster", "gossip and gRPC beyond this host without a cluster key: anyone who reaches the ports can join and add hits"))
 	fs.DurationVar(&cfg.ForwardTimeout, "forward-timeout", DefaultForwardTimeout, env("forward-timeout", "deadline of a check forwarded to a key's owner"))
 	fs.IntVar(&cfg.MaxKeys, "max-keys", DefaultMaxKeys, env("max-keys", "most keys counted at once per store"))
+	fs.DurationVar(&cfg.QuorumGrace, "quorum-grace", DefaultQuorumGrace, env("quorum-grace", "how long a failed member still counts: a side without a majority of the members applies its share of each limit"))
 	fs.StringVar(&cfg.StateFile, "state-file", "", env("state-file", "file that keeps the health state across restarts; empty = memory only"))
 	fs.DurationVar(&cfg.MaxClockOffset, "max-clock-offset", DefaultMaxClockOffset, env("max-clock-offset", "how far apart the members' clocks may be; a health state stamped further ahead is refused"))
 }

@@ -68,12 +68,15 @@ type Limiter struct {
 	metrics *metrics
 
 	// In a cluster; nil on a single node.
-	fallback *bucket.Store // local-only counts while an owner is unreachable
-	ring     *ownership.Ring
-	router   *ownership.Router
-	book     *peer.Book
-	endpoint *peer.Endpoint
-	node     *cluster.Node
+	fallback     *bucket.Store // local-only counts while an owner is unreachable
+	ring         *ownership.Ring
+	router       *ownership.Router
+	book         *peer.Book
+	endpoint     *peer.Endpoint
+	node         *cluster.Node
+	membersMoved chan struct{} // capacity 1: membership changed, look at the quorum
+	alive        atomic.Int64  // members alive, this node included (Quorum)
+	known        atomic.Int64  // members alive or failed less than QuorumGrace ago
 
 	state *stateFile // Config.StateFile; nil if none
 
@@ -100,11 +103,12 @@ func New(cfg Config) (*Limiter, error) {
 		return nil, err
 	}
 	l := &Limiter{
-		cfg:    cfg,
-		log:    cfg.Logger.With("node", cfg.NodeName),
-		keys:   cfg.Keys,
-		window: cfg.Window,
-		health: health.NewHolder(cfg.NodeName),
+		cfg:          cfg,
+		log:          cfg.Logger.With("node", cfg.NodeName),
+		keys:         cfg.Keys,
+		window:       cfg.Window,
+		health:       health.NewHolder(cfg.NodeName),
+		membersMoved: make(chan struct{}, 1),
 	}
 	if l.keys == nil {
 		if l.file, err = config.Open(cfg.TiersFile); err != nil {
@@ -166,6 +170,9 @@ func New(cfg Config) (*Limiter, error) {
 		l.log.Warn("no admin token: the admin endpoints refuse every request")
 	}
 	l.bg.Go(func() { l.sweep(bgCtx) })
+	if l.node != nil {
+		l.bg.Go(func() { l.watchQuorum(bgCtx) })
+	}
 	if l.state != nil {
 		l.bg.Go(func() {
 			l.state.run(bgCtx, func(err error) { l.log.Error("health state not saved", "err", err) })
@@ -235,13 +242,20 @@ func (l *Limiter) Middleware(next http.Handler) http.Handler { return l.mw.Middl
 func (l *Limiter) AdminHandler() http.Handler { return l.admin }
 
 // Ready returns nil when the Limiter should take traffic, or why not: it
-// is closed, or it has seeds and has not reached any of them yet.
+// is closed; it has seeds and has not reached any of them yet; or it is
+// alone while it knows of other members that failed less than
+// Config.QuorumGrace ago (cut off from them, it would count every key on its
+// own; after the grace it takes them for gone and is ready, the cluster
+// being itself).
 func (l *Limiter) Ready() error {
 	switch {
 	case l.closing.Load():
 		return errors.New("limiter closed")
 	case l.node != nil && !l.node.Joined():
 		return errors.New("cluster not joined yet: no seed reached")
+	case l.node != nil && l.alive.Load() == 1 && l.known.Load() > 1:
+		return fmt.Errorf("alone: the %d other members known within the last %v are unreachable",
+			l.known.Load()-1, l.cfg.QuorumGrace)
 	}
 	return nil
 }

@@ -1,8 +1,10 @@
 package tierlimit
 
 import (
+	"context"
 	"net"
 	"strconv"
+	"time"
 
 	"google.golang.org/grpc"
 
@@ -77,8 +79,42 @@ func (l *Limiter) startCluster() error {
 		Memberlist:     cfg.Memberlist,
 		Logger:         l.log,
 	})
-	return err
+	if err != nil {
+		return err
+	}
+	l.updateQuorum(time.Now())
+	return nil
 }
+
+// updateQuorum tells the router this side's share of the cluster at now,
+// and keeps it for Ready.
+func (l *Limiter) updateQuorum(now time.Time) {
+	alive, known := l.node.Quorum(now, l.cfg.QuorumGrace)
+	l.alive.Store(int64(alive))
+	l.known.Store(int64(known))
+	l.router.SetShare(alive, known)
+}
+
+// watchQuorum updates the share as members come and go, and as failed
+// ones age out of the count, until ctx ends. (The membership callback
+// cannot do it: it may run before New has the cluster node.)
+func (l *Limiter) watchQuorum(ctx context.Context) {
+	t := time.NewTicker(quorumTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			l.updateQuorum(now)
+		case <-l.membersMoved:
+			l.updateQuorum(time.Now())
+		}
+	}
+}
+
+// quorumTick is how often watchQuorum looks at the members.
+const quorumTick = 250 * time.Millisecond
 
 // grpcAdvertise returns the gRPC address to publish to peers: the advertise
 // host and the bound port; else the GRPCAddr host, if it names one; else,
@@ -112,6 +148,10 @@ func (l *Limiter) membersChanged(alive []cluster.Member) {
 	}
 	stale, release := l.book.Set(addrs)
 	l.ring.Set(names)
+	select {
+	case l.membersMoved <- struct{}{}: // watchQuorum looks again at once
+	default:
+	}
 	if len(stale) > 0 {
 		l.bg.Go(func() {
 			// Forget first, so that no batcher is left with a closed Client.

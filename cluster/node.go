@@ -188,6 +188,25 @@ func (n *Node) Alive() []Member {
 	return n.view.alive()
 }
 
+// Quorum returns how many members are alive, this node included, and how
+// many are known at now: the alive ones, and those that failed less than
+// grace ago. A member that left gracefully is not known, nor one that failed
+// longer ago: the cluster is taken to have shrunk.
+func (n *Node) Quorum(now time.Time, grace time.Duration) (alive, known int) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, e := range n.view.members {
+		switch {
+		case e.State == StateAlive:
+			alive++
+			known++
+		case e.State == StateDead && now.Sub(e.since) < grace:
+			known++
+		}
+	}
+	return alive, known
+}
+
 // Joined reports whether the node has joined its cluster: true when Config
 // had no seeds, or once a join of the seeds reached at least one of them.
 // It never turns false again.

@@ -417,3 +417,16 @@ func TestSetConfigHashReachesPeers(t *testing.T) {
 		return logs.count("different tier config", "peer=n1") == 1
 	}, waitFor, tick, "n0 warns that n1 differs from its new hash")
 }
+
+func TestQuorumCountsFailedMembersForAGrace(t *testing.T) {
+	nodes := startNodes(t, 4)
+	require.NoError(t, nodes[3].Leave(time.Second)) // left: out of the count at once
+	require.NoError(t, nodes[3].Close())
+	require.NoError(t, nodes[2].Close()) // failed: counted for the grace
+	requireAlive(t, nodes[:2], 2)
+	alive, known := nodes[0].Quorum(time.Now(), time.Minute)
+	assert.Equal(t, 2, alive)
+	assert.Equal(t, 3, known, "the failed member counts, the one that left does not")
+	_, known = nodes[0].Quorum(time.Now().Add(time.Minute), time.Minute)
+	assert.Equal(t, 2, known, "after the grace the failed member is gone too")
+}

@@ -118,6 +118,10 @@ type Router struct {
 	refused        *refusals
 	noPeerWarn     warnGate
 
+	// share is this side's share of the cluster: the alive members (upper
+	// 32 bits) and the members known (lower 32); 0 means full limits.
+	share atomic.Uint64
+
 	// mu guards links and closed.
 	mu     sync.RWMutex
 	links  map[string]*link
@@ -189,6 +193,7 @@ func NewRouter(cfg RouterConfig) *Router {
 // middleware guarantees: the owner refuses anything else, and with it the
 // whole batch the check travels in.
 func (r *Router) Check(ctx context.Context, now time.Time, key string, limit int) bucket.Decision {
+	limit = r.shareOf(limit)
 	owner, ok := r.ring.Owner(key)
 	if !ok || owner == r.self {
 		return r.local.Take(now, key, 1, limit)
@@ -326,6 +331,30 @@ func (r *Router) Forget(name string) {
 	if l != nil {
 		l.batcher.Close()
 	}
+}
+
+// SetShare tells the Router what part of the cluster this node's side of
+// it holds: alive members out of known ones. While alive is not a strict
+// majority of known, every limit is cut to ceil(limit × alive / known), so
+// that the sides of a partition together admit about one limit, not one per
+// side; with a majority, or known ≤ alive, limits are whole. Call it when
+// membership changes and as failed members age out of known.
+func (r *Router) SetShare(alive, known int) {
+	if alive <= 0 || known <= alive || 2*alive > known {
+		r.share.Store(0)
+		return
+	}
+	r.share.Store(uint64(alive)<<32 | uint64(uint32(known)))
+}
+
+// shareOf returns limit cut to this side's share, as SetShare says.
+func (r *Router) shareOf(limit int) int {
+	s := r.share.Load()
+	if s == 0 {
+		return limit
+	}
+	alive, known := int(s>>32), int(uint32(s))
+	return (limit*alive + known - 1) / known
 }
 
 // Breakers returns the state at now of the breaker of every peer the

@@ -548,3 +548,23 @@ func TestRouterBreakersReportsEachPeer(t *testing.T) {
 	r.Forget("b")
 	assert.Empty(t, r.Breakers(now))
 }
+
+func TestRouterShare(t *testing.T) {
+	r := newTestRouter(t, []string{"a"}, peerMap{}, nil)
+	tests := []struct {
+		alive, known, limit, want int
+	}{
+		{1, 1, 20, 20},  // alone and the whole cluster
+		{2, 3, 20, 20},  // a strict majority keeps full limits
+		{1, 3, 20, 7},   // the lone side of 2+1: ceil(20/3)
+		{2, 4, 20, 10},  // each side of 2+2
+		{1, 2, 1, 1},    // never below 1
+		{3, 7, 150, 65}, // ceil(150×3/7)
+		{0, 0, 20, 20},  // nothing known yet
+	}
+	for _, tt := range tests {
+		r.SetShare(tt.alive, tt.known)
+		d := r.Check(t.Context(), routerT0, "k-"+strconv.Itoa(tt.alive)+"-"+strconv.Itoa(tt.known)+"-"+strconv.Itoa(tt.limit), tt.limit)
+		assert.Equal(t, tt.want, d.Limit, "SetShare(%d, %d), then Check with limit %d", tt.alive, tt.known, tt.limit)
+	}
+}
