@@ -572,3 +572,110 @@ func TestClusterMinoritySideAppliesItsShare(t *testing.T) {
 	_, limit := get(t, lone, "pro-8")
 	assert.Equal(t, "150", limit, "full limits again after the heal")
 }
+
+// useUp sends requests for keys round-robin over nodes until each got its
+// limit (the request that gets 429 included) and returns the keys.
+func useUp(t *testing.T, nodes []*node, tier string, n, limit int) []string {
+	t.Helper()
+	var keys []string
+	for i := range n {
+		key := fmt.Sprintf("%s-%d", tier, i)
+		keys = append(keys, key)
+		admitted := 0
+		for r := range limit + 1 {
+			if code, _ := get(t, nodes[r%len(nodes)], key); code == http.StatusOK {
+				admitted++
+			}
+		}
+		require.Equal(t, limit, admitted, "key %s before the change", key)
+	}
+	return keys
+}
+
+// readmitted sends each key to every node twice and returns how many of
+// those requests were admitted: a used-up key must get none.
+func readmitted(t *testing.T, nodes []*node, keys []string) int {
+	t.Helper()
+	n := 0
+	for _, key := range keys {
+		for range 2 {
+			for _, nd := range nodes {
+				if code, _ := get(t, nd, key); code == http.StatusOK {
+					n++
+				}
+			}
+		}
+	}
+	return n
+}
+
+// TestClusterGracefulLeaveKeepsCounts: a node that leaves hands the counts
+// of its keys to their new owners, and so do the survivors whose keys the
+// bounded-load ring moves: no used-up key is admitted again.
+func TestClusterGracefulLeaveKeepsCounts(t *testing.T) {
+	c := startCluster(t, 3, clusterOpts{steady: true})
+	keys := useUp(t, c.nodes, "free", 12, 20)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, c.nodes[2].Close(ctx))
+	c.waitMembers(2, c.nodes[:2]...)
+	assert.Zero(t, readmitted(t, c.nodes[:2], keys), "used-up keys admitted again after a graceful leave")
+}
+
+// TestClusterJoinKeepsCounts: when a node joins, the keys it now owns come
+// to it with their counts.
+func TestClusterJoinKeepsCounts(t *testing.T) {
+	c := startCluster(t, 3, clusterOpts{steady: true})
+	keys := useUp(t, c.nodes, "free", 12, 20)
+	c.add("")
+	c.waitMembers(4)
+	moved := 0
+	for _, key := range keys {
+		if c.owner(key) == 3 {
+			moved++
+		}
+	}
+	require.Positive(t, moved, "no key moved to the new node; the test proves nothing")
+	require.Eventually(t, func() bool { return c.nodes[3].store.Len() >= moved }, 5*time.Second, 10*time.Millisecond,
+		"the new node did not get the counts of its %d keys", moved)
+	assert.Zero(t, readmitted(t, c.nodes, keys), "used-up keys admitted again after a join (%d moved to the new node)", moved)
+}
+
+// TestClusterCrashRestoresFromBackup: the counts of a node that dies are
+// where the new owners of its keys start, from the copies it sent.
+func TestClusterCrashRestoresFromBackup(t *testing.T) {
+	c := startCluster(t, 3, clusterOpts{steady: true})
+	keys := useUp(t, c.nodes, "pro", 8, 150)
+	victim := c.nodes[2]
+	owned := 0
+	for _, key := range keys {
+		if c.owner(key) == 2 {
+			owned++
+		}
+	}
+	require.Positive(t, owned, "the victim owns none of the keys; the test proves nothing")
+	require.Eventually(t, func() bool { return c.nodes[0].keeper.CopiesOf("node-2")+c.nodes[1].keeper.CopiesOf("node-2") == owned },
+		5*time.Second, 10*time.Millisecond, "the victim's %d keys were not backed up", owned)
+	// Two more backup rounds, so that the copies hold the last hits too: a
+	// crash loses what the round after it would have sent.
+	sent := func() float64 {
+		return metricValue(t, victim.cfg.Registerer.(prometheus.Gatherer), "tierlimit_counts_moved_total", "kind", "backup", "result", "ok")
+	}
+	for range 2 {
+		before := sent()
+		victim.store.Take(time.Now(), "probe", 1, 1000) // a change, so that a round sends something
+		require.Eventually(t, func() bool { return sent() > before }, 5*time.Second, 10*time.Millisecond, "no backup round")
+	}
+	victim.kill()
+	c.waitMembers(2, c.nodes[:2]...)
+	require.Eventually(t, func() bool {
+		return metricValue(t, c.nodes[0].cfg.Registerer.(prometheus.Gatherer), "tierlimit_counts_restored_total")+
+			metricValue(t, c.nodes[1].cfg.Registerer.(prometheus.Gatherer), "tierlimit_counts_restored_total") >= float64(owned+1)
+	},
+		5*time.Second, 10*time.Millisecond, "the survivors did not take over the victim's counts")
+	// The survivors may also move keys between them (bounded loads): wait
+	// until every key is with one of them.
+	require.Eventually(t, func() bool { return c.nodes[0].store.Len()+c.nodes[1].store.Len() == len(keys)+1 },
+		5*time.Second, 10*time.Millisecond, "the survivors do not hold all %d keys and the probe", len(keys))
+	assert.Zero(t, readmitted(t, c.nodes[:2], keys), "used-up keys admitted again after their owner crashed")
+}

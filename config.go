@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tierlimit/tierlimit/ownership"
 )
 
 // Config configures a Limiter. The zero value of every field means its
@@ -100,6 +101,11 @@ type Config struct {
 	// not ready. Default 30s.
 	QuorumGrace time.Duration
 
+	// BackupInterval is how often each owner sends the counts that changed
+	// to the member that would own their keys if it failed, so that a
+	// crash loses at most this long's hits. Default 100ms.
+	BackupInterval time.Duration
+
 	// MaxClockOffset bounds how far apart the members' clocks may be. The
 	// health state's writes are ordered by hybrid logical clock stamps, so
 	// a later write wins within this skew; a peer's state stamped further
@@ -158,6 +164,7 @@ const (
 	DefaultRejoinInterval = 10 * time.Second
 	DefaultMaxClockOffset = 500 * time.Millisecond
 	DefaultQuorumGrace    = 30 * time.Second
+	DefaultBackupInterval = ownership.DefaultBackupInterval
 )
 
 // ConfigError is a Config field New refuses, and why.
@@ -212,6 +219,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if negative(&c.RejoinInterval, DefaultRejoinInterval) {
 		return bad("RejoinInterval", "%v is negative", c.RejoinInterval)
+	}
+	if negative(&c.BackupInterval, DefaultBackupInterval) {
+		return bad("BackupInterval", "%v is negative", c.BackupInterval)
 	}
 	if negative(&c.QuorumGrace, DefaultQuorumGrace) {
 		return bad("QuorumGrace", "%v is negative", c.QuorumGrace)

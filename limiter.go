@@ -75,8 +75,10 @@ type Limiter struct {
 	endpoint     *peer.Endpoint
 	node         *cluster.Node
 	membersMoved chan struct{} // capacity 1: membership changed, look at the quorum
-	alive        atomic.Int64  // members alive, this node included (Quorum)
-	known        atomic.Int64  // members alive or failed less than QuorumGrace ago
+	ringMoved    chan struct{} // capacity 1: the ring changed, move counts
+	keeper       *ownership.Keeper
+	alive        atomic.Int64 // members alive, this node included (Quorum)
+	known        atomic.Int64 // members alive or failed less than QuorumGrace ago
 
 	state *stateFile // Config.StateFile; nil if none
 
@@ -109,6 +111,7 @@ func New(cfg Config) (*Limiter, error) {
 		window:       cfg.Window,
 		health:       health.NewHolder(cfg.NodeName),
 		membersMoved: make(chan struct{}, 1),
+		ringMoved:    make(chan struct{}, 1),
 	}
 	if l.keys == nil {
 		if l.file, err = config.Open(cfg.TiersFile); err != nil {
@@ -124,7 +127,7 @@ func New(cfg Config) (*Limiter, error) {
 	if l.window == 0 {
 		l.window = DefaultWindow
 	}
-	l.store = bucket.New(bucket.Config{Window: l.window, MaxKeys: cfg.MaxKeys})
+	l.store = bucket.New(bucket.Config{Window: l.window, MaxKeys: cfg.MaxKeys, TrackChanges: cfg.clustered()})
 	if err := l.openState(); err != nil {
 		return nil, err
 	}
@@ -172,6 +175,8 @@ func New(cfg Config) (*Limiter, error) {
 	l.bg.Go(func() { l.sweep(bgCtx) })
 	if l.node != nil {
 		l.bg.Go(func() { l.watchQuorum(bgCtx) })
+		l.bg.Go(func() { l.followRing(bgCtx) })
+		l.bg.Go(func() { l.keeper.Run(bgCtx) })
 	}
 	if l.state != nil {
 		l.bg.Go(func() {
@@ -368,7 +373,7 @@ func (l *Limiter) sweep(ctx context.Context) {
 		case now := <-t.C:
 			removed := l.store.Sweep(now)
 			if l.fallback != nil {
-				removed += l.fallback.Sweep(now)
+				removed += l.fallback.Sweep(now) + l.keeper.Sweep(now)
 			}
 			if removed > 0 {
 				l.log.Debug("swept expired keys", "removed", removed)
@@ -380,7 +385,9 @@ func (l *Limiter) sweep(ctx context.Context) {
 // Close stops the Limiter gracefully: in a cluster it tells the peers it
 // leaves (so they take over its keys at once), stops forwarding, asks the
 // peers to end their streams to it and waits for them until ctx ends; then
-// it stops what is left and takes its series off Config.Registerer. Drain
+// it stops what is left and takes its series off Config.Registerer. Before
+// it leaves, it hands the counts of the keys it owns to the members that
+// own them next, so a rolling restart resets no key. Drain
 // your HTTP server first: the middleware still answers afterwards, counting
 // locally. Calling Close again returns the first call's result.
 func (l *Limiter) Close(ctx context.Context) error {
@@ -395,6 +402,15 @@ func (l *Limiter) Close(ctx context.Context) error {
 func (l *Limiter) stop(ctx context.Context) error {
 	var errs []error
 	if l.node != nil {
+		// Peers take this node out of their rings when they hear it is
+		// leaving; then its counts go to the members that own their keys
+		// without it, before it is gone.
+		if err := l.node.Depart(leaveTimeout); err != nil {
+			l.log.Warn("could not announce the departure", "err", err)
+		}
+		if err := l.keeper.Leave(ctx); err != nil {
+			l.log.Warn("counts not handed over; their keys start afresh at their new owners", "err", err)
+		}
 		if err := l.node.Leave(leaveTimeout); err != nil {
 			// No peer confirmed the leave: they are all stopping too, or cut
 			// off. They will see this node fail instead; stopping goes on.
@@ -405,6 +421,10 @@ func (l *Limiter) stop(ctx context.Context) error {
 		}
 		l.router.Close()
 		l.endpoint.Stop(ctx)
+		// Checks that peers sent before they heard were counted here.
+		if err := l.keeper.Leave(ctx); err != nil {
+			l.log.Warn("late counts not handed over", "err", err)
+		}
 		if err := l.book.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close peer clients: %w", err))
 		}

@@ -3,6 +3,7 @@ package tierlimit
 import (
 	"context"
 	"net"
+	"slices"
 	"strconv"
 	"time"
 
@@ -40,7 +41,17 @@ func (l *Limiter) startCluster() error {
 	l.fallback = bucket.New(bucket.Config{Window: l.window, MaxKeys: cfg.MaxKeys})
 	l.ring = ownership.NewRing()
 	l.ring.Set([]string{cfg.NodeName})
-	if l.endpoint, err = peer.Listen(cfg.GRPCAddr, srvCreds, l.store, l.log); err != nil {
+	l.keeper = ownership.NewKeeper(ownership.KeeperConfig{
+		Self:           cfg.NodeName,
+		Ring:           l.ring,
+		Store:          l.store,
+		Peers:          l.book,
+		BackupInterval: cfg.BackupInterval,
+		MaxBackupKeys:  cfg.MaxKeys,
+		Logger:         l.log,
+		Observer:       l.metrics.keeperObserver(),
+	})
+	if l.endpoint, err = peer.Listen(cfg.GRPCAddr, srvCreds, l.store, l.keeper, l.log); err != nil {
 		return err
 	}
 	l.router = ownership.NewRouter(ownership.RouterConfig{
@@ -113,6 +124,56 @@ func (l *Limiter) watchQuorum(ctx context.Context) {
 	}
 }
 
+// tidyAfter is how long after a change of members the keys counted here
+// for other owners are sent on once more: checks that peers whose ring was
+// behind sent here.
+const tidyAfter = 2 * time.Second
+
+// followRing moves counts as the ring changes, until ctx ends: the keys
+// this node no longer owns go to their owners, and the copies of a member
+// that failed go to the owners of its keys (see ownership.Keeper). It runs
+// off memberlist's goroutine, since the moves go over the network.
+func (l *Limiter) followRing(ctx context.Context) {
+	prev := l.ring.Members()
+	tidy := time.NewTimer(time.Hour)
+	tidy.Stop()
+	defer tidy.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tidy.C:
+			l.keeper.Tidy(ctx)
+		case <-l.ringMoved:
+			cur := l.ring.Members()
+			failed, left := l.departed(prev, cur)
+			prev = cur
+			l.keeper.Members(ctx, failed, left)
+			tidy.Reset(tidyAfter)
+		}
+	}
+}
+
+// departed sorts the members in prev but not in cur into those that failed
+// and those that left or are leaving.
+func (l *Limiter) departed(prev, cur []string) (failed, left []string) {
+	state := make(map[string]cluster.Member)
+	for _, m := range l.node.Members() {
+		state[m.Name] = m
+	}
+	for _, name := range prev {
+		if slices.Contains(cur, name) || name == l.cfg.NodeName {
+			continue
+		}
+		if m := state[name]; m.State == cluster.StateDead && !m.Leaving {
+			failed = append(failed, name)
+		} else {
+			left = append(left, name)
+		}
+	}
+	return failed, left
+}
+
 // quorumTick is how often watchQuorum looks at the members.
 const quorumTick = 250 * time.Millisecond
 
@@ -141,16 +202,20 @@ func (l *Limiter) membersChanged(alive []cluster.Member) {
 	names := make([]string, 0, len(alive))
 	addrs := make(map[string]string, len(alive))
 	for _, m := range alive {
-		names = append(names, m.Name)
+		if !m.Leaving { // a member about to leave gets no new keys
+			names = append(names, m.Name)
+		}
 		if m.Name != l.cfg.NodeName && m.GRPCAddr != "" {
 			addrs[m.Name] = m.GRPCAddr
 		}
 	}
 	stale, release := l.book.Set(addrs)
 	l.ring.Set(names)
-	select {
-	case l.membersMoved <- struct{}{}: // watchQuorum looks again at once
-	default:
+	for _, ch := range []chan struct{}{l.membersMoved, l.ringMoved} {
+		select {
+		case ch <- struct{}{}: // the watchers look again at once
+		default:
+		}
 	}
 	if len(stale) > 0 {
 		l.bg.Go(func() {

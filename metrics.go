@@ -22,6 +22,8 @@ type metrics struct {
 	forwardErrs  *prometheus.CounterVec
 	fallbacks    *prometheus.CounterVec
 	overLimitHit prometheus.Counter
+	moved        *prometheus.CounterVec
+	restored     prometheus.Counter
 }
 
 // newMetrics registers the series of every Limiter with reg and returns
@@ -58,6 +60,19 @@ func newMetrics(reg prometheus.Registerer, l *Limiter) (*metrics, error) {
 			Name: "tierlimit_overlimit_cache_hits_total",
 			Help: "Checks refused from the over-limit cache without asking the owner.",
 		}),
+		moved: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tierlimit_counts_moved_total",
+			Help: "Keys' counts sent to peers, by kind (handoff: to a key's new owner; backup: a copy for the member that would own it if this one failed) and result (ok, error).",
+		}, []string{"kind", "result"}),
+		restored: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tierlimit_counts_restored_total",
+			Help: "Keys' counts taken over from the copies of members that failed.",
+		}),
+	}
+	for _, kind := range []string{"handoff", "backup"} {
+		for _, result := range []string{"ok", "error"} {
+			m.moved.WithLabelValues(kind, result)
+		}
 	}
 	for _, result := range []string{"ok", "error"} {
 		m.reloads.WithLabelValues(result) // present from the start, at 0
@@ -95,7 +110,11 @@ func (m *metrics) registerCluster(l *Limiter) error {
 	if m == nil {
 		return nil
 	}
-	return m.register(m.forwarded, m.forwardErrs, m.fallbacks, m.overLimitHit,
+	return m.register(m.forwarded, m.forwardErrs, m.fallbacks, m.overLimitHit, m.moved, m.restored,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tierlimit_backup_keys",
+			Help: "Copies of other members' counts held here, in case one of them fails.",
+		}, func() float64 { return float64(l.keeper.BackupLen()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tierlimit_fallback_store_keys",
 			Help: "Keys held in the store of local-only fallback counts.",
@@ -169,6 +188,29 @@ func (m *metrics) observer() ownership.Observer {
 	}
 	return m
 }
+
+// keeperObserver returns the Keeper's KeeperObserver: m, or nil for none.
+func (m *metrics) keeperObserver() ownership.KeeperObserver {
+	if m == nil {
+		return nil
+	}
+	return keeperMetrics{m}
+}
+
+// keeperMetrics records the Keeper's events.
+type keeperMetrics struct{ m *metrics }
+
+// Moved counts n counts sent to a peer.
+func (k keeperMetrics) Moved(kind string, n int, err error) {
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	k.m.moved.WithLabelValues(kind, result).Add(float64(n))
+}
+
+// Restored counts n counts taken over from a failed member's copies.
+func (k keeperMetrics) Restored(n int) { k.m.restored.Add(float64(n)) }
 
 // Forwarded records a forwarded check.
 func (m *metrics) Forwarded(peer string, d time.Duration, err error) {

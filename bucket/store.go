@@ -49,6 +49,11 @@ type Config struct {
 	// per empty shard and by inserts racing on different shards. Default
 	// 1,000,000 (about 125 MB with 24-byte keys: BenchmarkStoreMemory).
 	MaxKeys int
+	// TrackChanges makes the store remember which keys it counted hits for
+	// since the last call to Changed, so that their counts can be copied
+	// elsewhere (a backup). Off by default; it costs a set insert for the
+	// first hit of a key between two calls.
+	TrackChanges bool
 }
 
 // Decision is the outcome of one Take. It is a plain value.
@@ -80,10 +85,11 @@ type entry struct {
 const sampleSize = 16
 
 type shard struct {
-	// mu guards m.
-	mu sync.Mutex
-	m  map[string]entry
-	_  [40]byte // keep neighbouring shards' locks on different cache lines
+	// mu guards m and changed.
+	mu      sync.Mutex
+	m       map[string]entry
+	changed map[string]struct{} // keys counted since Changed; nil unless tracking
+	_       [32]byte            // keep neighbouring shards' locks on different cache lines
 }
 
 // Store is a sharded in-memory map from key to sliding-window counts. It is
@@ -122,6 +128,9 @@ func New(cfg Config) *Store {
 	}
 	for i := range s.shards {
 		s.shards[i].m = make(map[string]entry)
+		if cfg.TrackChanges {
+			s.shards[i].changed = make(map[string]struct{})
+		}
 	}
 	return s
 }
@@ -136,7 +145,7 @@ func (s *Store) Take(now time.Time, key string, hits, limit int) Decision {
 	n := now.UnixNano()
 	h := uint64(max(hits, 0))
 	lim := uint64(max(limit, 0))
-	sh := &s.shards[maphash.String(s.seed, key)&s.mask]
+	sh := &s.shards[s.shardOf(key)]
 
 	sh.mu.Lock()
 	e, ok := sh.m[key]
@@ -162,6 +171,7 @@ func (s *Store) Take(now time.Time, key string, hits, limit int) Decision {
 			s.keys.Add(1)
 		}
 		sh.m[key] = e
+		sh.noteChange(key)
 	} else if h == 0 {
 		d.Allowed = used <= lim
 	} else {
@@ -176,6 +186,9 @@ func (s *Store) Take(now time.Time, key string, hits, limit int) Decision {
 	}
 	return d
 }
+
+// shardOf returns the index of key's shard.
+func (s *Store) shardOf(key string) uint64 { return maphash.String(s.seed, key) & s.mask }
 
 // advance moves e's window forward so that it contains n.
 func (s *Store) advance(e entry, n int64) entry {

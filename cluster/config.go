@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -149,7 +150,7 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if len(encodeMeta(nodeMeta{GRPCAddr: c.GRPCAddr, ConfigHash: c.ConfigHash, Leaving: true})) > memberlist.MetaMaxSize {
+	if len(encodeMeta(nodeMeta{GRPCAddr: c.GRPCAddr, ConfigHash: c.ConfigHash, Leaving: true, Boot: strings.Repeat("x", maxBootLen)})) > memberlist.MetaMaxSize {
 		return c, fmt.Errorf("cluster config: GRPCAddr and ConfigHash take more than %d bytes of node metadata", memberlist.MetaMaxSize)
 	}
 	return c, nil

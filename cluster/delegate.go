@@ -201,6 +201,11 @@ func (n *Node) memberEvent(kind eventKind, node *memberlist.Node) {
 	ownHash := n.ConfigHash()
 
 	n.mu.Lock()
+	if kind != eventLeave && meta.Boot != "" && len(meta.Boot) <= maxBootLen {
+		// What a later ack is compared with, even if no probe reached the
+		// member before it restarted.
+		n.boots[name] = meta.Boot
+	}
 	var state string
 	switch kind {
 	case eventJoin:

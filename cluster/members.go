@@ -39,6 +39,9 @@ type Member struct {
 	ConfigHash string `json:"config_hash"`
 	// State is StateAlive, StateDead or StateLeft.
 	State string `json:"state"`
+	// Leaving reports whether the member said it is about to leave
+	// (Node.Depart): it still answers, but should get no new work.
+	Leaving bool `json:"leaving,omitempty"`
 	// Self reports whether this member is the node that answered.
 	Self bool `json:"self"`
 }
@@ -51,6 +54,9 @@ type nodeMeta struct {
 	// Leaving is set by Leave just before the node leaves, so peers can
 	// tell a graceful departure from a failure: memberlist does not say.
 	Leaving bool `json:"l,omitempty"`
+	// Boot is the node's boot id, as in its acks (see
+	// delegate.NotifyPingComplete).
+	Boot string `json:"b,omitempty"`
 }
 
 func encodeMeta(m nodeMeta) []byte {
@@ -93,7 +99,6 @@ func joinAddr(ip net.IP, port uint16) string {
 // entry is one member of a view with what the view needs to know about it.
 type entry struct {
 	Member
-	leaving bool
 	// since is when the member entered its current state.
 	since time.Time
 }
@@ -118,10 +123,10 @@ func (v *view) join(name, addr string, meta nodeMeta, now time.Time) {
 			GRPCAddr:   dialAddr(meta.GRPCAddr, addr),
 			ConfigHash: meta.ConfigHash,
 			State:      StateAlive,
+			Leaving:    meta.Leaving,
 			Self:       name == v.self,
 		},
-		leaving: meta.Leaving,
-		since:   now,
+		since: now,
 	}
 }
 
@@ -135,7 +140,7 @@ func (v *view) update(name, addr string, meta nodeMeta, now time.Time) {
 	e.Addr = addr
 	e.GRPCAddr = dialAddr(meta.GRPCAddr, addr)
 	e.ConfigHash = meta.ConfigHash
-	e.leaving = meta.Leaving
+	e.Leaving = meta.Leaving
 }
 
 // leave records that name is gone as of now: left if it announced that it
@@ -147,7 +152,7 @@ func (v *view) leave(name string, now time.Time) string {
 		return ""
 	}
 	e.State = StateDead
-	if e.leaving {
+	if e.Leaving {
 		e.State = StateLeft
 	}
 	e.since = now

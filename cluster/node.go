@@ -105,18 +105,18 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{
-		cfg:         cfg,
-		log:         cfg.Logger,
-		configHash:  cfg.ConfigHash,
-		meta:        encodeMeta(nodeMeta{GRPCAddr: cfg.GRPCAddr, ConfigHash: cfg.ConfigHash}),
-		metaLeaving: encodeMeta(nodeMeta{GRPCAddr: cfg.GRPCAddr, ConfigHash: cfg.ConfigHash, Leaving: true}),
-		view:        newView(cfg.Name),
-		warned:      make(map[string]string),
-		boots:       make(map[string]string),
-		boot:        newBootID(),
-		syncs:       make(chan string, 16),
-		done:        make(chan struct{}),
+		cfg:        cfg,
+		log:        cfg.Logger,
+		configHash: cfg.ConfigHash,
+		boot:       newBootID(),
+		view:       newView(cfg.Name),
+		warned:     make(map[string]string),
+		boots:      make(map[string]string),
+		syncs:      make(chan string, 16),
+		done:       make(chan struct{}),
 	}
+	n.meta = encodeMeta(nodeMeta{GRPCAddr: cfg.GRPCAddr, ConfigHash: cfg.ConfigHash, Boot: string(n.boot)})
+	n.metaLeaving = encodeMeta(nodeMeta{GRPCAddr: cfg.GRPCAddr, ConfigHash: cfg.ConfigHash, Leaving: true, Boot: string(n.boot)})
 	n.numAlive.Store(1)
 	n.queue = &memberlist.TransmitLimitedQueue{
 		NumNodes: func() int { return int(max(1, n.numAlive.Load())) },
@@ -229,8 +229,8 @@ func (n *Node) GossipAddr() string { return n.gossipAddr }
 // time (push/pull then carries it within PushPullInterval).
 func (n *Node) SetConfigHash(hash string, timeout time.Duration) error {
 	grpcAddr := n.cfg.GRPCAddr
-	meta := encodeMeta(nodeMeta{GRPCAddr: grpcAddr, ConfigHash: hash})
-	leaving := encodeMeta(nodeMeta{GRPCAddr: grpcAddr, ConfigHash: hash, Leaving: true})
+	meta := encodeMeta(nodeMeta{GRPCAddr: grpcAddr, ConfigHash: hash, Boot: string(n.boot)})
+	leaving := encodeMeta(nodeMeta{GRPCAddr: grpcAddr, ConfigHash: hash, Leaving: true, Boot: string(n.boot)})
 	if len(leaving) > memberlist.MetaMaxSize {
 		return fmt.Errorf("set config hash: %d bytes of node metadata, more than %d", len(leaving), memberlist.MetaMaxSize)
 	}
@@ -267,15 +267,8 @@ func (n *Node) Leave(timeout time.Duration) error {
 		return nil
 	}
 	n.left = true
-	n.stop()
 	start := time.Now()
-
-	// First say that we are leaving, so peers record "left", not "dead":
-	// memberlist's leave message does not tell them apart.
-	n.leaving.Store(true)
-	if err := n.ml.UpdateNode(timeout); err != nil {
-		n.log.Debug("announce leave", "err", err)
-	}
+	n.depart(timeout)
 	rest := timeout
 	if timeout > 0 {
 		rest = max(timeout-time.Since(start), time.Millisecond)
@@ -285,6 +278,34 @@ func (n *Node) Leave(timeout time.Duration) error {
 	}
 	n.log.Info("left cluster")
 	return nil
+}
+
+// Depart tells the cluster that this node is about to leave, and waits up
+// to timeout for the news to go out: peers see Member.Leaving (and, after
+// Leave, StateLeft rather than StateDead) and can stop sending it work
+// while it still answers. It stops re-joining. Leave calls it if it was not
+// called before; calling it again does nothing.
+func (n *Node) Depart(timeout time.Duration) error {
+	n.lifeMu.Lock()
+	defer n.lifeMu.Unlock()
+	if n.shut {
+		return ErrClosed
+	}
+	n.depart(timeout)
+	return nil
+}
+
+// depart is Depart; n.lifeMu must be held.
+func (n *Node) depart(timeout time.Duration) {
+	if n.leaving.Swap(true) {
+		return
+	}
+	n.stop()
+	// memberlist's own leave message does not tell a departure from a
+	// failure; the metadata does.
+	if err := n.ml.UpdateNode(timeout); err != nil {
+		n.log.Debug("announce leave", "err", err)
+	}
 }
 
 // Close stops the join loop and shuts gossip down. Without a Leave first,

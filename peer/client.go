@@ -200,3 +200,35 @@ func (c *Client) Close() error {
 	}
 	return nil
 }
+
+// Handoff gives the peer counts of keys it owns now, which it adds to its
+// own; see ownership.Mover. ctx bounds the call.
+func (c *Client) Handoff(ctx context.Context, from string, window time.Duration, counts []bucket.Count) error {
+	if _, err := c.rpc.Handoff(ctx, newCounts(from, window, counts)); err != nil {
+		return fmt.Errorf("hand %d counts to %s: %w", len(counts), c.addr, err)
+	}
+	return nil
+}
+
+// Backup gives the peer copies of from's counts; see ownership.Mover.
+func (c *Client) Backup(ctx context.Context, from string, window time.Duration, counts []bucket.Count) error {
+	if _, err := c.rpc.Backup(ctx, newCounts(from, window, counts)); err != nil {
+		return fmt.Errorf("back up %d counts at %s: %w", len(counts), c.addr, err)
+	}
+	return nil
+}
+
+// newCounts puts counts on the wire.
+func newCounts(from string, window time.Duration, counts []bucket.Count) *peerpb.Counts {
+	wire := make([]peerpb.Count, len(counts)) // one allocation for the batch
+	req := &peerpb.Counts{From: from, WindowNanos: int64(window), Counts: make([]*peerpb.Count, len(counts))}
+	for i, c := range counts {
+		w := &wire[i]
+		w.Key = c.Key
+		w.StartUnixNanos = unixNanos(c.Start)
+		w.Previous = c.Previous
+		w.Current = c.Current
+		req.Counts[i] = w
+	}
+	return req
+}

@@ -41,9 +41,10 @@ type Endpoint struct {
 }
 
 // Listen binds addr ("host:port"; port 0 picks one) and serves store to
-// peers on it, secured by creds (see Credentials), until Stop or Kill.
-// Errors of the server after it started go to log.
-func Listen(addr string, creds credentials.TransportCredentials, store *bucket.Store, log *slog.Logger) (*Endpoint, error) {
+// peers on it, secured by creds (see Credentials), until Stop or Kill; the
+// counts peers move here go to receiver (nil: none are taken). Errors of the
+// server after it started go to log.
+func Listen(addr string, creds credentials.TransportCredentials, store *bucket.Store, receiver Receiver, log *slog.Logger) (*Endpoint, error) {
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen grpc %s: %w", addr, err)
@@ -54,7 +55,9 @@ func Listen(addr string, creds credentials.TransportCredentials, store *bucket.S
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
 			MinTime: keepaliveTime / 2, PermitWithoutStream: true,
 		}))
-	e := &Endpoint{lis: lis, grpc: g, srv: NewServer(store, nil), log: log, done: make(chan struct{})}
+	srv := NewServer(store, nil)
+	srv.receiver = receiver
+	e := &Endpoint{lis: lis, grpc: g, srv: srv, log: log, done: make(chan struct{})}
 	e.srv.Register(g)
 	go func() {
 		defer close(e.done)

@@ -34,8 +34,9 @@ type taker interface {
 type Server struct {
 	peerpb.UnimplementedPeerServer
 
-	store taker
-	now   func() time.Time
+	store    taker
+	receiver Receiver // nil: Handoff and Backup are unimplemented
+	now      func() time.Time
 
 	draining context.Context // done once Drain is called
 	drain    context.CancelFunc
@@ -58,6 +59,67 @@ func newServer(store taker, now func() time.Time) *Server {
 	}
 	draining, drain := context.WithCancel(context.Background())
 	return &Server{store: store, now: now, draining: draining, drain: drain}
+}
+
+// Receiver takes the counts peers move to this node: ownership's Keeper is
+// one. The Server calls it from gRPC's goroutines, with counts it has
+// checked, and the slice is the Receiver's to keep.
+type Receiver interface {
+	// Handed adds counts of keys this node owns now.
+	Handed(from string, counts []bucket.Count)
+	// Copies keeps counts as the copies of from's counts.
+	Copies(from string, counts []bucket.Count)
+}
+
+// Handoff hands req's counts to the Receiver as counts of keys this node
+// owns now. It refuses the whole batch, taking nothing, with
+// codes.InvalidArgument if it is not valid (see Check), and answers
+// codes.Unimplemented without a Receiver.
+func (s *Server) Handoff(_ context.Context, req *peerpb.Counts) (*peerpb.CountsReply, error) {
+	counts, err := s.counts(req)
+	if err != nil {
+		return nil, err
+	}
+	s.receiver.Handed(req.GetFrom(), counts)
+	return &peerpb.CountsReply{}, nil
+}
+
+// Backup hands req's counts to the Receiver as copies of the sender's.
+// Errors are as for Handoff.
+func (s *Server) Backup(_ context.Context, req *peerpb.Counts) (*peerpb.CountsReply, error) {
+	counts, err := s.counts(req)
+	if err != nil {
+		return nil, err
+	}
+	s.receiver.Copies(req.GetFrom(), counts)
+	return &peerpb.CountsReply{}, nil
+}
+
+// counts checks req and returns its counts: a sender's name, this node's
+// window, at most ownership.MaxCheckItems counts, each with a valid key.
+func (s *Server) counts(req *peerpb.Counts) ([]bucket.Count, error) {
+	if s.receiver == nil {
+		return nil, status.Error(codes.Unimplemented, "this node takes no counts")
+	}
+	cs := req.GetCounts()
+	switch from := req.GetFrom(); {
+	case from == "" || len(from) > 256:
+		return nil, status.Errorf(codes.InvalidArgument, "from is %d bytes, want 1 to 256", len(from))
+	case len(cs) > ownership.MaxCheckItems:
+		return nil, status.Errorf(codes.InvalidArgument, "%d counts, at most %d allowed", len(cs), ownership.MaxCheckItems)
+	case time.Duration(req.GetWindowNanos()) != s.store.Window():
+		return nil, status.Errorf(codes.InvalidArgument, "window is %v, this node's is %v: all nodes must run the same config",
+			time.Duration(req.GetWindowNanos()), s.store.Window())
+	}
+	out := make([]bucket.Count, len(cs))
+	for i, c := range cs {
+		if err := config.CheckKey(c.GetKey()); err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "count %d: %v", i, err)
+		}
+		out[i] = bucket.Count{Key: c.GetKey(), Start: fromUnixNanos(c.GetStartUnixNanos()),
+			Previous: c.GetPrevious(), Current: c.GetCurrent()}
+	}
+	return out, nil
 }
 
 // Register adds the Peer service to g. Call it before g.Serve.

@@ -28,6 +28,181 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// Counts is a batch of keys' counts moving between nodes.
+type Counts struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The sender's member name.
+	From string `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"`
+	// The sender's counting window in nanoseconds; it must equal the
+	// receiver's.
+	WindowNanos int64 `protobuf:"varint,2,opt,name=window_nanos,json=windowNanos,proto3" json:"window_nanos,omitempty"`
+	// At most 10,000.
+	Counts        []*Count `protobuf:"bytes,3,rep,name=counts,proto3" json:"counts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Counts) Reset() {
+	*x = Counts{}
+	mi := &file_peer_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Counts) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Counts) ProtoMessage() {}
+
+func (x *Counts) ProtoReflect() protoreflect.Message {
+	mi := &file_peer_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Counts.ProtoReflect.Descriptor instead.
+func (*Counts) Descriptor() ([]byte, []int) {
+	return file_peer_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *Counts) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *Counts) GetWindowNanos() int64 {
+	if x != nil {
+		return x.WindowNanos
+	}
+	return 0
+}
+
+func (x *Counts) GetCounts() []*Count {
+	if x != nil {
+		return x.Counts
+	}
+	return nil
+}
+
+// Count is one key's counts in its two latest windows.
+type Count struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 1 to 256 bytes.
+	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// When the key's current window began, in Unix nanoseconds.
+	StartUnixNanos int64 `protobuf:"varint,2,opt,name=start_unix_nanos,json=startUnixNanos,proto3" json:"start_unix_nanos,omitempty"`
+	// Hits admitted in the window before the current one.
+	Previous uint64 `protobuf:"varint,3,opt,name=previous,proto3" json:"previous,omitempty"`
+	// Hits admitted in the current window.
+	Current       uint64 `protobuf:"varint,4,opt,name=current,proto3" json:"current,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Count) Reset() {
+	*x = Count{}
+	mi := &file_peer_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Count) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Count) ProtoMessage() {}
+
+func (x *Count) ProtoReflect() protoreflect.Message {
+	mi := &file_peer_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Count.ProtoReflect.Descriptor instead.
+func (*Count) Descriptor() ([]byte, []int) {
+	return file_peer_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Count) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *Count) GetStartUnixNanos() int64 {
+	if x != nil {
+		return x.StartUnixNanos
+	}
+	return 0
+}
+
+func (x *Count) GetPrevious() uint64 {
+	if x != nil {
+		return x.Previous
+	}
+	return 0
+}
+
+func (x *Count) GetCurrent() uint64 {
+	if x != nil {
+		return x.Current
+	}
+	return 0
+}
+
+// CountsReply acknowledges a batch of counts: the receiver holds them.
+type CountsReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CountsReply) Reset() {
+	*x = CountsReply{}
+	mi := &file_peer_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CountsReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CountsReply) ProtoMessage() {}
+
+func (x *CountsReply) ProtoReflect() protoreflect.Message {
+	mi := &file_peer_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CountsReply.ProtoReflect.Descriptor instead.
+func (*CountsReply) Descriptor() ([]byte, []int) {
+	return file_peer_proto_rawDescGZIP(), []int{2}
+}
+
 // CheckRequest is a batch of checks for keys the receiving node owns.
 type CheckRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -43,7 +218,7 @@ type CheckRequest struct {
 
 func (x *CheckRequest) Reset() {
 	*x = CheckRequest{}
-	mi := &file_peer_proto_msgTypes[0]
+	mi := &file_peer_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -55,7 +230,7 @@ func (x *CheckRequest) String() string {
 func (*CheckRequest) ProtoMessage() {}
 
 func (x *CheckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[0]
+	mi := &file_peer_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -68,7 +243,7 @@ func (x *CheckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckRequest.ProtoReflect.Descriptor instead.
 func (*CheckRequest) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{0}
+	return file_peer_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *CheckRequest) GetItems() []*Item {
@@ -103,7 +278,7 @@ type Item struct {
 
 func (x *Item) Reset() {
 	*x = Item{}
-	mi := &file_peer_proto_msgTypes[1]
+	mi := &file_peer_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -115,7 +290,7 @@ func (x *Item) String() string {
 func (*Item) ProtoMessage() {}
 
 func (x *Item) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[1]
+	mi := &file_peer_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -128,7 +303,7 @@ func (x *Item) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Item.ProtoReflect.Descriptor instead.
 func (*Item) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{1}
+	return file_peer_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Item) GetKey() string {
@@ -181,7 +356,7 @@ type CheckResponse struct {
 
 func (x *CheckResponse) Reset() {
 	*x = CheckResponse{}
-	mi := &file_peer_proto_msgTypes[2]
+	mi := &file_peer_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -193,7 +368,7 @@ func (x *CheckResponse) String() string {
 func (*CheckResponse) ProtoMessage() {}
 
 func (x *CheckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[2]
+	mi := &file_peer_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -206,7 +381,7 @@ func (x *CheckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckResponse.ProtoReflect.Descriptor instead.
 func (*CheckResponse) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{2}
+	return file_peer_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *CheckResponse) GetResults() []*Result {
@@ -264,7 +439,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_peer_proto_msgTypes[3]
+	mi := &file_peer_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -276,7 +451,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[3]
+	mi := &file_peer_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -289,7 +464,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{3}
+	return file_peer_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Result) GetAllowed() bool {
@@ -332,7 +507,17 @@ var File_peer_proto protoreflect.FileDescriptor
 const file_peer_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
-	"peer.proto\x12\x11tierlimit.peer.v1\"M\n" +
+	"peer.proto\x12\x11tierlimit.peer.v1\"q\n" +
+	"\x06Counts\x12\x12\n" +
+	"\x04from\x18\x01 \x01(\tR\x04from\x12!\n" +
+	"\fwindow_nanos\x18\x02 \x01(\x03R\vwindowNanos\x120\n" +
+	"\x06counts\x18\x03 \x03(\v2\x18.tierlimit.peer.v1.CountR\x06counts\"y\n" +
+	"\x05Count\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12(\n" +
+	"\x10start_unix_nanos\x18\x02 \x01(\x03R\x0estartUnixNanos\x12\x1a\n" +
+	"\bprevious\x18\x03 \x01(\x04R\bprevious\x12\x18\n" +
+	"\acurrent\x18\x04 \x01(\x04R\acurrent\"\r\n" +
+	"\vCountsReply\"M\n" +
 	"\fCheckRequest\x12-\n" +
 	"\x05items\x18\x01 \x03(\v2\x17.tierlimit.peer.v1.ItemR\x05items\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\x04R\x02id\"e\n" +
@@ -353,10 +538,12 @@ const file_peer_proto_rawDesc = "" +
 	"\x05limit\x18\x02 \x01(\x03R\x05limit\x12\x1c\n" +
 	"\tremaining\x18\x03 \x01(\x03R\tremaining\x12(\n" +
 	"\x10reset_unix_nanos\x18\x04 \x01(\x03R\x0eresetUnixNanos\x12(\n" +
-	"\x10retry_unix_nanos\x18\x05 \x01(\x03R\x0eretryUnixNanos2\xa8\x01\n" +
+	"\x10retry_unix_nanos\x18\x05 \x01(\x03R\x0eretryUnixNanos2\xb3\x02\n" +
 	"\x04Peer\x12J\n" +
 	"\x05Check\x12\x1f.tierlimit.peer.v1.CheckRequest\x1a .tierlimit.peer.v1.CheckResponse\x12T\n" +
-	"\vCheckStream\x12\x1f.tierlimit.peer.v1.CheckRequest\x1a .tierlimit.peer.v1.CheckResponse(\x010\x01B-Z+github.com/tierlimit/tierlimit/proto;peerpbb\x06proto3"
+	"\vCheckStream\x12\x1f.tierlimit.peer.v1.CheckRequest\x1a .tierlimit.peer.v1.CheckResponse(\x010\x01\x12D\n" +
+	"\aHandoff\x12\x19.tierlimit.peer.v1.Counts\x1a\x1e.tierlimit.peer.v1.CountsReply\x12C\n" +
+	"\x06Backup\x12\x19.tierlimit.peer.v1.Counts\x1a\x1e.tierlimit.peer.v1.CountsReplyB-Z+github.com/tierlimit/tierlimit/proto;peerpbb\x06proto3"
 
 var (
 	file_peer_proto_rawDescOnce sync.Once
@@ -370,25 +557,33 @@ func file_peer_proto_rawDescGZIP() []byte {
 	return file_peer_proto_rawDescData
 }
 
-var file_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_peer_proto_goTypes = []any{
-	(*CheckRequest)(nil),  // 0: tierlimit.peer.v1.CheckRequest
-	(*Item)(nil),          // 1: tierlimit.peer.v1.Item
-	(*CheckResponse)(nil), // 2: tierlimit.peer.v1.CheckResponse
-	(*Result)(nil),        // 3: tierlimit.peer.v1.Result
+	(*Counts)(nil),        // 0: tierlimit.peer.v1.Counts
+	(*Count)(nil),         // 1: tierlimit.peer.v1.Count
+	(*CountsReply)(nil),   // 2: tierlimit.peer.v1.CountsReply
+	(*CheckRequest)(nil),  // 3: tierlimit.peer.v1.CheckRequest
+	(*Item)(nil),          // 4: tierlimit.peer.v1.Item
+	(*CheckResponse)(nil), // 5: tierlimit.peer.v1.CheckResponse
+	(*Result)(nil),        // 6: tierlimit.peer.v1.Result
 }
 var file_peer_proto_depIdxs = []int32{
-	1, // 0: tierlimit.peer.v1.CheckRequest.items:type_name -> tierlimit.peer.v1.Item
-	3, // 1: tierlimit.peer.v1.CheckResponse.results:type_name -> tierlimit.peer.v1.Result
-	0, // 2: tierlimit.peer.v1.Peer.Check:input_type -> tierlimit.peer.v1.CheckRequest
-	0, // 3: tierlimit.peer.v1.Peer.CheckStream:input_type -> tierlimit.peer.v1.CheckRequest
-	2, // 4: tierlimit.peer.v1.Peer.Check:output_type -> tierlimit.peer.v1.CheckResponse
-	2, // 5: tierlimit.peer.v1.Peer.CheckStream:output_type -> tierlimit.peer.v1.CheckResponse
-	4, // [4:6] is the sub-list for method output_type
-	2, // [2:4] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	1, // 0: tierlimit.peer.v1.Counts.counts:type_name -> tierlimit.peer.v1.Count
+	4, // 1: tierlimit.peer.v1.CheckRequest.items:type_name -> tierlimit.peer.v1.Item
+	6, // 2: tierlimit.peer.v1.CheckResponse.results:type_name -> tierlimit.peer.v1.Result
+	3, // 3: tierlimit.peer.v1.Peer.Check:input_type -> tierlimit.peer.v1.CheckRequest
+	3, // 4: tierlimit.peer.v1.Peer.CheckStream:input_type -> tierlimit.peer.v1.CheckRequest
+	0, // 5: tierlimit.peer.v1.Peer.Handoff:input_type -> tierlimit.peer.v1.Counts
+	0, // 6: tierlimit.peer.v1.Peer.Backup:input_type -> tierlimit.peer.v1.Counts
+	5, // 7: tierlimit.peer.v1.Peer.Check:output_type -> tierlimit.peer.v1.CheckResponse
+	5, // 8: tierlimit.peer.v1.Peer.CheckStream:output_type -> tierlimit.peer.v1.CheckResponse
+	2, // 9: tierlimit.peer.v1.Peer.Handoff:output_type -> tierlimit.peer.v1.CountsReply
+	2, // 10: tierlimit.peer.v1.Peer.Backup:output_type -> tierlimit.peer.v1.CountsReply
+	7, // [7:11] is the sub-list for method output_type
+	3, // [3:7] is the sub-list for method input_type
+	3, // [3:3] is the sub-list for extension type_name
+	3, // [3:3] is the sub-list for extension extendee
+	0, // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_peer_proto_init() }
@@ -402,7 +597,7 @@ func file_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_peer_proto_rawDesc), len(file_peer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

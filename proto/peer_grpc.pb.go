@@ -28,6 +28,8 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	Peer_Check_FullMethodName       = "/tierlimit.peer.v1.Peer/Check"
 	Peer_CheckStream_FullMethodName = "/tierlimit.peer.v1.Peer/CheckStream"
+	Peer_Handoff_FullMethodName     = "/tierlimit.peer.v1.Peer/Handoff"
+	Peer_Backup_FullMethodName      = "/tierlimit.peer.v1.Peer/Backup"
 )
 
 // PeerClient is the client API for Peer service.
@@ -51,6 +53,18 @@ type PeerClient interface {
 	// client must send nothing more on the stream and end it once its
 	// requests are answered, opening a new one if it has more to check.
 	CheckStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[CheckRequest, CheckResponse], error)
+	// Handoff moves counts to this node, which owns their keys now: each is
+	// added to this node's own count for its key (merged window by window),
+	// so nothing counted before the move is lost. The sender has dropped
+	// them; it calls this when a change of members moves keys away from it,
+	// and for every key it owns when it leaves.
+	Handoff(ctx context.Context, in *Counts, opts ...grpc.CallOption) (*CountsReply, error)
+	// Backup keeps copies of the sender's counts for keys the sender owns and
+	// this node would own if the sender failed: each replaces the copy from
+	// that sender held for its key. When the sender fails, this node counts
+	// on from the copies; when it leaves, they are dropped (its hand-off
+	// brings the counts).
+	Backup(ctx context.Context, in *Counts, opts ...grpc.CallOption) (*CountsReply, error)
 }
 
 type peerClient struct {
@@ -84,6 +98,26 @@ func (c *peerClient) CheckStream(ctx context.Context, opts ...grpc.CallOption) (
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Peer_CheckStreamClient = grpc.BidiStreamingClient[CheckRequest, CheckResponse]
 
+func (c *peerClient) Handoff(ctx context.Context, in *Counts, opts ...grpc.CallOption) (*CountsReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CountsReply)
+	err := c.cc.Invoke(ctx, Peer_Handoff_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *peerClient) Backup(ctx context.Context, in *Counts, opts ...grpc.CallOption) (*CountsReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CountsReply)
+	err := c.cc.Invoke(ctx, Peer_Backup_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PeerServer is the server API for Peer service.
 // All implementations must embed UnimplementedPeerServer
 // for forward compatibility.
@@ -105,6 +139,18 @@ type PeerServer interface {
 	// client must send nothing more on the stream and end it once its
 	// requests are answered, opening a new one if it has more to check.
 	CheckStream(grpc.BidiStreamingServer[CheckRequest, CheckResponse]) error
+	// Handoff moves counts to this node, which owns their keys now: each is
+	// added to this node's own count for its key (merged window by window),
+	// so nothing counted before the move is lost. The sender has dropped
+	// them; it calls this when a change of members moves keys away from it,
+	// and for every key it owns when it leaves.
+	Handoff(context.Context, *Counts) (*CountsReply, error)
+	// Backup keeps copies of the sender's counts for keys the sender owns and
+	// this node would own if the sender failed: each replaces the copy from
+	// that sender held for its key. When the sender fails, this node counts
+	// on from the copies; when it leaves, they are dropped (its hand-off
+	// brings the counts).
+	Backup(context.Context, *Counts) (*CountsReply, error)
 	mustEmbedUnimplementedPeerServer()
 }
 
@@ -120,6 +166,12 @@ func (UnimplementedPeerServer) Check(context.Context, *CheckRequest) (*CheckResp
 }
 func (UnimplementedPeerServer) CheckStream(grpc.BidiStreamingServer[CheckRequest, CheckResponse]) error {
 	return status.Error(codes.Unimplemented, "method CheckStream not implemented")
+}
+func (UnimplementedPeerServer) Handoff(context.Context, *Counts) (*CountsReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method Handoff not implemented")
+}
+func (UnimplementedPeerServer) Backup(context.Context, *Counts) (*CountsReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method Backup not implemented")
 }
 func (UnimplementedPeerServer) mustEmbedUnimplementedPeerServer() {}
 func (UnimplementedPeerServer) testEmbeddedByValue()              {}
@@ -167,6 +219,42 @@ func _Peer_CheckStream_Handler(srv interface{}, stream grpc.ServerStream) error 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Peer_CheckStreamServer = grpc.BidiStreamingServer[CheckRequest, CheckResponse]
 
+func _Peer_Handoff_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(Counts)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServer).Handoff(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Peer_Handoff_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServer).Handoff(ctx, req.(*Counts))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Peer_Backup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(Counts)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServer).Backup(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Peer_Backup_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServer).Backup(ctx, req.(*Counts))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Peer_ServiceDesc is the grpc.ServiceDesc for Peer service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -177,6 +265,14 @@ var Peer_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Check",
 			Handler:    _Peer_Check_Handler,
+		},
+		{
+			MethodName: "Handoff",
+			Handler:    _Peer_Handoff_Handler,
+		},
+		{
+			MethodName: "Backup",
+			Handler:    _Peer_Backup_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

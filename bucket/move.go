@@ -1,0 +1,163 @@
+package bucket
+
+import (
+	"strings"
+	"time"
+)
+
+// Count is one key's counts as they move between stores: from an owner to
+// the node that owns the key next (a hand-off), or to the node that keeps a
+// copy in case the owner fails (a backup).
+type Count struct {
+	Key string
+	// Start is when the key's current window began.
+	Start time.Time
+	// Previous and Current are the hits admitted in the window before and
+	// in the current one.
+	Previous, Current uint64
+}
+
+func (e entry) count(key string) Count {
+	return Count{Key: key, Start: time.Unix(0, e.start), Previous: e.prev, Current: e.cur}
+}
+
+// noteChange remembers that key was counted, if the store tracks changes.
+// sh.mu must be held.
+func (sh *shard) noteChange(key string) {
+	if sh.changed == nil {
+		return
+	}
+	if _, ok := sh.changed[key]; !ok {
+		sh.changed[strings.Clone(key)] = struct{}{}
+	}
+}
+
+// Add merges c into the store at now: its hits are added to those the store
+// holds for c.Key, if any. Windows anchored at different times are merged
+// in the frame of the later one, the other's previous and current counts
+// going to the previous and current window: that never counts a hit as
+// older than it was, so a merged key is never admitted more than either
+// count allowed. A count whose windows have both ended is dropped.
+func (s *Store) Add(now time.Time, c Count) {
+	n := now.UnixNano()
+	in := s.advance(entry{start: min(c.Start.UnixNano(), n), prev: c.Previous, cur: c.Current}, n)
+	if in.prev == 0 && in.cur == 0 {
+		return
+	}
+	sh := &s.shards[s.shardOf(c.Key)]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	e, ok := sh.m[c.Key]
+	if !ok {
+		if s.keys.Load() >= s.maxKeys {
+			s.evict(sh, n)
+		}
+		s.keys.Add(1)
+		sh.m[strings.Clone(c.Key)] = in
+		sh.noteChange(c.Key)
+		return
+	}
+	e = s.advance(e, n)
+	e.start = max(e.start, in.start)
+	e.prev += in.prev
+	e.cur += in.cur
+	sh.m[c.Key] = e
+	sh.noteChange(c.Key)
+}
+
+// Put makes c the counts of c.Key, replacing what the store held for it: a
+// backup keeps the owner's latest copy. A count whose windows have both
+// ended removes the key.
+func (s *Store) Put(now time.Time, c Count) {
+	n := now.UnixNano()
+	in := s.advance(entry{start: min(c.Start.UnixNano(), n), prev: c.Previous, cur: c.Current}, n)
+	sh := &s.shards[s.shardOf(c.Key)]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	_, ok := sh.m[c.Key]
+	switch {
+	case in.prev == 0 && in.cur == 0:
+		if ok {
+			delete(sh.m, c.Key)
+			s.keys.Add(-1)
+		}
+	case ok:
+		sh.m[c.Key] = in
+	default:
+		if s.keys.Load() >= s.maxKeys {
+			s.evict(sh, n)
+		}
+		s.keys.Add(1)
+		sh.m[strings.Clone(c.Key)] = in
+	}
+}
+
+// Drain removes every key for which keep reports false and returns their
+// counts: the keys the store no longer owns, to hand to their new owner.
+// keep is called with a shard's lock held and must not call the Store.
+func (s *Store) Drain(keep func(key string) bool) []Count {
+	var out []Count
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		for k, e := range sh.m {
+			if !keep(k) {
+				out = append(out, e.count(k))
+				delete(sh.m, k)
+				delete(sh.changed, k)
+				s.keys.Add(-1)
+			}
+		}
+		sh.mu.Unlock()
+	}
+	return out
+}
+
+// Changed returns the counts of the keys counted (by Take or Add) since the
+// last call, and starts remembering afresh. It returns nothing unless the
+// store was made with TrackChanges.
+func (s *Store) Changed() []Count {
+	var out []Count
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		for k := range sh.changed {
+			if e, ok := sh.m[k]; ok {
+				out = append(out, e.count(k))
+			}
+			delete(sh.changed, k)
+		}
+		sh.mu.Unlock()
+	}
+	return out
+}
+
+// MarkAllChanged makes the next Changed return every key, as after a change
+// of backup holder, which must receive them all. It does nothing unless the
+// store tracks changes.
+func (s *Store) MarkAllChanged() {
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		if sh.changed != nil {
+			for k := range sh.m {
+				sh.changed[k] = struct{}{}
+			}
+		}
+		sh.mu.Unlock()
+	}
+}
+
+// MarkChanged makes the next Changed return keys that the store holds, as
+// if they had been counted: for copies that could not be sent. It does
+// nothing unless the store tracks changes.
+func (s *Store) MarkChanged(keys []string) {
+	for _, key := range keys {
+		sh := &s.shards[s.shardOf(key)]
+		sh.mu.Lock()
+		if _, ok := sh.m[key]; ok {
+			sh.noteChange(key)
+		}
+		sh.mu.Unlock()
+	}
+}

@@ -1,0 +1,410 @@
+package ownership
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/tierlimit/tierlimit/bucket"
+)
+
+// Mover is a peer that can take counts as well as checks; package peer's
+// Client is one. The Keeper calls it from its own goroutines, never from
+// the request path.
+type Mover interface {
+	// Handoff gives the peer counts of keys it owns now, to add to its own.
+	Handoff(ctx context.Context, from string, window time.Duration, counts []bucket.Count) error
+	// Backup gives the peer copies of from's counts, each to replace the
+	// copy it holds of that key.
+	Backup(ctx context.Context, from string, window time.Duration, counts []bucket.Count) error
+}
+
+// KeeperObserver receives the Keeper's events for metrics. Its methods are
+// called from the Keeper's goroutines and must not block.
+type KeeperObserver interface {
+	// Moved reports n counts sent to a peer: kind is "handoff" or "backup",
+	// err what the call returned.
+	Moved(kind string, n int, err error)
+	// Restored reports n counts taken over from the backups of a member
+	// that failed.
+	Restored(n int)
+}
+
+// Default values for KeeperConfig fields left at zero.
+const (
+	DefaultBackupInterval = 100 * time.Millisecond
+	defaultMoveTimeout    = 2 * time.Second
+)
+
+// KeeperConfig configures a Keeper. Ring, Store and Peers are required.
+type KeeperConfig struct {
+	// Self is this node's member name.
+	Self string
+	// Ring is the cluster's ring, the one the Router routes by.
+	Ring *Ring
+	// Store holds the counts of the keys this node owns; made with
+	// TrackChanges, so that the Keeper can back them up.
+	Store *bucket.Store
+	// Peers looks up the peers; their Peer must also be a Mover.
+	Peers PeerSource
+	// BackupInterval is how often the counts that changed are sent to the
+	// node that would own them if this one failed. Default 100ms.
+	BackupInterval time.Duration
+	// MaxBackupKeys bounds the copies kept for each other member. Default
+	// bucket.DefaultMaxKeys.
+	MaxBackupKeys int
+	// Clock tells the time. Default time.Now.
+	Clock func() time.Time
+	// Logger receives failures at Warn. Nil discards.
+	Logger *slog.Logger
+	// Observer receives events for metrics. Nil means none.
+	Observer KeeperObserver
+}
+
+// Keeper keeps each key's count with its owner as the members change, and a
+// copy of it in case the owner fails:
+//
+//   - Hand-off. When members change, every key of Store that another member
+//     owns now is sent to it and dropped here; the receiver adds it to what
+//     it counted itself since the change (bucket.Store.Add). A count is in
+//     one store at a time, so a hit is never lost nor counted twice; what
+//     the move costs is the hits the new owner admits before the count
+//     arrives, which it decides on its own count alone.
+//   - Leave. A node that leaves hands every key to the member that owns it
+//     without this one.
+//   - Backup. Every BackupInterval, the keys counted since the last round
+//     are sent to the member that would own them if this one failed (the
+//     owner in the ring without this node), which keeps the latest copy of
+//     each. When a member fails, the node holding its copies adds each to
+//     the count of the key's new owner: itself, usually, or the member the
+//     key went to. The hits counted after the last round sent are lost: at
+//     most one BackupInterval's worth.
+//
+// A Keeper is safe for concurrent use. Run runs the backups; the other
+// methods are called by the member machinery and by the peer server.
+type Keeper struct {
+	self     string
+	ring     *Ring
+	store    *bucket.Store
+	peers    PeerSource
+	interval time.Duration
+	maxKeys  int
+	clock    func() time.Time
+	log      *slog.Logger
+	obs      KeeperObserver
+
+	// fallback is who owns each key if this node fails: the ring without
+	// it.
+	fallback *Ring
+
+	// moveMu serialises Members and Leave.
+	moveMu sync.Mutex
+
+	// mu guards backups and closed.
+	mu      sync.Mutex
+	backups map[string]*bucket.Store // copies of other members' counts, by member
+	closed  bool                     // leaving: no more copies taken
+}
+
+// NewKeeper returns a Keeper. It panics if Ring, Store or Peers is nil.
+func NewKeeper(cfg KeeperConfig) *Keeper {
+	switch {
+	case cfg.Ring == nil:
+		panic("ownership: KeeperConfig.Ring is nil")
+	case cfg.Store == nil:
+		panic("ownership: KeeperConfig.Store is nil")
+	case cfg.Peers == nil:
+		panic("ownership: KeeperConfig.Peers is nil")
+	}
+	if cfg.BackupInterval <= 0 {
+		cfg.BackupInterval = DefaultBackupInterval
+	}
+	if cfg.MaxBackupKeys <= 0 {
+		cfg.MaxBackupKeys = bucket.DefaultMaxKeys
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = nopKeeperObserver{}
+	}
+	return &Keeper{
+		self: cfg.Self, ring: cfg.Ring, store: cfg.Store, peers: cfg.Peers,
+		interval: cfg.BackupInterval, maxKeys: cfg.MaxBackupKeys, clock: cfg.Clock,
+		log: cfg.Logger, obs: cfg.Observer,
+		fallback: NewRing(),
+		backups:  make(map[string]*bucket.Store),
+	}
+}
+
+// Members reacts to a change of members, once Ring holds the new ones:
+// the copies of each member in failed are added to the counts of their
+// keys' new owners, those of each member in left are dropped (its hand-off
+// brings the counts), the keys this node no longer owns go to their owners,
+// and every key is backed up afresh, since the members that hold the copies
+// changed. It returns once the counts are sent; ctx bounds the wait.
+func (k *Keeper) Members(ctx context.Context, failed, left []string) {
+	k.moveMu.Lock()
+	defer k.moveMu.Unlock()
+	members := k.ring.Members()
+	k.fallback.Set(slices.DeleteFunc(members, func(m string) bool { return m == k.self }))
+	now := k.clock()
+
+	k.mu.Lock()
+	var restore []bucket.Count
+	for _, name := range failed {
+		if b := k.backups[name]; b != nil {
+			restore = append(restore, b.Drain(func(string) bool { return false })...)
+			delete(k.backups, name)
+		}
+	}
+	for _, name := range left {
+		delete(k.backups, name)
+	}
+	k.mu.Unlock()
+	if len(restore) > 0 {
+		k.obs.Restored(len(restore))
+		k.log.Info("taking over the counts of failed members", "members", failed, "keys", len(restore))
+		k.place(ctx, now, restore, k.ring)
+	}
+	k.handOff(ctx, now, k.ring)
+	k.store.MarkAllChanged()
+}
+
+// Tidy sends the keys this node does not own to their owners: checks that
+// peers sent here while their ring was behind were counted here. Call it a
+// little after a change of members.
+func (k *Keeper) Tidy(ctx context.Context) {
+	k.moveMu.Lock()
+	defer k.moveMu.Unlock()
+	_ = k.handOff(ctx, k.clock(), k.ring)
+}
+
+// Leave hands every key to the member that owns it without this node, and
+// stops taking copies of other members' counts. Call it once the other
+// members no longer route to this node, and again just before it stops, for
+// the checks that reached it in between. It returns an error if some counts
+// could not be handed over.
+func (k *Keeper) Leave(ctx context.Context) error {
+	k.moveMu.Lock()
+	defer k.moveMu.Unlock()
+	k.mu.Lock()
+	k.closed = true
+	clear(k.backups)
+	k.mu.Unlock()
+	members := slices.DeleteFunc(k.ring.Members(), func(m string) bool { return m == k.self })
+	k.fallback.Set(members)
+	if len(members) == 0 {
+		return nil // the last member: nobody to hand the counts to
+	}
+	return k.handOff(ctx, k.clock(), k.fallback)
+}
+
+// handOff sends the keys of the store that ring gives to another member to
+// that member. Counts that cannot be sent stay here, to go with the next
+// hand-off.
+func (k *Keeper) handOff(ctx context.Context, now time.Time, ring *Ring) error {
+	moving := k.store.Drain(func(key string) bool {
+		owner, ok := ring.Owner(key)
+		return !ok || owner == k.self
+	})
+	if len(moving) == 0 {
+		return nil
+	}
+	unsent := k.send(ctx, ring, moving, "handoff")
+	for _, c := range unsent {
+		k.store.Add(now, c)
+	}
+	if len(unsent) > 0 {
+		return fmt.Errorf("hand off %d of %d counts: peers unreachable", len(unsent), len(moving))
+	}
+	k.log.Info("handed counts to their new owners", "keys", len(moving))
+	return nil
+}
+
+// place adds counts to the store for the keys ring gives this node, and
+// sends the others to their owners; what cannot be sent is kept here.
+func (k *Keeper) place(ctx context.Context, now time.Time, counts []bucket.Count, ring *Ring) {
+	var away []bucket.Count
+	for _, c := range counts {
+		if owner, ok := ring.Owner(c.Key); !ok || owner == k.self {
+			k.store.Add(now, c)
+		} else {
+			away = append(away, c)
+		}
+	}
+	for _, c := range k.send(ctx, ring, away, "handoff") {
+		k.store.Add(now, c)
+	}
+}
+
+// send sends each count to its key's owner in ring, in batches of at most
+// MaxCheckItems, as a hand-off or a backup, and returns the counts it could
+// not send.
+func (k *Keeper) send(ctx context.Context, ring *Ring, counts []bucket.Count, kind string) []bucket.Count {
+	byOwner := make(map[string][]bucket.Count)
+	for _, c := range counts {
+		if owner, ok := ring.Owner(c.Key); ok && owner != k.self {
+			byOwner[owner] = append(byOwner[owner], c)
+		}
+	}
+	var (
+		mu     sync.Mutex
+		unsent []bucket.Count
+		wg     sync.WaitGroup
+	)
+	window := k.store.Window()
+	for owner, cs := range byOwner {
+		wg.Go(func() {
+			failed := k.sendTo(ctx, owner, window, cs, kind)
+			mu.Lock()
+			unsent = append(unsent, failed...)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return unsent
+}
+
+// sendTo sends counts to the member called owner and returns those it could
+// not send.
+func (k *Keeper) sendTo(ctx context.Context, owner string, window time.Duration, counts []bucket.Count, kind string) []bucket.Count {
+	p, ok := k.peers.Peer(owner)
+	m, isMover := p.(Mover)
+	if !ok || !isMover {
+		k.obs.Moved(kind, len(counts), ErrNoMover)
+		return counts
+	}
+	for start := 0; start < len(counts); start += MaxCheckItems {
+		batch := counts[start:min(start+MaxCheckItems, len(counts))]
+		cctx, cancel := context.WithTimeout(ctx, defaultMoveTimeout)
+		var err error
+		if kind == "handoff" {
+			err = m.Handoff(cctx, k.self, window, batch)
+		} else {
+			err = m.Backup(cctx, k.self, window, batch)
+		}
+		cancel()
+		k.obs.Moved(kind, len(batch), err)
+		if err != nil {
+			k.log.Warn("could not move counts to peer", "peer", owner, "kind", kind, "keys", len(counts)-start, "err", err)
+			return counts[start:]
+		}
+	}
+	return nil
+}
+
+// ErrNoMover is the error of a move to a member the Keeper has no Mover
+// for (not known yet, or too old to take counts).
+var ErrNoMover = errors.New("ownership: no peer to move counts to")
+
+// Run sends the backups every BackupInterval until ctx ends.
+func (k *Keeper) Run(ctx context.Context) {
+	t := time.NewTicker(k.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			k.backUp(ctx)
+		}
+	}
+}
+
+// backUp sends the counts changed since the last round to the members
+// that would own them if this node failed. Copies that cannot be sent are
+// marked changed again, for the next round.
+func (k *Keeper) backUp(ctx context.Context) {
+	changed := k.store.Changed()
+	if len(changed) == 0 || k.fallback.Len() == 0 {
+		return
+	}
+	unsent := k.send(ctx, k.fallback, changed, "backup")
+	keys := make([]string, len(unsent))
+	for i, c := range unsent {
+		keys[i] = c.Key
+	}
+	k.store.MarkChanged(keys)
+}
+
+// Handed adds counts that the member called from hands to this node, which
+// owns their keys now. The peer server calls it.
+func (k *Keeper) Handed(from string, counts []bucket.Count) {
+	now := k.clock()
+	for _, c := range counts {
+		k.store.Add(now, c)
+	}
+	k.log.Debug("counts handed over", "from", from, "keys", len(counts))
+}
+
+// Copies keeps counts as the copies of the member called from, each
+// replacing the copy held for its key. The peer server calls it. It does
+// nothing once this node leaves.
+func (k *Keeper) Copies(from string, counts []bucket.Count) {
+	k.mu.Lock()
+	if k.closed {
+		k.mu.Unlock()
+		return
+	}
+	b := k.backups[from]
+	if b == nil {
+		b = bucket.New(bucket.Config{Window: k.store.Window(), MaxKeys: k.maxKeys})
+		k.backups[from] = b
+	}
+	k.mu.Unlock()
+	now := k.clock()
+	for _, c := range counts {
+		b.Put(now, c)
+	}
+}
+
+// BackupLen returns how many copies of other members' counts this node
+// holds.
+func (k *Keeper) BackupLen() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	n := 0
+	for _, b := range k.backups {
+		n += b.Len()
+	}
+	return n
+}
+
+// CopiesOf returns how many copies of member's counts this node holds.
+func (k *Keeper) CopiesOf(member string) int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if b := k.backups[member]; b != nil {
+		return b.Len()
+	}
+	return 0
+}
+
+// Sweep drops copies whose windows have both ended by now.
+func (k *Keeper) Sweep(now time.Time) int {
+	k.mu.Lock()
+	stores := make([]*bucket.Store, 0, len(k.backups))
+	for _, b := range k.backups {
+		stores = append(stores, b)
+	}
+	k.mu.Unlock()
+	n := 0
+	for _, b := range stores {
+		n += b.Sweep(now)
+	}
+	return n
+}
+
+// nopKeeperObserver is the KeeperObserver used when none is given.
+type nopKeeperObserver struct{}
+
+func (nopKeeperObserver) Moved(string, int, error) {}
+func (nopKeeperObserver) Restored(int)             {}

@@ -1,0 +1,144 @@
+package ownership
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tierlimit/tierlimit/bucket"
+)
+
+// moverPeer is a fake peer that keeps what it is moved, and can fail.
+type moverPeer struct {
+	// mu guards the fields below.
+	mu       sync.Mutex
+	err      error
+	handed   map[string]bucket.Count
+	copies   map[string]bucket.Count
+	handoffs int
+}
+
+func newMoverPeer() *moverPeer {
+	return &moverPeer{handed: map[string]bucket.Count{}, copies: map[string]bucket.Count{}}
+}
+
+func (p *moverPeer) Check(context.Context, []Item) ([]bucket.Decision, error) {
+	return nil, errors.New("not used")
+}
+
+func (p *moverPeer) Handoff(_ context.Context, _ string, _ time.Duration, counts []bucket.Count) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.err != nil {
+		return p.err
+	}
+	p.handoffs++
+	for _, c := range counts {
+		p.handed[c.Key] = c
+	}
+	return nil
+}
+
+func (p *moverPeer) Backup(_ context.Context, _ string, _ time.Duration, counts []bucket.Count) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.err != nil {
+		return p.err
+	}
+	for _, c := range counts {
+		p.copies[c.Key] = c
+	}
+	return nil
+}
+
+func (p *moverPeer) got(key string) (handed, copied bucket.Count) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.handed[key], p.copies[key]
+}
+
+// keeperFixture is node "a" of a ring, with its store, its Keeper and a
+// fake peer "b".
+type keeperFixture struct {
+	k     *Keeper
+	ring  *Ring
+	store *bucket.Store
+	b     *moverPeer
+}
+
+func newKeeperFixture(t *testing.T, members ...string) keeperFixture {
+	t.Helper()
+	f := keeperFixture{ring: NewRing(), store: bucket.New(bucket.Config{Window: routerWindow, TrackChanges: true}), b: newMoverPeer()}
+	f.ring.Set(members)
+	f.k = NewKeeper(KeeperConfig{Self: "a", Ring: f.ring, Store: f.store, Peers: peerMap{"b": f.b},
+		Clock: func() time.Time { return routerT0 }})
+	f.k.Members(t.Context(), nil, nil)
+	return f
+}
+
+// used returns how many hits the store counts for key at routerT0.
+func used(s *bucket.Store, key string) int {
+	return 10 - s.Take(routerT0, key, 0, 10).Remaining
+}
+
+func TestKeeperHandsKeysToTheirNewOwner(t *testing.T) {
+	f := newKeeperFixture(t, "a", "b")
+	mine, theirs := keyOwnedBy(t, f.ring, "a"), keyOwnedBy(t, f.ring, "b")
+	f.store.Take(routerT0, mine, 5, 10)
+	f.store.Take(routerT0, theirs, 3, 10) // counted here while a peer's ring was behind
+
+	f.k.Tidy(t.Context())
+	handed, _ := f.b.got(theirs)
+	assert.Equal(t, bucket.Count{Key: theirs, Start: routerT0, Current: 3}, handed, "b got its key's count")
+	assert.Equal(t, 5, used(f.store, mine), "a key this node owns stays")
+	assert.Equal(t, 0, used(f.store, theirs), "the handed key left the store")
+
+	// b is down: the count stays here, whole, for the next hand-off.
+	f.b.mu.Lock()
+	f.b.err = errors.New("down")
+	f.b.mu.Unlock()
+	f.store.Take(routerT0, theirs, 2, 10)
+	f.k.Tidy(t.Context())
+	assert.Equal(t, 2, used(f.store, theirs))
+}
+
+func TestKeeperBacksUpChangedKeysAndRestoresAFailedMembersCopies(t *testing.T) {
+	f := newKeeperFixture(t, "a", "b")
+	mine := keyOwnedBy(t, f.ring, "a")
+	f.store.Take(routerT0, mine, 4, 10)
+	f.k.backUp(t.Context())
+	_, copied := f.b.got(mine)
+	assert.Equal(t, bucket.Count{Key: mine, Start: routerT0, Current: 4}, copied, "b, which would own it without a, has the copy")
+	f.k.backUp(t.Context())
+
+	// a holds copies of b's counts; b fails: a takes them over.
+	theirs := keyOwnedBy(t, f.ring, "b")
+	f.k.Copies("b", []bucket.Count{{Key: theirs, Start: routerT0, Current: 7}})
+	f.k.Copies("c", []bucket.Count{{Key: "c-key", Start: routerT0, Current: 1}})
+	assert.Equal(t, 1, f.k.CopiesOf("b"))
+	f.ring.Set([]string{"a"})
+	f.k.Members(t.Context(), []string{"b"}, []string{"c"})
+	assert.Equal(t, 7, used(f.store, theirs), "b's count, restored")
+	assert.Zero(t, f.k.BackupLen(), "the failed member's copies are used, the leaver's dropped")
+}
+
+func TestKeeperLeaveHandsEverythingOver(t *testing.T) {
+	f := newKeeperFixture(t, "a", "b")
+	mine := keyOwnedBy(t, f.ring, "a")
+	f.store.Take(routerT0, mine, 6, 10)
+	require.NoError(t, f.k.Leave(t.Context()))
+	handed, _ := f.b.got(mine)
+	assert.Equal(t, uint64(6), handed.Current)
+	assert.Zero(t, f.store.Len())
+	f.k.Copies("b", []bucket.Count{{Key: "x", Start: routerT0, Current: 1}})
+	assert.Zero(t, f.k.BackupLen(), "a leaving node takes no more copies")
+
+	alone := newKeeperFixture(t, "a")
+	alone.store.Take(routerT0, "k", 1, 10)
+	assert.NoError(t, alone.k.Leave(t.Context()), "the last member has nobody to hand to")
+}
