@@ -192,6 +192,18 @@ func (v *view) alive() []Member {
 	return v.list(func(e *entry) bool { return e.State == StateAlive })
 }
 
+// gone returns the gossip addresses of the members that failed or left
+// after cutoff.
+func (v *view) gone(cutoff time.Time) []string {
+	var out []string
+	for _, e := range v.members {
+		if e.State != StateAlive && e.since.After(cutoff) {
+			out = append(out, e.Addr)
+		}
+	}
+	return out
+}
+
 // addrs returns the gossip addresses of the members in state.
 func (v *view) addrs(state string) []string {
 	var out []string

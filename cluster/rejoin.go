@@ -16,6 +16,12 @@ const (
 	// maxRejoinTargets bounds the addresses one rejoin round contacts; a
 	// round's joins run at once, so it lasts at most one TCPTimeout.
 	maxRejoinTargets = 8
+	// recentFor is how long a member that failed or left is tried every
+	// recentEvery, on top of the rounds every RejoinInterval: long enough
+	// for a process restarted by a supervisor or a rolling deploy to come
+	// back, short enough that a member gone for good costs little.
+	recentFor   = time.Minute
+	recentEvery = time.Second
 )
 
 // run is the join loop: it joins the seeds, retrying until one answers, then
@@ -27,12 +33,23 @@ func (n *Node) run(ctx context.Context) {
 	}
 	t := time.NewTicker(n.cfg.RejoinInterval)
 	defer t.Stop()
+	recent := time.NewTicker(min(recentEvery, n.cfg.RejoinInterval))
+	defer recent.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 			n.rejoin(ctx)
+		case now := <-recent.C:
+			// A member that went a moment ago may be back already, at its
+			// address, unable to find us: one that left, or a seed with no
+			// seeds of its own.
+			n.mu.Lock()
+			back := n.view.gone(now.Add(-recentFor))
+			alive := n.view.addrs(StateAlive)
+			n.mu.Unlock()
+			n.joinAll(ctx, rejoinTargets(nil, back, alive, maxRejoinTargets))
 		case addr := <-n.syncs:
 			// A push/pull with the restarted member: it gets every member
 			// and the health state at once.
@@ -95,7 +112,11 @@ func (n *Node) rejoin(ctx context.Context) {
 	n.mu.Unlock()
 
 	rand.Shuffle(len(dead), func(i, j int) { dead[i], dead[j] = dead[j], dead[i] })
-	targets := rejoinTargets(resolveSeeds(ctx, n.cfg.Join), dead, alive, maxRejoinTargets)
+	n.joinAll(ctx, rejoinTargets(resolveSeeds(ctx, n.cfg.Join), dead, alive, maxRejoinTargets))
+}
+
+// joinAll joins each of targets at once and waits for them.
+func (n *Node) joinAll(ctx context.Context, targets []string) {
 	var wg sync.WaitGroup
 	for _, addr := range targets {
 		wg.Go(func() {

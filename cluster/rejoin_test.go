@@ -172,3 +172,27 @@ func TestSeedRestartedAtOnceRejoins(t *testing.T) {
 	t.Logf("restarted seed saw 3 members and the state after %v", time.Since(start).Round(time.Millisecond))
 	requireAlive(t, []*Node{restarted, nodes[1], nodes[2]}, 3)
 }
+
+// TestSeedRestartedAfterALeaveRejoins: a seed that left gracefully (a
+// rolling deploy) and comes back on its address without seeds is joined by
+// its peers within 5 s: they keep trying members that went a moment ago.
+func TestSeedRestartedAfterALeaveRejoins(t *testing.T) {
+	port := freePort(t)
+	nodes := startNodes(t, 3, lanTimings, func(i int, c *Config) {
+		if i == 0 {
+			c.BindPort = port
+		}
+	})
+	require.NoError(t, nodes[0].Leave(time.Second))
+	require.NoError(t, nodes[0].Close())
+	requireAlive(t, nodes[1:], 2)
+
+	cfg := testConfig("n0")
+	lanTimings(0, &cfg)
+	cfg.BindPort = port
+	restarted := startNode(t, cfg)
+	start := time.Now()
+	require.Eventually(t, func() bool { return len(restarted.Alive()) == 3 }, 5*time.Second, tick,
+		"the restarted seed is still alone: %v", aliveNames([]*Node{restarted}))
+	t.Logf("restarted seed joined after %v", time.Since(start).Round(time.Millisecond))
+}
