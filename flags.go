@@ -40,6 +40,8 @@ func flagFor(field string) string {
 		return "state-file"
 	case "QuorumGrace":
 		return "quorum-grace"
+	case "BackupInterval":
+		return "backup-interval"
 	}
 	return ""
 }
@@ -62,6 +64,7 @@ func flagFor(field string) string {
 //	-max-clock-offset 500ms     MaxClockOffset
 //	-state-file path            StateFile
 //	-quorum-grace 30s           QuorumGrace
+//	-backup-interval 100ms      BackupInterval
 //
 // Call FlagsFromEnv after fs.Parse to take the flags not given from the
 // environment.
@@ -79,6 +82,7 @@ func BindFlags(fs *flag.FlagSet, cfg *Config) {
 	fs.BoolVar(&cfg.InsecureOpenCluster, "insecure-open-cluster", false, env("insecure-open-cluster", "gossip and gRPC beyond this host without a cluster key: anyone who reaches the ports can join and add hits"))
 	fs.DurationVar(&cfg.ForwardTimeout, "forward-timeout", DefaultForwardTimeout, env("forward-timeout", "deadline of a check forwarded to a key's owner"))
 	fs.IntVar(&cfg.MaxKeys, "max-keys", DefaultMaxKeys, env("max-keys", "most keys counted at once per store"))
+	fs.DurationVar(&cfg.BackupInterval, "backup-interval", DefaultBackupInterval, env("backup-interval", "how often the counts that changed are copied to the member that would own them if this one failed"))
 	fs.DurationVar(&cfg.QuorumGrace, "quorum-grace", DefaultQuorumGrace, env("quorum-grace", "how long a failed member still counts: a side without a majority of the members applies its share of each limit"))
 	fs.StringVar(&cfg.StateFile, "state-file", "", env("state-file", "file that keeps the health state across restarts; empty = memory only"))
 	fs.DurationVar(&cfg.MaxClockOffset, "max-clock-offset", DefaultMaxClockOffset, env("max-clock-offset", "how far apart the members' clocks may be; a health state stamped further ahead is refused"))

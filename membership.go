@@ -45,6 +45,7 @@ func (l *Limiter) startCluster() error {
 		Self:           cfg.NodeName,
 		Ring:           l.ring,
 		Store:          l.store,
+		Fallback:       l.fallback,
 		Peers:          l.book,
 		BackupInterval: cfg.BackupInterval,
 		MaxBackupKeys:  cfg.MaxKeys,

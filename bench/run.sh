@@ -25,6 +25,8 @@
 # Environment: BENCH_PORT (default 23400) is the first of the loopback ports
 # used, BENCH_PORT .. BENCH_PORT+60. BENCH_FORWARD_TIMEOUT, if set, is given
 # to every cmd/node as -forward-timeout (default: the node's own, 5ms).
+# BENCH_NODE_FLAGS, if set, are more flags for every cmd/node (such as
+# "-backup-interval 1h", to measure what the backups cost).
 # BENCH_ALT_FORWARD_TIMEOUT (default 20ms, the central Redis's deadline)
 # starts a second 3-node cluster with that -forward-timeout, measured too;
 # empty skips it.
@@ -61,6 +63,8 @@ CONFIGS=(floor redis1 redis3 tl1 tl3)
 TOKEN=bench-admin-token
 TL_FLAGS=(-admin-token "$TOKEN" -log-format json)
 [ -n "${BENCH_FORWARD_TIMEOUT:-}" ] && TL_FLAGS+=(-forward-timeout "$BENCH_FORWARD_TIMEOUT")
+# shellcheck disable=SC2206 # split on purpose: a list of flags
+[ -n "${BENCH_NODE_FLAGS:-}" ] && TL_FLAGS+=($BENCH_NODE_FLAGS)
 
 OUT=$ROOT/bench/out
 BIN=$OUT/bin

@@ -15,21 +15,24 @@
 
 # The over-admission bound per key and window, with N nodes and L the limit
 # in force (the largest X-RateLimit-Limit the key saw), is the README's
-# (High availability), O·L + F·ceil(L/M), taken at its largest for a phase:
-#   owners × L     every node that owns the key at some point in the phase
-#                  counts it from zero: the owner before the fault and the
-#                  one after, and in a partition also the cut-off side's own
-#                  owner (owners = 2, or 3 for a partition). The ring's
-#                  bounded-load placement can move a key between two nodes
-#                  that both stay up, so even a survivor's key can get a
-#                  second owner.
-#   N × ceil(L/(N−1))  every node's fallback counter: it is kept for the
-#                  window and judged against the share in force, which grows
-#                  from ceil(L/N) to ceil(L/(N−1)) once the ring has shrunk.
-BOUND_FORMULA='owners*L + N*ceil(L/(N-1)), owners = 2 (kill, pause) or 3 (partition: one per side, plus the owner before the cut or after the heal)'
-# OWNERS is the owners term for the phases judged next: begin_scenario sets
-# it, 3 for the partition, else 2.
-OWNERS=2
+# (High availability), asserted per phase:
+#   kill, pause, rolling   L + ceil(L/10): counts move with their keys (a
+#                  hand-off on a leave or a join, the backup copy on a
+#                  crash), so what a fault adds is the hits of the last
+#                  backup interval before a crash, the hits a new owner
+#                  admits before the moved count reaches it, and the checks
+#                  decided locally while the owner could not be reached.
+#   partition      L1 + L2 + ceil(L1/20), L1 and L2 the largest and second
+#                  largest limits the key saw: the majority side keeps its
+#                  full limit, the cut-off node applies its share of its
+#                  own (ceil(L/N), or of another state's limit when the
+#                  sides' health states differ), and after the heal a
+#                  moved count may reach its owner a few checks late.
+BOUND_FORMULA='L + ceil(L/10) (kill, pause, rolling); L1 + L2 + ceil(L1/20) (partition: the majority L1, the cut-off node its share L2)'
+# BOUND_JQ is the bound of the phases judged next, a jq expression of $L
+# (the largest limit seen), $lims (the limits seen, largest first) and $n:
+# begin_scenario sets it.
+BOUND_JQ='$L + cdiv($L; 10)'
 
 CHAOS_T0=$(date +%s)
 
@@ -68,9 +71,9 @@ SCENARIO_FACTS="{}"
 begin_scenario() {
   SCENARIO=$1
   SCENARIO_FAILS=""
-  OWNERS=2
+  BOUND_JQ='$L + cdiv($L; 10)'
   SCENARIO_FACTS=$(jq -cn --arg s "$1" --arg d "$2" '{scenario: $s, description: $d}')
-  if [ "$1" = partition ]; then OWNERS=3; fi
+  if [ "$1" = partition ]; then BOUND_JQ='$lims[0] + ($lims[1] // 0) + cdiv($L; 20)'; fi
   say "=== scenario $1: $2"
 }
 
@@ -243,16 +246,17 @@ eval_phase() {
   for r in "$@"; do
     jq -e '.requests' "$r" >/dev/null 2>&1 || { missing=1; say "  $phase: no report in $r: $(tail -3 "${r%.json}.err" 2>/dev/null)"; }
   done
-  if [ $missing = 0 ] && line=$(jq -sce --arg s "$SCENARIO" --arg p "$phase" --argjson n "$NODES" --argjson rc "$rc" --argjson owners "$OWNERS" '
+  if [ $missing = 0 ] && line=$(jq -sce --arg s "$SCENARIO" --arg p "$phase" --argjson n "$NODES" --argjson rc "$rc" '
       def cdiv($a; $b): (($a + $b - 1) / $b | floor);
       def sum(f): map(f) | add // 0;
       . as $rs
       | [$rs[] | (.accuracy.tiers // [])[]] | group_by(.tier)
       | map(([.[].limits[]] | max) as $L | select($L != null)
+          | ([.[].limits[]] | unique | sort | reverse) as $lims
           | ([.[].details[]] | group_by(.key) | map({key: .[0].key, admitted: sum(.admitted)})) as $keys
           | {tier: .[0].tier, limit: $L, keys: ($keys | length),
              admitted_max: ($keys | map(.admitted) | max), admitted_avg: ($keys | sum(.admitted) / length * 10 | round / 10),
-             bound: ($owners * $L + $n * cdiv($L; $n - 1))}) as $tiers
+             bound: ('"$BOUND_JQ"')}) as $tiers
       | {scenario: $s, phase: $p, loadgen_exit: $rc, targets: [$rs[].targets[]],
          requests: ($rs | sum(.requests)), elapsed_s: ($rs | map(.elapsed_seconds) | max * 10 | round / 10),
          ok: ($rs | sum(.status["200"])), limited: ($rs | sum(.status["429"])),

@@ -14,6 +14,8 @@
 #   partition  cut node 2 off from its peers (iptables DROP in its network
 #              namespace; clients still reach both sides), set DEGRADED on
 #              the majority side during the cut, then heal
+#   rolling    a rolling deploy: SIGTERM each node in turn under load, start
+#              it again, wait until the cluster is whole, then the next
 #
 # Two modes. netns (as root, where `ip netns add` works): every node in a
 # network namespace of its own on a private bridge (10.77.0.0/24, which
@@ -41,7 +43,7 @@ TOKEN="chaos-$$-$RANDOM$RANDOM"
 CLUSTER_SECRET="chaos-key-$$-$RANDOM$RANDOM$RANDOM"
 RATE=${CHAOS_RATE:-1000}
 KEYS=${CHAOS_KEYS:-12}
-SCENARIOS=${CHAOS_SCENARIOS:-kill pause partition}
+SCENARIOS=${CHAOS_SCENARIOS:-kill pause partition rolling}
 MIX=free=30,pro=70
 FAULT_S=20           # length of a fault phase
 FAULT_AT=6           # fault this long into it, once every accuracy key is at its limit
@@ -134,7 +136,12 @@ LOADGEN=$ROOT/bin/loadgen
 # One file of fresh keys per loadgen phase, so each phase's accuracy keys
 # start at zero in every store; the nodes get all of them.
 PHASES=""
-for s in $SCENARIOS; do PHASES="$PHASES $s-fault $s-heal"; done
+for s in $SCENARIOS; do
+  case $s in
+  rolling) PHASES="$PHASES rolling" ;; # one key set for the whole deploy
+  *) PHASES="$PHASES $s-fault $s-heal" ;;
+  esac
+done
 for p in $PHASES; do
   "$LOADGEN" -config config/tiers.json -gen-config "$OUT/keys-$p.json" -gen-keys "$KEYS" >/dev/null
 done
@@ -222,12 +229,13 @@ say "cluster formed: 3 alive everywhere after ${t}s more"
 # ---- loadgen ------------------------------------------------------------------------
 
 # loadgen_start PHASE SECONDS URL... starts a judged run in the background
-# and sets LG to its PID.
+# and sets LG to its PID. It uses the phase's fresh keys, or those of
+# KEYSET if set.
 loadgen_start() {
   local phase=$1 secs=$2 targets
   shift 2
   targets=$(IFS=,; echo "$*")
-  ${CTL[@]+"${CTL[@]}"} "$LOADGEN" -config "$OUT/keys-$phase.json" -targets "$targets" -mix "$MIX" \
+  ${CTL[@]+"${CTL[@]}"} "$LOADGEN" -config "$OUT/keys-${KEYSET:-$phase}.json" -targets "$targets" -mix "$MIX" \
     -accuracy-keys "$KEYS" -c 16 -rate "$RATE" -d "${secs}s" -json -quiet -fail-on-5xx \
     >"$OUT/$phase.json" 2>"$OUT/$phase.err" &
   LG=$!
@@ -417,9 +425,40 @@ scenario_partition() {
   end_scenario
 }
 
+# scenario_rolling restarts the nodes one after the other within one window,
+# with the same accuracy keys throughout: each restart is judged on its
+# own, and the whole deploy once more, a key's admissions summed over the
+# three phases.
+scenario_rolling() {
+  local v start
+  begin_scenario rolling "a rolling deploy within one window: SIGTERM each node in turn under load, start it again, wait until the cluster is whole"
+  KEYSET=rolling
+  for v in 0 1 2; do
+    # shellcheck disable=SC2046
+    loadgen_start "rolling-$v" 15 $(others $v)
+    sleep 4
+    start=$(now_ms)
+    kill -TERM "${PIDS[$v]}"
+    wait "${PIDS[$v]}" 2>/dev/null || fail "node $v did not stop cleanly on SIGTERM"
+    PIDS[v]=""
+    say "  stopped node $v ($(secs_since "$start")s)"
+    detect $v "$start"
+    start_node $v
+    wait_ready $v
+    say "  restarted node $v"
+    converge
+    loadgen_end "rolling-$v"
+  done
+  KEYSET=""
+  eval_phase rolling-deploy 0 "$OUT"/rolling-[012].json
+  after_check
+  check_nodes
+  end_scenario
+}
+
 for s in $SCENARIOS; do
   case $s in
-  kill | pause | partition) "scenario_$s" ;;
+  kill | pause | partition | rolling) "scenario_$s" ;;
   *) die "CHAOS_SCENARIOS: unknown scenario $s" ;;
   esac
 done

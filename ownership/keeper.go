@@ -49,6 +49,11 @@ type KeeperConfig struct {
 	// Store holds the counts of the keys this node owns; made with
 	// TrackChanges, so that the Keeper can back them up.
 	Store *bucket.Store
+	// Fallback, if not nil, is the Router's store of checks decided here
+	// while their owner could not be reached. On a change of members those
+	// counts go to the keys' owners, so that the hits admitted meanwhile
+	// count against the limit from then on.
+	Fallback *bucket.Store
 	// Peers looks up the peers; their Peer must also be a Mover.
 	Peers PeerSource
 	// BackupInterval is how often the counts that changed are sent to the
@@ -90,6 +95,7 @@ type Keeper struct {
 	self     string
 	ring     *Ring
 	store    *bucket.Store
+	local    *bucket.Store // KeeperConfig.Fallback; may be nil
 	peers    PeerSource
 	interval time.Duration
 	maxKeys  int
@@ -136,7 +142,7 @@ func NewKeeper(cfg KeeperConfig) *Keeper {
 		cfg.Observer = nopKeeperObserver{}
 	}
 	return &Keeper{
-		self: cfg.Self, ring: cfg.Ring, store: cfg.Store, peers: cfg.Peers,
+		self: cfg.Self, ring: cfg.Ring, store: cfg.Store, local: cfg.Fallback, peers: cfg.Peers,
 		interval: cfg.BackupInterval, maxKeys: cfg.MaxBackupKeys, clock: cfg.Clock,
 		log: cfg.Logger, obs: cfg.Observer,
 		fallback: NewRing(),
@@ -147,9 +153,10 @@ func NewKeeper(cfg KeeperConfig) *Keeper {
 // Members reacts to a change of members, once Ring holds the new ones:
 // the copies of each member in failed are added to the counts of their
 // keys' new owners, those of each member in left are dropped (its hand-off
-// brings the counts), the keys this node no longer owns go to their owners,
-// and every key is backed up afresh, since the members that hold the copies
-// changed. It returns once the counts are sent; ctx bounds the wait.
+// brings the counts), the checks decided here while an owner could not be
+// reached join their owners' counts, the keys this node no longer owns go
+// to their owners, and every key is backed up afresh, since the members
+// that hold the copies changed. It returns once the counts are sent; ctx bounds the wait.
 func (k *Keeper) Members(ctx context.Context, failed, left []string) {
 	k.moveMu.Lock()
 	defer k.moveMu.Unlock()
@@ -173,6 +180,13 @@ func (k *Keeper) Members(ctx context.Context, failed, left []string) {
 		k.obs.Restored(len(restore))
 		k.log.Info("taking over the counts of failed members", "members", failed, "keys", len(restore))
 		k.place(ctx, now, restore, k.ring)
+	}
+	if k.local != nil {
+		// Hits admitted here while an owner was unreachable are real hits:
+		// now that the ring has moved on, they join the owner's count.
+		if decided := k.local.Drain(func(string) bool { return false }); len(decided) > 0 {
+			k.place(ctx, now, decided, k.ring)
+		}
 	}
 	k.handOff(ctx, now, k.ring)
 	k.store.MarkAllChanged()
