@@ -20,10 +20,13 @@ const (
 	refusalSample = 16
 )
 
-// refusals remembers keys the owner refused, until the time the owner said
-// they could retry, so that a node does not ask again in between. It is
-// bounded, sharded, and safe for concurrent use. Expired entries are
-// removed when they are looked up, or to make room.
+// refusals remembers what the owner last said about each key it was asked
+// about: that it refused the key until some time, so that a node does not
+// ask again in between (get); or how many hits the key had left, so that a
+// node deciding locally while the owner cannot be reached does not give the
+// key more than that (remaining). It is bounded, sharded, and safe for
+// concurrent use. Expired entries are removed when they are looked up, or to
+// make room.
 type refusals struct {
 	seed     maphash.Seed
 	window   time.Duration // the counting window, to carry a reset forward
@@ -40,9 +43,11 @@ type refusalShard struct {
 
 // refusal is what the owner said about a key.
 type refusal struct {
-	limit   int       // the limit the owner refused against
-	retryAt time.Time // refused until then
-	resetAt time.Time
+	limit     int       // the limit the owner decided against
+	retryAt   time.Time // refused until then; zero if it admitted the key
+	resetAt   time.Time
+	remaining int       // hits left after the decision
+	until     time.Time // when the entry lapses: retryAt, or resetAt if admitted
 }
 
 // newRefusals returns an empty cache holding at most about size entries,
@@ -73,12 +78,12 @@ func (c *refusals) get(key string, limit int, now time.Time) (bucket.Decision, b
 	sh := c.shard(key)
 	sh.mu.Lock()
 	r, ok := sh.m[key]
-	if ok && !now.Before(r.retryAt) {
+	if ok && !now.Before(r.until) {
 		delete(sh.m, key)
 		ok = false
 	}
 	sh.mu.Unlock()
-	if !ok || limit > r.limit {
+	if !ok || r.retryAt.IsZero() || !now.Before(r.retryAt) || limit > r.limit {
 		return bucket.Decision{}, false
 	}
 	reset := r.resetAt
@@ -90,13 +95,37 @@ func (c *refusals) get(key string, limit int, now time.Time) (bucket.Decision, b
 	return bucket.Decision{Limit: limit, ResetAt: reset, RetryAt: r.retryAt}, true
 }
 
-// put remembers that the owner refused key under limit with d, at now. It
-// keeps nothing if d is not a refusal with a RetryAt after now.
+// remaining returns how many hits the owner last said key had left under
+// limit, and the end of the key's window it named, if it said so for this
+// limit or a higher one and that window has not ended since: 0 while a
+// refusal holds.
+func (c *refusals) remaining(key string, limit int, now time.Time) (int, time.Time, bool) {
+	if c.shardCap == 0 {
+		return 0, time.Time{}, false
+	}
+	sh := c.shard(key)
+	sh.mu.Lock()
+	r, ok := sh.m[key]
+	sh.mu.Unlock()
+	if !ok || !now.Before(r.until) || limit > r.limit {
+		return 0, time.Time{}, false
+	}
+	if !r.retryAt.IsZero() {
+		return 0, r.retryAt, true
+	}
+	return r.remaining, r.resetAt, true
+}
+
+// put remembers what the owner said about key under limit, d, at now. It
+// keeps nothing for a decision that has lapsed already.
 func (c *refusals) put(key string, limit int, d bucket.Decision, now time.Time) {
-	if c.shardCap == 0 || d.Allowed || !d.RetryAt.After(now) {
+	r := refusal{limit: limit, resetAt: d.ResetAt, remaining: d.Remaining, until: d.ResetAt}
+	if !d.Allowed {
+		r.retryAt, r.until = d.RetryAt, d.RetryAt
+	}
+	if c.shardCap == 0 || !r.until.After(now) {
 		return
 	}
-	r := refusal{limit: limit, retryAt: d.RetryAt, resetAt: d.ResetAt}
 	sh := c.shard(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -121,11 +150,11 @@ func (sh *refusalShard) evict(now time.Time) {
 		freed     bool
 	)
 	for k, r := range sh.m { // map iteration starts at a random place
-		if !now.Before(r.retryAt) {
+		if !now.Before(r.until) {
 			delete(sh.m, k)
 			freed = true
-		} else if !have || r.retryAt.Before(soonestAt) {
-			soonest, soonestAt, have = k, r.retryAt, true
+		} else if !have || r.until.Before(soonestAt) {
+			soonest, soonestAt, have = k, r.until, true
 		}
 		seen++
 		if seen >= refusalSample {

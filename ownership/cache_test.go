@@ -83,7 +83,7 @@ func TestRefusalsBounded(t *testing.T) {
 
 func TestRefusalShardEvict(t *testing.T) {
 	t0 := time.Unix(0, 0)
-	at := func(d time.Duration) refusal { return refusal{limit: 5, retryAt: t0.Add(d)} }
+	at := func(d time.Duration) refusal { return refusal{limit: 5, retryAt: t0.Add(d), until: t0.Add(d)} }
 	tests := []struct {
 		name    string
 		entries map[string]refusal
@@ -166,4 +166,37 @@ func TestRefusalsNeverServeAResetInThePast(t *testing.T) {
 		}
 		assert.Equal(t, want, d.ResetAt, "get at t0+%v", at)
 	}
+}
+
+// TestRefusalsRememberWhatWasLeft: a node deciding locally while the owner
+// is unreachable learns from the owner's last answers how much a key has
+// left, and not beyond the key's window.
+func TestRefusalsRememberWhatWasLeft(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	c := newRefusals(10, time.Minute)
+	c.put("k", 150, bucket.Decision{Allowed: true, Limit: 150, Remaining: 12, ResetAt: t0.Add(30 * time.Second)}, t0)
+	tests := []struct {
+		name  string
+		at    time.Duration
+		limit int
+		want  int
+		ok    bool
+	}{
+		{"in the window", time.Second, 150, 12, true},
+		{"a lower limit", time.Second, 100, 12, true},
+		{"a higher limit: unknown", time.Second, 200, 0, false},
+		{"after the window", 31 * time.Second, 150, 0, false},
+	}
+	for _, tt := range tests {
+		got, _, ok := c.remaining("k", tt.limit, t0.Add(tt.at))
+		assert.Equal(t, tt.ok, ok, "%s: remaining found", tt.name)
+		assert.Equal(t, tt.want, got, "%s", tt.name)
+	}
+	_, hit := c.get("k", 150, t0.Add(time.Second))
+	assert.False(t, hit, "an admitted key is no cached refusal")
+	c.put("k", 150, bucket.Decision{Limit: 150, ResetAt: t0.Add(30 * time.Second), RetryAt: t0.Add(40 * time.Second)}, t0)
+	got, until, ok := c.remaining("k", 150, t0.Add(35*time.Second))
+	assert.Equal(t, t0.Add(40*time.Second), until)
+	assert.True(t, ok)
+	assert.Zero(t, got, "nothing left while a refusal holds")
 }

@@ -243,7 +243,20 @@ func (r *Router) Check(ctx context.Context, now time.Time, key string, limit int
 func (r *Router) decideLocally(now time.Time, key string, limit int, owner, reason string, err error, gate *warnGate) bucket.Decision {
 	members := max(1, r.ring.Len())
 	share := (limit + members - 1) / members
-	d := r.fallback.Take(now, key, 1, share)
+	budget, until := share, time.Time{}
+	if left, end, ok := r.refused.remaining(key, limit, now); ok && members > 1 {
+		// The owner's last answer said how much the key had left: the
+		// other members, which may all be deciding locally now, share that
+		// rather than each taking a share of the whole limit.
+		budget, until = min(share, (left+members-2)/(members-1)), end
+	}
+	d := r.fallback.Take(now, key, 1, budget)
+	if budget < share {
+		d.Limit = share // the limit this node applies; Remaining is what is left of its part
+		if !d.Allowed && !until.IsZero() && until.Before(d.RetryAt) {
+			d.RetryAt = until // the owner's own count frees room then
+		}
+	}
 	r.obs.Fallback(reason)
 
 	warn := reason != FallbackCanceled && reason != FallbackClosed

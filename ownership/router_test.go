@@ -568,3 +568,40 @@ func TestRouterShare(t *testing.T) {
 		assert.Equal(t, tt.want, d.Limit, "SetShare(%d, %d), then Check with limit %d", tt.alive, tt.known, tt.limit)
 	}
 }
+
+// TestRouterLocalDecisionsSpendWhatTheOwnerSaidWasLeft: when the owner
+// stops answering, the members deciding locally share what the owner last
+// said the key had left, not a share of the whole limit each.
+func TestRouterLocalDecisionsSpendWhatTheOwnerSaidWasLeft(t *testing.T) {
+	peer := &batchPeer{answer: func(it Item) bucket.Decision {
+		return bucket.Decision{Allowed: true, Limit: it.Limit, Remaining: 4, ResetAt: routerT0.Add(time.Minute)}
+	}}
+	r := newTestRouter(t, []string{"a", "b", "c"}, peerMap{"b": peer}, nil)
+	key := keyOwnedBy(t, r.ring, "b")
+	require.True(t, r.Check(t.Context(), routerT0, key, 150).Allowed, "the owner answers: 4 left")
+
+	peer.setErr(errors.New("owner down"))
+	admitted := 0
+	for range 20 {
+		if d := r.Check(t.Context(), routerT0.Add(time.Second), key, 150); d.Allowed {
+			admitted++
+		} else {
+			assert.Equal(t, 50, d.Limit, "the limit this node applies is its share")
+			assert.False(t, d.RetryAt.After(routerT0.Add(time.Minute)), "retry once the owner's window ends, at the latest")
+		}
+	}
+	assert.Equal(t, 2, admitted, "half of the 4 left, for one of the two members that may decide locally; not a share of 150")
+
+	// A key the owner never spoke of gets the share of the whole limit.
+	other := keyOwnedBy(t, r.ring, "b") + "-other"
+	for o, _ := r.ring.Owner(other); o != "b"; o, _ = r.ring.Owner(other) {
+		other += "x"
+	}
+	admitted = 0
+	for range 60 {
+		if r.Check(t.Context(), routerT0.Add(time.Second), other, 150).Allowed {
+			admitted++
+		}
+	}
+	assert.Equal(t, 50, admitted, "ceil(150/3)")
+}
