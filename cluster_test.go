@@ -443,10 +443,17 @@ func TestClusterPartitionServesLocallyThenHeals(t *testing.T) {
 	// Each side writes its own health state: side a more often, side b
 	// once but last. The later write must win, not the side that wrote
 	// more (a Lamport counter would give it to a).
-	setHealth(t, a[0], "DEGRADED")
-	setHealth(t, a[1], "NORMAL")
-	setHealth(t, a[0], "DEGRADED")
-	require.Eventually(t, func() bool { return a[1].Health().Status == health.Degraded }, 5*time.Second, 10*time.Millisecond)
+	// Each of side a's writes is made once the side has the one before, so
+	// they are ordered; two writes on two nodes within one millisecond
+	// would be concurrent, ordered by origin.
+	sideHas := func(status health.Status) func() bool {
+		return func() bool { return a[0].Health() == a[1].Health() && a[0].Health().Status == status }
+	}
+	for i, status := range []health.Status{health.Degraded, health.Normal, health.Degraded} {
+		_, err := a[i%2].SetHealth(status)
+		require.NoError(t, err)
+		require.Eventually(t, sideHas(status), 5*time.Second, 10*time.Millisecond, "side a did not agree on write %d", i)
+	}
 	time.Sleep(2 * time.Millisecond) // a later millisecond than a's last write, whatever the clock's resolution
 	setHealth(t, b[0], "NORMAL")
 

@@ -60,14 +60,19 @@
 // second) and an Observer event with the reason.
 //
 // This costs accuracy, within known bounds. While an owner is unreachable
-// from the other n−1 nodes, each of them admits up to ceil(limit/n) of a
-// key on top of what the owner itself counts, so the key can get up to
-// limit + (n−1)·ceil(limit/n), under twice the limit plus n, in a window.
-// A partition into s sides, each with its own ring, admits up to s times
-// the limit. A forward that timed out may still have been counted at the
-// owner, so that hit counts twice. When the ring changes, a key's new owner
-// starts from zero, so the key may get up to one extra limit in that
-// window: counts do not move between nodes.
+// from the other n−1 nodes, each of them admits at most ceil(limit/n) of a
+// key on top of what the owner itself counts, and no more than its part of
+// what the owner last said the key had left, if it asked it lately. A
+// forward that timed out may still have been counted at the owner, so that
+// hit counts twice. When the ring changes, the Keeper moves the locally
+// decided counts, and every count, to the keys' owners.
+//
+// # Moving counts
+//
+// A Keeper keeps each count with its key's owner as members change: a
+// hand-off when they join or leave, and copies every BackupInterval on the
+// member that would own a key if its owner failed, where the key's new
+// owner starts from when it does fail (see Keeper).
 //
 // # Use
 //
