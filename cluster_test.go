@@ -699,3 +699,30 @@ func TestClusterCrashRestoresFromBackup(t *testing.T) {
 		5*time.Second, 10*time.Millisecond, "the survivors do not hold all %d keys and the probe", len(keys))
 	assert.Zero(t, readmitted(t, c.nodes[:2], keys), "used-up keys admitted again after their owner crashed")
 }
+
+// TestClusterCutOffNodeAppliesItsShareBeforeDetection: a node cut off from
+// the others learns it from its own forwards failing (their breakers open)
+// well before failure detection drops its peers, and from then on counts
+// even the keys it owns against its share.
+func TestClusterCutOffNodeAppliesItsShareBeforeDetection(t *testing.T) {
+	c := startCluster(t, 3, clusterOpts{forwardTimeout: 20 * time.Millisecond, steady: true})
+	majority, lone := c.nodes[:2], c.nodes[2]
+	own := ownedBy(t, c, 2, "pro")
+	remote := []string{ownedBy(t, c, 0, "pro"), ownedBy(t, c, 1, "pro")}
+	c.cut(majority, []*node{lone})
+	start := time.Now()
+	require.Eventually(t, func() bool {
+		for _, k := range remote {
+			get(t, lone, k) // traffic for the other owners' keys is what shows the cut
+		}
+		_, limit := get(t, lone, own)
+		return limit == "50"
+	}, 3*time.Second, 20*time.Millisecond, "the cut-off node did not apply its share to its own key")
+	took := time.Since(start)
+	assert.Equal(t, 3, lone.ring.Len(), "failure detection had not dropped the peers yet: this came from the forwards")
+	t.Logf("share applied %v after the cut", took.Round(time.Millisecond))
+	for _, n := range majority {
+		_, limit := get(t, n, "pro-9")
+		assert.Equal(t, "150", limit, "%s, on the majority side, keeps the full limit", n.name)
+	}
+}

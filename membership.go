@@ -104,7 +104,12 @@ func (l *Limiter) updateQuorum(now time.Time) {
 	alive, known := l.node.Quorum(now, l.cfg.QuorumGrace)
 	l.alive.Store(int64(alive))
 	l.known.Store(int64(known))
-	l.router.SetShare(alive, known)
+	// Members still alive to gossip, but whose breakers are open, are cut
+	// off as far as counting goes: a partition shows here seconds before
+	// failure detection says so, and a cut-off owner must not count its
+	// keys at the full limit meanwhile.
+	reachable := max(1, alive-l.router.Unreachable(now))
+	l.router.SetShare(reachable, known)
 }
 
 // watchQuorum updates the share as members come and go, and as failed

@@ -382,6 +382,23 @@ func (r *Router) Breakers(now time.Time) map[string]BreakerState {
 	return out
 }
 
+// Unreachable returns how many members of the ring the Router cannot reach
+// at now: those whose breaker is not closed (open, or half-open and not yet
+// proven back). A cut network shows here within a few failed calls, long
+// before failure detection drops the members.
+func (r *Router) Unreachable(now time.Time) int {
+	members := r.ring.Members()
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	n := 0
+	for _, m := range members {
+		if l := r.links[m]; l != nil && l.breaker.State(now) != BreakerClosed {
+			n++
+		}
+	}
+	return n
+}
+
 // ClearOverLimit forgets every cached refusal, so the next check for each
 // key asks its owner. Call it when the limits in force change (the health
 // state moved), since a refusal under one limit may not hold under another.
