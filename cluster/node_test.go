@@ -235,7 +235,8 @@ func TestJoinThreeNodes(t *testing.T) {
 			assert.Equal(t, StateAlive, m.State, "%s sees %s.State", n.cfg.Name, want)
 			assert.Equal(t, n == nodes[i], m.Self, "%s sees %s.Self", n.cfg.Name, want)
 		}
-		assert.True(t, n.Joined(), "%s.Joined()", n.cfg.Name)
+		// Join's answer can come after the members it brought are seen.
+		assert.Eventually(t, n.Joined, waitFor, tick, "%s.Joined()", n.cfg.Name)
 	}
 	require.Eventually(t, func() bool {
 		mu.Lock()
