@@ -233,23 +233,23 @@ func (c Config) withDefaults() (Config, error) {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if !c.clustered() {
-		for field, v := range map[string]bool{
-			"GRPCAddr": c.GRPCAddr != "", "Join": len(c.Join) > 0, "AdvertiseAddr": c.AdvertiseAddr != "",
-		} {
-			if v {
-				return bad(field, "set without GossipAddr, which a cluster member needs")
+		for _, f := range []struct {
+			field string
+			set   bool
+		}{{"GRPCAddr", c.GRPCAddr != ""}, {"Join", len(c.Join) > 0}, {"AdvertiseAddr", c.AdvertiseAddr != ""}} {
+			if f.set {
+				return bad(f.field, "set without GossipAddr, which a cluster member needs")
 			}
 		}
 		return c, nil
 	}
-	if _, _, err := splitHostPort(c.GossipAddr); err != nil {
-		return bad("GossipAddr", "%v", err)
-	}
 	if c.GRPCAddr == "" {
 		return bad("GRPCAddr", "empty; a cluster member needs a gRPC address for its peers")
 	}
-	if _, _, err := splitHostPort(c.GRPCAddr); err != nil {
-		return bad("GRPCAddr", "%v", err)
+	for _, a := range []struct{ field, addr string }{{"GossipAddr", c.GossipAddr}, {"GRPCAddr", c.GRPCAddr}} {
+		if _, _, err := splitHostPort(a.addr); err != nil {
+			return bad(a.field, "%v", err)
+		}
 	}
 	for _, s := range c.Join {
 		if _, port, err := splitHostPort(s); err != nil || port == 0 {
@@ -284,10 +284,17 @@ func (c Config) withDefaults() (Config, error) {
 // (":7946", "0.0.0.0:7946", "[::]:7946").
 func onLoopback(addr string) string {
 	host, port, _ := splitHostPort(addr)
-	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+	if anyHost(host) {
 		return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	}
 	return addr
+}
+
+// anyHost reports whether host names no host in particular, as in ":9090"
+// or "0.0.0.0:9090": every interface.
+func anyHost(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "" || (ip != nil && ip.IsUnspecified())
 }
 
 // isLoopback reports whether host is a loopback address or "localhost".

@@ -6,42 +6,46 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 )
+
+// boundFlag is one flag of BindFlags: its name, the Config field it sets
+// (which a ConfigError names), that field, its default and its use.
+type boundFlag struct {
+	field, name string
+	target, def any
+	usage       string
+}
+
+// boundFlags returns the flags BindFlags defines, setting cfg.
+func boundFlags(cfg *Config) []boundFlag {
+	host, _ := os.Hostname()
+	return []boundFlag{
+		{"TiersFile", "config", &cfg.TiersFile, "config/tiers.json", "tiers file: window, tiers and API keys; SIGHUP reloads it"},
+		{"GossipAddr", "gossip-addr", &cfg.GossipAddr, ":7946", "gossip (memberlist) listen address, UDP and TCP"},
+		{"GRPCAddr", "grpc-addr", &cfg.GRPCAddr, ":9090", "gRPC listen address for peers"},
+		{"Join", "join", (*joinFlag)(&cfg.Join), nil, "comma-separated host:port gossip seeds; empty = start alone"},
+		{"AdvertiseAddr", "advertise-addr", &cfg.AdvertiseAddr, "", "host or IP peers use to reach this node; needed in containers"},
+		{"NodeName", "node-name", &cfg.NodeName, host, "unique node name"},
+		{"AdminToken", "admin-token", &cfg.AdminToken, "", "bearer token for /system/*"},
+		{"ClusterKey", "cluster-key", &cfg.ClusterKey, "", "shared secret: encrypts gossip and authenticates gRPC between peers; without it, peer ports stay on loopback"},
+		{"InsecureOpenCluster", "insecure-open-cluster", &cfg.InsecureOpenCluster, false, "gossip and gRPC beyond this host without a cluster key: anyone who reaches the ports can join and add hits"},
+		{"ForwardTimeout", "forward-timeout", &cfg.ForwardTimeout, DefaultForwardTimeout, "deadline of a check forwarded to a key's owner"},
+		{"MaxKeys", "max-keys", &cfg.MaxKeys, DefaultMaxKeys, "most keys counted at once per store"},
+		{"BackupInterval", "backup-interval", &cfg.BackupInterval, DefaultBackupInterval, "how often the counts that changed are copied to the member that would own them if this one failed"},
+		{"QuorumGrace", "quorum-grace", &cfg.QuorumGrace, DefaultQuorumGrace, "how long a failed member still counts: a side without a majority of the members applies its share of each limit"},
+		{"StateFile", "state-file", &cfg.StateFile, "", "file that keeps the health state across restarts; empty = memory only"},
+		{"MaxClockOffset", "max-clock-offset", &cfg.MaxClockOffset, DefaultMaxClockOffset, "how far apart the members' clocks may be; a health state stamped further ahead is refused"},
+	}
+}
 
 // flagFor returns the flag BindFlags defines for the Config field called
 // field, or "" if there is none, so that a ConfigError can name the flag.
 func flagFor(field string) string {
-	switch field {
-	case "TiersFile":
-		return "config"
-	case "GossipAddr":
-		return "gossip-addr"
-	case "GRPCAddr":
-		return "grpc-addr"
-	case "AdvertiseAddr":
-		return "advertise-addr"
-	case "NodeName":
-		return "node-name"
-	case "AdminToken":
-		return "admin-token"
-	case "ClusterKey":
-		return "cluster-key"
-	case "ForwardTimeout":
-		return "forward-timeout"
-	case "MaxKeys":
-		return "max-keys"
-	case "Join":
-		return "join"
-	case "InsecureOpenCluster":
-		return "insecure-open-cluster"
-	case "MaxClockOffset":
-		return "max-clock-offset"
-	case "StateFile":
-		return "state-file"
-	case "QuorumGrace":
-		return "quorum-grace"
-	case "BackupInterval":
-		return "backup-interval"
+	for _, f := range boundFlags(new(Config)) {
+		if f.field == field {
+			return f.name
+		}
 	}
 	return ""
 }
@@ -69,23 +73,23 @@ func flagFor(field string) string {
 // Call FlagsFromEnv after fs.Parse to take the flags not given from the
 // environment.
 func BindFlags(fs *flag.FlagSet, cfg *Config) {
-	host, _ := os.Hostname()
-	env := func(name, usage string) string { return usage + " (env " + EnvName(name) + ")" }
-	fs.StringVar(&cfg.TiersFile, "config", "config/tiers.json", env("config", "tiers file: window, tiers and API keys; SIGHUP reloads it"))
-	fs.StringVar(&cfg.GossipAddr, "gossip-addr", ":7946", env("gossip-addr", "gossip (memberlist) listen address, UDP and TCP"))
-	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", ":9090", env("grpc-addr", "gRPC listen address for peers"))
-	fs.Var((*joinFlag)(&cfg.Join), "join", env("join", "comma-separated host:port gossip seeds; empty = start alone"))
-	fs.StringVar(&cfg.AdvertiseAddr, "advertise-addr", "", env("advertise-addr", "host or IP peers use to reach this node; needed in containers"))
-	fs.StringVar(&cfg.NodeName, "node-name", host, env("node-name", "unique node name"))
-	fs.StringVar(&cfg.AdminToken, "admin-token", "", env("admin-token", "bearer token for /system/*"))
-	fs.StringVar(&cfg.ClusterKey, "cluster-key", "", env("cluster-key", "shared secret: encrypts gossip and authenticates gRPC between peers; without it, peer ports stay on loopback"))
-	fs.BoolVar(&cfg.InsecureOpenCluster, "insecure-open-cluster", false, env("insecure-open-cluster", "gossip and gRPC beyond this host without a cluster key: anyone who reaches the ports can join and add hits"))
-	fs.DurationVar(&cfg.ForwardTimeout, "forward-timeout", DefaultForwardTimeout, env("forward-timeout", "deadline of a check forwarded to a key's owner"))
-	fs.IntVar(&cfg.MaxKeys, "max-keys", DefaultMaxKeys, env("max-keys", "most keys counted at once per store"))
-	fs.DurationVar(&cfg.BackupInterval, "backup-interval", DefaultBackupInterval, env("backup-interval", "how often the counts that changed are copied to the member that would own them if this one failed"))
-	fs.DurationVar(&cfg.QuorumGrace, "quorum-grace", DefaultQuorumGrace, env("quorum-grace", "how long a failed member still counts: a side without a majority of the members applies its share of each limit"))
-	fs.StringVar(&cfg.StateFile, "state-file", "", env("state-file", "file that keeps the health state across restarts; empty = memory only"))
-	fs.DurationVar(&cfg.MaxClockOffset, "max-clock-offset", DefaultMaxClockOffset, env("max-clock-offset", "how far apart the members' clocks may be; a health state stamped further ahead is refused"))
+	for _, f := range boundFlags(cfg) {
+		usage := f.usage + " (env " + EnvName(f.name) + ")"
+		switch t := f.target.(type) {
+		case *string:
+			fs.StringVar(t, f.name, f.def.(string), usage)
+		case *bool:
+			fs.BoolVar(t, f.name, f.def.(bool), usage)
+		case *int:
+			fs.IntVar(t, f.name, f.def.(int), usage)
+		case *time.Duration:
+			fs.DurationVar(t, f.name, f.def.(time.Duration), usage)
+		case flag.Value:
+			fs.Var(t, f.name, usage)
+		default:
+			panic(fmt.Sprintf("tierlimit: flag -%s of type %T", f.name, f.target)) // a programming error
+		}
+	}
 }
 
 // EnvName returns the environment variable that stands for the flag

@@ -312,7 +312,7 @@ func (l *Limiter) Members() []Member {
 	ms := l.node.Members()
 	out := make([]Member, len(ms))
 	for i, m := range ms {
-		out[i] = Member{Name: m.Name, Addr: m.Addr, GRPCAddr: m.GRPCAddr, State: m.State, ConfigHash: m.ConfigHash, Self: m.Self}
+		out[i] = Member{Name: m.Name, Addr: m.Addr, GRPCAddr: m.GRPCAddr, State: m.State, ConfigHash: m.ConfigHash, Leaving: m.Leaving, Self: m.Self}
 	}
 	return out
 }
@@ -373,7 +373,10 @@ func (l *Limiter) sweep(ctx context.Context) {
 		case now := <-t.C:
 			removed := l.store.Sweep(now)
 			if l.fallback != nil {
-				removed += l.fallback.Sweep(now) + l.keeper.Sweep(now)
+				removed += l.fallback.Sweep(now)
+			}
+			if l.keeper != nil {
+				removed += l.keeper.Sweep(now)
 			}
 			if removed > 0 {
 				l.log.Debug("swept expired keys", "removed", removed)

@@ -193,7 +193,7 @@ func grpcAdvertise(advertise, grpcAddr string, port int) string {
 		return net.JoinHostPort(advertise, p)
 	}
 	host, _, _ := splitHostPort(grpcAddr)
-	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+	if anyHost(host) {
 		return ":" + p
 	}
 	return net.JoinHostPort(host, p)

@@ -26,13 +26,12 @@ type stateFile struct {
 	saved health.State // the newest state in the file
 
 	pending chan health.State // capacity 1: the newest state not yet written
-	done    chan struct{}     // closed when the writer has returned
 }
 
 // openStateFile returns the state file at path and the state it holds, the
 // zero State if there is no file yet.
 func openStateFile(path string) (*stateFile, health.State, error) {
-	f := &stateFile{path: path, pending: make(chan health.State, 1), done: make(chan struct{})}
+	f := &stateFile{path: path, pending: make(chan health.State, 1)}
 	b, err := os.ReadFile(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -109,19 +108,19 @@ func (f *stateFile) later(s health.State) {
 // run writes the queued states until ctx ends, then the last one queued,
 // and reports failures to fail.
 func (f *stateFile) run(ctx context.Context, fail func(error)) {
-	defer close(f.done)
+	write := func(s health.State) {
+		if err := f.save(s); err != nil {
+			fail(err)
+		}
+	}
 	for {
 		select {
 		case s := <-f.pending:
-			if err := f.save(s); err != nil {
-				fail(err)
-			}
+			write(s)
 		case <-ctx.Done():
 			select {
 			case s := <-f.pending:
-				if err := f.save(s); err != nil {
-					fail(err)
-				}
+				write(s)
 			default:
 			}
 			return

@@ -41,7 +41,10 @@ type Member struct {
 	GRPCAddr   string `json:"grpc_addr,omitempty"`
 	State      string `json:"state"`
 	ConfigHash string `json:"config_hash,omitempty"`
-	Self       bool   `json:"self"`
+	// Leaving is set while the member is handing off before it leaves: it
+	// still answers but gets no new keys.
+	Leaving bool `json:"leaving,omitempty"`
+	Self    bool `json:"self"`
 }
 
 // ClusterResponse is the body of GET /system/cluster.
@@ -177,7 +180,7 @@ func (a *admin) serveHealth(w http.ResponseWriter, r *http.Request) {
 		}
 		WriteJSON(w, http.StatusOK, a.healthResponse(s, &changed))
 	default:
-		methodNotAllowed(w, "GET, HEAD, POST")
+		MethodNotAllowed(w, "GET, HEAD, POST")
 	}
 }
 
@@ -187,7 +190,7 @@ func (a *admin) healthResponse(s health.State, changed *bool) HealthResponse {
 
 func (a *admin) serveCluster(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		methodNotAllowed(w, "GET, HEAD")
+		MethodNotAllowed(w, "GET, HEAD")
 		return
 	}
 	var ms []Member
@@ -242,7 +245,9 @@ func parseHealthBody(data []byte) (health.Status, error) {
 	return s, nil
 }
 
-func methodNotAllowed(w http.ResponseWriter, allow string) {
+// MethodNotAllowed writes 405 with the Allow header set to allow (such as
+// "GET, HEAD") and the JSON error body, code "method_not_allowed".
+func MethodNotAllowed(w http.ResponseWriter, allow string) {
 	w.Header().Set("Allow", allow)
 	WriteError(w, http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed; use "+allow)
 }

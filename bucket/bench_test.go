@@ -35,13 +35,19 @@ func BenchmarkTake(b *testing.B) {
 	}
 }
 
-// BenchmarkTakeSerial measures one hit on one goroutine, without contention.
+// BenchmarkTakeSerial measures one hit on one goroutine, without
+// contention, in a store that tracks changes for backups (as a cluster
+// member's does) and in one that does not.
 func BenchmarkTakeSerial(b *testing.B) {
-	s := New(Config{Window: time.Minute})
-	now := t0.Add(time.Second)
-	b.ReportAllocs()
-	for b.Loop() {
-		s.Take(now, "key", 1, 1<<30)
+	for _, track := range []bool{false, true} {
+		b.Run("track="+strconv.FormatBool(track), func(b *testing.B) {
+			s := New(Config{Window: time.Minute, TrackChanges: track})
+			now := t0.Add(time.Second)
+			b.ReportAllocs()
+			for b.Loop() {
+				s.Take(now, "key", 1, 1<<30)
+			}
+		})
 	}
 }
 

@@ -32,6 +32,12 @@ func (sh *shard) noteChange(key string) {
 	}
 }
 
+// entryOf returns c as an entry advanced to n. A start after n (the
+// sender's clock ahead of this one) is taken as n.
+func (s *Store) entryOf(c Count, n int64) entry {
+	return s.advance(entry{start: min(c.Start.UnixNano(), n), prev: c.Previous, cur: c.Current}, n)
+}
+
 // Add merges c into the store at now: its hits are added to those the store
 // holds for c.Key, if any. Windows anchored at different times are merged
 // in the frame of the later one, the other's previous and current counts
@@ -40,7 +46,7 @@ func (sh *shard) noteChange(key string) {
 // count allowed. A count whose windows have both ended is dropped.
 func (s *Store) Add(now time.Time, c Count) {
 	n := now.UnixNano()
-	in := s.advance(entry{start: min(c.Start.UnixNano(), n), prev: c.Previous, cur: c.Current}, n)
+	in := s.entryOf(c, n)
 	if in.prev == 0 && in.cur == 0 {
 		return
 	}
@@ -49,12 +55,7 @@ func (s *Store) Add(now time.Time, c Count) {
 	defer sh.mu.Unlock()
 	e, ok := sh.m[c.Key]
 	if !ok {
-		if s.keys.Load() >= s.maxKeys {
-			s.evict(sh, n)
-		}
-		s.keys.Add(1)
-		sh.m[strings.Clone(c.Key)] = in
-		sh.noteChange(c.Key)
+		s.insert(sh, c.Key, in, n)
 		return
 	}
 	e = s.advance(e, n)
@@ -70,7 +71,7 @@ func (s *Store) Add(now time.Time, c Count) {
 // ended removes the key.
 func (s *Store) Put(now time.Time, c Count) {
 	n := now.UnixNano()
-	in := s.advance(entry{start: min(c.Start.UnixNano(), n), prev: c.Previous, cur: c.Current}, n)
+	in := s.entryOf(c, n)
 	sh := &s.shards[s.shardOf(c.Key)]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -84,11 +85,7 @@ func (s *Store) Put(now time.Time, c Count) {
 	case ok:
 		sh.m[c.Key] = in
 	default:
-		if s.keys.Load() >= s.maxKeys {
-			s.evict(sh, n)
-		}
-		s.keys.Add(1)
-		sh.m[strings.Clone(c.Key)] = in
+		s.insert(sh, c.Key, in, n)
 	}
 }
 

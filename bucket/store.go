@@ -163,15 +163,12 @@ func (s *Store) Take(now time.Time, key string, hits, limit int) Decision {
 		e.cur += h
 		used += h
 		d.Allowed = true
-		if !ok {
-			if s.keys.Load() >= s.maxKeys {
-				s.evict(sh, n)
-			}
-			key = strings.Clone(key) // do not pin the caller's buffer
-			s.keys.Add(1)
+		if ok {
+			sh.m[key] = e
+			sh.noteChange(key)
+		} else {
+			s.insert(sh, key, e, n)
 		}
-		sh.m[key] = e
-		sh.noteChange(key)
 	} else if h == 0 {
 		d.Allowed = used <= lim
 	} else {
@@ -185,6 +182,18 @@ func (s *Store) Take(now time.Time, key string, hits, limit int) Decision {
 		d.Remaining = int(lim - used)
 	}
 	return d
+}
+
+// insert adds key, which sh does not hold, with e, making room first if the
+// store is full, and notes the change. sh.mu must be held.
+func (s *Store) insert(sh *shard, key string, e entry, n int64) {
+	if s.keys.Load() >= s.maxKeys {
+		s.evict(sh, n)
+	}
+	key = strings.Clone(key) // do not pin the caller's buffer
+	s.keys.Add(1)
+	sh.m[key] = e
+	sh.noteChange(key)
 }
 
 // shardOf returns the index of key's shard.

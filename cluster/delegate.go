@@ -97,12 +97,7 @@ func (d *delegate) NotifyPingComplete(other *memberlist.Node, _ time.Duration, p
 
 // NodeMeta returns this node's metadata; New checked that it fits in limit.
 func (d *delegate) NodeMeta(limit int) []byte {
-	d.n.metaMu.Lock()
-	defer d.n.metaMu.Unlock()
-	if d.n.leaving.Load() {
-		return d.n.metaLeaving
-	}
-	return d.n.meta
+	return d.n.meta(d.n.ConfigHash(), d.n.leaving.Load())
 }
 
 // NotifyMsg handles a user message from a peer. It decodes b before it

@@ -56,12 +56,11 @@ type Node struct {
 
 	// gossipAddr is this node's gossip address as peers see it.
 	gossipAddr string
-	// metaMu guards configHash, meta and metaLeaving, the encoded node
-	// metadata before and after Leave starts. memberlist reads them from its
-	// own goroutines; metaMu is never held while calling memberlist.
-	metaMu            sync.Mutex
-	configHash        string
-	meta, metaLeaving []byte
+	// metaMu guards configHash, which goes into the node metadata that
+	// memberlist asks for from its own goroutines; it is never held while
+	// calling memberlist.
+	metaMu     sync.Mutex
+	configHash string
 
 	numAlive atomic.Int64
 	refused  atomic.Uint64 // health states refused as stamped too far ahead
@@ -115,8 +114,6 @@ func New(cfg Config) (*Node, error) {
 		syncs:      make(chan string, 16),
 		done:       make(chan struct{}),
 	}
-	n.meta = encodeMeta(nodeMeta{GRPCAddr: cfg.GRPCAddr, ConfigHash: cfg.ConfigHash, Boot: string(n.boot)})
-	n.metaLeaving = encodeMeta(nodeMeta{GRPCAddr: cfg.GRPCAddr, ConfigHash: cfg.ConfigHash, Leaving: true, Boot: string(n.boot)})
 	n.numAlive.Store(1)
 	n.queue = &memberlist.TransmitLimitedQueue{
 		NumNodes: func() int { return int(max(1, n.numAlive.Load())) },
@@ -228,14 +225,11 @@ func (n *Node) GossipAddr() string { return n.gossipAddr }
 // hash does not fit in the node metadata, or if no peer heard of it in
 // time (push/pull then carries it within PushPullInterval).
 func (n *Node) SetConfigHash(hash string, timeout time.Duration) error {
-	grpcAddr := n.cfg.GRPCAddr
-	meta := encodeMeta(nodeMeta{GRPCAddr: grpcAddr, ConfigHash: hash, Boot: string(n.boot)})
-	leaving := encodeMeta(nodeMeta{GRPCAddr: grpcAddr, ConfigHash: hash, Leaving: true, Boot: string(n.boot)})
-	if len(leaving) > memberlist.MetaMaxSize {
-		return fmt.Errorf("set config hash: %d bytes of node metadata, more than %d", len(leaving), memberlist.MetaMaxSize)
+	if size := len(n.meta(hash, true)); size > memberlist.MetaMaxSize {
+		return fmt.Errorf("set config hash: %d bytes of node metadata, more than %d", size, memberlist.MetaMaxSize)
 	}
 	n.metaMu.Lock()
-	n.configHash, n.meta, n.metaLeaving = hash, meta, leaving
+	n.configHash = hash
 	n.metaMu.Unlock()
 	n.mu.Lock()
 	clear(n.warned) // warn again about every peer that differs from the new hash
@@ -244,6 +238,11 @@ func (n *Node) SetConfigHash(hash string, timeout time.Duration) error {
 		return fmt.Errorf("set config hash: %w", err)
 	}
 	return nil
+}
+
+// meta returns the node metadata with hash, and leaving as said.
+func (n *Node) meta(hash string, leaving bool) []byte {
+	return encodeMeta(nodeMeta{GRPCAddr: n.cfg.GRPCAddr, ConfigHash: hash, Leaving: leaving, Boot: string(n.boot)})
 }
 
 // ConfigHash returns the tier-config hash this node publishes.

@@ -84,8 +84,10 @@ type RouterConfig struct {
 	// when a batch's outcome (which comes without a check's now) reaches
 	// it, so a breaker sees one clock. Default time.Now.
 	Clock func() time.Time
-	// OverLimitCacheSize bounds how many refused keys are remembered.
-	// Default 100,000; negative turns the cache off.
+	// OverLimitCacheSize bounds how many keys' last answers from their
+	// owners are remembered: refusals, answered here until they end, and
+	// what was left, which bounds a local decision while the owner cannot
+	// be reached. Default 100,000; negative turns the cache off.
 	OverLimitCacheSize int
 	// Logger receives fallbacks and breaker trips at Warn (at most one per
 	// peer per second) and per-check detail at Debug. Keys appear only as
@@ -115,7 +117,7 @@ type Router struct {
 	clock          func() time.Time
 	log            *slog.Logger
 	obs            Observer
-	refused        *refusals
+	answers        *answers
 	noPeerWarn     warnGate
 
 	// share is this side's share of the cluster: the alive members (upper
@@ -179,7 +181,7 @@ func NewRouter(cfg RouterConfig) *Router {
 		clock:          cfg.Clock,
 		log:            cfg.Logger,
 		obs:            cfg.Observer,
-		refused:        newRefusals(cfg.OverLimitCacheSize, cfg.Local.Window()),
+		answers:        newAnswers(cfg.OverLimitCacheSize, cfg.Local.Window()),
 		links:          make(map[string]*link),
 	}
 }
@@ -198,7 +200,7 @@ func (r *Router) Check(ctx context.Context, now time.Time, key string, limit int
 	if !ok || owner == r.self {
 		return r.local.Take(now, key, 1, limit)
 	}
-	if d, ok := r.refused.get(key, limit, now); ok {
+	if d, ok := r.answers.get(key, limit, now); ok {
 		r.obs.OverLimitCacheHit()
 		return d
 	}
@@ -216,7 +218,7 @@ func (r *Router) Check(ctx context.Context, now time.Time, key string, limit int
 	cancel()
 	r.obs.Forwarded(owner, time.Since(start), err)
 	if err == nil {
-		r.refused.put(key, limit, d, now)
+		r.answers.put(key, limit, d, now)
 		return d
 	}
 
@@ -244,7 +246,7 @@ func (r *Router) decideLocally(now time.Time, key string, limit int, owner, reas
 	members := max(1, r.ring.Len())
 	share := (limit + members - 1) / members
 	budget, until := share, time.Time{}
-	if left, end, ok := r.refused.remaining(key, limit, now); ok && members > 1 {
+	if left, end, ok := r.answers.remaining(key, limit, now); ok && members > 1 {
 		// The owner's last answer said how much the key had left: the
 		// other members, which may all be deciding locally now, share that
 		// rather than each taking a share of the whole limit.
@@ -399,11 +401,12 @@ func (r *Router) Unreachable(now time.Time) int {
 	return n
 }
 
-// ClearOverLimit forgets every cached refusal, so the next check for each
-// key asks its owner. Call it when the limits in force change (the health
-// state moved), since a refusal under one limit may not hold under another.
+// ClearOverLimit forgets every owner's answer remembered, so the next check
+// for each key asks its owner. Call it when the limits in force change (the
+// health state moved), since an answer under one limit may not hold under
+// another.
 func (r *Router) ClearOverLimit() {
-	r.refused.clear()
+	r.answers.clear()
 }
 
 // Close stops every Batcher and waits for their goroutines. Checks made

@@ -349,7 +349,7 @@ func TestRouterDoesNotCacheAdmissions(t *testing.T) {
 		r.Check(t.Context(), routerT0, key, 5)
 	}
 	assert.Len(t, peer.callSizes(), 3, "calls to the owner for 3 admitted checks")
-	assert.Equal(t, 0, r.refused.len(), "cached refusals")
+	assert.Equal(t, 0, r.answers.len(), "cached refusals")
 }
 
 func TestRouterUnknownPeer(t *testing.T) {
@@ -524,7 +524,7 @@ func BenchmarkRouterCheck(b *testing.B) {
 	}
 	b.Run("refused from cache", func(b *testing.B) {
 		key := remote[0]
-		r.refused.put(key, 10, bucket.Decision{RetryAt: routerT0.Add(time.Hour)}, routerT0)
+		r.answers.put(key, 10, bucket.Decision{RetryAt: routerT0.Add(time.Hour)}, routerT0)
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {

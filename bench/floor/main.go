@@ -10,7 +10,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -90,30 +89,21 @@ func newHandler(keys api.Keys, node string) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/test", func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			w.Header().Set("Allow", "GET, HEAD")
-			writeJSON(w, http.StatusMethodNotAllowed, api.ErrorBody{Error: api.ErrorDetail{Code: "method_not_allowed", Message: "use GET"}})
+			api.MethodNotAllowed(w, "GET, HEAD")
 			return
 		}
 		tier, _ := keys.Lookup(r.Header.Get("X-API-Key"))
-		writeJSON(w, http.StatusOK, api.TestResponse{OK: true, Tier: tier.Name, Status: normal, Node: node})
+		api.WriteJSON(w, http.StatusOK, api.TestResponse{OK: true, Tier: tier.Name, Status: normal, Node: node})
 	})
 	ok := func(status string) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
-			writeJSON(w, http.StatusOK, map[string]string{"status": status})
+			api.WriteJSON(w, http.StatusOK, map[string]string{"status": status})
 		}
 	}
 	mux.HandleFunc("/livez", ok("ok"))
 	mux.HandleFunc("/readyz", ok("ready"))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusNotFound, api.ErrorBody{Error: api.ErrorDetail{Code: "not_found", Message: "no such endpoint: " + r.URL.Path}})
+		api.WriteError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.URL.Path)
 	})
 	return mux
-}
-
-// writeJSON writes v as the node does: JSON, not cached.
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
 }

@@ -166,8 +166,7 @@ func newMux(lim *tierlimit.Limiter, node string, metrics http.Handler) http.Hand
 	mux := http.NewServeMux()
 	mux.Handle("/test", lim.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			w.Header().Set("Allow", "GET, HEAD")
-			api.WriteError(w, http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed; use GET, HEAD")
+			api.MethodNotAllowed(w, "GET, HEAD")
 			return
 		}
 		tier, _ := lim.Tier(r.Header.Get("X-API-Key"))

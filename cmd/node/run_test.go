@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -17,24 +18,8 @@ import (
 )
 
 func TestRunServesAndShutsDownCleanly(t *testing.T) {
-	ctx, cancel := context.WithCancel(t.Context())
-	logs := &tierlimittest.Logs{}
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{
-			"-config", "../../config/tiers.json", "-http-addr", "127.0.0.1:0",
-			"-grpc-addr", "127.0.0.1:0", "-gossip-addr", "127.0.0.1:0", "-node-name", "solo",
-			"-log-format", "json",
-		}, func(string) string { return "" }, logs)
-	}()
-
-	var started map[string]any
-	require.Eventually(t, func() bool {
-		var ok bool
-		started, ok = logs.Find("node started")
-		return ok
-	}, 10*time.Second, 10*time.Millisecond, "no 'node started' log")
-	base := "http://" + started["http_addr"].(string)
+	addr, logs, cancel, done := startRun(t, "-config", "../../config/tiers.json", "-node-name", "solo")
+	base := "http://" + addr
 
 	tokenRec, ok := logs.Find("no admin token given: generated one for this run; set -admin-token or ADMIN_TOKEN to choose it")
 	require.True(t, ok, "the generated admin token is logged")
@@ -48,24 +33,17 @@ func TestRunServesAndShutsDownCleanly(t *testing.T) {
 	}
 	assert.Equal(t, 1, n, "the token is logged exactly once")
 
-	resp, err := http.Get(base + "/livez")
-	require.NoError(t, err)
-	resp.Body.Close()
-	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, http.StatusOK, send(t, http.MethodGet, base+"/livez", "", "").StatusCode)
 
-	req, _ := http.NewRequest(http.MethodGet, base+"/test", nil)
-	req.Header.Set("X-API-Key", "free-demo-1")
-	resp, err = http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	resp.Body.Close()
+	resp := send(t, http.MethodGet, base+"/test", "X-API-Key", "free-demo-1")
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Equal(t, "19", resp.Header.Get("X-RateLimit-Remaining"))
 
-	req, _ = http.NewRequest(http.MethodGet, base+"/system/health", nil)
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err = http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	resp.Body.Close()
+	resp = send(t, http.MethodPost, base+"/test", "X-API-Key", "free-demo-1")
+	assert.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode)
+	assert.Equal(t, "GET, HEAD", resp.Header.Get("Allow"))
+
+	resp = send(t, http.MethodGet, base+"/system/health", "Authorization", "Bearer "+token)
 	assert.Equal(t, http.StatusOK, resp.StatusCode, "the generated token opens the admin API")
 
 	cancel()
@@ -75,7 +53,7 @@ func TestRunServesAndShutsDownCleanly(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("run did not return after its context ended")
 	}
-	_, err = http.Get(base + "/livez")
+	_, err := http.Get(base + "/livez")
 	assert.Error(t, err, "the HTTP port is closed after shutdown")
 }
 
@@ -89,22 +67,8 @@ func TestRunRefusesABadConfig(t *testing.T) {
 }
 
 func TestHealthcheckSubcommand(t *testing.T) {
-	ctx, cancel := context.WithCancel(t.Context())
+	addr, _, cancel, done := startRun(t, "-config", "../../config/tiers.json", "-node-name", "hc", "-admin-token", "x")
 	defer cancel()
-	logs := &tierlimittest.Logs{}
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"-config", "../../config/tiers.json", "-http-addr", "127.0.0.1:0",
-			"-grpc-addr", "127.0.0.1:0", "-gossip-addr", "127.0.0.1:0", "-node-name", "hc", "-admin-token", "x", "-log-format", "json"},
-			func(string) string { return "" }, logs)
-	}()
-	var started map[string]any
-	require.Eventually(t, func() bool {
-		var ok bool
-		started, ok = logs.Find("node started")
-		return ok
-	}, 10*time.Second, 10*time.Millisecond)
-	addr := started["http_addr"].(string)
 
 	env := func(k string) string {
 		if k == "HTTP_ADDR" {
@@ -126,29 +90,9 @@ func TestHealthcheckSubcommand(t *testing.T) {
 func TestSIGHUPReloadsTheTiersFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tiers.json")
 	require.NoError(t, writeFile(path, `{"window_seconds":60,"tiers":{"free":{"limit":2}},"api_keys":{"k1":"free"}}`))
-	ctx, cancel := context.WithCancel(t.Context())
-	logs := &tierlimittest.Logs{}
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"-config", path, "-http-addr", "127.0.0.1:0", "-grpc-addr", "127.0.0.1:0",
-			"-gossip-addr", "127.0.0.1:0", "-node-name", "hup", "-admin-token", "x", "-log-format", "json"},
-			func(string) string { return "" }, logs)
-	}()
-	var started map[string]any
-	require.Eventually(t, func() bool {
-		var ok bool
-		started, ok = logs.Find("node started")
-		return ok
-	}, 10*time.Second, 10*time.Millisecond)
-	base := "http://" + started["http_addr"].(string)
-	status := func(key string) int {
-		req, _ := http.NewRequest(http.MethodGet, base+"/test", nil)
-		req.Header.Set("X-API-Key", key)
-		resp, err := http.DefaultClient.Do(req)
-		require.NoError(t, err)
-		resp.Body.Close()
-		return resp.StatusCode
-	}
+	addr, logs, cancel, done := startRun(t, "-config", path, "-node-name", "hup", "-admin-token", "x")
+	base := "http://" + addr
+	status := func(key string) int { return send(t, http.MethodGet, base+"/test", "X-API-Key", key).StatusCode }
 	require.Equal(t, http.StatusUnauthorized, status("k2"))
 
 	require.NoError(t, writeFile(path, `{"window_seconds":60,"tiers":{"free":{"limit":2}},"api_keys":{"k1":"free","k2":"free"}}`))
@@ -163,4 +107,39 @@ func TestSIGHUPReloadsTheTiersFile(t *testing.T) {
 
 	cancel()
 	require.NoError(t, <-done)
+}
+
+// startRun runs the node in the background on loopback ports with args
+// added, waits for its "node started" log and returns its HTTP address, its
+// logs, a cancel that stops it and the channel run's error comes back on.
+func startRun(t *testing.T, args ...string) (addr string, logs *tierlimittest.Logs, cancel context.CancelFunc, done <-chan error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	logs = &tierlimittest.Logs{}
+	errc := make(chan error, 1)
+	args = append([]string{"-http-addr", "127.0.0.1:0", "-grpc-addr", "127.0.0.1:0", "-gossip-addr", "127.0.0.1:0", "-log-format", "json"}, args...)
+	go func() { errc <- run(ctx, args, func(string) string { return "" }, logs) }()
+	var started map[string]any
+	require.Eventually(t, func() bool {
+		var ok bool
+		started, ok = logs.Find("node started")
+		return ok
+	}, 10*time.Second, 10*time.Millisecond, "no 'node started' log")
+	return started["http_addr"].(string), logs, cancel, errc
+}
+
+// send makes one request with header set to value (none if header is "")
+// and returns the response, its body read and closed.
+func send(t *testing.T, method, url, header, value string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	require.NoError(t, err)
+	if header != "" {
+		req.Header.Set(header, value)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
 }

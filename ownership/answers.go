@@ -13,72 +13,80 @@ import (
 const DefaultOverLimitCacheSize = 100_000
 
 const (
-	// refusalShards is the number of independently locked shards of a
+	// answerShards is the number of independently locked shards of a
 	// refusals cache, a power of two.
-	refusalShards = 32
-	// refusalSample is how many entries a full shard looks at to make room.
-	refusalSample = 16
+	answerShards = 32
+	// answerSample is how many entries a full shard looks at to make room.
+	answerSample = 16
 )
 
-// refusals remembers what the owner last said about each key it was asked
+// answers remembers what the owner last said about each key it was asked
 // about: that it refused the key until some time, so that a node does not
 // ask again in between (get); or how many hits the key had left, so that a
 // node deciding locally while the owner cannot be reached does not give the
 // key more than that (remaining). It is bounded, sharded, and safe for
 // concurrent use. Expired entries are removed when they are looked up, or to
 // make room.
-type refusals struct {
+type answers struct {
 	seed     maphash.Seed
 	window   time.Duration // the counting window, to carry a reset forward
 	shardCap int           // 0: the cache is off
-	shards   [refusalShards]refusalShard
+	shards   [answerShards]answerShard
 }
 
-type refusalShard struct {
+type answerShard struct {
 	// mu guards m.
 	mu sync.Mutex
-	m  map[string]refusal
+	m  map[string]answer
 	_  [48]byte // keep neighbouring shards' locks on different cache lines
 }
 
-// refusal is what the owner said about a key.
-type refusal struct {
+// answer is what the owner said about a key.
+type answer struct {
 	limit     int       // the limit the owner decided against
 	retryAt   time.Time // refused until then; zero if it admitted the key
 	resetAt   time.Time
-	remaining int       // hits left after the decision
-	until     time.Time // when the entry lapses: retryAt, or resetAt if admitted
+	remaining int // hits left after the decision
 }
 
-// newRefusals returns an empty cache holding at most about size entries,
+// until returns when r lapses: when the refusal ends, or, for a key the
+// owner admitted, when its window does.
+func (r answer) until() time.Time {
+	if !r.retryAt.IsZero() {
+		return r.retryAt
+	}
+	return r.resetAt
+}
+
+// newAnswers returns an empty cache holding at most about size entries,
 // for counts kept in windows of window; size ≤ 0 makes a cache that holds
 // nothing.
-func newRefusals(size int, window time.Duration) *refusals {
-	c := &refusals{seed: maphash.MakeSeed(), window: window}
+func newAnswers(size int, window time.Duration) *answers {
+	c := &answers{seed: maphash.MakeSeed(), window: window}
 	if size > 0 {
-		c.shardCap = max(1, (size+refusalShards-1)/refusalShards)
+		c.shardCap = max(1, (size+answerShards-1)/answerShards)
 	}
 	for i := range c.shards {
-		c.shards[i].m = make(map[string]refusal)
+		c.shards[i].m = make(map[string]answer)
 	}
 	return c
 }
 
-func (c *refusals) shard(key string) *refusalShard {
-	return &c.shards[maphash.String(c.seed, key)&(refusalShards-1)]
+func (c *answers) shard(key string) *answerShard {
+	return &c.shards[maphash.String(c.seed, key)&(answerShards-1)]
 }
 
 // get returns the refusal the owner would give key at now under limit, if
 // one is known. A refusal made against a lower limit does not count for a
 // higher one: the key may fit under it.
-func (c *refusals) get(key string, limit int, now time.Time) (bucket.Decision, bool) {
+func (c *answers) get(key string, limit int, now time.Time) (bucket.Decision, bool) {
 	if c.shardCap == 0 {
 		return bucket.Decision{}, false
 	}
 	sh := c.shard(key)
 	sh.mu.Lock()
 	r, ok := sh.m[key]
-	if ok && !now.Before(r.until) {
+	if ok && !now.Before(r.until()) {
 		delete(sh.m, key)
 		ok = false
 	}
@@ -99,7 +107,7 @@ func (c *refusals) get(key string, limit int, now time.Time) (bucket.Decision, b
 // limit, and the end of the key's window it named, if it said so for this
 // limit or a higher one and that window has not ended since: 0 while a
 // refusal holds.
-func (c *refusals) remaining(key string, limit int, now time.Time) (int, time.Time, bool) {
+func (c *answers) remaining(key string, limit int, now time.Time) (int, time.Time, bool) {
 	if c.shardCap == 0 {
 		return 0, time.Time{}, false
 	}
@@ -107,7 +115,7 @@ func (c *refusals) remaining(key string, limit int, now time.Time) (int, time.Ti
 	sh.mu.Lock()
 	r, ok := sh.m[key]
 	sh.mu.Unlock()
-	if !ok || !now.Before(r.until) || limit > r.limit {
+	if !ok || !now.Before(r.until()) || limit > r.limit {
 		return 0, time.Time{}, false
 	}
 	if !r.retryAt.IsZero() {
@@ -118,12 +126,12 @@ func (c *refusals) remaining(key string, limit int, now time.Time) (int, time.Ti
 
 // put remembers what the owner said about key under limit, d, at now. It
 // keeps nothing for a decision that has lapsed already.
-func (c *refusals) put(key string, limit int, d bucket.Decision, now time.Time) {
-	r := refusal{limit: limit, resetAt: d.ResetAt, remaining: d.Remaining, until: d.ResetAt}
+func (c *answers) put(key string, limit int, d bucket.Decision, now time.Time) {
+	r := answer{limit: limit, resetAt: d.ResetAt, remaining: d.Remaining}
 	if !d.Allowed {
-		r.retryAt, r.until = d.RetryAt, d.RetryAt
+		r.retryAt = d.RetryAt
 	}
-	if c.shardCap == 0 || !r.until.After(now) {
+	if c.shardCap == 0 || !r.until().After(now) {
 		return
 	}
 	sh := c.shard(key)
@@ -141,7 +149,7 @@ func (c *refusals) put(key string, limit int, d bucket.Decision, now time.Time) 
 
 // evict makes room in a full shard: it drops every expired entry among a
 // sample, or else the sampled entry that expires first. sh.mu must be held.
-func (sh *refusalShard) evict(now time.Time) {
+func (sh *answerShard) evict(now time.Time) {
 	var (
 		soonest   string
 		soonestAt time.Time
@@ -150,14 +158,14 @@ func (sh *refusalShard) evict(now time.Time) {
 		freed     bool
 	)
 	for k, r := range sh.m { // map iteration starts at a random place
-		if !now.Before(r.until) {
+		if !now.Before(r.until()) {
 			delete(sh.m, k)
 			freed = true
-		} else if !have || r.until.Before(soonestAt) {
-			soonest, soonestAt, have = k, r.until, true
+		} else if !have || r.until().Before(soonestAt) {
+			soonest, soonestAt, have = k, r.until(), true
 		}
 		seen++
-		if seen >= refusalSample {
+		if seen >= answerSample {
 			break
 		}
 	}
@@ -167,7 +175,7 @@ func (sh *refusalShard) evict(now time.Time) {
 }
 
 // clear forgets every entry.
-func (c *refusals) clear() {
+func (c *answers) clear() {
 	for i := range c.shards {
 		sh := &c.shards[i]
 		sh.mu.Lock()
@@ -177,7 +185,7 @@ func (c *refusals) clear() {
 }
 
 // len returns the number of entries held, expired or not.
-func (c *refusals) len() int {
+func (c *answers) len() int {
 	n := 0
 	for i := range c.shards {
 		sh := &c.shards[i]

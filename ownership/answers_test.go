@@ -28,7 +28,7 @@ func TestRefusalsGet(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			c := newRefusals(10, time.Minute)
+			c := newAnswers(10, time.Minute)
 			c.put("k", 5, refused, t0)
 			d, ok := c.get("k", tc.limit, t0.Add(tc.at))
 			assert.Equal(t, tc.want, ok, "get(k, %d, t0+%v)", tc.limit, tc.at)
@@ -53,7 +53,7 @@ func TestRefusalsKeepOnlyRefusals(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			c := newRefusals(10, time.Minute)
+			c := newAnswers(10, time.Minute)
 			c.put("k", 5, tc.d, t0)
 			assert.Equal(t, 0, c.len(), "entries after put(%+v)", tc.d)
 		})
@@ -62,7 +62,7 @@ func TestRefusalsKeepOnlyRefusals(t *testing.T) {
 
 func TestRefusalsExpireLazily(t *testing.T) {
 	t0 := time.Unix(0, 0)
-	c := newRefusals(10, time.Minute)
+	c := newAnswers(10, time.Minute)
 	c.put("k", 5, bucket.Decision{RetryAt: t0.Add(time.Second)}, t0)
 	assert.Equal(t, 1, c.len())
 	_, ok := c.get("k", 5, t0.Add(time.Second))
@@ -73,7 +73,7 @@ func TestRefusalsExpireLazily(t *testing.T) {
 func TestRefusalsBounded(t *testing.T) {
 	t0 := time.Unix(0, 0)
 	const size = 320
-	c := newRefusals(size, time.Minute)
+	c := newAnswers(size, time.Minute)
 	for i := range 10 * size {
 		c.put("k"+strconv.Itoa(i), 5, bucket.Decision{RetryAt: t0.Add(time.Hour)}, t0)
 	}
@@ -83,22 +83,22 @@ func TestRefusalsBounded(t *testing.T) {
 
 func TestRefusalShardEvict(t *testing.T) {
 	t0 := time.Unix(0, 0)
-	at := func(d time.Duration) refusal { return refusal{limit: 5, retryAt: t0.Add(d), until: t0.Add(d)} }
+	at := func(d time.Duration) answer { return answer{limit: 5, retryAt: t0.Add(d)} }
 	tests := []struct {
 		name    string
-		entries map[string]refusal
+		entries map[string]answer
 		want    []string // keys left
 	}{
-		{"expired go first", map[string]refusal{
+		{"expired go first", map[string]answer{
 			"gone1": at(time.Second), "live1": at(time.Hour), "gone2": at(2 * time.Second), "live2": at(3 * time.Hour),
 		}, []string{"live1", "live2"}},
-		{"else the one that expires first", map[string]refusal{
+		{"else the one that expires first", map[string]answer{
 			"a": at(2 * time.Hour), "b": at(time.Hour), "c": at(3 * time.Hour),
 		}, []string{"a", "c"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			sh := &refusalShard{m: tc.entries}
+			sh := &answerShard{m: tc.entries}
 			sh.evict(t0.Add(time.Minute))
 			var left []string
 			for k := range sh.m {
@@ -113,13 +113,13 @@ func TestRefusalsClearAndOff(t *testing.T) {
 	t0 := time.Unix(0, 0)
 	refused := bucket.Decision{RetryAt: t0.Add(time.Second)}
 
-	c := newRefusals(10, time.Minute)
+	c := newAnswers(10, time.Minute)
 	c.put("k", 5, refused, t0)
 	c.clear()
 	_, ok := c.get("k", 5, t0)
 	assert.False(t, ok, "get after clear")
 
-	off := newRefusals(-1, time.Minute)
+	off := newAnswers(-1, time.Minute)
 	off.put("k", 5, refused, t0)
 	_, ok = off.get("k", 5, t0)
 	assert.False(t, ok, "get from a cache of size -1")
@@ -128,7 +128,7 @@ func TestRefusalsClearAndOff(t *testing.T) {
 
 func BenchmarkRefusalsGet(b *testing.B) {
 	t0 := time.Unix(0, 0)
-	c := newRefusals(DefaultOverLimitCacheSize, time.Minute)
+	c := newAnswers(DefaultOverLimitCacheSize, time.Minute)
 	keys := make([]string, 1024)
 	for i := range keys {
 		keys[i] = "user-" + strconv.Itoa(i)
@@ -151,7 +151,7 @@ func BenchmarkRefusalsGet(b *testing.B) {
 func TestRefusalsNeverServeAResetInThePast(t *testing.T) {
 	t0 := time.Unix(1_700_000_000, 0)
 	refused := bucket.Decision{Limit: 20, ResetAt: t0.Add(time.Second), RetryAt: t0.Add(4 * time.Second)}
-	c := newRefusals(10, time.Minute)
+	c := newAnswers(10, time.Minute)
 	c.put("k", 20, refused, t0)
 	for _, at := range []time.Duration{0, 999 * time.Millisecond, time.Second, 3 * time.Second} {
 		now := t0.Add(at)
@@ -173,7 +173,7 @@ func TestRefusalsNeverServeAResetInThePast(t *testing.T) {
 // left, and not beyond the key's window.
 func TestRefusalsRememberWhatWasLeft(t *testing.T) {
 	t0 := time.Unix(1_700_000_000, 0)
-	c := newRefusals(10, time.Minute)
+	c := newAnswers(10, time.Minute)
 	c.put("k", 150, bucket.Decision{Allowed: true, Limit: 150, Remaining: 12, ResetAt: t0.Add(30 * time.Second)}, t0)
 	tests := []struct {
 		name  string
