@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -18,9 +20,9 @@ import (
 type Mover interface {
 	// Handoff gives the peer counts of keys it owns now, to add to its own.
 	Handoff(ctx context.Context, from string, window time.Duration, counts []bucket.Count) error
-	// Backup gives the peer copies of from's counts, each to replace the
-	// copy it holds of that key.
-	Backup(ctx context.Context, from string, window time.Duration, counts []bucket.Count) error
+	// Backup gives the peer copies of the counts of from, whose process
+	// has boot id boot, each to replace the copy it holds of that key.
+	Backup(ctx context.Context, from, boot string, window time.Duration, counts []bucket.Count) error
 }
 
 // KeeperObserver receives the Keeper's events for metrics. Its methods are
@@ -88,6 +90,14 @@ type KeeperConfig struct {
 //     the count of the key's new owner: itself, usually, or the member the
 //     key went to. The hits counted after the last round sent are lost: at
 //     most one BackupInterval's worth.
+//   - Restart. Backups carry the sender's boot id, random for each start of
+//     its process. A member that crashes and is restarted under its name
+//     faster than failure detection is never seen to fail, and owns its keys
+//     again with nothing counted; the first backup from its new process
+//     shows the new boot id, and the copies of the old one go back to the
+//     keys' owners, the restarted member itself usually, to be added to what
+//     it counted since. What it admits before then is the cost, as for a
+//     hand-off.
 //
 // A Keeper is safe for concurrent use. Run runs the backups; the other
 // methods are called by the member machinery and by the peer server.
@@ -110,10 +120,23 @@ type Keeper struct {
 	// moveMu serialises Members and Leave.
 	moveMu sync.Mutex
 
+	// boot is this process's boot id, sent with every backup.
+	boot string
+	// restores carries the copies of restarted members' old processes to
+	// Run, which sends them to their owners.
+	restores chan []bucket.Count
+
 	// mu guards backups and closed.
 	mu      sync.Mutex
-	backups map[string]*bucket.Store // copies of other members' counts, by member
-	closed  bool                     // leaving: no more copies taken
+	backups map[string]*copies // copies of other members' counts, by member
+	closed  bool               // leaving: no more copies taken
+}
+
+// copies are the copies of one member's counts, sent by its process with
+// boot id boot.
+type copies struct {
+	boot  string
+	store *bucket.Store
 }
 
 // NewKeeper returns a Keeper. It panics if Ring, Store or Peers is nil.
@@ -146,8 +169,15 @@ func NewKeeper(cfg KeeperConfig) *Keeper {
 		interval: cfg.BackupInterval, maxKeys: cfg.MaxBackupKeys, clock: cfg.Clock,
 		log: cfg.Logger, obs: cfg.Observer,
 		fallback: NewRing(),
-		backups:  make(map[string]*bucket.Store),
+		boot:     newBootID(),
+		restores: make(chan []bucket.Count, 16),
+		backups:  make(map[string]*copies),
 	}
+}
+
+// newBootID returns a random boot id for a Keeper.
+func newBootID() string {
+	return strconv.FormatUint(rand.Uint64(), 36)
 }
 
 // Members reacts to a change of members, once Ring holds the new ones:
@@ -168,7 +198,7 @@ func (k *Keeper) Members(ctx context.Context, failed, left []string) {
 	var restore []bucket.Count
 	for _, name := range failed {
 		if b := k.backups[name]; b != nil {
-			restore = append(restore, b.Drain(func(string) bool { return false })...)
+			restore = append(restore, b.store.Drain(func(string) bool { return false })...)
 			delete(k.backups, name)
 		}
 	}
@@ -303,7 +333,7 @@ func (k *Keeper) sendTo(ctx context.Context, owner string, window time.Duration,
 		if kind == "handoff" {
 			err = m.Handoff(cctx, k.self, window, batch)
 		} else {
-			err = m.Backup(cctx, k.self, window, batch)
+			err = m.Backup(cctx, k.self, k.boot, window, batch)
 		}
 		cancel()
 		k.obs.Moved(kind, len(batch), err)
@@ -319,7 +349,8 @@ func (k *Keeper) sendTo(ctx context.Context, owner string, window time.Duration,
 // for (not known yet, or too old to take counts).
 var ErrNoMover = errors.New("ownership: no peer to move counts to")
 
-// Run sends the backups every BackupInterval until ctx ends.
+// Run sends the backups every BackupInterval, and the copies of
+// restarted members' old processes to their keys' owners, until ctx ends.
 func (k *Keeper) Run(ctx context.Context) {
 	t := time.NewTicker(k.interval)
 	defer t.Stop()
@@ -329,6 +360,11 @@ func (k *Keeper) Run(ctx context.Context) {
 			return
 		case <-t.C:
 			k.backUp(ctx)
+		case counts := <-k.restores:
+			k.moveMu.Lock()
+			k.obs.Restored(len(counts))
+			k.place(ctx, k.clock(), counts, k.ring)
+			k.moveMu.Unlock()
 		}
 	}
 }
@@ -359,24 +395,41 @@ func (k *Keeper) Handed(from string, counts []bucket.Count) {
 	k.log.Debug("counts handed over", "from", from, "keys", len(counts))
 }
 
-// Copies keeps counts as the copies of the member called from, each
-// replacing the copy held for its key. The peer server calls it. It does
-// nothing once this node leaves.
-func (k *Keeper) Copies(from string, counts []bucket.Count) {
+// Copies keeps counts as the copies of the member called from, whose
+// process has boot id boot, each replacing the copy held for its key. The
+// peer server calls it. Copies held under another boot id are those of the
+// member's process before it restarted: Run sends them to their keys'
+// owners (see Keeper). It does nothing once this node leaves.
+func (k *Keeper) Copies(from, boot string, counts []bucket.Count) {
 	k.mu.Lock()
 	if k.closed {
 		k.mu.Unlock()
 		return
 	}
+	var old *bucket.Store
 	b := k.backups[from]
+	if b != nil && boot != "" && b.boot != "" && b.boot != boot {
+		old, b = b.store, nil
+	}
 	if b == nil {
-		b = bucket.New(bucket.Config{Window: k.store.Window(), MaxKeys: k.maxKeys})
+		b = &copies{boot: boot, store: bucket.New(bucket.Config{Window: k.store.Window(), MaxKeys: k.maxKeys})}
 		k.backups[from] = b
 	}
 	k.mu.Unlock()
+	if old != nil {
+		restore := old.Drain(func(string) bool { return false })
+		k.log.Info("member restarted: its counts from before go back to their owners", "member", from, "keys", len(restore))
+		if len(restore) > 0 {
+			select {
+			case k.restores <- restore:
+			default:
+				k.log.Warn("too many restarts at once: counts from before a restart dropped", "member", from, "keys", len(restore))
+			}
+		}
+	}
 	now := k.clock()
 	for _, c := range counts {
-		b.Put(now, c)
+		b.store.Put(now, c)
 	}
 }
 
@@ -387,7 +440,7 @@ func (k *Keeper) BackupLen() int {
 	defer k.mu.Unlock()
 	n := 0
 	for _, b := range k.backups {
-		n += b.Len()
+		n += b.store.Len()
 	}
 	return n
 }
@@ -397,7 +450,7 @@ func (k *Keeper) CopiesOf(member string) int {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if b := k.backups[member]; b != nil {
-		return b.Len()
+		return b.store.Len()
 	}
 	return 0
 }
@@ -407,7 +460,7 @@ func (k *Keeper) Sweep(now time.Time) int {
 	k.mu.Lock()
 	stores := make([]*bucket.Store, 0, len(k.backups))
 	for _, b := range k.backups {
-		stores = append(stores, b)
+		stores = append(stores, b.store)
 	}
 	k.mu.Unlock()
 	n := 0

@@ -3,6 +3,7 @@ package ownership
 import (
 	"context"
 	"errors"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -44,7 +45,7 @@ func (p *moverPeer) Handoff(_ context.Context, _ string, _ time.Duration, counts
 	return nil
 }
 
-func (p *moverPeer) Backup(_ context.Context, _ string, _ time.Duration, counts []bucket.Count) error {
+func (p *moverPeer) Backup(_ context.Context, _, _ string, _ time.Duration, counts []bucket.Count) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.err != nil {
@@ -118,14 +119,50 @@ func TestKeeperBacksUpChangedKeysAndRestoresAFailedMembersCopies(t *testing.T) {
 
 	// a holds copies of b's counts; b fails: a takes them over.
 	theirs := keyOwnedBy(t, f.ring, "b")
-	f.k.Copies("b", []bucket.Count{{Key: theirs, Start: routerT0, Current: 7}})
-	f.k.Copies("c", []bucket.Count{{Key: "c-key", Start: routerT0, Current: 1}})
+	f.k.Copies("b", "b1", []bucket.Count{{Key: theirs, Start: routerT0, Current: 7}})
+	f.k.Copies("c", "c1", []bucket.Count{{Key: "c-key", Start: routerT0, Current: 1}})
 	assert.Equal(t, 1, f.k.CopiesOf("b"))
 	f.ring.Set([]string{"a"})
 	f.k.Members(t.Context(), []string{"b"}, []string{"c"})
 	assert.Equal(t, 7, used(f.store, theirs), "b's count, restored")
 	assert.Zero(t, f.k.BackupLen(), "the failed member's copies are used, the leaver's dropped")
 }
+
+// TestKeeperRestoresARestartedMembersCopies: b crashed and came back under
+// its name before anyone saw it fail. Its first backup from the new process
+// carries a new boot id: the copies from its old process go back to b, to
+// be added to what it counted since, and the new copies replace them.
+func TestKeeperRestoresARestartedMembersCopies(t *testing.T) {
+	f := newKeeperFixture(t, "a", "b")
+	theirs, other := keyOwnedBy(t, f.ring, "b"), ""
+	for i := 0; other == ""; i++ {
+		if k := "other-" + strconv.Itoa(i); must(f.ring.Owner(k)) == "b" {
+			other = k
+		}
+	}
+	f.k.Copies("b", "boot-1", []bucket.Count{{Key: theirs, Start: routerT0, Current: 7}, {Key: other, Start: routerT0, Current: 3}})
+	f.k.Copies("b", "boot-1", []bucket.Count{{Key: theirs, Start: routerT0, Current: 8}})
+	f.k.Copies("b", "", []bucket.Count{{Key: theirs, Start: routerT0, Current: 8}}) // a sender without boot ids changes nothing
+	handed, _ := f.b.got(theirs)
+	assert.Zero(t, handed, "the same process: nothing goes back")
+
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	done := make(chan struct{})
+	go func() { defer close(done); f.k.Run(ctx) }()
+	f.k.Copies("b", "boot-2", []bucket.Count{{Key: theirs, Start: routerT0, Current: 1}})
+	require.Eventually(t, func() bool {
+		h1, _ := f.b.got(theirs)
+		h2, _ := f.b.got(other)
+		return h1.Current == 8 && h2.Current == 3
+	}, 5*time.Second, time.Millisecond, "the old process's copies did not go back to b")
+	assert.Equal(t, 1, f.k.CopiesOf("b"), "the new process's copy replaces the old ones")
+	cancel()
+	<-done
+}
+
+// must returns owner, ignoring ok.
+func must(owner string, _ bool) string { return owner }
 
 func TestKeeperLeaveHandsEverythingOver(t *testing.T) {
 	f := newKeeperFixture(t, "a", "b")
@@ -135,7 +172,7 @@ func TestKeeperLeaveHandsEverythingOver(t *testing.T) {
 	handed, _ := f.b.got(mine)
 	assert.Equal(t, uint64(6), handed.Current)
 	assert.Zero(t, f.store.Len())
-	f.k.Copies("b", []bucket.Count{{Key: "x", Start: routerT0, Current: 1}})
+	f.k.Copies("b", "b1", []bucket.Count{{Key: "x", Start: routerT0, Current: 1}})
 	assert.Zero(t, f.k.BackupLen(), "a leaving node takes no more copies")
 
 	alone := newKeeperFixture(t, "a")

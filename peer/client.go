@@ -210,9 +210,12 @@ func (c *Client) Handoff(ctx context.Context, from string, window time.Duration,
 	return nil
 }
 
-// Backup gives the peer copies of from's counts; see ownership.Mover.
-func (c *Client) Backup(ctx context.Context, from string, window time.Duration, counts []bucket.Count) error {
-	if _, err := c.rpc.Backup(ctx, newCounts(from, window, counts)); err != nil {
+// Backup gives the peer copies of the counts of from, whose process has
+// boot id boot; see ownership.Mover.
+func (c *Client) Backup(ctx context.Context, from, boot string, window time.Duration, counts []bucket.Count) error {
+	req := newCounts(from, window, counts)
+	req.Boot = boot
+	if _, err := c.rpc.Backup(ctx, req); err != nil {
 		return fmt.Errorf("back up %d counts at %s: %w", len(counts), c.addr, err)
 	}
 	return nil

@@ -35,10 +35,10 @@ func (r *receiver) Handed(from string, cs []bucket.Count) {
 	r.handed[from] = append(r.handed[from], cs...)
 }
 
-func (r *receiver) Copies(from string, cs []bucket.Count) {
+func (r *receiver) Copies(from, boot string, cs []bucket.Count) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.copied[from] = append(r.copied[from], cs...)
+	r.copied[from+"/"+boot] = append(r.copied[from+"/"+boot], cs...)
 }
 
 // serveReceiver serves a Server with rcv over bufconn and returns a Client.
@@ -65,7 +65,7 @@ func TestHandoffAndBackupCarryEveryField(t *testing.T) {
 		{Key: "k2", Start: time.Unix(1_700_000_001, 0), Current: 1},
 	}
 	require.NoError(t, c.Handoff(t.Context(), "node-a", peerWindow, counts))
-	require.NoError(t, c.Backup(t.Context(), "node-b", peerWindow, counts[:1]))
+	require.NoError(t, c.Backup(t.Context(), "node-b", "boot-b", peerWindow, counts[:1]))
 	rcv.mu.Lock()
 	defer rcv.mu.Unlock()
 	require.Len(t, rcv.handed["node-a"], 2)
@@ -74,7 +74,7 @@ func TestHandoffAndBackupCarryEveryField(t *testing.T) {
 		got.Start = counts[i].Start
 		assert.Equal(t, counts[i], got)
 	}
-	assert.Len(t, rcv.copied["node-b"], 1)
+	assert.Len(t, rcv.copied["node-b/boot-b"], 1, "with its boot id")
 }
 
 func TestMovesAreChecked(t *testing.T) {
@@ -103,6 +103,6 @@ func TestMovesAreChecked(t *testing.T) {
 	rcv.mu.Unlock()
 
 	without := serveReceiver(t, nil)
-	err := without.Backup(t.Context(), "a", peerWindow, []bucket.Count{good})
+	err := without.Backup(t.Context(), "a", "boot-a", peerWindow, []bucket.Count{good})
 	assert.Equal(t, codes.Unimplemented, status.Code(err))
 }

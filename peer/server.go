@@ -67,8 +67,9 @@ func newServer(store taker, now func() time.Time) *Server {
 type Receiver interface {
 	// Handed adds counts of keys this node owns now.
 	Handed(from string, counts []bucket.Count)
-	// Copies keeps counts as the copies of from's counts.
-	Copies(from string, counts []bucket.Count)
+	// Copies keeps counts as the copies of the counts of from, whose
+	// process has boot id boot ("" if it sent none).
+	Copies(from, boot string, counts []bucket.Count)
 }
 
 // Handoff hands req's counts to the Receiver as counts of keys this node
@@ -91,7 +92,7 @@ func (s *Server) Backup(_ context.Context, req *peerpb.Counts) (*peerpb.CountsRe
 	if err != nil {
 		return nil, err
 	}
-	s.receiver.Copies(req.GetFrom(), counts)
+	s.receiver.Copies(req.GetFrom(), req.GetBoot(), counts)
 	return &peerpb.CountsReply{}, nil
 }
 
@@ -105,6 +106,8 @@ func (s *Server) counts(req *peerpb.Counts) ([]bucket.Count, error) {
 	switch from := req.GetFrom(); {
 	case from == "" || len(from) > 256:
 		return nil, status.Errorf(codes.InvalidArgument, "from is %d bytes, want 1 to 256", len(from))
+	case len(req.GetBoot()) > maxBootLen:
+		return nil, status.Errorf(codes.InvalidArgument, "boot is %d bytes, at most %d allowed", len(req.GetBoot()), maxBootLen)
 	case len(cs) > ownership.MaxCheckItems:
 		return nil, status.Errorf(codes.InvalidArgument, "%d counts, at most %d allowed", len(cs), ownership.MaxCheckItems)
 	case time.Duration(req.GetWindowNanos()) != s.store.Window():
@@ -121,6 +124,9 @@ func (s *Server) counts(req *peerpb.Counts) ([]bucket.Count, error) {
 	}
 	return out, nil
 }
+
+// maxBootLen bounds the boot id of a Backup.
+const maxBootLen = 64
 
 // Register adds the Peer service to g. Call it before g.Serve.
 func (s *Server) Register(g *grpc.Server) {

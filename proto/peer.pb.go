@@ -37,7 +37,12 @@ type Counts struct {
 	// receiver's.
 	WindowNanos int64 `protobuf:"varint,2,opt,name=window_nanos,json=windowNanos,proto3" json:"window_nanos,omitempty"`
 	// At most 10,000.
-	Counts        []*Count `protobuf:"bytes,3,rep,name=counts,proto3" json:"counts,omitempty"`
+	Counts []*Count `protobuf:"bytes,3,rep,name=counts,proto3" json:"counts,omitempty"`
+	// On Backup: the sender's boot id, random for each start of its process.
+	// Copies under a new boot id come from a process that restarted; the
+	// copies held under the old one are its counts from before, and go back
+	// to the keys' owners.
+	Boot          string `protobuf:"bytes,4,opt,name=boot,proto3" json:"boot,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -91,6 +96,13 @@ func (x *Counts) GetCounts() []*Count {
 		return x.Counts
 	}
 	return nil
+}
+
+func (x *Counts) GetBoot() string {
+	if x != nil {
+		return x.Boot
+	}
+	return ""
 }
 
 // Count is one key's counts in its two latest windows.
@@ -507,11 +519,12 @@ var File_peer_proto protoreflect.FileDescriptor
 const file_peer_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
-	"peer.proto\x12\x11tierlimit.peer.v1\"q\n" +
+	"peer.proto\x12\x11tierlimit.peer.v1\"\x85\x01\n" +
 	"\x06Counts\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\tR\x04from\x12!\n" +
 	"\fwindow_nanos\x18\x02 \x01(\x03R\vwindowNanos\x120\n" +
-	"\x06counts\x18\x03 \x03(\v2\x18.tierlimit.peer.v1.CountR\x06counts\"y\n" +
+	"\x06counts\x18\x03 \x03(\v2\x18.tierlimit.peer.v1.CountR\x06counts\x12\x12\n" +
+	"\x04boot\x18\x04 \x01(\tR\x04boot\"y\n" +
 	"\x05Count\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12(\n" +
 	"\x10start_unix_nanos\x18\x02 \x01(\x03R\x0estartUnixNanos\x12\x1a\n" +
