@@ -9,12 +9,15 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/memberlist"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/stretchr/testify/assert"
@@ -41,6 +44,7 @@ type testCluster struct {
 	grpcCut   *clustertest.Partition // by gRPC address
 	forward   time.Duration
 	steady    bool
+	stateDir  string // if set, node i keeps its state file there
 }
 
 // node is one Limiter of a testCluster with the handler a service would
@@ -61,6 +65,8 @@ type clusterOpts struct {
 	// never declares a live node dead: tests that count exactly need
 	// the ring to stay still.
 	steady bool
+	// stateFiles gives every node a state file.
+	stateFiles bool
 }
 
 // startCluster starts n Limiters, node i on 127.0.0.(i+1) so that a
@@ -76,6 +82,9 @@ func startCluster(t *testing.T, n int, co clusterOpts) *testCluster {
 	}
 	c := &testCluster{t: t, config: tierlimittest.TiersFile(t, co.perTier), partition: clustertest.NewPartition(),
 		grpcCut: clustertest.NewPartition(), forward: co.forwardTimeout, steady: co.steady}
+	if co.stateFiles {
+		c.stateDir = t.TempDir()
+	}
 	for range n {
 		c.add(co.clusterKey)
 	}
@@ -89,9 +98,40 @@ func (c *testCluster) add(clusterKey string) *node {
 	t.Helper()
 	i := len(c.nodes)
 	ip := fmt.Sprintf("127.0.0.%d", i+1)
-	name := fmt.Sprintf("node-%d", i)
 	tr, err := c.partition.NewTransport(ip)
 	require.NoError(t, err)
+	nd := c.start(i, ip+":0", ip+":0", tr, clusterKey, true)
+	c.nodes = append(c.nodes, nd)
+	return nd
+}
+
+// restart crashes node i and starts it again under its name at once,
+// faster than failure detection: at its old gossip and gRPC addresses, or,
+// with newAddr, on a new IP (a container that came back with another
+// address). Its gossip then bypasses the partition. With join, it joins
+// node 0 unless it is node 0.
+func (c *testCluster) restart(i int, newAddr, join bool) *node {
+	c.t.Helper()
+	old := c.nodes[i]
+	gossip, grpcAddr := old.node.GossipAddr(), old.endpoint.Addr().String()
+	if newAddr {
+		ip := fmt.Sprintf("127.0.0.%d", 100+i)
+		gossip, grpcAddr = ip+":0", ip+":0"
+	}
+	old.kill()
+	nd := c.start(i, gossip, grpcAddr, nil, old.cfg.ClusterKey, join)
+	c.nodes[i] = nd
+	return nd
+}
+
+// start starts node i with gossip on tr (nil: on gossipAddr itself) and
+// gRPC on grpcAddr, joining node 0 if join.
+func (c *testCluster) start(i int, gossipAddr, grpcAddr string, tr memberlist.Transport, clusterKey string, join bool) *node {
+	t := c.t
+	t.Helper()
+	ip, _, err := net.SplitHostPort(grpcAddr)
+	require.NoError(t, err)
+	name := fmt.Sprintf("node-%d", i)
 	mc := cluster.TestMemberlistConfig()
 	if c.steady {
 		mc.ProbeInterval, mc.ProbeTimeout, mc.SuspicionMult = time.Second, 500*time.Millisecond, 4
@@ -105,7 +145,7 @@ func (c *testCluster) add(clusterKey string) *node {
 	cfg := Config{
 		TiersFile: c.config, NodeName: name, AdminToken: testToken, ClusterKey: clusterKey,
 		ForwardTimeout: c.forward, MaxKeys: 100_000,
-		GossipAddr: ip + ":0", GRPCAddr: ip + ":0",
+		GossipAddr: gossipAddr, GRPCAddr: grpcAddr,
 		Memberlist: mc, RejoinInterval: 300 * time.Millisecond,
 		// gRPC between nodes obeys grpcCut, keyed by the node's IP (each
 		// node has its own loopback address).
@@ -113,8 +153,11 @@ func (c *testCluster) add(clusterKey string) *node {
 		Logger:     log,
 		Registerer: reg,
 	}
-	if i > 0 {
+	if i > 0 && join {
 		cfg.Join = []string{c.nodes[0].node.GossipAddr()}
+	}
+	if c.stateDir != "" {
+		cfg.StateFile = filepath.Join(c.stateDir, name+".json")
 	}
 	lim, err := New(cfg)
 	require.NoError(t, err)
@@ -125,7 +168,6 @@ func (c *testCluster) add(clusterKey string) *node {
 	mux.Handle("/system/", lim.AdminHandler())
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	nd := &node{Limiter: lim, name: name, handler: mux}
-	c.nodes = append(c.nodes, nd)
 	t.Cleanup(func() { _ = nd.Close(context.Background()) })
 	return nd
 }
@@ -666,27 +708,8 @@ func TestClusterJoinKeepsCounts(t *testing.T) {
 func TestClusterCrashRestoresFromBackup(t *testing.T) {
 	c := startCluster(t, 3, clusterOpts{steady: true})
 	keys := useUp(t, c.nodes, "pro", 8, 150)
-	victim := c.nodes[2]
-	owned := 0
-	for _, key := range keys {
-		if c.owner(key) == 2 {
-			owned++
-		}
-	}
-	require.Positive(t, owned, "the victim owns none of the keys; the test proves nothing")
-	require.Eventually(t, func() bool { return c.nodes[0].keeper.CopiesOf("node-2")+c.nodes[1].keeper.CopiesOf("node-2") == owned },
-		5*time.Second, 10*time.Millisecond, "the victim's %d keys were not backed up", owned)
-	// Two more backup rounds, so that the copies hold the last hits too: a
-	// crash loses what the round after it would have sent.
-	sent := func() float64 {
-		return metricValue(t, victim.cfg.Registerer.(prometheus.Gatherer), "tierlimit_counts_moved_total", "kind", "backup", "result", "ok")
-	}
-	for range 2 {
-		before := sent()
-		victim.store.Take(time.Now(), "probe", 1, 1000) // a change, so that a round sends something
-		require.Eventually(t, func() bool { return sent() > before }, 5*time.Second, 10*time.Millisecond, "no backup round")
-	}
-	victim.kill()
+	owned := c.backedUp(2, keys)
+	c.nodes[2].kill()
 	c.waitMembers(2, c.nodes[:2]...)
 	require.Eventually(t, func() bool {
 		return metricValue(t, c.nodes[0].cfg.Registerer.(prometheus.Gatherer), "tierlimit_counts_restored_total")+
@@ -698,6 +721,158 @@ func TestClusterCrashRestoresFromBackup(t *testing.T) {
 	require.Eventually(t, func() bool { return c.nodes[0].store.Len()+c.nodes[1].store.Len() == len(keys)+1 },
 		5*time.Second, 10*time.Millisecond, "the survivors do not hold all %d keys and the probe", len(keys))
 	assert.Zero(t, readmitted(t, c.nodes[:2], keys), "used-up keys admitted again after their owner crashed")
+}
+
+// TestClusterRestartBeforeDetectionKeepsCounts: a node that crashes and is
+// restarted at its address at once, as a supervisor does, is back before
+// its peers notice: the ring never changes, and the restarted owner starts
+// from the copies it sent before the crash, not from zero.
+func TestClusterRestartBeforeDetectionKeepsCounts(t *testing.T) {
+	c := startCluster(t, 3, clusterOpts{steady: true})
+	keys := useUp(t, c.nodes, "pro", 8, 150)
+	owned := c.backedUp(2, keys)
+	restarted := c.restart(2, false, true)
+	c.waitMembers(3)
+	// The copies come back once the new process shows itself: by a probe's
+	// ack, its metadata, or its first backup.
+	for _, key := range keys {
+		if c.owner(key) == 2 {
+			get(t, restarted, key)
+		}
+	}
+	c.waitRestored(owned)
+	assert.Zero(t, readmitted(t, c.nodes, keys), "used-up keys admitted again after their owner restarted")
+}
+
+// TestClusterRestartAtNewAddressIsFollowed: a node restarted at once at a
+// new address is where its peers send its keys within 5 s, although
+// memberlist gives its name to the new address only once the old one has
+// been dead for a while; it learns the health state, and its keys keep
+// their counts.
+func TestClusterRestartAtNewAddressIsFollowed(t *testing.T) {
+	c := startCluster(t, 3, clusterOpts{steady: true})
+	setHealth(t, c.nodes[0], "DEGRADED")
+	require.Eventually(t, func() bool {
+		for _, nd := range c.nodes {
+			if nd.Health().Status != Degraded {
+				return false
+			}
+		}
+		return true
+	}, 5*time.Second, 10*time.Millisecond, "DEGRADED did not reach every node")
+	keys := useUp(t, c.nodes, "pro", 8, tierlimittest.ProDegraded)
+	owned := c.backedUp(2, keys)
+	restarted := c.restart(2, true, true)
+	start := time.Now()
+	want := restarted.endpoint.Addr().String()
+	require.Eventually(t, func() bool {
+		for _, nd := range c.nodes[:2] {
+			i := slices.IndexFunc(nd.node.Alive(), func(m cluster.Member) bool { return m.Name == "node-2" && m.GRPCAddr == want })
+			if i < 0 {
+				return false
+			}
+		}
+		return restarted.ring.Len() == 3 && restarted.Health().Status == Degraded
+	}, 5*time.Second, 10*time.Millisecond, "the peers do not send to the restarted node at %s, or it is behind", want)
+	t.Logf("peers followed the new address after %v", time.Since(start).Round(time.Millisecond))
+	for _, key := range keys {
+		if c.owner(key) == 2 {
+			get(t, restarted, key)
+		}
+	}
+	c.waitRestored(owned)
+	assert.Zero(t, readmitted(t, c.nodes, keys), "used-up keys admitted again after their owner restarted elsewhere")
+}
+
+// waitRestored waits until the nodes have given back the copies of at
+// least n keys to their owners.
+func (c *testCluster) waitRestored(n int) {
+	c.t.Helper()
+	require.Eventually(c.t, func() bool {
+		sum := 0.0
+		for _, nd := range c.nodes {
+			sum += metricValue(c.t, nd.cfg.Registerer.(prometheus.Gatherer), "tierlimit_counts_restored_total")
+		}
+		return sum >= float64(n)
+	}, 5*time.Second, 10*time.Millisecond, "the copies of %d keys did not go back to their owners", n)
+}
+
+// TestClusterRestartAtNewAddressWithoutSeedsFindsItsPeers: a node
+// restarted at a new address with no seeds finds its peers from its state
+// file, and is not ready until it has.
+func TestClusterRestartAtNewAddressWithoutSeedsFindsItsPeers(t *testing.T) {
+	c := startCluster(t, 3, clusterOpts{steady: true, stateFiles: true})
+	setHealth(t, c.nodes[0], "DEGRADED")
+	path := filepath.Join(c.stateDir, "node-2.json")
+	require.Eventually(t, func() bool {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return false
+		}
+		d, err := decodeState(b)
+		return err == nil && len(d.Members) == 2 && d.Health.Status == Degraded
+	}, 5*time.Second, 10*time.Millisecond, "node-2's state file does not hold its 2 peers and the state")
+	restarted := c.restart(2, true, false)
+	start := time.Now()
+	require.Eventually(t, func() bool {
+		return restarted.ring.Len() == 3 && restarted.Ready() == nil
+	}, 5*time.Second, 10*time.Millisecond, "the restarted node did not find its peers: ready: %v", restarted.Ready())
+	t.Logf("found its peers after %v", time.Since(start).Round(time.Millisecond))
+	c.waitMembers(3)
+}
+
+// TestReadyWaitsForTheMembersOfTheStateFile: a node whose state file
+// names members is not ready while it is alone, for QuorumGrace.
+func TestReadyWaitsForTheMembersOfTheStateFile(t *testing.T) {
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state.json")
+	require.NoError(t, os.WriteFile(state, []byte(`{"health":{"status":"NORMAL"},"members":["127.0.0.1:1"]}`), 0o600))
+	l, _ := newSingle(t, tenSecondTiers, func(c *Config) {
+		c.StateFile, c.GossipAddr, c.GRPCAddr, c.QuorumGrace = state, "127.0.0.1:0", "127.0.0.1:0", 300*time.Millisecond
+	})
+	err := l.Ready()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "none of the 1 members in the state file answers")
+	require.Eventually(t, func() bool { return l.Ready() == nil }, 5*time.Second, 10*time.Millisecond,
+		"still not ready after QuorumGrace: the cluster is itself")
+}
+
+// backedUp waits until the other nodes hold copies of every key of keys
+// that node i owns, and for two more backup rounds, so that the copies hold
+// the last hits too (a crash loses what the round after it would have
+// sent). It returns how many of keys node i owns; the last round adds a
+// key "probe" to node i's store.
+func (c *testCluster) backedUp(i int, keys []string) int {
+	t := c.t
+	t.Helper()
+	victim := c.nodes[i]
+	owned := 0
+	for _, key := range keys {
+		if c.owner(key) == i {
+			owned++
+		}
+	}
+	require.Positive(t, owned, "node %d owns none of the keys; the test proves nothing", i)
+	copies := func() int {
+		n := 0
+		for j, nd := range c.nodes {
+			if j != i {
+				n += nd.keeper.CopiesOf(victim.name)
+			}
+		}
+		return n
+	}
+	require.Eventually(t, func() bool { return copies() == owned },
+		5*time.Second, 10*time.Millisecond, "the %d keys of node %d were not backed up", owned, i)
+	sent := func() float64 {
+		return metricValue(t, victim.cfg.Registerer.(prometheus.Gatherer), "tierlimit_counts_moved_total", "kind", "backup", "result", "ok")
+	}
+	for range 2 {
+		before := sent()
+		victim.store.Take(time.Now(), "probe", 1, 1000) // a change, so that a round sends something
+		require.Eventually(t, func() bool { return sent() > before }, 5*time.Second, 10*time.Millisecond, "no backup round")
+	}
+	return owned
 }
 
 // TestClusterCutOffNodeAppliesItsShareBeforeDetection: a node cut off from

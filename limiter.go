@@ -81,6 +81,10 @@ type Limiter struct {
 	known        atomic.Int64 // members alive or failed less than QuorumGrace ago
 
 	state *stateFile // Config.StateFile; nil if none
+	// remembered are the gossip addresses of the members the state file
+	// held at start, tried as peers; started is when New began.
+	remembered []string
+	started    time.Time
 
 	// reloadMu serialises Reload.
 	reloadMu sync.Mutex
@@ -106,6 +110,7 @@ func New(cfg Config) (*Limiter, error) {
 	}
 	l := &Limiter{
 		cfg:          cfg,
+		started:      time.Now(),
 		log:          cfg.Logger.With("node", cfg.NodeName),
 		keys:         cfg.Keys,
 		window:       cfg.Window,
@@ -194,11 +199,13 @@ func (l *Limiter) openState() error {
 	if l.cfg.StateFile == "" {
 		return nil
 	}
-	f, s, err := openStateFile(l.cfg.StateFile)
+	f, doc, err := openStateFile(l.cfg.StateFile)
 	if err != nil {
 		return &ConfigError{Field: "StateFile", Reason: err.Error()}
 	}
 	l.state = f
+	l.remembered = doc.Members
+	s := doc.Health
 	defer l.health.OnChange(f.later) // every state adopted from now on, from peers too
 	if s.Version == 0 {
 		return nil
@@ -249,9 +256,10 @@ func (l *Limiter) AdminHandler() http.Handler { return l.admin }
 // Ready returns nil when the Limiter should take traffic, or why not: it
 // is closed; it has seeds and has not reached any of them yet; or it is
 // alone while it knows of other members that failed less than
-// Config.QuorumGrace ago (cut off from them, it would count every key on its
-// own; after the grace it takes them for gone and is ready, the cluster
-// being itself).
+// Config.QuorumGrace ago, or, for Config.QuorumGrace after it started, of
+// members in its state file (cut off from them, it would count every key
+// on its own; after the grace it takes them for gone and is ready, the
+// cluster being itself).
 func (l *Limiter) Ready() error {
 	switch {
 	case l.closing.Load():
@@ -261,6 +269,8 @@ func (l *Limiter) Ready() error {
 	case l.node != nil && l.alive.Load() == 1 && l.known.Load() > 1:
 		return fmt.Errorf("alone: the %d other members known within the last %v are unreachable",
 			l.known.Load()-1, l.cfg.QuorumGrace)
+	case l.node != nil && l.alive.Load() == 1 && len(l.remembered) > 0 && time.Since(l.started) < l.cfg.QuorumGrace:
+		return fmt.Errorf("alone: none of the %d members in the state file answers yet", len(l.remembered))
 	}
 	return nil
 }

@@ -81,6 +81,7 @@ func (l *Limiter) startCluster() error {
 		BindPort:       gossipPort,
 		AdvertiseAddr:  cfg.AdvertiseAddr,
 		Join:           cfg.Join,
+		Peers:          l.remembered,
 		GRPCAddr:       grpcAdvertise(cfg.AdvertiseAddr, cfg.GRPCAddr, grpcPort),
 		ConfigHash:     hash,
 		SecretKey:      cfg.ClusterKey,
@@ -214,6 +215,15 @@ func (l *Limiter) membersChanged(alive []cluster.Member) {
 		if m.Name != l.cfg.NodeName && m.GRPCAddr != "" {
 			addrs[m.Name] = m.GRPCAddr
 		}
+	}
+	if l.state != nil {
+		gossip := make([]string, 0, len(alive))
+		for _, m := range alive {
+			if m.Name != l.cfg.NodeName {
+				gossip = append(gossip, m.Addr)
+			}
+		}
+		l.state.remember(gossip)
 	}
 	stale, release := l.book.Set(addrs)
 	l.ring.Set(names)

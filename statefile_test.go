@@ -28,9 +28,9 @@ func TestStateFileKeepsDegradedAcrossARestart(t *testing.T) {
 	written := first.Health()
 	b, err := os.ReadFile(state)
 	require.NoError(t, err, "the POST was answered, so the file holds the state")
-	onDisk, err := health.Decode(b)
+	onDisk, err := decodeState(b)
 	require.NoError(t, err)
-	assert.Equal(t, written.Version, onDisk.Version)
+	assert.Equal(t, written.Version, onDisk.Health.Version)
 	require.NoError(t, first.Close(t.Context()))
 
 	second, _ := newSingle(t, tenSecondTiers, func(c *Config) { c.StateFile = state; c.NodeName = "solo-again" })
@@ -44,9 +44,9 @@ func TestStateFileKeepsDegradedAcrossARestart(t *testing.T) {
 	assert.True(t, s.Newer(written))
 	b, err = os.ReadFile(state)
 	require.NoError(t, err)
-	onDisk, err = health.Decode(b)
+	onDisk, err = decodeState(b)
 	require.NoError(t, err)
-	assert.Equal(t, s.Version, onDisk.Version)
+	assert.Equal(t, s.Version, onDisk.Health.Version)
 	entries, err := os.ReadDir(filepath.Dir(state))
 	require.NoError(t, err)
 	assert.Len(t, entries, 1, "no temporary file left beside the state file")
@@ -82,4 +82,30 @@ func TestStateFileRefusals(t *testing.T) {
 	unsaved.AdminHandler().ServeHTTP(w, r)
 	assert.Equal(t, http.StatusInternalServerError, w.Code)
 	assert.Contains(t, w.Body.String(), `"code":"not_saved"`)
+}
+
+func TestDecodeState(t *testing.T) {
+	old := health.State{Status: health.Degraded, Version: 7, Origin: "a"}
+	d, err := decodeState(old.Encode())
+	require.NoError(t, err, "a file that holds only a state, as it once did")
+	assert.Equal(t, old, d.Health)
+	assert.Empty(t, d.Members)
+
+	d, err = decodeState([]byte(`{"health":{"status":"DEGRADED","version":7,"origin":"a"},"members":["10.0.0.2:7946","[::1]:7946"]}`))
+	require.NoError(t, err)
+	assert.Equal(t, old, d.Health)
+	assert.Equal(t, []string{"10.0.0.2:7946", "[::1]:7946"}, d.Members)
+
+	tooMany := `{"health":{"status":"NORMAL"},"members":[` + strings.Repeat(`"10.0.0.2:7946",`, maxStateFilePeers) + `"10.0.0.2:7946"]}`
+	for name, doc := range map[string]string{
+		"bad member":   `{"health":{"status":"NORMAL"},"members":["no-port"]}`,
+		"too many":     tooMany,
+		"bad status":   `{"health":{"status":"MAYBE"}}`,
+		"not json":     `members`,
+		"huge":         `{"health":{"status":"NORMAL"},"x":"` + strings.Repeat("x", maxStateFileSize) + `"}`,
+		"members type": `{"health":{"status":"NORMAL"},"members":"10.0.0.2:7946"}`,
+	} {
+		_, err := decodeState([]byte(doc))
+		assert.Error(t, err, name)
+	}
 }

@@ -45,6 +45,13 @@ type Config struct {
 	// means this node starts a cluster of its own.
 	Join []string
 
+	// Peers lists the gossip addresses of members this node had before it
+	// restarted (kept in a file, say). They are tried at start and then
+	// every second for a minute while the node is alone, so that a node
+	// restarted at a new address without seeds finds its peers; unlike
+	// Join, they do not hold Joined back.
+	Peers []string
+
 	// GRPCAddr is the "host:port" peers dial for this node's gRPC service.
 	// It travels in the node metadata and comes back in Member.GRPCAddr.
 	GRPCAddr string
@@ -193,6 +200,7 @@ func (c Config) memberlistConfig(ctx context.Context, d *delegate) (*memberlist.
 	mc.Delegate = d
 	mc.Events = d
 	mc.Ping = d
+	mc.Conflict = d
 	mc.Keyring = nil
 	if c.SecretKey != "" {
 		key, err := deriveKey(c.SecretKey)

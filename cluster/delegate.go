@@ -59,10 +59,17 @@ type delegate struct {
 }
 
 var (
-	_ memberlist.Delegate      = (*delegate)(nil)
-	_ memberlist.EventDelegate = (*delegate)(nil)
-	_ memberlist.PingDelegate  = (*delegate)(nil)
+	_ memberlist.Delegate         = (*delegate)(nil)
+	_ memberlist.EventDelegate    = (*delegate)(nil)
+	_ memberlist.PingDelegate     = (*delegate)(nil)
+	_ memberlist.ConflictDelegate = (*delegate)(nil)
 )
+
+// NotifyConflict hears that a peer claims a member's name at another
+// address; see Node.conflict.
+func (d *delegate) NotifyConflict(existing, other *memberlist.Node) {
+	d.n.conflict(existing, other)
+}
 
 // AckPayload returns this node's boot id, which every ack to a probe
 // carries, so that a peer can tell that the process behind a name and an
@@ -80,13 +87,25 @@ func (d *delegate) NotifyPingComplete(other *memberlist.Node, _ time.Duration, p
 		return // a peer from before boot ids, or garbage
 	}
 	boot := string(payload)
+	addr := joinAddr(other.Addr, other.Port)
 	n := d.n
 	n.mu.Lock()
+	if f := n.follow[other.Name]; f != nil && f.addr != addr {
+		// The process the view moved away from answers: two live processes
+		// claim the name. Leave it to memberlist, which keeps this one.
+		delete(n.follow, other.Name)
+		n.duplicate[other.Name] = true
+		n.boots[other.Name] = boot
+		n.mu.Unlock()
+		n.log.Error("two live processes claim one member name; give every node its own name",
+			"peer", other.Name, "addr", addr, "other_addr", f.addr)
+		d.NotifyUpdate(other)
+		return
+	}
 	prev, known := n.boots[other.Name]
 	n.boots[other.Name] = boot
 	n.mu.Unlock()
 	if known && prev != boot {
-		addr := joinAddr(other.Addr, other.Port)
 		n.log.Info("peer restarted; syncing with it", "peer", other.Name, "addr", addr)
 		select {
 		case n.syncs <- addr:
@@ -195,7 +214,14 @@ func (n *Node) memberEvent(kind eventKind, node *memberlist.Node) {
 	now := time.Now()
 	ownHash := n.ConfigHash()
 
+	n.eventMu.Lock()
+	defer n.eventMu.Unlock()
 	n.mu.Lock()
+	if n.stale(name, addr) {
+		// memberlist's news of a process the view left for its successor.
+		n.mu.Unlock()
+		return
+	}
 	if kind != eventLeave && meta.Boot != "" && len(meta.Boot) <= maxBootLen {
 		// What a later ack is compared with, even if no probe reached the
 		// member before it restarted.
@@ -221,7 +247,6 @@ func (n *Node) memberEvent(kind eventKind, node *memberlist.Node) {
 	}
 	n.mu.Unlock()
 
-	n.numAlive.Store(int64(len(alive)))
 	if name != n.cfg.Name {
 		switch kind {
 		case eventJoin:
@@ -240,6 +265,13 @@ func (n *Node) memberEvent(kind eventKind, node *memberlist.Node) {
 		n.log.Warn("peer runs a different tier config: limits will differ by node until configs match",
 			"peer", name, "peer_config_hash", meta.ConfigHash, "config_hash", ownHash)
 	}
+	n.membersChanged(alive)
+}
+
+// membersChanged reports the alive members to OnMembers. n.eventMu must be
+// held.
+func (n *Node) membersChanged(alive []Member) {
+	n.numAlive.Store(int64(len(alive)))
 	if n.cfg.OnMembers != nil {
 		n.cfg.OnMembers(alive)
 	}

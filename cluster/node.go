@@ -76,14 +76,25 @@ type Node struct {
 	// loop, which pushes and pulls the full state with them.
 	syncs chan string
 
-	// mu guards view, warned and boots. It is taken inside memberlist's
-	// callbacks, so it is never held while calling memberlist.
+	// eventMu serialises the changes of the view with the OnMembers calls
+	// that report them, so that they come in order also when the node
+	// changes the view itself (see followed). It is taken before mu.
+	eventMu sync.Mutex
+	// mu guards view, warned, boots, follow and duplicate. It is taken
+	// inside memberlist's callbacks, so it is never held while calling
+	// memberlist.
 	mu   sync.Mutex
 	view *view
 	// warned holds, per peer, the config hash last warned about.
 	warned map[string]string
 	// boots holds, per peer, the boot id its last ack carried.
 	boots map[string]string
+	// follow holds the members restarted at a new address that memberlist
+	// has not given their names to yet (see conflict).
+	follow map[string]*followed
+	// duplicate holds the names that two live processes were seen to
+	// claim: those are left to memberlist.
+	duplicate map[string]bool
 
 	// lifeMu serialises Leave and Close and guards left and shut.
 	lifeMu sync.Mutex
@@ -111,6 +122,8 @@ func New(cfg Config) (*Node, error) {
 		view:       newView(cfg.Name),
 		warned:     make(map[string]string),
 		boots:      make(map[string]string),
+		follow:     make(map[string]*followed),
+		duplicate:  make(map[string]bool),
 		syncs:      make(chan string, 16),
 		done:       make(chan struct{}),
 	}

@@ -28,6 +28,8 @@ const (
 // re-joins every RejoinInterval until ctx ends.
 func (n *Node) run(ctx context.Context) {
 	defer close(n.done)
+	start := time.Now()
+	n.joinAll(ctx, rejoinTargets(nil, n.cfg.Peers, []string{n.gossipAddr}, maxRejoinTargets))
 	if !n.joined.Load() && !n.joinSeeds(ctx) {
 		return
 	}
@@ -49,7 +51,12 @@ func (n *Node) run(ctx context.Context) {
 			back := n.view.gone(now.Add(-recentFor))
 			alive := n.view.addrs(StateAlive)
 			n.mu.Unlock()
+			if len(alive) == 1 && now.Sub(start) < recentFor {
+				// Alone since the start: the members from before it.
+				back = append(back, n.cfg.Peers...)
+			}
 			n.joinAll(ctx, rejoinTargets(nil, back, alive, maxRejoinTargets))
+			n.followAll(ctx)
 		case addr := <-n.syncs:
 			// A push/pull with the restarted member: it gets every member
 			// and the health state at once.

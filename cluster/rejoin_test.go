@@ -196,3 +196,54 @@ func TestSeedRestartedAfterALeaveRejoins(t *testing.T) {
 		"the restarted seed is still alone: %v", aliveNames([]*Node{restarted}))
 	t.Logf("restarted seed joined after %v", time.Since(start).Round(time.Millisecond))
 }
+
+// TestRestartAtANewAddressIsFollowed: a member that crashes and comes back
+// at once at a new address (another port here) is refused there by
+// memberlist until its old process is declared dead and DeadNodeReclaimTime
+// has passed (an hour here, so that only the following works). Its peers see
+// the claim with a new boot id and follow it at once; when the new process
+// dies too, they take it as failed after the joins it misses, although
+// memberlist never probed it.
+func TestRestartAtANewAddressIsFollowed(t *testing.T) {
+	noReclaim := func(i int, c *Config) {
+		lanTimings(i, c)
+		c.Memberlist.DeadNodeReclaimTime = time.Hour
+	}
+	nodes := startNodes(t, 3, noReclaim)
+	require.NoError(t, nodes[2].Close()) // a crash: no Leave
+	cfg := testConfig("n2")
+	noReclaim(2, &cfg)
+	cfg.GRPCAddr = "grpc.n2-again:9090"
+	cfg.Join = []string{nodes[0].GossipAddr()}
+	restarted, err := New(cfg)
+	require.NoError(t, err)
+	defer restarted.Close()
+	require.NotEqual(t, nodes[2].GossipAddr(), restarted.GossipAddr())
+
+	at := func(n *Node, addr string) bool {
+		for _, m := range n.Alive() {
+			if m.Name == "n2" {
+				return m.Addr == addr && m.GRPCAddr == "grpc.n2-again:9090"
+			}
+		}
+		return false
+	}
+	start := time.Now()
+	require.Eventually(t, func() bool {
+		return at(nodes[0], restarted.GossipAddr()) && at(nodes[1], restarted.GossipAddr()) && len(restarted.Alive()) == 3
+	}, 5*time.Second, tick, "the peers do not follow n2 to %s: %v", restarted.GossipAddr(), aliveNames(nodes[:2]))
+	t.Logf("followed after %v", time.Since(start).Round(time.Millisecond))
+
+	// memberlist declares the old process dead meanwhile; that is not news
+	// of the member the peers follow.
+	require.Never(t, func() bool {
+		return !at(nodes[0], restarted.GossipAddr()) || !at(nodes[1], restarted.GossipAddr())
+	}, 7*time.Second, 100*time.Millisecond, "a peer dropped the followed member while it ran")
+	for _, m := range nodes[0].ml.Members() {
+		assert.NotEqual(t, "n2", m.Name, "memberlist still has the old process alive: the test proves nothing")
+	}
+
+	require.NoError(t, restarted.Close())
+	require.Eventually(t, func() bool { return len(nodes[0].Alive()) == 2 && len(nodes[1].Alive()) == 2 },
+		10*time.Second, tick, "the followed member's death was not seen: %v", aliveNames(nodes[:2]))
+}
