@@ -2,7 +2,7 @@
 # chaos/processes.sh: three chaos scenarios against a 3-node cluster of plain
 # processes, with loadgen judging every request. CI runs it.
 #
-#   chaos/processes.sh            # about 2.5 minutes; exit 0 only if every check passed
+#   chaos/processes.sh            # about 3.5 minutes; exit 0 only if every check passed
 #
 # Each scenario runs two loadgen phases with fresh keys, against the nodes
 # that stay up only, so a 5xx or a transport error is a real failure:
@@ -16,6 +16,10 @@
 #              the majority side during the cut, then heal
 #   rolling    a rolling deploy: SIGTERM each node in turn under load, start
 #              it again, wait until the cluster is whole, then the next
+#   restart    load all nodes until every accuracy key is used up; kill -9
+#              node 2 and start it again at once, as a supervisor does,
+#              before its peers can notice; load all nodes again with the
+#              same keys, judged over both loads
 #
 # Two modes. netns (as root, where `ip netns add` works): every node in a
 # network namespace of its own on a private bridge (10.77.0.0/24, which
@@ -29,7 +33,7 @@
 #   CHAOS_OUT         run directory, kept afterwards (default: a new dir in $TMPDIR)
 #   CHAOS_RATE        loadgen requests per second (default 1000)
 #   CHAOS_KEYS        accuracy keys per tier per phase (default 12)
-#   CHAOS_SCENARIOS   which to run, in order (default "kill pause partition")
+#   CHAOS_SCENARIOS   which to run, in order (default "kill pause partition rolling restart")
 #   CHAOS_NO_BUILD=1  use bin/node and bin/loadgen as they are
 #
 # Needs go, curl, jq; netns mode also ip and iptables. Every process it
@@ -43,7 +47,7 @@ TOKEN="chaos-$$-$RANDOM$RANDOM"
 CLUSTER_SECRET="chaos-key-$$-$RANDOM$RANDOM$RANDOM"
 RATE=${CHAOS_RATE:-1000}
 KEYS=${CHAOS_KEYS:-12}
-SCENARIOS=${CHAOS_SCENARIOS:-kill pause partition rolling}
+SCENARIOS=${CHAOS_SCENARIOS:-kill pause partition rolling restart}
 MIX=free=30,pro=70
 FAULT_S=20           # length of a fault phase
 FAULT_AT=6           # fault this long into it, once every accuracy key is at its limit
@@ -139,6 +143,7 @@ PHASES=""
 for s in $SCENARIOS; do
   case $s in
   rolling) PHASES="$PHASES rolling" ;; # one key set for the whole deploy
+  restart) PHASES="$PHASES restart" ;;
   *) PHASES="$PHASES $s-fault $s-heal" ;;
   esac
 done
@@ -458,9 +463,32 @@ scenario_rolling() {
   end_scenario
 }
 
+scenario_restart() {
+  local v=2 start
+  begin_scenario restart "kill -9 node $v between two loads of all nodes and start it again at once, as a supervisor does, before its peers notice"
+  KEYSET=restart
+  loadgen_start restart-0 "$FAULT_AT" "${URLS[@]}"
+  loadgen_end restart-0
+  start=$(now_ms)
+  kill -KILL "${PIDS[$v]}"
+  wait "${PIDS[$v]}" 2>/dev/null || true
+  start_node $v
+  wait_ready $v
+  say "  restarted node $v, ready $(secs_since "$start")s after the kill"
+  loadgen_start restart-1 10 "${URLS[@]}"
+  converge
+  loadgen_end restart-1
+  KEYSET=""
+  eval_phase restart-total 0 "$OUT"/restart-[01].json
+  hold
+  after_check
+  check_nodes
+  end_scenario
+}
+
 for s in $SCENARIOS; do
   case $s in
-  kill | pause | partition | rolling) "scenario_$s" ;;
+  kill | pause | partition | rolling | restart) "scenario_$s" ;;
   *) die "CHAOS_SCENARIOS: unknown scenario $s" ;;
   esac
 done
