@@ -32,7 +32,7 @@
 #                  health states differ), and a key the cut-off node owned
 #                  also gets what that node admitted before its failing
 #                  forwards showed it the cut (a fraction of a second).
-BOUND_FORMULA='L + ceil(L/10) (kill, pause); L + ceil(L/3) (rolling, over the deploy); L1 + L2 + ceil(L1/10) (partition: the majority L1, the cut-off node its share L2)'
+BOUND_FORMULA='L + ceil(L/10) (kill, pause, restart); L + ceil(L/3) (rolling, over the deploy); L1 + L2 + ceil(L1/10) (partition: the majority L1, the cut-off node its share L2)'
 # BOUND_JQ is the bound of the phases judged next, a jq expression of $L
 # (the largest limit seen), $lims (the limits seen, largest first) and $n:
 # begin_scenario sets it.
