@@ -822,17 +822,19 @@ func TestClusterRestartAtNewAddressWithoutSeedsFindsItsPeers(t *testing.T) {
 }
 
 // TestReadyWaitsForTheMembersOfTheStateFile: a node whose state file
-// names members is not ready while it is alone, for QuorumGrace.
+// names members is, while alone, a side without a majority for
+// QuorumGrace: not ready, and held to its share of each limit.
 func TestReadyWaitsForTheMembersOfTheStateFile(t *testing.T) {
 	dir := t.TempDir()
 	state := filepath.Join(dir, "state.json")
 	require.NoError(t, os.WriteFile(state, []byte(`{"health":{"status":"NORMAL"},"members":["127.0.0.1:1"]}`), 0o600))
 	l, _ := newSingle(t, tenSecondTiers, func(c *Config) {
-		c.StateFile, c.GossipAddr, c.GRPCAddr, c.QuorumGrace = state, "127.0.0.1:0", "127.0.0.1:0", 300*time.Millisecond
+		c.StateFile, c.GossipAddr, c.GRPCAddr, c.QuorumGrace = state, "127.0.0.1:0", "127.0.0.1:0", time.Second
 	})
 	err := l.Ready()
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "none of the 1 members in the state file answers")
+	assert.Contains(t, err.Error(), "alone: the 1 other members known within the last 1s are unreachable")
+	assert.Equal(t, "25", hit(t, l, "pro-1").Header().Get("X-RateLimit-Limit"), "its share, ceil(50 / 2)")
 	require.Eventually(t, func() bool { return l.Ready() == nil }, 5*time.Second, 10*time.Millisecond,
 		"still not ready after QuorumGrace: the cluster is itself")
 }

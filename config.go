@@ -44,9 +44,11 @@ type Config struct {
 	// Empty turns them off: every admin request gets 401.
 	AdminToken string
 
-	// MaxKeys bounds the keys counted at once by each of the two stores
-	// (owned counts, and local fallback counts in a cluster), so memory
-	// stays bounded whatever the key churn. Default 1,000,000.
+	// MaxKeys bounds the keys counted at once by each store: the owned
+	// counts and, in a cluster, the local fallback counts and the backup
+	// copies of each other member, so memory stays bounded whatever the
+	// key churn (about N + 1 stores in an N-node cluster). Default
+	// 1,000,000.
 	MaxKeys int
 
 	// GossipAddr is the "host:port" memberlist gossips on, UDP and TCP
@@ -116,8 +118,10 @@ type Config struct {
 	// StateFile, if set, is where the health state in force is kept
 	// (written atomically on every change), so that a node, or a whole
 	// cluster, restarted in DEGRADED comes back DEGRADED. An admin write
-	// is answered only once it is saved. Empty keeps the state in memory:
-	// a node restarted alone learns it from its peers.
+	// is answered only once it is saved. It also keeps the gossip
+	// addresses of the other members last seen alive, which a node
+	// restarted without Join tries (see cluster.Config.Peers). Empty keeps
+	// the state in memory: a node restarted alone learns it from its peers.
 	StateFile string
 
 	// Logger receives the Limiter's logs, and memberlist's. Nil discards.

@@ -34,7 +34,7 @@ func boundFlags(cfg *Config) []boundFlag {
 		{"MaxKeys", "max-keys", &cfg.MaxKeys, DefaultMaxKeys, "most keys counted at once per store"},
 		{"BackupInterval", "backup-interval", &cfg.BackupInterval, DefaultBackupInterval, "how often the counts that changed are copied to the member that would own them if this one failed"},
 		{"QuorumGrace", "quorum-grace", &cfg.QuorumGrace, DefaultQuorumGrace, "how long a failed member still counts: a side without a majority of the members applies its share of each limit"},
-		{"StateFile", "state-file", &cfg.StateFile, "", "file that keeps the health state across restarts; empty = memory only"},
+		{"StateFile", "state-file", &cfg.StateFile, "", "file that keeps the health state and the members' addresses across restarts; empty = memory only"},
 		{"MaxClockOffset", "max-clock-offset", &cfg.MaxClockOffset, DefaultMaxClockOffset, "how far apart the members' clocks may be; a health state stamped further ahead is refused"},
 	}
 }

@@ -82,9 +82,8 @@ type Limiter struct {
 
 	state *stateFile // Config.StateFile; nil if none
 	// remembered are the gossip addresses of the members the state file
-	// held at start, tried as peers; started is when New began.
+	// held at start, tried as peers.
 	remembered []string
-	started    time.Time
 
 	// reloadMu serialises Reload.
 	reloadMu sync.Mutex
@@ -110,7 +109,6 @@ func New(cfg Config) (*Limiter, error) {
 	}
 	l := &Limiter{
 		cfg:          cfg,
-		started:      time.Now(),
 		log:          cfg.Logger.With("node", cfg.NodeName),
 		keys:         cfg.Keys,
 		window:       cfg.Window,
@@ -258,8 +256,8 @@ func (l *Limiter) AdminHandler() http.Handler { return l.admin }
 // alone while it knows of other members that failed less than
 // Config.QuorumGrace ago, or, for Config.QuorumGrace after it started, of
 // members in its state file (cut off from them, it would count every key
-// on its own; after the grace it takes them for gone and is ready, the
-// cluster being itself).
+// on its own, so it applies its share of each limit meanwhile; after the
+// grace it takes them for gone and is ready, the cluster being itself).
 func (l *Limiter) Ready() error {
 	switch {
 	case l.closing.Load():
@@ -269,8 +267,6 @@ func (l *Limiter) Ready() error {
 	case l.node != nil && l.alive.Load() == 1 && l.known.Load() > 1:
 		return fmt.Errorf("alone: the %d other members known within the last %v are unreachable",
 			l.known.Load()-1, l.cfg.QuorumGrace)
-	case l.node != nil && l.alive.Load() == 1 && len(l.remembered) > 0 && time.Since(l.started) < l.cfg.QuorumGrace:
-		return fmt.Errorf("alone: none of the %d members in the state file answers yet", len(l.remembered))
 	}
 	return nil
 }

@@ -41,8 +41,11 @@ func (l *Limiter) startCluster() error {
 	l.fallback = bucket.New(bucket.Config{Window: l.window, MaxKeys: cfg.MaxKeys})
 	l.ring = ownership.NewRing()
 	l.ring.Set([]string{cfg.NodeName})
+	// One boot id for this process, in gossip and in backups alike.
+	boot := cluster.NewBootID()
 	l.keeper = ownership.NewKeeper(ownership.KeeperConfig{
 		Self:           cfg.NodeName,
+		Boot:           boot,
 		Ring:           l.ring,
 		Store:          l.store,
 		Fallback:       l.fallback,
@@ -82,6 +85,7 @@ func (l *Limiter) startCluster() error {
 		AdvertiseAddr:  cfg.AdvertiseAddr,
 		Join:           cfg.Join,
 		Peers:          l.remembered,
+		Boot:           boot,
 		GRPCAddr:       grpcAdvertise(cfg.AdvertiseAddr, cfg.GRPCAddr, grpcPort),
 		ConfigHash:     hash,
 		SecretKey:      cfg.ClusterKey,

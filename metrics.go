@@ -66,7 +66,7 @@ func newMetrics(reg prometheus.Registerer, l *Limiter) (*metrics, error) {
 		}, []string{"kind", "result"}),
 		restored: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tierlimit_counts_restored_total",
-			Help: "Keys' counts taken over from the copies of members that failed.",
+			Help: "Keys' counts taken over from the copies of members that failed, or given back from those of restarted members' old processes.",
 		}),
 	}
 	for _, kind := range []string{"handoff", "backup"} {
@@ -194,23 +194,21 @@ func (m *metrics) keeperObserver() ownership.KeeperObserver {
 	if m == nil {
 		return nil
 	}
-	return keeperMetrics{m}
+	return m
 }
 
-// keeperMetrics records the Keeper's events.
-type keeperMetrics struct{ m *metrics }
-
 // Moved counts n counts sent to a peer.
-func (k keeperMetrics) Moved(kind string, n int, err error) {
+func (m *metrics) Moved(kind string, n int, err error) {
 	result := "ok"
 	if err != nil {
 		result = "error"
 	}
-	k.m.moved.WithLabelValues(kind, result).Add(float64(n))
+	m.moved.WithLabelValues(kind, result).Add(float64(n))
 }
 
-// Restored counts n counts taken over from a failed member's copies.
-func (k keeperMetrics) Restored(n int) { k.m.restored.Add(float64(n)) }
+// Restored counts n counts taken over from the copies of a failed member,
+// or given back from those of a restarted member's old process.
+func (m *metrics) Restored(n int) { m.restored.Add(float64(n)) }
 
 // Forwarded records a forwarded check.
 func (m *metrics) Forwarded(peer string, d time.Duration, err error) {

@@ -51,6 +51,30 @@ func BenchmarkTakeSerial(b *testing.B) {
 	}
 }
 
+// BenchmarkTakeAcrossBackupRounds measures hits on 1,000 keys in a store
+// that tracks changes, with a backup round (Changed) after every 1,000
+// hits, so that every hit is a key's first since the last round: the
+// worst case for the changed set. The round's own cost is included.
+func BenchmarkTakeAcrossBackupRounds(b *testing.B) {
+	s := New(Config{Window: time.Minute, TrackChanges: true})
+	now := t0.Add(time.Second)
+	keys := make([]string, 1000)
+	for i := range keys {
+		keys[i] = "key-" + strconv.Itoa(i)
+		s.Take(now, keys[i], 1, 1<<30)
+	}
+	s.Changed()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		s.Take(now, keys[i], 1, 1<<30)
+		if i++; i == len(keys) {
+			s.Changed()
+			i = 0
+		}
+	}
+}
+
 // BenchmarkStoreMemory reports the heap held per live key, for keys of 24
 // bytes (the size of a typical API key), over a million keys.
 func BenchmarkStoreMemory(b *testing.B) {

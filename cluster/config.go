@@ -49,8 +49,15 @@ type Config struct {
 	// restarted (kept in a file, say). They are tried at start and then
 	// every second for a minute while the node is alone, so that a node
 	// restarted at a new address without seeds finds its peers; unlike
-	// Join, they do not hold Joined back.
+	// Join, they do not hold Joined back. Quorum counts them as known while
+	// the node is alone.
 	Peers []string
+
+	// Boot is this process's boot id, in its acks and its metadata, at most
+	// MaxBootLen bytes: a peer that sees it change knows that a new process
+	// took the name. Give the same one to whatever else speaks for this
+	// process. Empty means NewBootID().
+	Boot string
 
 	// GRPCAddr is the "host:port" peers dial for this node's gRPC service.
 	// It travels in the node metadata and comes back in Member.GRPCAddr.
@@ -154,10 +161,16 @@ func (c Config) withDefaults() (Config, error) {
 	if c.ReconnectTimeout == 0 {
 		c.ReconnectTimeout = DefaultReconnectTimeout
 	}
+	if len(c.Boot) > MaxBootLen {
+		return c, fmt.Errorf("cluster config: Boot is %d bytes, at most %d", len(c.Boot), MaxBootLen)
+	}
+	if c.Boot == "" {
+		c.Boot = NewBootID()
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if len(encodeMeta(nodeMeta{GRPCAddr: c.GRPCAddr, ConfigHash: c.ConfigHash, Leaving: true, Boot: strings.Repeat("x", maxBootLen)})) > memberlist.MetaMaxSize {
+	if len(encodeMeta(nodeMeta{GRPCAddr: c.GRPCAddr, ConfigHash: c.ConfigHash, Leaving: true, Boot: strings.Repeat("x", MaxBootLen)})) > memberlist.MetaMaxSize {
 		return c, fmt.Errorf("cluster config: GRPCAddr and ConfigHash take more than %d bytes of node metadata", memberlist.MetaMaxSize)
 	}
 	return c, nil

@@ -83,7 +83,7 @@ func (d *delegate) AckPayload() []byte { return d.n.boot }
 // with it at once. memberlist calls this from its probe goroutine; it only
 // queues the sync.
 func (d *delegate) NotifyPingComplete(other *memberlist.Node, _ time.Duration, payload []byte) {
-	if len(payload) == 0 || len(payload) > maxBootLen {
+	if len(payload) == 0 || len(payload) > MaxBootLen {
 		return // a peer from before boot ids, or garbage
 	}
 	boot := string(payload)
@@ -222,7 +222,7 @@ func (n *Node) memberEvent(kind eventKind, node *memberlist.Node) {
 		n.mu.Unlock()
 		return
 	}
-	if kind != eventLeave && meta.Boot != "" && len(meta.Boot) <= maxBootLen {
+	if kind != eventLeave && meta.Boot != "" && len(meta.Boot) <= MaxBootLen {
 		// What a later ack is compared with, even if no probe reached the
 		// member before it restarted.
 		n.boots[name] = meta.Boot

@@ -2,7 +2,8 @@ package cluster
 
 import (
 	"context"
-	"sync"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -47,7 +48,7 @@ func (n *Node) conflict(existing, other *memberlist.Node) {
 	defer n.eventMu.Unlock()
 	n.mu.Lock()
 	e, ok := n.view.members[name]
-	restarted := ok && e.Addr == oldAddr && meta.Boot != "" && len(meta.Boot) <= maxBootLen &&
+	restarted := ok && e.Addr == oldAddr && meta.Boot != "" && len(meta.Boot) <= MaxBootLen &&
 		meta.Boot != n.boots[name] && !n.duplicate[name]
 	if restarted {
 		n.boots[name] = meta.Boot
@@ -69,25 +70,14 @@ func (n *Node) conflict(existing, other *memberlist.Node) {
 // joins in a row is taken as failed.
 func (n *Node) followAll(ctx context.Context) {
 	n.mu.Lock()
-	targets := make(map[string]string, len(n.follow))
+	names := make(map[string]string, len(n.follow)) // by address
 	for name, f := range n.follow {
-		targets[name] = f.addr
+		names[f.addr] = name
 	}
 	n.mu.Unlock()
-	if len(targets) == 0 {
-		return
-	}
-	var wg sync.WaitGroup
-	for name, addr := range targets {
-		wg.Go(func() {
-			if ctx.Err() != nil {
-				return
-			}
-			_, err := n.ml.Join([]string{addr})
-			n.followed(name, addr, err)
-		})
-	}
-	wg.Wait()
+	n.joinEach(ctx, slices.Collect(maps.Keys(names)), func(addr string, err error) {
+		n.followed(names[addr], addr, err)
+	})
 }
 
 // followed records the outcome of a join of the followed member name at

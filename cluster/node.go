@@ -101,6 +101,11 @@ type Node struct {
 	left   bool
 	shut   bool
 
+	// peers are Config.Peers without this node's own address; started is
+	// when New began.
+	peers   []string
+	started time.Time
+
 	stop func()        // stops the join loop
 	done chan struct{} // closed when the join loop has returned
 }
@@ -118,7 +123,7 @@ func New(cfg Config) (*Node, error) {
 		cfg:        cfg,
 		log:        cfg.Logger,
 		configHash: cfg.ConfigHash,
-		boot:       newBootID(),
+		boot:       []byte(cfg.Boot),
 		view:       newView(cfg.Name),
 		warned:     make(map[string]string),
 		boots:      make(map[string]string),
@@ -126,6 +131,7 @@ func New(cfg Config) (*Node, error) {
 		duplicate:  make(map[string]bool),
 		syncs:      make(chan string, 16),
 		done:       make(chan struct{}),
+		started:    time.Now(),
 	}
 	n.numAlive.Store(1)
 	n.queue = &memberlist.TransmitLimitedQueue{
@@ -152,6 +158,7 @@ func New(cfg Config) (*Node, error) {
 	if self, ok := n.view.members[cfg.Name]; ok {
 		n.gossipAddr = self.Addr
 	}
+	n.peers = rejoinTargets(nil, cfg.Peers, []string{n.gossipAddr}, len(cfg.Peers))
 	n.mu.Unlock()
 
 	if cfg.SecretKey == "" {
@@ -201,7 +208,9 @@ func (n *Node) Alive() []Member {
 // Quorum returns how many members are alive, this node included, and how
 // many are known at now: the alive ones, and those that failed less than
 // grace ago. A member that left gracefully is not known, nor one that failed
-// longer ago: the cluster is taken to have shrunk.
+// longer ago: the cluster is taken to have shrunk. A node alone since it
+// started also knows, for grace after its start, of the members in
+// Config.Peers: it was one of them before it restarted.
 func (n *Node) Quorum(now time.Time, grace time.Duration) (alive, known int) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -213,6 +222,9 @@ func (n *Node) Quorum(now time.Time, grace time.Duration) (alive, known int) {
 		case e.State == StateDead && now.Sub(e.since) < grace:
 			known++
 		}
+	}
+	if alive == 1 && len(n.view.members) == 1 && now.Sub(n.started) < grace {
+		known = max(known, 1+len(n.peers))
 	}
 	return alive, known
 }

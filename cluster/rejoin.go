@@ -28,8 +28,12 @@ const (
 // re-joins every RejoinInterval until ctx ends.
 func (n *Node) run(ctx context.Context) {
 	defer close(n.done)
-	start := time.Now()
-	n.joinAll(ctx, rejoinTargets(nil, n.cfg.Peers, []string{n.gossipAddr}, maxRejoinTargets))
+	if len(n.cfg.Join) == 0 {
+		// No seeds to wait for: try the members from before the restart at
+		// once. (With seeds, a peer address that is gone would hold the
+		// seeds back for a TCPTimeout.)
+		n.joinAll(ctx, n.peers[:min(len(n.peers), maxRejoinTargets)])
+	}
 	if !n.joined.Load() && !n.joinSeeds(ctx) {
 		return
 	}
@@ -51,9 +55,9 @@ func (n *Node) run(ctx context.Context) {
 			back := n.view.gone(now.Add(-recentFor))
 			alive := n.view.addrs(StateAlive)
 			n.mu.Unlock()
-			if len(alive) == 1 && now.Sub(start) < recentFor {
+			if len(alive) == 1 && now.Sub(n.started) < recentFor {
 				// Alone since the start: the members from before it.
-				back = append(back, n.cfg.Peers...)
+				back = append(back, n.peers...)
 			}
 			n.joinAll(ctx, rejoinTargets(nil, back, alive, maxRejoinTargets))
 			n.followAll(ctx)
@@ -67,17 +71,19 @@ func (n *Node) run(ctx context.Context) {
 	}
 }
 
-// maxBootLen bounds a boot id read from an ack.
-const maxBootLen = 32
+// MaxBootLen bounds a boot id: Config.Boot, and one read from a peer.
+const MaxBootLen = 32
 
-// newBootID returns a random id for this process.
-func newBootID() []byte {
+// NewBootID returns a random boot id, 16 hexadecimal digits: one for each
+// start of a process, so that its peers can tell a new process behind a
+// known name.
+func NewBootID() string {
 	const digits = "0123456789abcdef"
 	b := make([]byte, 16)
 	for i := range b {
 		b[i] = digits[rand.IntN(len(digits))]
 	}
-	return b
+	return string(b)
 }
 
 // joinSeeds joins the seeds, retrying with backoff until at least one
@@ -124,17 +130,27 @@ func (n *Node) rejoin(ctx context.Context) {
 
 // joinAll joins each of targets at once and waits for them.
 func (n *Node) joinAll(ctx context.Context, targets []string) {
+	n.joinEach(ctx, targets, func(addr string, err error) {
+		if err != nil {
+			n.log.Debug("rejoin failed", "addr", addr, "err", err)
+			return
+		}
+		n.log.Debug("rejoined", "addr", addr)
+	})
+}
+
+// joinEach joins each of targets at once, calls done with each outcome from
+// the join's goroutine, and waits for them. Once ctx has ended it joins
+// nothing more and reports nothing.
+func (n *Node) joinEach(ctx context.Context, targets []string, done func(addr string, err error)) {
 	var wg sync.WaitGroup
 	for _, addr := range targets {
 		wg.Go(func() {
 			if ctx.Err() != nil {
 				return
 			}
-			if _, err := n.ml.Join([]string{addr}); err != nil {
-				n.log.Debug("rejoin failed", "addr", addr, "err", err)
-				return
-			}
-			n.log.Debug("rejoined", "addr", addr)
+			_, err := n.ml.Join([]string{addr})
+			done(addr, err)
 		})
 	}
 	wg.Wait()

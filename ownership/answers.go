@@ -91,7 +91,7 @@ func (c *answers) get(key string, limit int, now time.Time) (bucket.Decision, bo
 		ok = false
 	}
 	sh.mu.Unlock()
-	if !ok || r.retryAt.IsZero() || !now.Before(r.retryAt) || limit > r.limit {
+	if !ok || r.retryAt.IsZero() || limit > r.limit { // a refusal held until retryAt, its until()
 		return bucket.Decision{}, false
 	}
 	reset := r.resetAt

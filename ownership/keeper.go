@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
@@ -64,6 +62,11 @@ type KeeperConfig struct {
 	// MaxBackupKeys bounds the copies kept for each other member. Default
 	// bucket.DefaultMaxKeys.
 	MaxBackupKeys int
+	// Boot is this process's boot id, sent with every backup, so that the
+	// receiver can tell when this member restarted (see Keeper). Empty
+	// sends none: a restart faster than failure detection then goes
+	// unnoticed, and the restarted member's keys start from zero.
+	Boot string
 	// Clock tells the time. Default time.Now.
 	Clock func() time.Time
 	// Logger receives failures at Warn. Nil discards.
@@ -105,7 +108,7 @@ type Keeper struct {
 	self     string
 	ring     *Ring
 	store    *bucket.Store
-	local    *bucket.Store // KeeperConfig.Fallback; may be nil
+	decided  *bucket.Store // KeeperConfig.Fallback: checks decided here; may be nil
 	peers    PeerSource
 	interval time.Duration
 	maxKeys  int
@@ -113,22 +116,22 @@ type Keeper struct {
 	log      *slog.Logger
 	obs      KeeperObserver
 
-	// fallback is who owns each key if this node fails: the ring without
+	// heirs is who owns each key if this node fails: the ring without
 	// it.
-	fallback *Ring
+	heirs *Ring
 
 	// moveMu serialises Members and Leave.
 	moveMu sync.Mutex
 
-	// boot is this process's boot id, sent with every backup.
+	// boot is KeeperConfig.Boot, sent with every backup.
 	boot string
-	// restores carries the copies of restarted members' old processes to
-	// Run, which sends them to their owners.
-	restores chan []bucket.Count
+	// restore wakes Run to send the copies in orphans to their owners.
+	restore chan struct{}
 
-	// mu guards backups and closed.
+	// mu guards backups, orphans and closed.
 	mu      sync.Mutex
 	backups map[string]*copies // copies of other members' counts, by member
+	orphans []*bucket.Store    // copies of restarted members' old processes
 	closed  bool               // leaving: no more copies taken
 }
 
@@ -165,19 +168,14 @@ func NewKeeper(cfg KeeperConfig) *Keeper {
 		cfg.Observer = nopKeeperObserver{}
 	}
 	return &Keeper{
-		self: cfg.Self, ring: cfg.Ring, store: cfg.Store, local: cfg.Fallback, peers: cfg.Peers,
+		self: cfg.Self, ring: cfg.Ring, store: cfg.Store, decided: cfg.Fallback, peers: cfg.Peers,
 		interval: cfg.BackupInterval, maxKeys: cfg.MaxBackupKeys, clock: cfg.Clock,
 		log: cfg.Logger, obs: cfg.Observer,
-		fallback: NewRing(),
-		boot:     newBootID(),
-		restores: make(chan []bucket.Count, 16),
-		backups:  make(map[string]*copies),
+		heirs:   NewRing(),
+		boot:    cfg.Boot,
+		restore: make(chan struct{}, 1),
+		backups: make(map[string]*copies),
 	}
-}
-
-// newBootID returns a random boot id for a Keeper.
-func newBootID() string {
-	return strconv.FormatUint(rand.Uint64(), 36)
 }
 
 // Members reacts to a change of members, once Ring holds the new ones:
@@ -191,7 +189,7 @@ func (k *Keeper) Members(ctx context.Context, failed, left []string) {
 	k.moveMu.Lock()
 	defer k.moveMu.Unlock()
 	members := k.ring.Members()
-	k.fallback.Set(slices.DeleteFunc(members, func(m string) bool { return m == k.self }))
+	k.heirs.Set(slices.DeleteFunc(members, func(m string) bool { return m == k.self }))
 	now := k.clock()
 
 	k.mu.Lock()
@@ -209,15 +207,15 @@ func (k *Keeper) Members(ctx context.Context, failed, left []string) {
 	if len(restore) > 0 {
 		k.obs.Restored(len(restore))
 		k.log.Info("taking over the counts of failed members", "members", failed, "keys", len(restore))
-		k.place(ctx, now, restore, k.ring)
 	}
-	if k.local != nil {
+	if k.decided != nil {
 		// Hits admitted here while an owner was unreachable are real hits:
 		// now that the ring has moved on, they join the owner's count.
-		if decided := k.local.Drain(func(string) bool { return false }); len(decided) > 0 {
-			k.place(ctx, now, decided, k.ring)
-		}
+		restore = append(restore, k.decided.Drain(func(string) bool { return false })...)
 	}
+	// One send for both; what it cannot send stays in the store, and the
+	// hand-off below tries it once more with the rest.
+	k.place(ctx, now, restore, k.ring)
 	k.handOff(ctx, now, k.ring)
 	k.store.MarkAllChanged()
 }
@@ -244,11 +242,15 @@ func (k *Keeper) Leave(ctx context.Context) error {
 	clear(k.backups)
 	k.mu.Unlock()
 	members := slices.DeleteFunc(k.ring.Members(), func(m string) bool { return m == k.self })
-	k.fallback.Set(members)
+	k.heirs.Set(members)
 	if len(members) == 0 {
 		return nil // the last member: nobody to hand the counts to
 	}
-	return k.handOff(ctx, k.clock(), k.fallback)
+	now := k.clock()
+	if counts := k.takeOrphans(); len(counts) > 0 {
+		k.place(ctx, now, counts, k.heirs) // not yet given back to a restarted member
+	}
+	return k.handOff(ctx, now, k.heirs)
 }
 
 // handOff sends the keys of the store that ring gives to another member to
@@ -360,13 +362,36 @@ func (k *Keeper) Run(ctx context.Context) {
 			return
 		case <-t.C:
 			k.backUp(ctx)
-		case counts := <-k.restores:
-			k.moveMu.Lock()
-			k.obs.Restored(len(counts))
-			k.place(ctx, k.clock(), counts, k.ring)
-			k.moveMu.Unlock()
+		case <-k.restore:
+			k.restoreOrphans(ctx)
 		}
 	}
+}
+
+// restoreOrphans sends the copies of restarted members' old processes to
+// their keys' owners.
+func (k *Keeper) restoreOrphans(ctx context.Context) {
+	k.moveMu.Lock()
+	defer k.moveMu.Unlock()
+	if counts := k.takeOrphans(); len(counts) > 0 {
+		k.place(ctx, k.clock(), counts, k.ring)
+	}
+}
+
+// takeOrphans empties orphans and returns their counts.
+func (k *Keeper) takeOrphans() []bucket.Count {
+	k.mu.Lock()
+	orphans := k.orphans
+	k.orphans = nil
+	k.mu.Unlock()
+	var counts []bucket.Count
+	for _, s := range orphans {
+		counts = append(counts, s.Drain(func(string) bool { return false })...)
+	}
+	if len(counts) > 0 {
+		k.obs.Restored(len(counts))
+	}
+	return counts
 }
 
 // backUp sends the counts changed since the last round to the members
@@ -374,10 +399,10 @@ func (k *Keeper) Run(ctx context.Context) {
 // marked changed again, for the next round.
 func (k *Keeper) backUp(ctx context.Context) {
 	changed := k.store.Changed()
-	if len(changed) == 0 || k.fallback.Len() == 0 {
+	if len(changed) == 0 || k.heirs.Len() == 0 {
 		return
 	}
-	unsent := k.send(ctx, k.fallback, changed, "backup")
+	unsent := k.send(ctx, k.heirs, changed, "backup")
 	keys := make([]string, len(unsent))
 	for i, c := range unsent {
 		keys[i] = c.Key
@@ -406,25 +431,21 @@ func (k *Keeper) Copies(from, boot string, counts []bucket.Count) {
 		k.mu.Unlock()
 		return
 	}
-	var old *bucket.Store
 	b := k.backups[from]
-	if b != nil && boot != "" && b.boot != "" && b.boot != boot {
-		old, b = b.store, nil
+	restarted := b != nil && boot != "" && b.boot != "" && b.boot != boot
+	if restarted {
+		k.orphans = append(k.orphans, b.store)
 	}
-	if b == nil {
+	if b == nil || restarted {
 		b = &copies{boot: boot, store: bucket.New(bucket.Config{Window: k.store.Window(), MaxKeys: k.maxKeys})}
 		k.backups[from] = b
 	}
 	k.mu.Unlock()
-	if old != nil {
-		restore := old.Drain(func(string) bool { return false })
-		k.log.Info("member restarted: its counts from before go back to their owners", "member", from, "keys", len(restore))
-		if len(restore) > 0 {
-			select {
-			case k.restores <- restore:
-			default:
-				k.log.Warn("too many restarts at once: counts from before a restart dropped", "member", from, "keys", len(restore))
-			}
+	if restarted {
+		k.log.Info("member restarted: its counts from before go back to their owners", "member", from)
+		select {
+		case k.restore <- struct{}{}:
+		default: // Run is woken already
 		}
 	}
 	now := k.clock()

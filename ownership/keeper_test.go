@@ -76,7 +76,7 @@ func newKeeperFixture(t *testing.T, members ...string) keeperFixture {
 	t.Helper()
 	f := keeperFixture{ring: NewRing(), store: bucket.New(bucket.Config{Window: routerWindow, TrackChanges: true}), b: newMoverPeer()}
 	f.ring.Set(members)
-	f.k = NewKeeper(KeeperConfig{Self: "a", Ring: f.ring, Store: f.store, Peers: peerMap{"b": f.b},
+	f.k = NewKeeper(KeeperConfig{Self: "a", Boot: "boot-a", Ring: f.ring, Store: f.store, Peers: peerMap{"b": f.b},
 		Clock: func() time.Time { return routerT0 }})
 	f.k.Members(t.Context(), nil, nil)
 	return f
@@ -159,6 +159,19 @@ func TestKeeperRestoresARestartedMembersCopies(t *testing.T) {
 	assert.Equal(t, 1, f.k.CopiesOf("b"), "the new process's copy replaces the old ones")
 	cancel()
 	<-done
+}
+
+// TestKeeperLeaveSendsCopiesNotYetGivenBack: copies of a restarted
+// member's old process that Run has not sent yet go with the hand-off of a
+// node that leaves.
+func TestKeeperLeaveSendsCopiesNotYetGivenBack(t *testing.T) {
+	f := newKeeperFixture(t, "a", "b")
+	theirs := keyOwnedBy(t, f.ring, "b")
+	f.k.Copies("b", "boot-1", []bucket.Count{{Key: theirs, Start: routerT0, Current: 7}})
+	f.k.Copies("b", "boot-2", nil) // b restarted; Run is not running
+	require.NoError(t, f.k.Leave(t.Context()))
+	handed, _ := f.b.got(theirs)
+	assert.Equal(t, uint64(7), handed.Current, "the old process's count went back to b")
 }
 
 // must returns owner, ignoring ok.

@@ -218,7 +218,9 @@ func (r *Router) Check(ctx context.Context, now time.Time, key string, limit int
 	cancel()
 	r.obs.Forwarded(owner, time.Since(start), err)
 	if err == nil {
-		r.answers.put(key, limit, d, now)
+		if r.worthKeeping(d, limit) {
+			r.answers.put(key, limit, d, now)
+		}
 		return d
 	}
 
@@ -238,19 +240,44 @@ func (r *Router) Check(ctx context.Context, now time.Time, key string, limit int
 	return r.decideLocally(now, key, limit, owner, reason, err, &l.warn)
 }
 
+// localShare is the share of limit one of members decides on its own:
+// ceil(limit / members).
+func localShare(limit, members int) int { return (limit + members - 1) / members }
+
+// partLeft is one member's part of left, what the owner last said a key had
+// left, shared by the members other than the owner: ceil(left / (members -
+// 1)). members must be at least 2.
+func partLeft(left, members int) int { return (left + members - 2) / (members - 1) }
+
+// worthKeeping reports whether the owner's answer d under limit is worth
+// keeping in the answers cache: a refusal, which answers the key's checks
+// until it lapses, or an answer that leaves less than a local decision
+// would spend, which holds one to its part of what is left (see
+// decideLocally). Any other answer would change nothing, so it costs no
+// write and takes no room from refusals. (An older answer that left less
+// may then stay until its window ends; a local decision is only the more
+// careful for it.)
+func (r *Router) worthKeeping(d bucket.Decision, limit int) bool {
+	if !d.Allowed {
+		return true
+	}
+	members := r.ring.Len()
+	return members > 1 && partLeft(d.Remaining, members) < localShare(limit, members)
+}
+
 // decideLocally counts key in the fallback store against this node's share
 // of limit and reports why. It logs at Warn, at most once per warnEvery
 // through gate (nil: the Router's gate for checks without a peer), unless
 // the reason is not the peer's fault; everything else goes to Debug.
 func (r *Router) decideLocally(now time.Time, key string, limit int, owner, reason string, err error, gate *warnGate) bucket.Decision {
 	members := max(1, r.ring.Len())
-	share := (limit + members - 1) / members
+	share := localShare(limit, members)
 	budget, until := share, time.Time{}
 	if left, end, ok := r.answers.remaining(key, limit, now); ok && members > 1 {
 		// The owner's last answer said how much the key had left: the
 		// other members, which may all be deciding locally now, share that
 		// rather than each taking a share of the whole limit.
-		budget, until = min(share, (left+members-2)/(members-1)), end
+		budget, until = min(share, partLeft(left, members)), end
 	}
 	d := r.fallback.Take(now, key, 1, budget)
 	if budget < share {

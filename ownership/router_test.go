@@ -352,6 +352,23 @@ func TestRouterDoesNotCacheAdmissions(t *testing.T) {
 	assert.Equal(t, 0, r.answers.len(), "cached refusals")
 }
 
+// TestRouterKeepsOnlyAnswersThatMatter: an admission that leaves the key
+// more than the members deciding locally would spend changes no later
+// decision, so it is not kept; one that leaves less is.
+func TestRouterKeepsOnlyAnswersThatMatter(t *testing.T) {
+	left := 100
+	peer := &batchPeer{answer: func(it Item) bucket.Decision {
+		return bucket.Decision{Allowed: true, Limit: it.Limit, Remaining: left, ResetAt: routerT0.Add(time.Minute)}
+	}}
+	r := newTestRouter(t, []string{"a", "b", "c"}, peerMap{"b": peer}, nil)
+	key := keyOwnedBy(t, r.ring, "b")
+	require.True(t, r.Check(t.Context(), routerT0, key, 150).Allowed)
+	assert.Equal(t, 0, r.answers.len(), "100 left: each of 2 members' part is 50, the share ceil(150/3) anyway")
+	left = 98
+	require.True(t, r.Check(t.Context(), routerT0, key, 150).Allowed)
+	assert.Equal(t, 1, r.answers.len(), "98 left: a part of 49, less than the share")
+}
+
 func TestRouterUnknownPeer(t *testing.T) {
 	r := newTestRouter(t, []string{"a", "b"}, peerMap{}, nil)
 	key := keyOwnedBy(t, r.ring, "b")

@@ -92,7 +92,7 @@ func newHandler(keys api.Keys, node string) http.Handler {
 			api.MethodNotAllowed(w, "GET, HEAD")
 			return
 		}
-		tier, _ := keys.Lookup(r.Header.Get("X-API-Key"))
+		tier, _ := keys.Lookup(r.Header.Get("X-Api-Key")) // canonical: Get takes it as it is
 		api.WriteJSON(w, http.StatusOK, api.TestResponse{OK: true, Tier: tier.Name, Status: normal, Node: node})
 	})
 	ok := func(status string) http.HandlerFunc {

@@ -154,7 +154,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 func newMux(lim *api.Limiter, admin http.Handler, keys api.Keys, node string, metrics http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/test", lim.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tier, _ := keys.Lookup(r.Header.Get("X-API-Key"))
+		tier, _ := keys.Lookup(r.Header.Get("X-Api-Key")) // canonical: Get takes it as it is
 		api.WriteJSON(w, http.StatusOK, api.TestResponse{OK: true, Tier: tier.Name, Status: health.Normal.String(), Node: node})
 	})))
 	mux.Handle("/system/", admin)

@@ -164,14 +164,18 @@ func serve(ctx context.Context, o options, log *slog.Logger) error {
 //	GET  /metrics         Prometheus text format
 func newMux(lim *tierlimit.Limiter, node string, metrics http.Handler) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/test", lim.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	limited := lim.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The canonical form of X-API-Key, which Get then takes as it is.
+		tier, _ := lim.Tier(r.Header.Get("X-Api-Key"))
+		api.WriteJSON(w, http.StatusOK, api.TestResponse{OK: true, Tier: tier.Name, Status: lim.Health().Status.String(), Node: node})
+	}))
+	mux.HandleFunc("/test", func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			api.MethodNotAllowed(w, "GET, HEAD")
+			api.MethodNotAllowed(w, "GET, HEAD") // refused before the limiter: not counted
 			return
 		}
-		tier, _ := lim.Tier(r.Header.Get("X-API-Key"))
-		api.WriteJSON(w, http.StatusOK, api.TestResponse{OK: true, Tier: tier.Name, Status: lim.Health().Status.String(), Node: node})
-	})))
+		limited.ServeHTTP(w, r)
+	})
 	mux.Handle("/system/", lim.AdminHandler())
 	mux.HandleFunc("/livez", func(w http.ResponseWriter, r *http.Request) {
 		api.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})

@@ -42,6 +42,8 @@ func TestRunServesAndShutsDownCleanly(t *testing.T) {
 	resp = send(t, http.MethodPost, base+"/test", "X-API-Key", "free-demo-1")
 	assert.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode)
 	assert.Equal(t, "GET, HEAD", resp.Header.Get("Allow"))
+	resp = send(t, http.MethodGet, base+"/test", "X-API-Key", "free-demo-1")
+	assert.Equal(t, "18", resp.Header.Get("X-RateLimit-Remaining"), "a refused method is not counted")
 
 	resp = send(t, http.MethodGet, base+"/system/health", "Authorization", "Bearer "+token)
 	assert.Equal(t, http.StatusOK, resp.StatusCode, "the generated token opens the admin API")
