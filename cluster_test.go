@@ -839,6 +839,36 @@ func TestReadyWaitsForTheMembersOfTheStateFile(t *testing.T) {
 		"still not ready after QuorumGrace: the cluster is itself")
 }
 
+// TestClusterLocalDecisionsJoinTheOwnersCount: a node that cannot reach a
+// key's owner while gossip still has it alive (a slow or half-cut peer)
+// decides alone against its share. Those hits join the owner's count once
+// it can be reached, although the ring never changes: the key gets L in all.
+func TestClusterLocalDecisionsJoinTheOwnersCount(t *testing.T) {
+	c := startCluster(t, 3, clusterOpts{forwardTimeout: 20 * time.Millisecond, steady: true})
+	key := ownedBy(t, c, 2, "free")
+	limit := tierlimittest.FreeBurst
+	share := (limit + 2) / 3
+	c.grpcCut.Block([]string{"127.0.0.1"}, []string{c.nodes[2].endpoint.Addr().String()})
+	local := 0
+	for range limit {
+		if code, _ := get(t, c.nodes[0], key); code == http.StatusOK {
+			local++
+		}
+	}
+	require.Equal(t, share, local, "node 0 decides alone against its share")
+	c.grpcCut.Heal()
+	require.Eventually(t, func() bool {
+		return c.nodes[2].store.Take(time.Now(), key, 0, limit).Remaining == limit-share
+	}, 5*time.Second, 10*time.Millisecond, "node 0's %d hits did not reach the owner's count", share)
+	owner := 0
+	for range limit {
+		if code, _ := get(t, c.nodes[2], key); code == http.StatusOK {
+			owner++
+		}
+	}
+	assert.Equal(t, limit-share, owner, "the owner admits what is left of L")
+}
+
 // backedUp waits until the other nodes hold copies of every key of keys
 // that node i owns, and for two more backup rounds, so that the copies hold
 // the last hits too (a crash loses what the round after it would have

@@ -69,6 +69,7 @@ type Limiter struct {
 
 	// In a cluster; nil on a single node.
 	fallback     *bucket.Store // local-only counts while an owner is unreachable
+	owed         *bucket.Store // the hits of those, until the Keeper sends them to the owners
 	ring         *ownership.Ring
 	router       *ownership.Router
 	book         *peer.Book
@@ -379,7 +380,7 @@ func (l *Limiter) sweep(ctx context.Context) {
 		case now := <-t.C:
 			removed := l.store.Sweep(now)
 			if l.fallback != nil {
-				removed += l.fallback.Sweep(now)
+				removed += l.fallback.Sweep(now) + l.owed.Sweep(now)
 			}
 			if l.keeper != nil {
 				removed += l.keeper.Sweep(now)

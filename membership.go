@@ -39,6 +39,7 @@ func (l *Limiter) startCluster() error {
 	}
 	l.book = peer.NewBook(cliCreds, dial...)
 	l.fallback = bucket.New(bucket.Config{Window: l.window, MaxKeys: cfg.MaxKeys})
+	l.owed = bucket.New(bucket.Config{Window: l.window, MaxKeys: cfg.MaxKeys})
 	l.ring = ownership.NewRing()
 	l.ring.Set([]string{cfg.NodeName})
 	// One boot id for this process, in gossip and in backups alike.
@@ -48,7 +49,7 @@ func (l *Limiter) startCluster() error {
 		Boot:           boot,
 		Ring:           l.ring,
 		Store:          l.store,
-		Fallback:       l.fallback,
+		Owed:           l.owed,
 		Peers:          l.book,
 		BackupInterval: cfg.BackupInterval,
 		MaxBackupKeys:  cfg.MaxKeys,
@@ -63,6 +64,7 @@ func (l *Limiter) startCluster() error {
 		Ring:           l.ring,
 		Local:          l.store,
 		Fallback:       l.fallback,
+		Owed:           l.owed,
 		Peers:          l.book,
 		ForwardTimeout: cfg.ForwardTimeout,
 		Logger:         l.log,

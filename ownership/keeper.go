@@ -49,11 +49,13 @@ type KeeperConfig struct {
 	// Store holds the counts of the keys this node owns; made with
 	// TrackChanges, so that the Keeper can back them up.
 	Store *bucket.Store
-	// Fallback, if not nil, is the Router's store of checks decided here
-	// while their owner could not be reached. On a change of members those
-	// counts go to the keys' owners, so that the hits admitted meanwhile
-	// count against the limit from then on.
-	Fallback *bucket.Store
+	// Owed, if not nil, is the Router's store of hits admitted by local
+	// decisions while their owner could not be reached (RouterConfig.Owed).
+	// Every BackupInterval, and on every change of members, they go to the
+	// keys' owners, which add them to their counts: the hits admitted
+	// meanwhile count against the limit from then on, whether or not the
+	// ring moved. What cannot be sent waits for the next round.
+	Owed *bucket.Store
 	// Peers looks up the peers; their Peer must also be a Mover.
 	Peers PeerSource
 	// BackupInterval is how often the counts that changed are sent to the
@@ -93,6 +95,10 @@ type KeeperConfig struct {
 //     the count of the key's new owner: itself, usually, or the member the
 //     key went to. The hits counted after the last round sent are lost: at
 //     most one BackupInterval's worth.
+//   - Owed. Every BackupInterval, and on every change of members, the hits
+//     that local decisions admitted while an owner could not be reached go
+//     to the keys' owners, which add them to their counts; what cannot be
+//     sent stays owed.
 //   - Restart. Backups carry the sender's boot id, random for each start of
 //     its process. A member that crashes and is restarted under its name
 //     faster than failure detection is never seen to fail, and owns its keys
@@ -108,7 +114,7 @@ type Keeper struct {
 	self     string
 	ring     *Ring
 	store    *bucket.Store
-	decided  *bucket.Store // KeeperConfig.Fallback: checks decided here; may be nil
+	owed     *bucket.Store // KeeperConfig.Owed; may be nil
 	peers    PeerSource
 	interval time.Duration
 	maxKeys  int
@@ -168,7 +174,7 @@ func NewKeeper(cfg KeeperConfig) *Keeper {
 		cfg.Observer = nopKeeperObserver{}
 	}
 	return &Keeper{
-		self: cfg.Self, ring: cfg.Ring, store: cfg.Store, decided: cfg.Fallback, peers: cfg.Peers,
+		self: cfg.Self, ring: cfg.Ring, store: cfg.Store, owed: cfg.Owed, peers: cfg.Peers,
 		interval: cfg.BackupInterval, maxKeys: cfg.MaxBackupKeys, clock: cfg.Clock,
 		log: cfg.Logger, obs: cfg.Observer,
 		heirs:   NewRing(),
@@ -181,8 +187,8 @@ func NewKeeper(cfg KeeperConfig) *Keeper {
 // Members reacts to a change of members, once Ring holds the new ones:
 // the copies of each member in failed are added to the counts of their
 // keys' new owners, those of each member in left are dropped (its hand-off
-// brings the counts), the checks decided here while an owner could not be
-// reached join their owners' counts, the keys this node no longer owns go
+// brings the counts), the hits owed by local decisions go to their keys'
+// owners in the new ring, the keys this node no longer owns go
 // to their owners, and every key is backed up afresh, since the members
 // that hold the copies changed. It returns once the counts are sent; ctx bounds the wait.
 func (k *Keeper) Members(ctx context.Context, failed, left []string) {
@@ -208,14 +214,14 @@ func (k *Keeper) Members(ctx context.Context, failed, left []string) {
 		k.obs.Restored(len(restore))
 		k.log.Info("taking over the counts of failed members", "members", failed, "keys", len(restore))
 	}
-	if k.decided != nil {
+	if k.owed != nil {
 		// Hits admitted here while an owner was unreachable are real hits:
-		// now that the ring has moved on, they join the owner's count.
-		restore = append(restore, k.decided.Drain(func(string) bool { return false })...)
+		// they join the count of the key's owner in the new ring.
+		restore = append(restore, k.owed.Drain(func(string) bool { return false })...)
 	}
 	// One send for both; what it cannot send stays in the store, and the
 	// hand-off below tries it once more with the rest.
-	k.place(ctx, now, restore, k.ring)
+	k.place(ctx, now, restore, k.ring, k.store)
 	k.handOff(ctx, now, k.ring)
 	k.store.MarkAllChanged()
 }
@@ -248,7 +254,7 @@ func (k *Keeper) Leave(ctx context.Context) error {
 	}
 	now := k.clock()
 	if counts := k.takeOrphans(); len(counts) > 0 {
-		k.place(ctx, now, counts, k.heirs) // not yet given back to a restarted member
+		k.place(ctx, now, counts, k.heirs, k.store) // not yet given back to a restarted member
 	}
 	return k.handOff(ctx, now, k.heirs)
 }
@@ -276,8 +282,9 @@ func (k *Keeper) handOff(ctx context.Context, now time.Time, ring *Ring) error {
 }
 
 // place adds counts to the store for the keys ring gives this node, and
-// sends the others to their owners; what cannot be sent is kept here.
-func (k *Keeper) place(ctx context.Context, now time.Time, counts []bucket.Count, ring *Ring) {
+// sends the others to their owners; what cannot be sent is added to keep,
+// to go with a later move.
+func (k *Keeper) place(ctx context.Context, now time.Time, counts []bucket.Count, ring *Ring, keep *bucket.Store) {
 	var away []bucket.Count
 	for _, c := range counts {
 		if owner, ok := ring.Owner(c.Key); !ok || owner == k.self {
@@ -287,7 +294,7 @@ func (k *Keeper) place(ctx context.Context, now time.Time, counts []bucket.Count
 		}
 	}
 	for _, c := range k.send(ctx, ring, away, "handoff") {
-		k.store.Add(now, c)
+		keep.Add(now, c)
 	}
 }
 
@@ -361,10 +368,24 @@ func (k *Keeper) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			k.settle(ctx)
 			k.backUp(ctx)
 		case <-k.restore:
 			k.restoreOrphans(ctx)
 		}
+	}
+}
+
+// settle hands the hits admitted here by local decisions to the keys'
+// owners; what cannot be sent stays owed, for the next round.
+func (k *Keeper) settle(ctx context.Context) {
+	if k.owed == nil || k.owed.Len() == 0 {
+		return
+	}
+	k.moveMu.Lock()
+	defer k.moveMu.Unlock()
+	if counts := k.owed.Drain(func(string) bool { return false }); len(counts) > 0 {
+		k.place(ctx, k.clock(), counts, k.ring, k.owed)
 	}
 }
 
@@ -374,7 +395,7 @@ func (k *Keeper) restoreOrphans(ctx context.Context) {
 	k.moveMu.Lock()
 	defer k.moveMu.Unlock()
 	if counts := k.takeOrphans(); len(counts) > 0 {
-		k.place(ctx, k.clock(), counts, k.ring)
+		k.place(ctx, k.clock(), counts, k.ring, k.store)
 	}
 }
 

@@ -63,20 +63,21 @@ func (p *moverPeer) got(key string) (handed, copied bucket.Count) {
 	return p.handed[key], p.copies[key]
 }
 
-// keeperFixture is node "a" of a ring, with its store, its Keeper and a
-// fake peer "b".
+// keeperFixture is node "a" of a ring, with its store, its owed hits, its
+// Keeper and a fake peer "b".
 type keeperFixture struct {
-	k     *Keeper
-	ring  *Ring
-	store *bucket.Store
-	b     *moverPeer
+	k           *Keeper
+	ring        *Ring
+	store, owed *bucket.Store
+	b           *moverPeer
 }
 
 func newKeeperFixture(t *testing.T, members ...string) keeperFixture {
 	t.Helper()
-	f := keeperFixture{ring: NewRing(), store: bucket.New(bucket.Config{Window: routerWindow, TrackChanges: true}), b: newMoverPeer()}
+	f := keeperFixture{ring: NewRing(), store: bucket.New(bucket.Config{Window: routerWindow, TrackChanges: true}),
+		owed: bucket.New(bucket.Config{Window: routerWindow}), b: newMoverPeer()}
 	f.ring.Set(members)
-	f.k = NewKeeper(KeeperConfig{Self: "a", Boot: "boot-a", Ring: f.ring, Store: f.store, Peers: peerMap{"b": f.b},
+	f.k = NewKeeper(KeeperConfig{Self: "a", Boot: "boot-a", Ring: f.ring, Store: f.store, Owed: f.owed, Peers: peerMap{"b": f.b},
 		Clock: func() time.Time { return routerT0 }})
 	f.k.Members(t.Context(), nil, nil)
 	return f
@@ -172,6 +173,30 @@ func TestKeeperLeaveSendsCopiesNotYetGivenBack(t *testing.T) {
 	require.NoError(t, f.k.Leave(t.Context()))
 	handed, _ := f.b.got(theirs)
 	assert.Equal(t, uint64(7), handed.Current, "the old process's count went back to b")
+}
+
+// TestKeeperSettlesOwedHits: hits admitted by local decisions go to the
+// key's owner each round, with the ring unchanged; while the owner cannot
+// take them they stay owed, whole.
+func TestKeeperSettlesOwedHits(t *testing.T) {
+	f := newKeeperFixture(t, "a", "b")
+	theirs := keyOwnedBy(t, f.ring, "b")
+	f.b.mu.Lock()
+	f.b.err = errors.New("down")
+	f.b.mu.Unlock()
+	f.owed.Add(routerT0, bucket.Count{Key: theirs, Start: routerT0, Current: 3})
+	f.k.settle(t.Context())
+	assert.Equal(t, 3, used(f.owed, theirs), "b is down: still owed")
+
+	f.b.mu.Lock()
+	f.b.err = nil
+	f.b.mu.Unlock()
+	f.owed.Add(routerT0, bucket.Count{Key: theirs, Start: routerT0, Current: 1})
+	f.k.settle(t.Context())
+	handed, _ := f.b.got(theirs)
+	assert.Equal(t, uint64(4), handed.Current, "all 4 owed hits went to b")
+	assert.Zero(t, f.owed.Len(), "nothing owed any more")
+	assert.Zero(t, used(f.store, theirs), "nor counted here")
 }
 
 // must returns owner, ignoring ok.

@@ -68,6 +68,11 @@ type RouterConfig struct {
 	// never mix with the counts this node is authoritative for. Required;
 	// use the same Window as Local.
 	Fallback *bucket.Store
+	// Owed, if not nil, takes every hit a local decision admits, until the
+	// Keeper hands it to the key's owner (KeeperConfig.Owed): the hits a
+	// node admits on its own count against the key wherever it is counted.
+	// Use the same Window as Local.
+	Owed *bucket.Store
 	// Peers looks up the Peer for an owner's name. Required.
 	Peers PeerSource
 	// ForwardTimeout bounds how long a check waits for its owner, queueing
@@ -110,6 +115,7 @@ type Router struct {
 	ring           *Ring
 	local          *bucket.Store
 	fallback       *bucket.Store
+	owed           *bucket.Store // may be nil
 	peers          PeerSource
 	forwardTimeout time.Duration
 	batch          BatchConfig
@@ -174,6 +180,7 @@ func NewRouter(cfg RouterConfig) *Router {
 		ring:           cfg.Ring,
 		local:          cfg.Local,
 		fallback:       cfg.Fallback,
+		owed:           cfg.Owed,
 		peers:          cfg.Peers,
 		forwardTimeout: cfg.ForwardTimeout,
 		batch:          cfg.Batch,
@@ -280,6 +287,11 @@ func (r *Router) decideLocally(now time.Time, key string, limit int, owner, reas
 		budget, until = min(share, partLeft(left, members)), end
 	}
 	d := r.fallback.Take(now, key, 1, budget)
+	if d.Allowed && r.owed != nil {
+		// Owed to the owner's count, in the frame of the window it was
+		// admitted in.
+		r.owed.Add(now, bucket.Count{Key: key, Start: d.ResetAt.Add(-r.fallback.Window()), Current: 1})
+	}
 	if budget < share {
 		d.Limit = share // the limit this node applies; Remaining is what is left of its part
 		if !d.Allowed && !until.IsZero() && until.Before(d.RetryAt) {

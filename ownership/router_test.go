@@ -93,6 +93,7 @@ func newTestRouter(t *testing.T, members []string, peers peerMap, edit func(*Rou
 		Ring:     ring,
 		Local:    tr.local,
 		Fallback: bucket.New(bucket.Config{Window: routerWindow}),
+		Owed:     bucket.New(bucket.Config{Window: routerWindow}),
 		Peers:    peers,
 		Observer: tr.events,
 	}
@@ -608,6 +609,8 @@ func TestRouterLocalDecisionsSpendWhatTheOwnerSaidWasLeft(t *testing.T) {
 		}
 	}
 	assert.Equal(t, 2, admitted, "half of the 4 left, for one of the two members that may decide locally; not a share of 150")
+	owed := r.owed.Take(routerT0.Add(time.Second), key, 0, 150)
+	assert.Equal(t, 148, owed.Remaining, "the 2 hits admitted here are owed to the owner")
 
 	// A key the owner never spoke of gets the share of the whole limit.
 	other := keyOwnedBy(t, r.ring, "b") + "-other"
