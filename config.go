@@ -93,6 +93,14 @@ type Config struct {
 	// Default 5ms.
 	ForwardTimeout time.Duration
 
+	// LeaseTTL is how long a lease lasts: for a key it does not own, a node
+	// asks the owner for a share of the key's budget to admit on its own,
+	// and the owner counts it as taken at once, so checks of a busy key pay
+	// no round trip and the count stays exact. Default 1s; at least 10ms;
+	// negative turns leases off, so that every check for a key owned
+	// elsewhere asks its owner.
+	LeaseTTL time.Duration
+
 	// QuorumGrace is how long a member that failed still counts as a member
 	// of the cluster. While this node's side holds no strict majority of the
 	// members (the alive ones, and those that failed less than QuorumGrace
@@ -165,6 +173,8 @@ const (
 	DefaultWindow         = time.Minute
 	DefaultMaxKeys        = 1_000_000
 	DefaultForwardTimeout = 5 * time.Millisecond
+	DefaultLeaseTTL       = ownership.DefaultLeaseTTL
+	minLeaseTTL           = 10 * time.Millisecond
 	DefaultRejoinInterval = 10 * time.Second
 	DefaultMaxClockOffset = 500 * time.Millisecond
 	DefaultQuorumGrace    = 30 * time.Second
@@ -220,6 +230,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if negative(&c.ForwardTimeout, DefaultForwardTimeout) {
 		return bad("ForwardTimeout", "%v is negative", c.ForwardTimeout)
+	}
+	switch {
+	case c.LeaseTTL == 0:
+		c.LeaseTTL = DefaultLeaseTTL
+	case c.LeaseTTL > 0 && c.LeaseTTL < minLeaseTTL:
+		return bad("LeaseTTL", "%v is shorter than %v; a negative value turns leases off", c.LeaseTTL, minLeaseTTL)
 	}
 	if negative(&c.RejoinInterval, DefaultRejoinInterval) {
 		return bad("RejoinInterval", "%v is negative", c.RejoinInterval)

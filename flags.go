@@ -31,6 +31,7 @@ func boundFlags(cfg *Config) []boundFlag {
 		{"ClusterKey", "cluster-key", &cfg.ClusterKey, "", "shared secret: encrypts gossip and authenticates gRPC between peers; without it, peer ports stay on loopback"},
 		{"InsecureOpenCluster", "insecure-open-cluster", &cfg.InsecureOpenCluster, false, "gossip and gRPC beyond this host without a cluster key: anyone who reaches the ports can join and add hits"},
 		{"ForwardTimeout", "forward-timeout", &cfg.ForwardTimeout, DefaultForwardTimeout, "deadline of a check forwarded to a key's owner"},
+		{"LeaseTTL", "lease-ttl", &cfg.LeaseTTL, DefaultLeaseTTL, "how long a lease on another node's key lasts; negative = no leases, every check goes to the owner"},
 		{"MaxKeys", "max-keys", &cfg.MaxKeys, DefaultMaxKeys, "most keys counted at once per store"},
 		{"BackupInterval", "backup-interval", &cfg.BackupInterval, DefaultBackupInterval, "how often the counts that changed are copied to the member that would own them if this one failed"},
 		{"QuorumGrace", "quorum-grace", &cfg.QuorumGrace, DefaultQuorumGrace, "how long a failed member still counts: a side without a majority of the members applies its share of each limit"},
@@ -64,6 +65,7 @@ func flagFor(field string) string {
 //	-cluster-key secret         ClusterKey
 //	-insecure-open-cluster      InsecureOpenCluster
 //	-forward-timeout 5ms        ForwardTimeout
+//	-lease-ttl 1s               LeaseTTL
 //	-max-keys 1000000           MaxKeys
 //	-max-clock-offset 500ms     MaxClockOffset
 //	-state-file path            StateFile

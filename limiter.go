@@ -181,6 +181,7 @@ func New(cfg Config) (*Limiter, error) {
 		l.bg.Go(func() { l.watchQuorum(bgCtx) })
 		l.bg.Go(func() { l.followRing(bgCtx) })
 		l.bg.Go(func() { l.keeper.Run(bgCtx) })
+		l.bg.Go(func() { l.router.Run(bgCtx) })
 	}
 	if l.state != nil {
 		l.bg.Go(func() {
@@ -412,6 +413,8 @@ func (l *Limiter) Close(ctx context.Context) error {
 func (l *Limiter) stop(ctx context.Context) error {
 	var errs []error
 	if l.node != nil {
+		// Unused leased hits go back while the owners still own them.
+		l.router.ReturnLeases(ctx)
 		// Peers take this node out of their rings when they hear it is
 		// leaving; then its counts go to the members that own their keys
 		// without it, before it is gone.

@@ -56,7 +56,8 @@ func (l *Limiter) startCluster() error {
 		Logger:         l.log,
 		Observer:       l.metrics.keeperObserver(),
 	})
-	if l.endpoint, err = peer.Listen(cfg.GRPCAddr, srvCreds, l.store, l.keeper, l.log); err != nil {
+	owner := ownership.NewOwner(l.store, l.ring.Len, cfg.LeaseTTL)
+	if l.endpoint, err = peer.Listen(cfg.GRPCAddr, srvCreds, owner, l.keeper, l.log); err != nil {
 		return err
 	}
 	l.router = ownership.NewRouter(ownership.RouterConfig{
@@ -67,6 +68,8 @@ func (l *Limiter) startCluster() error {
 		Owed:           l.owed,
 		Peers:          l.book,
 		ForwardTimeout: cfg.ForwardTimeout,
+		LeaseTTL:       cfg.LeaseTTL,
+		MaxLeases:      cfg.MaxKeys,
 		Logger:         l.log,
 		Observer:       l.metrics.observer(),
 	})

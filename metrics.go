@@ -24,6 +24,11 @@ type metrics struct {
 	overLimitHit prometheus.Counter
 	moved        *prometheus.CounterVec
 	restored     prometheus.Counter
+	leaseHits    prometheus.Counter
+	leaseGrants  *prometheus.CounterVec
+	leaseGranted prometheus.Counter
+	leasesEnded  *prometheus.CounterVec
+	leaseUnused  *prometheus.CounterVec
 }
 
 // newMetrics registers the series of every Limiter with reg and returns
@@ -68,6 +73,33 @@ func newMetrics(reg prometheus.Registerer, l *Limiter) (*metrics, error) {
 			Name: "tierlimit_counts_restored_total",
 			Help: "Keys' counts taken over from the copies of members that failed, or given back from those of restarted members' old processes.",
 		}),
+		leaseHits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tierlimit_lease_decisions_total",
+			Help: "Checks for keys owned elsewhere admitted from a lease, without asking the owner.",
+		}),
+		leaseGrants: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tierlimit_lease_grants_total",
+			Help: "Leases owners granted this node, by kind: new (asked with a check) or renewal (asked ahead, off the request path).",
+		}, []string{"kind"}),
+		leaseGranted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tierlimit_lease_granted_hits_total",
+			Help: "Hits owners granted this node in leases, counted at the owner when granted.",
+		}),
+		leasesEnded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tierlimit_leases_ended_total",
+			Help: "Leases this node ended, by reason: expired, revoked (the limit in force changed), moved (the key is this node's now), stopped, no_room.",
+		}, []string{"reason"}),
+		leaseUnused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tierlimit_lease_returned_hits_total",
+			Help: "Leased hits given back to their owners unused, by the reason the lease ended.",
+		}, []string{"reason"}),
+	}
+	for _, kind := range []string{"new", "renewal"} {
+		m.leaseGrants.WithLabelValues(kind)
+	}
+	for _, why := range []string{ownership.LeaseExpired, ownership.LeaseRevoked, ownership.LeaseMoved, ownership.LeaseStopped, ownership.LeaseNoRoom} {
+		m.leasesEnded.WithLabelValues(why)
+		m.leaseUnused.WithLabelValues(why)
 	}
 	for _, kind := range []string{"handoff", "backup"} {
 		for _, result := range []string{"ok", "error"} {
@@ -111,6 +143,7 @@ func (m *metrics) registerCluster(l *Limiter) error {
 		return nil
 	}
 	return m.register(m.forwarded, m.forwardErrs, m.fallbacks, m.overLimitHit, m.moved, m.restored,
+		m.leaseHits, m.leaseGrants, m.leaseGranted, m.leasesEnded, m.leaseUnused,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tierlimit_backup_keys",
 			Help: "Copies of other members' counts held here, in case one of them fails.",
@@ -223,6 +256,25 @@ func (m *metrics) Fallback(reason string) { m.fallbacks.WithLabelValues(reason).
 
 // OverLimitCacheHit records a refusal served from the over-limit cache.
 func (m *metrics) OverLimitCacheHit() { m.overLimitHit.Inc() }
+
+// LeaseDecision records a check admitted from a lease.
+func (m *metrics) LeaseDecision() { m.leaseHits.Inc() }
+
+// LeaseGranted records a lease granted to this node.
+func (m *metrics) LeaseGranted(hits int, renewal bool) {
+	kind := "new"
+	if renewal {
+		kind = "renewal"
+	}
+	m.leaseGrants.WithLabelValues(kind).Inc()
+	m.leaseGranted.Add(float64(hits))
+}
+
+// LeaseEnded records a lease that ended and the hits it gave back.
+func (m *metrics) LeaseEnded(why string, unused int) {
+	m.leasesEnded.WithLabelValues(why).Inc()
+	m.leaseUnused.WithLabelValues(why).Add(float64(unused))
+}
 
 // breakerCollector exports tierlimit_peer_breaker_state{peer}: 0 closed,
 // 1 open, 2 half-open, for every peer the Router has forwarded to.

@@ -159,3 +159,38 @@ func (s *Store) MarkChanged(keys []string) {
 		sh.mu.Unlock()
 	}
 }
+
+// Give takes back up to hits hits counted for key in the window that
+// contained start: hits taken ahead of use (a lease) and returned unused.
+// The window is the key's current one if start lies in it, the previous
+// one if start lies there, and otherwise gone, so Give does nothing; a
+// count never goes below zero. It reports how many hits it took back.
+func (s *Store) Give(now time.Time, key string, start time.Time, hits int) int {
+	if hits <= 0 {
+		return 0
+	}
+	n, at := now.UnixNano(), start.UnixNano()
+	sh := &s.shards[s.shardOf(key)]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	e, ok := sh.m[key]
+	if !ok {
+		return 0
+	}
+	e = s.advance(e, n)
+	h := uint64(hits)
+	var took uint64
+	switch {
+	case at >= e.start:
+		took = min(h, e.cur)
+		e.cur -= took
+	case at >= e.start-s.window:
+		took = min(h, e.prev)
+		e.prev -= took
+	}
+	sh.m[key] = e
+	if took > 0 {
+		sh.noteChange(key)
+	}
+	return int(took)
+}

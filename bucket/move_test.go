@@ -86,3 +86,44 @@ func TestChangedReportsEachCountedKeyOnce(t *testing.T) {
 	assert.Len(t, s.Changed(), 3)
 	assert.Empty(t, New(Config{Window: window}).Changed(), "a store that does not track")
 }
+
+// TestGiveTakesBackFromTheWindowTheHitsWereTakenIn: hits taken ahead and
+// returned leave the window they were counted in, current or previous, and
+// nothing else; a window that has ended is not touched.
+func TestGiveTakesBackFromTheWindowTheHitsWereTakenIn(t *testing.T) {
+	tests := []struct {
+		name      string
+		giveAt    time.Duration // when the hits come back, since t0
+		start     time.Duration // the window they were taken in began at
+		hits      int
+		took      int
+		prev, cur uint64 // the counts afterwards
+		remaining int    // what a read at giveAt reports under 20
+	}{
+		{"same window", 10 * time.Second, 0, 6, 6, 0, 4, 16},
+		{"more than counted", 10 * time.Second, 0, 50, 10, 0, 0, 20},
+		// 4 left in the previous window, 50 of its 60 s still inside the
+		// last W: ceil(4 × 50/60) = 4 used.
+		{"window became previous", window + 10*time.Second, 0, 6, 6, 4, 0, 16},
+		{"window ended long ago", 3 * window, 0, 6, 0, 0, 0, 20},
+		{"a start inside the current window", 10 * time.Second, 5 * time.Second, 3, 3, 0, 7, 13},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := New(Config{Window: window, TrackChanges: true})
+			require.True(t, s.Take(at(0), "k", 10, 20).Allowed)
+			s.Changed()
+			assert.Equal(t, tt.took, s.Give(at(tt.giveAt), "k", at(tt.start), tt.hits))
+			c := s.Changed()
+			if tt.took > 0 {
+				require.Len(t, c, 1, "a give is a change the backups must see")
+				assert.Equal(t, tt.prev, c[0].Previous)
+				assert.Equal(t, tt.cur, c[0].Current)
+			} else {
+				assert.Empty(t, c)
+			}
+			assert.Equal(t, tt.remaining, s.Take(at(tt.giveAt), "k", 0, 20).Remaining)
+		})
+	}
+	assert.Zero(t, New(Config{Window: window}).Give(at(0), "none", at(0), 5), "an unknown key gives nothing")
+}

@@ -7,8 +7,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/tierlimit/tierlimit/bucket"
 )
 
 // ErrClosed is returned by Batcher.Check once the Batcher is closed, and
@@ -35,6 +33,12 @@ type BatchConfig struct {
 	// runs on the Batcher's goroutine, before the results are delivered,
 	// and must not block.
 	Report func(err error)
+	// Unclaimed, if not nil, is called with the item and the result of
+	// every check whose caller gave up before the peer answered and whose
+	// result carries a lease (Granted > 0), so that the lease, counted at
+	// the peer, is not lost. It runs on the Batcher's goroutine and must
+	// not block.
+	Unclaimed func(item Item, r Result)
 }
 
 // withDefaults returns c with zero, negative or too large fields set to
@@ -88,7 +92,7 @@ const (
 // call is one caller's check, waiting for its result.
 type call struct {
 	item  Item
-	d     bucket.Decision
+	d     Result
 	err   error
 	state atomic.Int32
 	ready chan struct{} // capacity 1; signalled once d and err are set
@@ -121,9 +125,9 @@ func NewBatcher(peer Peer, cfg BatchConfig) *Batcher {
 // the peer if its batch was already sent. It returns ErrClosed at once if
 // the Batcher is closed, and an error wrapping the call's error if the
 // batch failed.
-func (b *Batcher) Check(ctx context.Context, item Item) (bucket.Decision, error) {
+func (b *Batcher) Check(ctx context.Context, item Item) (Result, error) {
 	if err := ctx.Err(); err != nil {
-		return bucket.Decision{}, err
+		return Result{}, err
 	}
 	c := b.calls.Get().(*call)
 	c.item = item
@@ -133,7 +137,7 @@ func (b *Batcher) Check(ctx context.Context, item Item) (bucket.Decision, error)
 	if b.closed {
 		b.mu.Unlock()
 		b.recycle(c)
-		return bucket.Decision{}, ErrClosed
+		return Result{}, ErrClosed
 	}
 	b.queue = append(b.queue, c)
 	b.mu.Unlock()
@@ -146,7 +150,7 @@ func (b *Batcher) Check(ctx context.Context, item Item) (bucket.Decision, error)
 	case <-c.ready:
 	case <-ctx.Done():
 		if c.state.CompareAndSwap(callWaiting, callAbandoned) {
-			return bucket.Decision{}, ctx.Err() // run recycles c
+			return Result{}, ctx.Err() // run recycles c
 		}
 		<-c.ready // the result is being delivered; take it
 	}
@@ -193,7 +197,7 @@ func (b *Batcher) run() {
 			b.queue = nil
 			b.mu.Unlock()
 			for _, c := range queued {
-				b.deliver(c, bucket.Decision{}, ErrClosed)
+				b.deliver(c, Result{}, ErrClosed)
 			}
 			return
 		}
@@ -244,7 +248,7 @@ func (b *Batcher) send(batch []*call, items []Item) []Item {
 	}
 	for i, c := range batch {
 		if err != nil {
-			b.deliver(c, bucket.Decision{}, err)
+			b.deliver(c, Result{}, err)
 		} else {
 			b.deliver(c, ds[i], nil)
 		}
@@ -256,11 +260,14 @@ func (b *Batcher) send(batch []*call, items []Item) []Item {
 
 // deliver hands a result to c's caller, or recycles c if the caller gave
 // up.
-func (b *Batcher) deliver(c *call, d bucket.Decision, err error) {
+func (b *Batcher) deliver(c *call, d Result, err error) {
 	c.d, c.err = d, err
 	if c.state.CompareAndSwap(callWaiting, callDone) {
 		c.ready <- struct{}{} // capacity 1 and sent once: never blocks
 		return
+	}
+	if err == nil && d.Granted > 0 && b.cfg.Unclaimed != nil {
+		b.cfg.Unclaimed(c.item, d)
 	}
 	b.recycle(c)
 }
@@ -268,7 +275,7 @@ func (b *Batcher) deliver(c *call, d bucket.Decision, err error) {
 // recycle clears c and returns it to the pool. Nobody may use c afterwards.
 func (b *Batcher) recycle(c *call) {
 	c.item = Item{}
-	c.d = bucket.Decision{}
+	c.d = Result{}
 	c.err = nil
 	b.calls.Put(c)
 }

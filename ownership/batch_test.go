@@ -34,7 +34,7 @@ type batchPeer struct {
 	left     []time.Duration // time left until the deadline, per call
 }
 
-func (p *batchPeer) Check(ctx context.Context, items []Item) ([]bucket.Decision, error) {
+func (p *batchPeer) Check(ctx context.Context, items []Item) ([]Result, error) {
 	p.mu.Lock()
 	p.calls = append(p.calls, append([]Item(nil), items...))
 	p.inFlight++
@@ -69,9 +69,9 @@ func (p *batchPeer) Check(ctx context.Context, items []Item) ([]bucket.Decision,
 	if answer == nil {
 		answer = answerFor
 	}
-	ds := make([]bucket.Decision, len(items))
+	ds := make([]Result, len(items))
 	for i, it := range items {
-		ds[i] = answer(it)
+		ds[i] = Result{Decision: answer(it)}
 	}
 	if p.short {
 		ds = ds[:len(ds)-1]
@@ -134,7 +134,7 @@ func TestBatcherQuietSendsEachItemAtOnce(t *testing.T) {
 			start := time.Now()
 			d, err := b.Check(t.Context(), batchItem(i))
 			require.NoError(t, err, "Check(item %d)", i)
-			assert.Equal(t, answerFor(batchItem(i)), d, "Check(item %d)", i)
+			assert.Equal(t, answerFor(batchItem(i)), d.Decision, "Check(item %d)", i)
 			assert.Equal(t, time.Millisecond, time.Since(start), "Check(item %d) took %v; want only the peer's delay", i, time.Since(start))
 		}
 		assert.Equal(t, []int{1, 1, 1, 1, 1}, p.callSizes(), "sizes of the calls to the peer")
@@ -146,7 +146,7 @@ func TestBatcherBusyCoalesces(t *testing.T) {
 		p := &batchPeer{delay: time.Millisecond}
 		b := newTestBatcher(t, p, BatchConfig{})
 		const callers = 200
-		got := make([]bucket.Decision, callers)
+		got := make([]Result, callers)
 		errs := make([]error, callers)
 		var wg sync.WaitGroup
 		for i := range callers {
@@ -156,7 +156,7 @@ func TestBatcherBusyCoalesces(t *testing.T) {
 
 		for i := range callers {
 			if assert.NoError(t, errs[i], "Check(item %d)", i) {
-				assert.Equal(t, answerFor(batchItem(i)), got[i], "Check(item %d) got another item's decision", i)
+				assert.Equal(t, answerFor(batchItem(i)), got[i].Decision, "Check(item %d) got another item's decision", i)
 			}
 		}
 		sizes := p.callSizes()
@@ -179,7 +179,7 @@ func TestBatcherRespectsMaxBatch(t *testing.T) {
 			wg.Go(func() {
 				d, err := b.Check(t.Context(), batchItem(i))
 				if assert.NoError(t, err) {
-					assert.Equal(t, answerFor(batchItem(i)), d)
+					assert.Equal(t, answerFor(batchItem(i)), d.Decision)
 				}
 			})
 		}
@@ -242,7 +242,7 @@ func TestBatcherFailures(t *testing.T) {
 								assert.ErrorIs(t, err, tc.wantIs)
 							}
 						}
-						assert.Equal(t, bucket.Decision{}, d)
+						assert.Equal(t, Result{}, d)
 					})
 				}
 				wg.Wait()
@@ -288,7 +288,7 @@ func TestBatcherCallerGivesUp(t *testing.T) {
 		for i := 2; i < 5; i++ {
 			d, err := b.Check(t.Context(), batchItem(i))
 			require.NoError(t, err, "Check(item %d)", i)
-			assert.Equal(t, answerFor(batchItem(i)), d, "Check(item %d)", i)
+			assert.Equal(t, answerFor(batchItem(i)), d.Decision, "Check(item %d)", i)
 		}
 	})
 }
@@ -350,8 +350,8 @@ func TestNewBatcherPanicsWithoutPeer(t *testing.T) {
 // instantPeer answers every item at once, allowing it.
 type instantPeer struct{}
 
-func (instantPeer) Check(_ context.Context, items []Item) ([]bucket.Decision, error) {
-	return make([]bucket.Decision, len(items)), nil
+func (instantPeer) Check(_ context.Context, items []Item) ([]Result, error) {
+	return make([]Result, len(items)), nil
 }
 
 func BenchmarkBatcherCheck(b *testing.B) {

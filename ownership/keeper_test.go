@@ -28,7 +28,7 @@ func newMoverPeer() *moverPeer {
 	return &moverPeer{handed: map[string]bucket.Count{}, copies: map[string]bucket.Count{}}
 }
 
-func (p *moverPeer) Check(context.Context, []Item) ([]bucket.Decision, error) {
+func (p *moverPeer) Check(context.Context, []Item) ([]Result, error) {
 	return nil, errors.New("not used")
 }
 

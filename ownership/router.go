@@ -51,7 +51,32 @@ type Observer interface {
 	// OverLimitCacheHit reports a check refused from the over-limit cache,
 	// without asking the owner.
 	OverLimitCacheHit()
+	// LeaseDecision reports a check admitted from a lease, without asking
+	// the owner.
+	LeaseDecision()
+	// LeaseGranted reports a lease, or a renewal of one (renewal true),
+	// granted to this node for hits hits.
+	LeaseGranted(hits int, renewal bool)
+	// LeaseEnded reports a lease that ended, why (one of the Lease…
+	// constants), and the hits it left unused, given back to the owner.
+	LeaseEnded(why string, unused int)
 }
+
+// Why leases end, as passed to Observer.LeaseEnded. They are stable: use
+// them as metric labels.
+const (
+	// LeaseExpired: its time ran out with hits left.
+	LeaseExpired = "expired"
+	// LeaseRevoked: the limit in force changed (a new health state, a
+	// reload, this side's share of a partition).
+	LeaseRevoked = "revoked"
+	// LeaseStopped: the node is stopping.
+	LeaseStopped = "stopped"
+	// LeaseMoved: the key is now this node's own.
+	LeaseMoved = "moved"
+	// LeaseNoRoom: the node holds MaxLeases leases already.
+	LeaseNoRoom = "no_room"
+)
 
 // RouterConfig configures a Router. Ring, Local, Fallback and Peers are
 // required; other zero values mean the defaults.
@@ -94,6 +119,13 @@ type RouterConfig struct {
 	// what was left, which bounds a local decision while the owner cannot
 	// be reached. Default 100,000; negative turns the cache off.
 	OverLimitCacheSize int
+	// LeaseTTL is how long the leases this node asks for last (the owner
+	// decides; this sizes what is asked for and when to renew). Default
+	// DefaultLeaseTTL; negative asks for none, so every check for a key
+	// this node does not own goes to the owner.
+	LeaseTTL time.Duration
+	// MaxLeases bounds the leases held at once. Default DefaultMaxLeases.
+	MaxLeases int
 	// Logger receives fallbacks and breaker trips at Warn (at most one per
 	// peer per second) and per-check detail at Debug. Keys appear only as
 	// a short hash (key_hash). Nil discards.
@@ -125,6 +157,16 @@ type Router struct {
 	obs            Observer
 	answers        *answers
 	noPeerWarn     warnGate
+	leases         *leases // nil: leases are off
+	leaseTTL       time.Duration
+
+	// givesMu guards gives, the unused hits of ended leases not yet given
+	// back; giveNow wakes Run to give them back at once.
+	givesMu sync.Mutex
+	gives   []giveBack
+	giveNow chan struct{}
+	// returning counts the give-backs queued and not yet given back.
+	returning atomic.Int64
 
 	// share is this side's share of the cluster: the alive members (upper
 	// 32 bits) and the members known (lower 32); 0 means full limits.
@@ -175,7 +217,17 @@ func NewRouter(cfg RouterConfig) *Router {
 	if cfg.Observer == nil {
 		cfg.Observer = nopObserver{}
 	}
-	return &Router{
+	if cfg.LeaseTTL == 0 {
+		cfg.LeaseTTL = DefaultLeaseTTL
+	}
+	if cfg.MaxLeases <= 0 {
+		cfg.MaxLeases = DefaultMaxLeases
+	}
+	var ls *leases
+	if cfg.LeaseTTL > 0 {
+		ls = newLeases(cfg.MaxLeases)
+	}
+	r := &Router{
 		self:           cfg.Self,
 		ring:           cfg.Ring,
 		local:          cfg.Local,
@@ -189,8 +241,12 @@ func NewRouter(cfg RouterConfig) *Router {
 		log:            cfg.Logger,
 		obs:            cfg.Observer,
 		answers:        newAnswers(cfg.OverLimitCacheSize, cfg.Local.Window()),
+		leases:         ls,
+		leaseTTL:       cfg.LeaseTTL,
+		giveNow:        make(chan struct{}, 1),
 		links:          make(map[string]*link),
 	}
+	return r
 }
 
 // Check decides one hit for key against limit at now. It never fails: if
@@ -207,6 +263,17 @@ func (r *Router) Check(ctx context.Context, now time.Time, key string, limit int
 	if !ok || owner == r.self {
 		return r.local.Take(now, key, 1, limit)
 	}
+	want := 0
+	if r.leases != nil {
+		if ls := r.leases.get(key); ls != nil {
+			if d, ok := r.fromLease(now, key, ls, limit, owner); ok {
+				return d
+			}
+			want = ls.want(now.UnixNano(), r.leaseTTL)
+		} else if !r.leases.full() {
+			want = firstWant
+		}
+	}
 	if d, ok := r.answers.get(key, limit, now); ok {
 		r.obs.OverLimitCacheHit()
 		return d
@@ -221,10 +288,15 @@ func (r *Router) Check(ctx context.Context, now time.Time, key string, limit int
 
 	fctx, cancel := context.WithTimeout(ctx, r.forwardTimeout)
 	start := time.Now() // for the latency metric only
-	d, err := l.batcher.Check(fctx, Item{Key: key, Hits: 1, Limit: limit, Window: r.local.Window()})
+	res, err := l.batcher.Check(fctx, Item{Key: key, Hits: 1, Limit: limit, Window: r.local.Window(), Want: want})
 	cancel()
 	r.obs.Forwarded(owner, time.Since(start), err)
 	if err == nil {
+		d := res.Decision
+		if res.Granted > 0 {
+			r.granted(key, limit, res, now, false) // now was before the send
+			d.Remaining += res.Granted             // this node's to spend
+		}
 		if r.worthKeeping(d, limit) {
 			r.answers.put(key, limit, d, now)
 		}
@@ -352,6 +424,14 @@ func (r *Router) link(name string) (*link, string) {
 		l = &link{breaker: NewBreaker(r.breaker)}
 		cfg := r.batch
 		cfg.Report = func(err error) { r.report(name, l, err) }
+		if r.leases != nil {
+			// A lease that comes back after its check gave up is counted
+			// at the owner all the same: keep it. The check was sent no
+			// earlier than one call's deadline ago.
+			cfg.Unclaimed = func(it Item, res Result) {
+				r.granted(it.Key, it.Limit, res, r.clock().Add(-cfg.Timeout), it.Hits == 0)
+			}
+		}
 		l.batcher = NewBatcher(p, cfg)
 		r.links[name] = l
 	}
@@ -441,11 +521,12 @@ func (r *Router) Unreachable(now time.Time) int {
 }
 
 // ClearOverLimit forgets every owner's answer remembered, so the next check
-// for each key asks its owner. Call it when the limits in force change (the
-// health state moved), since an answer under one limit may not hold under
-// another.
+// for each key asks its owner, and revokes every lease (RevokeLeases). Call
+// it when the limits in force change (the health state moved), since an
+// answer or a lease under one limit may not hold under another.
 func (r *Router) ClearOverLimit() {
 	r.answers.clear()
+	r.RevokeLeases()
 }
 
 // Close stops every Batcher and waits for their goroutines. Checks made
@@ -492,3 +573,6 @@ type nopObserver struct{}
 func (nopObserver) Forwarded(string, time.Duration, error) {}
 func (nopObserver) Fallback(string)                        {}
 func (nopObserver) OverLimitCacheHit()                     {}
+func (nopObserver) LeaseDecision()                         {}
+func (nopObserver) LeaseGranted(int, bool)                 {}
+func (nopObserver) LeaseEnded(string, int)                 {}

@@ -41,6 +41,11 @@ type eventLog struct {
 	forwarded []error
 	fallbacks []string
 	cacheHits int
+	leaseHits int
+	granted   int            // hits granted, renewals included
+	renewals  int            // grants that renewed a lease
+	ended     map[string]int // leases ended, by why
+	returned  map[string]int // hits given back, by why
 }
 
 func (e *eventLog) Forwarded(_ string, _ time.Duration, err error) {
@@ -58,6 +63,32 @@ func (e *eventLog) Fallback(reason string) {
 func (e *eventLog) OverLimitCacheHit() {
 	e.mu.Lock()
 	e.cacheHits++
+	e.mu.Unlock()
+}
+
+func (e *eventLog) LeaseDecision() {
+	e.mu.Lock()
+	e.leaseHits++
+	e.mu.Unlock()
+}
+
+func (e *eventLog) LeaseGranted(hits int, renewal bool) {
+	e.mu.Lock()
+	e.granted += hits
+	if renewal {
+		e.renewals++
+	}
+	e.mu.Unlock()
+}
+
+func (e *eventLog) LeaseEnded(why string, unused int) {
+	e.mu.Lock()
+	if e.ended == nil {
+		e.ended = make(map[string]int)
+		e.returned = make(map[string]int)
+	}
+	e.ended[why]++
+	e.returned[why] += unused
 	e.mu.Unlock()
 }
 
@@ -166,7 +197,7 @@ func TestRouterForwardsToOwner(t *testing.T) {
 
 	got := r.Check(t.Context(), routerT0, key, 7)
 	assert.Equal(t, bucket.Decision{Allowed: true, Limit: 7, Remaining: 3, ResetAt: reset}, got, "Check(t0, %q, 7)", key)
-	assert.Equal(t, []Item{{Key: key, Hits: 1, Limit: 7, Window: routerWindow}}, peer.items(), "items sent to the owner")
+	assert.Equal(t, []Item{{Key: key, Hits: 1, Limit: 7, Window: routerWindow, Want: firstWant}}, peer.items(), "items sent to the owner")
 	assert.Equal(t, 0, r.local.Len(), "a forwarded key was counted locally")
 	assert.Empty(t, r.events.reasons(), "fallbacks")
 	assert.Equal(t, []error{nil}, r.events.forwarded, "forward events")
@@ -540,6 +571,35 @@ func BenchmarkRouterCheck(b *testing.B) {
 			})
 		})
 	}
+	b.Run("leased", func(b *testing.B) {
+		// A real owner, on the real clock: each key's first check brings a
+		// lease, and renewals go out in the background as leases run low.
+		owner := newOwnerPeer(2)
+		owner.now.Store(nil)
+		lr := NewRouter(RouterConfig{
+			Self:     "a",
+			Ring:     ring,
+			Local:    bucket.New(bucket.Config{Window: routerWindow}),
+			Fallback: bucket.New(bucket.Config{Window: routerWindow}),
+			Peers:    peerMap{"b": owner},
+		})
+		defer lr.Close()
+		for _, k := range remote[:1024] {
+			lr.Check(ctx, time.Now(), k, 1<<30)
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			i := 0
+			for pb.Next() {
+				lr.Check(ctx, time.Now(), remote[i&1023], 1<<30)
+				i++
+			}
+		})
+		b.StopTimer()
+		held, _ := lr.Leases()
+		require.Equal(b, 1024, held)
+	})
 	b.Run("refused from cache", func(b *testing.B) {
 		key := remote[0]
 		r.answers.put(key, 10, bucket.Decision{RetryAt: routerT0.Add(time.Hour)}, routerT0)

@@ -120,7 +120,7 @@ func (c *Client) Connect() { c.conn.Connect() }
 //
 // When ctx ends first, the items may still be counted at the peer; its late
 // answer is dropped.
-func (c *Client) Check(ctx context.Context, items []ownership.Item) ([]bucket.Decision, error) {
+func (c *Client) Check(ctx context.Context, items []ownership.Item) ([]ownership.Result, error) {
 	if len(items) == 0 {
 		return nil, nil
 	}
@@ -141,7 +141,7 @@ func (c *Client) Check(ctx context.Context, items []ownership.Item) ([]bucket.De
 }
 
 // checkUnary is Check as one unary call, for a peer without CheckStream.
-func (c *Client) checkUnary(ctx context.Context, req *peerpb.CheckRequest) ([]bucket.Decision, error) {
+func (c *Client) checkUnary(ctx context.Context, req *peerpb.CheckRequest) ([]ownership.Result, error) {
 	resp, err := c.rpc.Check(ctx, req)
 	if err != nil && ctx.Err() != nil {
 		err = contextError{ctx.Err()} // so errors.Is matches, as on the stream
@@ -162,6 +162,9 @@ func newRequest(items []ownership.Item) *peerpb.CheckRequest {
 		w.Hits = int64(it.Hits)
 		w.Limit = int64(it.Limit)
 		w.WindowNanos = int64(it.Window)
+		w.Want = int64(it.Want)
+		w.GiveBack = int64(it.GiveBack)
+		w.GiveBackStartUnixNanos = unixNanos(it.GiveBackStart)
 		req.Items[i] = w
 	}
 	return req
@@ -169,7 +172,7 @@ func newRequest(items []ownership.Item) *peerpb.CheckRequest {
 
 // decodeResponse returns the decisions in resp, the answer to n items from
 // the peer at addr, or the error it carries.
-func decodeResponse(resp *peerpb.CheckResponse, n int, addr string) ([]bucket.Decision, error) {
+func decodeResponse(resp *peerpb.CheckResponse, n int, addr string) ([]ownership.Result, error) {
 	if code := codes.Code(resp.GetErrorCode()); code != codes.OK {
 		return nil, fmt.Errorf("check %d items at %s: %w", n, addr, status.Error(code, resp.GetErrorMessage()))
 	}
@@ -177,7 +180,7 @@ func decodeResponse(resp *peerpb.CheckResponse, n int, addr string) ([]bucket.De
 	if len(results) != n {
 		return nil, fmt.Errorf("check %d items at %s: %w", n, addr, status.Errorf(codes.Internal, "got %d results", len(results)))
 	}
-	ds := make([]bucket.Decision, len(results))
+	ds := make([]ownership.Result, len(results))
 	for i, r := range results {
 		ds[i] = decodeResult(r)
 	}

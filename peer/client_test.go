@@ -56,14 +56,14 @@ func TestClientCheckFailsFastWhenPeerIsDown(t *testing.T) {
 	assert.NoError(t, ctx.Err(), "Check waited for the deadline")
 }
 
-// blockingStore is a store whose Take waits until release is closed.
+// blockingStore is a store whose Decide waits until release is closed.
 type blockingStore struct {
 	release chan struct{}
 }
 
-func (s blockingStore) Take(time.Time, string, int, int) bucket.Decision {
+func (s blockingStore) Decide(time.Time, ownership.Item) ownership.Result {
 	<-s.release
-	return bucket.Decision{Allowed: true}
+	return ownership.Result{Decision: bucket.Decision{Allowed: true}}
 }
 
 func (s blockingStore) Window() time.Duration { return peerWindow }
@@ -135,7 +135,7 @@ func BenchmarkClientCheck(b *testing.B) {
 	for _, bc := range []struct {
 		name  string
 		key   string
-		check func(*Client, context.Context, []ownership.Item) ([]bucket.Decision, error)
+		check func(*Client, context.Context, []ownership.Item) ([]ownership.Result, error)
 	}{
 		{"insecure", "", (*Client).Check},
 		{"cluster-key", "benchmark cluster key", (*Client).Check},
@@ -145,7 +145,7 @@ func BenchmarkClientCheck(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			serverCreds, clientCreds, err := Credentials(bc.key)
 			require.NoError(b, err)
-			addr := serveTCP(b, serverCreds, bucket.New(bucket.Config{Window: peerWindow}))
+			addr := serveTCP(b, serverCreds, newOwner(peerWindow))
 			c, err := NewClient(addr, clientCreds)
 			require.NoError(b, err)
 			b.Cleanup(func() { _ = c.Close() })

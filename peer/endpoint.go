@@ -12,7 +12,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 
-	"github.com/tierlimit/tierlimit/bucket"
+	"github.com/tierlimit/tierlimit/ownership"
 )
 
 // Keepalive of the connections between peers: a Client pings after this
@@ -40,11 +40,11 @@ type Endpoint struct {
 	done chan struct{} // closed when Serve has returned
 }
 
-// Listen binds addr ("host:port"; port 0 picks one) and serves store to
-// peers on it, secured by creds (see Credentials), until Stop or Kill; the
+// Listen binds addr ("host:port"; port 0 picks one) and serves owner (the
+// node's store, as the owner of its keys) to peers on it, secured by creds (see Credentials), until Stop or Kill; the
 // counts peers move here go to receiver (nil: none are taken). Errors of the
 // server after it started go to log.
-func Listen(addr string, creds credentials.TransportCredentials, store *bucket.Store, receiver Receiver, log *slog.Logger) (*Endpoint, error) {
+func Listen(addr string, creds credentials.TransportCredentials, owner *ownership.Owner, receiver Receiver, log *slog.Logger) (*Endpoint, error) {
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen grpc %s: %w", addr, err)
@@ -55,7 +55,7 @@ func Listen(addr string, creds credentials.TransportCredentials, store *bucket.S
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
 			MinTime: keepaliveTime / 2, PermitWithoutStream: true,
 		}))
-	srv := NewServer(store, nil)
+	srv := NewServer(owner, nil)
 	srv.receiver = receiver
 	e := &Endpoint{lis: lis, grpc: g, srv: srv, log: log, done: make(chan struct{})}
 	e.srv.Register(g)

@@ -39,7 +39,7 @@ func newRemoteFixture(b *testing.B) remoteFixture {
 	b.Helper()
 	srvCreds, cliCreds, err := Credentials("")
 	require.NoError(b, err)
-	addr := serveTCP(b, srvCreds, bucket.New(bucket.Config{Window: time.Minute}))
+	addr := serveTCP(b, srvCreds, newOwner(time.Minute))
 	c, err := NewClient(addr, cliCreds)
 	require.NoError(b, err)
 	b.Cleanup(func() { _ = c.Close() })
@@ -110,7 +110,7 @@ func BenchmarkRemoteCheck(b *testing.B) {
 			}
 		})
 	})
-	unbatched := func(check func(*Client, context.Context, []ownership.Item) ([]bucket.Decision, error)) func(b *testing.B) {
+	unbatched := func(check func(*Client, context.Context, []ownership.Item) ([]ownership.Result, error)) func(b *testing.B) {
 		return func(b *testing.B) {
 			f := newRemoteFixture(b)
 			var next atomic.Uint64
@@ -135,7 +135,7 @@ func BenchmarkRemoteCheck(b *testing.B) {
 
 // checkUnary is Client.Check as one unary RPC, the way the Client worked
 // before it kept a stream.
-func checkUnary(c *Client, ctx context.Context, items []ownership.Item) ([]bucket.Decision, error) {
+func checkUnary(c *Client, ctx context.Context, items []ownership.Item) ([]ownership.Result, error) {
 	return c.checkUnary(ctx, newRequest(items))
 }
 

@@ -17,10 +17,10 @@ import (
 	peerpb "github.com/tierlimit/tierlimit/proto"
 )
 
-// taker is what a Server needs of the store; *bucket.Store has it. Tests
-// put a fake behind it to see every field cross the wire.
-type taker interface {
-	Take(now time.Time, key string, hits, limit int) bucket.Decision
+// decider is what a Server needs of the owner side; *ownership.Owner has
+// it. Tests put a fake behind it to see every field cross the wire.
+type decider interface {
+	Decide(now time.Time, it ownership.Item) ownership.Result
 	Window() time.Duration
 }
 
@@ -34,7 +34,7 @@ type taker interface {
 type Server struct {
 	peerpb.UnimplementedPeerServer
 
-	store    taker
+	store    decider
 	receiver Receiver // nil: Handoff and Backup are unimplemented
 	now      func() time.Time
 
@@ -44,16 +44,16 @@ type Server struct {
 
 var _ peerpb.PeerServer = (*Server)(nil)
 
-// NewServer returns a Server that counts into store at the time now returns;
-// a nil now means time.Now. It panics if store is nil.
-func NewServer(store *bucket.Store, now func() time.Time) *Server {
-	if store == nil {
-		panic("peer: NewServer needs a store")
+// NewServer returns a Server that decides with owner at the time now
+// returns; a nil now means time.Now. It panics if owner is nil.
+func NewServer(owner *ownership.Owner, now func() time.Time) *Server {
+	if owner == nil {
+		panic("peer: NewServer needs an owner")
 	}
-	return newServer(store, now)
+	return newServer(owner, now)
 }
 
-func newServer(store taker, now func() time.Time) *Server {
+func newServer(store decider, now func() time.Time) *Server {
 	if now == nil {
 		now = time.Now
 	}
@@ -212,13 +212,18 @@ func (s *Server) decide(req *peerpb.CheckRequest) (*peerpb.CheckResponse, error)
 	results := make([]peerpb.Result, len(items)) // one allocation for the batch
 	resp := &peerpb.CheckResponse{Results: make([]*peerpb.Result, len(items))}
 	for i, it := range items {
-		d := s.store.Take(now, it.GetKey(), int(it.GetHits()), int(it.GetLimit()))
+		d := s.store.Decide(now, ownership.Item{
+			Key: it.GetKey(), Hits: int(it.GetHits()), Limit: int(it.GetLimit()), Window: window,
+			Want: int(it.GetWant()), GiveBack: int(it.GetGiveBack()), GiveBackStart: fromUnixNanos(it.GetGiveBackStartUnixNanos()),
+		})
 		r := &results[i]
 		r.Allowed = d.Allowed
 		r.Limit = int64(d.Limit)
 		r.Remaining = int64(d.Remaining)
 		r.ResetUnixNanos = unixNanos(d.ResetAt)
 		r.RetryUnixNanos = unixNanos(d.RetryAt)
+		r.Granted = int64(d.Granted)
+		r.LeaseNanos = int64(d.LeaseFor)
 		resp.Results[i] = r
 	}
 	return resp, nil
@@ -230,8 +235,13 @@ func validateItem(i int, it *peerpb.Item, window time.Duration) error {
 	if err := config.CheckKey(it.GetKey()); err != nil {
 		return status.Errorf(codes.InvalidArgument, "item %d: %v", i, err)
 	}
-	if h := it.GetHits(); h < 1 {
-		return status.Errorf(codes.InvalidArgument, "item %d: hits is %d, want at least 1", i, h)
+	switch h, w, g := it.GetHits(), it.GetWant(), it.GetGiveBack(); {
+	case h < 0 || w < 0 || g < 0:
+		return status.Errorf(codes.InvalidArgument, "item %d: hits %d, want %d, give_back %d: none may be negative", i, h, w, g)
+	case h == 0 && w == 0 && g == 0:
+		return status.Errorf(codes.InvalidArgument, "item %d: hits, want and give_back are all 0: nothing to do", i)
+	case w > ownership.MaxLeaseHits || g > ownership.MaxLeaseHits:
+		return status.Errorf(codes.InvalidArgument, "item %d: want %d, give_back %d: at most %d each", i, w, g, ownership.MaxLeaseHits)
 	}
 	if l := it.GetLimit(); l < 1 {
 		return status.Errorf(codes.InvalidArgument, "item %d: limit is %d, want at least 1", i, l)

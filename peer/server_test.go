@@ -47,20 +47,26 @@ type takeCall struct {
 type scriptedStore struct {
 	window    time.Duration
 	decisions map[string]bucket.Decision
+	leases    map[string]ownership.Result // whole results, lease fields included
 
-	mu    sync.Mutex // guards calls
+	mu    sync.Mutex // guards calls and items
 	calls []takeCall
+	items []ownership.Item
 }
 
-func (s *scriptedStore) Take(now time.Time, key string, hits, limit int) bucket.Decision {
+func (s *scriptedStore) Decide(now time.Time, it ownership.Item) ownership.Result {
 	s.mu.Lock()
-	s.calls = append(s.calls, takeCall{now, key, hits, limit})
+	s.calls = append(s.calls, takeCall{now, it.Key, it.Hits, it.Limit})
+	s.items = append(s.items, it)
 	s.mu.Unlock()
-	if d, ok := s.decisions[key]; ok {
-		return d
+	if r, ok := s.leases[it.Key]; ok {
+		return r
 	}
-	n, _ := strconv.Atoi(strings.TrimPrefix(key, "k"))
-	return bucket.Decision{Allowed: true, Limit: limit, Remaining: n}
+	if d, ok := s.decisions[it.Key]; ok {
+		return ownership.Result{Decision: d}
+	}
+	n, _ := strconv.Atoi(strings.TrimPrefix(it.Key, "k"))
+	return ownership.Result{Decision: bucket.Decision{Allowed: true, Limit: it.Limit, Remaining: n}}
 }
 
 func (s *scriptedStore) Window() time.Duration { return s.window }
@@ -71,9 +77,15 @@ func (s *scriptedStore) seen() []takeCall {
 	return append([]takeCall(nil), s.calls...)
 }
 
+// newOwner returns an Owner of a fresh store counting in windows of
+// window, as one of 3 members.
+func newOwner(window time.Duration) *ownership.Owner {
+	return ownership.NewOwner(bucket.New(bucket.Config{Window: window}), func() int { return 3 }, 0)
+}
+
 // serveBufconn serves store through the real gRPC codec over an in-memory
 // connection and returns a Client for it.
-func serveBufconn(t testing.TB, store taker) *Client {
+func serveBufconn(t testing.TB, store decider) *Client {
 	t.Helper()
 	lis := bufconn.Listen(1 << 20)
 	g := grpc.NewServer()
@@ -88,7 +100,7 @@ func serveBufconn(t testing.TB, store taker) *Client {
 
 // serveTCP serves store on a real socket on 127.0.0.1 with creds and returns
 // its address.
-func serveTCP(t testing.TB, creds credentials.TransportCredentials, store taker) string {
+func serveTCP(t testing.TB, creds credentials.TransportCredentials, store decider) string {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -139,8 +151,9 @@ func TestCheckCarriesEveryField(t *testing.T) {
 	got, err := c.Check(t.Context(), items)
 	require.NoError(t, err)
 
-	want := []bucket.Decision{
-		store.decisions["allowed"], store.decisions["refused"], store.decisions["big"], store.decisions["zero"],
+	want := []ownership.Result{
+		{Decision: store.decisions["allowed"]}, {Decision: store.decisions["refused"]},
+		{Decision: store.decisions["big"]}, {Decision: store.decisions["zero"]},
 	}
 	assert.Equal(t, want, got, "Check(%v)", items)
 	assert.Equal(t, []takeCall{
@@ -150,6 +163,35 @@ func TestCheckCarriesEveryField(t *testing.T) {
 		{peerNow, "zero", 1, 1},
 	}, store.seen(), "Take calls made by the server")
 	assert.True(t, got[3].ResetAt.IsZero() && got[3].RetryAt.IsZero(), "a zero time came back as %v / %v", got[3].ResetAt, got[3].RetryAt)
+}
+
+// TestCheckCarriesLeases: what a lease asks for and gives back reaches
+// the owner exactly, and the grant comes back exactly.
+func TestCheckCarriesLeases(t *testing.T) {
+	reset := time.Unix(1_700_000_060, 987_654_321)
+	store := &scriptedStore{
+		window: peerWindow,
+		leases: map[string]ownership.Result{
+			"granted": {Decision: bucket.Decision{Allowed: true, Limit: 1500, Remaining: 1200, ResetAt: reset},
+				Granted: 250, LeaseFor: 987_654_321 * time.Nanosecond},
+		},
+	}
+	c := serveBufconn(t, store)
+	start := time.Unix(1_700_000_000, 123_456_789)
+	items := []ownership.Item{
+		{Key: "granted", Hits: 1, Limit: 1500, Window: peerWindow, Want: 300},
+		{Key: "renewal", Limit: 1500, Window: peerWindow, Want: 1},
+		{Key: "back", Limit: 20, Window: peerWindow, GiveBack: 3, GiveBackStart: start},
+	}
+
+	got, err := c.Check(t.Context(), items)
+	require.NoError(t, err)
+
+	require.Len(t, got, 3)
+	assert.Equal(t, store.leases["granted"], got[0])
+	store.mu.Lock()
+	defer store.mu.Unlock()
+	assert.Equal(t, items, store.items, "items as the owner saw them")
 }
 
 func TestCheckPreservesOrder(t *testing.T) {
@@ -186,8 +228,11 @@ func TestCheckRejectsInvalidBatch(t *testing.T) {
 		{"empty key", with(func(it *ownership.Item) { it.Key = "" }), "item 2: empty API key"},
 		{"key too long", with(func(it *ownership.Item) { it.Key = strings.Repeat("x", config.MaxKeyLen+1) }), "item 2: API key is 257 bytes, longer than 256"},
 		{"key with a space", with(func(it *ownership.Item) { it.Key = "free demo" }), "item 2: API key has byte 0x20 at 4"},
-		{"zero hits", with(func(it *ownership.Item) { it.Hits = 0 }), "item 2: hits is 0, want at least 1"},
-		{"negative hits", with(func(it *ownership.Item) { it.Hits = -3 }), "item 2: hits is -3"},
+		{"nothing to do", with(func(it *ownership.Item) { it.Hits = 0 }), "item 2: hits, want and give_back are all 0"},
+		{"negative hits", with(func(it *ownership.Item) { it.Hits = -3 }), "item 2: hits -3, want 0, give_back 0: none may be negative"},
+		{"negative want", with(func(it *ownership.Item) { it.Want = -1 }), "item 2: hits 1, want -1, give_back 0"},
+		{"negative give-back", with(func(it *ownership.Item) { it.Hits, it.GiveBack = 0, -5 }), "give_back -5: none may be negative"},
+		{"huge want", with(func(it *ownership.Item) { it.Want = ownership.MaxLeaseHits + 1 }), "want 1048577, give_back 0: at most 1048576 each"},
 		{"zero limit", with(func(it *ownership.Item) { it.Limit = 0 }), "item 2: limit is 0, want at least 1"},
 		{"other window", with(func(it *ownership.Item) { it.Window = 30 * time.Second }), "item 2: window is 30s, this node's is 1m0s"},
 		{"no window", with(func(it *ownership.Item) { it.Window = 0 }), "item 2: window is 0s"},
@@ -224,7 +269,7 @@ func TestCheckAcceptsLongestKey(t *testing.T) {
 // batch on another key, exactly limit are admitted.
 func TestCheckAgainstStoreAdmitsExactlyLimit(t *testing.T) {
 	const limit = 20
-	c := serveBufconn(t, bucket.New(bucket.Config{Window: peerWindow}))
+	c := serveBufconn(t, newOwner(peerWindow))
 
 	allowed := 0
 	var last bucket.Decision
@@ -235,7 +280,7 @@ func TestCheckAgainstStoreAdmitsExactlyLimit(t *testing.T) {
 		if ds[0].Allowed {
 			allowed++
 		}
-		last = ds[0]
+		last = ds[0].Decision
 	}
 	assert.Equal(t, limit, allowed, "admitted of %d single-item calls", limit+5)
 	assert.False(t, last.Allowed, "last decision %+v", last)
@@ -307,7 +352,7 @@ func TestCheckStreamAnswersEachRequestWithItsID(t *testing.T) {
 		}
 		assert.Equal(t, st.want, got, "answer %d to request id %d", i, st.req.GetId())
 		if st.want.code != codes.OK {
-			assert.Contains(t, resp.GetErrorMessage(), "item 0: hits is 0")
+			assert.Contains(t, resp.GetErrorMessage(), "item 0: hits, want and give_back are all 0")
 		}
 	}
 	assert.Len(t, store.seen(), 4, "Take calls: the refused batch must count nothing")

@@ -42,12 +42,12 @@ func newHeldStore() *heldStore {
 	}
 }
 
-func (s *heldStore) Take(now time.Time, key string, hits, limit int) bucket.Decision {
-	if key == "held" {
+func (s *heldStore) Decide(now time.Time, it ownership.Item) ownership.Result {
+	if it.Key == "held" {
 		s.entered <- struct{}{}
 		<-s.release
 	}
-	return s.scriptedStore.Take(now, key, hits, limit)
+	return s.scriptedStore.Decide(now, it)
 }
 
 // peerHost is a Peer gRPC server on an in-memory listener that can be
@@ -124,7 +124,7 @@ func checkKey(t *testing.T, c *Client, key string) (bucket.Decision, error) {
 	if len(ds) != 1 {
 		return bucket.Decision{}, fmt.Errorf("Check(%s) returned %d decisions, want 1", key, len(ds))
 	}
-	return ds[0], nil
+	return ds[0].Decision, nil
 }
 
 // receiveGoroutines returns how many stream receive goroutines of any

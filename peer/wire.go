@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/tierlimit/tierlimit/bucket"
+	"github.com/tierlimit/tierlimit/ownership"
 	peerpb "github.com/tierlimit/tierlimit/proto"
 )
 
@@ -26,13 +27,17 @@ func fromUnixNanos(n int64) time.Time {
 	return time.Unix(0, n)
 }
 
-// decodeResult turns a wire result back into a Decision.
-func decodeResult(r *peerpb.Result) bucket.Decision {
-	return bucket.Decision{
-		Allowed:   r.GetAllowed(),
-		Limit:     int(r.GetLimit()),
-		Remaining: int(r.GetRemaining()),
-		ResetAt:   fromUnixNanos(r.GetResetUnixNanos()),
-		RetryAt:   fromUnixNanos(r.GetRetryUnixNanos()),
+// decodeResult turns a wire result back into a Result.
+func decodeResult(r *peerpb.Result) ownership.Result {
+	return ownership.Result{
+		Decision: bucket.Decision{
+			Allowed:   r.GetAllowed(),
+			Limit:     int(r.GetLimit()),
+			Remaining: int(r.GetRemaining()),
+			ResetAt:   fromUnixNanos(r.GetResetUnixNanos()),
+			RetryAt:   fromUnixNanos(r.GetRetryUnixNanos()),
+		},
+		Granted:  int(max(0, r.GetGranted())),
+		LeaseFor: time.Duration(max(0, r.GetLeaseNanos())),
 	}
 }

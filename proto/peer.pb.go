@@ -272,20 +272,34 @@ func (x *CheckRequest) GetId() uint64 {
 	return 0
 }
 
-// Item is one check: add hits to key's count if they fit under limit.
+// Item is one check: add hits to key's count if they fit under limit. It
+// may also ask for a lease (want) and give back what a lease left unused
+// (give_back); an item with no hits does only those.
 type Item struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The key whose count is checked: 1 to 256 bytes.
 	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
-	// How many hits to add: at least 1.
+	// How many hits to add: at least 1, or 0 for an item that only asks for
+	// a lease or gives one back.
 	Hits int64 `protobuf:"varint,2,opt,name=hits,proto3" json:"hits,omitempty"`
 	// The limit in force for this key now, per window: at least 1.
 	Limit int64 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
 	// The sender's counting window in nanoseconds; it must equal the
 	// receiver's, since every node must run the same configuration.
-	WindowNanos   int64 `protobuf:"varint,4,opt,name=window_nanos,json=windowNanos,proto3" json:"window_nanos,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	WindowNanos int64 `protobuf:"varint,4,opt,name=window_nanos,json=windowNanos,proto3" json:"window_nanos,omitempty"`
+	// Hits the sender would like to admit on its own, without asking, for a
+	// while: a lease. The owner counts what it grants at once, as taken, and
+	// grants nothing near the limit. At least 0.
+	Want int64 `protobuf:"varint,5,opt,name=want,proto3" json:"want,omitempty"`
+	// Hits of an earlier lease the sender did not use, given back: the owner
+	// takes them off the count of the window they were granted in. At least
+	// 0.
+	GiveBack int64 `protobuf:"varint,6,opt,name=give_back,json=giveBack,proto3" json:"give_back,omitempty"`
+	// When the window of the given-back lease began, in the owner's Unix
+	// nanoseconds (Result.reset_unix_nanos minus the window).
+	GiveBackStartUnixNanos int64 `protobuf:"varint,7,opt,name=give_back_start_unix_nanos,json=giveBackStartUnixNanos,proto3" json:"give_back_start_unix_nanos,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
 }
 
 func (x *Item) Reset() {
@@ -342,6 +356,27 @@ func (x *Item) GetLimit() int64 {
 func (x *Item) GetWindowNanos() int64 {
 	if x != nil {
 		return x.WindowNanos
+	}
+	return 0
+}
+
+func (x *Item) GetWant() int64 {
+	if x != nil {
+		return x.Want
+	}
+	return 0
+}
+
+func (x *Item) GetGiveBack() int64 {
+	if x != nil {
+		return x.GiveBack
+	}
+	return 0
+}
+
+func (x *Item) GetGiveBackStartUnixNanos() int64 {
+	if x != nil {
+		return x.GiveBackStartUnixNanos
 	}
 	return 0
 }
@@ -445,8 +480,15 @@ type Result struct {
 	// When refused: the earliest time the same hits would be admitted, in
 	// Unix nanoseconds; 0 when allowed.
 	RetryUnixNanos int64 `protobuf:"varint,5,opt,name=retry_unix_nanos,json=retryUnixNanos,proto3" json:"retry_unix_nanos,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Hits granted to the sender as a lease, already counted here: the
+	// sender may admit that many on its own.
+	Granted int64 `protobuf:"varint,6,opt,name=granted,proto3" json:"granted,omitempty"`
+	// How long the lease lasts, in nanoseconds from when the owner decided:
+	// never past the end of the current window. The sender counts it from
+	// before it sent the item, so its clock need not agree with the owner's.
+	LeaseNanos    int64 `protobuf:"varint,7,opt,name=lease_nanos,json=leaseNanos,proto3" json:"lease_nanos,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Result) Reset() {
@@ -514,6 +556,20 @@ func (x *Result) GetRetryUnixNanos() int64 {
 	return 0
 }
 
+func (x *Result) GetGranted() int64 {
+	if x != nil {
+		return x.Granted
+	}
+	return 0
+}
+
+func (x *Result) GetLeaseNanos() int64 {
+	if x != nil {
+		return x.LeaseNanos
+	}
+	return 0
+}
+
 var File_peer_proto protoreflect.FileDescriptor
 
 const file_peer_proto_rawDesc = "" +
@@ -533,25 +589,31 @@ const file_peer_proto_rawDesc = "" +
 	"\vCountsReply\"M\n" +
 	"\fCheckRequest\x12-\n" +
 	"\x05items\x18\x01 \x03(\v2\x17.tierlimit.peer.v1.ItemR\x05items\x12\x0e\n" +
-	"\x02id\x18\x02 \x01(\x04R\x02id\"e\n" +
+	"\x02id\x18\x02 \x01(\x04R\x02id\"\xd2\x01\n" +
 	"\x04Item\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x12\n" +
 	"\x04hits\x18\x02 \x01(\x03R\x04hits\x12\x14\n" +
 	"\x05limit\x18\x03 \x01(\x03R\x05limit\x12!\n" +
-	"\fwindow_nanos\x18\x04 \x01(\x03R\vwindowNanos\"\xb4\x01\n" +
+	"\fwindow_nanos\x18\x04 \x01(\x03R\vwindowNanos\x12\x12\n" +
+	"\x04want\x18\x05 \x01(\x03R\x04want\x12\x1b\n" +
+	"\tgive_back\x18\x06 \x01(\x03R\bgiveBack\x12:\n" +
+	"\x1agive_back_start_unix_nanos\x18\a \x01(\x03R\x16giveBackStartUnixNanos\"\xb4\x01\n" +
 	"\rCheckResponse\x123\n" +
 	"\aresults\x18\x01 \x03(\v2\x19.tierlimit.peer.v1.ResultR\aresults\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\x04R\x02id\x12\x1d\n" +
 	"\n" +
 	"error_code\x18\x03 \x01(\x05R\terrorCode\x12#\n" +
 	"\rerror_message\x18\x04 \x01(\tR\ferrorMessage\x12\x1a\n" +
-	"\bdraining\x18\x05 \x01(\bR\bdraining\"\xaa\x01\n" +
+	"\bdraining\x18\x05 \x01(\bR\bdraining\"\xe5\x01\n" +
 	"\x06Result\x12\x18\n" +
 	"\aallowed\x18\x01 \x01(\bR\aallowed\x12\x14\n" +
 	"\x05limit\x18\x02 \x01(\x03R\x05limit\x12\x1c\n" +
 	"\tremaining\x18\x03 \x01(\x03R\tremaining\x12(\n" +
 	"\x10reset_unix_nanos\x18\x04 \x01(\x03R\x0eresetUnixNanos\x12(\n" +
-	"\x10retry_unix_nanos\x18\x05 \x01(\x03R\x0eretryUnixNanos2\xb3\x02\n" +
+	"\x10retry_unix_nanos\x18\x05 \x01(\x03R\x0eretryUnixNanos\x12\x18\n" +
+	"\agranted\x18\x06 \x01(\x03R\agranted\x12\x1f\n" +
+	"\vlease_nanos\x18\a \x01(\x03R\n" +
+	"leaseNanos2\xb3\x02\n" +
 	"\x04Peer\x12J\n" +
 	"\x05Check\x12\x1f.tierlimit.peer.v1.CheckRequest\x1a .tierlimit.peer.v1.CheckResponse\x12T\n" +
 	"\vCheckStream\x12\x1f.tierlimit.peer.v1.CheckRequest\x1a .tierlimit.peer.v1.CheckResponse(\x010\x01\x12D\n" +

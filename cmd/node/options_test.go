@@ -44,7 +44,7 @@ func TestOptionsFromEnvironmentAndFlags(t *testing.T) {
 			Join: []string{"a:7946", "b:7946"}, AdvertiseAddr: "10.0.0.1", NodeName: "n1",
 			AdminToken: "t", ClusterKey: "k", ForwardTimeout: 3 * time.Millisecond, MaxKeys: 10,
 			MaxClockOffset: time.Second, StateFile: "/var/lib/tierlimit/health.json", InsecureOpenCluster: true,
-			QuorumGrace: 30 * time.Second, BackupInterval: 100 * time.Millisecond,
+			QuorumGrace: 30 * time.Second, BackupInterval: 100 * time.Millisecond, LeaseTTL: time.Second,
 		},
 		httpAddr: ":9", shutdownGrace: 10 * time.Second, logLevel: "info", logFormat: "auto",
 	}, o, "a flag beats its variable; every other variable applies")

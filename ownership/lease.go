@@ -1,0 +1,287 @@
+package ownership
+
+import (
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tierlimit/tierlimit/bucket"
+)
+
+// Leases: for a key it does not own, a node asks the owner for a share of
+// the key's budget that it may then admit on its own, without a round trip
+// per request. The owner counts what it grants at once, as taken, so that
+// what all nodes admit never exceeds the limit, whatever the deadlines: a
+// lease moves hits from one node's count to another's spending, it never
+// creates any. What a lease leaves unused is given back to the window it
+// was counted in.
+const (
+	// DefaultLeaseTTL is how long a lease lasts by default. Leases never
+	// outlast the window they were counted in.
+	DefaultLeaseTTL = time.Second
+	// MaxLeaseHits caps what one item may ask for or give back; the owner
+	// refuses more.
+	MaxLeaseHits = 1 << 20
+	// DefaultMaxLeases bounds the leases one node holds at once; past it,
+	// checks for keys without a lease are forwarded as before.
+	DefaultMaxLeases = 100_000
+
+	// leaseParts: an owner grants at most remaining / (leaseParts × members)
+	// at a time, so that the members asking at once cannot take the whole
+	// rest between them, and near the limit (remaining < leaseParts ×
+	// members) it grants nothing: each check then goes to the owner, and
+	// the last hits of a window are decided exactly.
+	leaseParts = 2
+	// minLease is the shortest lease worth granting: a window about to end
+	// gets none.
+	minLease = 10 * time.Millisecond
+	// firstWant is what a node asks for on a key it has no rate for yet.
+	firstWant = 4
+	// leaseShards is the number of independently locked shards of the
+	// lease table, a power of two.
+	leaseShards = 64
+)
+
+// grantSize returns how many hits an owner grants to a member that wants
+// want, when remaining hits are left in the key's window (after the
+// member's own hits, if any) and the ring has members members: at most
+// remaining / (leaseParts × members), and 0 with fewer than two members.
+func grantSize(want, remaining, members int) int {
+	if want <= 0 || members < 2 || remaining <= 0 {
+		return 0
+	}
+	return min(want, remaining/(leaseParts*members))
+}
+
+// Owner decides, at a key's owner, the items other members send: it counts
+// their hits, grants the leases they ask for and takes back what earlier
+// leases left unused. peer.Server answers with it. It is safe for
+// concurrent use.
+type Owner struct {
+	store   *bucket.Store
+	members func() int
+	ttl     time.Duration // ≤ 0: grant no leases
+}
+
+// NewOwner returns an Owner counting into store. members returns how many
+// members the ring has now (grants are sized by it). ttl is how long a
+// lease lasts: 0 means DefaultLeaseTTL, negative grants none. It panics if
+// store or members is nil.
+func NewOwner(store *bucket.Store, members func() int, ttl time.Duration) *Owner {
+	if store == nil || members == nil {
+		panic("ownership: NewOwner needs a store and members")
+	}
+	if ttl == 0 {
+		ttl = DefaultLeaseTTL
+	}
+	return &Owner{store: store, members: members, ttl: ttl}
+}
+
+// Window returns the counting window of the Owner's store.
+func (o *Owner) Window() time.Duration { return o.store.Window() }
+
+// Decide answers it at now. Given-back hits are taken off first, then the
+// hits counted, then a lease granted if one was asked for, the hits (if
+// any) were admitted, and the key has room for one: the granted hits are
+// counted at once, in the key's current window, and the lease ends with
+// that window at the latest.
+func (o *Owner) Decide(now time.Time, it Item) Result {
+	if it.GiveBack > 0 {
+		o.store.Give(now, it.Key, it.GiveBackStart, it.GiveBack)
+	}
+	r := Result{Decision: o.store.Take(now, it.Key, it.Hits, it.Limit)}
+	if it.Want <= 0 || o.ttl <= 0 || (it.Hits > 0 && !r.Allowed) {
+		return r
+	}
+	g := grantSize(it.Want, r.Remaining, o.members())
+	lasts := min(o.ttl, r.ResetAt.Sub(now))
+	if g == 0 || lasts < minLease {
+		return r
+	}
+	if gd := o.store.Take(now, it.Key, g, it.Limit); gd.Allowed && gd.ResetAt.Equal(r.ResetAt) {
+		r.Remaining, r.Granted, r.LeaseFor = gd.Remaining, g, lasts
+	}
+	return r
+}
+
+// lease is what a node holds of one key's budget: hits an owner granted it
+// and counted, to admit on its own until they run out or the lease ends.
+// Checks take hits with atomic operations only; grants merge into it under
+// its table shard's lock.
+type lease struct {
+	limit int       // the limit it was granted under: a check under another revokes it
+	start time.Time // when the owner's window it was counted in began (the owner's clock)
+	reset time.Time // when that window ends (the owner's clock), for decisions
+	since int64     // when it was first granted, this node's Unix nanoseconds
+
+	left     atomic.Int64 // hits left to admit
+	until    atomic.Int64 // when it ends, this node's Unix nanoseconds
+	rest     atomic.Int64 // what the owner had left beyond every grant, at the last one
+	granted  atomic.Int64 // hits granted in all, for the rate
+	last     atomic.Int64 // the last grant, for when to renew
+	renewing atomic.Bool  // a renewal is in flight
+}
+
+// newLease returns the lease of a grant r answering a check sent at sent
+// (this node's clock) under limit, in windows of window.
+func newLease(r Result, limit int, sent time.Time, window time.Duration) *lease {
+	l := &lease{limit: limit, start: r.ResetAt.Add(-window), reset: r.ResetAt, since: sent.UnixNano()}
+	l.extend(r, sent)
+	return l
+}
+
+// extend adds grant r, answering a check sent at sent, to l.
+func (l *lease) extend(r Result, sent time.Time) {
+	l.left.Add(int64(r.Granted))
+	l.granted.Add(int64(r.Granted))
+	l.last.Store(int64(r.Granted))
+	l.rest.Store(int64(r.Remaining))
+	l.until.Store(max(l.until.Load(), sent.Add(r.LeaseFor).UnixNano()))
+}
+
+// take admits one hit at n (Unix nanoseconds) if l has one left and has
+// not ended, and returns how many it has left then.
+func (l *lease) take(n int64) (int, bool) {
+	if n >= l.until.Load() {
+		return 0, false
+	}
+	for {
+		v := l.left.Load()
+		if v <= 0 {
+			return 0, false
+		}
+		if l.left.CompareAndSwap(v, v-1) {
+			return int(v - 1), true
+		}
+	}
+}
+
+// dueForRenewal reports whether l should be renewed at n, for leases that
+// last ttl: when half its last grant is spent or a quarter of a lease's
+// time is all it has left, so that a steady key's renewal lands before it
+// runs dry.
+func (l *lease) dueForRenewal(n int64, left int, ttl time.Duration) bool {
+	return int64(left) <= l.last.Load()/2 || l.until.Load()-n < int64(ttl/4)
+}
+
+// want returns what to ask for at n, to last one lease of ttl at the rate
+// l has been spent at.
+func (l *lease) want(n int64, ttl time.Duration) int {
+	used := l.granted.Load() - l.left.Load()
+	el := n - l.since
+	if used <= 0 || el <= 0 {
+		return firstWant
+	}
+	w := (used*int64(ttl) + el - 1) / el
+	return int(min(max(w, firstWant), MaxLeaseHits))
+}
+
+// drain empties l and returns the hits it had left: from then on it admits
+// nothing, and whoever drains it gives those hits back.
+func (l *lease) drain() int { return int(max(0, l.left.Swap(0))) }
+
+// leases is a node's table of leases by key: sharded, bounded, safe for
+// concurrent use.
+type leases struct {
+	seed   maphash.Seed
+	max    int64
+	n      atomic.Int64
+	shards [leaseShards]leaseShard
+}
+
+type leaseShard struct {
+	// mu guards m.
+	mu sync.RWMutex
+	m  map[string]*lease
+	_  [40]byte // keep neighbouring shards' locks on different cache lines
+}
+
+func newLeases(max int) *leases {
+	t := &leases{seed: maphash.MakeSeed(), max: int64(max)}
+	for i := range t.shards {
+		t.shards[i].m = make(map[string]*lease)
+	}
+	return t
+}
+
+func (t *leases) shard(key string) *leaseShard {
+	return &t.shards[maphash.String(t.seed, key)&(leaseShards-1)]
+}
+
+// get returns key's lease, or nil.
+func (t *leases) get(key string) *lease {
+	sh := t.shard(key)
+	sh.mu.RLock()
+	l := sh.m[key]
+	sh.mu.RUnlock()
+	return l
+}
+
+// full reports whether the table holds as many leases as it may.
+func (t *leases) full() bool { return t.n.Load() >= t.max }
+
+// grant merges grant r, answering a check for key under limit sent at
+// sent, into key's lease if it has one for the same limit and window, or
+// makes it key's lease. It returns the lease it replaced, if any, for the
+// caller to drain and give back; and false if the table is full and r was
+// not taken (give its hits back too).
+func (t *leases) grant(key string, limit int, r Result, sent time.Time, window time.Duration) (*lease, bool) {
+	sh := t.shard(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	old := sh.m[key]
+	if old != nil && old.limit == limit && old.start.Equal(r.ResetAt.Add(-window)) {
+		old.extend(r, sent)
+		return nil, true
+	}
+	if old == nil {
+		if t.n.Load() >= t.max {
+			return nil, false
+		}
+		t.n.Add(1)
+	}
+	sh.m[key] = newLease(r, limit, sent, window)
+	return old, true
+}
+
+// remove drops key's lease if it is still l, and reports whether it did.
+func (t *leases) remove(key string, l *lease) bool {
+	sh := t.shard(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.m[key] != l {
+		return false
+	}
+	delete(sh.m, key)
+	t.n.Add(-1)
+	return true
+}
+
+// removeIf drops every lease for which drop reports true, and calls gone
+// with each, outside the table's locks.
+func (t *leases) removeIf(drop func(key string, l *lease) bool, gone func(key string, l *lease)) {
+	type kl struct {
+		key string
+		l   *lease
+	}
+	var out []kl
+	for i := range t.shards {
+		sh := &t.shards[i]
+		sh.mu.Lock()
+		for k, l := range sh.m {
+			if drop(k, l) {
+				delete(sh.m, k)
+				t.n.Add(-1)
+				out = append(out, kl{k, l})
+			}
+		}
+		sh.mu.Unlock()
+	}
+	for _, e := range out {
+		gone(e.key, e.l)
+	}
+}
+
+// len returns how many leases the table holds.
+func (t *leases) len() int { return int(t.n.Load()) }

@@ -1,0 +1,309 @@
+package ownership
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tierlimit/tierlimit/bucket"
+)
+
+func TestGrantSize(t *testing.T) {
+	tests := []struct {
+		want, remaining, members, granted int
+	}{
+		{want: 100, remaining: 1499, members: 3, granted: 100},
+		{want: 1000, remaining: 1499, members: 3, granted: 249}, // remaining / (2 × 3)
+		{want: 4, remaining: 19, members: 3, granted: 3},
+		{want: 4, remaining: 6, members: 3, granted: 1},
+		{want: 4, remaining: 5, members: 3, granted: 0}, // near the limit: every check to the owner
+		{want: 4, remaining: 0, members: 3, granted: 0},
+		{want: 4, remaining: 1000, members: 1, granted: 0}, // alone: nobody to lease to
+		{want: 0, remaining: 1000, members: 3, granted: 0},
+		{want: 500, remaining: 1000, members: 10, granted: 50},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.granted, grantSize(tt.want, tt.remaining, tt.members), "grantSize(%d, %d, %d)", tt.want, tt.remaining, tt.members)
+	}
+}
+
+// TestOwnerDecide steps an Owner of a 3-member ring through one key's
+// checks, renewals and give-backs under limit 150, on a fake clock: what it
+// grants is counted at once, never past the limit, and a lease never
+// outlasts its window.
+func TestOwnerDecide(t *testing.T) {
+	store := bucket.New(bucket.Config{Window: routerWindow})
+	members := 3
+	o := NewOwner(store, func() int { return members }, time.Second)
+	t0 := routerT0
+	end := t0.Add(routerWindow) // the key's window starts with its first hit
+	item := func(hits, want int) Item {
+		return Item{Key: "k", Hits: hits, Limit: 150, Window: routerWindow, Want: want}
+	}
+	steps := []struct {
+		name      string
+		at        time.Duration
+		it        Item
+		allowed   bool
+		remaining int // after the hit and the grant
+		granted   int
+		leaseFor  time.Duration
+	}{
+		{"a check with a lease asked", 0, item(1, 4), true, 145, 4, time.Second},
+		{"a big want is cut to remaining/(2N)", time.Second, item(1, 1000), true, 120, 24, time.Second},
+		{"a renewal counts no hit", 2 * time.Second, item(0, 30), true, 100, 20, time.Second},
+		{"give 20 back", 3 * time.Second, Item{Key: "k", Limit: 150, Window: routerWindow, GiveBack: 20, GiveBackStart: t0}, true, 120, 0, 0},
+		{"no lease asked", 4 * time.Second, item(1, 0), true, 119, 0, 0},
+		{"near the window's end the lease is shorter", routerWindow - 300*time.Millisecond, item(1, 6), true, 112, 6, 300 * time.Millisecond},
+		{"too near the end: none", routerWindow - 5*time.Millisecond, item(1, 6), true, 111, 0, 0},
+	}
+	for _, st := range steps {
+		now := t0.Add(st.at)
+		r := o.Decide(now, st.it)
+		assert.Equal(t, st.allowed, r.Allowed, st.name)
+		assert.Equal(t, st.remaining, r.Remaining, st.name)
+		assert.Equal(t, st.granted, r.Granted, st.name)
+		assert.Equal(t, st.leaseFor, r.LeaseFor, st.name)
+		assert.Equal(t, end, r.ResetAt, st.name)
+		if r.Granted > 0 {
+			assert.False(t, now.Add(r.LeaseFor).After(end), "%s: a lease past its window", st.name)
+		}
+	}
+
+	// Near the limit nothing is granted: the last hits are decided here.
+	o2 := NewOwner(bucket.New(bucket.Config{Window: routerWindow}), func() int { return members }, time.Second)
+	got := 0
+	for i := range 30 {
+		r := o2.Decide(t0, Item{Key: "free", Hits: 1, Limit: 20, Window: routerWindow, Want: 4})
+		if r.Allowed {
+			got += 1 + r.Granted
+		}
+		if r.Granted > 0 {
+			assert.GreaterOrEqual(t, r.Remaining, 0, "check %d", i)
+		}
+	}
+	assert.Equal(t, 20, got, "hits admitted and granted under limit 20")
+
+	// A refused hit gets no lease; nor does anything on a lone node or with
+	// leases off.
+	assert.Zero(t, o2.Decide(t0, Item{Key: "free", Hits: 1, Limit: 20, Window: routerWindow, Want: 4}).Granted)
+	members = 1
+	assert.Zero(t, o.Decide(t0.Add(5*time.Second), item(1, 4)).Granted, "alone")
+	members = 3
+	off := NewOwner(bucket.New(bucket.Config{Window: routerWindow}), func() int { return 3 }, -1)
+	assert.Zero(t, off.Decide(t0, item(1, 4)).Granted, "leases off")
+}
+
+// TestLeaseSteps steps a lease on the asker's side through a fake clock:
+// it admits what was granted and no more, ends on time, asks to be renewed
+// when half of its last grant is spent or a quarter of its time is left,
+// and sizes what it asks for by the rate it was spent at.
+func TestLeaseSteps(t *testing.T) {
+	ttl := time.Second
+	sent := routerT0
+	l := newLease(Result{Decision: bucket.Decision{Allowed: true, Limit: 150, Remaining: 100, ResetAt: sent.Add(routerWindow)},
+		Granted: 8, LeaseFor: ttl}, 150, sent, routerWindow)
+	at := func(d time.Duration) int64 { return sent.Add(d).UnixNano() }
+
+	assert.Equal(t, sent, l.start)
+	assert.Equal(t, firstWant, l.want(at(0), ttl), "no rate yet")
+	for i := range 3 {
+		left, ok := l.take(at(time.Duration(i) * 10 * time.Millisecond))
+		require.True(t, ok)
+		assert.Equal(t, 7-i, left)
+		assert.False(t, l.dueForRenewal(at(0), left, ttl), "after %d of 8", i+1)
+	}
+	left, ok := l.take(at(40 * time.Millisecond))
+	require.True(t, ok)
+	assert.True(t, l.dueForRenewal(at(40*time.Millisecond), left, ttl), "half spent")
+	// 4 hits in 100 ms: 40 per lease of a second.
+	assert.Equal(t, 40, l.want(at(100*time.Millisecond), ttl))
+
+	// A renewal in the same window adds to what is left and moves the end.
+	l.extend(Result{Decision: bucket.Decision{Remaining: 60, ResetAt: sent.Add(routerWindow)}, Granted: 40, LeaseFor: ttl}, sent.Add(500*time.Millisecond))
+	assert.Equal(t, int64(44), l.left.Load())
+	assert.Equal(t, at(1500*time.Millisecond), l.until.Load())
+	assert.Equal(t, int64(60), l.rest.Load())
+	assert.True(t, l.dueForRenewal(at(1300*time.Millisecond), 44, ttl), "a quarter of its time left")
+
+	// It ends on time, whatever it has left.
+	_, ok = l.take(at(1500 * time.Millisecond))
+	assert.False(t, ok, "taken at its end")
+	assert.Equal(t, 44, l.drain())
+	assert.Zero(t, l.drain(), "drained twice")
+
+	// Spent: no more hits, even before its end.
+	l2 := newLease(Result{Decision: bucket.Decision{ResetAt: sent.Add(routerWindow)}, Granted: 1, LeaseFor: ttl}, 20, sent, routerWindow)
+	_, ok = l2.take(at(0))
+	require.True(t, ok)
+	_, ok = l2.take(at(0))
+	assert.False(t, ok, "a second hit from a grant of 1")
+}
+
+// ownerPeer is a Peer that decides with a real Owner at the time its clock
+// says, and can be cut off.
+type ownerPeer struct {
+	owner *Owner
+	store *bucket.Store
+	now   atomic.Pointer[time.Time] // nil: the real clock
+	down  atomic.Bool
+
+	mu    sync.Mutex
+	items []Item
+}
+
+func newOwnerPeer(members int) *ownerPeer {
+	store := bucket.New(bucket.Config{Window: routerWindow})
+	p := &ownerPeer{store: store, owner: NewOwner(store, func() int { return members }, time.Second)}
+	p.set(routerT0)
+	return p
+}
+
+func (p *ownerPeer) set(t time.Time) { p.now.Store(&t) }
+
+// clock returns the time set, or the real time if none is.
+func (p *ownerPeer) clock() time.Time {
+	if t := p.now.Load(); t != nil {
+		return *t
+	}
+	return time.Now()
+}
+
+func (p *ownerPeer) Check(_ context.Context, items []Item) ([]Result, error) {
+	if p.down.Load() {
+		return nil, errPeerDown
+	}
+	p.mu.Lock()
+	p.items = append(p.items, items...)
+	p.mu.Unlock()
+	out := make([]Result, len(items))
+	for i, it := range items {
+		out[i] = p.owner.Decide(p.clock(), it)
+	}
+	return out, nil
+}
+
+func (p *ownerPeer) sent() []Item {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]Item(nil), p.items...)
+}
+
+var errPeerDown = context.DeadlineExceeded
+
+// used returns what the owner's store counts for key at now under limit.
+func (p *ownerPeer) used(key string, limit int) int {
+	return limit - p.store.Take(p.clock(), key, 0, limit).Remaining
+}
+
+// TestRouterLeases: a node spends a lease without asking the owner, gets it
+// renewed off the request path, gives back what is left when the limit
+// changes or the lease ends, and never admits more than the owner counts.
+func TestRouterLeases(t *testing.T) {
+	owner := newOwnerPeer(3)
+	r := newTestRouter(t, []string{"a", "b", "c"}, peerMap{"b": owner, "c": &batchPeer{}}, nil)
+	key := keyOwnedBy(t, r.ring, "b")
+	now := routerT0
+
+	// The first check is forwarded and comes back with a lease of 4.
+	d := r.Check(t.Context(), now, key, 150)
+	require.True(t, d.Allowed)
+	assert.Equal(t, 149, d.Remaining, "the lease is this node's to spend")
+	assert.Equal(t, 5, owner.used(key, 150), "the hit and the grant are counted at the owner")
+	require.Len(t, owner.sent(), 1)
+
+	// The next checks come from the lease; half-way, a renewal goes out in
+	// the background.
+	for i := range 4 {
+		d := r.Check(t.Context(), now, key, 150)
+		require.True(t, d.Allowed, "leased check %d", i)
+	}
+	require.Eventually(t, func() bool { return len(owner.sent()) == 2 }, time.Second, time.Millisecond, "a renewal")
+	renewal := owner.sent()[1]
+	assert.Zero(t, renewal.Hits, "a renewal counts no hit")
+	assert.Positive(t, renewal.Want)
+	r.events.mu.Lock()
+	assert.Equal(t, 4, r.events.leaseHits)
+	assert.Equal(t, 1, r.events.renewals)
+	granted := r.events.granted
+	r.events.mu.Unlock()
+	require.Eventually(t, func() bool { held, _ := r.Leases(); return held == 1 }, time.Second, time.Millisecond)
+
+	// What the node admitted plus what it holds is exactly what the owner
+	// counts.
+	ls := r.leases.get(key)
+	require.NotNil(t, ls)
+	assert.Equal(t, owner.used(key, 150), 5+int(ls.left.Load()), "owner's count = admitted + held")
+	assert.Equal(t, int64(granted), ls.granted.Load(), "hits granted, first and renewed")
+
+	// A new limit (DEGRADED) revokes the lease: its hits go back, and the
+	// check goes to the owner.
+	held := int(ls.left.Load())
+	sends := len(owner.sent())
+	d = r.Check(t.Context(), now, key, 100)
+	require.True(t, d.Allowed)
+	assert.Equal(t, sends+1, len(owner.sent()), "checked at the owner under the new limit")
+	r.events.mu.Lock()
+	assert.Equal(t, held, r.events.returned[LeaseRevoked])
+	r.events.mu.Unlock()
+	r.give(t.Context(), now)
+	last := owner.sent()[len(owner.sent())-1]
+	assert.Equal(t, held, last.GiveBack, "the revoked hits, given back")
+	assert.Equal(t, routerT0, last.GiveBackStart)
+}
+
+// TestRouterLeaseOutlivesItsOwner: while the owner cannot be reached, a
+// node spends the lease it holds until it ends, and only then decides
+// locally.
+func TestRouterLeaseOutlivesItsOwner(t *testing.T) {
+	owner := newOwnerPeer(3)
+	r := newTestRouter(t, []string{"a", "b", "c"}, peerMap{"b": owner, "c": &batchPeer{}}, func(cfg *RouterConfig) {
+		cfg.ForwardTimeout = 50 * time.Millisecond
+	})
+	key := keyOwnedBy(t, r.ring, "b")
+	require.True(t, r.Check(t.Context(), routerT0, key, 1500).Allowed)
+	ls := r.leases.get(key)
+	require.NotNil(t, ls)
+	require.Equal(t, int64(firstWant), ls.left.Load())
+	owner.down.Store(true)
+
+	for i := range firstWant {
+		assert.True(t, r.Check(t.Context(), routerT0.Add(time.Millisecond), key, 1500).Allowed, "leased check %d", i)
+	}
+	assert.Empty(t, r.events.reasons(), "no fallback while the lease lasts")
+	d := r.Check(t.Context(), routerT0.Add(2*time.Millisecond), key, 1500)
+	assert.True(t, d.Allowed)
+	assert.Equal(t, 1, len(r.events.reasons()), "decided locally once the lease ran out: %v", r.events.reasons())
+}
+
+// TestRouterSweepGivesBackExpiredLeases: a lease that ends with hits left
+// gives them back to the window they were counted in; so does one whose
+// key this node came to own, into its own store.
+func TestRouterSweepGivesBackExpiredLeases(t *testing.T) {
+	owner := newOwnerPeer(3)
+	r := newTestRouter(t, []string{"a", "b", "c"}, peerMap{"b": owner, "c": &batchPeer{}}, nil)
+	key := keyOwnedBy(t, r.ring, "b")
+	require.True(t, r.Check(t.Context(), routerT0, key, 1500).Allowed)
+	assert.Equal(t, 1+firstWant, owner.used(key, 1500))
+
+	r.sweepLeases(routerT0.Add(500 * time.Millisecond))
+	held, _ := r.Leases()
+	assert.Equal(t, 1, held, "ended early")
+	r.sweepLeases(routerT0.Add(2 * time.Second))
+	held, returning := r.Leases()
+	assert.Zero(t, held)
+	assert.Equal(t, 1, returning)
+	owner.set(routerT0.Add(2 * time.Second))
+	r.give(t.Context(), routerT0.Add(2*time.Second))
+	assert.Equal(t, 1, owner.used(key, 1500), "only the admitted hit is left")
+	_, returning = r.Leases()
+	assert.Zero(t, returning)
+	r.events.mu.Lock()
+	assert.Equal(t, firstWant, r.events.returned[LeaseExpired])
+	r.events.mu.Unlock()
+}

@@ -1,0 +1,249 @@
+package ownership
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/tierlimit/tierlimit/bucket"
+)
+
+// leaseSweep is how often Run ends leases whose time ran out and gives back
+// what ended leases left.
+const leaseSweep = 100 * time.Millisecond
+
+// giveTimeout bounds one call giving hits back to an owner.
+const giveTimeout = time.Second
+
+// giveBack is the unused hits of an ended lease, on their way back to the
+// key's owner.
+type giveBack struct {
+	key   string
+	limit int
+	start time.Time // the owner's window the hits were counted in
+	hits  int
+}
+
+// fromLease admits a check for key under limit at now from lease ls, if it
+// can, and starts a renewal in the background when ls runs low. A lease
+// granted under another limit is revoked, and one that ran out of time is
+// ended; both give back what they had left.
+func (r *Router) fromLease(now time.Time, key string, ls *lease, limit int, owner string) (bucket.Decision, bool) {
+	if ls.limit != limit {
+		r.endLease(key, ls, LeaseRevoked)
+		return bucket.Decision{}, false
+	}
+	n := now.UnixNano()
+	left, ok := ls.take(n)
+	if !ok {
+		if n >= ls.until.Load() {
+			r.endLease(key, ls, LeaseExpired)
+		}
+		return bucket.Decision{}, false
+	}
+	if ls.dueForRenewal(n, left, r.leaseTTL) && ls.renewing.CompareAndSwap(false, true) {
+		go r.renew(key, ls, limit, owner, ls.want(n, r.leaseTTL))
+	}
+	r.obs.LeaseDecision()
+	return bucket.Decision{Allowed: true, Limit: limit, Remaining: int(ls.rest.Load()) + left, ResetAt: ls.reset}, true
+}
+
+// renew asks owner for more of key's budget under limit, for lease ls,
+// through the owner's Batcher: the request carries no hits, so a check
+// waiting on the same batch pays nothing for it.
+func (r *Router) renew(key string, ls *lease, limit int, owner string, want int) {
+	defer ls.renewing.Store(false)
+	l, _ := r.link(owner)
+	if l == nil || !l.breaker.Allow(r.clock()) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), r.forwardTimeout)
+	defer cancel()
+	sent := r.clock()
+	res, err := l.batcher.Check(ctx, Item{Key: key, Limit: limit, Window: r.local.Window(), Want: want})
+	if err == nil && res.Granted > 0 {
+		r.granted(key, limit, res, sent, true)
+	}
+}
+
+// granted takes the lease in res, the answer to a check for key under
+// limit sent at sent. A lease the table cannot take is given back at once.
+func (r *Router) granted(key string, limit int, res Result, sent time.Time, renewal bool) {
+	r.obs.LeaseGranted(res.Granted, renewal)
+	w := r.local.Window()
+	old, ok := r.leases.grant(key, limit, res, sent, w)
+	if !ok {
+		r.obs.LeaseEnded(LeaseNoRoom, res.Granted)
+		r.queueGive(giveBack{key: key, limit: limit, start: res.ResetAt.Add(-w), hits: res.Granted})
+		return
+	}
+	if old != nil {
+		r.drainLease(key, old, LeaseExpired) // a lease from an earlier window or limit
+	}
+}
+
+// endLease removes ls, key's lease, from the table if it is still there,
+// and gives back what it had left.
+func (r *Router) endLease(key string, ls *lease, why string) {
+	if r.leases.remove(key, ls) {
+		r.drainLease(key, ls, why)
+	}
+}
+
+// drainLease empties ls, a lease no longer in the table, and queues what it
+// had left to be given back.
+func (r *Router) drainLease(key string, ls *lease, why string) {
+	n := ls.drain()
+	r.obs.LeaseEnded(why, n)
+	if n > 0 {
+		r.queueGive(giveBack{key: key, limit: ls.limit, start: ls.start, hits: n})
+	}
+}
+
+// queueGive queues g to be given back by Run and wakes it.
+func (r *Router) queueGive(g giveBack) {
+	r.returning.Add(1)
+	r.givesMu.Lock()
+	r.gives = append(r.gives, g)
+	r.givesMu.Unlock()
+	select {
+	case r.giveNow <- struct{}{}:
+	default:
+	}
+}
+
+// RevokeLeases ends every lease this node holds and gives back what they
+// had left: for when the limits in force change everywhere at once (a new
+// health state), so that no node goes on admitting under the old limit.
+func (r *Router) RevokeLeases() {
+	if r.leases == nil {
+		return
+	}
+	r.leases.removeIf(func(string, *lease) bool { return true },
+		func(key string, ls *lease) { r.drainLease(key, ls, LeaseRevoked) })
+}
+
+// ReturnLeases ends every lease this node holds and gives back what they
+// had left to the owners, waiting for them until ctx ends (at most a second
+// per owner): for a node about to stop, so that its leases do not hold the
+// other members back until they expire.
+func (r *Router) ReturnLeases(ctx context.Context) {
+	if r.leases == nil {
+		return
+	}
+	r.leases.removeIf(func(string, *lease) bool { return true },
+		func(key string, ls *lease) { r.drainLease(key, ls, LeaseStopped) })
+	r.give(ctx, time.Now())
+}
+
+// Run ends leases whose time ran out and gives back what ended leases left
+// unused, every 100 ms and whenever a lease ends early, until ctx ends; then
+// it returns every lease left (ReturnLeases, for at most a second).
+func (r *Router) Run(ctx context.Context) {
+	if r.leases == nil {
+		<-ctx.Done()
+		return
+	}
+	t := time.NewTicker(leaseSweep)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			rctx, cancel := context.WithTimeout(context.Background(), giveTimeout)
+			r.ReturnLeases(rctx)
+			cancel()
+			return
+		case <-t.C:
+			r.sweepLeases(time.Now())
+		case <-r.giveNow:
+		}
+		r.give(ctx, time.Now())
+	}
+}
+
+// sweepLeases ends the leases that ran out of time by now, and those of
+// keys this node owns now.
+func (r *Router) sweepLeases(now time.Time) {
+	n := now.UnixNano()
+	r.leases.removeIf(func(key string, ls *lease) bool {
+		return n >= ls.until.Load() || r.ownsNow(key)
+	}, func(key string, ls *lease) {
+		why := LeaseExpired
+		if r.ownsNow(key) {
+			why = LeaseMoved
+		}
+		r.drainLease(key, ls, why)
+	})
+}
+
+// ownsNow reports whether this node owns key now.
+func (r *Router) ownsNow(key string) bool {
+	owner, ok := r.ring.Owner(key)
+	return !ok || owner == r.self
+}
+
+// give gives the queued hits back to their keys' owners as the ring says
+// now: to this node's own store, or in one call per owner. Hits an owner
+// did not take are queued again unless their window has ended.
+func (r *Router) give(ctx context.Context, now time.Time) {
+	r.givesMu.Lock()
+	gives := r.gives
+	r.gives = nil
+	r.givesMu.Unlock()
+	if len(gives) == 0 {
+		return
+	}
+	w := r.local.Window()
+	byOwner := make(map[string][]Item)
+	done := 0 // given back, or dropped
+	defer func() { r.returning.Add(int64(-done)) }()
+	for _, g := range gives {
+		if owner, ok := r.ring.Owner(g.key); ok && owner != r.self {
+			byOwner[owner] = append(byOwner[owner], Item{Key: g.key, Limit: g.limit, Window: w, GiveBack: g.hits, GiveBackStart: g.start})
+			continue
+		}
+		r.local.Give(now, g.key, g.start, g.hits)
+		done++
+	}
+	for owner, items := range byOwner {
+		p, ok := r.peers.Peer(owner)
+		var err error
+		if ok && p != nil {
+			for len(items) > 0 && err == nil {
+				n := min(len(items), MaxCheckItems)
+				cctx, cancel := context.WithTimeout(ctx, giveTimeout)
+				_, err = p.Check(cctx, items[:n])
+				cancel()
+				if err == nil {
+					items = items[n:]
+					done += n
+				}
+			}
+		}
+		if len(items) == 0 {
+			continue
+		}
+		kept := 0
+		r.givesMu.Lock()
+		for _, it := range items {
+			if now.Before(it.GiveBackStart.Add(2 * w)) {
+				r.gives = append(r.gives, giveBack{key: it.Key, limit: it.Limit, start: it.GiveBackStart, hits: it.GiveBack})
+				kept++
+			} else {
+				done++ // its window is over: it no longer matters
+			}
+		}
+		r.givesMu.Unlock()
+		r.log.Debug("could not give leased hits back; will retry", slog.String("peer", owner),
+			slog.Int("keys", len(items)), slog.Int("kept", kept), slog.Any("error", err))
+	}
+}
+
+// Leases returns how many leases this node holds now, and how many ended
+// leases' unused hits are still on their way back to their owners.
+func (r *Router) Leases() (held, returning int) {
+	if r.leases == nil {
+		return 0, 0
+	}
+	return r.leases.len(), int(r.returning.Load())
+}
