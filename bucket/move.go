@@ -164,18 +164,20 @@ func (s *Store) MarkChanged(keys []string) {
 // contained start: hits taken ahead of use (a lease) and returned unused.
 // The window is the key's current one if start lies in it, the previous
 // one if start lies there, and otherwise gone, so Give does nothing; a
-// count never goes below zero. It reports how many hits it took back.
-func (s *Store) Give(now time.Time, key string, start time.Time, hits int) int {
-	if hits <= 0 {
-		return 0
-	}
+// count never goes below zero. It reports how many hits it took back, and
+// false if the store holds no count for key (it may be on its way: a
+// hand-off, or copies taken over).
+func (s *Store) Give(now time.Time, key string, start time.Time, hits int) (int, bool) {
 	n, at := now.UnixNano(), start.UnixNano()
 	sh := &s.shards[s.shardOf(key)]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	e, ok := sh.m[key]
 	if !ok {
-		return 0
+		return 0, false
+	}
+	if hits <= 0 {
+		return 0, true
 	}
 	e = s.advance(e, n)
 	h := uint64(hits)
@@ -192,5 +194,5 @@ func (s *Store) Give(now time.Time, key string, start time.Time, hits int) int {
 	if took > 0 {
 		sh.noteChange(key)
 	}
-	return int(took)
+	return int(took), true
 }

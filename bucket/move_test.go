@@ -113,7 +113,9 @@ func TestGiveTakesBackFromTheWindowTheHitsWereTakenIn(t *testing.T) {
 			s := New(Config{Window: window, TrackChanges: true})
 			require.True(t, s.Take(at(0), "k", 10, 20).Allowed)
 			s.Changed()
-			assert.Equal(t, tt.took, s.Give(at(tt.giveAt), "k", at(tt.start), tt.hits))
+			took, ok := s.Give(at(tt.giveAt), "k", at(tt.start), tt.hits)
+			assert.True(t, ok)
+			assert.Equal(t, tt.took, took)
 			c := s.Changed()
 			if tt.took > 0 {
 				require.Len(t, c, 1, "a give is a change the backups must see")
@@ -125,5 +127,7 @@ func TestGiveTakesBackFromTheWindowTheHitsWereTakenIn(t *testing.T) {
 			assert.Equal(t, tt.remaining, s.Take(at(tt.giveAt), "k", 0, 20).Remaining)
 		})
 	}
-	assert.Zero(t, New(Config{Window: window}).Give(at(0), "none", at(0), 5), "an unknown key gives nothing")
+	took, ok := New(Config{Window: window}).Give(at(0), "none", at(0), 5)
+	assert.Zero(t, took)
+	assert.False(t, ok, "a key the store does not hold")
 }

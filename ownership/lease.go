@@ -38,6 +38,11 @@ const (
 	minLease = 10 * time.Millisecond
 	// firstWant is what a node asks for on a key it has no rate for yet.
 	firstWant = 4
+	// leaseSpan is the part of a lease's time that what a node asks for
+	// is meant to last at the rate it spends: renewals (at half the last
+	// grant) keep a steady key supplied, and a node whose demand stops
+	// holds little that others could have used.
+	leaseSpan = 5
 	// leaseShards is the number of independently locked shards of the
 	// lease table, a power of two.
 	leaseShards = 64
@@ -87,10 +92,14 @@ func (o *Owner) Window() time.Duration { return o.store.Window() }
 // counted at once, in the key's current window, and the lease ends with
 // that window at the latest.
 func (o *Owner) Decide(now time.Time, it Item) Result {
+	took := 0
 	if it.GiveBack > 0 {
-		o.store.Give(now, it.Key, it.GiveBackStart, it.GiveBack)
+		var ok bool
+		if took, ok = o.store.Give(now, it.Key, it.GiveBackStart, it.GiveBack); !ok {
+			took = -1
+		}
 	}
-	r := Result{Decision: o.store.Take(now, it.Key, it.Hits, it.Limit)}
+	r := Result{Decision: o.store.Take(now, it.Key, it.Hits, it.Limit), TookBack: took}
 	if it.Want <= 0 || o.ttl <= 0 || (it.Hits > 0 && !r.Allowed) {
 		return r
 	}
@@ -165,15 +174,15 @@ func (l *lease) dueForRenewal(n int64, left int, ttl time.Duration) bool {
 	return int64(left) <= l.last.Load()/2 || l.until.Load()-n < int64(ttl/4)
 }
 
-// want returns what to ask for at n, to last one lease of ttl at the rate
-// l has been spent at.
+// want returns what to ask for at n, to last a fifth of a lease of ttl at
+// the rate l has been spent at.
 func (l *lease) want(n int64, ttl time.Duration) int {
 	used := l.granted.Load() - l.left.Load()
 	el := n - l.since
 	if used <= 0 || el <= 0 {
 		return firstWant
 	}
-	w := (used*int64(ttl) + el - 1) / el
+	w := (used*int64(ttl/leaseSpan) + el - 1) / el
 	return int(min(max(w, firstWant), MaxLeaseHits))
 }
 
@@ -218,9 +227,6 @@ func (t *leases) get(key string) *lease {
 	return l
 }
 
-// full reports whether the table holds as many leases as it may.
-func (t *leases) full() bool { return t.n.Load() >= t.max }
-
 // grant merges grant r, answering a check for key under limit sent at
 // sent, into key's lease if it has one for the same limit and window, or
 // makes it key's lease. It returns the lease it replaced, if any, for the
@@ -244,6 +250,35 @@ func (t *leases) grant(key string, limit int, r Result, sent time.Time, window t
 	sh.m[key] = newLease(r, limit, sent, window)
 	return old, true
 }
+
+// asking returns key's lease, or, if it has none and the table has room,
+// a placeholder with nothing granted yet; and whether the caller may ask
+// the owner for a lease: it holds the lease's asking token (renewing) and
+// must release it once the answer is in. At most one ask per key is in
+// flight, so concurrent checks of a new key do not each bring a lease.
+func (t *leases) asking(key string, limit int) (*lease, bool) {
+	sh := t.shard(key)
+	sh.mu.RLock()
+	l := sh.m[key]
+	sh.mu.RUnlock()
+	if l == nil {
+		sh.mu.Lock()
+		if l = sh.m[key]; l == nil {
+			if t.n.Load() >= t.max {
+				sh.mu.Unlock()
+				return nil, false
+			}
+			l = &lease{limit: limit}
+			sh.m[key] = l
+			t.n.Add(1)
+		}
+		sh.mu.Unlock()
+	}
+	return l, l.renewing.CompareAndSwap(false, true)
+}
+
+// pending reports whether l is a placeholder: nothing granted yet.
+func (l *lease) pending() bool { return l.granted.Load() == 0 }
 
 // remove drops key's lease if it is still l, and reports whether it did.
 func (t *leases) remove(key string, l *lease) bool {

@@ -121,8 +121,9 @@ func TestLeaseSteps(t *testing.T) {
 	left, ok := l.take(at(40 * time.Millisecond))
 	require.True(t, ok)
 	assert.True(t, l.dueForRenewal(at(40*time.Millisecond), left, ttl), "half spent")
-	// 4 hits in 100 ms: 40 per lease of a second.
-	assert.Equal(t, 40, l.want(at(100*time.Millisecond), ttl))
+	// 4 hits in 100 ms: 40 per second, 8 per fifth of a lease of a second.
+	assert.Equal(t, 8, l.want(at(100*time.Millisecond), ttl))
+	assert.Equal(t, firstWant, l.want(at(time.Second), ttl), "never less than the first ask")
 
 	// A renewal in the same window adds to what is left and moves the end.
 	l.extend(Result{Decision: bucket.Decision{Remaining: 60, ResetAt: sent.Add(routerWindow)}, Granted: 40, LeaseFor: ttl}, sent.Add(500*time.Millisecond))

@@ -45,6 +45,10 @@ type Result struct {
 	// LeaseFor is how long the lease lasts, from the owner's decision; the
 	// sender counts it from before it sent the item.
 	LeaseFor time.Duration
+	// TookBack is, for an item with GiveBack, how many hits the owner took
+	// off, or -1 if it holds no count for the key (yet): the count may be
+	// on its way to it, so give them back again later.
+	TookBack int
 }
 
 // Peer is a node that owns some keys; Check asks it to count a batch of

@@ -269,9 +269,12 @@ func (r *Router) Check(ctx context.Context, now time.Time, key string, limit int
 			if d, ok := r.fromLease(now, key, ls, limit, owner); ok {
 				return d
 			}
+		}
+		// Dry, ended or none: this check asks for one, unless another
+		// check or a renewal already does.
+		if ls, ask := r.leases.asking(key, limit); ask {
 			want = ls.want(now.UnixNano(), r.leaseTTL)
-		} else if !r.leases.full() {
-			want = firstWant
+			defer ls.renewing.Store(false)
 		}
 	}
 	if d, ok := r.answers.get(key, limit, now); ok {

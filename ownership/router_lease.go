@@ -2,6 +2,7 @@ package ownership
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -22,7 +23,13 @@ type giveBack struct {
 	limit int
 	start time.Time // the owner's window the hits were counted in
 	hits  int
+	since time.Time // first tried; zero until then
 }
+
+// giveRetryFor is how long hits an owner had no count for are given back
+// again: long enough for failure detection and the copies to be taken
+// over (about 5 s), or for a hand-off to land.
+const giveRetryFor = 15 * time.Second
 
 // fromLease admits a check for key under limit at now from lease ls, if it
 // can, and starts a renewal in the background when ls runs low. A lease
@@ -36,7 +43,7 @@ func (r *Router) fromLease(now time.Time, key string, ls *lease, limit int, owne
 	n := now.UnixNano()
 	left, ok := ls.take(n)
 	if !ok {
-		if n >= ls.until.Load() {
+		if n >= ls.until.Load() && !ls.pending() {
 			r.endLease(key, ls, LeaseExpired)
 		}
 		return bucket.Decision{}, false
@@ -93,6 +100,9 @@ func (r *Router) endLease(key string, ls *lease, why string) {
 // drainLease empties ls, a lease no longer in the table, and queues what it
 // had left to be given back.
 func (r *Router) drainLease(key string, ls *lease, why string) {
+	if ls.pending() {
+		return // a placeholder: nothing was granted
+	}
 	n := ls.drain()
 	r.obs.LeaseEnded(why, n)
 	if n > 0 {
@@ -183,8 +193,10 @@ func (r *Router) ownsNow(key string) bool {
 }
 
 // give gives the queued hits back to their keys' owners as the ring says
-// now: to this node's own store, or in one call per owner. Hits an owner
-// did not take are queued again unless their window has ended.
+// now: to this node's own store, or in one call per owner. Hits are given
+// back again later if the owner could not be reached, until their window
+// ends, or if it held no count for the key, for giveRetryFor: the count
+// may be on its way to it (a new owner taking over a failed one's copies).
 func (r *Router) give(ctx context.Context, now time.Time) {
 	r.givesMu.Lock()
 	gives := r.gives
@@ -194,50 +206,65 @@ func (r *Router) give(ctx context.Context, now time.Time) {
 		return
 	}
 	w := r.local.Window()
-	byOwner := make(map[string][]Item)
-	done := 0 // given back, or dropped
-	defer func() { r.returning.Add(int64(-done)) }()
+	var again []giveBack
+	retry := func(g giveBack, unknown bool) {
+		if now.Before(g.start.Add(2*w)) && (!unknown || now.Before(g.since.Add(giveRetryFor))) {
+			again = append(again, g)
+		}
+	}
+	byOwner := make(map[string][]giveBack)
 	for _, g := range gives {
+		if g.since.IsZero() {
+			g.since = now
+		}
 		if owner, ok := r.ring.Owner(g.key); ok && owner != r.self {
-			byOwner[owner] = append(byOwner[owner], Item{Key: g.key, Limit: g.limit, Window: w, GiveBack: g.hits, GiveBackStart: g.start})
+			byOwner[owner] = append(byOwner[owner], g)
 			continue
 		}
-		r.local.Give(now, g.key, g.start, g.hits)
-		done++
+		if _, ok := r.local.Give(now, g.key, g.start, g.hits); !ok {
+			retry(g, true)
+		}
 	}
-	for owner, items := range byOwner {
+	var items []Item
+	for owner, gs := range byOwner {
 		p, ok := r.peers.Peer(owner)
-		var err error
-		if ok && p != nil {
-			for len(items) > 0 && err == nil {
-				n := min(len(items), MaxCheckItems)
+		for len(gs) > 0 {
+			n := min(len(gs), MaxCheckItems)
+			var res []Result
+			err := errNoPeer
+			if ok && p != nil {
+				items = items[:0]
+				for _, g := range gs[:n] {
+					items = append(items, Item{Key: g.key, Limit: g.limit, Window: w, GiveBack: g.hits, GiveBackStart: g.start})
+				}
 				cctx, cancel := context.WithTimeout(ctx, giveTimeout)
-				_, err = p.Check(cctx, items[:n])
+				res, err = p.Check(cctx, items)
 				cancel()
-				if err == nil {
-					items = items[n:]
-					done += n
+			}
+			if err != nil {
+				r.log.Debug("could not give leased hits back; will retry", slog.String("peer", owner),
+					slog.Int("keys", len(gs)), slog.Any("error", err))
+				for _, g := range gs {
+					retry(g, false)
+				}
+				break
+			}
+			for i, g := range gs[:n] {
+				if res[i].TookBack < 0 {
+					retry(g, true)
 				}
 			}
+			gs = gs[n:]
 		}
-		if len(items) == 0 {
-			continue
-		}
-		kept := 0
-		r.givesMu.Lock()
-		for _, it := range items {
-			if now.Before(it.GiveBackStart.Add(2 * w)) {
-				r.gives = append(r.gives, giveBack{key: it.Key, limit: it.Limit, start: it.GiveBackStart, hits: it.GiveBack})
-				kept++
-			} else {
-				done++ // its window is over: it no longer matters
-			}
-		}
-		r.givesMu.Unlock()
-		r.log.Debug("could not give leased hits back; will retry", slog.String("peer", owner),
-			slog.Int("keys", len(items)), slog.Int("kept", kept), slog.Any("error", err))
 	}
+	r.givesMu.Lock()
+	r.gives = append(r.gives, again...)
+	r.givesMu.Unlock()
+	r.returning.Add(int64(len(again) - len(gives)))
 }
+
+// errNoPeer: the PeerSource does not know the owner (yet).
+var errNoPeer = errors.New("ownership: no peer for the owner")
 
 // Leases returns how many leases this node holds now, and how many ended
 // leases' unused hits are still on their way back to their owners.

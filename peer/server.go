@@ -224,6 +224,7 @@ func (s *Server) decide(req *peerpb.CheckRequest) (*peerpb.CheckResponse, error)
 		r.RetryUnixNanos = unixNanos(d.RetryAt)
 		r.Granted = int64(d.Granted)
 		r.LeaseNanos = int64(d.LeaseFor)
+		r.TookBack = int64(d.TookBack)
 		resp.Results[i] = r
 	}
 	return resp, nil

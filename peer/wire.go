@@ -39,5 +39,6 @@ func decodeResult(r *peerpb.Result) ownership.Result {
 		},
 		Granted:  int(max(0, r.GetGranted())),
 		LeaseFor: time.Duration(max(0, r.GetLeaseNanos())),
+		TookBack: int(r.GetTookBack()),
 	}
 }

@@ -486,7 +486,11 @@ type Result struct {
 	// How long the lease lasts, in nanoseconds from when the owner decided:
 	// never past the end of the current window. The sender counts it from
 	// before it sent the item, so its clock need not agree with the owner's.
-	LeaseNanos    int64 `protobuf:"varint,7,opt,name=lease_nanos,json=leaseNanos,proto3" json:"lease_nanos,omitempty"`
+	LeaseNanos int64 `protobuf:"varint,7,opt,name=lease_nanos,json=leaseNanos,proto3" json:"lease_nanos,omitempty"`
+	// For an item with give_back: how many hits the owner took off, or -1
+	// if it holds no count for the key (yet: the count may be on its way
+	// to it), so the sender should give them back again later.
+	TookBack      int64 `protobuf:"varint,8,opt,name=took_back,json=tookBack,proto3" json:"took_back,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -570,6 +574,13 @@ func (x *Result) GetLeaseNanos() int64 {
 	return 0
 }
 
+func (x *Result) GetTookBack() int64 {
+	if x != nil {
+		return x.TookBack
+	}
+	return 0
+}
+
 var File_peer_proto protoreflect.FileDescriptor
 
 const file_peer_proto_rawDesc = "" +
@@ -604,7 +615,7 @@ const file_peer_proto_rawDesc = "" +
 	"\n" +
 	"error_code\x18\x03 \x01(\x05R\terrorCode\x12#\n" +
 	"\rerror_message\x18\x04 \x01(\tR\ferrorMessage\x12\x1a\n" +
-	"\bdraining\x18\x05 \x01(\bR\bdraining\"\xe5\x01\n" +
+	"\bdraining\x18\x05 \x01(\bR\bdraining\"\x82\x02\n" +
 	"\x06Result\x12\x18\n" +
 	"\aallowed\x18\x01 \x01(\bR\aallowed\x12\x14\n" +
 	"\x05limit\x18\x02 \x01(\x03R\x05limit\x12\x1c\n" +
@@ -613,7 +624,8 @@ const file_peer_proto_rawDesc = "" +
 	"\x10retry_unix_nanos\x18\x05 \x01(\x03R\x0eretryUnixNanos\x12\x18\n" +
 	"\agranted\x18\x06 \x01(\x03R\agranted\x12\x1f\n" +
 	"\vlease_nanos\x18\a \x01(\x03R\n" +
-	"leaseNanos2\xb3\x02\n" +
+	"leaseNanos\x12\x1b\n" +
+	"\ttook_back\x18\b \x01(\x03R\btookBack2\xb3\x02\n" +
 	"\x04Peer\x12J\n" +
 	"\x05Check\x12\x1f.tierlimit.peer.v1.CheckRequest\x1a .tierlimit.peer.v1.CheckResponse\x12T\n" +
 	"\vCheckStream\x12\x1f.tierlimit.peer.v1.CheckRequest\x1a .tierlimit.peer.v1.CheckResponse(\x010\x01\x12D\n" +

@@ -1,0 +1,165 @@
+package tierlimit
+
+import (
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tierlimit/tierlimit/health"
+)
+
+// spread sends n requests for key from workers clients, round-robin over
+// nodes, and returns how many were admitted and the X-RateLimit-Limit values
+// seen.
+func spread(t *testing.T, nodes []*node, key string, n, workers int) (int, map[string]int) {
+	t.Helper()
+	var admitted atomic.Int64
+	var mu sync.Mutex
+	limits := map[string]int{}
+	work := make(chan int, n)
+	for i := range n {
+		work <- i
+	}
+	close(work)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := range work {
+				code, limit := get(t, nodes[i%len(nodes)], key)
+				if code == http.StatusOK {
+					admitted.Add(1)
+				} else {
+					assert.Equal(t, http.StatusTooManyRequests, code)
+				}
+				mu.Lock()
+				limits[limit]++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return int(admitted.Load()), limits
+}
+
+// leasesOut returns the leases the nodes hold, and those ended whose hits
+// are still on their way back.
+func leasesOut(nodes []*node) int {
+	n := 0
+	for _, nd := range nodes {
+		held, returning := nd.router.Leases()
+		n += held + returning
+	}
+	return n
+}
+
+// waitLeasesBack waits until no node holds a lease or has hits on their
+// way back: within a lease's time (1 s) of the last check.
+func waitLeasesBack(t *testing.T, nodes []*node) {
+	t.Helper()
+	require.Eventually(t, func() bool { return leasesOut(nodes) == 0 }, 5*time.Second, 10*time.Millisecond,
+		"leases still out")
+}
+
+// leaseDecisions sums tierlimit_lease_decisions_total over nodes.
+func leaseDecisions(t *testing.T, nodes []*node) float64 {
+	t.Helper()
+	s := 0.0
+	for _, nd := range nodes {
+		s += metricValue(t, nd.cfg.Registerer.(prometheus.Gatherer), "tierlimit_lease_decisions_total")
+	}
+	return s
+}
+
+// TestClusterLeasesKeepAKeyExact: an enterprise key hit from 48 clients
+// over 3 nodes is mostly admitted from leases, never past its limit, and
+// takes exactly its limit once the leases are back.
+func TestClusterLeasesKeepAKeyExact(t *testing.T) {
+	c := startCluster(t, 3, clusterOpts{steady: true})
+	const key, limit = "enterprise-7", 1500
+
+	admitted, limits := spread(t, c.nodes, key, 2000, 48)
+	assert.LessOrEqual(t, admitted, limit, "admitted of 2000")
+	assert.Equal(t, map[string]int{strconv.Itoa(limit): 2000}, limits)
+	leased := leaseDecisions(t, c.nodes)
+	t.Logf("admitted %d of 2000 at once; %.0f from leases", admitted, leased)
+	assert.Greater(t, leased, 500.0, "checks admitted from leases: most of the non-owners' share")
+
+	waitLeasesBack(t, c.nodes)
+	more, _ := spread(t, c.nodes, key, 600, 48)
+	assert.Equal(t, limit, admitted+more, "admitted in all, once the leases were back")
+	for _, n := range c.nodes {
+		assert.Zero(t, n.fallback.Len(), "%s decided locally", n.name)
+	}
+}
+
+// TestClusterDegradedRevokesLeases: a new health state ends every lease
+// on each node as the node learns it, so DEGRADED takes hold at the
+// gossip's speed, and what the leases had left is credited back.
+func TestClusterDegradedRevokesLeases(t *testing.T) {
+	c := startCluster(t, 3, clusterOpts{steady: true})
+	const key = "enterprise-3"
+	admitted, _ := spread(t, c.nodes, key, 600, 24)
+	require.Equal(t, 600, admitted)
+	held := 0
+	for _, nd := range c.nodes {
+		h, _ := nd.router.Leases()
+		held += h
+	}
+	require.Positive(t, held, "no lease out: the test proves nothing")
+
+	setHealth(t, c.nodes[0], "DEGRADED")
+	for _, nd := range c.nodes {
+		require.Eventually(t, func() bool {
+			if nd.health.Current().Status != health.Degraded {
+				return false
+			}
+			h, _ := nd.router.Leases()
+			return h == 0
+		}, 5*time.Second, time.Millisecond, "%s still holds a lease after DEGRADED", nd.name)
+	}
+	// From now on every node decides under 1000, counting the 600.
+	more, limits := spread(t, c.nodes, key, 600, 24)
+	assert.Equal(t, map[string]int{"1000": 600}, limits, "limits seen after DEGRADED")
+	assert.LessOrEqual(t, admitted+more, 1000)
+	waitLeasesBack(t, c.nodes)
+	last, _ := spread(t, c.nodes, key, 600, 24)
+	assert.Equal(t, 1000, admitted+more+last, "admitted in all under DEGRADED's 1000")
+}
+
+// TestClusterOwnerKilledWhileLeasesOut: the owner of a key dies while the
+// other nodes hold leases on it. They spend the leases until they end;
+// the new owner starts from the copy, in which the leases were counted, and
+// takes back what they had left: the key still gets its limit, no more.
+func TestClusterOwnerKilledWhileLeasesOut(t *testing.T) {
+	c := startCluster(t, 3, clusterOpts{steady: true})
+	var key string
+	for i := range 50 {
+		if k := "pro-" + strconv.Itoa(i); c.owner(k) == 2 {
+			key = k
+			break
+		}
+	}
+	require.NotEmpty(t, key)
+	survivors := c.nodes[:2]
+	admitted, _ := spread(t, survivors, key, 60, 8)
+	require.Equal(t, 60, admitted)
+	require.Positive(t, leasesOut(survivors), "no lease out: the test proves nothing")
+	c.backedUp(2, []string{key})
+
+	c.nodes[2].kill()
+	more, _ := spread(t, survivors, key, 40, 8) // while the owner is dead and not yet detected
+	c.waitMembers(2, survivors...)
+	waitLeasesBack(t, survivors)
+	last, _ := spread(t, survivors, key, 200, 8)
+	total := admitted + more + last
+	t.Logf("admitted %d + %d while the owner was dead + %d after", admitted, more, last)
+	assert.LessOrEqual(t, total, 150, "admitted in all across the owner's death")
+	assert.GreaterOrEqual(t, total, 150-15, "the leases' hits were not credited back")
+}
