@@ -88,10 +88,18 @@ type Config struct {
 	// private network you trust. Default false.
 	InsecureOpenCluster bool
 
-	// ForwardTimeout bounds how long a check waits for the key's owner
-	// before it is decided against this node's share of the limit.
-	// Default 5ms.
+	// ForwardTimeout, if set, is a fixed bound on how long a check waits
+	// for the key's owner before it is decided against this node's share
+	// of the limit. Default 0: the bound adapts to each owner's recent
+	// round trips (twice the bucket of their p99, so two to four times it),
+	// within ForwardTimeoutMin and ForwardTimeoutMax.
 	ForwardTimeout time.Duration
+
+	// ForwardTimeoutMin and ForwardTimeoutMax bound the adaptive deadline.
+	// Defaults 1ms and 20ms; before it has seen round trips to an owner, a
+	// node waits up to the maximum. A peer that stops answering is skipped
+	// by its breaker after 3 failed calls in a row, at most 3 maxima.
+	ForwardTimeoutMin, ForwardTimeoutMax time.Duration
 
 	// LeaseTTL is how long a lease lasts: for a key it does not own, a node
 	// asks the owner for a share of the key's budget to admit on its own,
@@ -170,15 +178,16 @@ type KeyStore interface {
 
 // Defaults of Config fields left zero.
 const (
-	DefaultWindow         = time.Minute
-	DefaultMaxKeys        = 1_000_000
-	DefaultForwardTimeout = 5 * time.Millisecond
-	DefaultLeaseTTL       = ownership.DefaultLeaseTTL
-	minLeaseTTL           = 10 * time.Millisecond
-	DefaultRejoinInterval = 10 * time.Second
-	DefaultMaxClockOffset = 500 * time.Millisecond
-	DefaultQuorumGrace    = 30 * time.Second
-	DefaultBackupInterval = ownership.DefaultBackupInterval
+	DefaultWindow            = time.Minute
+	DefaultMaxKeys           = 1_000_000
+	DefaultForwardTimeoutMin = ownership.DefaultForwardTimeoutMin
+	DefaultForwardTimeoutMax = ownership.DefaultForwardTimeoutMax
+	DefaultLeaseTTL          = ownership.DefaultLeaseTTL
+	minLeaseTTL              = 10 * time.Millisecond
+	DefaultRejoinInterval    = 10 * time.Second
+	DefaultMaxClockOffset    = 500 * time.Millisecond
+	DefaultQuorumGrace       = 30 * time.Second
+	DefaultBackupInterval    = ownership.DefaultBackupInterval
 )
 
 // ConfigError is a Config field New refuses, and why.
@@ -228,8 +237,17 @@ func (c Config) withDefaults() (Config, error) {
 	if negative(&c.MaxKeys, DefaultMaxKeys) {
 		return bad("MaxKeys", "%d is negative", c.MaxKeys)
 	}
-	if negative(&c.ForwardTimeout, DefaultForwardTimeout) {
+	if c.ForwardTimeout < 0 {
 		return bad("ForwardTimeout", "%v is negative", c.ForwardTimeout)
+	}
+	if negative(&c.ForwardTimeoutMin, DefaultForwardTimeoutMin) {
+		return bad("ForwardTimeoutMin", "%v is negative", c.ForwardTimeoutMin)
+	}
+	if negative(&c.ForwardTimeoutMax, DefaultForwardTimeoutMax) {
+		return bad("ForwardTimeoutMax", "%v is negative", c.ForwardTimeoutMax)
+	}
+	if c.ForwardTimeoutMax < c.ForwardTimeoutMin {
+		return bad("ForwardTimeoutMax", "%v is below ForwardTimeoutMin %v", c.ForwardTimeoutMax, c.ForwardTimeoutMin)
 	}
 	switch {
 	case c.LeaseTTL == 0:

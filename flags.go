@@ -30,7 +30,9 @@ func boundFlags(cfg *Config) []boundFlag {
 		{"AdminToken", "admin-token", &cfg.AdminToken, "", "bearer token for /system/*"},
 		{"ClusterKey", "cluster-key", &cfg.ClusterKey, "", "shared secret: encrypts gossip and authenticates gRPC between peers; without it, peer ports stay on loopback"},
 		{"InsecureOpenCluster", "insecure-open-cluster", &cfg.InsecureOpenCluster, false, "gossip and gRPC beyond this host without a cluster key: anyone who reaches the ports can join and add hits"},
-		{"ForwardTimeout", "forward-timeout", &cfg.ForwardTimeout, DefaultForwardTimeout, "deadline of a check forwarded to a key's owner"},
+		{"ForwardTimeout", "forward-timeout", &cfg.ForwardTimeout, time.Duration(0), "fixed deadline of a check forwarded to a key's owner; 0 = adapt to the owner's round trips"},
+		{"ForwardTimeoutMin", "forward-timeout-min", &cfg.ForwardTimeoutMin, DefaultForwardTimeoutMin, "least the adaptive forward deadline may be"},
+		{"ForwardTimeoutMax", "forward-timeout-max", &cfg.ForwardTimeoutMax, DefaultForwardTimeoutMax, "most the adaptive forward deadline may be, and where it starts"},
 		{"LeaseTTL", "lease-ttl", &cfg.LeaseTTL, DefaultLeaseTTL, "how long a lease on another node's key lasts; negative = no leases, every check goes to the owner"},
 		{"MaxKeys", "max-keys", &cfg.MaxKeys, DefaultMaxKeys, "most keys counted at once per store"},
 		{"BackupInterval", "backup-interval", &cfg.BackupInterval, DefaultBackupInterval, "how often the counts that changed are copied to the member that would own them if this one failed"},
@@ -64,7 +66,9 @@ func flagFor(field string) string {
 //	-admin-token token          AdminToken
 //	-cluster-key secret         ClusterKey
 //	-insecure-open-cluster      InsecureOpenCluster
-//	-forward-timeout 5ms        ForwardTimeout
+//	-forward-timeout 0          ForwardTimeout (0: adaptive)
+//	-forward-timeout-min 1ms    ForwardTimeoutMin
+//	-forward-timeout-max 20ms   ForwardTimeoutMax
 //	-lease-ttl 1s               LeaseTTL
 //	-max-keys 1000000           MaxKeys
 //	-max-clock-offset 500ms     MaxClockOffset

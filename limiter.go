@@ -229,7 +229,7 @@ func (l *Limiter) startAttrs() []any {
 	}
 	if l.node != nil {
 		attrs = append(attrs, "gossip_addr", l.node.GossipAddr(), "grpc_addr", l.endpoint.Addr().String(),
-			"seeds", l.cfg.Join, "forward_timeout", l.cfg.ForwardTimeout.String())
+			"seeds", l.cfg.Join, "forward_timeout", forwardTimeoutAttr(l.cfg))
 	}
 	return attrs
 }
@@ -475,4 +475,12 @@ func (l *Limiter) crash() {
 	l.stopBG()
 	l.bg.Wait()
 	l.metrics.unregister()
+}
+
+// forwardTimeoutAttr describes the forward deadline in force, for the log.
+func forwardTimeoutAttr(cfg Config) string {
+	if cfg.ForwardTimeout > 0 {
+		return cfg.ForwardTimeout.String()
+	}
+	return "adaptive " + cfg.ForwardTimeoutMin.String() + "–" + cfg.ForwardTimeoutMax.String()
 }

@@ -61,17 +61,19 @@ func (l *Limiter) startCluster() error {
 		return err
 	}
 	l.router = ownership.NewRouter(ownership.RouterConfig{
-		Self:           cfg.NodeName,
-		Ring:           l.ring,
-		Local:          l.store,
-		Fallback:       l.fallback,
-		Owed:           l.owed,
-		Peers:          l.book,
-		ForwardTimeout: cfg.ForwardTimeout,
-		LeaseTTL:       cfg.LeaseTTL,
-		MaxLeases:      cfg.MaxKeys,
-		Logger:         l.log,
-		Observer:       l.metrics.observer(),
+		Self:              cfg.NodeName,
+		Ring:              l.ring,
+		Local:             l.store,
+		Fallback:          l.fallback,
+		Owed:              l.owed,
+		Peers:             l.book,
+		ForwardTimeout:    cfg.ForwardTimeout,
+		ForwardTimeoutMin: cfg.ForwardTimeoutMin,
+		ForwardTimeoutMax: cfg.ForwardTimeoutMax,
+		LeaseTTL:          cfg.LeaseTTL,
+		MaxLeases:         cfg.MaxKeys,
+		Logger:            l.log,
+		Observer:          l.metrics.observer(),
 	})
 	// A new state changes every limit: refusals cached under the old one
 	// no longer hold.

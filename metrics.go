@@ -163,6 +163,13 @@ func (m *metrics) registerCluster(l *Limiter) error {
 		&breakerCollector{limiter: l, desc: prometheus.NewDesc("tierlimit_peer_breaker_state",
 			"Circuit breaker per peer: 0 closed (forwarding), 1 open (skipping the peer), 2 half-open (probing).",
 			[]string{"peer"}, nil)},
+		&deadlineCollector{limiter: l, desc: prometheus.NewDesc("tierlimit_forward_deadline_seconds",
+			"How long a check forwarded to each peer may wait for it now: fixed, or adapted to the peer's recent round trips.",
+			[]string{"peer"}, nil)},
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tierlimit_leases",
+			Help: "Leases this node holds on keys other members own.",
+		}, func() float64 { held, _ := l.router.Leases(); return float64(held) }),
 	)
 }
 
@@ -297,5 +304,22 @@ func (c *breakerCollector) Collect(ch chan<- prometheus.Metric) {
 			v = 2
 		}
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, v, peer)
+	}
+}
+
+// deadlineCollector exports tierlimit_forward_deadline_seconds{peer} for
+// every peer the Router has forwarded to.
+type deadlineCollector struct {
+	limiter *Limiter
+	desc    *prometheus.Desc
+}
+
+// Describe sends the one series description.
+func (c *deadlineCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+// Collect reads the deadlines at scrape time.
+func (c *deadlineCollector) Collect(ch chan<- prometheus.Metric) {
+	for peer, d := range c.limiter.router.Deadlines() {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, d.Seconds(), peer)
 	}
 }

@@ -12,13 +12,10 @@ import (
 	"github.com/tierlimit/tierlimit/config"
 )
 
-// DefaultForwardTimeout is the default deadline of one forwarded check.
-const DefaultForwardTimeout = 5 * time.Millisecond
-
 // Reasons a Router decides locally a check for a key it does not own, as
 // passed to Observer.Fallback. They are stable: use them as metric labels.
 const (
-	// FallbackTimeout: the owner did not answer within ForwardTimeout.
+	// FallbackTimeout: the owner did not answer within the deadline.
 	FallbackTimeout = "timeout"
 	// FallbackError: the call to the owner failed.
 	FallbackError = "error"
@@ -100,11 +97,19 @@ type RouterConfig struct {
 	Owed *bucket.Store
 	// Peers looks up the Peer for an owner's name. Required.
 	Peers PeerSource
-	// ForwardTimeout bounds how long a check waits for its owner, queueing
-	// included, before it is decided locally. Default 5ms.
+	// ForwardTimeout, if positive, is a fixed bound on how long a check
+	// waits for its owner, queueing included, before it is decided
+	// locally. Zero (the default) adapts the bound to each owner's recent
+	// round trips: rttFactor times their p99, within ForwardTimeoutMin and
+	// ForwardTimeoutMax, so that a busy host does not fall back needlessly
+	// and a slow one is still given up on.
 	ForwardTimeout time.Duration
+	// ForwardTimeoutMin and ForwardTimeoutMax bound the adaptive deadline.
+	// Defaults 1ms and 20ms; the adaptive deadline starts at the maximum.
+	ForwardTimeoutMin, ForwardTimeoutMax time.Duration
 	// Batch configures the Batcher made for each peer. Its Timeout, the
-	// deadline of one batch RPC, defaults to ForwardTimeout.
+	// deadline of one batch RPC, defaults to the longest a check may wait:
+	// ForwardTimeout if set, else ForwardTimeoutMax.
 	Batch BatchConfig
 	// Breaker configures the Breaker made for each peer. A breaker counts
 	// failed batches (calls to the peer), not the checks waiting on them,
@@ -149,7 +154,9 @@ type Router struct {
 	fallback       *bucket.Store
 	owed           *bucket.Store // may be nil
 	peers          PeerSource
-	forwardTimeout time.Duration
+	forwardTimeout time.Duration // fixed; 0: adaptive
+	forwardMin     time.Duration
+	forwardMax     time.Duration
 	batch          BatchConfig
 	breaker        BreakerConfig
 	clock          func() time.Time
@@ -182,6 +189,7 @@ type Router struct {
 type link struct {
 	batcher *Batcher
 	breaker *Breaker
+	rtt     *rtt // nil with a fixed deadline
 	warn    warnGate
 }
 
@@ -198,12 +206,19 @@ func NewRouter(cfg RouterConfig) *Router {
 	case cfg.Peers == nil:
 		panic("ownership: RouterConfig.Peers is nil")
 	}
-	if cfg.ForwardTimeout <= 0 {
-		cfg.ForwardTimeout = DefaultForwardTimeout
+	if cfg.ForwardTimeoutMin <= 0 {
+		cfg.ForwardTimeoutMin = DefaultForwardTimeoutMin
 	}
+	if cfg.ForwardTimeoutMax <= 0 {
+		cfg.ForwardTimeoutMax = DefaultForwardTimeoutMax
+	}
+	cfg.ForwardTimeoutMax = max(cfg.ForwardTimeoutMax, cfg.ForwardTimeoutMin)
 	if cfg.Batch.Timeout <= 0 {
 		// The RPC may take as long as the caller is willing to wait.
-		cfg.Batch.Timeout = cfg.ForwardTimeout
+		cfg.Batch.Timeout = cfg.ForwardTimeoutMax
+		if cfg.ForwardTimeout > 0 {
+			cfg.Batch.Timeout = cfg.ForwardTimeout
+		}
 	}
 	if cfg.OverLimitCacheSize == 0 {
 		cfg.OverLimitCacheSize = DefaultOverLimitCacheSize
@@ -234,7 +249,9 @@ func NewRouter(cfg RouterConfig) *Router {
 		fallback:       cfg.Fallback,
 		owed:           cfg.Owed,
 		peers:          cfg.Peers,
-		forwardTimeout: cfg.ForwardTimeout,
+		forwardTimeout: max(cfg.ForwardTimeout, 0),
+		forwardMin:     cfg.ForwardTimeoutMin,
+		forwardMax:     cfg.ForwardTimeoutMax,
 		batch:          cfg.Batch,
 		breaker:        cfg.Breaker,
 		clock:          cfg.Clock,
@@ -289,11 +306,16 @@ func (r *Router) Check(ctx context.Context, now time.Time, key string, limit int
 		return r.decideLocally(now, key, limit, owner, FallbackBreakerOpen, nil, &l.warn)
 	}
 
-	fctx, cancel := context.WithTimeout(ctx, r.forwardTimeout)
-	start := time.Now() // for the latency metric only
+	timeout := r.timeout(l)
+	fctx, cancel := context.WithTimeout(ctx, timeout)
+	start := time.Now() // for the latency metric and the deadline
 	res, err := l.batcher.Check(fctx, Item{Key: key, Hits: 1, Limit: limit, Window: r.local.Window(), Want: want})
 	cancel()
-	r.obs.Forwarded(owner, time.Since(start), err)
+	took := time.Since(start)
+	r.obs.Forwarded(owner, took, err)
+	if l.rtt != nil && (err == nil || errors.Is(err, context.DeadlineExceeded)) {
+		l.rtt.record(took)
+	}
 	if err == nil {
 		d := res.Decision
 		if res.Granted > 0 {
@@ -320,6 +342,38 @@ func (r *Router) Check(ctx context.Context, now time.Time, key string, limit int
 	// The breaker hears of failures from the batch itself (see report):
 	// the checks waiting on one failed call are one failure, not many.
 	return r.decideLocally(now, key, limit, owner, reason, err, &l.warn)
+}
+
+// timeout returns how long a check forwarded over l may wait.
+func (r *Router) timeout(l *link) time.Duration {
+	if l.rtt == nil {
+		return r.forwardTimeout
+	}
+	return l.rtt.timeout()
+}
+
+// Deadlines returns the deadline a check forwarded now to each peer the
+// Router has forwarded to would get.
+func (r *Router) Deadlines() map[string]time.Duration {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make(map[string]time.Duration, len(r.links))
+	for name, l := range r.links {
+		out[name] = r.timeout(l)
+	}
+	return out
+}
+
+// rollDeadlines starts a new period of round trips for every peer's
+// adaptive deadline. Run calls it every second.
+func (r *Router) rollDeadlines() {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, l := range r.links {
+		if l.rtt != nil {
+			l.rtt.roll()
+		}
+	}
 }
 
 // localShare is the share of limit one of members decides on its own:
@@ -425,6 +479,9 @@ func (r *Router) link(name string) (*link, string) {
 	}
 	if l = r.links[name]; l == nil {
 		l = &link{breaker: NewBreaker(r.breaker)}
+		if r.forwardTimeout == 0 {
+			l.rtt = newRTT(r.forwardMin, r.forwardMax)
+		}
 		cfg := r.batch
 		cfg.Report = func(err error) { r.report(name, l, err) }
 		if r.leases != nil {

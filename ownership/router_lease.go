@@ -64,7 +64,7 @@ func (r *Router) renew(key string, ls *lease, limit int, owner string, want int)
 	if l == nil || !l.breaker.Allow(r.clock()) {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), r.forwardTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), r.timeout(l))
 	defer cancel()
 	sent := r.clock()
 	res, err := l.batcher.Check(ctx, Item{Key: key, Limit: limit, Window: r.local.Window(), Want: want})
@@ -146,16 +146,15 @@ func (r *Router) ReturnLeases(ctx context.Context) {
 	r.give(ctx, time.Now())
 }
 
-// Run ends leases whose time ran out and gives back what ended leases left
-// unused, every 100 ms and whenever a lease ends early, until ctx ends; then
-// it returns every lease left (ReturnLeases, for at most a second).
+// Run keeps the Router's background work going until ctx ends: every
+// 100 ms and whenever a lease ends early, it ends leases whose time ran out
+// and gives back what ended leases left unused; every second, it moves the
+// adaptive deadlines on to the latest round trips. When ctx ends it returns
+// every lease left (ReturnLeases, for at most a second).
 func (r *Router) Run(ctx context.Context) {
-	if r.leases == nil {
-		<-ctx.Done()
-		return
-	}
 	t := time.NewTicker(leaseSweep)
 	defer t.Stop()
+	ticks := 0
 	for {
 		select {
 		case <-ctx.Done():
@@ -164,10 +163,17 @@ func (r *Router) Run(ctx context.Context) {
 			cancel()
 			return
 		case <-t.C:
-			r.sweepLeases(time.Now())
+			if ticks++; ticks%int(time.Second/leaseSweep) == 0 {
+				r.rollDeadlines()
+			}
+			if r.leases != nil {
+				r.sweepLeases(time.Now())
+			}
 		case <-r.giveNow:
 		}
-		r.give(ctx, time.Now())
+		if r.leases != nil {
+			r.give(ctx, time.Now())
+		}
 	}
 }
 

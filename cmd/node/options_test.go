@@ -24,7 +24,9 @@ func TestOptionsDefaults(t *testing.T) {
 	assert.Equal(t, ":9090", o.cfg.GRPCAddr)
 	assert.Equal(t, ":7946", o.cfg.GossipAddr)
 	assert.Empty(t, o.cfg.Join)
-	assert.Equal(t, 5*time.Millisecond, o.cfg.ForwardTimeout)
+	assert.Zero(t, o.cfg.ForwardTimeout, "adaptive")
+	assert.Equal(t, time.Millisecond, o.cfg.ForwardTimeoutMin)
+	assert.Equal(t, 20*time.Millisecond, o.cfg.ForwardTimeoutMax)
 	assert.Equal(t, 1_000_000, o.cfg.MaxKeys)
 	assert.NotEmpty(t, o.cfg.NodeName, "defaults to the hostname")
 }
@@ -45,6 +47,7 @@ func TestOptionsFromEnvironmentAndFlags(t *testing.T) {
 			AdminToken: "t", ClusterKey: "k", ForwardTimeout: 3 * time.Millisecond, MaxKeys: 10,
 			MaxClockOffset: time.Second, StateFile: "/var/lib/tierlimit/health.json", InsecureOpenCluster: true,
 			QuorumGrace: 30 * time.Second, BackupInterval: 100 * time.Millisecond, LeaseTTL: time.Second,
+			ForwardTimeoutMin: time.Millisecond, ForwardTimeoutMax: 20 * time.Millisecond,
 		},
 		httpAddr: ":9", shutdownGrace: 10 * time.Second, logLevel: "info", logFormat: "auto",
 	}, o, "a flag beats its variable; every other variable applies")

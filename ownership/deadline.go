@@ -1,0 +1,86 @@
+package ownership
+
+import (
+	"math/bits"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults of the adaptive forward deadline.
+const (
+	// DefaultForwardTimeoutMin is the least a forwarded check waits for its
+	// owner when the deadline adapts.
+	DefaultForwardTimeoutMin = time.Millisecond
+	// DefaultForwardTimeoutMax is the most a forwarded check waits for its
+	// owner when the deadline adapts, and where it starts before the
+	// Router has seen round trips to the owner.
+	DefaultForwardTimeoutMax = 20 * time.Millisecond
+
+	// rttFactor: the deadline is this many times the recent p99 round
+	// trip (read from a bucket's upper edge, so 2 to 4 times the true one).
+	rttFactor = 2
+	// rttMinSamples: fewer round trips than this in the last two periods
+	// leave the deadline as it was.
+	rttMinSamples = 50
+	// rttBuckets is the number of power-of-two microsecond buckets: the
+	// last one holds everything from about 1 s.
+	rttBuckets = 21
+)
+
+// rtt keeps the recent round trips of the checks forwarded to one peer, in
+// power-of-two buckets for this period and the one before, and the
+// deadline they give. Recording is one atomic add; Run moves the periods
+// on. Safe for concurrent use.
+type rtt struct {
+	min, max time.Duration
+	cur      [rttBuckets]atomic.Uint64
+	prev     [rttBuckets]uint64 // touched only by roll, which runs on one goroutine
+	deadline atomic.Int64       // nanoseconds
+}
+
+func newRTT(min, max time.Duration) *rtt {
+	t := &rtt{min: min, max: max}
+	t.deadline.Store(int64(max))
+	return t
+}
+
+// bucketOf returns the bucket of a round trip of d: bucket i holds round
+// trips of up to 2^i µs.
+func bucketOf(d time.Duration) int {
+	us := uint64(max(d, 0) / time.Microsecond)
+	return min(bits.Len64(us), rttBuckets-1)
+}
+
+// record notes one round trip of d. A check that gave up at its deadline
+// records the deadline: the round trip took at least that.
+func (t *rtt) record(d time.Duration) { t.cur[bucketOf(d)].Add(1) }
+
+// timeout returns the deadline for the next check.
+func (t *rtt) timeout() time.Duration { return time.Duration(t.deadline.Load()) }
+
+// roll ends the current period: the deadline becomes rttFactor times the
+// p99 of this period's and the last one's round trips, within [min, max],
+// if there were enough of them. Call it from one goroutine only.
+func (t *rtt) roll() {
+	var counts [rttBuckets]uint64
+	var n uint64
+	for i := range t.cur {
+		c := t.cur[i].Swap(0)
+		counts[i] = c + t.prev[i]
+		t.prev[i] = c
+		n += counts[i]
+	}
+	if n < rttMinSamples {
+		return
+	}
+	// The bucket holding the 99th percentile: fewer than 1% above it.
+	above, i := uint64(0), rttBuckets-1
+	for ; i > 0; i-- {
+		if above+counts[i] > n/100 {
+			break
+		}
+		above += counts[i]
+	}
+	upper := time.Duration(uint64(1)<<i) * time.Microsecond
+	t.deadline.Store(int64(min(max(rttFactor*upper, t.min), t.max)))
+}
