@@ -659,21 +659,31 @@ func TestClusterMinoritySideAppliesItsShare(t *testing.T) {
 }
 
 // useUp sends requests for keys round-robin over nodes until each got its
-// limit (the request that gets 429 included) and returns the keys.
+// limit and returns the keys. Hits still held in leases when a key's
+// owner first refuses it are admitted once the leases are back: then
+// every key is at its limit, with nothing held anywhere.
 func useUp(t *testing.T, nodes []*node, tier string, n, limit int) []string {
 	t.Helper()
 	var keys []string
+	admitted := map[string]int{}
+	send := func(key string, requests int) {
+		for r := range requests {
+			if code, _ := get(t, nodes[r%len(nodes)], key); code == http.StatusOK {
+				admitted[key]++
+			}
+		}
+	}
 	for i := range n {
 		key := fmt.Sprintf("%s-%d", tier, i)
 		keys = append(keys, key)
-		admitted := 0
-		for r := range limit + 1 {
-			if code, _ := get(t, nodes[r%len(nodes)], key); code == http.StatusOK {
-				admitted++
-			}
-		}
-		require.Equal(t, limit, admitted, "key %s before the change", key)
+		send(key, limit+1)
 	}
+	waitLeasesBack(t, nodes)
+	for _, key := range keys {
+		send(key, limit-admitted[key]+len(nodes))
+		require.Equal(t, limit, admitted[key], "key %s before the change", key)
+	}
+	waitLeasesBack(t, nodes)
 	return keys
 }
 

@@ -33,7 +33,7 @@ func boundFlags(cfg *Config) []boundFlag {
 		{"ForwardTimeout", "forward-timeout", &cfg.ForwardTimeout, time.Duration(0), "fixed deadline of a check forwarded to a key's owner; 0 = adapt to the owner's round trips"},
 		{"ForwardTimeoutMin", "forward-timeout-min", &cfg.ForwardTimeoutMin, DefaultForwardTimeoutMin, "least the adaptive forward deadline may be"},
 		{"ForwardTimeoutMax", "forward-timeout-max", &cfg.ForwardTimeoutMax, DefaultForwardTimeoutMax, "most the adaptive forward deadline may be, and where it starts"},
-		{"LeaseTTL", "lease-ttl", &cfg.LeaseTTL, DefaultLeaseTTL, "how long a lease on another node's key lasts; negative = no leases, every check goes to the owner"},
+		{"LeaseTTL", "lease-ttl", &cfg.LeaseTTL, DefaultLeaseTTL, "how long a lease on another node's key lasts; negative (-1s) = no leases, every check goes to the owner"},
 		{"MaxKeys", "max-keys", &cfg.MaxKeys, DefaultMaxKeys, "most keys counted at once per store"},
 		{"BackupInterval", "backup-interval", &cfg.BackupInterval, DefaultBackupInterval, "how often the counts that changed are copied to the member that would own them if this one failed"},
 		{"QuorumGrace", "quorum-grace", &cfg.QuorumGrace, DefaultQuorumGrace, "how long a failed member still counts: a side without a majority of the members applies its share of each limit"},

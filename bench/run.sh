@@ -15,21 +15,26 @@
 # Starts, all on 127.0.0.1: the floor (bench/floor: the same GET /test, no
 # limiter), a redis-server, three bench/redisnode processes sharing it (the
 # real middleware, one EVALSHA round trip per request), one standalone
-# cmd/node and two 3-node cmd/node clusters (default flags, and
-# -forward-timeout 20ms). Then, for c = 1 and c = 64, runs
-# cmd/loadgen against each configuration for a fixed time with its own fresh
-# keys, and one accuracy run per limiter configuration. Every process it
+# cmd/node and two 3-node cmd/node clusters: one with default flags, one
+# with BENCH_ALT_NODE_FLAGS (by default the design without leases and with
+# a fixed 5 ms forward deadline, for a before/after in the same run). Then,
+# for c = 1 and c = 64 and for two loads, runs cmd/loadgen against each
+# configuration for a fixed time with its own fresh keys:
+#   enterprise  500 enterprise keys (L = 1500/min): the limit never binds,
+#               so every request is a full check;
+#   mixed       60% free, 30% pro, 10% enterprise requests, 100 keys of each:
+#               free keys spend their 20 in the first second, so most of
+#               their requests are refusals.
+# and one accuracy run per limiter configuration. Every process it
 # starts is stopped on exit. Needs go, curl, and redis-server (installed with
-# apt-get when missing and running as root).
+# apt-get when missing and running as root). A full run writes
+# docs/benchmark.md and the README's benchmark section.
 #
 # Environment: BENCH_PORT (default 23400) is the first of the loopback ports
-# used, BENCH_PORT .. BENCH_PORT+60. BENCH_FORWARD_TIMEOUT, if set, is given
-# to every cmd/node as -forward-timeout (default: the node's own, 5ms).
-# BENCH_NODE_FLAGS, if set, are more flags for every cmd/node (such as
-# "-backup-interval 1h", to measure what the backups cost).
-# BENCH_ALT_FORWARD_TIMEOUT (default 20ms, the central Redis's deadline)
-# starts a second 3-node cluster with that -forward-timeout, measured too;
-# empty skips it.
+# used, BENCH_PORT .. BENCH_PORT+60. BENCH_NODE_FLAGS, if set, are more
+# flags for every cmd/node (such as "-backup-interval 1h", to measure what
+# the backups cost). BENCH_ALT_NODE_FLAGS (default "-lease-ttl -1s
+# -forward-timeout 5ms") are the second cluster's; empty skips it.
 # BENCH_QUIET_WAIT (default 60) is how long a full run waits before each
 # measured run for other programs to leave the CPUs; BENCH_MAX_OTHERS
 # (default 15) the share of the machine other programs may take during a
@@ -53,16 +58,18 @@ case $MODE in
   quick)   DUR=3s;  WARM=1s ;;
   profile) DUR=12s; WARM=2s ;;
 esac
-LOAD_KEYS=500                    # enterprise keys per load run (L = 1500 each): the limit never binds
+LOAD_KEYS=500                    # enterprise keys per enterprise load run (L = 1500 each): the limit never binds
+MIXED_KEYS=100                   # keys per tier per mixed load run
+MIXED_MIX=free=60,pro=30,enterprise=10
+LOADS=(enterprise mixed)
 ACC_KEYS=5                       # accuracy keys per tier per accuracy run
 ACC_REQUESTS=20000               # per accuracy run: about 400 per free key (L=20), 1200 per pro (L=150), 2400 per enterprise (L=1500)
 CONCURRENCY=(1 64)
-ALT_FORWARD_TIMEOUT=${BENCH_ALT_FORWARD_TIMEOUT-20ms}
+ALT_FLAGS=${BENCH_ALT_NODE_FLAGS--lease-ttl -1s -forward-timeout 5ms}
 CONFIGS=(floor redis1 redis3 tl1 tl3)
-[ -n "$ALT_FORWARD_TIMEOUT" ] && CONFIGS+=(tl3b)
+[ -n "$ALT_FLAGS" ] && CONFIGS+=(tl3b)
 TOKEN=bench-admin-token
 TL_FLAGS=(-admin-token "$TOKEN" -log-format json)
-[ -n "${BENCH_FORWARD_TIMEOUT:-}" ] && TL_FLAGS+=(-forward-timeout "$BENCH_FORWARD_TIMEOUT")
 # shellcheck disable=SC2206 # split on purpose: a list of flags
 [ -n "${BENCH_NODE_FLAGS:-}" ] && TL_FLAGS+=($BENCH_NODE_FLAGS)
 
@@ -187,7 +194,7 @@ FLOOR_HTTP=$PORT
 REDIS_PORT=$((PORT + 10))
 RN_HTTP=($((PORT + 11)) $((PORT + 12)) $((PORT + 13)))
 SOLO_HTTP=$((PORT + 20)); SOLO_GRPC=$((PORT + 21)); SOLO_GOSSIP=$((PORT + 22))
-# Two 3-node clusters: a (default flags) on +30.., b (ALT_FORWARD_TIMEOUT) on +33..
+# Two 3-node clusters: a (default flags) on +30.., b (ALT_FLAGS) on +33..
 CL_HTTP=($((PORT + 30)) $((PORT + 31)) $((PORT + 32)) $((PORT + 33)) $((PORT + 34)) $((PORT + 35)))
 CL_GRPC=($((PORT + 40)) $((PORT + 41)) $((PORT + 42)) $((PORT + 43)) $((PORT + 44)) $((PORT + 45)))
 CL_GOSSIP=($((PORT + 50)) $((PORT + 51)) $((PORT + 52)) $((PORT + 53)) $((PORT + 54)) $((PORT + 55)))
@@ -201,7 +208,7 @@ done
 # its own slice of them (report keys), so no run sees a key counted before.
 # Per configuration and concurrency: a warm-up and up to TRIES tries.
 TRIES=2
-GEN_KEYS=$(( ${#CONCURRENCY[@]} * ${#CONFIGS[@]} * (1 + TRIES) * LOAD_KEYS + ${#CONFIGS[@]} * ACC_KEYS ))
+GEN_KEYS=$(( ${#CONCURRENCY[@]} * ${#CONFIGS[@]} * (1 + TRIES) * (LOAD_KEYS + MIXED_KEYS) + ${#CONFIGS[@]} * ACC_KEYS ))
 [ "$MODE" = profile ] && GEN_KEYS=$(( 2 * LOAD_KEYS ))
 TIERS=$RUN/tiers.json
 "$BIN/loadgen" -config config/tiers.json -gen-config "$TIERS" -gen-keys "$GEN_KEYS" >/dev/null
@@ -290,7 +297,8 @@ done
 start tl-solo "$NODE" -config "$TIERS" -node-name n1 "${TL_FLAGS[@]}" \
   -http-addr "127.0.0.1:$SOLO_HTTP" -grpc-addr "127.0.0.1:$SOLO_GRPC" -gossip-addr "127.0.0.1:$SOLO_GOSSIP"
 start_cluster tl 0
-[ -n "$ALT_FORWARD_TIMEOUT" ] && start_cluster tlb 3 -forward-timeout "$ALT_FORWARD_TIMEOUT"
+# shellcheck disable=SC2086 # split on purpose: a list of flags
+[ -n "$ALT_FLAGS" ] && start_cluster tlb 3 $ALT_FLAGS
 wait_ready floor "http://127.0.0.1:$FLOOR_HTTP/readyz"
 for i in 0 1 2; do wait_ready "rn-n$((i + 1))" "http://127.0.0.1:${RN_HTTP[$i]}/readyz"; done
 wait_ready tl-solo "http://127.0.0.1:$SOLO_HTTP/readyz"
@@ -299,7 +307,7 @@ log "all ready"
 # Configurations: name, design (with the variant after a colon), nodes,
 # HTTP ports.
 declare -A DESIGN=([floor]=floor [redis1]=redis [redis3]=redis [tl1]=tierlimit [tl3]=tierlimit
-  [tl3b]="tierlimit:-forward-timeout $ALT_FORWARD_TIMEOUT")
+  [tl3b]="tierlimit:$ALT_FLAGS")
 declare -A NODES=([floor]=1 [redis1]=1 [redis3]=3 [tl1]=1 [tl3]=3 [tl3b]=3)
 declare -A PORTS=([floor]="$FLOOR_HTTP" [redis1]="${RN_HTTP[0]}" [redis3]="${RN_HTTP[*]}"
   [tl1]="$SOLO_HTTP" [tl3]="${CL_HTTP[*]:0:3}" [tl3b]="${CL_HTTP[*]:3:3}")
@@ -375,33 +383,45 @@ measure() {
   [ -s "$out" ] || die "no report from loadgen in $out"
 }
 
-# loadrun CONFIG C: a warm-up, then the measured run, each with fresh keys.
-# On a shared machine: each try first waits (a while) for other programs to
-# leave the CPUs, a try during which they took more than MAX_OTHERS% of the
-# machine is redone, up to TRIES times, and the cleanest try is kept.
+# loadspec LOAD: sets SPEC (the keys to take) and MIX (loadgen's -mix) for
+# a load.
+loadspec() {
+  case $1 in
+    enterprise) SPEC=enterprise=$LOAD_KEYS MIX=enterprise=100 ;;
+    mixed) SPEC=free=$MIXED_KEYS,pro=$MIXED_KEYS,enterprise=$MIXED_KEYS MIX=$MIXED_MIX ;;
+    *) die "unknown load $1" ;;
+  esac
+}
+
+# loadrun CONFIG C LOAD: a warm-up, then the measured run, each with fresh
+# keys. On a shared machine: each try first waits (a while) for other
+# programs to leave the CPUs, a try during which they took more than
+# MAX_OTHERS% of the machine is redone, up to TRIES times, and the cleanest
+# try is kept.
 loadrun() {
-  local cfg=$1 c=$2 targets before after out try fb rps best=
+  local cfg=$1 c=$2 load=$3 targets before after out try fb rps best=
   # shellcheck disable=SC2086
   targets=$(urls ${PORTS[$cfg]})
-  keys "warm-$cfg-c$c" enterprise=$LOAD_KEYS
-  "$BIN/loadgen" -config "$TIERS" -keys-file "$KF" -mix enterprise=100 \
+  loadspec "$load"
+  keys "warm-$cfg-c$c-$load" "$SPEC"
+  "$BIN/loadgen" -config "$TIERS" -keys-file "$KF" -mix "$MIX" \
     -targets "$targets" -c "$c" -d "$WARM" -quiet -json >/dev/null 2>>"$LOGS/loadgen.log" || true
   for try in $(seq "$TRIES"); do
     wait_quiet "$QUIET_WAIT"
     before=$(fallbacks "$cfg")
-    out=$RUN/results/$cfg-c$c-try$try.json
-    keys "$cfg-c$c-try$try" enterprise=$LOAD_KEYS
-    measure "$out" -mix enterprise=100 -targets "$targets" -c "$c" -d "$DUR"
+    out=$RUN/results/$cfg-c$c-$load-try$try.json
+    keys "$cfg-c$c-$load-try$try" "$SPEC"
+    measure "$out" -mix "$MIX" -targets "$targets" -c "$c" -d "$DUR"
     after=$(fallbacks "$cfg")
     fb=-
     [ "$before" != - ] && fb=$((after - before))
     rps=$(grep -o '"requests_per_second":[0-9]*' "$out" | head -n 1 | cut -d: -f2)
-    log "$cfg c=$c: $rps req/s, fallbacks $fb, other programs $OTHERS% of the machine"
+    log "$cfg c=$c $load: $rps req/s, fallbacks $fb, other programs $OTHERS% of the machine"
     if [ -z "$best" ] || [ "$OTHERS" -lt "${best%%$'\t'*}" ]; then
-      best="$OTHERS"$'\t'"load"$'\t'"${DESIGN[$cfg]}"$'\t'"${NODES[$cfg]}"$'\t'"$c"$'\t'"$out"$'\t'"$fb"$'\t'"$OTHERS"
+      best="$OTHERS"$'\t'"load:$load"$'\t'"${DESIGN[$cfg]}"$'\t'"${NODES[$cfg]}"$'\t'"$c"$'\t'"$out"$'\t'"$fb"$'\t'"$OTHERS"
     fi
     [ "$OTHERS" -le "$MAX_OTHERS" ] && break
-    [ "$try" -lt "$TRIES" ] && log "$cfg c=$c: redoing (others above $MAX_OTHERS%)"
+    [ "$try" -lt "$TRIES" ] && log "$cfg c=$c $load: redoing (others above $MAX_OTHERS%)"
   done
   printf '%s\n' "${best#*$'\t'}" >>"$RUNS"
 }
@@ -425,9 +445,11 @@ accrun() {
 QUIET_WAIT=0
 [ "$MODE" = full ] && QUIET_WAIT=${BENCH_QUIET_WAIT:-60}
 LOAD_AVG_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-for c in "${CONCURRENCY[@]}"; do
-  for cfg in "${CONFIGS[@]}"; do
-    loadrun "$cfg" "$c"
+for load in "${LOADS[@]}"; do
+  for c in "${CONCURRENCY[@]}"; do
+    for cfg in "${CONFIGS[@]}"; do
+      loadrun "$cfg" "$c" "$load"
+    done
   done
 done
 for cfg in "${CONFIGS[@]}"; do
@@ -446,17 +468,17 @@ git diff --quiet HEAD -- . 2>/dev/null || commit+=" + uncommitted changes"
   echo "go=$(go env GOVERSION)"
   echo "redis=$(redis-server --version | grep -o 'v=[0-9.]*' | cut -d= -f2)"
   echo "code=$commit"
-  echo "runs=$DUR each after a $WARM warm-up, $LOAD_KEYS fresh enterprise keys per run (L = 1500/min: the limit never binds)"
+  echo "runs=$DUR each after a $WARM warm-up, with fresh keys: enterprise load $LOAD_KEYS enterprise keys (L = 1500/min: the limit never binds); mixed load $MIXED_MIX over $MIXED_KEYS keys per tier"
   echo "load average (1/5/15 min)=$LOAD_AVG_BEFORE before, $LOAD_AVG_AFTER after"
   extra="${TL_FLAGS[*]:4}"
-  echo "cmd/node flags=${extra:-defaults (-forward-timeout 5ms)}"
+  echo "cmd/node flags=${extra:-defaults}"
   echo "mode=$MODE"
 } >"$RUN/meta.txt"
 
 if [ "$MODE" = full ]; then
-  "$BIN/report" table -runs "$RUNS" -meta "$RUN/meta.txt" -out bench/results.md -readme README.md
-  log "wrote bench/results.md and the README section"
-  cat bench/results.md
+  "$BIN/report" table -runs "$RUNS" -meta "$RUN/meta.txt" -out docs/benchmark.md -readme README.md
+  log "wrote docs/benchmark.md and the README section"
+  cat docs/benchmark.md
 else
   "$BIN/report" table -runs "$RUNS" -meta "$RUN/meta.txt" -out "$RUN/results.md"
   log "quick mode: wrote $RUN/results.md only"

@@ -129,6 +129,7 @@ type lease struct {
 	rest     atomic.Int64 // what the owner had left beyond every grant, at the last one
 	granted  atomic.Int64 // hits granted in all, for the rate
 	last     atomic.Int64 // the last grant, for when to renew
+	fresh    atomic.Int64 // hits left just after the last grant: fewer now means it was used since
 	renewing atomic.Bool  // a renewal is in flight
 }
 
@@ -142,7 +143,7 @@ func newLease(r Result, limit int, sent time.Time, window time.Duration) *lease 
 
 // extend adds grant r, answering a check sent at sent, to l.
 func (l *lease) extend(r Result, sent time.Time) {
-	l.left.Add(int64(r.Granted))
+	l.fresh.Store(l.left.Add(int64(r.Granted)))
 	l.granted.Add(int64(r.Granted))
 	l.last.Store(int64(r.Granted))
 	l.rest.Store(int64(r.Remaining))
@@ -185,6 +186,10 @@ func (l *lease) want(n int64, ttl time.Duration) int {
 	w := (used*int64(ttl/leaseSpan) + el - 1) / el
 	return int(min(max(w, firstWant), MaxLeaseHits))
 }
+
+// usedSinceGrant reports whether l admitted a hit since its last grant: a
+// lease in use is renewed before it ends, one left idle runs out.
+func (l *lease) usedSinceGrant() bool { return l.left.Load() < l.fresh.Load() }
 
 // drain empties l and returns the hits it had left: from then on it admits
 // nothing, and whoever drains it gives those hits back.

@@ -2,6 +2,7 @@ package ownership
 
 import (
 	"context"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -307,4 +308,54 @@ func TestRouterSweepGivesBackExpiredLeases(t *testing.T) {
 	r.events.mu.Lock()
 	assert.Equal(t, firstWant, r.events.returned[LeaseExpired])
 	r.events.mu.Unlock()
+}
+
+// TestRouterRenewsLeasesInUse: a lease used since its last grant is
+// renewed in the background shortly before it ends; one left idle runs
+// out and its hits go back.
+func TestRouterRenewsLeasesInUse(t *testing.T) {
+	owner := newOwnerPeer(3)
+	clock := routerT0
+	r := newTestRouter(t, []string{"a", "b", "c"}, peerMap{"b": owner, "c": &batchPeer{}}, func(cfg *RouterConfig) {
+		cfg.Clock = func() time.Time { return clock }
+	})
+	var used, idle string
+	for i := 0; used == "" || idle == ""; i++ {
+		if k := "user-" + strconv.Itoa(i); keyOwner(r.ring, k) == "b" {
+			if used == "" {
+				used = k
+			} else {
+				idle = k
+			}
+		}
+	}
+	for _, k := range []string{used, idle} {
+		require.True(t, r.Check(t.Context(), routerT0, k, 1500).Allowed)
+	}
+	require.True(t, r.Check(t.Context(), routerT0.Add(100*time.Millisecond), used, 1500).Allowed)
+	sends := len(owner.sent())
+
+	clock = routerT0.Add(850 * time.Millisecond)
+	owner.set(clock)
+	r.sweepLeases(clock)
+	require.Eventually(t, func() bool { return len(owner.sent()) == sends+1 }, time.Second, time.Millisecond, "one renewal")
+	rn := owner.sent()[sends]
+	assert.Equal(t, used, rn.Key)
+	assert.Zero(t, rn.Hits)
+	require.Eventually(t, func() bool { return !r.leases.get(used).renewing.Load() }, time.Second, time.Millisecond)
+	assert.Equal(t, clock.Add(time.Second).UnixNano(), r.leases.get(used).until.Load(), "the used lease runs on")
+
+	later := routerT0.Add(1100 * time.Millisecond)
+	r.sweepLeases(later)
+	assert.NotNil(t, r.leases.get(used))
+	assert.Nil(t, r.leases.get(idle), "the idle lease ran out")
+	r.events.mu.Lock()
+	assert.Equal(t, firstWant, r.events.returned[LeaseExpired])
+	r.events.mu.Unlock()
+}
+
+// keyOwner returns the owner ring gives key.
+func keyOwner(ring *Ring, key string) string {
+	o, _ := ring.Owner(key)
+	return o
 }

@@ -86,13 +86,16 @@ func TestWriteTable(t *testing.T) {
 	}
 	exact := `{"tier":"free","keys":5,"limits":[20],"bound":20,"admitted_min":20,"admitted_max":20,"sent_avg":400}`
 	over := `{"tier":"free","keys":5,"limits":[20],"bound":20,"admitted_min":20,"admitted_max":34,"sent_avg":400,"over_admission_pct":70}`
-	add("load", "floor", 1, 1, "-", fakeReport(1, 5000, 200, 300, ""))
-	add("load", "redis", 3, 1, "0", fakeReport(1, 2500, 400, 800, ""))
-	add("load", "tierlimit", 3, 1, "0", fakeReport(1, 3000, 330, 600, ""))
-	add("load", "floor", 1, 64, "-", fakeReport(64, 12000, 4000, 16000, ""))
-	add("load", "redis", 3, 64, "12", fakeReport(64, 6000, 9000, 30000, ""))
-	add("load", "tierlimit", 3, 64, "0", fakeReport(64, 9600, 6000, 20000, ""))
-	add("load", "tierlimit:-forward-timeout 5ms", 3, 64, "48000", fakeReport(64, 8000, 9000, 30000, ""))
+	add("load:enterprise", "floor", 1, 1, "-", fakeReport(1, 5000, 200, 300, ""))
+	add("load:enterprise", "redis", 3, 1, "0", fakeReport(1, 2500, 400, 800, ""))
+	add("load:enterprise", "tierlimit", 3, 1, "0", fakeReport(1, 3000, 330, 400, ""))
+	add("load:enterprise", "floor", 1, 64, "-", fakeReport(64, 12000, 4000, 16000, ""))
+	add("load:enterprise", "redis", 3, 64, "12", fakeReport(64, 6000, 9000, 30000, ""))
+	add("load:enterprise", "tierlimit", 3, 64, "0", fakeReport(64, 9600, 6000, 20000, ""))
+	add("load:enterprise", "tierlimit", 1, 64, "0", fakeReport(64, 10000, 6000, 20000, ""))
+	add("load:enterprise", "tierlimit:-lease-ttl -1s", 3, 64, "48000", fakeReport(64, 8000, 9000, 30000, ""))
+	add("load:mixed", "floor", 1, 64, "-", fakeReport(64, 10000, 4000, 16000, ""))
+	add("load:mixed", "tierlimit", 3, 64, "0", fakeReport(64, 9000, 6000, 20000, ""))
 	add("accuracy", "redis", 3, 64, "0", fakeReport(64, 5000, 1, 1, over))
 	add("accuracy", "tierlimit", 3, 64, "0", fakeReport(64, 5000, 1, 1, exact))
 	runs := filepath.Join(dir, "runs.tsv")
@@ -109,14 +112,17 @@ func TestWriteTable(t *testing.T) {
 	md := string(data)
 	for _, want := range []string{
 		"_date: today; machine: 2 CPUs._",
-		"| no limiter (floor) | 1 | 1 | 5,000 | 100% | 200 µs | 300 µs | ×1.00 | ×1.00 | 0 | 0 | - | 3% |",
-		"| central Redis | 3 | 64 | 6,000 | 50% | 9.00 ms | 30.00 ms | ×2.25 | ×1.88 | 0 | 0 | 12 (0.0%) | 3% |",
-		"| tierlimit cluster | 3 | 64 | 9,600 | 80% |",
-		"tierlimit keeps **80%** of the floor's throughput (target ≥ 75%): met; central Redis keeps 50%",
-		"c = 1, 3 nodes: tierlimit adds **+300 µs** to the floor's p99, central Redis adds +500 µs (target: no more than Redis): met.",
-		"Accuracy, tierlimit, 3 nodes: every key admitted exactly L (target: exactly L per key): met.",
-		"| tierlimit cluster, `-forward-timeout 5ms` | 3 | 64 | 8,000 | 67% | 9.00 ms | 30.00 ms | ×2.25 | ×1.88 | 0 | 0 | 48,000 (60.0%) | 3% |",
-		"c = 64, 3 nodes: tierlimit (`-forward-timeout 5ms`) keeps **67%** of the floor's throughput (target ≥ 75%): **missed**, " +
+		"| enterprise | no limiter (floor) | 1 | 1 | 5,000 | 100% | 200 µs | 300 µs | ×1.00 | ×1.00 | 0 | 0 | - | 3% |",
+		"| enterprise | central Redis | 3 | 64 | 6,000 | 50% | 9.00 ms | 30.00 ms | ×2.25 | ×1.88 | 0 | 0 | 12 (0.0%) | 3% |",
+		"| enterprise | tierlimit cluster | 3 | 64 | 9,600 | 80% |",
+		"| mixed | tierlimit cluster | 3 | 64 | 9,000 | 90% |",
+		"enterprise load, c = 64, 3 nodes: tierlimit keeps **80%** of the floor's throughput (target ≥ 75%): met; central Redis keeps 50%.",
+		"enterprise load, c = 64, 1 node: tierlimit keeps **83%** of the floor's throughput (target ≥ 90%): **missed**.",
+		"mixed load, c = 64, 3 nodes: tierlimit keeps **90%** of the floor's throughput (target ≥ 75%): met.",
+		"enterprise load, c = 1, 3 nodes: tierlimit adds **+100 µs** to the floor's p99 (target ≤ +150 µs): met; central Redis adds +500 µs.",
+		"Accuracy, tierlimit, 3 nodes: over-admission **0.00%** at most in any tier (target 0): met; under-admission **0.00%** (target ≤ 1% of L): met.",
+		"| enterprise | tierlimit cluster, `-lease-ttl -1s` | 3 | 64 | 8,000 | 67% | 9.00 ms | 30.00 ms | ×2.25 | ×1.88 | 0 | 0 | 48,000 (60.0%) | 3% |",
+		"enterprise load, c = 64, 3 nodes: tierlimit (`-lease-ttl -1s`) keeps **67%** of the floor's throughput (target ≥ 75%): **missed**, " +
 			"with 60% of its requests decided locally, without their owner (fallbacks);",
 		"| central Redis | 3 | 20–34 / 20 (sent 400) | – | – | 70.00% | 0.00% | 0 | not exact |",
 		"| tierlimit cluster | 3 | 20 / 20 (sent 400) | – | – | 0.00% | 0.00% | 0 | exact: every key admitted exactly L |",
