@@ -23,3 +23,14 @@ func BenchmarkMiddleware(b *testing.B) {
 	})
 	tierlimittest.BenchServe(b, lim.Middleware(tierlimittest.Bare()), "pro-1")
 }
+
+// BenchmarkMiddlewareRefused is the limiter refusing every request: the
+// answer a key over its limit gets for most of its requests.
+func BenchmarkMiddlewareRefused(b *testing.B) {
+	tinyKeys := fakeKeys{"pro-1": {Name: "pro", Limit: 1, Burst: 1, Degraded: 1}}
+	lim := NewLimiter(Config{
+		Keys: tinyKeys, Checker: Local{Store: bucket.New(bucket.Config{Window: time.Hour})},
+		Health: health.NewHolder("a"), Window: time.Hour,
+	})
+	tierlimittest.BenchServe(b, lim.Middleware(tierlimittest.Bare()), "pro-1")
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/tierlimit/tierlimit/bucket"
@@ -49,12 +50,41 @@ func WriteError(w http.ResponseWriter, status int, code, message string) {
 	WriteJSON(w, status, ErrorBody{Error: ErrorDetail{Code: code, Message: message}})
 }
 
+// writeRateLimited writes the 429 answer: the ErrorBody WriteJSON would
+// write, built by hand, since a key over its limit gets it for most of its
+// requests and encoding/json would cost more than the whole check.
 func writeRateLimited(w http.ResponseWriter, tier string, limit int, window int64, d bucket.Decision, now time.Time) {
-	ra := retryAfter(d, now)
-	WriteJSON(w, http.StatusTooManyRequests, ErrorBody{Error: ErrorDetail{
-		Code: "rate_limited",
-		Message: "rate limit of " + strconv.Itoa(limit) + " requests per " + strconv.FormatInt(window, 10) +
-			"s exceeded for tier " + tier,
-		RetryAfterSeconds: ra,
-	}})
+	bp := bodies.Get().(*[]byte)
+	b := append((*bp)[:0], `{"error":{"code":"rate_limited","message":"rate limit of `...)
+	b = strconv.AppendInt(b, int64(limit), 10)
+	b = append(b, " requests per "...)
+	b = strconv.AppendInt(b, window, 10)
+	b = append(b, "s exceeded for tier "...)
+	b = appendJSONText(b, tier)
+	b = append(b, `","retry_after_seconds":`...)
+	b = strconv.AppendInt(b, retryAfter(d, now), 10)
+	b = append(b, "}}\n"...)
+	h := w.Header()
+	h["Content-Type"] = []string{"application/json"} // canonical keys: no Set, no lookups
+	h["Cache-Control"] = []string{"no-store"}
+	w.WriteHeader(http.StatusTooManyRequests)
+	_, _ = w.Write(b) // a Writer keeps nothing of b
+	*bp = b
+	bodies.Put(bp)
+}
+
+// bodies are the buffers writeRateLimited builds its bodies in.
+var bodies = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
+
+// appendJSONText appends s to b as the inside of a JSON string: printable
+// ASCII as it is, but for '"' and '\\' escaped; anything else as
+// encoding/json would write it.
+func appendJSONText(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string always encodes
+			return append(b, q[1:len(q)-1]...)
+		}
+	}
+	return append(b, s...)
 }

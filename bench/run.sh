@@ -9,8 +9,9 @@
 #   bench/run.sh --quick    smoke test (about 1 minute): results stay in bench/out/run
 #   bench/run.sh --profile  CPU profile of node n1 of a cluster under load
 #                           (bench/out/profile); touches no results.
-#                           PROFILE_NODES (1 or 3, default 3) and PROFILE_C
-#                           (default 64) choose the cluster and the load.
+#                           PROFILE_NODES (1 or 3, default 3), PROFILE_C
+#                           (default 64) and PROFILE_LOAD (enterprise or
+#                           mixed) choose the cluster and the load.
 #
 # Starts, all on 127.0.0.1: the floor (bench/floor: the same GET /test, no
 # limiter), a redis-server, three bench/redisnode processes sharing it (the
@@ -209,7 +210,7 @@ done
 # Per configuration and concurrency: a warm-up and up to TRIES tries.
 TRIES=2
 GEN_KEYS=$(( ${#CONCURRENCY[@]} * ${#CONFIGS[@]} * (1 + TRIES) * (LOAD_KEYS + MIXED_KEYS) + ${#CONFIGS[@]} * ACC_KEYS ))
-[ "$MODE" = profile ] && GEN_KEYS=$(( 2 * LOAD_KEYS ))
+[ "$MODE" = profile ] && GEN_KEYS=$(( LOAD_KEYS + MIXED_KEYS ))
 TIERS=$RUN/tiers.json
 "$BIN/loadgen" -config config/tiers.json -gen-config "$TIERS" -gen-keys "$GEN_KEYS" >/dev/null
 log "tiers file with $GEN_KEYS fresh keys per tier: $TIERS"
@@ -246,6 +247,16 @@ start_cluster() {
   wait_members 3 "http://127.0.0.1:${CL_HTTP[$f]}" "http://127.0.0.1:${CL_HTTP[$((f + 1))]}" "http://127.0.0.1:${CL_HTTP[$((f + 2))]}"
 }
 
+# loadspec LOAD: sets SPEC (the keys to take) and MIX (loadgen's -mix) for
+# a load.
+loadspec() {
+  case $1 in
+    enterprise) SPEC=enterprise=$LOAD_KEYS MIX=enterprise=100 ;;
+    mixed) SPEC=free=$MIXED_KEYS,pro=$MIXED_KEYS,enterprise=$MIXED_KEYS MIX=$MIXED_MIX ;;
+    *) die "unknown load $1" ;;
+  esac
+}
+
 # ---------------------------------------------------------------- profile mode
 
 if [ "$MODE" = profile ]; then
@@ -261,11 +272,11 @@ if [ "$MODE" = profile ]; then
     start_cluster tl 0
     targets=$(urls "${CL_HTTP[@]:0:3}")
   fi
-  keys warm enterprise=$LOAD_KEYS
-  "$BIN/loadgen" -config "$TIERS" -keys-file "$KF" -mix enterprise=100 \
+  loadspec "${PROFILE_LOAD:-enterprise}"
+  keys load "$SPEC"
+  "$BIN/loadgen" -config "$TIERS" -keys-file "$KF" -mix "$MIX" \
     -targets "$targets" -c "$pc" -d "$WARM" -quiet -json >/dev/null 2>>"$LOGS/loadgen.log" || true
-  keys load enterprise=$LOAD_KEYS
-  "$BIN/loadgen" -config "$TIERS" -keys-file "$KF" -mix enterprise=100 \
+  "$BIN/loadgen" -config "$TIERS" -keys-file "$KF" -mix "$MIX" \
     -targets "$targets" -c "$pc" -d "$DUR" -quiet -json >"$RUN/load.json" 2>>"$LOGS/loadgen.log" &
   lg=$!
   sleep 2
@@ -381,16 +392,6 @@ measure() {
     log "loadgen exited $? (report kept; see $LOGS/loadgen.log)"
   others_pct "$b" "$o" "$t"
   [ -s "$out" ] || die "no report from loadgen in $out"
-}
-
-# loadspec LOAD: sets SPEC (the keys to take) and MIX (loadgen's -mix) for
-# a load.
-loadspec() {
-  case $1 in
-    enterprise) SPEC=enterprise=$LOAD_KEYS MIX=enterprise=100 ;;
-    mixed) SPEC=free=$MIXED_KEYS,pro=$MIXED_KEYS,enterprise=$MIXED_KEYS MIX=$MIXED_MIX ;;
-    *) die "unknown load $1" ;;
-  esac
 }
 
 # loadrun CONFIG C LOAD: a warm-up, then the measured run, each with fresh

@@ -1,0 +1,34 @@
+package api
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+
+	"github.com/tierlimit/tierlimit/bucket"
+)
+
+// TestRateLimitedBodyIsWhatWriteJSONWrites: the 429 body built by hand is
+// byte for byte the ErrorBody encoding/json writes, whatever the tier's
+// name holds.
+func TestRateLimitedBodyIsWhatWriteJSONWrites(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	d := bucket.Decision{Limit: 20, ResetAt: now.Add(30 * time.Second), RetryAt: now.Add(2500 * time.Millisecond)}
+	for _, tier := range []string{"free", "pro-2", `quo"te`, `back\slash`, "tab\there", "<html>&", "ünïcode", "\xff\xfe", ""} {
+		got := httptest.NewRecorder()
+		writeRateLimited(got, tier, 20, 60, d, now)
+		want := httptest.NewRecorder()
+		WriteJSON(want, http.StatusTooManyRequests, ErrorBody{Error: ErrorDetail{
+			Code:              "rate_limited",
+			Message:           "rate limit of 20 requests per 60s exceeded for tier " + tier,
+			RetryAfterSeconds: 3,
+		}})
+		assert.Equal(t, want.Body.String(), got.Body.String(), "tier %s", strconv.Quote(tier))
+		assert.Equal(t, want.Header(), got.Header(), "tier %s", strconv.Quote(tier))
+		assert.Equal(t, http.StatusTooManyRequests, got.Code)
+	}
+}
