@@ -67,7 +67,7 @@ ACC_KEYS=5                       # accuracy keys per tier per accuracy run
 ACC_REQUESTS=20000               # per accuracy run: about 400 per free key (L=20), 1200 per pro (L=150), 2400 per enterprise (L=1500)
 CONCURRENCY=(1 64)
 ALT_FLAGS=${BENCH_ALT_NODE_FLAGS--lease-ttl -1s -forward-timeout 5ms}
-CONFIGS=(floor redis1 redis3 tl1 tl3)
+CONFIGS=(floor floor3 redis1 redis3 tl1 tl3)
 [ -n "$ALT_FLAGS" ] && CONFIGS+=(tl3b)
 TOKEN=bench-admin-token
 TL_FLAGS=(-admin-token "$TOKEN" -log-format json)
@@ -192,6 +192,7 @@ fi
 
 # Ports, all on loopback.
 FLOOR_HTTP=$PORT
+FLOOR3_HTTP=($((PORT + 1)) $((PORT + 2)) $((PORT + 3)))
 REDIS_PORT=$((PORT + 10))
 RN_HTTP=($((PORT + 11)) $((PORT + 12)) $((PORT + 13)))
 SOLO_HTTP=$((PORT + 20)); SOLO_GRPC=$((PORT + 21)); SOLO_GOSSIP=$((PORT + 22))
@@ -200,7 +201,7 @@ CL_HTTP=($((PORT + 30)) $((PORT + 31)) $((PORT + 32)) $((PORT + 33)) $((PORT + 3
 CL_GRPC=($((PORT + 40)) $((PORT + 41)) $((PORT + 42)) $((PORT + 43)) $((PORT + 44)) $((PORT + 45)))
 CL_GOSSIP=($((PORT + 50)) $((PORT + 51)) $((PORT + 52)) $((PORT + 53)) $((PORT + 54)) $((PORT + 55)))
 PPROF_PORT=$((PORT + 60))
-for p in $FLOOR_HTTP $REDIS_PORT "${RN_HTTP[@]}" $SOLO_HTTP $SOLO_GRPC $SOLO_GOSSIP \
+for p in $FLOOR_HTTP "${FLOOR3_HTTP[@]}" $REDIS_PORT "${RN_HTTP[@]}" $SOLO_HTTP $SOLO_GRPC $SOLO_GOSSIP \
   "${CL_HTTP[@]}" "${CL_GRPC[@]}" "${CL_GOSSIP[@]}" $PPROF_PORT; do
   port_free "$p" || die "port $p is in use: set BENCH_PORT to another base"
 done
@@ -209,7 +210,7 @@ done
 # its own slice of them (report keys), so no run sees a key counted before.
 # Per configuration and concurrency: a warm-up and up to TRIES tries.
 TRIES=2
-GEN_KEYS=$(( ${#CONCURRENCY[@]} * ${#CONFIGS[@]} * (1 + TRIES) * (LOAD_KEYS + MIXED_KEYS) + ${#CONFIGS[@]} * ACC_KEYS ))
+GEN_KEYS=$(( ${#CONCURRENCY[@]} * ${#CONFIGS[@]} * TRIES * (LOAD_KEYS + MIXED_KEYS) + ${#CONFIGS[@]} * ACC_KEYS ))
 [ "$MODE" = profile ] && GEN_KEYS=$(( LOAD_KEYS + MIXED_KEYS ))
 TIERS=$RUN/tiers.json
 "$BIN/loadgen" -config config/tiers.json -gen-config "$TIERS" -gen-keys "$GEN_KEYS" >/dev/null
@@ -293,6 +294,11 @@ fi
 
 log "starting the floor, redis-server, 3 redisnodes, a standalone node and a 3-node cluster"
 start floor "$BIN/floor" -http-addr "127.0.0.1:$FLOOR_HTTP" -config "$TIERS" -node-name n1
+# Three floor processes: what three processes cost on these CPUs with no
+# limiter at all, the floor of any 3-node configuration.
+for i in 0 1 2; do
+  start "floor3-n$((i + 1))" "$BIN/floor" -http-addr "127.0.0.1:${FLOOR3_HTTP[$i]}" -config "$TIERS" -node-name "n$((i + 1))"
+done
 start redis redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
   --daemonize no --protected-mode yes --loglevel warning
 deadline=$((SECONDS + 20))
@@ -311,16 +317,17 @@ start_cluster tl 0
 # shellcheck disable=SC2086 # split on purpose: a list of flags
 [ -n "$ALT_FLAGS" ] && start_cluster tlb 3 $ALT_FLAGS
 wait_ready floor "http://127.0.0.1:$FLOOR_HTTP/readyz"
+for i in 0 1 2; do wait_ready "floor3-n$((i + 1))" "http://127.0.0.1:${FLOOR3_HTTP[$i]}/readyz"; done
 for i in 0 1 2; do wait_ready "rn-n$((i + 1))" "http://127.0.0.1:${RN_HTTP[$i]}/readyz"; done
 wait_ready tl-solo "http://127.0.0.1:$SOLO_HTTP/readyz"
 log "all ready"
 
 # Configurations: name, design (with the variant after a colon), nodes,
 # HTTP ports.
-declare -A DESIGN=([floor]=floor [redis1]=redis [redis3]=redis [tl1]=tierlimit [tl3]=tierlimit
+declare -A DESIGN=([floor]=floor [floor3]=floor [redis1]=redis [redis3]=redis [tl1]=tierlimit [tl3]=tierlimit
   [tl3b]="tierlimit:$ALT_FLAGS")
-declare -A NODES=([floor]=1 [redis1]=1 [redis3]=3 [tl1]=1 [tl3]=3 [tl3b]=3)
-declare -A PORTS=([floor]="$FLOOR_HTTP" [redis1]="${RN_HTTP[0]}" [redis3]="${RN_HTTP[*]}"
+declare -A NODES=([floor]=1 [floor3]=3 [redis1]=1 [redis3]=3 [tl1]=1 [tl3]=3 [tl3b]=3)
+declare -A PORTS=([floor]="$FLOOR_HTTP" [floor3]="${FLOOR3_HTTP[*]}" [redis1]="${RN_HTTP[0]}" [redis3]="${RN_HTTP[*]}"
   [tl1]="$SOLO_HTTP" [tl3]="${CL_HTTP[*]:0:3}" [tl3b]="${CL_HTTP[*]:3:3}")
 
 # fallbacks CONFIG: checks decided without the shared count so far, summed
@@ -394,24 +401,25 @@ measure() {
   [ -s "$out" ] || die "no report from loadgen in $out"
 }
 
-# loadrun CONFIG C LOAD: a warm-up, then the measured run, each with fresh
-# keys. On a shared machine: each try first waits (a while) for other
-# programs to leave the CPUs, a try during which they took more than
-# MAX_OTHERS% of the machine is redone, up to TRIES times, and the cleanest
-# try is kept.
+# loadrun CONFIG C LOAD: the measured run, with fresh keys, after a warm-up
+# with the same keys: the keys of a live API are hit again and again, and
+# the run measures that steady state (a key's first check on a node that
+# does not own it pays a round trip for its lease; the warm-up pays those).
+# On a shared machine: each try first waits (a while) for other programs to
+# leave the CPUs, a try during which they took more than MAX_OTHERS% of the
+# machine is redone, up to TRIES times, and the cleanest try is kept.
 loadrun() {
   local cfg=$1 c=$2 load=$3 targets before after out try fb rps best=
   # shellcheck disable=SC2086
   targets=$(urls ${PORTS[$cfg]})
   loadspec "$load"
-  keys "warm-$cfg-c$c-$load" "$SPEC"
-  "$BIN/loadgen" -config "$TIERS" -keys-file "$KF" -mix "$MIX" \
-    -targets "$targets" -c "$c" -d "$WARM" -quiet -json >/dev/null 2>>"$LOGS/loadgen.log" || true
   for try in $(seq "$TRIES"); do
     wait_quiet "$QUIET_WAIT"
+    keys "$cfg-c$c-$load-try$try" "$SPEC"
+    "$BIN/loadgen" -config "$TIERS" -keys-file "$KF" -mix "$MIX" \
+      -targets "$targets" -c "$c" -d "$WARM" -quiet -json >/dev/null 2>>"$LOGS/loadgen.log" || true
     before=$(fallbacks "$cfg")
     out=$RUN/results/$cfg-c$c-$load-try$try.json
-    keys "$cfg-c$c-$load-try$try" "$SPEC"
     measure "$out" -mix "$MIX" -targets "$targets" -c "$c" -d "$DUR"
     after=$(fallbacks "$cfg")
     fb=-
@@ -454,7 +462,7 @@ for load in "${LOADS[@]}"; do
   done
 done
 for cfg in "${CONFIGS[@]}"; do
-  [ "$cfg" = floor ] || accrun "$cfg"
+  [ "${DESIGN[$cfg]}" = floor ] || accrun "$cfg"
 done
 LOAD_AVG_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -469,7 +477,7 @@ git diff --quiet HEAD -- . 2>/dev/null || commit+=" + uncommitted changes"
   echo "go=$(go env GOVERSION)"
   echo "redis=$(redis-server --version | grep -o 'v=[0-9.]*' | cut -d= -f2)"
   echo "code=$commit"
-  echo "runs=$DUR each after a $WARM warm-up, with fresh keys: enterprise load $LOAD_KEYS enterprise keys (L = 1500/min: the limit never binds); mixed load $MIXED_MIX over $MIXED_KEYS keys per tier"
+  echo "runs=$DUR each after a $WARM warm-up with the same keys, fresh for each run: enterprise load $LOAD_KEYS enterprise keys (L = 1500/min: the limit never binds); mixed load $MIXED_MIX over $MIXED_KEYS keys per tier"
   echo "load average (1/5/15 min)=$LOAD_AVG_BEFORE before, $LOAD_AVG_AFTER after"
   extra="${TL_FLAGS[*]:4}"
   echo "cmd/node flags=${extra:-defaults}"

@@ -36,8 +36,9 @@ const (
 	// minLease is the shortest lease worth granting: a window about to end
 	// gets none.
 	minLease = 10 * time.Millisecond
-	// firstWant is what a node asks for on a key it has no rate for yet.
-	firstWant = 4
+	// firstWant is what a node asks for on a key it has no rate for yet,
+	// and the least it asks for.
+	firstWant = 8
 	// leaseSpan is the part of a lease's time that what a node asks for
 	// is meant to last at the rate it spends: renewals (at half the last
 	// grant) keep a steady key supplied, and a node whose demand stops
@@ -109,45 +110,59 @@ func (o *Owner) Decide(now time.Time, it Item) Result {
 		return r
 	}
 	if gd := o.store.Take(now, it.Key, g, it.Limit); gd.Allowed && gd.ResetAt.Equal(r.ResetAt) {
-		r.Remaining, r.Granted, r.LeaseFor = gd.Remaining, g, lasts
+		r.Remaining, r.Granted, r.LeaseFor, r.WindowLeft = gd.Remaining, g, lasts, r.ResetAt.Sub(now)
 	}
 	return r
 }
 
 // lease is what a node holds of one key's budget: hits an owner granted it
-// and counted, to admit on its own until they run out or the lease ends.
-// Checks take hits with atomic operations only; grants merge into it under
-// its table shard's lock.
+// and counted, to admit on its own until they run out or the lease ends:
+// when it has not been used for a lease's time (LeaseFor), or when the
+// window the hits were counted in ends. Checks take hits with atomic
+// operations only; grants merge into it under its table shard's lock, and
+// Router.Run's sweep moves its end on while it is in use.
 type lease struct {
 	limit int       // the limit it was granted under: a check under another revokes it
 	start time.Time // when the owner's window it was counted in began (the owner's clock)
 	reset time.Time // when that window ends (the owner's clock), for decisions
+	end   int64     // when that window ends, on this node's clock (Unix nanoseconds, early rather than late)
 	since int64     // when it was first granted, this node's Unix nanoseconds
 
 	left     atomic.Int64 // hits left to admit
-	until    atomic.Int64 // when it ends, this node's Unix nanoseconds
+	until    atomic.Int64 // when it ends unless used meanwhile, this node's Unix nanoseconds; never past end
 	rest     atomic.Int64 // what the owner had left beyond every grant, at the last one
 	granted  atomic.Int64 // hits granted in all, for the rate
 	last     atomic.Int64 // the last grant, for when to renew
-	fresh    atomic.Int64 // hits left just after the last grant: fewer now means it was used since
+	seen     atomic.Int64 // hits left at the last sweep: fewer now means it is in use
 	renewing atomic.Bool  // a renewal is in flight
 }
 
 // newLease returns the lease of a grant r answering a check sent at sent
 // (this node's clock) under limit, in windows of window.
 func newLease(r Result, limit int, sent time.Time, window time.Duration) *lease {
-	l := &lease{limit: limit, start: r.ResetAt.Add(-window), reset: r.ResetAt, since: sent.UnixNano()}
+	l := &lease{limit: limit, start: r.ResetAt.Add(-window), reset: r.ResetAt,
+		end: sent.Add(r.WindowLeft).UnixNano(), since: sent.UnixNano()}
 	l.extend(r, sent)
 	return l
 }
 
 // extend adds grant r, answering a check sent at sent, to l.
 func (l *lease) extend(r Result, sent time.Time) {
-	l.fresh.Store(l.left.Add(int64(r.Granted)))
+	l.seen.Store(l.left.Add(int64(r.Granted)))
 	l.granted.Add(int64(r.Granted))
 	l.last.Store(int64(r.Granted))
 	l.rest.Store(int64(r.Remaining))
-	l.until.Store(max(l.until.Load(), sent.Add(r.LeaseFor).UnixNano()))
+	l.until.Store(min(l.end, max(l.until.Load(), sent.Add(r.LeaseFor).UnixNano())))
+}
+
+// keepAlive moves l's end to ttl after n, within its window, if it was used
+// since the last call: a lease in use is not cut short, one left idle for
+// ttl runs out and its hits go back.
+func (l *lease) keepAlive(n int64, ttl time.Duration) {
+	left := l.left.Load()
+	if left < l.seen.Swap(left) {
+		l.until.Store(min(l.end, max(l.until.Load(), n+int64(ttl))))
+	}
 }
 
 // take admits one hit at n (Unix nanoseconds) if l has one left and has
@@ -167,12 +182,11 @@ func (l *lease) take(n int64) (int, bool) {
 	}
 }
 
-// dueForRenewal reports whether l should be renewed at n, for leases that
-// last ttl: when half its last grant is spent or a quarter of a lease's
-// time is all it has left, so that a steady key's renewal lands before it
-// runs dry.
-func (l *lease) dueForRenewal(n int64, left int, ttl time.Duration) bool {
-	return int64(left) <= l.last.Load()/2 || l.until.Load()-n < int64(ttl/4)
+// dueForRenewal reports whether l, with left hits left, should be
+// renewed: when three quarters of its last grant are spent, so that a
+// steady key's renewal lands before it runs dry.
+func (l *lease) dueForRenewal(left int) bool {
+	return int64(left) <= l.last.Load()/4
 }
 
 // want returns what to ask for at n, to last a fifth of a lease of ttl at
@@ -186,10 +200,6 @@ func (l *lease) want(n int64, ttl time.Duration) int {
 	w := (used*int64(ttl/leaseSpan) + el - 1) / el
 	return int(min(max(w, firstWant), MaxLeaseHits))
 }
-
-// usedSinceGrant reports whether l admitted a hit since its last grant: a
-// lease in use is renewed before it ends, one left idle runs out.
-func (l *lease) usedSinceGrant() bool { return l.left.Load() < l.fresh.Load() }
 
 // drain empties l and returns the hits it had left: from then on it admits
 // nothing, and whoever drains it gives those hits back.

@@ -101,46 +101,68 @@ func TestOwnerDecide(t *testing.T) {
 }
 
 // TestLeaseSteps steps a lease on the asker's side through a fake clock:
-// it admits what was granted and no more, ends on time, asks to be renewed
-// when half of its last grant is spent or a quarter of its time is left,
-// and sizes what it asks for by the rate it was spent at.
+// it admits what was granted and no more, asks to be renewed when three
+// quarters of its last grant are spent, sizes what it asks for by the rate
+// it was spent at, lives on while in use and never past its window.
 func TestLeaseSteps(t *testing.T) {
 	ttl := time.Second
 	sent := routerT0
-	l := newLease(Result{Decision: bucket.Decision{Allowed: true, Limit: 150, Remaining: 100, ResetAt: sent.Add(routerWindow)},
-		Granted: 8, LeaseFor: ttl}, 150, sent, routerWindow)
+	window := func(left time.Duration) Result {
+		return Result{Decision: bucket.Decision{Allowed: true, Limit: 150, Remaining: 100, ResetAt: sent.Add(routerWindow)},
+			Granted: 8, LeaseFor: min(ttl, left), WindowLeft: left}
+	}
+	l := newLease(window(routerWindow), 150, sent, routerWindow)
 	at := func(d time.Duration) int64 { return sent.Add(d).UnixNano() }
 
 	assert.Equal(t, sent, l.start)
+	assert.Equal(t, at(routerWindow), l.end)
 	assert.Equal(t, firstWant, l.want(at(0), ttl), "no rate yet")
-	for i := range 3 {
+	for i := range 5 {
 		left, ok := l.take(at(time.Duration(i) * 10 * time.Millisecond))
 		require.True(t, ok)
 		assert.Equal(t, 7-i, left)
-		assert.False(t, l.dueForRenewal(at(0), left, ttl), "after %d of 8", i+1)
+		assert.False(t, l.dueForRenewal(left), "after %d of 8", i+1)
 	}
-	left, ok := l.take(at(40 * time.Millisecond))
+	left, ok := l.take(at(50 * time.Millisecond))
 	require.True(t, ok)
-	assert.True(t, l.dueForRenewal(at(40*time.Millisecond), left, ttl), "half spent")
-	// 4 hits in 100 ms: 40 per second, 8 per fifth of a lease of a second.
-	assert.Equal(t, 8, l.want(at(100*time.Millisecond), ttl))
-	assert.Equal(t, firstWant, l.want(at(time.Second), ttl), "never less than the first ask")
+	assert.True(t, l.dueForRenewal(left), "three quarters spent")
+	// 6 hits in 100 ms: 60 per second, 12 per fifth of a lease of a second.
+	assert.Equal(t, 12, l.want(at(100*time.Millisecond), ttl))
+	assert.Equal(t, firstWant, l.want(at(10*time.Second), ttl), "never less than the first ask")
 
 	// A renewal in the same window adds to what is left and moves the end.
-	l.extend(Result{Decision: bucket.Decision{Remaining: 60, ResetAt: sent.Add(routerWindow)}, Granted: 40, LeaseFor: ttl}, sent.Add(500*time.Millisecond))
-	assert.Equal(t, int64(44), l.left.Load())
+	l.extend(Result{Decision: bucket.Decision{Remaining: 60, ResetAt: sent.Add(routerWindow)}, Granted: 40, LeaseFor: ttl,
+		WindowLeft: routerWindow - 500*time.Millisecond}, sent.Add(500*time.Millisecond))
+	assert.Equal(t, int64(42), l.left.Load())
 	assert.Equal(t, at(1500*time.Millisecond), l.until.Load())
 	assert.Equal(t, int64(60), l.rest.Load())
-	assert.True(t, l.dueForRenewal(at(1300*time.Millisecond), 44, ttl), "a quarter of its time left")
 
-	// It ends on time, whatever it has left.
-	_, ok = l.take(at(1500 * time.Millisecond))
+	// In use, it lives on; idle, it ends a lease's time after its last use.
+	l.keepAlive(at(1400*time.Millisecond), ttl)
+	assert.Equal(t, at(1500*time.Millisecond), l.until.Load(), "not used since the renewal")
+	_, ok = l.take(at(1450 * time.Millisecond))
+	require.True(t, ok)
+	l.keepAlive(at(1490*time.Millisecond), ttl)
+	assert.Equal(t, at(2490*time.Millisecond), l.until.Load(), "used: a lease's time from the sweep")
+	l.keepAlive(at(2400*time.Millisecond), ttl)
+	assert.Equal(t, at(2490*time.Millisecond), l.until.Load(), "idle since")
+	_, ok = l.take(at(2490 * time.Millisecond))
 	assert.False(t, ok, "taken at its end")
-	assert.Equal(t, 44, l.drain())
+	assert.Equal(t, 41, l.drain())
 	assert.Zero(t, l.drain(), "drained twice")
 
+	// Never past its window, however much it is used.
+	near := newLease(window(300*time.Millisecond), 150, sent, routerWindow)
+	assert.Equal(t, at(300*time.Millisecond), near.until.Load())
+	_, ok = near.take(at(100 * time.Millisecond))
+	require.True(t, ok)
+	near.keepAlive(at(200*time.Millisecond), ttl)
+	assert.Equal(t, at(300*time.Millisecond), near.until.Load(), "kept alive to the window's end, no further")
+
 	// Spent: no more hits, even before its end.
-	l2 := newLease(Result{Decision: bucket.Decision{ResetAt: sent.Add(routerWindow)}, Granted: 1, LeaseFor: ttl}, 20, sent, routerWindow)
+	one := window(routerWindow)
+	one.Granted = 1
+	l2 := newLease(one, 20, sent, routerWindow)
 	_, ok = l2.take(at(0))
 	require.True(t, ok)
 	_, ok = l2.take(at(0))
@@ -212,16 +234,16 @@ func TestRouterLeases(t *testing.T) {
 	key := keyOwnedBy(t, r.ring, "b")
 	now := routerT0
 
-	// The first check is forwarded and comes back with a lease of 4.
+	// The first check is forwarded and comes back with a lease of 8.
 	d := r.Check(t.Context(), now, key, 150)
 	require.True(t, d.Allowed)
 	assert.Equal(t, 149, d.Remaining, "the lease is this node's to spend")
-	assert.Equal(t, 5, owner.used(key, 150), "the hit and the grant are counted at the owner")
+	assert.Equal(t, 1+firstWant, owner.used(key, 150), "the hit and the grant are counted at the owner")
 	require.Len(t, owner.sent(), 1)
 
-	// The next checks come from the lease; half-way, a renewal goes out in
-	// the background.
-	for i := range 4 {
+	// The next checks come from the lease; three quarters in, a renewal
+	// goes out in the background.
+	for i := range 6 {
 		d := r.Check(t.Context(), now, key, 150)
 		require.True(t, d.Allowed, "leased check %d", i)
 	}
@@ -230,7 +252,7 @@ func TestRouterLeases(t *testing.T) {
 	assert.Zero(t, renewal.Hits, "a renewal counts no hit")
 	assert.Positive(t, renewal.Want)
 	r.events.mu.Lock()
-	assert.Equal(t, 4, r.events.leaseHits)
+	assert.Equal(t, 6, r.events.leaseHits)
 	assert.Equal(t, 1, r.events.renewals)
 	granted := r.events.granted
 	r.events.mu.Unlock()
@@ -240,7 +262,7 @@ func TestRouterLeases(t *testing.T) {
 	// counts.
 	ls := r.leases.get(key)
 	require.NotNil(t, ls)
-	assert.Equal(t, owner.used(key, 150), 5+int(ls.left.Load()), "owner's count = admitted + held")
+	assert.Equal(t, owner.used(key, 150), 7+int(ls.left.Load()), "owner's count = admitted + held")
 	assert.Equal(t, int64(granted), ls.granted.Load(), "hits granted, first and renewed")
 
 	// A new limit (DEGRADED) revokes the lease: its hits go back, and the
@@ -310,15 +332,11 @@ func TestRouterSweepGivesBackExpiredLeases(t *testing.T) {
 	r.events.mu.Unlock()
 }
 
-// TestRouterRenewsLeasesInUse: a lease used since its last grant is
-// renewed in the background shortly before it ends; one left idle runs
-// out and its hits go back.
-func TestRouterRenewsLeasesInUse(t *testing.T) {
+// TestRouterSweepKeepsLeasesInUse: the sweep keeps a lease in use alive
+// without a call to the owner; one left idle runs out and its hits go back.
+func TestRouterSweepKeepsLeasesInUse(t *testing.T) {
 	owner := newOwnerPeer(3)
-	clock := routerT0
-	r := newTestRouter(t, []string{"a", "b", "c"}, peerMap{"b": owner, "c": &batchPeer{}}, func(cfg *RouterConfig) {
-		cfg.Clock = func() time.Time { return clock }
-	})
+	r := newTestRouter(t, []string{"a", "b", "c"}, peerMap{"b": owner, "c": &batchPeer{}}, nil)
 	var used, idle string
 	for i := 0; used == "" || idle == ""; i++ {
 		if k := "user-" + strconv.Itoa(i); keyOwner(r.ring, k) == "b" {
@@ -332,23 +350,14 @@ func TestRouterRenewsLeasesInUse(t *testing.T) {
 	for _, k := range []string{used, idle} {
 		require.True(t, r.Check(t.Context(), routerT0, k, 1500).Allowed)
 	}
-	require.True(t, r.Check(t.Context(), routerT0.Add(100*time.Millisecond), used, 1500).Allowed)
 	sends := len(owner.sent())
-
-	clock = routerT0.Add(850 * time.Millisecond)
-	owner.set(clock)
-	r.sweepLeases(clock)
-	require.Eventually(t, func() bool { return len(owner.sent()) == sends+1 }, time.Second, time.Millisecond, "one renewal")
-	rn := owner.sent()[sends]
-	assert.Equal(t, used, rn.Key)
-	assert.Zero(t, rn.Hits)
-	require.Eventually(t, func() bool { return !r.leases.get(used).renewing.Load() }, time.Second, time.Millisecond)
-	assert.Equal(t, clock.Add(time.Second).UnixNano(), r.leases.get(used).until.Load(), "the used lease runs on")
-
-	later := routerT0.Add(1100 * time.Millisecond)
-	r.sweepLeases(later)
-	assert.NotNil(t, r.leases.get(used))
-	assert.Nil(t, r.leases.get(idle), "the idle lease ran out")
+	for _, at := range []time.Duration{700 * time.Millisecond, 1600 * time.Millisecond} {
+		require.True(t, r.Check(t.Context(), routerT0.Add(at), used, 1500).Allowed)
+		r.sweepLeases(routerT0.Add(at + 50*time.Millisecond))
+	}
+	assert.NotNil(t, r.leases.get(used), "in use: alive past its first second")
+	assert.Nil(t, r.leases.get(idle), "idle: ran out")
+	assert.Len(t, owner.sent(), sends, "no call to the owner to keep a lease alive")
 	r.events.mu.Lock()
 	assert.Equal(t, firstWant, r.events.returned[LeaseExpired])
 	r.events.mu.Unlock()

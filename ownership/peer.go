@@ -42,9 +42,13 @@ type Result struct {
 	// Granted is how many hits the sender may admit on its own, already
 	// counted at the owner; 0 when no lease was granted.
 	Granted int
-	// LeaseFor is how long the lease lasts, from the owner's decision; the
-	// sender counts it from before it sent the item.
+	// LeaseFor is how long the lease lasts unused, from the owner's
+	// decision; the sender counts it from before it sent the item.
 	LeaseFor time.Duration
+	// WindowLeft is, with a lease, how long the window it was counted in
+	// has left, from the owner's decision: a lease in use lasts until then
+	// at most.
+	WindowLeft time.Duration
 	// TookBack is, for an item with GiveBack, how many hits the owner took
 	// off, or -1 if it holds no count for the key (yet): the count may be
 	// on its way to it, so give them back again later.

@@ -48,7 +48,7 @@ func (r *Router) fromLease(now time.Time, key string, ls *lease, limit int, owne
 		}
 		return bucket.Decision{}, false
 	}
-	if ls.dueForRenewal(n, left, r.leaseTTL) && ls.renewing.CompareAndSwap(false, true) {
+	if ls.dueForRenewal(left) && ls.renewing.CompareAndSwap(false, true) {
 		go r.renew(key, ls, limit, owner, ls.want(n, r.leaseTTL))
 	}
 	r.obs.LeaseDecision()
@@ -178,21 +178,16 @@ func (r *Router) Run(ctx context.Context) {
 }
 
 // sweepLeases ends the leases that ran out of time by now, and those of
-// keys this node owns now; and renews, in the background, leases about to
-// end that were used since their last grant, so that a key hit now and
-// then keeps its lease and its checks pay no round trip.
+// keys this node owns now, and keeps the ones in use alive (keepAlive):
+// a key hit now and then keeps its lease, and its checks pay no round trip,
+// without a call to the owner.
 func (r *Router) sweepLeases(now time.Time) {
 	n := now.UnixNano()
-	soon := n + int64(2*leaseSweep)
-	due := make(map[string][]renewal)
 	r.leases.removeIf(func(key string, ls *lease) bool {
 		if n >= ls.until.Load() || r.ownsNow(key) {
 			return true
 		}
-		if ls.until.Load() < soon && !ls.pending() && ls.usedSinceGrant() && ls.renewing.CompareAndSwap(false, true) {
-			owner, _ := r.ring.Owner(key)
-			due[owner] = append(due[owner], renewal{key: key, ls: ls, want: ls.want(n, r.leaseTTL)})
-		}
+		ls.keepAlive(n, r.leaseTTL)
 		return false
 	}, func(key string, ls *lease) {
 		why := LeaseExpired
@@ -201,54 +196,6 @@ func (r *Router) sweepLeases(now time.Time) {
 		}
 		r.drainLease(key, ls, why)
 	})
-	for owner, rs := range due {
-		go r.renewAll(owner, rs)
-	}
-}
-
-// renewal is a lease due for renewal: its renewing token is held.
-type renewal struct {
-	key  string
-	ls   *lease
-	want int
-}
-
-// renewAll renews leases on keys owner owns in one call, and releases
-// their renewing tokens.
-func (r *Router) renewAll(owner string, rs []renewal) {
-	all := rs
-	defer func() {
-		for _, rn := range all {
-			rn.ls.renewing.Store(false)
-		}
-	}()
-	l, _ := r.link(owner)
-	p, ok := r.peers.Peer(owner)
-	if l == nil || !ok || p == nil || l.breaker.State(r.clock()) != BreakerClosed {
-		return
-	}
-	w := r.local.Window()
-	items := make([]Item, 0, min(len(rs), MaxCheckItems))
-	for len(rs) > 0 {
-		n := min(len(rs), MaxCheckItems)
-		items = items[:0]
-		for _, rn := range rs[:n] {
-			items = append(items, Item{Key: rn.key, Limit: rn.ls.limit, Window: w, Want: rn.want})
-		}
-		sent := r.clock()
-		ctx, cancel := context.WithTimeout(context.Background(), r.forwardMax)
-		res, err := p.Check(ctx, items)
-		cancel()
-		if err != nil {
-			return // the leases run out; checks ask again
-		}
-		for i, rn := range rs[:n] {
-			if res[i].Granted > 0 {
-				r.granted(rn.key, rn.ls.limit, res[i], sent, true)
-			}
-		}
-		rs = rs[n:]
-	}
 }
 
 // ownsNow reports whether this node owns key now.

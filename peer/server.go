@@ -225,6 +225,7 @@ func (s *Server) decide(req *peerpb.CheckRequest) (*peerpb.CheckResponse, error)
 		r.Granted = int64(d.Granted)
 		r.LeaseNanos = int64(d.LeaseFor)
 		r.TookBack = int64(d.TookBack)
+		r.WindowLeftNanos = int64(d.WindowLeft)
 		resp.Results[i] = r
 	}
 	return resp, nil

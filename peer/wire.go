@@ -37,8 +37,9 @@ func decodeResult(r *peerpb.Result) ownership.Result {
 			ResetAt:   fromUnixNanos(r.GetResetUnixNanos()),
 			RetryAt:   fromUnixNanos(r.GetRetryUnixNanos()),
 		},
-		Granted:  int(max(0, r.GetGranted())),
-		LeaseFor: time.Duration(max(0, r.GetLeaseNanos())),
-		TookBack: int(r.GetTookBack()),
+		Granted:    int(max(0, r.GetGranted())),
+		LeaseFor:   time.Duration(max(0, r.GetLeaseNanos())),
+		TookBack:   int(r.GetTookBack()),
+		WindowLeft: time.Duration(max(0, r.GetWindowLeftNanos())),
 	}
 }

@@ -483,16 +483,21 @@ type Result struct {
 	// Hits granted to the sender as a lease, already counted here: the
 	// sender may admit that many on its own.
 	Granted int64 `protobuf:"varint,6,opt,name=granted,proto3" json:"granted,omitempty"`
-	// How long the lease lasts, in nanoseconds from when the owner decided:
-	// never past the end of the current window. The sender counts it from
-	// before it sent the item, so its clock need not agree with the owner's.
+	// How long the lease lasts if it is not used, in nanoseconds from when
+	// the owner decided: never past the end of the current window. The
+	// sender counts it from before it sent the item, so its clock need not
+	// agree with the owner's.
 	LeaseNanos int64 `protobuf:"varint,7,opt,name=lease_nanos,json=leaseNanos,proto3" json:"lease_nanos,omitempty"`
 	// For an item with give_back: how many hits the owner took off, or -1
 	// if it holds no count for the key (yet: the count may be on its way
 	// to it), so the sender should give them back again later.
-	TookBack      int64 `protobuf:"varint,8,opt,name=took_back,json=tookBack,proto3" json:"took_back,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	TookBack int64 `protobuf:"varint,8,opt,name=took_back,json=tookBack,proto3" json:"took_back,omitempty"`
+	// With a lease: how long the window it was counted in has left, in
+	// nanoseconds from when the owner decided. A lease in use may be spent
+	// until then, never after.
+	WindowLeftNanos int64 `protobuf:"varint,9,opt,name=window_left_nanos,json=windowLeftNanos,proto3" json:"window_left_nanos,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Result) Reset() {
@@ -581,6 +586,13 @@ func (x *Result) GetTookBack() int64 {
 	return 0
 }
 
+func (x *Result) GetWindowLeftNanos() int64 {
+	if x != nil {
+		return x.WindowLeftNanos
+	}
+	return 0
+}
+
 var File_peer_proto protoreflect.FileDescriptor
 
 const file_peer_proto_rawDesc = "" +
@@ -615,7 +627,7 @@ const file_peer_proto_rawDesc = "" +
 	"\n" +
 	"error_code\x18\x03 \x01(\x05R\terrorCode\x12#\n" +
 	"\rerror_message\x18\x04 \x01(\tR\ferrorMessage\x12\x1a\n" +
-	"\bdraining\x18\x05 \x01(\bR\bdraining\"\x82\x02\n" +
+	"\bdraining\x18\x05 \x01(\bR\bdraining\"\xae\x02\n" +
 	"\x06Result\x12\x18\n" +
 	"\aallowed\x18\x01 \x01(\bR\aallowed\x12\x14\n" +
 	"\x05limit\x18\x02 \x01(\x03R\x05limit\x12\x1c\n" +
@@ -625,7 +637,8 @@ const file_peer_proto_rawDesc = "" +
 	"\agranted\x18\x06 \x01(\x03R\agranted\x12\x1f\n" +
 	"\vlease_nanos\x18\a \x01(\x03R\n" +
 	"leaseNanos\x12\x1b\n" +
-	"\ttook_back\x18\b \x01(\x03R\btookBack2\xb3\x02\n" +
+	"\ttook_back\x18\b \x01(\x03R\btookBack\x12*\n" +
+	"\x11window_left_nanos\x18\t \x01(\x03R\x0fwindowLeftNanos2\xb3\x02\n" +
 	"\x04Peer\x12J\n" +
 	"\x05Check\x12\x1f.tierlimit.peer.v1.CheckRequest\x1a .tierlimit.peer.v1.CheckResponse\x12T\n" +
 	"\vCheckStream\x12\x1f.tierlimit.peer.v1.CheckRequest\x1a .tierlimit.peer.v1.CheckResponse(\x010\x01\x12D\n" +

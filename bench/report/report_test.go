@@ -90,6 +90,7 @@ func TestWriteTable(t *testing.T) {
 	add("load:enterprise", "redis", 3, 1, "0", fakeReport(1, 2500, 400, 800, ""))
 	add("load:enterprise", "tierlimit", 3, 1, "0", fakeReport(1, 3000, 330, 400, ""))
 	add("load:enterprise", "floor", 1, 64, "-", fakeReport(64, 12000, 4000, 16000, ""))
+	add("load:enterprise", "floor", 3, 64, "-", fakeReport(64, 10000, 5000, 18000, ""))
 	add("load:enterprise", "redis", 3, 64, "12", fakeReport(64, 6000, 9000, 30000, ""))
 	add("load:enterprise", "tierlimit", 3, 64, "0", fakeReport(64, 9600, 6000, 20000, ""))
 	add("load:enterprise", "tierlimit", 1, 64, "0", fakeReport(64, 10000, 6000, 20000, ""))
@@ -112,17 +113,19 @@ func TestWriteTable(t *testing.T) {
 	md := string(data)
 	for _, want := range []string{
 		"_date: today; machine: 2 CPUs._",
-		"| enterprise | no limiter (floor) | 1 | 1 | 5,000 | 100% | 200 µs | 300 µs | ×1.00 | ×1.00 | 0 | 0 | - | 3% |",
-		"| enterprise | central Redis | 3 | 64 | 6,000 | 50% | 9.00 ms | 30.00 ms | ×2.25 | ×1.88 | 0 | 0 | 12 (0.0%) | 3% |",
-		"| enterprise | tierlimit cluster | 3 | 64 | 9,600 | 80% |",
-		"| mixed | tierlimit cluster | 3 | 64 | 9,000 | 90% |",
-		"enterprise load, c = 64, 3 nodes: tierlimit keeps **80%** of the floor's throughput (target ≥ 75%): met; central Redis keeps 50%.",
+		"| enterprise | no limiter (floor) | 1 | 1 | 5,000 | 100% | 100% | 200 µs | 300 µs | ×1.00 | ×1.00 | 0 | 0 | - | 3% |",
+		"| enterprise | central Redis | 3 | 64 | 6,000 | 50% | 60% | 9.00 ms | 30.00 ms | ×2.25 | ×1.88 | 0 | 0 | 12 (0.0%) | 3% |",
+		"| enterprise | tierlimit cluster | 3 | 64 | 9,600 | 80% | 96% |",
+		"| mixed | tierlimit cluster | 3 | 64 | 9,000 | 90% | – |",
+		"enterprise load, c = 64, 3 nodes: tierlimit keeps **80%** of the floor's throughput " +
+			"(96% of 3 bare processes', which keep 83% of one's) (target ≥ 75%): met; central Redis keeps 50%.",
 		"enterprise load, c = 64, 1 node: tierlimit keeps **83%** of the floor's throughput (target ≥ 90%): **missed**.",
 		"mixed load, c = 64, 3 nodes: tierlimit keeps **90%** of the floor's throughput (target ≥ 75%): met.",
 		"enterprise load, c = 1, 3 nodes: tierlimit adds **+100 µs** to the floor's p99 (target ≤ +150 µs): met; central Redis adds +500 µs.",
 		"Accuracy, tierlimit, 3 nodes: over-admission **0.00%** at most in any tier (target 0): met; under-admission **0.00%** (target ≤ 1% of L): met.",
-		"| enterprise | tierlimit cluster, `-lease-ttl -1s` | 3 | 64 | 8,000 | 67% | 9.00 ms | 30.00 ms | ×2.25 | ×1.88 | 0 | 0 | 48,000 (60.0%) | 3% |",
-		"enterprise load, c = 64, 3 nodes: tierlimit (`-lease-ttl -1s`) keeps **67%** of the floor's throughput (target ≥ 75%): **missed**, " +
+		"| enterprise | tierlimit cluster, `-lease-ttl -1s` | 3 | 64 | 8,000 | 67% | 80% | 9.00 ms | 30.00 ms | ×2.25 | ×1.88 | 0 | 0 | 48,000 (60.0%) | 3% |",
+		"enterprise load, c = 64, 3 nodes: tierlimit (`-lease-ttl -1s`) keeps **67%** of the floor's throughput (80% of 3 bare processes', " +
+			"which keep 83% of one's) (target ≥ 75%): **missed**, " +
 			"with 60% of its requests decided locally, without their owner (fallbacks);",
 		"| central Redis | 3 | 20–34 / 20 (sent 400) | – | – | 70.00% | 0.00% | 0 | not exact |",
 		"| tierlimit cluster | 3 | 20 / 20 (sent 400) | – | – | 0.00% | 0.00% | 0 | exact: every key admitted exactly L |",

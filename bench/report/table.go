@@ -243,16 +243,18 @@ func render(runs []result, meta [][2]string) string {
 	}
 
 	floor := floors(runs)
-	b.WriteString("| load | design | nodes | c | req/s | of floor | p50 | p99 | p50 vs floor | p99 vs floor | 429 | errors | fallbacks | others' CPU |\n")
-	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	b.WriteString("| load | design | nodes | c | req/s | of floor | of floor, same nodes | p50 | p99 | p50 vs floor | p99 vs floor | 429 | errors | fallbacks | others' CPU |\n")
+	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	rps := func(l *loadReport) float64 { return l.RequestsPerSecond }
 	for _, r := range runs {
 		if r.kind != "load" {
 			continue
 		}
-		f := floor[floorKey{r.load, r.concurrency}]
-		fmt.Fprintf(&b, "| %s | %s | %d | %d | %s | %s | %s | %s | %s | %s | %d | %d | %s | %s%% |\n",
+		f := floor[floorKey{r.load, r.concurrency, 1}]
+		fmt.Fprintf(&b, "| %s | %s | %d | %d | %s | %s | %s | %s | %s | %s | %s | %d | %d | %s | %s%% |\n",
 			r.load, r.label(), r.nodes, r.concurrency, thousands(r.rep.RequestsPerSecond),
-			percentOf(r.rep.RequestsPerSecond, f, func(l *loadReport) float64 { return l.RequestsPerSecond }),
+			percentOf(r.rep.RequestsPerSecond, f, rps),
+			percentOf(r.rep.RequestsPerSecond, floor[floorKey{r.load, r.concurrency, r.nodes}], rps),
 			micros(r.rep.Latency.P50), micros(r.rep.Latency.P99),
 			ratioOf(r.rep.Latency.P50, f, func(l *loadReport) float64 { return l.Latency.P50 }),
 			ratioOf(r.rep.Latency.P99, f, func(l *loadReport) float64 { return l.Latency.P99 }),
@@ -260,6 +262,8 @@ func render(runs []result, meta [][2]string) string {
 	}
 	b.WriteString("\nLoads: enterprise, fresh enterprise keys whose limit never binds, so every request is a full check; " +
 		"mixed, 60% free, 30% pro and 10% enterprise requests, so most free requests are refusals. " +
+		"Of floor: throughput against one bare process; of floor, same nodes: against as many bare processes as the configuration has nodes, " +
+		"round-robin like it, which takes out what running several processes on these 2 CPUs costs by itself. " +
 		"c = concurrent loadgen workers, each with one request in flight, round-robin over the nodes. " +
 		"Fallbacks: checks decided without the shared count (central Redis: failed open after an error or its 20 ms deadline; " +
 		"tierlimit: decided locally after a failed or late forward, or while the peer's breaker was open). " +
@@ -300,16 +304,17 @@ func render(runs []result, meta [][2]string) string {
 // floorKey picks the floor run a run is compared with: same load, same
 // concurrency.
 type floorKey struct {
-	load string
-	c    int
+	load  string
+	c     int
+	nodes int
 }
 
-// floors returns the floor's load runs by load and concurrency.
+// floors returns the floor's load runs by load, concurrency and processes.
 func floors(runs []result) map[floorKey]*loadReport {
 	out := map[floorKey]*loadReport{}
 	for i := range runs {
 		if r := &runs[i]; r.kind == "load" && r.design == designFloor {
-			out[floorKey{r.load, r.concurrency}] = &r.rep
+			out[floorKey{r.load, r.concurrency, r.nodes}] = &r.rep
 		}
 	}
 	return out
@@ -356,7 +361,7 @@ func targets(runs []result, floor map[floorKey]*loadReport) []string {
 	// Throughput at c = 64, per load: a cluster keeps 75% of the floor,
 	// one node 90%.
 	for _, load := range []string{loadEnterprise, loadMixed} {
-		f := floor[floorKey{load, 64}]
+		f := floor[floorKey{load, 64, 1}]
 		if f == nil || f.RequestsPerSecond == 0 {
 			continue
 		}
@@ -369,8 +374,13 @@ func targets(runs []result, floor map[floorKey]*loadReport) []string {
 					continue
 				}
 				pct := 100 * tl.rep.RequestsPerSecond / f.RequestsPerSecond
-				line := fmt.Sprintf("%s load, c = 64, %d node%s: %s keeps **%.0f%%** of the floor's throughput (target ≥ %.0f%%): %s%s",
-					load, n, plural(n), name(v), pct, want, metWord(pct >= want), decidedLocally(tl, pct >= want))
+				same := ""
+				if fn := floor[floorKey{load, 64, n}]; n > 1 && fn != nil && fn.RequestsPerSecond > 0 {
+					same = fmt.Sprintf(" (%.0f%% of %d bare processes', which keep %.0f%% of one's)", 100*tl.rep.RequestsPerSecond/fn.RequestsPerSecond,
+						n, 100*fn.RequestsPerSecond/f.RequestsPerSecond)
+				}
+				line := fmt.Sprintf("%s load, c = 64, %d node%s: %s keeps **%.0f%%** of the floor's throughput%s (target ≥ %.0f%%): %s%s",
+					load, n, plural(n), name(v), pct, same, want, metWord(pct >= want), decidedLocally(tl, pct >= want))
 				if rd != nil {
 					line += fmt.Sprintf("; central Redis keeps %.0f%%", 100*rd.rep.RequestsPerSecond/f.RequestsPerSecond)
 				}
@@ -380,7 +390,7 @@ func targets(runs []result, floor map[floorKey]*loadReport) []string {
 	}
 	// Added p99 at c = 1: at most 0.15 ms.
 	for _, load := range []string{loadEnterprise, loadMixed} {
-		f := floor[floorKey{load, 1}]
+		f := floor[floorKey{load, 1, 1}]
 		if f == nil {
 			continue
 		}
@@ -392,8 +402,12 @@ func targets(runs []result, floor map[floorKey]*loadReport) []string {
 					continue
 				}
 				add := tl.rep.Latency.P99 - f.Latency.P99
-				line := fmt.Sprintf("%s load, c = 1, %d node%s: %s adds **%s** to the floor's p99 (target ≤ +150 µs): %s%s",
-					load, n, plural(n), name(v), signedMicros(add), metWord(add <= 150), decidedLocally(tl, add <= 150))
+				same := ""
+				if fn := floor[floorKey{load, 1, n}]; n > 1 && fn != nil {
+					same = fmt.Sprintf(" (%s to %d bare processes', whose p99 is %s)", signedMicros(tl.rep.Latency.P99-fn.Latency.P99), n, micros(fn.Latency.P99))
+				}
+				line := fmt.Sprintf("%s load, c = 1, %d node%s: %s adds **%s** to the floor's p99%s (target ≤ +150 µs): %s%s",
+					load, n, plural(n), name(v), signedMicros(add), same, metWord(add <= 150), decidedLocally(tl, add <= 150))
 				if rd != nil {
 					line += fmt.Sprintf("; central Redis adds %s", signedMicros(rd.rep.Latency.P99-f.Latency.P99))
 				}
