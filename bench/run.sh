@@ -2,11 +2,11 @@
 # bench/run.sh: tierlimit against a central Redis and against no limiter at
 # all, on loopback, in one run.
 #
-#   bench/run.sh            full run (about 4 minutes on an idle machine; on a
+#   bench/run.sh            full run (about 10 minutes on an idle machine; on a
 #                           shared one it waits for other programs, a minute at
-#                           most per run): writes bench/results.md and the
+#                           most per run): writes docs/benchmark.md and the
 #                           README's benchmark section
-#   bench/run.sh --quick    smoke test (about 1 minute): results stay in bench/out/run
+#   bench/run.sh --quick    smoke test (about 3 minutes): results stay in bench/out/run
 #   bench/run.sh --profile  CPU profile of node n1 of a cluster under load
 #                           (bench/out/profile); touches no results.
 #                           PROFILE_NODES (1 or 3, default 3), PROFILE_C

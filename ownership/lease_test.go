@@ -368,3 +368,29 @@ func keyOwner(ring *Ring, key string) string {
 	o, _ := ring.Owner(key)
 	return o
 }
+
+// TestRouterLocalDecisionsAfterALeaseAreBounded: a node whose lease ran
+// dry while the owner cannot be reached admits locally at most half its
+// last grant more, and its part of what the owner had left, not a whole
+// share of the limit: the other nodes were spending meanwhile.
+func TestRouterLocalDecisionsAfterALeaseAreBounded(t *testing.T) {
+	owner := newOwnerPeer(3)
+	r := newTestRouter(t, []string{"a", "b", "c"}, peerMap{"b": owner, "c": &batchPeer{}}, func(cfg *RouterConfig) {
+		cfg.ForwardTimeout = 50 * time.Millisecond
+	})
+	key := keyOwnedBy(t, r.ring, "b")
+	require.True(t, r.Check(t.Context(), routerT0, key, 150).Allowed)
+	ls := r.leases.get(key)
+	require.NotNil(t, ls)
+	require.Equal(t, int64(firstWant), ls.left.Load())
+	owner.down.Store(true)
+
+	admitted := 0
+	for range 60 {
+		if r.Check(t.Context(), routerT0.Add(time.Millisecond), key, 150).Allowed {
+			admitted++
+		}
+	}
+	// 8 from the lease, then half of it: 4, where a share would be 50.
+	assert.Equal(t, firstWant+firstWant/2, admitted)
+}

@@ -281,9 +281,10 @@ func (r *Router) Check(ctx context.Context, now time.Time, key string, limit int
 		return r.local.Take(now, key, 1, limit)
 	}
 	want := 0
+	var held *lease // a lease this node holds on key, spent or not
 	if r.leases != nil {
-		if ls := r.leases.get(key); ls != nil {
-			if d, ok := r.fromLease(now, key, ls, limit, owner); ok {
+		if held = r.leases.get(key); held != nil {
+			if d, ok := r.fromLease(now, key, held, limit, owner); ok {
 				return d
 			}
 		}
@@ -300,10 +301,10 @@ func (r *Router) Check(ctx context.Context, now time.Time, key string, limit int
 	}
 	l, reason := r.link(owner)
 	if l == nil {
-		return r.decideLocally(now, key, limit, owner, reason, nil, nil)
+		return r.decideLocally(now, key, limit, owner, reason, nil, nil, held)
 	}
 	if !l.breaker.Allow(r.clock()) {
-		return r.decideLocally(now, key, limit, owner, FallbackBreakerOpen, nil, &l.warn)
+		return r.decideLocally(now, key, limit, owner, FallbackBreakerOpen, nil, &l.warn, held)
 	}
 
 	timeout := r.timeout(l)
@@ -319,10 +320,9 @@ func (r *Router) Check(ctx context.Context, now time.Time, key string, limit int
 	if err == nil {
 		d := res.Decision
 		if res.Granted > 0 {
-			r.granted(key, limit, res, now, false) // now was before the send
+			r.granted(key, limit, res, now, false) // keeps what the owner had left; now was before the send
 			d.Remaining += res.Granted             // this node's to spend
-		}
-		if r.worthKeeping(d, limit) {
+		} else if r.worthKeeping(d, limit) {
 			r.answers.put(key, limit, d, now)
 		}
 		return d
@@ -341,7 +341,7 @@ func (r *Router) Check(ctx context.Context, now time.Time, key string, limit int
 	}
 	// The breaker hears of failures from the batch itself (see report):
 	// the checks waiting on one failed call are one failure, not many.
-	return r.decideLocally(now, key, limit, owner, reason, err, &l.warn)
+	return r.decideLocally(now, key, limit, owner, reason, err, &l.warn, held)
 }
 
 // timeout returns how long a check forwarded over l may wait.
@@ -404,8 +404,10 @@ func (r *Router) worthKeeping(d bucket.Decision, limit int) bool {
 // decideLocally counts key in the fallback store against this node's share
 // of limit and reports why. It logs at Warn, at most once per warnEvery
 // through gate (nil: the Router's gate for checks without a peer), unless
-// the reason is not the peer's fault; everything else goes to Debug.
-func (r *Router) decideLocally(now time.Time, key string, limit int, owner, reason string, err error, gate *warnGate) bucket.Decision {
+// the reason is not the peer's fault; everything else goes to Debug. ls, if
+// not nil, is the lease this node holds on key, spent: what it knows of the
+// key bounds the decision further.
+func (r *Router) decideLocally(now time.Time, key string, limit int, owner, reason string, err error, gate *warnGate, ls *lease) bucket.Decision {
 	members := max(1, r.ring.Len())
 	share := localShare(limit, members)
 	budget, until := share, time.Time{}
@@ -414,6 +416,14 @@ func (r *Router) decideLocally(now time.Time, key string, limit int, owner, reas
 		// other members, which may all be deciding locally now, share that
 		// rather than each taking a share of the whole limit.
 		budget, until = min(share, partLeft(left, members)), end
+	}
+	if ls != nil && !ls.pending() && ls.limit == limit && members > 1 {
+		// The node spent a lease on the key and cannot renew it: it
+		// admits its part of what the owner had left at the last grant,
+		// and no more than half that grant, as if the owner had granted
+		// once more; the others were spending meanwhile.
+		budget = min(budget, partLeft(int(ls.rest.Load()), members), int(ls.last.Load()+1)/2)
+		until = ls.reset
 	}
 	d := r.fallback.Take(now, key, 1, budget)
 	if d.Allowed && r.owed != nil {

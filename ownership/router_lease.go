@@ -77,6 +77,11 @@ func (r *Router) renew(key string, ls *lease, limit int, owner string, want int)
 // limit sent at sent. A lease the table cannot take is given back at once.
 func (r *Router) granted(key string, limit int, res Result, sent time.Time, renewal bool) {
 	r.obs.LeaseGranted(res.Granted, renewal)
+	if rest := res.Decision; r.worthKeeping(rest, limit) {
+		// What the owner had left beyond every grant: it bounds a local
+		// decision if the owner cannot be reached later.
+		r.answers.put(key, limit, rest, sent)
+	}
 	w := r.local.Window()
 	old, ok := r.leases.grant(key, limit, res, sent, w)
 	if !ok {
