@@ -414,8 +414,13 @@ func (r *Router) decideLocally(now time.Time, key string, limit int, owner, reas
 	if left, end, ok := r.answers.remaining(key, limit, now); ok && members > 1 {
 		// The owner's last answer said how much the key had left: the
 		// other members, which may all be deciding locally now, share that
-		// rather than each taking a share of the whole limit.
+		// rather than each taking a share of the whole limit. The last
+		// hits of a window, those the owner grants no lease on, are the
+		// owner's alone to decide: locally, none.
 		budget, until = min(share, partLeft(left, members)), end
+		if left < leaseParts*members {
+			budget = 0
+		}
 	}
 	if ls != nil && !ls.pending() && ls.limit == limit && members > 1 {
 		// The node spent a lease on the key and cannot renew it: it

@@ -649,14 +649,22 @@ func TestRouterShare(t *testing.T) {
 
 // TestRouterLocalDecisionsSpendWhatTheOwnerSaidWasLeft: when the owner
 // stops answering, the members deciding locally share what the owner last
-// said the key had left, not a share of the whole limit each.
+// said the key had left, not a share of the whole limit each; and the last
+// hits of a window, which the owner leases to nobody, they leave to it.
 func TestRouterLocalDecisionsSpendWhatTheOwnerSaidWasLeft(t *testing.T) {
+	left := 10
 	peer := &batchPeer{answer: func(it Item) bucket.Decision {
-		return bucket.Decision{Allowed: true, Limit: it.Limit, Remaining: 4, ResetAt: routerT0.Add(time.Minute)}
+		return bucket.Decision{Allowed: true, Limit: it.Limit, Remaining: left, ResetAt: routerT0.Add(time.Minute)}
 	}}
-	r := newTestRouter(t, []string{"a", "b", "c"}, peerMap{"b": peer}, nil)
+	r := newTestRouter(t, []string{"a", "b", "c"}, peerMap{"b": peer}, func(cfg *RouterConfig) { cfg.LeaseTTL = -1 })
 	key := keyOwnedBy(t, r.ring, "b")
-	require.True(t, r.Check(t.Context(), routerT0, key, 150).Allowed, "the owner answers: 4 left")
+	require.True(t, r.Check(t.Context(), routerT0, key, 150).Allowed, "the owner answers: 10 left")
+	near := key + "-near"
+	for o, _ := r.ring.Owner(near); o != "b"; o, _ = r.ring.Owner(near) {
+		near += "x"
+	}
+	left = 5
+	require.True(t, r.Check(t.Context(), routerT0, near, 150).Allowed, "the owner answers: 5 left")
 
 	peer.setErr(errors.New("owner down"))
 	admitted := 0
@@ -668,9 +676,13 @@ func TestRouterLocalDecisionsSpendWhatTheOwnerSaidWasLeft(t *testing.T) {
 			assert.False(t, d.RetryAt.After(routerT0.Add(time.Minute)), "retry once the owner's window ends, at the latest")
 		}
 	}
-	assert.Equal(t, 2, admitted, "half of the 4 left, for one of the two members that may decide locally; not a share of 150")
+	assert.Equal(t, 5, admitted, "half of the 10 left, for one of the two members that may decide locally; not a share of 150")
 	owed := r.owed.Take(routerT0.Add(time.Second), key, 0, 150)
-	assert.Equal(t, 148, owed.Remaining, "the 2 hits admitted here are owed to the owner")
+	assert.Equal(t, 145, owed.Remaining, "the 5 hits admitted here are owed to the owner")
+	for range 5 {
+		assert.False(t, r.Check(t.Context(), routerT0.Add(time.Second), near, 150).Allowed,
+			"5 left, fewer than 2 per member: the owner's to decide")
+	}
 
 	// A key the owner never spoke of gets the share of the whole limit.
 	other := keyOwnedBy(t, r.ring, "b") + "-other"
