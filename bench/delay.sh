@@ -116,20 +116,20 @@ metric() {
     awk -v n="$1" '$1 == n || index($1, n "{") == 1 { s += $NF } END { printf "%d", s }'
 }
 
-# start_cluster DELAY FLAGS...: three nodes, their peer ports behind
-# delaying proxies unless DELAY is 0.
+# start_cluster NAME DELAY FLAGS...: three nodes (logs NAME-n1..3), their
+# peer ports behind delaying proxies unless DELAY is 0.
 start_cluster() {
-  local delay=$1 i ip grpc join; shift
+  local name=$1 delay=$2 i ip grpc join; shift 2
   for i in 0 1 2; do
     ip=127.0.0.$((11 + i)) grpc=$ip
     if [ "$delay" != 0 ]; then
       grpc=127.0.1.$((11 + i))
-      start "proxy$i" "$BIN/delayproxy" -listen "$ip:$((PORT + 20))" -target "$grpc:$((PORT + 20))" -delay "$delay"
+      start "$name-proxy$((i + 1))" "$BIN/delayproxy" -listen "$ip:$((PORT + 20))" -target "$grpc:$((PORT + 20))" -delay "$delay"
     fi
     join=()
     [ "$i" -gt 0 ] && join=(-join "127.0.0.11:$((PORT + 10))")
     # shellcheck disable=SC2068 # FLAGS split on purpose
-    start "n$i" "$BIN/node" -config "$TIERS" -node-name "n$((i + 1))" -admin-token "$TOKEN" -log-format json \
+    start "$name-n$((i + 1))" "$BIN/node" -config "$TIERS" -node-name "n$((i + 1))" -admin-token "$TOKEN" -log-format json \
       -http-addr "127.0.0.1:${HTTP[$i]}" -gossip-addr "$ip:$((PORT + 10))" -advertise-addr "$ip" \
       -grpc-addr "$grpc:$((PORT + 20))" "${join[@]}" $@
     [ "$i" -eq 0 ] && wait_ready "http://127.0.0.1:${HTTP[0]}/readyz"
@@ -197,7 +197,7 @@ for v in "${VARIANTS[@]}"; do
   for d in "${DELAYS[@]}"; do
     log "cluster $v, delay $d each way"
     # shellcheck disable=SC2086 # flags split on purpose
-    start_cluster "$d" ${VARIANT_FLAGS[$v]}
+    start_cluster "$v-$d" "$d" ${VARIANT_FLAGS[$v]}
     for c in 1 16; do loadrun "$v-$d-c$c" "$c"; done
     accrun "$v-$d"
     stop_all

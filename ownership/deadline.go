@@ -58,6 +58,20 @@ func (t *rtt) record(d time.Duration) { t.cur[bucketOf(d)].Add(1) }
 // timeout returns the deadline for the next check.
 func (t *rtt) timeout() time.Duration { return time.Duration(t.deadline.Load()) }
 
+// backOff doubles the deadline, up to the maximum, after a check gave up at
+// the deadline was: a load that comes on suddenly raises it within a few
+// checks instead of at the end of the period, as TCP backs off its
+// retransmission timer.
+func (t *rtt) backOff(was time.Duration) {
+	next := int64(min(2*was, t.max))
+	for {
+		cur := t.deadline.Load()
+		if cur >= next || t.deadline.CompareAndSwap(cur, next) {
+			return
+		}
+	}
+}
+
 // roll ends the current period: the deadline becomes rttFactor times the
 // p99 of this period's and the last one's round trips, within [min, max],
 // if there were enough of them. Call it from one goroutine only.

@@ -41,6 +41,21 @@ func TestRTTDeadlineSteps(t *testing.T) {
 		r.roll()
 		assert.Equal(t, st.want, r.timeout(), st.name)
 	}
+	// A check that gives up doubles the deadline at once, up to the
+	// maximum; the next period's p99 brings it down again.
+	r.backOff(r.timeout())
+	assert.Equal(t, 2*time.Millisecond, r.timeout(), "backed off once")
+	r.backOff(time.Millisecond) // a check that started before the first back-off
+	assert.Equal(t, 2*time.Millisecond, r.timeout(), "never lowered by a back-off")
+	for range 10 {
+		r.backOff(r.timeout())
+	}
+	assert.Equal(t, 20*time.Millisecond, r.timeout(), "backed off to the maximum")
+	many(1000, 100*time.Microsecond)
+	r.roll()
+	many(1000, 100*time.Microsecond)
+	r.roll()
+	assert.Equal(t, time.Millisecond, r.timeout(), "quick again")
 	assert.Equal(t, 0, bucketOf(-time.Second))
 	assert.Equal(t, rttBuckets-1, bucketOf(time.Hour))
 }

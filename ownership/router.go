@@ -316,6 +316,9 @@ func (r *Router) Check(ctx context.Context, now time.Time, key string, limit int
 	r.obs.Forwarded(owner, took, err)
 	if l.rtt != nil && (err == nil || errors.Is(err, context.DeadlineExceeded)) {
 		l.rtt.record(took)
+		if err != nil && ctx.Err() == nil {
+			l.rtt.backOff(timeout)
+		}
 	}
 	if err == nil {
 		d := res.Decision
