@@ -207,7 +207,7 @@ done
 # ---------------------------------------------------------------- report
 
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-git diff --quiet HEAD -- . 2>/dev/null || commit+=" + uncommitted changes"
+git diff --quiet HEAD -- . ':(exclude)*.md' 2>/dev/null || commit+=" + uncommitted changes"
 md=$OUT/network.md
 {
   echo "# The cluster across a network delay"

@@ -470,7 +470,7 @@ LOAD_AVG_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 cpu=$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2 | sed 's/^ *//' || true)
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-git diff --quiet HEAD -- . 2>/dev/null || commit+=" + uncommitted changes"
+git diff --quiet HEAD -- . ':(exclude)*.md' 2>/dev/null || commit+=" + uncommitted changes"
 {
   echo "date=$(date -u '+%Y-%m-%d %H:%M UTC')"
   echo "machine=$(nproc) CPUs${cpu:+ ($cpu)}, $(uname -sr), loadgen on the same CPUs"
