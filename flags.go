@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -85,11 +86,13 @@ func BindFlags(fs *flag.FlagSet, cfg *Config) {
 		case *string:
 			fs.StringVar(t, f.name, f.def.(string), usage)
 		case *bool:
-			fs.BoolVar(t, f.name, f.def.(bool), usage)
+			*t = f.def.(bool)
+			fs.Var((*boolFlag)(t), f.name, usage)
 		case *int:
-			fs.IntVar(t, f.name, f.def.(int), usage)
+			*t = f.def.(int)
+			fs.Var((*intFlag)(t), f.name, usage)
 		case *time.Duration:
-			fs.DurationVar(t, f.name, f.def.(time.Duration), usage)
+			DurationVar(fs, t, f.name, f.def.(time.Duration), usage)
 		case flag.Value:
 			fs.Var(t, f.name, usage)
 		default:
@@ -144,3 +147,55 @@ func (j *joinFlag) Set(s string) error {
 	}
 	return nil
 }
+
+// DurationVar defines a duration flag as flag.DurationVar does, whose
+// error for a value without a unit says to give one.
+func DurationVar(fs *flag.FlagSet, p *time.Duration, name string, value time.Duration, usage string) {
+	*p = value
+	fs.Var((*durationFlag)(p), name, usage)
+}
+
+// durationFlag, intFlag and boolFlag are the flag package's values with
+// errors that say what would do: the flag package prints them as
+// `invalid value "5" for flag -name: <error>`.
+type (
+	durationFlag time.Duration
+	intFlag      int
+	boolFlag     bool
+)
+
+func (d *durationFlag) String() string { return time.Duration(*d).String() }
+
+func (d *durationFlag) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return errors.New("not a duration: give a number with a unit, such as 5ms or 2s")
+	}
+	*d = durationFlag(v)
+	return nil
+}
+
+func (n *intFlag) String() string { return strconv.Itoa(int(*n)) }
+
+func (n *intFlag) Set(s string) error {
+	v, err := strconv.Atoi(s)
+	if err != nil {
+		return errors.New("not a whole number, such as 1000000")
+	}
+	*n = intFlag(v)
+	return nil
+}
+
+func (b *boolFlag) String() string { return strconv.FormatBool(bool(*b)) }
+
+func (b *boolFlag) Set(s string) error {
+	v, err := strconv.ParseBool(s)
+	if err != nil {
+		return errors.New("want true or false")
+	}
+	*b = boolFlag(v)
+	return nil
+}
+
+// IsBoolFlag lets the flag be given as -name, meaning true.
+func (b *boolFlag) IsBoolFlag() bool { return true }

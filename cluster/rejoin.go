@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"net"
 	"strings"
@@ -64,7 +65,7 @@ func (n *Node) run(ctx context.Context) {
 		case addr := <-n.syncs:
 			// A push/pull with the restarted member: it gets every member
 			// and the health state at once.
-			if _, err := n.ml.Join([]string{addr}); err != nil {
+			if _, err := n.join([]string{addr}); err != nil {
 				n.log.Debug("sync with restarted peer failed", "addr", addr, "err", err)
 			}
 		}
@@ -98,13 +99,13 @@ func (n *Node) joinSeeds(ctx context.Context) bool {
 			return false
 		case <-timer.C:
 		}
-		contacted, err := n.ml.Join(n.cfg.Join)
+		contacted, err := n.join(n.cfg.Join)
 		if err == nil && contacted > 0 {
 			n.joined.Store(true)
 			n.log.Info("joined cluster", "seeds", n.cfg.Join, "contacted", contacted, "attempts", attempt)
 			return true
 		}
-		n.log.Info("join failed; retrying", "seeds", n.cfg.Join, "attempt", attempt, "retry_in", backoff, "err", err)
+		n.log.Info("join failed; retrying", "seeds", n.cfg.Join, "attempt", attempt, "retry_in", backoff.String(), "err", err)
 		timer.Reset(backoff)
 		backoff = min(2*backoff, n.cfg.RejoinInterval)
 	}
@@ -149,7 +150,7 @@ func (n *Node) joinEach(ctx context.Context, targets []string, done func(addr st
 			if ctx.Err() != nil {
 				return
 			}
-			_, err := n.ml.Join([]string{addr})
+			_, err := n.join([]string{addr})
 			done(addr, err)
 		})
 	}
@@ -206,4 +207,31 @@ func resolveSeeds(ctx context.Context, seeds []string) []string {
 		}
 	}
 	return out
+}
+
+// join is memberlist's Join with its error on one line: memberlist gathers
+// one error per address into a multi-line list, which would split a log
+// line.
+func (n *Node) join(addrs []string) (int, error) {
+	contacted, err := n.ml.Join(addrs)
+	if err != nil {
+		err = errors.New(oneLine(err.Error()))
+	}
+	return contacted, err
+}
+
+// oneLine folds a multi-line error message, such as a list of errors one per
+// line ("2 errors occurred:\n\t* a\n\t* b"), onto one line: "2 errors
+// occurred: a; b".
+func oneLine(msg string) string {
+	var parts []string
+	for _, l := range strings.Split(msg, "\n") {
+		if l = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(l), "* ")); l != "" {
+			parts = append(parts, l)
+		}
+	}
+	if len(parts) > 1 && strings.HasSuffix(parts[0], ":") {
+		return parts[0] + " " + strings.Join(parts[1:], "; ")
+	}
+	return strings.Join(parts, "; ")
 }

@@ -247,3 +247,14 @@ func TestRestartAtANewAddressIsFollowed(t *testing.T) {
 	require.Eventually(t, func() bool { return len(nodes[0].Alive()) == 2 && len(nodes[1].Alive()) == 2 },
 		10*time.Second, tick, "the followed member's death was not seen: %v", aliveNames(nodes[:2]))
 }
+
+func TestOneLine(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"1 error occurred:\n\t* Failed to join 127.0.0.1:7946: dial tcp 127.0.0.1:7946: connect: connection refused\n\n",
+			"1 error occurred: Failed to join 127.0.0.1:7946: dial tcp 127.0.0.1:7946: connect: connection refused"},
+		{"2 errors occurred:\n\t* a\n\t* b\n\n", "2 errors occurred: a; b"},
+		{"plain", "plain"},
+	} {
+		assert.Equal(t, tt.want, oneLine(tt.in))
+	}
+}

@@ -12,7 +12,7 @@ import (
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("-log-level: %w", err)
+		return nil, fmt.Errorf("-log-level: %q is not debug, info, warn or error", level)
 	}
 	opts := &slog.HandlerOptions{Level: lvl}
 	switch format {

@@ -40,6 +40,9 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return // the usage was asked for, and printed
+		}
 		fmt.Fprintln(os.Stderr, "node:", err)
 		os.Exit(1)
 	}
@@ -59,13 +62,17 @@ type options struct {
 func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("node", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard) // a mistake gets one line, from main, not the usage
 	tierlimit.BindFlags(fs, &o.cfg)
 	fs.StringVar(&o.httpAddr, "http-addr", ":8080", "HTTP listen address (env HTTP_ADDR)")
-	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 10*time.Second, "how long in-flight requests may take to finish on shutdown (env SHUTDOWN_GRACE)")
+	tierlimit.DurationVar(fs, &o.shutdownGrace, "shutdown-grace", 10*time.Second, "how long in-flight requests may take to finish on shutdown (env SHUTDOWN_GRACE)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error (env LOG_LEVEL)")
 	fs.StringVar(&o.logFormat, "log-format", "auto", "json, text, or auto (text on a terminal) (env LOG_FORMAT)")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stderr)
+			fs.Usage()
+		}
 		return o, err
 	}
 	if fs.NArg() > 0 {

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"flag"
 	"io"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -95,4 +97,41 @@ func TestRunRefusesBadLimiterSettings(t *testing.T) {
 			assert.Contains(t, err.Error(), tt.want)
 		})
 	}
+}
+
+// TestCommandLineMistakesGetOneLine: -h prints the usage and is no error;
+// a bad value or level gets one line that names the flag or variable, the
+// value and what would do, and no usage dump.
+func TestCommandLineMistakesGetOneLine(t *testing.T) {
+	var out strings.Builder
+	_, err := parseOptions([]string{"-h"}, envOf(nil), &out)
+	assert.ErrorIs(t, err, flag.ErrHelp)
+	assert.Contains(t, out.String(), "-forward-timeout", "the usage")
+
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"duration without a unit", []string{"-forward-timeout", "5"}, nil,
+			`invalid value "5" for flag -forward-timeout: not a duration: give a number with a unit, such as 5ms or 2s`},
+		{"duration in the environment", nil, map[string]string{"LEASE_TTL": "1"},
+			`environment variable LEASE_TTL="1": not a duration: give a number with a unit, such as 5ms or 2s`},
+		{"not a number", []string{"-max-keys", "many"}, nil, `invalid value "many" for flag -max-keys: not a whole number, such as 1000000`},
+		{"not a boolean", []string{"-insecure-open-cluster=maybe"}, nil, `invalid boolean value "maybe" for -insecure-open-cluster: want true or false`},
+		{"unknown flag", []string{"-frobnicate"}, nil, "flag provided but not defined: -frobnicate"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out strings.Builder
+			_, err := parseOptions(tt.args, envOf(tt.env), &out)
+			require.Error(t, err)
+			assert.Equal(t, tt.want, err.Error())
+			assert.Empty(t, out.String(), "nothing but the error is printed")
+		})
+	}
+
+	_, err = newLogger(io.Discard, "verbose", "auto")
+	assert.EqualError(t, err, `-log-level: "verbose" is not debug, info, warn or error`)
 }

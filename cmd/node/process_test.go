@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -127,4 +128,19 @@ func TestProcessesSurviveAKill9(t *testing.T) {
 		}
 	}
 	_ = os.Remove(bin)
+}
+
+// TestBinaryHelpAndMistakes: `node -h` prints the usage and exits 0; a
+// value without a unit exits 1 with one line naming the flag.
+func TestBinaryHelpAndMistakes(t *testing.T) {
+	bin := tierlimittest.Build(t, ".")
+	out, err := exec.CommandContext(t.Context(), bin, "-h").CombinedOutput()
+	require.NoError(t, err, "node -h: %s", out)
+	assert.Contains(t, string(out), "-lease-ttl")
+
+	out, err = exec.CommandContext(t.Context(), bin, "-forward-timeout", "5").CombinedOutput()
+	var exit *exec.ExitError
+	require.ErrorAs(t, err, &exit)
+	assert.Equal(t, 1, exit.ExitCode())
+	assert.Equal(t, "node: invalid value \"5\" for flag -forward-timeout: not a duration: give a number with a unit, such as 5ms or 2s\n", string(out))
 }
