@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"log/slog"
 	"net"
 	"net/http"
@@ -32,12 +33,22 @@ func TestNewHTTPServerBoundsHeaders(t *testing.T) {
 	resp.Body.Close()
 	assert.Equal(t, http.StatusNoContent, resp.StatusCode, "an ordinary request")
 
-	req, err := http.NewRequest(http.MethodGet, url, nil)
-	require.NoError(t, err)
-	req.Header.Set("X-Big", strings.Repeat("x", 64<<10))
-	resp, err = http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	resp.Body.Close()
-	assert.Equal(t, http.StatusRequestHeaderFieldsTooLarge, resp.StatusCode, "a 64 KiB header")
-	assert.Equal(t, int32(1), reached.Load(), "requests that reached the handler")
+	get := func(header int) *http.Response {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodGet, url, nil)
+		require.NoError(t, err)
+		req.Header.Set("X-Big", strings.Repeat("x", header))
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		t.Cleanup(func() { resp.Body.Close() })
+		return resp
+	}
+	assert.Equal(t, http.StatusNoContent, get(MaxHeaderBytes-1024).StatusCode, "headers under the limit")
+	resp = get(MaxHeaderBytes)
+	assert.Equal(t, http.StatusRequestHeaderFieldsTooLarge, resp.StatusCode, "a 16 KiB header")
+	var e ErrorBody
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&e), "the JSON error shape")
+	assert.Equal(t, "headers_too_large", e.Error.Code)
+	assert.Equal(t, http.StatusRequestHeaderFieldsTooLarge, get(100<<10).StatusCode, "a 100 KiB header: net/http's own 431")
+	assert.Equal(t, int32(2), reached.Load(), "requests that reached the handler")
 }
