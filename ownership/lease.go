@@ -126,13 +126,14 @@ type lease struct {
 	start time.Time // when the owner's window it was counted in began (the owner's clock)
 	reset time.Time // when that window ends (the owner's clock), for decisions
 	end   int64     // when that window ends, on this node's clock (Unix nanoseconds, early rather than late)
-	since int64     // when it was first granted, this node's Unix nanoseconds
 
 	left     atomic.Int64 // hits left to admit
 	until    atomic.Int64 // when it ends unless used meanwhile, this node's Unix nanoseconds; never past end
 	rest     atomic.Int64 // what the owner had left beyond every grant, at the last one
 	granted  atomic.Int64 // hits granted in all, for the rate
 	last     atomic.Int64 // the last grant, for when to renew
+	lastAt   atomic.Int64 // when it was asked for, this node's Unix nanoseconds
+	lastLeft atomic.Int64 // hits left just after it: the rate is what went since
 	seen     atomic.Int64 // hits left at the last sweep: fewer now means it is in use
 	renewing atomic.Bool  // a renewal is in flight
 }
@@ -141,14 +142,17 @@ type lease struct {
 // (this node's clock) under limit, in windows of window.
 func newLease(r Result, limit int, sent time.Time, window time.Duration) *lease {
 	l := &lease{limit: limit, start: r.ResetAt.Add(-window), reset: r.ResetAt,
-		end: sent.Add(r.WindowLeft).UnixNano(), since: sent.UnixNano()}
+		end: sent.Add(r.WindowLeft).UnixNano()}
 	l.extend(r, sent)
 	return l
 }
 
 // extend adds grant r, answering a check sent at sent, to l.
 func (l *lease) extend(r Result, sent time.Time) {
-	l.seen.Store(l.left.Add(int64(r.Granted)))
+	left := l.left.Add(int64(r.Granted))
+	l.seen.Store(left)
+	l.lastLeft.Store(left)
+	l.lastAt.Store(sent.UnixNano())
 	l.granted.Add(int64(r.Granted))
 	l.last.Store(int64(r.Granted))
 	l.rest.Store(int64(r.Remaining))
@@ -189,11 +193,12 @@ func (l *lease) dueForRenewal(left int) bool {
 	return int64(left) <= l.last.Load()/4
 }
 
-// want returns what to ask for at n, to last a fifth of a lease of ttl at
-// the rate l has been spent at.
+// want returns what to ask for at n: what would last a fifth of a lease of
+// ttl at the rate l was spent at since its last grant, so that a burst
+// does not size the grants that follow it.
 func (l *lease) want(n int64, ttl time.Duration) int {
-	used := l.granted.Load() - l.left.Load()
-	el := n - l.since
+	used := l.lastLeft.Load() - l.left.Load()
+	el := n - l.lastAt.Load()
 	if used <= 0 || el <= 0 {
 		return firstWant
 	}
