@@ -428,9 +428,10 @@ func (r *Router) decideLocally(now time.Time, key string, limit int, owner, reas
 	if ls != nil && !ls.pending() && ls.limit == limit && members > 1 {
 		// The node spent a lease on the key and cannot renew it: it
 		// admits its part of what the owner had left at the last grant,
-		// and no more than half that grant, as if the owner had granted
-		// once more; the others were spending meanwhile.
-		budget = min(budget, partLeft(int(ls.rest.Load()), members), int(ls.last.Load()+1)/2)
+		// and no more than an eighth of that grant, since the others were
+		// spending meanwhile and the owner's last backup may miss its
+		// latest hits.
+		budget = min(budget, partLeft(int(ls.rest.Load()), members), int(ls.last.Load()+7)/8)
 		until = ls.reset
 	}
 	d := r.fallback.Take(now, key, 1, budget)
