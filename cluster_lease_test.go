@@ -67,6 +67,20 @@ func waitLeasesBack(t *testing.T, nodes []*node) {
 		"leases still out")
 }
 
+// waitSettled waits until no node's ring changed too recently for it to
+// grant leases (2 s after the last change of members).
+func waitSettled(t *testing.T, nodes []*node) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		for _, nd := range nodes {
+			if nd.owner.Settling(time.Now()) {
+				return false
+			}
+		}
+		return true
+	}, 5*time.Second, 10*time.Millisecond, "the ring did not settle")
+}
+
 // leaseDecisions sums tierlimit_lease_decisions_total over nodes.
 func leaseDecisions(t *testing.T, nodes []*node) float64 {
 	t.Helper()
@@ -82,6 +96,7 @@ func leaseDecisions(t *testing.T, nodes []*node) float64 {
 // takes exactly its limit once the leases are back.
 func TestClusterLeasesKeepAKeyExact(t *testing.T) {
 	c := startCluster(t, 3, clusterOpts{steady: true})
+	waitSettled(t, c.nodes)
 	const key, limit = "enterprise-7", 1500
 
 	admitted, limits := spread(t, c.nodes, key, 2000, 48)
@@ -104,6 +119,7 @@ func TestClusterLeasesKeepAKeyExact(t *testing.T) {
 // gossip's speed, and what the leases had left is credited back.
 func TestClusterDegradedRevokesLeases(t *testing.T) {
 	c := startCluster(t, 3, clusterOpts{steady: true})
+	waitSettled(t, c.nodes)
 	const key = "enterprise-3"
 	admitted, _ := spread(t, c.nodes, key, 600, 24)
 	require.Equal(t, 600, admitted)
@@ -148,6 +164,7 @@ func TestClusterOwnerKilledWhileLeasesOut(t *testing.T) {
 	}
 	require.NotEmpty(t, key)
 	survivors := c.nodes[:2]
+	waitSettled(t, c.nodes)
 	admitted, _ := spread(t, survivors, key, 60, 8)
 	require.Equal(t, 60, admitted)
 	require.Positive(t, leasesOut(survivors), "no lease out: the test proves nothing")

@@ -72,6 +72,7 @@ type Limiter struct {
 	owed         *bucket.Store // the hits of those, until the Keeper sends them to the owners
 	ring         *ownership.Ring
 	router       *ownership.Router
+	owner        *ownership.Owner // the owner side of forwarded checks and leases
 	book         *peer.Book
 	endpoint     *peer.Endpoint
 	node         *cluster.Node

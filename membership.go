@@ -56,7 +56,8 @@ func (l *Limiter) startCluster() error {
 		Logger:         l.log,
 		Observer:       l.metrics.keeperObserver(),
 	})
-	owner := ownership.NewOwner(l.store, l.ring.Len, cfg.LeaseTTL)
+	l.owner = ownership.NewOwner(l.store, l.ring.Len, cfg.LeaseTTL)
+	owner := l.owner
 	if l.endpoint, err = peer.Listen(cfg.GRPCAddr, srvCreds, owner, l.keeper, l.log); err != nil {
 		return err
 	}
@@ -238,6 +239,7 @@ func (l *Limiter) membersChanged(alive []cluster.Member) {
 	}
 	stale, release := l.book.Set(addrs)
 	l.ring.Set(names)
+	l.owner.Moved(time.Now())
 	for _, ch := range []chan struct{}{l.membersMoved, l.ringMoved} {
 		select {
 		case ch <- struct{}{}: // the watchers look again at once

@@ -68,6 +68,24 @@ type Owner struct {
 	store   *bucket.Store
 	members func() int
 	ttl     time.Duration // ≤ 0: grant no leases
+	moved   atomic.Int64  // when the ring last changed, Unix nanoseconds; 0: never
+}
+
+// settleTime is how long after a change of members an Owner grants no
+// leases: keys it took on may still be on their way to it (a hand-off, and
+// its second pass 2 s later), and a grant made from a count that has not
+// arrived yet would add to the hits a new owner admits before it does.
+const settleTime = 2 * time.Second
+
+// Moved tells the Owner the ring changed at now: for settleTime it decides
+// every item's hits as they come and grants nothing.
+func (o *Owner) Moved(now time.Time) { o.moved.Store(now.UnixNano()) }
+
+// Settling reports whether, at now, the ring changed too recently for the
+// Owner to grant leases.
+func (o *Owner) Settling(now time.Time) bool {
+	m := o.moved.Load()
+	return m != 0 && now.UnixNano()-m < int64(settleTime)
 }
 
 // NewOwner returns an Owner counting into store. members returns how many
@@ -102,6 +120,9 @@ func (o *Owner) Decide(now time.Time, it Item) Result {
 	}
 	r := Result{Decision: o.store.Take(now, it.Key, it.Hits, it.Limit), TookBack: took}
 	if it.Want <= 0 || o.ttl <= 0 || (it.Hits > 0 && !r.Allowed) {
+		return r
+	}
+	if o.Settling(now) {
 		return r
 	}
 	g := grantSize(it.Want, r.Remaining, o.members())

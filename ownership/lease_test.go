@@ -76,6 +76,14 @@ func TestOwnerDecide(t *testing.T) {
 		}
 	}
 
+	// For a while after the ring changes nothing is granted: counts of keys
+	// this node took on may still be on their way.
+	o.Moved(t0.Add(10 * time.Second))
+	r := o.Decide(t0.Add(11*time.Second), item(1, 6))
+	assert.True(t, r.Allowed)
+	assert.Zero(t, r.Granted, "1 s after a change of members")
+	assert.Equal(t, 6, o.Decide(t0.Add(12*time.Second+time.Millisecond), item(1, 6)).Granted, "settled")
+
 	// Near the limit nothing is granted: the last hits are decided here.
 	o2 := NewOwner(bucket.New(bucket.Config{Window: routerWindow}), func() int { return members }, time.Second)
 	got := 0
