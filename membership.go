@@ -238,8 +238,9 @@ func (l *Limiter) membersChanged(alive []cluster.Member) {
 		l.state.remember(gossip)
 	}
 	stale, release := l.book.Set(addrs)
-	l.ring.Set(names)
-	l.owner.Moved(time.Now())
+	if l.ring.Set(names) {
+		l.owner.Moved(time.Now())
+	}
 	for _, ch := range []chan struct{}{l.membersMoved, l.ringMoved} {
 		select {
 		case ch <- struct{}{}: // the watchers look again at once

@@ -2,7 +2,7 @@
 # bench/run.sh: tierlimit against a central Redis and against no limiter at
 # all, on loopback, in one run.
 #
-#   bench/run.sh            full run (about 10 minutes on an idle machine; on a
+#   bench/run.sh            full run (about 8 minutes on an idle machine; on a
 #                           shared one it waits for other programs, a minute at
 #                           most per run): writes docs/benchmark.md and the
 #                           README's benchmark section

@@ -151,7 +151,6 @@ type lease struct {
 	left     atomic.Int64 // hits left to admit
 	until    atomic.Int64 // when it ends unless used meanwhile, this node's Unix nanoseconds; never past end
 	rest     atomic.Int64 // what the owner had left beyond every grant, at the last one
-	granted  atomic.Int64 // hits granted in all, for the rate
 	last     atomic.Int64 // the last grant, for when to renew
 	lastAt   atomic.Int64 // when it was asked for, this node's Unix nanoseconds
 	lastLeft atomic.Int64 // hits left just after it: the rate is what went since
@@ -174,7 +173,6 @@ func (l *lease) extend(r Result, sent time.Time) {
 	l.seen.Store(left)
 	l.lastLeft.Store(left)
 	l.lastAt.Store(sent.UnixNano())
-	l.granted.Add(int64(r.Granted))
 	l.last.Store(int64(r.Granted))
 	l.rest.Store(int64(r.Remaining))
 	l.until.Store(min(l.end, max(l.until.Load(), sent.Add(r.LeaseFor).UnixNano())))
@@ -319,7 +317,7 @@ func (t *leases) asking(key string, limit int) (*lease, bool) {
 }
 
 // pending reports whether l is a placeholder: nothing granted yet.
-func (l *lease) pending() bool { return l.granted.Load() == 0 }
+func (l *lease) pending() bool { return l.last.Load() == 0 }
 
 // remove drops key's lease if it is still l, and reports whether it did.
 func (t *leases) remove(key string, l *lease) bool {

@@ -84,8 +84,9 @@ func (r *Ring) Len() int {
 }
 
 // Set makes names the whole member set, ignoring empty names and
-// duplicates. It rebuilds the ring only if the set changed.
-func (r *Ring) Set(names []string) {
+// duplicates. It rebuilds the ring only if the set changed, and reports
+// whether it did.
+func (r *Ring) Set(names []string) bool {
 	next := make([]string, 0, len(names))
 	for _, n := range names {
 		if n != "" {
@@ -98,9 +99,10 @@ func (r *Ring) Set(names []string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if slices.Equal(r.current(), next) {
-		return
+		return false
 	}
 	r.table.Store(buildRing(next))
+	return true
 }
 
 // Add adds the member called name; it does nothing if name is empty or

@@ -280,19 +280,12 @@ func (r *Router) Check(ctx context.Context, now time.Time, key string, limit int
 	if !ok || owner == r.self {
 		return r.local.Take(now, key, 1, limit)
 	}
-	want := 0
 	var held *lease // a lease this node holds on key, spent or not
 	if r.leases != nil {
 		if held = r.leases.get(key); held != nil {
 			if d, ok := r.fromLease(now, key, held, limit, owner); ok {
 				return d
 			}
-		}
-		// Dry, ended or none: this check asks for one, unless another
-		// check or a renewal already does.
-		if ls, ask := r.leases.asking(key, limit); ask {
-			want = ls.want(now.UnixNano(), r.leaseTTL)
-			defer ls.renewing.Store(false)
 		}
 	}
 	if d, ok := r.answers.get(key, limit, now); ok {
@@ -307,6 +300,15 @@ func (r *Router) Check(ctx context.Context, now time.Time, key string, limit int
 		return r.decideLocally(now, key, limit, owner, FallbackBreakerOpen, nil, &l.warn, held)
 	}
 
+	want := 0
+	if r.leases != nil {
+		// The lease is dry, ended or missing: this check asks for one,
+		// unless another check or a renewal already does.
+		if ls, ask := r.leases.asking(key, limit); ask {
+			want = ls.want(now.UnixNano(), r.leaseTTL)
+			defer ls.renewing.Store(false)
+		}
+	}
 	timeout := r.timeout(l)
 	fctx, cancel := context.WithTimeout(ctx, timeout)
 	start := time.Now() // for the latency metric and the deadline
