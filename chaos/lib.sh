@@ -39,7 +39,7 @@
 #                  does and hands the count over (the gossip of the rejoin,
 #                  a few hundred ms: 16 hits for a pro key at about 50
 #                  requests/s per key in one run).
-BOUND_FORMULA='L + ceil(L/10) (kill, pause, restart); L + ceil(L/3) (rolling, over the deploy); L1 + L2 + ceil(L1/10) (partition: the majority L1, the cut-off node its share L2; ceil(L1/5) for the heal, a hand-off)'
+BOUND_FORMULA='L + ceil(L/10) (kill, pause, restart; ceil(L/5) for a heal, a rejoin); L + ceil(L/3) (rolling, over the deploy); L1 + L2 + ceil(L1/10) (partition: the majority L1, the cut-off node its share L2; ceil(L1/5) for the heal, a hand-off)'
 # BOUND_JQ is the bound of the phases judged next, a jq expression of $L
 # (the largest limit seen), $lims (the limits seen, largest first) and $n:
 # begin_scenario sets it, and eval_phase the partition's heal phase's.
@@ -255,7 +255,13 @@ normal_from() {
 eval_phase() {
   local phase=$1 rc=$2 line f r missing=0 bound=$BOUND_JQ
   shift 2
-  if [ "$SCENARIO" = partition ] && [ "${phase%-heal}" != "$phase" ]; then bound='$lims[0] + ($lims[1] // 0) + cdiv($L; 5)'; fi
+  if [ "${phase%-heal}" != "$phase" ]; then
+    # A heal is a rejoin: a hand-off on top of the fault's own term.
+    case $SCENARIO in
+      partition) bound='$lims[0] + ($lims[1] // 0) + cdiv($L; 5)' ;;
+      kill | pause) bound='$L + cdiv($L; 5)' ;;
+    esac
+  fi
   for r in "$@"; do
     jq -e '.requests' "$r" >/dev/null 2>&1 || { missing=1; say "  $phase: no report in $r: $(tail -3 "${r%.json}.err" 2>/dev/null)"; }
   done
