@@ -155,6 +155,13 @@ func DurationVar(fs *flag.FlagSet, p *time.Duration, name string, value time.Dur
 	fs.Var((*durationFlag)(p), name, usage)
 }
 
+// BoolVar defines a bool flag as flag.BoolVar does, whose error for a bad
+// value says to give true or false.
+func BoolVar(fs *flag.FlagSet, p *bool, name string, value bool, usage string) {
+	*p = value
+	fs.Var((*boolFlag)(p), name, usage)
+}
+
 // durationFlag, intFlag and boolFlag are the flag package's values with
 // errors that say what would do: the flag package prints them as
 // `invalid value "5" for flag -name: <error>`.

@@ -256,13 +256,20 @@ check_logs() {
   fi
 }
 
+# member_name prints the member name of container $1: its container name,
+# which the node takes from reverse DNS (NODE_NAME_FROM_DNS in
+# docker-compose.yml).
+member_name() {
+  docker inspect -f '{{.Name}}' "$1" | sed 's|^/||'
+}
+
 # check_addresses fails the scenario if a member advertises a gossip
 # address other than its container's address on the network (as seen by
 # the first node).
 check_addresses() {
   local cid name ip adv
   for cid in "${CIDS[@]}"; do
-    name=${cid:0:12}
+    name=$(member_name "$cid")
     ip=$(ip_of "$cid")
     adv=$(curl -fsS -m 2 -H "Authorization: Bearer $TOKEN" "${URLS[0]}/system/cluster" 2>/dev/null |
       jq -r --arg n "$name" '.members[] | select(.name == $n) | .gossip_addr' 2>/dev/null || true)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log"
 	"log/slog"
+	"net"
 	"strings"
 )
 
@@ -47,5 +48,9 @@ func parseLogLine(line string) (slog.Level, string) {
 			line = strings.TrimLeft(msg, " ")
 		}
 	}
-	return level, strings.TrimPrefix(line, "memberlist: ")
+	line = strings.TrimPrefix(line, "memberlist: ")
+	if strings.Contains(line, net.ErrClosed.Error()) {
+		level = slog.LevelDebug
+	}
+	return level, line
 }

@@ -19,6 +19,9 @@ func TestParseLogLine(t *testing.T) {
 		{"[DEBUG] memberlist: Stream connection from=127.0.0.1:1\n", slog.LevelDebug, "Stream connection from=127.0.0.1:1"},
 		{"[ERR] Failed to shutdown transport: x\n", slog.LevelError, "Failed to shutdown transport: x"},
 		{"no prefix at all", slog.LevelDebug, "no prefix at all"},
+		// A probe that races this node's own shutdown: not an error.
+		{"[ERR] memberlist: Failed to send UDP ping: write udp 127.0.0.1:1->127.0.0.1:2: use of closed network connection\n",
+			slog.LevelDebug, "Failed to send UDP ping: write udp 127.0.0.1:1->127.0.0.1:2: use of closed network connection"},
 	}
 	for _, tt := range tests {
 		level, msg := parseLogLine(tt.line)

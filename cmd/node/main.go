@@ -55,6 +55,9 @@ type options struct {
 	shutdownGrace time.Duration
 	logLevel      string
 	logFormat     string
+	// nameFromDNS names the node after its reverse-DNS name unless
+	// -node-name or NODE_NAME was given (nodeNameSet).
+	nameFromDNS, nodeNameSet bool
 }
 
 // parseOptions reads args (without the program name), then fills every flag
@@ -68,6 +71,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	tierlimit.DurationVar(fs, &o.shutdownGrace, "shutdown-grace", 10*time.Second, "how long in-flight requests may take to finish on shutdown (env SHUTDOWN_GRACE)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error (env LOG_LEVEL)")
 	fs.StringVar(&o.logFormat, "log-format", "auto", "json, text, or auto (text on a terminal) (env LOG_FORMAT)")
+	tierlimit.BoolVar(fs, &o.nameFromDNS, "node-name-from-dns", false, "name the node after the reverse-DNS name of its address, as a compose replica's container name (env NODE_NAME_FROM_DNS); -node-name wins")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fs.SetOutput(stderr)
@@ -81,6 +85,8 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	if err := tierlimit.FlagsFromEnv(fs, getenv); err != nil {
 		return o, err
 	}
+	fs.Visit(func(f *flag.Flag) { o.nodeNameSet = o.nodeNameSet || f.Name == "node-name" })
+	o.nodeNameSet = o.nodeNameSet || getenv(tierlimit.EnvName("node-name")) != ""
 	if o.shutdownGrace < 0 {
 		return o, fmt.Errorf("-shutdown-grace: %v is negative", o.shutdownGrace)
 	}
@@ -110,6 +116,17 @@ func serve(ctx context.Context, o options, log *slog.Logger) error {
 		o.cfg.AdminToken = randomToken()
 		log.Warn("no admin token given: generated one for this run; set -admin-token or ADMIN_TOKEN to choose it",
 			"admin_token", o.cfg.AdminToken)
+	}
+	if o.nameFromDNS && !o.nodeNameSet {
+		name, err := os.Hostname()
+		if err == nil {
+			name, err = dnsName(ctx, dnsResolver{}, name)
+		}
+		if err != nil {
+			log.Warn("-node-name-from-dns: keeping the host name", "node", o.cfg.NodeName, "err", err)
+		} else {
+			o.cfg.NodeName = name
+		}
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

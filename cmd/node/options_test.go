@@ -51,7 +51,7 @@ func TestOptionsFromEnvironmentAndFlags(t *testing.T) {
 			QuorumGrace: 30 * time.Second, BackupInterval: 100 * time.Millisecond, LeaseTTL: time.Second,
 			ForwardTimeoutMin: time.Millisecond, ForwardTimeoutMax: 20 * time.Millisecond,
 		},
-		httpAddr: ":9", shutdownGrace: 10 * time.Second, logLevel: "info", logFormat: "auto",
+		httpAddr: ":9", shutdownGrace: 10 * time.Second, logLevel: "info", logFormat: "auto", nodeNameSet: true,
 	}, o, "a flag beats its variable; every other variable applies")
 }
 
