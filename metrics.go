@@ -3,6 +3,7 @@ package tierlimit
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -11,15 +12,22 @@ import (
 	"github.com/tierlimit/tierlimit/ownership"
 )
 
+// The middleware times decisions by the path each took only through a
+// PathChecker.
+var (
+	_ api.PathChecker = (*ownership.Router)(nil)
+	_ api.PathChecker = api.Local{}
+)
+
 // metrics are the Limiter's Prometheus series. A nil *metrics (no
 // Registerer) records nothing.
 type metrics struct {
 	reg          prometheus.Registerer
 	registered   []prometheus.Collector // on reg, to take off again at Close
+	tiers        func() []string        // the tiers of the key store in force; nil: unknown
 	decisions    *api.Metrics
 	reloads      *prometheus.CounterVec
-	forwarded    *prometheus.HistogramVec
-	forwardErrs  *prometheus.CounterVec
+	peers        *peerSeries
 	fallbacks    *prometheus.CounterVec
 	overLimitHit prometheus.Counter
 	moved        *prometheus.CounterVec
@@ -37,26 +45,34 @@ func newMetrics(reg prometheus.Registerer, l *Limiter) (*metrics, error) {
 	if reg == nil {
 		return nil, nil
 	}
-	var tiers []string
+	var tiers func() []string
 	if l.file != nil {
-		tiers = l.file.Tiers().Names()
+		tiers = func() []string { return l.file.Tiers().Names() }
+	}
+	var names []string
+	if tiers != nil {
+		names = tiers()
 	}
 	m := &metrics{
 		reg:       reg,
-		decisions: api.NewMetrics(tiers),
+		tiers:     tiers,
+		decisions: api.NewMetrics(names),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tierlimit_config_reloads_total",
 			Help: "Reloads of the key store, by result: ok, or error (the config in force stayed).",
 		}, []string{"result"}),
-		forwarded: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "tierlimit_forward_duration_seconds",
-			Help:    "Checks forwarded to a key's owner, by peer: time until an answer or giving up.",
-			Buckets: []float64{25e-6, 50e-6, 100e-6, 200e-6, 400e-6, 800e-6, 1.6e-3, 3.2e-3, 6.4e-3, 12.8e-3},
-		}, []string{"peer"}),
-		forwardErrs: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tierlimit_forward_errors_total",
-			Help: "Forwarded checks that got no answer from the owner, by peer.",
-		}, []string{"peer"}),
+		peers: &peerSeries{
+			limiter: l,
+			took: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+				Name:    "tierlimit_forward_duration_seconds",
+				Help:    "Checks forwarded to a key's owner, by peer: time until an answer or giving up.",
+				Buckets: []float64{25e-6, 50e-6, 100e-6, 200e-6, 400e-6, 800e-6, 1.6e-3, 3.2e-3, 6.4e-3, 12.8e-3},
+			}, []string{"peer"}),
+			errs: prometheus.NewCounterVec(prometheus.CounterOpts{
+				Name: "tierlimit_forward_errors_total",
+				Help: "Forwarded checks that got no answer from the owner, by peer.",
+			}, []string{"peer"}),
+		},
 		fallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tierlimit_local_fallbacks_total",
 			Help: "Checks for keys owned elsewhere decided locally against a share of the limit, by reason.",
@@ -93,6 +109,10 @@ func newMetrics(reg prometheus.Registerer, l *Limiter) (*metrics, error) {
 			Name: "tierlimit_lease_returned_hits_total",
 			Help: "Leased hits given back to their owners unused, by the reason the lease ended.",
 		}, []string{"reason"}),
+	}
+	for _, why := range []string{ownership.FallbackTimeout, ownership.FallbackError, ownership.FallbackBreakerOpen,
+		ownership.FallbackNoPeer, ownership.FallbackCanceled, ownership.FallbackClosed} {
+		m.fallbacks.WithLabelValues(why)
 	}
 	for _, kind := range []string{"new", "renewal"} {
 		m.leaseGrants.WithLabelValues(kind)
@@ -142,7 +162,7 @@ func (m *metrics) registerCluster(l *Limiter) error {
 	if m == nil {
 		return nil
 	}
-	return m.register(m.forwarded, m.forwardErrs, m.fallbacks, m.overLimitHit, m.moved, m.restored,
+	return m.register(m.peers, m.fallbacks, m.overLimitHit, m.moved, m.restored,
 		m.leaseHits, m.leaseGrants, m.leaseGranted, m.leasesEnded, m.leaseUnused,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tierlimit_backup_keys",
@@ -161,8 +181,8 @@ func (m *metrics) registerCluster(l *Limiter) error {
 			Help: "Alive cluster members, this node included.",
 		}, func() float64 { return float64(len(l.node.Alive())) }),
 		&breakerCollector{limiter: l, desc: prometheus.NewDesc("tierlimit_peer_breaker_state",
-			"Circuit breaker per peer: 0 closed (forwarding), 1 open (skipping the peer), 2 half-open (probing).",
-			[]string{"peer"}, nil)},
+			"Circuit breaker of each other member, by state: 1 for the state it is in, 0 for the others: closed (forwarding), open (skipping the peer), half_open (probing).",
+			[]string{"peer", "state"}, nil)},
 		&deadlineCollector{limiter: l, desc: prometheus.NewDesc("tierlimit_forward_deadline_seconds",
 			"How long a check forwarded to each peer may wait for it now: fixed, or adapted to the peer's recent round trips.",
 			[]string{"peer"}, nil)},
@@ -219,6 +239,9 @@ func (m *metrics) reloaded(err error) {
 		result = "error"
 	}
 	m.reloads.WithLabelValues(result).Inc()
+	if err == nil && m.tiers != nil {
+		m.decisions.AddTiers(m.tiers()) // a new tier's series are there from the reload on
+	}
 }
 
 // observer returns the Router's Observer: m, or nil for none.
@@ -251,12 +274,7 @@ func (m *metrics) Moved(kind string, n int, err error) {
 func (m *metrics) Restored(n int) { m.restored.Add(float64(n)) }
 
 // Forwarded records a forwarded check.
-func (m *metrics) Forwarded(peer string, d time.Duration, err error) {
-	m.forwarded.WithLabelValues(peer).Observe(d.Seconds())
-	if err != nil {
-		m.forwardErrs.WithLabelValues(peer).Inc()
-	}
-}
+func (m *metrics) Forwarded(peer string, d time.Duration, err error) { m.peers.forwarded(peer, d, err) }
 
 // Fallback records a local decision for a key owned elsewhere.
 func (m *metrics) Fallback(reason string) { m.fallbacks.WithLabelValues(reason).Inc() }
@@ -283,8 +301,61 @@ func (m *metrics) LeaseEnded(why string, unused int) {
 	m.leaseUnused.WithLabelValues(why).Add(float64(unused))
 }
 
-// breakerCollector exports tierlimit_peer_breaker_state{peer}: 0 closed,
-// 1 open, 2 half-open, for every peer the Router has forwarded to.
+// peerSeries holds the series labelled by peer that forwarded checks make,
+// and drops those of peers no longer in the ring when it is scraped, so a
+// member that left the cluster leaves no series behind.
+type peerSeries struct {
+	limiter *Limiter
+	took    *prometheus.HistogramVec
+	errs    *prometheus.CounterVec
+	// seen holds the names of the peers that may have series, as keys.
+	seen sync.Map
+}
+
+// forwarded records a check forwarded to peer. The peer is marked seen
+// after its series are made, so that a prune running meanwhile, which
+// unmarks a peer before it deletes its series, leaves it marked whenever
+// it leaves series: no series outlives its mark.
+func (p *peerSeries) forwarded(peer string, d time.Duration, err error) {
+	p.took.WithLabelValues(peer).Observe(d.Seconds())
+	if err != nil {
+		p.errs.WithLabelValues(peer).Inc()
+	}
+	if _, ok := p.seen.Load(peer); !ok {
+		p.errs.WithLabelValues(peer) // at 0 from the peer's first check on
+		p.seen.Store(peer, struct{}{})
+	}
+}
+
+// Describe describes the series.
+func (p *peerSeries) Describe(ch chan<- *prometheus.Desc) {
+	p.took.Describe(ch)
+	p.errs.Describe(ch)
+}
+
+// Collect drops the series of peers no longer in the ring, then reads the
+// others.
+func (p *peerSeries) Collect(ch chan<- prometheus.Metric) {
+	members := make(map[string]bool)
+	for _, name := range p.limiter.ring.Members() {
+		members[name] = true
+	}
+	p.seen.Range(func(k, _ any) bool {
+		if name := k.(string); !members[name] {
+			p.seen.Delete(name)
+			p.took.DeleteLabelValues(name)
+			p.errs.DeleteLabelValues(name)
+		}
+		return true
+	})
+	p.took.Collect(ch)
+	p.errs.Collect(ch)
+}
+
+// breakerCollector exports tierlimit_peer_breaker_state{peer,state} for
+// every member of the ring but this node: 1 for the state its breaker is in
+// and 0 for the other two, so a member that left has no series. A member
+// not forwarded to yet has a closed breaker.
 type breakerCollector struct {
 	limiter *Limiter
 	desc    *prometheus.Desc
@@ -295,15 +366,28 @@ func (c *breakerCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 
 // Collect reads the breakers at scrape time.
 func (c *breakerCollector) Collect(ch chan<- prometheus.Metric) {
-	for peer, st := range c.limiter.router.Breakers(time.Now()) {
-		v := 0.0
-		switch st {
-		case ownership.BreakerOpen:
-			v = 1
-		case ownership.BreakerHalfOpen:
-			v = 2
+	labels := [...]struct {
+		state ownership.BreakerState
+		label string
+	}{
+		{ownership.BreakerClosed, "closed"},
+		{ownership.BreakerOpen, "open"},
+		{ownership.BreakerHalfOpen, "half_open"},
+	}
+	l := c.limiter
+	states := l.router.Breakers(time.Now())
+	for _, peer := range l.ring.Members() {
+		if peer == l.cfg.NodeName {
+			continue
 		}
-		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, v, peer)
+		st := states[peer] // BreakerClosed, the zero value, if none yet
+		for _, s := range labels {
+			v := 0.0
+			if st == s.state {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, v, peer, s.label)
+		}
 	}
 }
 

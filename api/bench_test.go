@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tierlimit/tierlimit/bucket"
 	"github.com/tierlimit/tierlimit/health"
 	"github.com/tierlimit/tierlimit/tierlimittest"
@@ -31,6 +33,20 @@ func BenchmarkMiddlewareRefused(b *testing.B) {
 	lim := NewLimiter(Config{
 		Keys: tinyKeys, Checker: Local{Store: bucket.New(bucket.Config{Window: time.Hour})},
 		Health: health.NewHolder("a"), Window: time.Hour,
+	})
+	tierlimittest.BenchServe(b, lim.Middleware(tierlimittest.Bare()), "pro-1")
+}
+
+// BenchmarkMiddlewareMetrics is BenchmarkMiddleware with the decision
+// metrics on, registered as a node registers them: the difference from
+// BenchmarkMiddleware is what counting and timing each decision costs.
+func BenchmarkMiddlewareMetrics(b *testing.B) {
+	hugeKeys := fakeKeys{"pro-1": {Name: "pro", Limit: 1 << 30, Burst: 1 << 30, Degraded: 1 << 30}}
+	m := NewMetrics([]string{"pro"})
+	prometheus.NewRegistry().MustRegister(m)
+	lim := NewLimiter(Config{
+		Keys: hugeKeys, Checker: Local{Store: bucket.New(bucket.Config{Window: time.Minute})},
+		Health: health.NewHolder("a"), Window: time.Minute, Metrics: m,
 	})
 	tierlimittest.BenchServe(b, lim.Middleware(tierlimittest.Bare()), "pro-1")
 }

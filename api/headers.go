@@ -34,46 +34,73 @@ const (
 	keyRateLimit  = "Ratelimit"
 )
 
-// writeHeaders sets the rate-limit fields for decision d made at now:
+// writeHeaders sets the rate-limit fields for decision d made at now, for a
+// counting window of window seconds. Each is a promise that holds if no
+// other request for the key is admitted meanwhile and the limit in force
+// stays the same:
 //
 //	X-RateLimit-Limit      the limit in force now
-//	X-RateLimit-Remaining  hits left under it
-//	X-RateLimit-Reset      end of the key's current window, UTC epoch seconds (rounded up)
-//	Retry-After            on refusals: whole seconds until the same request fits, at least 1
+//	X-RateLimit-Remaining  requests admitted if sent right now
+//	X-RateLimit-Reset      UTC epoch seconds, rounded up. On a 200: the moment by
+//	                       which the whole limit is free again (Remaining = Limit).
+//	                       On a 429: the moment this request is admitted.
+//	Retry-After            on a 429 only: whole seconds, rounded up and at least 1,
+//	                       until that same moment
 //	RateLimit-Policy       "<tier>";q=<limit>;w=<window seconds>
-//	RateLimit              "<tier>";r=<remaining>;t=<seconds until reset, or Retry-After on refusals>
+//	RateLimit              "<tier>";r=<remaining>;t=<seconds until more than r
+//	                       requests fit>; on a 429, t is Retry-After
 //
-// All values are formatted into one buffer and share one string and one
-// slice backing array: two allocations per response whatever the values.
+// The sliding-window count only decays while nothing is counted, so each
+// moment, once reached, stays true. The tier's name is written as a
+// structured-field String (appendSFString). All values are formatted into
+// one buffer and share one string and one slice backing array: two
+// allocations per response for any tier tiers.json accepts (a name of up to
+// 64 bytes, each percent-encoded at worst); a longer name costs a third.
 func writeHeaders(h http.Header, tier string, window int64, d bucket.Decision, now time.Time) {
-	t := ceilSeconds(d.ResetAt.Sub(now))
-	if !d.Allowed {
+	var reset time.Time
+	t := int64(-1) // no t parameter
+	if d.Allowed {
+		reset = d.ResetAt.Add(time.Duration(window) * time.Second)
+		switch {
+		case !d.RefillAt.IsZero():
+			t = ceilSeconds(d.RefillAt.Sub(now))
+		case d.Remaining < d.Limit:
+			// A Checker that does not say when the count frees another
+			// request: it has by the time the whole limit is free.
+			t = ceilSeconds(reset.Sub(now))
+		}
+	} else {
+		reset = retryMoment(d, now)
 		t = retryAfter(d, now)
 	}
-	var arr [256]byte
+	var arr [512]byte
 	buf := arr[:0]
 	var ends [6]int
 	buf = strconv.AppendInt(buf, int64(d.Limit), 10)
 	ends[0] = len(buf)
 	buf = strconv.AppendInt(buf, int64(d.Remaining), 10)
 	ends[1] = len(buf)
-	buf = strconv.AppendInt(buf, ceilUnix(d.ResetAt), 10)
+	buf = strconv.AppendInt(buf, ceilUnix(reset), 10)
 	ends[2] = len(buf)
-	buf = append(buf, '"')
-	buf = append(buf, tier...)
-	buf = append(buf, `";q=`...)
-	buf = strconv.AppendInt(buf, int64(d.Limit), 10)
+	name := len(buf)
+	buf = appendSFString(buf, tier)
+	name = len(buf) - name
+	buf = append(buf, ";q="...)
+	buf = strconv.AppendInt(buf, sfInteger(int64(d.Limit)), 10)
 	buf = append(buf, ";w="...)
-	buf = strconv.AppendInt(buf, window, 10)
+	buf = strconv.AppendInt(buf, sfInteger(window), 10)
 	ends[3] = len(buf)
-	buf = append(buf, '"')
-	buf = append(buf, tier...)
-	buf = append(buf, `";r=`...)
-	buf = strconv.AppendInt(buf, int64(d.Remaining), 10)
-	buf = append(buf, ";t="...)
-	buf = strconv.AppendInt(buf, t, 10)
+	buf = append(buf, buf[ends[2]:ends[2]+name]...)
+	buf = append(buf, ";r="...)
+	buf = strconv.AppendInt(buf, sfInteger(int64(d.Remaining)), 10)
+	if t >= 0 {
+		buf = append(buf, ";t="...)
+		buf = strconv.AppendInt(buf, sfInteger(t), 10)
+	}
 	ends[4] = len(buf)
-	buf = strconv.AppendInt(buf, t, 10)
+	if !d.Allowed {
+		buf = strconv.AppendInt(buf, t, 10)
+	}
 	ends[5] = len(buf)
 
 	all := string(buf)
@@ -93,12 +120,53 @@ func writeHeaders(h http.Header, tier string, window int64, d bucket.Decision, n
 	}
 }
 
+// retryMoment returns when refused decision d lifts: its RetryAt, or, from
+// a Checker that does not set it, its ResetAt; never before now.
+func retryMoment(d bucket.Decision, now time.Time) time.Time {
+	at := d.RetryAt
+	if at.IsZero() {
+		at = d.ResetAt
+	}
+	if at.Before(now) {
+		return now
+	}
+	return at
+}
+
 // retryAfter returns whole seconds until d's refusal lifts, at least 1.
 func retryAfter(d bucket.Decision, now time.Time) int64 {
-	if d.RetryAt.IsZero() {
-		return max(1, ceilSeconds(d.ResetAt.Sub(now)))
+	return max(1, ceilSeconds(retryMoment(d, now).Sub(now)))
+}
+
+// maxSFInteger is the largest Integer a structured field may carry
+// (RFC 9651, Section 3.3.1).
+const maxSFInteger = 999_999_999_999_999
+
+// sfInteger clamps v into the range of a structured-field Integer that a
+// count or a delay may take: 0 to maxSFInteger.
+func sfInteger(v int64) int64 { return min(max(v, 0), maxSFInteger) }
+
+// appendSFString appends s to b as a structured-field String (RFC 9651,
+// Section 3.3.3), whatever s holds, so that no tier name can make the
+// RateLimit fields invalid. Printable ASCII stays as it is, with '"' and
+// '\\' escaped by a backslash; '%' and every byte a String cannot carry
+// (controls, DEL, non-ASCII) are percent-encoded in lower-case hex, as a
+// Display String would encode them. So "café" is sent as "caf%c3%a9", and
+// percent-decoding the parsed String gives s back.
+func appendSFString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c == '%' || c < 0x20 || c >= 0x7f:
+			b = append(b, '%', hex[c>>4], hex[c&0xf])
+		default:
+			b = append(b, c)
+		}
 	}
-	return max(1, ceilSeconds(d.RetryAt.Sub(now)))
+	return append(b, '"')
 }
 
 // ceilSeconds rounds d up to whole seconds, never below 0.

@@ -18,7 +18,10 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tierlimit/tierlimit/bucket"
 	"github.com/tierlimit/tierlimit/config"
@@ -31,6 +34,20 @@ import (
 // deciding locally if it has to. now is the middleware's clock.
 type Checker interface {
 	Check(ctx context.Context, now time.Time, key string, limit int) bucket.Decision
+}
+
+// PathChecker is a Checker that also says how it decided each check, for
+// the decision-time histogram (tierlimit_decision_duration_seconds{path}).
+// The middleware calls CheckPath instead of Check when its Checker has it.
+type PathChecker interface {
+	Checker
+	// Paths names the ways CheckPath decides, in the order of the indexes
+	// it returns: short, stable, distinct and not empty, as they become
+	// metric labels. NewLimiter calls it once.
+	Paths() []string
+	// CheckPath is Check, and also returns the index in Paths of the way
+	// it decided.
+	CheckPath(ctx context.Context, now time.Time, key string, limit int) (bucket.Decision, int)
 }
 
 // Keys maps an API key to its tier. config.File (tiers.json) is the first
@@ -51,6 +68,14 @@ func (l Local) Check(_ context.Context, now time.Time, key string, limit int) bu
 	return l.Store.Take(now, key, 1, limit)
 }
 
+// Paths returns Local's one path, "local".
+func (Local) Paths() []string { return []string{"local"} }
+
+// CheckPath is Check, by path 0.
+func (l Local) CheckPath(_ context.Context, now time.Time, key string, limit int) (bucket.Decision, int) {
+	return l.Store.Take(now, key, 1, limit), 0
+}
+
 // Config configures a Limiter. Keys, Checker, Health and Window are
 // required.
 type Config struct {
@@ -62,7 +87,9 @@ type Config struct {
 	Window time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
-	// Metrics, if not nil, counts decisions by tier and outcome.
+	// Metrics, if not nil, counts decisions by tier and outcome and times
+	// them by path: the Checker's Paths if it is a PathChecker, else
+	// PathOther; and PathBlocked.
 	Metrics *Metrics
 	// Logger receives per-request Debug events. Nil discards.
 	Logger *slog.Logger
@@ -72,10 +99,15 @@ type Config struct {
 type Limiter struct {
 	keys    Keys
 	checker Checker
+	paths   PathChecker // checker, if it is one; else nil
 	health  *health.Holder
-	window  int64 // seconds
-	now     func() time.Time
+	window  int64            // seconds
+	now     func() time.Time // nil: time.Now, read once per request for both the decision and its timing
 	metrics *Metrics
+	// timers are the decision-time histograms of the checker's paths, then
+	// of PathBlocked; nil without metrics.
+	timers  []prometheus.Observer
+	blocked int // index of PathBlocked in timers
 	log     *slog.Logger
 }
 
@@ -85,13 +117,10 @@ func NewLimiter(cfg Config) *Limiter {
 	if cfg.Keys == nil || cfg.Checker == nil || cfg.Health == nil || cfg.Window <= 0 {
 		panic("api: Config needs Keys, Checker, Health and a positive Window")
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Limiter{
+	l := &Limiter{
 		keys:    cfg.Keys,
 		checker: cfg.Checker,
 		health:  cfg.Health,
@@ -100,6 +129,13 @@ func NewLimiter(cfg Config) *Limiter {
 		metrics: cfg.Metrics,
 		log:     cfg.Logger,
 	}
+	paths := []string{PathOther}
+	if pc, ok := cfg.Checker.(PathChecker); ok {
+		l.paths, paths = pc, slices.Clone(pc.Paths())
+	}
+	l.blocked = len(paths)
+	l.timers = cfg.Metrics.timers(append(paths, PathBlocked))
+	return l
 }
 
 // Middleware wraps next so that every request is counted against its API
@@ -120,6 +156,7 @@ func (l *Limiter) Middleware(next http.Handler) http.Handler {
 // request may go on. When it returns false it has already written the 401
 // or 429 response. Use it where a handler cannot be wrapped.
 func (l *Limiter) Allow(w http.ResponseWriter, r *http.Request) bool {
+	start := time.Now() // the decision's time, with the default clock, and the start of its timing
 	key, problem := apiKey(r.Header)
 	if problem != "" {
 		l.metrics.rejected(outcomeUnauthenticated)
@@ -134,15 +171,23 @@ func (l *Limiter) Allow(w http.ResponseWriter, r *http.Request) bool {
 	}
 	status := l.health.Status()
 	limit := tier.LimitFor(status == health.Degraded)
-	now := l.now()
+	now := start
+	if l.now != nil {
+		now = l.now()
+	}
 	var d bucket.Decision
-	if limit < 1 {
+	path := 0
+	switch {
+	case limit < 1:
 		// A key store may block a key with a zero limit; nothing to count.
 		end := now.Add(time.Duration(l.window) * time.Second)
-		d = bucket.Decision{ResetAt: end, RetryAt: end}
-	} else {
+		d, path = bucket.Decision{ResetAt: end, RetryAt: end}, l.blocked
+	case l.paths != nil:
+		d, path = l.paths.CheckPath(r.Context(), now, key, limit)
+	default:
 		d = l.checker.Check(r.Context(), now, key, limit)
 	}
+	observe(l.timers, path, start)
 	writeHeaders(w.Header(), tier.Name, l.window, d, now)
 	l.metrics.decided(tier.Name, d.Allowed)
 	if l.log.Enabled(r.Context(), slog.LevelDebug) {

@@ -65,12 +65,22 @@ type Decision struct {
 	// Remaining is how many more hits fit under Limit right now, never below 0.
 	Remaining int
 	// ResetAt is the end of the key's current window: from then on the
-	// current count becomes the previous one and starts to decay.
+	// current count becomes the previous one and starts to decay. One
+	// window later, ResetAt plus Window, every hit counted so far has
+	// decayed: with nothing else counted, the whole limit is free again.
 	ResetAt time.Time
 	// RetryAt is, for a refused decision, the earliest time at which the same
 	// hits would be admitted if nothing else is counted before; zero when
 	// Allowed.
 	RetryAt time.Time
+	// RefillAt is the earliest time at which more than Remaining hits fit
+	// under Limit, if nothing else is counted before: when the decaying
+	// count first frees another hit. It is zero when Remaining is Limit
+	// already. For a single hit refused under a positive limit it equals
+	// RetryAt. The count only decays while nothing is counted, so more
+	// hits fit at any time from RefillAt on, and before it no more than
+	// Remaining do.
+	RefillAt time.Time
 }
 
 // entry is one key's counts. start is the Unix time in nanoseconds at which
@@ -181,6 +191,13 @@ func (s *Store) Take(now time.Time, key string, hits, limit int) Decision {
 	if used < lim {
 		d.Remaining = int(lim - used)
 	}
+	if more := uint64(d.Remaining) + 1; more <= lim {
+		if more == h && !d.Allowed {
+			d.RefillAt = d.RetryAt
+		} else {
+			d.RefillAt = time.Unix(0, s.retryAt(e, n, more, lim))
+		}
+	}
 	return d
 }
 
@@ -228,7 +245,8 @@ func (s *Store) used(e entry, n int64) uint64 {
 
 // retryAt returns the earliest time, as Unix nanoseconds, at which h more
 // hits fit under lim if nothing else is counted; e must have been advanced
-// to n and be refusing h at n.
+// to n and be refusing h at n. The estimate never grows as time goes on
+// with nothing counted, so h hits fit at any time from then on.
 func (s *Store) retryAt(e entry, n int64, h, lim uint64) int64 {
 	w := uint64(s.window)
 	// In the current window the previous count decays: find the first

@@ -28,6 +28,7 @@ type step struct {
 	allowed   bool
 	remaining int
 	retryAt   time.Duration // since t0; checked when the step is refused
+	refillAt  time.Duration // since t0; checked when not 0
 }
 
 func runSteps(t *testing.T, s *Store, steps []step) {
@@ -48,6 +49,9 @@ func runSteps(t *testing.T, s *Store, steps []step) {
 		if st.allowed {
 			assert.True(t, d.RetryAt.IsZero(), "%s: RetryAt = %v on an allowed decision", name, d.RetryAt)
 		}
+		if st.refillAt != 0 {
+			assert.Equal(t, at(st.refillAt), d.RefillAt, "%s refillAt", name)
+		}
 	}
 }
 
@@ -59,12 +63,15 @@ func TestTakeSequences(t *testing.T) {
 		{
 			name: "fresh key admits up to the limit then refuses",
 			steps: []step{
-				{at: 0, hits: 1, limit: 3, allowed: true, remaining: 2},
-				{at: time.Second, hits: 1, limit: 3, allowed: true, remaining: 1},
-				{at: 2 * time.Second, hits: 1, limit: 3, allowed: true, remaining: 0},
+				// One hit counted: a second more than the 2 left fits once
+				// it has decayed, a whole window after this one ends.
+				{at: 0, hits: 1, limit: 3, allowed: true, remaining: 2, refillAt: 120 * time.Second},
+				// Two counted: ceil(2×(60−el)/60) ≤ 1 once el ≥ 30 s.
+				{at: time.Second, hits: 1, limit: 3, allowed: true, remaining: 1, refillAt: 90 * time.Second},
 				// cur=3, prev=0: the next window with prev=3 fits one more once
 				// ceil(3×(60−el)/60) ≤ 2, that is el ≥ 20 s.
-				{at: 3 * time.Second, hits: 1, limit: 3, allowed: false, remaining: 0, retryAt: 80 * time.Second},
+				{at: 2 * time.Second, hits: 1, limit: 3, allowed: true, remaining: 0, refillAt: 80 * time.Second},
+				{at: 3 * time.Second, hits: 1, limit: 3, allowed: false, remaining: 0, retryAt: 80 * time.Second, refillAt: 80 * time.Second},
 			},
 		},
 		{
@@ -82,9 +89,10 @@ func TestTakeSequences(t *testing.T) {
 				{at: 0, hits: 10, limit: 10, allowed: true, remaining: 0},
 				// t0+60s: new window, prev=10 weighs 10×60/60 = 10.
 				{at: 60 * time.Second, hits: 1, limit: 10, allowed: false, retryAt: 66 * time.Second},
-				// t0+90s: half of prev left: ceil(5) = 5 used.
-				{at: 90 * time.Second, hits: 5, limit: 10, allowed: true, remaining: 0},
-				{at: 90 * time.Second, hits: 1, limit: 10, allowed: false},
+				// t0+90s: half of prev left: ceil(5) = 5 used. One more fits
+				// once ceil(10×(60−el)/60) ≤ 4, el ≥ 36 s.
+				{at: 90 * time.Second, hits: 5, limit: 10, allowed: true, remaining: 0, refillAt: 96 * time.Second},
+				{at: 90 * time.Second, hits: 1, limit: 10, allowed: false, retryAt: 96 * time.Second},
 				// t0+120s: prev=5 weighs 5, cur 0.
 				{at: 120 * time.Second, hits: 1, limit: 10, allowed: true, remaining: 4},
 			},
@@ -213,6 +221,63 @@ func TestRetryAtIsExact(t *testing.T) {
 		}
 	}
 	require.Greater(t, checked, 1000, "too few refusals were checked")
+}
+
+func TestRefillAtIsExact(t *testing.T) {
+	// Property: after any Take, more than Remaining hits fit from RefillAt
+	// on and not a nanosecond before; a zero RefillAt means the whole limit
+	// is left. The limit changes now and then, as NORMAL and DEGRADED do.
+	r := rand.New(rand.NewPCG(3, 4))
+	checked := 0
+	for i := range 300 {
+		s := New(Config{Window: window, Shards: 1})
+		limits := []int{1 + r.IntN(50), 1 + r.IntN(5)}
+		now := at(0)
+		for j := range 100 {
+			now = now.Add(time.Duration(r.Int64N(int64(window / 4))))
+			limit := limits[min(r.IntN(8), 1)]
+			hits := r.IntN(4)
+			d := s.Take(now, "k", hits, limit)
+			name := fmt.Sprintf("case %d step %d: Take(t0+%v, %d, %d) = %+v", i, j, now.Sub(t0), hits, limit, d)
+			if d.RefillAt.IsZero() {
+				require.Equal(t, limit, d.Remaining, "%s: no RefillAt, yet not the whole limit left", name)
+				continue
+			}
+			require.True(t, d.RefillAt.After(now), "%s: RefillAt not after now", name)
+			if before := d.RefillAt.Add(-time.Nanosecond); before.After(now) {
+				assert.Equal(t, d.Remaining, s.Take(before, "k", 0, limit).Remaining, "%s: at RefillAt-1ns", name)
+			}
+			assert.Greater(t, s.Take(d.RefillAt, "k", 0, limit).Remaining, d.Remaining, "%s: at RefillAt", name)
+			later := d.RefillAt.Add(time.Duration(r.Int64N(int64(2 * window))))
+			assert.Greater(t, s.Take(later, "k", 0, limit).Remaining, d.Remaining, "%s: at RefillAt+%v", name, later.Sub(d.RefillAt))
+			checked++
+		}
+	}
+	require.Greater(t, checked, 10_000, "too few decisions were checked")
+}
+
+// TestWholeLimitIsBackOneWindowAfterResetAt: with nothing else counted,
+// the whole limit is free at ResetAt+Window and not before.
+func TestWholeLimitIsBackOneWindowAfterResetAt(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for i := range 1000 {
+		s := New(Config{Window: window, Shards: 1})
+		limit := 1 + r.IntN(50)
+		now := at(0)
+		var d Decision
+		for range 1 + r.IntN(200) {
+			now = now.Add(time.Duration(r.Int64N(int64(window / 8))))
+			if dd := s.Take(now, "k", 1+r.IntN(3), limit); dd.Allowed {
+				d = dd
+			}
+		}
+		if !d.Allowed {
+			continue
+		}
+		full := d.ResetAt.Add(window)
+		assert.Equal(t, limit, s.Take(full, "k", 0, limit).Remaining, "case %d: Remaining at ResetAt+Window", i)
+		assert.Less(t, s.Take(full.Add(-time.Nanosecond), "k", 0, limit).Remaining, limit, "case %d: Remaining just before ResetAt+Window", i)
+	}
 }
 
 func TestSweepRemovesExpiredKeys(t *testing.T) {

@@ -31,6 +31,32 @@ const (
 	FallbackClosed = "closed"
 )
 
+// How a Router decided a check, as CheckPath returns it: an index into
+// Paths, whose names are stable metric labels.
+const (
+	// PathLocal ("local"): this node owns the key and counted it.
+	PathLocal = iota
+	// PathLease ("lease"): admitted from a lease this node holds, without
+	// asking the owner.
+	PathLease
+	// PathForwarded ("forwarded"): the owner answered a check forwarded to
+	// it.
+	PathForwarded
+	// PathCached ("cached"): refused from the owner's last answer,
+	// remembered in the over-limit cache, without asking it.
+	PathCached
+	// PathFallback ("fallback"): decided locally against a share of the
+	// limit because the owner could not be reached; Observer.Fallback
+	// says why.
+	PathFallback
+)
+
+// Paths returns the names of the paths CheckPath reports, by index: local,
+// lease, forwarded, cached, fallback.
+func (r *Router) Paths() []string {
+	return []string{"local", "lease", "forwarded", "cached", "fallback"}
+}
+
 // warnEvery is the least time between two Warn logs about one peer, so a
 // dead peer does not flood the log.
 const warnEvery = time.Second
@@ -275,29 +301,36 @@ func NewRouter(cfg RouterConfig) *Router {
 // middleware guarantees: the owner refuses anything else, and with it the
 // whole batch the check travels in.
 func (r *Router) Check(ctx context.Context, now time.Time, key string, limit int) bucket.Decision {
+	d, _ := r.CheckPath(ctx, now, key, limit)
+	return d
+}
+
+// CheckPath is Check, and also returns how it decided: one of the Path…
+// constants.
+func (r *Router) CheckPath(ctx context.Context, now time.Time, key string, limit int) (bucket.Decision, int) {
 	limit = r.shareOf(limit)
 	owner, ok := r.ring.Owner(key)
 	if !ok || owner == r.self {
-		return r.local.Take(now, key, 1, limit)
+		return r.local.Take(now, key, 1, limit), PathLocal
 	}
 	var held *lease // a lease this node holds on key, spent or not
 	if r.leases != nil {
 		if held = r.leases.get(key); held != nil {
 			if d, ok := r.fromLease(now, key, held, limit, owner); ok {
-				return d
+				return d, PathLease
 			}
 		}
 	}
 	if d, ok := r.answers.get(key, limit, now); ok {
 		r.obs.OverLimitCacheHit()
-		return d
+		return d, PathCached
 	}
 	l, reason := r.link(owner)
 	if l == nil {
-		return r.decideLocally(now, key, limit, owner, reason, nil, nil, held)
+		return r.decideLocally(now, key, limit, owner, reason, nil, nil, held), PathFallback
 	}
 	if !l.breaker.Allow(r.clock()) {
-		return r.decideLocally(now, key, limit, owner, FallbackBreakerOpen, nil, &l.warn, held)
+		return r.decideLocally(now, key, limit, owner, FallbackBreakerOpen, nil, &l.warn, held), PathFallback
 	}
 
 	want := 0
@@ -330,7 +363,7 @@ func (r *Router) Check(ctx context.Context, now time.Time, key string, limit int
 		} else if r.worthKeeping(d, limit) {
 			r.answers.put(key, limit, d, now)
 		}
-		return d
+		return d, PathForwarded
 	}
 
 	switch {
@@ -346,7 +379,7 @@ func (r *Router) Check(ctx context.Context, now time.Time, key string, limit int
 	}
 	// The breaker hears of failures from the batch itself (see report):
 	// the checks waiting on one failed call are one failure, not many.
-	return r.decideLocally(now, key, limit, owner, reason, err, &l.warn, held)
+	return r.decideLocally(now, key, limit, owner, reason, err, &l.warn, held), PathFallback
 }
 
 // timeout returns how long a check forwarded over l may wait.

@@ -697,3 +697,35 @@ func TestRouterLocalDecisionsSpendWhatTheOwnerSaidWasLeft(t *testing.T) {
 	}
 	assert.Equal(t, 50, admitted, "ceil(150/3)")
 }
+
+// TestRouterCheckPathSaysHowItDecided: each way a check can be decided is
+// reported as its own path.
+func TestRouterCheckPathSaysHowItDecided(t *testing.T) {
+	reset := routerT0.Add(routerWindow)
+	refusing := &batchPeer{answer: func(it Item) bucket.Decision {
+		return bucket.Decision{Limit: it.Limit, ResetAt: reset, RetryAt: reset}
+	}}
+	// b grants leases, c refuses every key, d cannot be reached.
+	r := newTestRouter(t, []string{"a", "b", "c", "d"}, peerMap{"b": newOwnerPeer(4), "c": refusing}, nil)
+	own, leased, refused, unreachable := keyOwnedBy(t, r.ring, "a"), keyOwnedBy(t, r.ring, "b"),
+		keyOwnedBy(t, r.ring, "c"), keyOwnedBy(t, r.ring, "d")
+	names := r.Paths()
+	require.Equal(t, []string{"local", "lease", "forwarded", "cached", "fallback"}, names)
+
+	steps := []struct {
+		key  string
+		want int
+	}{
+		{own, PathLocal},
+		{leased, PathForwarded}, // and comes back with a lease
+		{leased, PathLease},
+		{refused, PathForwarded}, // refused, and the refusal remembered
+		{refused, PathCached},
+		{unreachable, PathFallback},
+	}
+	for i, s := range steps {
+		_, got := r.CheckPath(t.Context(), routerT0, s.key, 150)
+		require.Less(t, got, len(names), "step %d: CheckPath(%q) path index", i, s.key)
+		assert.Equal(t, names[s.want], names[got], "step %d: CheckPath(%q) path", i, s.key)
+	}
+}
