@@ -2,14 +2,12 @@ package main
 
 import (
 	"context"
-	"crypto/sha1"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/tierlimit/tierlimit/api"
 	"github.com/tierlimit/tierlimit/bucket"
@@ -92,12 +90,6 @@ return {allowed, remaining, start + w, retry}
 // keyPrefix namespaces the counters in Redis.
 const keyPrefix = "tl:"
 
-// scriptSHA returns the SHA-1 digest Redis names script by.
-func scriptSHA() string {
-	sum := sha1.Sum([]byte(script))
-	return hex.EncodeToString(sum[:])
-}
-
 // warnEvery is the least time between two Warn logs about Redis errors.
 const warnEvery = time.Second
 
@@ -108,11 +100,12 @@ const warnEvery = time.Second
 // When Redis fails or does not answer within timeout, the check fails open
 // (the request is admitted and not counted), as Envoy's rate-limit filter
 // does by default: a limiter outage must not become an API outage. Each
-// such check is counted in FailOpen.
+// such check is counted in failOpen.
 type checker struct {
-	pool    *pool
-	sha     string
-	window  int64 // milliseconds
+	rdb     redis.Scripter
+	script  *redis.Script
+	sha     string // the script's SHA-1 digest, as Redis names it
+	window  int64  // milliseconds
 	timeout time.Duration
 	log     *slog.Logger
 
@@ -122,27 +115,41 @@ type checker struct {
 
 var _ api.Checker = (*checker)(nil)
 
-// newChecker returns a checker on p for windows of length window, each
+// newChecker returns a checker on rdb for windows of length window, each
 // check bounded by timeout. Call load before the first Check.
-func newChecker(p *pool, window, timeout time.Duration, log *slog.Logger) *checker {
+func newChecker(rdb redis.Scripter, window, timeout time.Duration, log *slog.Logger) *checker {
+	if rdb == nil {
+		panic("redisnode: newChecker with a nil client") // a programming error
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &checker{pool: p, sha: scriptSHA(), window: window.Milliseconds(), timeout: timeout, log: log}
+	s := redis.NewScript(script)
+	return &checker{rdb: rdb, script: s, sha: s.Hash(), window: window.Milliseconds(), timeout: timeout, log: log}
 }
 
-// load sends the script to Redis (SCRIPT LOAD) and checks the digest.
+// loadRetry is how long load waits between two tries.
+const loadRetry = 50 * time.Millisecond
+
+// load sends the script to Redis (SCRIPT LOAD) and checks the digest, so the
+// first checks need not send it. Each try is bounded by the client's short
+// per-command timeout, which a busy machine may miss, so it tries again
+// every loadRetry until ctx ends.
 func (c *checker) load(ctx context.Context) error {
-	return c.pool.do(ctx, func(cn *conn) error {
-		rep, err := cn.roundTrip(appendCommand(cn.buf[:0], "SCRIPT", "LOAD", script))
-		if err != nil {
+	for {
+		sha, err := c.rdb.ScriptLoad(ctx, script).Result()
+		if err == nil && sha != c.sha {
+			return fmt.Errorf("script load: got digest %q, want %q", sha, c.sha)
+		}
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
 			return fmt.Errorf("script load: %w", err)
+		case <-time.After(loadRetry):
 		}
-		if rep.kind != kindBulk || rep.str != c.sha {
-			return fmt.Errorf("script load: got digest %q, want %q", rep.str, c.sha)
-		}
-		return nil
-	})
+	}
 }
 
 // Check counts one hit for key against limit in Redis. It fails open on
@@ -162,61 +169,30 @@ func (c *checker) Check(ctx context.Context, now time.Time, key string, limit in
 	return d
 }
 
-// take runs the script for hits on key at now against limit.
+// take runs the script for hits on key at now against limit: EVALSHA, and
+// if Redis lost the script (it restarted, or its scripts were flushed),
+// EVAL, which loads it again.
 func (c *checker) take(ctx context.Context, now time.Time, key string, hits, limit int) (bucket.Decision, error) {
-	var rep reply
-	err := c.pool.do(ctx, func(cn *conn) error {
-		var err error
-		cn.buf = c.appendEvalSHA(cn.buf[:0], now, key, hits, limit)
-		rep, err = cn.roundTrip(cn.buf)
-		var re *replyError
-		if errors.As(err, &re) && strings.HasPrefix(re.msg, "NOSCRIPT") {
-			// Redis restarted or its scripts were flushed: load again and retry once.
-			if _, err = cn.roundTrip(appendCommand(cn.buf[:0], "SCRIPT", "LOAD", script)); err != nil {
-				return fmt.Errorf("script load: %w", err)
-			}
-			cn.buf = c.appendEvalSHA(cn.buf[:0], now, key, hits, limit)
-			rep, err = cn.roundTrip(cn.buf)
-		}
-		return err
-	})
+	rep, err := c.script.Run(ctx, c.rdb, []string{keyPrefix + key}, now.UnixMilli(), c.window, hits, limit).Int64Slice()
 	if err != nil {
 		return bucket.Decision{}, err
 	}
 	return decision(rep, limit)
 }
 
-// appendEvalSHA appends the EVALSHA command of one check.
-func (c *checker) appendEvalSHA(b []byte, now time.Time, key string, hits, limit int) []byte {
-	b = appendArrayHeader(b, 8)
-	b = appendBulk(b, "EVALSHA")
-	b = appendBulk(b, c.sha)
-	b = appendBulk(b, "1")
-	b = appendBulk2(b, keyPrefix, key)
-	b = appendBulkInt(b, now.UnixMilli())
-	b = appendBulkInt(b, c.window)
-	b = appendBulkInt(b, int64(hits))
-	return appendBulkInt(b, int64(limit))
-}
-
 // decision turns the script's reply into a Decision.
-func decision(rep reply, limit int) (bucket.Decision, error) {
-	if rep.kind != kindArray || len(rep.elems) != 4 {
-		return bucket.Decision{}, fmt.Errorf("%w: script returned %d elements of kind %d, want 4 integers", errProtocol, len(rep.elems), rep.kind)
-	}
-	for i, e := range rep.elems {
-		if e.kind != kindInteger {
-			return bucket.Decision{}, fmt.Errorf("%w: script result %d is of kind %d, want an integer", errProtocol, i, e.kind)
-		}
+func decision(rep []int64, limit int) (bucket.Decision, error) {
+	if len(rep) != 4 {
+		return bucket.Decision{}, fmt.Errorf("script returned %d integers, want 4", len(rep))
 	}
 	d := bucket.Decision{
-		Allowed:   rep.elems[0].n == 1,
+		Allowed:   rep[0] == 1,
 		Limit:     limit,
-		Remaining: int(rep.elems[1].n),
-		ResetAt:   time.UnixMilli(rep.elems[2].n),
+		Remaining: int(rep[1]),
+		ResetAt:   time.UnixMilli(rep[2]),
 	}
 	if !d.Allowed {
-		d.RetryAt = time.UnixMilli(rep.elems[3].n)
+		d.RetryAt = time.UnixMilli(rep[3])
 	}
 	return d, nil
 }

@@ -1,8 +1,10 @@
 // Command redisnode is a benchmark-only API instance that counts every key
 // in one central Redis: the design tierlimit replaces. It serves the same
 // endpoints as cmd/node (GET /test behind the real api.Limiter middleware,
-// admin endpoints, probes, /metrics); only the Checker differs, doing one EVALSHA round trip per request to a Lua script
-// that implements package bucket's sliding-window counter.
+// admin endpoints, probes, /metrics); only the Checker differs, doing one
+// EVALSHA round trip per request to a Lua script that implements package
+// bucket's sliding-window counter, through a go-redis client of -pool
+// connections (see newClient).
 //
 // On a Redis error or a check slower than -redis-timeout it fails open and
 // counts it in bench_redis_fail_open_total; see checker.
@@ -98,9 +100,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	p := newPool(o.redisAddr, o.poolSize)
-	defer p.close()
-	chk := newChecker(p, tiers.Window, o.redisTimeout, log)
+	rdb := newClient(o.redisAddr, o.poolSize, o.redisTimeout)
+	defer func() { _ = rdb.Close() }()
+	chk := newChecker(rdb, tiers.Window, o.redisTimeout, log)
 	loadCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	err = chk.load(loadCtx)
 	cancel()

@@ -9,11 +9,13 @@ import (
 	"net/http/httptest"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -68,8 +70,8 @@ func freePort(t *testing.T) int {
 // early if the process exited.
 func waitPing(t *testing.T, addr string, exited <-chan struct{}) bool {
 	t.Helper()
-	p := newPool(addr, 1)
-	defer p.close()
+	rdb := newClient(addr, 1, 200*time.Millisecond)
+	defer func() { _ = rdb.Close() }()
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
@@ -78,15 +80,9 @@ func waitPing(t *testing.T, addr string, exited <-chan struct{}) bool {
 		default:
 		}
 		ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
-		err := p.do(ctx, func(c *conn) error {
-			rep, err := c.roundTrip(appendCommand(c.buf[:0], "PING"))
-			if err == nil && (rep.kind != kindSimple || rep.str != "PONG") {
-				err = fmt.Errorf("PING answered %+v", rep)
-			}
-			return err
-		})
+		pong, err := rdb.Ping(ctx).Result()
 		cancel()
-		if err == nil {
+		if err == nil && pong == "PONG" {
 			return true
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -94,19 +90,47 @@ func waitPing(t *testing.T, addr string, exited <-chan struct{}) bool {
 	return false
 }
 
-// newTestChecker returns a checker on a fresh Redis with its script loaded.
-func newTestChecker(t *testing.T, window time.Duration, poolSize int) *checker {
+// newTestClient returns a client of poolSize connections to a fresh Redis,
+// closed by t.Cleanup.
+func newTestClient(t *testing.T, poolSize int) *redis.Client {
 	t.Helper()
-	p := newPool(startRedis(t), poolSize)
-	t.Cleanup(p.close)
-	c := newChecker(p, window, 2*time.Second, nil)
+	rdb := newClient(startRedis(t), poolSize, 2*time.Second)
+	t.Cleanup(func() { _ = rdb.Close() })
+	return rdb
+}
+
+// newTestChecker returns a checker on a fresh Redis with its script
+// loaded, and its client.
+func newTestChecker(t *testing.T, window time.Duration, poolSize int) (*checker, *redis.Client) {
+	t.Helper()
+	rdb := newTestClient(t, poolSize)
+	c := newChecker(rdb, window, 2*time.Second, nil)
 	require.NoError(t, c.load(t.Context()), "load the script")
-	return c
+	return c, rdb
+}
+
+// TestNewClientIsTheFairBaseline pins the client settings docs/benchmark.md
+// states: the pool size and the deadline given, no retries, and the caller's
+// deadline honoured.
+func TestNewClientIsTheFairBaseline(t *testing.T) {
+	rdb := newClient("127.0.0.1:1", 64, 20*time.Millisecond)
+	t.Cleanup(func() { _ = rdb.Close() })
+	o := rdb.Options()
+	assert.Equal(t, 64, o.PoolSize, "PoolSize")
+	assert.Zero(t, o.MinIdleConns, "MinIdleConns: dialled on first use")
+	for name, got := range map[string]time.Duration{
+		"PoolTimeout": o.PoolTimeout, "DialTimeout": o.DialTimeout, "ReadTimeout": o.ReadTimeout, "WriteTimeout": o.WriteTimeout,
+	} {
+		assert.Equal(t, 20*time.Millisecond, got, name)
+	}
+	assert.True(t, o.ContextTimeoutEnabled, "ContextTimeoutEnabled")
+	assert.Zero(t, o.MaxRetries, "MaxRetries (-1 given: go-redis keeps 0, no retries)")
+	assert.Equal(t, 1, o.DialerRetries, "DialerRetries")
 }
 
 func TestRedisMiddlewareAdmitsExactlyL(t *testing.T) {
 	const limit = 20
-	chk := newTestChecker(t, time.Minute, 16)
+	chk, _ := newTestChecker(t, time.Minute, 16)
 	tiers, err := config.Parse([]byte(`{"window_seconds":60,"tiers":{"t":{"limit":` + strconv.Itoa(limit) +
 		`}},"api_keys":{"k1":"t"}}`))
 	require.NoError(t, err)
@@ -156,7 +180,7 @@ func TestRedisMiddlewareAdmitsExactlyL(t *testing.T) {
 // script's resolution, and are never earlier.
 func TestRedisScriptMatchesBucket(t *testing.T) {
 	const window = 10 * time.Second
-	chk := newTestChecker(t, window, 1)
+	chk, _ := newTestChecker(t, window, 1)
 	rng := rand.New(rand.NewPCG(1, 2))
 	for seq := range 20 {
 		key := "seq-" + strconv.Itoa(seq)
@@ -196,9 +220,9 @@ func TestRedisScriptMatchesBucket(t *testing.T) {
 }
 
 func TestRedisChecksFailOpen(t *testing.T) {
-	p := newPool(net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t))), 1) // nothing listens there
-	t.Cleanup(p.close)
-	c := newChecker(p, time.Minute, 100*time.Millisecond, nil)
+	rdb := newClient(net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t))), 1, 100*time.Millisecond) // nothing listens there
+	t.Cleanup(func() { _ = rdb.Close() })
+	c := newChecker(rdb, time.Minute, 100*time.Millisecond, nil)
 	now := time.Now()
 	d := c.Check(t.Context(), now, "k", 5)
 	assert.True(t, d.Allowed, "Check with Redis down: Allowed")
@@ -207,13 +231,89 @@ func TestRedisChecksFailOpen(t *testing.T) {
 }
 
 func TestRedisReloadsALostScript(t *testing.T) {
-	chk := newTestChecker(t, time.Minute, 1)
-	require.NoError(t, chk.pool.do(t.Context(), func(c *conn) error {
-		_, err := c.roundTrip(appendCommand(c.buf[:0], "SCRIPT", "FLUSH"))
-		return err
-	}))
+	chk, rdb := newTestChecker(t, time.Minute, 1)
+	require.NoError(t, rdb.ScriptFlush(t.Context()).Err())
 	d, err := chk.take(t.Context(), time.Now(), "k", 1, 3)
 	require.NoError(t, err, "take after SCRIPT FLUSH")
 	assert.True(t, d.Allowed)
 	assert.Equal(t, 2, d.Remaining)
+}
+
+// TestRedisChecksUseEVALSHA wants one EVALSHA per check, the script loaded
+// once, and neither EVAL nor retries.
+func TestRedisChecksUseEVALSHA(t *testing.T) {
+	chk, rdb := newTestChecker(t, time.Minute, 4)
+	require.NoError(t, rdb.ConfigResetStat(t.Context()).Err())
+	const checks = 10
+	for i := range checks {
+		chk.Check(t.Context(), time.Now(), "k"+strconv.Itoa(i%3), 5)
+	}
+	info, err := rdb.Info(t.Context(), "commandstats").Result()
+	require.NoError(t, err)
+	assert.Equal(t, checks, commandCalls(t, info, "evalsha"), "EVALSHA calls after %d checks", checks)
+	assert.Zero(t, commandCalls(t, info, "eval"), "EVAL calls after %d checks", checks)
+	assert.Zero(t, chk.failOpen.Load(), "fail-open checks")
+}
+
+// commandCalls returns the calls of cmd in the INFO commandstats text info;
+// 0 if cmd is not listed.
+func commandCalls(t *testing.T, info, cmd string) int {
+	t.Helper()
+	for line := range strings.SplitSeq(info, "\n") {
+		rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_"+cmd+":calls=")
+		if !ok {
+			continue
+		}
+		n, err := strconv.Atoi(strings.SplitN(rest, ",", 2)[0])
+		require.NoError(t, err, "calls in %q", line)
+		return n
+	}
+	return 0
+}
+
+// TestRedisPoolBoundsConnections sends many concurrent checks through a
+// small pool and wants no more connections than the pool holds.
+func TestRedisPoolBoundsConnections(t *testing.T) {
+	const pool = 3
+	chk, rdb := newTestChecker(t, time.Minute, pool)
+	var wg sync.WaitGroup
+	for i := range 32 {
+		wg.Go(func() {
+			for j := range 20 {
+				chk.Check(t.Context(), time.Now(), fmt.Sprint("k", i, "-", j), 100)
+			}
+		})
+	}
+	wg.Wait()
+	assert.Zero(t, chk.failOpen.Load(), "fail-open checks")
+	stats := rdb.PoolStats()
+	assert.LessOrEqual(t, stats.TotalConns, uint32(pool), "connections after 32 concurrent callers through a pool of %d", pool)
+}
+
+func TestDecision(t *testing.T) {
+	const limit = 5
+	tests := []struct {
+		name    string
+		rep     []int64
+		want    bucket.Decision
+		wantErr bool
+	}{
+		{name: "allowed", rep: []int64{1, 4, 60_000, 0},
+			want: bucket.Decision{Allowed: true, Limit: limit, Remaining: 4, ResetAt: time.UnixMilli(60_000)}},
+		{name: "refused", rep: []int64{0, 0, 60_000, 30_000},
+			want: bucket.Decision{Limit: limit, ResetAt: time.UnixMilli(60_000), RetryAt: time.UnixMilli(30_000)}},
+		{name: "short", rep: []int64{1, 4, 60_000}, wantErr: true},
+		{name: "empty", rep: nil, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := decision(tt.rep, limit)
+			if tt.wantErr {
+				assert.Error(t, err, "decision(%v, %d)", tt.rep, limit)
+				return
+			}
+			require.NoError(t, err, "decision(%v, %d)", tt.rep, limit)
+			assert.Equal(t, tt.want, got, "decision(%v, %d)", tt.rep, limit)
+		})
+	}
 }

@@ -3,13 +3,14 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"math"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/tierlimit/tierlimit/bench/loadreport"
 )
 
 // Markers around the generated part of the README's benchmark section.
@@ -39,54 +40,14 @@ var designLabel = map[string]string{
 	designTL:    "tierlimit cluster",
 }
 
-// loadReport is the part of a loadgen -json report the table uses.
-type loadReport struct {
-	Concurrency       int     `json:"concurrency"`
-	ElapsedSeconds    float64 `json:"elapsed_seconds"`
-	Requests          uint64  `json:"requests"`
-	RequestsPerSecond float64 `json:"requests_per_second"`
-	Status            struct {
-		OK             uint64 `json:"200"`
-		Unauthorized   uint64 `json:"401"`
-		Limited        uint64 `json:"429"`
-		ClientError    uint64 `json:"other_4xx"`
-		ServerError    uint64 `json:"5xx"`
-		Other          uint64 `json:"other_status"`
-		TransportError uint64 `json:"transport_error"`
-	} `json:"status"`
-	Latency struct {
-		P50 float64 `json:"p50_us"`
-		P99 float64 `json:"p99_us"`
-	} `json:"latency"`
-	Accuracy *struct {
-		Tiers []tierAccuracy `json:"tiers"`
-	} `json:"accuracy"`
-}
-
-// errors counts the requests that got neither a 200 nor a 429.
-func (r *loadReport) errors() uint64 {
-	s := r.Status
+// errorCount counts the requests that got neither a 200 nor a 429.
+func errorCount(s loadreport.Status) uint64 {
 	return s.Unauthorized + s.ClientError + s.ServerError + s.Other + s.TransportError
-}
-
-type tierAccuracy struct {
-	Tier         string  `json:"tier"`
-	Keys         int     `json:"keys"`
-	Limits       []int   `json:"limits"`
-	Bound        int     `json:"bound"`
-	AdmittedMin  uint64  `json:"admitted_min"`
-	AdmittedMax  uint64  `json:"admitted_max"`
-	SentAvg      float64 `json:"sent_avg"`
-	OverPercent  float64 `json:"over_admission_pct"`
-	UnderPercent float64 `json:"under_admission_pct"`
-	Undecided    uint64  `json:"undecided"`
-	Unsaturated  int     `json:"unsaturated_keys"`
-	Stale        int     `json:"stale_keys"`
 }
 
 // exact reports whether every key of the tier was admitted exactly its
 // bound, with nothing left undecided.
-func (t tierAccuracy) exact() bool {
+func exact(t loadreport.TierAccuracy) bool {
 	return t.Bound > 0 && t.AdmittedMin == uint64(t.Bound) && t.AdmittedMax == uint64(t.Bound) &&
 		t.Undecided == 0 && t.Unsaturated == 0 && t.Stale == 0
 }
@@ -101,7 +62,7 @@ type result struct {
 	concurrency int
 	fallbacks   string // decided without the count: fail-opens or local fallbacks; "-" when not applicable
 	others      string // percent of the machine's CPUs other programs used during the run
-	rep         loadReport
+	rep         *loadreport.Report
 }
 
 // fallbackShare returns the fallbacks as a share of the requests, and
@@ -164,12 +125,8 @@ func readRuns(path string) ([]result, error) {
 		if r.concurrency, err = strconv.Atoi(f[3]); err != nil {
 			return nil, fmt.Errorf("%s:%d: concurrency: %w", path, line, err)
 		}
-		rep, err := os.ReadFile(f[4])
-		if err != nil {
+		if r.rep, err = loadreport.ReadFile(f[4]); err != nil {
 			return nil, fmt.Errorf("%s:%d: %w", path, line, err)
-		}
-		if err := json.Unmarshal(rep, &r.rep); err != nil {
-			return nil, fmt.Errorf("%s:%d: %s: %w", path, line, f[4], err)
 		}
 		runs = append(runs, r)
 	}
@@ -245,7 +202,7 @@ func render(runs []result, meta [][2]string) string {
 	floor := floors(runs)
 	b.WriteString("| load | design | nodes | c | req/s | of floor | of floor, same nodes | p50 | p99 | p50 vs floor | p99 vs floor | 429 | errors | fallbacks | others' CPU |\n")
 	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
-	rps := func(l *loadReport) float64 { return l.RequestsPerSecond }
+	rps := func(l *loadreport.Report) float64 { return l.RequestsPerSecond }
 	for _, r := range runs {
 		if r.kind != "load" {
 			continue
@@ -256,9 +213,9 @@ func render(runs []result, meta [][2]string) string {
 			percentOf(r.rep.RequestsPerSecond, f, rps),
 			percentOf(r.rep.RequestsPerSecond, floor[floorKey{r.load, r.concurrency, r.nodes}], rps),
 			micros(r.rep.Latency.P50), micros(r.rep.Latency.P99),
-			ratioOf(r.rep.Latency.P50, f, func(l *loadReport) float64 { return l.Latency.P50 }),
-			ratioOf(r.rep.Latency.P99, f, func(l *loadReport) float64 { return l.Latency.P99 }),
-			r.rep.Status.Limited, r.rep.errors(), r.fallbackCell(), r.others)
+			ratioOf(r.rep.Latency.P50, f, func(l *loadreport.Report) float64 { return l.Latency.P50 }),
+			ratioOf(r.rep.Latency.P99, f, func(l *loadreport.Report) float64 { return l.Latency.P99 }),
+			r.rep.Status.Limited, errorCount(r.rep.Status), r.fallbackCell(), r.others)
 	}
 	b.WriteString("\nLoads: enterprise, fresh enterprise keys whose limit never binds, so every request is a full check; " +
 		"mixed, 60% free, 30% pro and 10% enterprise requests, so most free requests are refusals. " +
@@ -284,14 +241,14 @@ func render(runs []result, meta [][2]string) string {
 		}
 		cells := map[string]string{}
 		over, under := 0.0, 0.0
-		exact := true
+		allExact := true
 		for _, t := range r.rep.Accuracy.Tiers {
 			cells[t.Tier] = accuracyCell(t)
 			over, under = math.Max(over, t.OverPercent), math.Max(under, t.UnderPercent)
-			exact = exact && t.exact()
+			allExact = allExact && exact(t)
 		}
 		verdict := "exact: every key admitted exactly L"
-		if !exact {
+		if !allExact {
 			verdict = "not exact"
 		}
 		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %.2f%% | %.2f%% | %s | %s |\n", r.label(), r.nodes,
@@ -310,11 +267,11 @@ type floorKey struct {
 }
 
 // floors returns the floor's load runs by load, concurrency and processes.
-func floors(runs []result) map[floorKey]*loadReport {
-	out := map[floorKey]*loadReport{}
+func floors(runs []result) map[floorKey]*loadreport.Report {
+	out := map[floorKey]*loadreport.Report{}
 	for i := range runs {
 		if r := &runs[i]; r.kind == "load" && r.design == designFloor {
-			out[floorKey{r.load, r.concurrency, r.nodes}] = &r.rep
+			out[floorKey{r.load, r.concurrency, r.nodes}] = r.rep
 		}
 	}
 	return out
@@ -322,7 +279,7 @@ func floors(runs []result) map[floorKey]*loadReport {
 
 // targets returns one line per target of the issue and tierlimit
 // configuration, with the measured figures and whether the target was met.
-func targets(runs []result, floor map[floorKey]*loadReport) []string {
+func targets(runs []result, floor map[floorKey]*loadreport.Report) []string {
 	find := func(kind, load, design, variant string, nodes, c int) *result {
 		for i := range runs {
 			r := &runs[i]
@@ -434,7 +391,7 @@ func targets(runs []result, floor map[floorKey]*loadReport) []string {
 	return out
 }
 
-func accuracyCell(t tierAccuracy) string {
+func accuracyCell(t loadreport.TierAccuracy) string {
 	lim := t.Bound
 	if len(t.Limits) > 0 {
 		lim = t.Limits[len(t.Limits)-1]
@@ -472,7 +429,7 @@ func orDash(s string) string {
 }
 
 // percentOf returns v as a percentage of what get reads from the floor.
-func percentOf(v float64, floor *loadReport, get func(*loadReport) float64) string {
+func percentOf(v float64, floor *loadreport.Report, get func(*loadreport.Report) float64) string {
 	if floor == nil || get(floor) == 0 {
 		return "–"
 	}
@@ -480,7 +437,7 @@ func percentOf(v float64, floor *loadReport, get func(*loadReport) float64) stri
 }
 
 // ratioOf returns v as a multiple of what get reads from the floor.
-func ratioOf(v float64, floor *loadReport, get func(*loadReport) float64) string {
+func ratioOf(v float64, floor *loadreport.Report, get func(*loadreport.Report) float64) string {
 	if floor == nil || get(floor) == 0 {
 		return "–"
 	}

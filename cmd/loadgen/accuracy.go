@@ -5,6 +5,8 @@ import (
 	"math"
 	"slices"
 	"time"
+
+	"github.com/tierlimit/tierlimit/bench/loadreport"
 )
 
 // The accuracy table judges each accuracy key by two bounds that any
@@ -32,58 +34,6 @@ const accuracyFormula = "bound = max X-RateLimit-Limit seen × windows, windows 
 	"over-admission = Σ max(0, admitted − bound) / Σ bound; " +
 	"under-admission = Σ max(0, min(decided, min limit seen) − admitted) / Σ min(decided, min limit seen)"
 
-// accuracyReport is the accuracy table: how the admitted counts of the
-// accuracy keys compare with the limits in force.
-type accuracyReport struct {
-	WindowSeconds  float64        `json:"window_seconds"`
-	ElapsedSeconds float64        `json:"elapsed_seconds"`
-	Windows        int            `json:"windows"`
-	Formula        string         `json:"formula"`
-	Tiers          []tierAccuracy `json:"tiers"`
-}
-
-// tierAccuracy sums up the accuracy keys of one tier.
-type tierAccuracy struct {
-	Tier string `json:"tier"`
-	Keys int    `json:"keys"`
-	// Limits are the distinct X-RateLimit-Limit values the tier's keys
-	// saw, ascending; more than one means the limit changed in the run.
-	Limits       []int `json:"limits"`
-	LimitChanged bool  `json:"limit_changed"`
-	// Bound is the largest per-key bound.
-	Bound       int     `json:"bound"`
-	AdmittedMin uint64  `json:"admitted_min"`
-	AdmittedAvg float64 `json:"admitted_avg"`
-	AdmittedMax uint64  `json:"admitted_max"`
-	SentAvg     float64 `json:"sent_avg"`
-	// OverPercent and UnderPercent follow accuracyFormula.
-	OverPercent  float64 `json:"over_admission_pct"`
-	UnderPercent float64 `json:"under_admission_pct"`
-	Undecided    uint64  `json:"undecided"`
-	// Unsaturated counts keys with no more decided requests than their
-	// bound: over-admission could not show on them.
-	Unsaturated int `json:"unsaturated_keys"`
-	// Stale counts keys that look used before the run: their highest
-	// X-RateLimit-Remaining was below limit-1.
-	Stale   int           `json:"stale_keys"`
-	Details []keyAccuracy `json:"details"`
-}
-
-// keyAccuracy is one accuracy key's line.
-type keyAccuracy struct {
-	Key          string  `json:"key"`
-	Sent         uint64  `json:"sent"`
-	Admitted     uint64  `json:"admitted"`
-	Limited      uint64  `json:"limited"`
-	Undecided    uint64  `json:"undecided"`
-	Limits       []int   `json:"limits"`
-	Bound        int     `json:"bound"`
-	Expected     uint64  `json:"expected_min"`
-	OverPercent  float64 `json:"over_admission_pct"`
-	UnderPercent float64 `json:"under_admission_pct"`
-	Stale        bool    `json:"stale"`
-}
-
 // windowsSpanned returns max(1, ceil(elapsed / window)).
 func windowsSpanned(elapsed, window time.Duration) int {
 	if window <= 0 || elapsed <= window {
@@ -95,12 +45,12 @@ func windowsSpanned(elapsed, window time.Duration) int {
 // computeAccuracy judges the accuracy keys of p by what s counted in a run
 // that lasted elapsed; see accuracyFormula. It returns nil when the plan
 // has no accuracy keys.
-func computeAccuracy(p *plan, s *stats, elapsed time.Duration) *accuracyReport {
+func computeAccuracy(p *plan, s *stats, elapsed time.Duration) *loadreport.Accuracy {
 	if len(p.accuracy) == 0 {
 		return nil
 	}
 	windows := windowsSpanned(elapsed, p.window)
-	rep := &accuracyReport{
+	rep := &loadreport.Accuracy{
 		WindowSeconds:  p.window.Seconds(),
 		ElapsedSeconds: elapsed.Seconds(),
 		Windows:        windows,
@@ -110,7 +60,7 @@ func computeAccuracy(p *plan, s *stats, elapsed time.Duration) *accuracyReport {
 		if t.nAccuracy == 0 {
 			continue
 		}
-		ta := tierAccuracy{Tier: t.name, Keys: t.nAccuracy}
+		ta := loadreport.TierAccuracy{Tier: t.name, Keys: t.nAccuracy}
 		var admitted, sent, over, bound, under, expected uint64
 		for j := range t.nAccuracy {
 			idx := t.firstAccuracy + j
@@ -153,8 +103,8 @@ func computeAccuracy(p *plan, s *stats, elapsed time.Duration) *accuracyReport {
 
 // judgeKey returns the line of one accuracy key in a run that touched
 // windows windows.
-func judgeKey(key string, k *keyStats, windows int) keyAccuracy {
-	ka := keyAccuracy{
+func judgeKey(key string, k *keyStats, windows int) loadreport.KeyAccuracy {
+	ka := loadreport.KeyAccuracy{
 		Key:      key,
 		Sent:     k.outcomes.total(),
 		Admitted: k.outcomes[outcomeOK],
@@ -191,9 +141,9 @@ func percent(part, whole uint64) float64 {
 	return math.Round(10000*float64(part)/float64(whole)) / 100
 }
 
-// worstOver returns the tier with the highest over-admission and its
-// percentage; "" and 0 when there is no accuracy table.
-func (r *accuracyReport) worstOver() (string, float64) {
+// worstOver returns the tier of r with the highest over-admission and its
+// percentage; "" and 0 when there is no accuracy table (r is nil).
+func worstOver(r *loadreport.Accuracy) (string, float64) {
 	if r == nil {
 		return "", 0
 	}
@@ -206,7 +156,7 @@ func (r *accuracyReport) worstOver() (string, float64) {
 	return tier, max(worst, 0)
 }
 
-// summary returns the line printed under the accuracy table.
-func (r *accuracyReport) summary() string {
+// accuracySummary returns the line printed under the accuracy table r.
+func accuracySummary(r *loadreport.Accuracy) string {
 	return fmt.Sprintf("windows = max(1, ceil(%.1fs / %gs)) = %d", r.ElapsedSeconds, r.WindowSeconds, r.Windows)
 }

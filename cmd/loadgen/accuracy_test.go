@@ -7,6 +7,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/tierlimit/tierlimit/bench/loadreport"
 )
 
 func TestWindowsSpanned(t *testing.T) {
@@ -41,48 +43,48 @@ func TestJudgeKey(t *testing.T) {
 		name    string
 		k       keyStats
 		windows int
-		want    keyAccuracy
+		want    loadreport.KeyAccuracy
 	}{
 		{
 			name: "exact", k: keyWith(20, 80, 0, 19, 20), windows: 1,
-			want: keyAccuracy{Sent: 100, Admitted: 20, Limited: 80, Limits: []int{20}, Bound: 20, Expected: 20},
+			want: loadreport.KeyAccuracy{Sent: 100, Admitted: 20, Limited: 80, Limits: []int{20}, Bound: 20, Expected: 20},
 		},
 		{
 			name: "over", k: keyWith(25, 75, 0, 19, 20), windows: 1,
-			want: keyAccuracy{Sent: 100, Admitted: 25, Limited: 75, Limits: []int{20}, Bound: 20, Expected: 20, OverPercent: 25},
+			want: loadreport.KeyAccuracy{Sent: 100, Admitted: 25, Limited: 75, Limits: []int{20}, Bound: 20, Expected: 20, OverPercent: 25},
 		},
 		{
 			name: "under", k: keyWith(15, 85, 0, 19, 20), windows: 1,
-			want: keyAccuracy{Sent: 100, Admitted: 15, Limited: 85, Limits: []int{20}, Bound: 20, Expected: 20, UnderPercent: 25},
+			want: loadreport.KeyAccuracy{Sent: 100, Admitted: 15, Limited: 85, Limits: []int{20}, Bound: 20, Expected: 20, UnderPercent: 25},
 		},
 		{
 			name: "unsaturated", k: keyWith(10, 0, 0, 19, 20), windows: 1,
-			want: keyAccuracy{Sent: 10, Admitted: 10, Limits: []int{20}, Bound: 20, Expected: 10},
+			want: loadreport.KeyAccuracy{Sent: 10, Admitted: 10, Limits: []int{20}, Bound: 20, Expected: 10},
 		},
 		{
 			name: "refused too early", k: keyWith(8, 2, 0, 19, 20), windows: 1,
-			want: keyAccuracy{Sent: 10, Admitted: 8, Limited: 2, Limits: []int{20}, Bound: 20, Expected: 10, UnderPercent: 20},
+			want: loadreport.KeyAccuracy{Sent: 10, Admitted: 8, Limited: 2, Limits: []int{20}, Bound: 20, Expected: 10, UnderPercent: 20},
 		},
 		{
 			name: "two windows", k: keyWith(45, 155, 0, 19, 20), windows: 2,
-			want: keyAccuracy{Sent: 200, Admitted: 45, Limited: 155, Limits: []int{20}, Bound: 40, Expected: 20, OverPercent: 12.5},
+			want: loadreport.KeyAccuracy{Sent: 200, Admitted: 45, Limited: 155, Limits: []int{20}, Bound: 40, Expected: 20, OverPercent: 12.5},
 		},
 		{
 			name: "limit changed: loosest for over, strictest for under", k: keyWith(5, 95, 0, 19, 20, 2), windows: 1,
-			want: keyAccuracy{Sent: 100, Admitted: 5, Limited: 95, Limits: []int{2, 20}, Bound: 20, Expected: 2},
+			want: loadreport.KeyAccuracy{Sent: 100, Admitted: 5, Limited: 95, Limits: []int{2, 20}, Bound: 20, Expected: 2},
 		},
 		{
 			// A key used before the run looks under-admitted; Stale says why.
 			name: "stale", k: keyWith(10, 90, 0, 9, 20), windows: 1,
-			want: keyAccuracy{Sent: 100, Admitted: 10, Limited: 90, Limits: []int{20}, Bound: 20, Expected: 20, UnderPercent: 50, Stale: true},
+			want: loadreport.KeyAccuracy{Sent: 100, Admitted: 10, Limited: 90, Limits: []int{20}, Bound: 20, Expected: 20, UnderPercent: 50, Stale: true},
 		},
 		{
 			name: "undecided hides staleness", k: keyWith(20, 80, 3, 18, 20), windows: 1,
-			want: keyAccuracy{Sent: 103, Admitted: 20, Limited: 80, Undecided: 3, Limits: []int{20}, Bound: 20, Expected: 20},
+			want: loadreport.KeyAccuracy{Sent: 103, Admitted: 20, Limited: 80, Undecided: 3, Limits: []int{20}, Bound: 20, Expected: 20},
 		},
 		{
 			name: "no decision", k: keyWith(0, 0, 4, -1), windows: 1,
-			want: keyAccuracy{Sent: 4, Undecided: 4, Limits: []int{}},
+			want: loadreport.KeyAccuracy{Sent: 4, Undecided: 4, Limits: []int{}},
 		},
 	}
 	for _, tt := range tests {
@@ -125,7 +127,7 @@ func TestComputeAccuracy(t *testing.T) {
 
 	free := rep.Tiers[0]
 	free.Details = nil
-	assert.Equal(t, tierAccuracy{
+	assert.Equal(t, loadreport.TierAccuracy{
 		Tier: "free", Keys: 2, Limits: []int{20}, Bound: 20,
 		AdmittedMin: 20, AdmittedAvg: 25, AdmittedMax: 30, SentAvg: 100.5,
 		OverPercent: 25, UnderPercent: 0, Undecided: 1,
@@ -134,22 +136,22 @@ func TestComputeAccuracy(t *testing.T) {
 	pro := rep.Tiers[1]
 	assert.Equal(t, []string{"p1", "p2"}, []string{pro.Details[0].Key, pro.Details[1].Key})
 	pro.Details = nil
-	assert.Equal(t, tierAccuracy{
+	assert.Equal(t, loadreport.TierAccuracy{
 		Tier: "pro", Keys: 2, Limits: []int{150}, Bound: 150,
 		AdmittedMin: 90, AdmittedAvg: 95, AdmittedMax: 100, SentAvg: 100,
 		OverPercent: 0, UnderPercent: 5, Unsaturated: 2,
 	}, pro)
 
-	tier, over := rep.worstOver()
+	tier, over := worstOver(rep)
 	assert.Equal(t, "free", tier)
 	assert.Equal(t, 25.0, over)
-	assert.Equal(t, "windows = max(1, ceil(30.0s / 60s)) = 1", rep.summary())
+	assert.Equal(t, "windows = max(1, ceil(30.0s / 60s)) = 1", accuracySummary(rep))
 
 	p0, err := newPlan(cfg, cfg, mustMix(t, "free=100"), 0, 0)
 	require.NoError(t, err)
-	var none *accuracyReport = computeAccuracy(p0, newStats(1, 0), time.Second)
+	var none *loadreport.Accuracy = computeAccuracy(p0, newStats(1, 0), time.Second)
 	assert.Nil(t, none)
-	tier, over = none.worstOver()
+	tier, over = worstOver(none)
 	assert.Equal(t, "", tier)
 	assert.Zero(t, over)
 }

@@ -2,35 +2,31 @@ package main
 
 import (
 	"math"
-	"math/bits"
 	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
 )
 
-// The histogram is log-linear, in the manner of HdrHistogram: values below
-// 2^histSubBits nanoseconds each have their own bucket, and every power of
-// two above that is cut into 2^(histSubBits-1) equal buckets. A recorded
-// value is therefore known to within 2^-(histSubBits-1) of itself: exact up
-// to 1.023 µs, within 0.2% above (2 µs at 1 ms, 2 ms at 1 s).
+// The histogram's range and precision.
 const (
-	// histSubBits sets the precision; see above.
-	histSubBits = 10
-	// histMaxBits bounds the values told apart: 2^40 ns is about 18
-	// minutes, far beyond any -timeout loadgen accepts. Larger values are
-	// counted in the last bucket; Max still reports them exactly.
-	histMaxBits = 40
-	// histBuckets is the number of buckets: the linear 2^histSubBits, then
-	// 2^(histSubBits-1) for each power of two up to 2^histMaxBits; 16384
-	// in all, 128 KiB of counters.
-	histBuckets = (histMaxBits - histSubBits + 2) << (histSubBits - 1)
+	// histMax bounds the values told apart: 2^40 ns is about 18 minutes,
+	// far beyond any -timeout loadgen accepts. Larger values are counted
+	// as histMax; Max still reports them exactly.
+	histMax = 1 << 40
+	// histDigits is HdrHistogram's number of significant decimal digits:
+	// values up to 2,047 ns are counted exactly, larger ones within 2^-10
+	// (0.1%) of themselves: 1 µs at 1 ms, 1 ms at 1 s.
+	histDigits = 3
 )
 
-// histogram counts durations in log-linear buckets, so that quantiles are
-// accurate to 0.2% in bounded memory whatever the number of values. The zero
-// value is an empty histogram ready to use. It is not safe for concurrent
-// use.
+// histogram counts durations in an HdrHistogram from 1 ns to histMax at
+// histDigits significant digits: quantiles accurate to 0.1% in bounded
+// memory (256 KiB) whatever the number of values. Beside it, it keeps the
+// exact minimum, maximum and sum, which HdrHistogram knows only to its
+// precision, so Max and Mean are exact and quantiles stay within [min,
+// max]. Make one with newHistogram; it is not safe for concurrent use.
 type histogram struct {
-	counts [histBuckets]uint64
-	total  uint64
+	h *hdrhistogram.Histogram
 	// sum is in nanoseconds; a float64 so that 10^8 values of minutes each
 	// cannot overflow it.
 	sum float64
@@ -38,92 +34,83 @@ type histogram struct {
 	max time.Duration
 }
 
-// bucketOf returns the index of the bucket that counts v nanoseconds.
-func bucketOf(v uint64) int {
-	const linear = 1 << histSubBits
-	if v < linear {
-		return int(v)
-	}
-	if v >= 1<<histMaxBits {
-		v = 1<<histMaxBits - 1
-	}
-	// v>>shift lies in [linear/2, linear): the top histSubBits bits of v.
-	shift := bits.Len64(v) - histSubBits
-	return shift<<(histSubBits-1) + int(v>>shift)
-}
-
-// bucketRange returns the smallest and largest value, in nanoseconds, that
-// bucket i counts.
-func bucketRange(i int) (lo, hi uint64) {
-	const linear = 1 << histSubBits
-	if i < linear {
-		return uint64(i), uint64(i)
-	}
-	shift := i>>(histSubBits-1) - 1
-	mantissa := uint64(i - shift<<(histSubBits-1))
-	return mantissa << shift, (mantissa+1)<<shift - 1
+// newHistogram returns an empty histogram.
+func newHistogram() *histogram {
+	return &histogram{h: hdrhistogram.New(1, histMax, histDigits)}
 }
 
 // Record counts one value. Negative values count as zero.
 func (h *histogram) Record(d time.Duration) {
 	d = max(d, 0)
-	h.counts[bucketOf(uint64(d))]++
-	if h.total == 0 || d < h.min {
+	// In range after the clamp, so RecordValue cannot fail.
+	_ = h.h.RecordValue(min(int64(d), histMax))
+	if h.h.TotalCount() == 1 || d < h.min {
 		h.min = d
 	}
 	h.max = max(h.max, d)
-	h.total++
 	h.sum += float64(d)
 }
 
 // Merge adds the counts of o to h.
 func (h *histogram) Merge(o *histogram) {
-	if o.total == 0 {
+	if o.Count() == 0 {
 		return
 	}
-	for i, c := range o.counts {
-		h.counts[i] += c
-	}
-	if h.total == 0 || o.min < h.min {
+	if h.Count() == 0 || o.min < h.min {
 		h.min = o.min
 	}
+	h.h.Merge(o.h) // same range: nothing is dropped
 	h.max = max(h.max, o.max)
-	h.total += o.total
 	h.sum += o.sum
 }
 
 // Count returns the number of values recorded.
-func (h *histogram) Count() uint64 { return h.total }
+func (h *histogram) Count() uint64 { return uint64(h.h.TotalCount()) }
 
 // Max returns the largest value recorded, exactly; 0 if none.
 func (h *histogram) Max() time.Duration { return h.max }
 
 // Mean returns the mean of the values recorded; 0 if none.
 func (h *histogram) Mean() time.Duration {
-	if h.total == 0 {
+	if h.Count() == 0 {
 		return 0
 	}
-	return time.Duration(math.Round(h.sum / float64(h.total)))
+	return time.Duration(math.Round(h.sum / float64(h.Count())))
 }
 
 // Quantile returns the value below or at which a fraction q (0 to 1) of the
-// values lie: the largest value of the bucket holding the value of rank
-// ceil(q × count), kept within the exact minimum and maximum. So
-// Quantile(1) is Max, and values under 1.024 µs come back exactly. It
-// returns 0 for an empty histogram.
+// values lie, as HdrHistogram defines it: the largest value of the bucket
+// holding the value of rank round(q × count) (at least 1), kept within the
+// exact minimum and maximum. So Quantile(1) is Max, and values under
+// 2.048 µs come back exactly. It returns 0 for an empty histogram.
 func (h *histogram) Quantile(q float64) time.Duration {
-	if h.total == 0 {
+	if h.Count() == 0 {
 		return 0
 	}
-	q = min(max(q, 0), 1)
-	rank := max(uint64(math.Ceil(q*float64(h.total))), 1)
-	var seen uint64
-	for i, c := range h.counts {
-		seen += c
-		if seen >= rank {
-			_, hi := bucketRange(i)
-			return min(max(time.Duration(hi), h.min), h.max)
-		}
+	return h.at(100*q, h.h.ValueAtQuantile(100*min(max(q, 0), 1)))
+}
+
+// Percentiles returns the value at each of ps (in percent, 0 to 100), as
+// Quantile(p / 100) would, in one pass over the counts; nil for an empty
+// histogram.
+func (h *histogram) Percentiles(ps []float64) []time.Duration {
+	if h.Count() == 0 {
+		return nil
 	}
-	return h.max
+	vs := h.h.ValueAtPercentilesSlice(ps)
+	out := make([]time.Duration, len(vs))
+	for i, v := range vs {
+		out[i] = h.at(ps[i], v)
+	}
+	return out
+}
+
+// at returns the value at percentile p, given HdrHistogram's v nanoseconds
+// for it: v within the exact minimum and maximum, and the maximum itself
+// at 100, even if it lies past histMax.
+func (h *histogram) at(p float64, v int64) time.Duration {
+	if p >= 100 {
+		return h.max
+	}
+	return min(max(time.Duration(v), h.min), h.max)
 }

@@ -1,80 +1,60 @@
 package main
 
 import (
-	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
-func TestBucketBoundaries(t *testing.T) {
-	tests := []struct {
-		v      uint64
-		bucket int
-		lo, hi uint64
-	}{
-		{v: 0, bucket: 0, lo: 0, hi: 0},
-		{v: 1, bucket: 1, lo: 1, hi: 1},
-		{v: 1023, bucket: 1023, lo: 1023, hi: 1023},
-		{v: 1024, bucket: 1024, lo: 1024, hi: 1025},
-		{v: 1025, bucket: 1024, lo: 1024, hi: 1025},
-		{v: 1026, bucket: 1025, lo: 1026, hi: 1027},
-		{v: 2047, bucket: 1535, lo: 2046, hi: 2047},
-		{v: 2048, bucket: 1536, lo: 2048, hi: 2051},
-		{v: 1_000_000, bucket: 6096, lo: 999_424, hi: 1_000_447},
-		{v: 1<<40 - 1, bucket: histBuckets - 1, lo: 1023 << 30, hi: 1<<40 - 1},
-		{v: 1 << 50, bucket: histBuckets - 1, lo: 1023 << 30, hi: 1<<40 - 1}, // clamped
-	}
-	for _, tt := range tests {
-		t.Run(fmt.Sprint(tt.v), func(t *testing.T) {
-			b := bucketOf(tt.v)
-			assert.Equal(t, tt.bucket, b, "bucketOf(%d)", tt.v)
-			lo, hi := bucketRange(b)
-			assert.Equal(t, [2]uint64{tt.lo, tt.hi}, [2]uint64{lo, hi}, "bucketRange(%d)", b)
-		})
-	}
-}
-
-func TestBucketsTileTheRangeWithinPrecision(t *testing.T) {
-	var next uint64
-	for b := range histBuckets {
-		lo, hi := bucketRange(b)
-		if !assert.Equal(t, next, lo, "bucket %d starts at %d, want right after the previous one", b, lo) {
-			return
-		}
-		assert.Equal(t, b, bucketOf(lo), "bucketOf(%d)", lo)
-		assert.Equal(t, b, bucketOf(hi), "bucketOf(%d)", hi)
-		if lo >= 1<<histSubBits {
-			width := float64(hi - lo + 1)
-			assert.LessOrEqual(t, width/float64(lo), 1.0/(1<<(histSubBits-1)), "bucket %d [%d, %d] is too wide", b, lo, hi)
-		}
-		next = hi + 1
-	}
-	assert.Equal(t, uint64(1<<histMaxBits), next)
-}
-
-func TestQuantileExactBelowOneMicrosecond(t *testing.T) {
-	var h histogram
-	for v := 1000; v >= 1; v-- {
+func TestQuantileExactBelowTwoMicroseconds(t *testing.T) {
+	h := newHistogram()
+	for v := 2000; v >= 1; v-- {
 		h.Record(time.Duration(v))
 	}
 	tests := []struct {
 		q    float64
 		want time.Duration
 	}{
-		{0, 1}, {0.001, 1}, {0.5, 500}, {0.9, 900}, {0.99, 990}, {0.999, 999}, {1, 1000},
+		{0, 1}, {0.0005, 1}, {0.5, 1000}, {0.9, 1800}, {0.99, 1980}, {0.999, 1998}, {1, 2000},
 	}
 	for _, tt := range tests {
 		assert.Equal(t, tt.want, h.Quantile(tt.q), "Quantile(%g)", tt.q)
 	}
-	assert.Equal(t, uint64(1000), h.Count())
-	assert.Equal(t, time.Duration(1000), h.Max())
-	assert.Equal(t, time.Duration(501), h.Mean()) // 500.5 rounds up
+	assert.Equal(t, uint64(2000), h.Count())
+	assert.Equal(t, time.Duration(2000), h.Max())
+	assert.Equal(t, time.Duration(1001), h.Mean()) // 1000.5 rounds up
+}
+
+// TestQuantileWithinPrecision records log-uniform values from 1 µs to 10 s
+// and wants every quantile at or above the value of its rank (HdrHistogram's
+// round(q × count)) and within 2^-10 of it.
+func TestQuantileWithinPrecision(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	h := newHistogram()
+	vals := make([]time.Duration, 10_000)
+	for i := range vals {
+		vals[i] = time.Duration(math.Exp(math.Log(1e3) + rng.Float64()*(math.Log(1e10)-math.Log(1e3))))
+		h.Record(vals[i])
+	}
+	slices.Sort(vals)
+	for _, q := range []float64{0.001, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 0.999, 0.9999} {
+		rank := max(int(math.Round(q*float64(len(vals)))), 1)
+		want := vals[rank-1]
+		got := h.Quantile(q)
+		assert.GreaterOrEqual(t, got, want, "Quantile(%g) = %v, want at least %v, the value of rank %d", q, got, want, rank)
+		assert.LessOrEqual(t, float64(got-want), float64(want)/1024, "Quantile(%g) = %v, want within 2^-10 of %v", q, got, want)
+	}
+	assert.Equal(t, vals[len(vals)-1], h.Quantile(1), "Quantile(1) is the exact max")
+	assert.Equal(t, vals[0], h.Quantile(0), "Quantile(0) is the exact min")
 }
 
 func TestQuantileLogLinear(t *testing.T) {
-	var h histogram
+	h := newHistogram()
 	for range 99 {
 		h.Record(time.Millisecond)
 	}
@@ -87,25 +67,48 @@ func TestQuantileLogLinear(t *testing.T) {
 }
 
 func TestQuantileSingleValueIsExact(t *testing.T) {
-	var h histogram
+	h := newHistogram()
 	h.Record(1234567 * time.Nanosecond)
 	for _, q := range []float64{0, 0.5, 1} {
 		assert.Equal(t, 1234567*time.Nanosecond, h.Quantile(q), "Quantile(%g)", q)
 	}
 }
 
-func TestHistogramEmptyAndNegative(t *testing.T) {
-	var h histogram
+func TestHistogramEmptyNegativeAndHuge(t *testing.T) {
+	h := newHistogram()
 	assert.Zero(t, h.Quantile(0.5))
 	assert.Zero(t, h.Mean())
 	assert.Zero(t, h.Max())
+	assert.Nil(t, h.Percentiles([]float64{50, 99}))
+
 	h.Record(-5)
-	assert.Equal(t, uint64(1), h.counts[0], "a negative value counts as 0")
+	assert.Equal(t, uint64(1), h.Count(), "a negative value counts as 0")
 	assert.Zero(t, h.Quantile(1))
+
+	huge := time.Duration(1 << 50) // past histMax: counted as histMax
+	h.Record(huge)
+	assert.Equal(t, uint64(2), h.Count())
+	assert.Equal(t, huge, h.Max(), "Max is exact past histMax")
+	assert.Equal(t, huge, h.Quantile(1))
+	assert.LessOrEqual(t, h.h.ByteSize(), 260<<10, "memory of one histogram")
+}
+
+func TestHistogramPercentiles(t *testing.T) {
+	h := newHistogram()
+	for i := range 5000 {
+		h.Record(time.Duration(i*i) * time.Nanosecond)
+	}
+	ps := distributionPercentiles[:]
+	got := h.Percentiles(ps)
+	require.Len(t, got, len(ps))
+	for i, p := range ps {
+		assert.Equal(t, h.Quantile(p/100), got[i], "Percentiles: the value at %g, want Quantile(%g)", p, p/100)
+	}
+	assert.True(t, slices.IsSorted(got), "Percentiles(%v) = %v, want ascending", ps, got)
 }
 
 func TestHistogramMerge(t *testing.T) {
-	var a, b, all histogram
+	a, b, all := newHistogram(), newHistogram(), newHistogram()
 	for i := range 500 {
 		d := time.Duration(i*i) * time.Microsecond
 		all.Record(d)
@@ -115,12 +118,12 @@ func TestHistogramMerge(t *testing.T) {
 			b.Record(d)
 		}
 	}
-	var merged histogram
-	merged.Merge(&a)
-	merged.Merge(&b)
-	merged.Merge(&histogram{})
-	assert.Equal(t, all.counts, merged.counts)
-	assert.Equal(t, all.total, merged.total)
+	merged := newHistogram()
+	merged.Merge(a)
+	merged.Merge(b)
+	merged.Merge(newHistogram())
+	assert.Equal(t, all.Count(), merged.Count())
+	assert.Equal(t, all.Percentiles(distributionPercentiles[:]), merged.Percentiles(distributionPercentiles[:]))
 	assert.Equal(t, all.min, merged.min)
 	assert.Equal(t, all.max, merged.max)
 	assert.InDelta(t, all.sum, merged.sum, 1)

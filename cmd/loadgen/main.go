@@ -7,6 +7,8 @@
 // whether each key was admitted as often as its limit allows: no more, no
 // less. -gen-config writes a tiers file with fresh keys for the nodes and
 // loadgen to share. `loadgen -h` explains the flags and the accuracy rules.
+// With -json the report is one loadreport.Report (package bench/loadreport),
+// which bench/report reads.
 //
 // The core is pure and tested on its own: the plan (which key and target
 // the i-th request gets), the stats and histogram, the accuracy rules, the
@@ -104,15 +106,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	rep := newReport(p, s, elapsed, initial, o.concurrency)
 	rep.Interrupted = ctx.Err() != nil
-	rep.Failures = append(rep.Failures, rep.failures(o.failOn5xx, o.maxOver)...)
+	rep.Failures = append(rep.Failures, failures(rep, o.failOn5xx, o.maxOver)...)
 	if o.json {
-		for _, m := range rep.warnings() {
+		for _, m := range warnings(rep) {
 			fmt.Fprintln(stderr, "loadgen: warning:", m)
 		}
 		if err := json.NewEncoder(stdout).Encode(rep); err != nil {
 			return fmt.Errorf("write report: %w", err)
 		}
-	} else if err := rep.writeText(stdout); err != nil {
+	} else if err := writeText(stdout, rep); err != nil {
 		return fmt.Errorf("write report: %w", err)
 	}
 	switch {

@@ -9,130 +9,78 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/tierlimit/tierlimit/bench/loadreport"
 )
 
-// report is the final result of a run, printed as tables or, with -json,
-// as this object.
-type report struct {
-	Targets            []string        `json:"targets"`
-	Concurrency        int             `json:"concurrency"`
-	ElapsedSeconds     float64         `json:"elapsed_seconds"`
-	Requests           uint64          `json:"requests"`
-	RequestsPerSecond  float64         `json:"requests_per_second"`
-	Status             statusReport    `json:"status"`
-	Latency            latencyReport   `json:"latency"`
-	PerTarget          []targetReport  `json:"per_target"`
-	PerTier            []tierReport    `json:"per_tier"`
-	MissingLimitHeader uint64          `json:"missing_limit_header"`
-	TransportErrors    []errorReport   `json:"transport_errors"`
-	Accuracy           *accuracyReport `json:"accuracy,omitempty"`
-	Interrupted        bool            `json:"interrupted"`
-	// Failures lists why the run exits 1; empty when it exits 0.
-	Failures []string `json:"failures"`
-}
-
-// statusReport counts requests by outcome.
-type statusReport struct {
-	OK             uint64 `json:"200"`
-	Unauthorized   uint64 `json:"401"`
-	Limited        uint64 `json:"429"`
-	ClientError    uint64 `json:"other_4xx"`
-	ServerError    uint64 `json:"5xx"`
-	Other          uint64 `json:"other_status"`
-	TransportError uint64 `json:"transport_error"`
-	Canceled       uint64 `json:"canceled"`
-}
-
-// latencyReport holds latency quantiles in microseconds, over the requests
-// that got a response.
-type latencyReport struct {
-	Count uint64  `json:"count"`
-	Mean  float64 `json:"mean_us"`
-	P50   float64 `json:"p50_us"`
-	P90   float64 `json:"p90_us"`
-	P99   float64 `json:"p99_us"`
-	P999  float64 `json:"p99_9_us"`
-	Max   float64 `json:"max_us"`
-}
-
-// targetReport is one target's share of the load.
-type targetReport struct {
-	Target   string `json:"target"`
-	Requests uint64 `json:"requests"`
-	OK       uint64 `json:"200"`
-	Limited  uint64 `json:"429"`
-	// Errors counts 5xx responses and transport errors.
-	Errors uint64 `json:"errors"`
-}
-
-// tierReport is one tier's share of the load.
-type tierReport struct {
-	Tier     string `json:"tier"`
-	Requests uint64 `json:"requests"`
-	OK       uint64 `json:"200"`
-	Limited  uint64 `json:"429"`
-	// Errors counts 5xx responses and transport errors.
-	Errors uint64 `json:"errors"`
-}
-
-// errorReport is a transport error message and how often it happened.
-type errorReport struct {
-	Error string `json:"error"`
-	Count uint64 `json:"count"`
-}
+// distributionPercentiles are the percentiles of the report's latency
+// distribution: 50, then 1, 2 and 5 steps of each decade of the tail
+// (100 - p = 20, 10, 5, 2, 1, 0.5, …, 0.01), so the points are evenly
+// spaced on a plot whose axis is log(1 / (1 - p)).
+var distributionPercentiles = [...]float64{50, 80, 90, 95, 98, 99, 99.5, 99.8, 99.9, 99.95, 99.98, 99.99}
 
 // newReport builds the report of a run of p that lasted elapsed and
 // counted s. targets are the targets named at the start.
-func newReport(p *plan, s *stats, elapsed time.Duration, targets []string, concurrency int) *report {
+func newReport(p *plan, s *stats, elapsed time.Duration, targets []string, concurrency int) *loadreport.Report {
 	o := &s.outcomes
-	r := &report{
+	r := &loadreport.Report{
 		Targets:           targets,
 		Concurrency:       concurrency,
 		ElapsedSeconds:    elapsed.Seconds(),
 		Requests:          o.total(),
 		RequestsPerSecond: perSecond(o.total(), elapsed),
-		Status: statusReport{
+		Status: loadreport.Status{
 			OK: o[outcomeOK], Unauthorized: o[outcomeUnauthorized], Limited: o[outcomeLimited],
 			ClientError: o[outcomeClientError], ServerError: o[outcomeServerError], Other: o[outcomeOther],
 			TransportError: o[outcomeTransport], Canceled: o[outcomeCanceled],
 		},
-		Latency: latencyReport{
-			Count: s.latency.Count(),
-			Mean:  micros(s.latency.Mean()),
-			P50:   micros(s.latency.Quantile(0.50)),
-			P90:   micros(s.latency.Quantile(0.90)),
-			P99:   micros(s.latency.Quantile(0.99)),
-			P999:  micros(s.latency.Quantile(0.999)),
-			Max:   micros(s.latency.Max()),
-		},
-		PerTarget:          []targetReport{},
-		PerTier:            []tierReport{},
+		Latency:            latency(s.latency),
+		PerTarget:          []loadreport.Target{},
+		PerTier:            []loadreport.Tier{},
 		MissingLimitHeader: s.missingLimit,
-		TransportErrors:    []errorReport{},
+		TransportErrors:    []loadreport.ErrorCount{},
 		Accuracy:           computeAccuracy(p, s, elapsed),
 		Failures:           []string{},
 	}
 	for name, c := range s.targets {
-		r.PerTarget = append(r.PerTarget, targetReport{
+		r.PerTarget = append(r.PerTarget, loadreport.Target{
 			Target: name, Requests: c.total(), OK: c[outcomeOK], Limited: c[outcomeLimited],
 			Errors: c[outcomeServerError] + c[outcomeTransport],
 		})
 	}
-	slices.SortFunc(r.PerTarget, func(a, b targetReport) int { return strings.Compare(a.Target, b.Target) })
+	slices.SortFunc(r.PerTarget, func(a, b loadreport.Target) int { return strings.Compare(a.Target, b.Target) })
 	for i, t := range p.tiers {
 		c := &s.tiers[i]
-		r.PerTier = append(r.PerTier, tierReport{
+		r.PerTier = append(r.PerTier, loadreport.Tier{
 			Tier: t.name, Requests: c.total(), OK: c[outcomeOK], Limited: c[outcomeLimited],
 			Errors: c[outcomeServerError] + c[outcomeTransport],
 		})
 	}
 	for msg, n := range s.errors {
-		r.TransportErrors = append(r.TransportErrors, errorReport{Error: msg, Count: n})
+		r.TransportErrors = append(r.TransportErrors, loadreport.ErrorCount{Error: msg, Count: n})
 	}
-	slices.SortFunc(r.TransportErrors, func(a, b errorReport) int {
+	slices.SortFunc(r.TransportErrors, func(a, b loadreport.ErrorCount) int {
 		return cmp.Or(cmp.Compare(b.Count, a.Count), strings.Compare(a.Error, b.Error))
 	})
 	return r
+}
+
+// latency sums up h, which holds the latencies of the responses.
+func latency(h *histogram) loadreport.Latency {
+	l := loadreport.Latency{
+		Count:        h.Count(),
+		Mean:         micros(h.Mean()),
+		P50:          micros(h.Quantile(0.50)),
+		P90:          micros(h.Quantile(0.90)),
+		P99:          micros(h.Quantile(0.99)),
+		P999:         micros(h.Quantile(0.999)),
+		Max:          micros(h.Max()),
+		Distribution: []loadreport.Quantile{},
+	}
+	for i, v := range h.Percentiles(distributionPercentiles[:]) {
+		l.Distribution = append(l.Distribution, loadreport.Quantile{Percentile: distributionPercentiles[i], Value: micros(v)})
+	}
+	return l
 }
 
 // perSecond returns n / d in events per second, 0 for no time.
@@ -151,14 +99,14 @@ func micros(d time.Duration) float64 {
 // failures returns why a run that produced r must exit 1: 5xx or transport
 // errors with failOn5xx, a tier over-admitting by more than maxOver percent
 // (negative: no check).
-func (r *report) failures(failOn5xx bool, maxOver float64) []string {
+func failures(r *loadreport.Report, failOn5xx bool, maxOver float64) []string {
 	var out []string
 	if failOn5xx && r.Status.ServerError+r.Status.TransportError > 0 {
 		out = append(out, fmt.Sprintf("%d 5xx responses and %d transport errors (-fail-on-5xx)",
 			r.Status.ServerError, r.Status.TransportError))
 	}
 	if maxOver >= 0 {
-		if tier, over := r.Accuracy.worstOver(); over > maxOver {
+		if tier, over := worstOver(r.Accuracy); over > maxOver {
 			out = append(out, fmt.Sprintf("tier %s over-admitted %.2f%%, more than -max-over-admission %g", tier, over, maxOver))
 		}
 	}
@@ -166,7 +114,7 @@ func (r *report) failures(failOn5xx bool, maxOver float64) []string {
 }
 
 // warnings returns what a reader of r should know besides the numbers.
-func (r *report) warnings() []string {
+func warnings(r *loadreport.Report) []string {
 	var out []string
 	if n := r.Status.Unauthorized; n > 0 {
 		out = append(out, fmt.Sprintf("%d requests got 401: the nodes do not know those keys; start them with the config the keys came from (see -gen-config)", n))
@@ -194,7 +142,7 @@ func (r *report) warnings() []string {
 }
 
 // writeText prints r as tables.
-func (r *report) writeText(w io.Writer) error {
+func writeText(w io.Writer, r *loadreport.Report) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	s := r.Status
 	fmt.Fprintf(tw, "requests\t%d in %.3fs = %.1f req/s, %d workers, %d targets\n",
@@ -232,9 +180,9 @@ func (r *report) writeText(w io.Writer) error {
 		return err
 	}
 	if a := r.Accuracy; a != nil {
-		fmt.Fprintf(w, "(accuracy assumes fresh keys; %s;\n %s)\n", a.summary(), strings.ReplaceAll(a.Formula, "; ", ";\n "))
+		fmt.Fprintf(w, "(accuracy assumes fresh keys; %s;\n %s)\n", accuracySummary(a), strings.ReplaceAll(a.Formula, "; ", ";\n "))
 	}
-	for _, m := range r.warnings() {
+	for _, m := range warnings(r) {
 		fmt.Fprintf(w, "warning: %s\n", m)
 	}
 	if r.Interrupted {

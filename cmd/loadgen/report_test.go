@@ -7,6 +7,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/tierlimit/tierlimit/bench/loadreport"
 )
 
 func TestNewReport(t *testing.T) {
@@ -25,57 +27,67 @@ func TestNewReport(t *testing.T) {
 	r := newReport(p, s, 2*time.Second, []string{"http://a", "http://b"}, 4)
 	assert.Equal(t, uint64(7), r.Requests)
 	assert.Equal(t, 3.5, r.RequestsPerSecond)
-	assert.Equal(t, statusReport{OK: 3, Limited: 1, TransportError: 3}, r.Status)
-	assert.Equal(t, latencyReport{Count: 4, Mean: 1500, P50: 1000.447, P90: 3000, P99: 3000, P999: 3000, Max: 3000}, r.Latency)
-	assert.Equal(t, []targetReport{
+	assert.Equal(t, loadreport.Status{OK: 3, Limited: 1, TransportError: 3}, r.Status)
+	// Latencies 1, 1, 1 and 3 ms: HdrHistogram's rank round(p × 4) is the
+	// fourth value from p = 87.5.
+	var dist []loadreport.Quantile
+	for _, p := range distributionPercentiles {
+		us := 3000.0
+		if p < 87.5 {
+			us = 1000.447 // the top of 1 ms's bucket
+		}
+		dist = append(dist, loadreport.Quantile{Percentile: p, Value: us})
+	}
+	assert.Equal(t, loadreport.Latency{Count: 4, Mean: 1500, P50: 1000.447, P90: 3000, P99: 3000, P999: 3000, Max: 3000, Distribution: dist}, r.Latency)
+	assert.Equal(t, []loadreport.Target{
 		{Target: "http://a", Requests: 4, Limited: 1, Errors: 3},
 		{Target: "http://b", Requests: 3, OK: 3},
 	}, r.PerTarget)
-	assert.Equal(t, []tierReport{
+	assert.Equal(t, []loadreport.Tier{
 		{Tier: "free", Requests: 3, OK: 3},
 		{Tier: "pro", Requests: 4, Limited: 1, Errors: 3},
 	}, r.PerTier)
-	assert.Equal(t, []errorReport{{Error: "refused", Count: 2}, {Error: "reset", Count: 1}}, r.TransportErrors)
+	assert.Equal(t, []loadreport.ErrorCount{{Error: "refused", Count: 2}, {Error: "reset", Count: 1}}, r.TransportErrors)
 	require.NotNil(t, r.Accuracy)
 	assert.Equal(t, []string{
 		"tier free: 1 accuracy keys got no more decided requests than their bound, so over-admission could not show on them: send more requests or use fewer keys",
-	}, r.warnings())
+	}, warnings(r))
 }
 
 func TestReportFailures(t *testing.T) {
-	over := &accuracyReport{Tiers: []tierAccuracy{{Tier: "free", OverPercent: 12.5}, {Tier: "pro", OverPercent: 1}}}
+	over := &loadreport.Accuracy{Tiers: []loadreport.TierAccuracy{{Tier: "free", OverPercent: 12.5}, {Tier: "pro", OverPercent: 1}}}
 	tests := []struct {
 		name      string
-		r         report
+		r         loadreport.Report
 		failOn5xx bool
 		maxOver   float64
 		want      []string
 	}{
-		{name: "clean", r: report{Status: statusReport{OK: 5}}, failOn5xx: true, maxOver: 0},
-		{name: "errors reported only", r: report{Status: statusReport{ServerError: 1}}, maxOver: -1},
+		{name: "clean", r: loadreport.Report{Status: loadreport.Status{OK: 5}}, failOn5xx: true, maxOver: 0},
+		{name: "errors reported only", r: loadreport.Report{Status: loadreport.Status{ServerError: 1}}, maxOver: -1},
 		{
-			name: "5xx", r: report{Status: statusReport{ServerError: 2, TransportError: 1}}, failOn5xx: true, maxOver: -1,
+			name: "5xx", r: loadreport.Report{Status: loadreport.Status{ServerError: 2, TransportError: 1}}, failOn5xx: true, maxOver: -1,
 			want: []string{"2 5xx responses and 1 transport errors (-fail-on-5xx)"},
 		},
 		{
-			name: "over", r: report{Accuracy: over}, maxOver: 10,
+			name: "over", r: loadreport.Report{Accuracy: over}, maxOver: 10,
 			want: []string{"tier free over-admitted 12.50%, more than -max-over-admission 10"},
 		},
-		{name: "over within allowance", r: report{Accuracy: over}, maxOver: 12.5},
-		{name: "over check off", r: report{Accuracy: over}, maxOver: -1},
+		{name: "over within allowance", r: loadreport.Report{Accuracy: over}, maxOver: 12.5},
+		{name: "over check off", r: loadreport.Report{Accuracy: over}, maxOver: -1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			assert.Equal(t, tt.want, tt.r.failures(tt.failOn5xx, tt.maxOver))
+			assert.Equal(t, tt.want, failures(&tt.r, tt.failOn5xx, tt.maxOver))
 		})
 	}
 }
 
 func TestReportWarnings(t *testing.T) {
-	r := report{
-		Status:             statusReport{Unauthorized: 3},
+	r := loadreport.Report{
+		Status:             loadreport.Status{Unauthorized: 3},
 		MissingLimitHeader: 2,
-		Accuracy: &accuracyReport{Windows: 2, Tiers: []tierAccuracy{
+		Accuracy: &loadreport.Accuracy{Windows: 2, Tiers: []loadreport.TierAccuracy{
 			{Tier: "free", Stale: 1, Limits: []int{2, 20}, LimitChanged: true},
 		}},
 	}
@@ -85,23 +97,23 @@ func TestReportWarnings(t *testing.T) {
 		"tier free: 1 accuracy keys look used before the run (X-RateLimit-Remaining never reached limit-1): generate fresh keys with -gen-config",
 		"tier free: the limit changed during the run (2,20)",
 		"the run spanned 2 windows: accuracy bounds are the limit × 2",
-	}, r.warnings())
+	}, warnings(&r))
 }
 
 func TestWriteText(t *testing.T) {
-	r := report{
+	r := loadreport.Report{
 		Concurrency: 8, ElapsedSeconds: 2.5, Requests: 1000, RequestsPerSecond: 400,
-		Status:    statusReport{OK: 600, Limited: 400},
-		Latency:   latencyReport{Count: 1000, Mean: 812.4, P50: 700.2, P90: 1234.6, P99: 2000, P999: 3000, Max: 4100},
-		PerTarget: []targetReport{{Target: "http://127.0.0.1:8080", Requests: 500, OK: 300, Limited: 200}, {Target: "http://127.0.0.1:8081", Requests: 500, OK: 300, Limited: 200}},
-		PerTier:   []tierReport{{Tier: "free", Requests: 500, OK: 100, Limited: 400}, {Tier: "pro", Requests: 500, OK: 500}},
-		Accuracy: &accuracyReport{WindowSeconds: 60, ElapsedSeconds: 2.5, Windows: 1, Formula: accuracyFormula, Tiers: []tierAccuracy{
+		Status:    loadreport.Status{OK: 600, Limited: 400},
+		Latency:   loadreport.Latency{Count: 1000, Mean: 812.4, P50: 700.2, P90: 1234.6, P99: 2000, P999: 3000, Max: 4100},
+		PerTarget: []loadreport.Target{{Target: "http://127.0.0.1:8080", Requests: 500, OK: 300, Limited: 200}, {Target: "http://127.0.0.1:8081", Requests: 500, OK: 300, Limited: 200}},
+		PerTier:   []loadreport.Tier{{Tier: "free", Requests: 500, OK: 100, Limited: 400}, {Tier: "pro", Requests: 500, OK: 500}},
+		Accuracy: &loadreport.Accuracy{WindowSeconds: 60, ElapsedSeconds: 2.5, Windows: 1, Formula: accuracyFormula, Tiers: []loadreport.TierAccuracy{
 			{Tier: "free", Keys: 2, Limits: []int{20}, Bound: 20, AdmittedMin: 20, AdmittedAvg: 20, AdmittedMax: 20, SentAvg: 100},
 		}},
 		Failures: []string{"something"},
 	}
 	var buf bytes.Buffer
-	require.NoError(t, r.writeText(&buf))
+	require.NoError(t, writeText(&buf, &r))
 	assert.Equal(t, `requests  1000 in 2.500s = 400.0 req/s, 8 workers, 2 targets
 status    200: 600  401: 0  429: 400  other 4xx: 0  5xx: 0  other: 0  transport errors: 0
 latency   p50 700µs  p90 1.235ms  p99 2ms  p99.9 3ms  max 4.1ms  mean 812µs  (1000 responses)

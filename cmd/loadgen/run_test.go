@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tierlimit/tierlimit/bench/loadreport"
 	"github.com/tierlimit/tierlimit/config"
 )
 
@@ -97,14 +98,14 @@ func genTiers(t *testing.T, n int) string {
 }
 
 // runJSON runs loadgen with args plus -json -quiet and decodes the report.
-func runJSON(t *testing.T, args ...string) (*report, error) {
+func runJSON(t *testing.T, args ...string) (*loadreport.Report, error) {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
 	err := run(t.Context(), append(args, "-json", "-quiet"), &stdout, &stderr)
 	if stdout.Len() == 0 {
 		return nil, err
 	}
-	var rep report
+	var rep loadreport.Report
 	dec := json.NewDecoder(&stdout)
 	require.NoError(t, dec.Decode(&rep), "stdout must be one JSON object")
 	assert.False(t, dec.More(), "stdout holds more than one JSON object")
@@ -122,8 +123,16 @@ func TestRunExactCountsAgainstEmulator(t *testing.T) {
 	require.NoError(t, err)
 
 	assert.Equal(t, uint64(1000), rep.Requests)
-	assert.Equal(t, statusReport{OK: 5*20 + 500, Limited: 5 * 80}, rep.Status)
+	assert.Equal(t, loadreport.Status{OK: 5*20 + 500, Limited: 5 * 80}, rep.Status)
 	assert.Equal(t, uint64(1000), rep.Latency.Count)
+	require.Len(t, rep.Latency.Distribution, len(distributionPercentiles))
+	for i, q := range rep.Latency.Distribution {
+		assert.Equal(t, distributionPercentiles[i], q.Percentile, "distribution[%d]", i)
+		if i > 0 {
+			assert.GreaterOrEqual(t, q.Value, rep.Latency.Distribution[i-1].Value, "distribution[%d] at %g", i, q.Percentile)
+		}
+		assert.LessOrEqual(t, q.Value, rep.Latency.Max, "distribution[%d] at %g", i, q.Percentile)
+	}
 	assert.Zero(t, rep.MissingLimitHeader)
 	assert.Empty(t, rep.Failures)
 
@@ -131,7 +140,7 @@ func TestRunExactCountsAgainstEmulator(t *testing.T) {
 	for _, tr := range rep.PerTarget {
 		assert.Equal(t, uint64(500), tr.Requests, "target %s", tr.Target)
 	}
-	assert.Equal(t, []tierReport{
+	assert.Equal(t, []loadreport.Tier{
 		{Tier: "free", Requests: 500, OK: 100, Limited: 400},
 		{Tier: "pro", Requests: 500, OK: 500},
 	}, rep.PerTier)
@@ -151,7 +160,7 @@ func TestRunExactCountsAgainstEmulator(t *testing.T) {
 	assert.Zero(t, free.Stale)
 	for _, k := range free.Details {
 		assert.True(t, strings.HasPrefix(k.Key, "lg-free-"), "accuracy key %s is not a generated one", k.Key)
-		assert.Equal(t, keyAccuracy{Key: k.Key, Sent: 100, Admitted: 20, Limited: 80, Limits: []int{20}, Bound: 20, Expected: 20}, k)
+		assert.Equal(t, loadreport.KeyAccuracy{Key: k.Key, Sent: 100, Admitted: 20, Limited: 80, Limits: []int{20}, Bound: 20, Expected: 20}, k)
 	}
 
 	assert.Equal(t, "pro", pro.Tier)
@@ -193,7 +202,7 @@ func TestRunFailOn5xxAndTransportErrors(t *testing.T) {
 
 	rep, err := runJSON(t, "-targets", failing+","+closed.URL, "-n", "40", "-c", "1", "-config", "../../config/tiers.json")
 	require.NoError(t, err, "without -fail-on-5xx errors are only reported")
-	assert.Equal(t, statusReport{OK: 10, ServerError: 10, TransportError: 20}, rep.Status)
+	assert.Equal(t, loadreport.Status{OK: 10, ServerError: 10, TransportError: 20}, rep.Status)
 	require.NotEmpty(t, rep.TransportErrors)
 	assert.Contains(t, rep.TransportErrors[0].Error, "refused")
 
@@ -258,9 +267,10 @@ func TestRunInterruptedCancelsInFlight(t *testing.T) {
 	err := run(ctx, []string{"-targets", targets, "-d", "30s", "-c", "2", "-json", "-quiet",
 		"-config", "../../config/tiers.json"}, &stdout, &bytes.Buffer{})
 	require.ErrorIs(t, err, errInterrupted)
-	var rep report
+	var rep loadreport.Report
 	require.NoError(t, json.Unmarshal(stdout.Bytes(), &rep))
 	assert.True(t, rep.Interrupted)
+	assert.Contains(t, stdout.String(), `"distribution":[]`, "no response, no distribution, but a list")
 	assert.Equal(t, uint64(2), rep.Status.Canceled, "both workers' requests were in flight")
 	assert.Zero(t, rep.Status.TransportError)
 }

@@ -110,7 +110,7 @@ const (
 // several goroutines.
 type stats struct {
 	outcomes counts
-	latency  histogram
+	latency  *histogram
 	tiers    []counts
 	targets  map[string]*counts
 	keys     []keyStats
@@ -135,6 +135,7 @@ type keyStats struct {
 // accuracy keys.
 func newStats(nTiers, nAccuracy int) *stats {
 	s := &stats{
+		latency: newHistogram(),
 		tiers:   make([]counts, nTiers),
 		targets: make(map[string]*counts),
 		keys:    make([]keyStats, nAccuracy),
@@ -216,7 +217,7 @@ func (k *keyStats) addLimit(limit int) {
 // same plan.
 func (s *stats) merge(o *stats) {
 	s.outcomes.add(&o.outcomes)
-	s.latency.Merge(&o.latency)
+	s.latency.Merge(o.latency)
 	for i := range o.tiers {
 		s.tiers[i].add(&o.tiers[i])
 	}
