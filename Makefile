@@ -37,3 +37,6 @@ bench:
 
 bench-go:
 	go test -run '^$$' -bench . -benchmem ./bucket/ ./api/ ./health/ ./ownership/ ./peer/
+
+# The pictures in docs/img from real runs (bench/plot/plots.sh; `bench/plot/plots.sh draw` only redraws).
+plots: ; bench/plot/plots.sh

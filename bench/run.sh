@@ -4,8 +4,8 @@
 #
 #   bench/run.sh            full run (about 8 minutes on an idle machine; on a
 #                           shared one it waits for other programs, a minute at
-#                           most per run): writes docs/benchmark.md and the
-#                           README's benchmark section
+#                           most per run): writes the results section of
+#                           docs/benchmark.md
 #   bench/run.sh --quick    smoke test (about 3 minutes): results stay in bench/out/run
 #   bench/run.sh --profile  CPU profile of node n1 of a cluster under load
 #                           (bench/out/profile); touches no results.
@@ -29,7 +29,7 @@
 # and one accuracy run per limiter configuration. Every process it
 # starts is stopped on exit. Needs go, curl, and redis-server (installed with
 # apt-get when missing and running as root). A full run writes
-# docs/benchmark.md and the README's benchmark section.
+# the results section of docs/benchmark.md (between its bench markers).
 #
 # Environment: BENCH_PORT (default 23400) is the first of the loopback ports
 # used, BENCH_PORT .. BENCH_PORT+60. BENCH_NODE_FLAGS, if set, are more
@@ -485,9 +485,9 @@ git diff --quiet HEAD -- . ':(exclude)*.md' 2>/dev/null || commit+=" + uncommitt
 } >"$RUN/meta.txt"
 
 if [ "$MODE" = full ]; then
-  "$BIN/report" table -runs "$RUNS" -meta "$RUN/meta.txt" -out docs/benchmark.md -readme README.md
-  log "wrote docs/benchmark.md and the README section"
-  cat docs/benchmark.md
+  "$BIN/report" table -runs "$RUNS" -meta "$RUN/meta.txt" -out "$RUN/results.md" -readme docs/benchmark.md
+  log "wrote the results section of docs/benchmark.md"
+  cat "$RUN/results.md"
 else
   "$BIN/report" table -runs "$RUNS" -meta "$RUN/meta.txt" -out "$RUN/results.md"
   log "quick mode: wrote $RUN/results.md only"

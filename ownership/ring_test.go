@@ -253,7 +253,7 @@ func BenchmarkRingOwner(b *testing.B) {
 }
 
 func BenchmarkRingSet(b *testing.B) {
-	for _, n := range []int{3, 50} {
+	for _, n := range []int{3, 10, 50, 100} {
 		b.Run(fmt.Sprintf("members=%d", n), func(b *testing.B) {
 			r := NewRing()
 			names := make([]string, n+1)

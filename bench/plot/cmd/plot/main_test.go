@@ -1,0 +1,133 @@
+package main
+
+import (
+	"encoding/json"
+	"encoding/xml"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tierlimit/tierlimit/bench/loadreport"
+	"github.com/tierlimit/tierlimit/bench/plot/latency"
+	"github.com/tierlimit/tierlimit/bench/plot/timeline"
+)
+
+// wellFormed fails the test unless the file at path is well-formed XML
+// whose root is an svg element.
+func wellFormed(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	defer f.Close()
+	dec := xml.NewDecoder(f)
+	root := ""
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			break
+		}
+		require.NoError(t, err)
+		if el, ok := tok.(xml.StartElement); ok && root == "" {
+			root = el.Name.Local
+		}
+	}
+	assert.Equal(t, "svg", root)
+}
+
+func TestTimeline(t *testing.T) {
+	dir := t.TempDir()
+	off := func(s float64) timeline.Offset { return timeline.Offset(time.Duration(s * float64(time.Second))) }
+	counts := func(xs ...int) []int { return xs }
+	rec := &timeline.Record{
+		Targets: []string{"http://a"}, WindowSeconds: 60, Seconds: 3,
+		Phases: []timeline.Phase{
+			{Status: "NORMAL", Start: off(0), End: off(1)},
+			{Status: "DEGRADED", Start: off(1), End: off(2), Post: &timeline.Post{Target: "http://a", Node: "a", Sent: off(1), Answered: off(1.001), HTTPStatus: 200}},
+			{Status: "NORMAL", Start: off(2), End: off(3), Post: &timeline.Post{Target: "http://a", Node: "a", Sent: off(2), Answered: off(2.001), HTTPStatus: 200}},
+		},
+		Tiers: []timeline.Tier{{Name: "free", Keys: 1, Rate: 5, Burst: 20, Limit: 10, Degraded: 2,
+			Admitted: counts(5, 0, 5), Refused: counts(0, 5, 0), Other: counts(0, 0, 0), Failed: counts(0, 0, 0),
+			LimitMin: counts(20, 2, 20), LimitMax: counts(20, 2, 20)}},
+		Nodes: []timeline.Node{{Target: "http://a", Name: "a", Changes: []timeline.Change{
+			{At: off(-0.1), Status: "NORMAL"}, {At: off(1.01), Status: "DEGRADED"}, {At: off(2.01), Status: "NORMAL"}}}},
+	}
+	in := filepath.Join(dir, "timeline.json")
+	f, err := os.Create(in)
+	require.NoError(t, err)
+	require.NoError(t, timeline.Write(f, rec))
+	require.NoError(t, f.Close())
+
+	out := filepath.Join(dir, "timeline.svg")
+	var stdout strings.Builder
+	require.NoError(t, run([]string{"timeline", "-in", in, "-out", out}, &stdout, io.Discard))
+	wellFormed(t, out)
+	assert.Contains(t, stdout.String(), "wrote "+out)
+	assert.Contains(t, stdout.String(), "every node reported it 10 ms after the POST")
+
+	png := filepath.Join(dir, "timeline.png")
+	require.NoError(t, run([]string{"timeline", "-in", in, "-out", png}, io.Discard, io.Discard))
+	b, err := os.ReadFile(png)
+	require.NoError(t, err)
+	assert.Equal(t, "\x89PNG", string(b[:4]))
+}
+
+func TestLatency(t *testing.T) {
+	dir := t.TempDir()
+	var runs []string
+	for _, cfg := range []struct {
+		name, design string
+		nodes, c     int
+	}{{"floor", "floor", 1, 1}, {"tl3", "tierlimit", 3, 1}, {"floor-64", "floor", 1, 64}, {"tl3-64", "tierlimit", 3, 64}} {
+		rep := loadreport.Report{Concurrency: cfg.c, Latency: loadreport.Latency{Count: 100_000, P50: 100, P90: 200, P99: 400, P999: 800, Max: 1000,
+			Distribution: []loadreport.Quantile{{Percentile: 50, Value: 100}, {Percentile: 90, Value: 200}, {Percentile: 99, Value: 400}, {Percentile: 99.9, Value: 800}}}}
+		b, err := json.Marshal(rep)
+		require.NoError(t, err)
+		path := filepath.Join(dir, cfg.name+".json")
+		require.NoError(t, os.WriteFile(path, b, 0o644))
+		runs = append(runs, strings.Join([]string{"load:enterprise", cfg.design, itoa(cfg.nodes), itoa(cfg.c), path, "0", "1"}, "\t"))
+	}
+	tsv := filepath.Join(dir, "runs.tsv")
+	require.NoError(t, os.WriteFile(tsv, []byte(strings.Join(runs, "\n")+"\n"), 0o644))
+
+	data := filepath.Join(dir, "latency.json")
+	var stdout strings.Builder
+	require.NoError(t, run([]string{"latency-data", "-runs", tsv, "-out", data}, &stdout, io.Discard))
+	assert.Contains(t, stdout.String(), "4 load runs")
+	d, err := latency.ReadFile(data)
+	require.NoError(t, err)
+	assert.Len(t, d.Series, 4)
+
+	out := filepath.Join(dir, "latency.svg")
+	require.NoError(t, run([]string{"latency", "-in", data, "-out", out}, io.Discard, io.Discard))
+	wellFormed(t, out)
+
+	err = run([]string{"latency", "-in", data, "-out", out, "-c", "8"}, io.Discard, io.Discard)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "no enterprise runs at c=8")
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func TestUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "no subcommand"},
+		{[]string{"bars"}, `unknown subcommand "bars"`},
+		{[]string{"timeline", "-in", "x.json"}, "give both"},
+		{[]string{"latency", "-out", "x.svg", "-c", "0"}, "-c"},
+		{[]string{"timeline", "-in", "x.json", "-out", "y.svg", "z"}, "unexpected arguments"},
+	} {
+		err := run(tc.args, io.Discard, io.Discard)
+		require.Error(t, err, "run(%q)", tc.args)
+		assert.Contains(t, err.Error(), tc.want, "run(%q)", tc.args)
+	}
+}

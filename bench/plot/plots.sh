@@ -1,0 +1,189 @@
+#!/usr/bin/env bash
+# bench/plot/plots.sh: the pictures in docs/img, drawn from real runs.
+#
+#   bench/plot/plots.sh            all three steps below (about 1.5 minutes)
+#   bench/plot/plots.sh timeline   run the timeline on a fresh 3-node cluster
+#                                  of cmd/node processes on loopback:
+#                                  docs/img/timeline.json
+#   bench/plot/plots.sh latency    take the latency distributions of the
+#                                  last bench/run.sh (its runs.tsv and
+#                                  reports): docs/img/latency.json; skipped,
+#                                  keeping the committed file, when there
+#                                  is no run on disk
+#   bench/plot/plots.sh draw       draw docs/img/timeline.svg and
+#                                  docs/img/latency.svg from the JSON files
+#                                  (no run: redraws what is committed)
+#
+# Steps can be combined, in that order: `plots.sh latency draw`. The
+# benchmark itself is bench/run.sh's (minutes): after a new one, full or
+# --quick, `plots.sh latency draw` redraws its picture.
+#
+# The timeline: three nodes (the tiers of config/tiers.json plus 30 fresh
+# keys per tier), then cmd/timeline sends a steady load of each tier's keys,
+# round-robin over the nodes, POSTs DEGRADED to the first node after
+# PLOTS_PHASE_S seconds and NORMAL to the second after as many more, and
+# records the outcomes per second and the moments every node reported the
+# state. The nodes are stopped at the end, also on an error or Ctrl-C.
+#
+# Environment (all optional):
+#   PLOTS_PHASE_S    length of each of the three phases (default 20)
+#   PLOTS_RUNS       runs.tsv of the bench run to plot (default
+#                    bench/out/run/runs.tsv, where bench/run.sh leaves it)
+#   PLOTS_OUT        work directory: binaries, node logs, the tiers file
+#                    (default: a new one in $TMPDIR, removed at the end
+#                    unless the run failed)
+#   PLOTS_PNG=1      also write PNG copies next to the SVGs, in PLOTS_OUT
+#
+# Needs go, curl and jq.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$(pwd)
+
+STEPS=("$@")
+[ ${#STEPS[@]} -gt 0 ] || STEPS=(timeline latency draw)
+for s in "${STEPS[@]}"; do
+  case $s in
+  timeline | latency | draw) ;;
+  -h | --help) sed -n '2,/^set -euo/{/^set -euo/!p}' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  *) echo "plots.sh: unknown step $s (want timeline, latency, draw)" >&2; exit 2 ;;
+  esac
+done
+has_step() { local s; for s in "${STEPS[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
+
+PHASE_S=${PLOTS_PHASE_S:-20}
+RUNS=${PLOTS_RUNS:-$ROOT/bench/out/run/runs.tsv}
+IMG=$ROOT/docs/img
+KEEP_OUT=${PLOTS_OUT:+1}
+OUT=${PLOTS_OUT:-$(mktemp -d "${TMPDIR:-/tmp}/tierlimit-plots.XXXXXX")}
+mkdir -p "$OUT/bin" "$IMG"
+OUT=$(cd "$OUT" && pwd)
+
+# chaos/lib.sh has the cluster checks (wait_members, now_ms, need, die);
+# it wants OUT, TOKEN, NODES and a ctl_curl.
+NODES=3
+TOKEN="plots-$$-$RANDOM$RANDOM"
+CLUSTER_SECRET="plots-key-$$-$RANDOM$RANDOM$RANDOM"
+ctl_curl() { curl "$@"; }
+# shellcheck source=chaos/lib.sh
+. "$ROOT/chaos/lib.sh"
+need go curl jq
+
+log() { printf '%s plots: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+
+# ---- cleanup: every node we start is stopped on exit ------------------------
+
+PIDS=()
+cleanup() {
+  local rc=$? p
+  trap - EXIT INT TERM
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for _ in 1 2 3 4 5 6 7 8 9 10; do
+    local alive=0
+    for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ $alive = 0 ] && break
+    sleep 0.3
+  done
+  for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if [ $rc = 0 ] && [ -z "$KEEP_OUT" ]; then
+    rm -rf "$OUT"
+  elif [ $rc != 0 ]; then
+    log "failed; node logs and files kept in $OUT"
+  fi
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log "building into $OUT/bin"
+(cd bench/plot && go build -trimpath -o "$OUT/bin/plot" ./cmd/plot)
+
+# ---- timeline ------------------------------------------------------------------
+
+if has_step timeline; then
+  go build -trimpath -o "$OUT/bin/node" ./cmd/node
+  (cd bench/plot && go build -trimpath -o "$OUT/bin/timeline" ./cmd/timeline)
+  # 30 fresh keys per tier next to the demo ones: enough for the load's
+  # 30 free, 10 pro and 5 enterprise keys.
+  jq '.api_keys += ([.tiers | keys[] as $t | range(1; 31) | {key: "plot-\($t)-\(.)", value: $t}] | from_entries)' \
+    config/tiers.json >"$OUT/tiers.json"
+
+  # Loopback ports below the usual ephemeral ranges, 9 from a random base,
+  # as chaos/processes.sh picks them.
+  port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+  ok=0
+  for _ in 1 2 3 4 5 6 7 8 9 10; do
+    BASE=$((20000 + (RANDOM % 120) * 100))
+    ok=1
+    for o in 0 1 2 10 11 12 20 21 22; do port_free $((BASE + o)) || ok=0; done
+    [ $ok = 1 ] && break
+  done
+  [ $ok = 1 ] || die "no free port range found"
+  URLS=()
+  for i in 0 1 2; do URLS[i]="http://127.0.0.1:$((BASE + i))"; done
+  SEED=127.0.0.1:$((BASE + 20))
+
+  log "starting 3 nodes: ${URLS[*]}"
+  for i in 0 1 2; do
+    args=(-config "$OUT/tiers.json" -node-name "n$((i + 1))" -admin-token "$TOKEN"
+      -cluster-key "$CLUSTER_SECRET" -log-format json -shutdown-grace 2s
+      -http-addr "127.0.0.1:$((BASE + i))" -grpc-addr "127.0.0.1:$((BASE + 10 + i))"
+      -gossip-addr "127.0.0.1:$((BASE + 20 + i))" -advertise-addr 127.0.0.1)
+    [ "$i" != 0 ] && args+=(-join "$SEED")
+    "$OUT/bin/node" "${args[@]}" >>"$OUT/node-$i.log" 2>&1 &
+    PIDS+=($!)
+  done
+  for i in 0 1 2; do
+    start=$(now_ms)
+    until curl -fsS -m 1 "${URLS[$i]}/readyz" >/dev/null 2>&1; do
+      kill -0 "${PIDS[$i]}" 2>/dev/null || die "node $i exited; see $OUT/node-$i.log"
+      [ $(($(now_ms) - start)) -lt 30000 ] || die "node $i not ready after 30s; see $OUT/node-$i.log"
+      sleep 0.1
+    done
+  done
+  t=$(wait_members 30 3 "${URLS[@]}") || die "the cluster did not form within 30s"
+  log "cluster formed (3 alive everywhere ${t}s after ready); running the timeline: 3 x ${PHASE_S}s"
+
+  targets=$(IFS=,; echo "${URLS[*]}")
+  "$OUT/bin/timeline" -targets "$targets" -admin-token "$TOKEN" -config "$OUT/tiers.json" \
+    -phases "NORMAL=${PHASE_S}s,DEGRADED=${PHASE_S}s,NORMAL=${PHASE_S}s" -out "$IMG/timeline.json"
+
+  log "stopping the nodes"
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  PIDS=()
+  if grep -qE '^(panic:|fatal error:)|DATA RACE' "$OUT"/node-*.log; then
+    die "a node log shows a panic or a race; see $OUT/node-*.log"
+  fi
+fi
+
+# ---- latency -------------------------------------------------------------------
+
+if has_step latency; then
+  if [ -s "$RUNS" ]; then
+    log "latency distributions from $RUNS"
+    "$OUT/bin/plot" latency-data -runs "$RUNS" -out "$IMG/latency.json"
+  else
+    log "no bench run at $RUNS (bench/run.sh --quick makes one): keeping docs/img/latency.json"
+  fi
+fi
+
+# ---- draw ------------------------------------------------------------------------
+
+if has_step draw; then
+  drew=""
+  for pic in timeline latency; do
+    if [ ! -s "$IMG/$pic.json" ]; then
+      log "no docs/img/$pic.json: not drawing $pic.svg"
+      continue
+    fi
+    "$OUT/bin/plot" "$pic" -in "$IMG/$pic.json" -out "$IMG/$pic.svg" >/dev/null
+    if [ "${PLOTS_PNG:-}" = 1 ]; then
+      "$OUT/bin/plot" "$pic" -in "$IMG/$pic.json" -out "$OUT/$pic.png" >/dev/null
+      KEEP_OUT=1
+    fi
+    drew+=" docs/img/$pic.svg"
+  done
+  log "drew${drew:- nothing}"
+  if [ "${PLOTS_PNG:-}" = 1 ]; then log "PNG copies in $OUT"; fi
+fi
