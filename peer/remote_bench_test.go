@@ -52,6 +52,7 @@ func newRemoteFixture(b *testing.B) remoteFixture {
 		Fallback:       bucket.New(bucket.Config{Window: time.Minute}),
 		Peers:          singlePeer{name: "b", peer: c},
 		ForwardTimeout: time.Second, // measure the round trip, never a fallback
+		LeaseTTL:       -1,          // and every check's: a lease would answer most of them here
 	})
 	b.Cleanup(r.Close)
 	var keys []string
@@ -69,7 +70,9 @@ func newRemoteFixture(b *testing.B) remoteFixture {
 }
 
 // BenchmarkRemoteCheck measures a check for a key owned by another node,
-// through the Router, its Batcher and real gRPC on loopback:
+// through the Router, its Batcher and real gRPC on loopback, without
+// leases, so that every check pays the round trip (ownership's
+// BenchmarkRouterCheck/leased measures a check a lease answers):
 //
 //   - latency: one caller at a time (low load); reports p50 and p99.
 //   - coalesced: 64 concurrent callers through the Router's batcher.
@@ -79,7 +82,7 @@ func newRemoteFixture(b *testing.B) remoteFixture {
 //   - unbatched-stream: 64 concurrent callers, one Client.Check per check:
 //     one message each way on the Client's one stream.
 //
-// Run: go test -run '^$' -bench RemoteCheck -benchtime 3s ./ownership
+// Run: go test -run '^$' -bench RemoteCheck -benchtime 3s ./peer
 func BenchmarkRemoteCheck(b *testing.B) {
 	b.Run("latency", func(b *testing.B) {
 		f := newRemoteFixture(b)
