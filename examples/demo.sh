@@ -183,8 +183,10 @@ hit() {
 		esac
 		line="$(printf '   #%-3d %-12s %s%s%s  limit=%-5s remaining=%-5s' \
 			"$i" "$key" "$colour" "$CODE" "$RESET" "${limit:--}" "${remaining:--}")"
-		if [[ "$reset" =~ ^[0-9]+$ ]]; then
-			line+="  resets in $((reset - now))s"
+		if [[ "$reset" =~ ^[0-9]+$ && "$CODE" == 200 ]]; then
+			line+="  all of it back in $((reset - now))s"
+		elif [[ "$reset" =~ ^[0-9]+$ ]]; then
+			line+="  admitted again in $((reset - now))s"
 		fi
 		if [[ -n "$retry" ]]; then
 			line+="  retry-after=${retry}s"

@@ -227,7 +227,7 @@ func render(runs []result, meta [][2]string) string {
 		"Errors: any status but 200 and 429, and transport errors. Others' CPU: share of the machine's CPUs that programs other than this " +
 		"benchmark used during the run (the machine is shared: each run first waits up to a minute for it to be idle, and a run above 15% is redone once, keeping the cleaner try).\n")
 
-	b.WriteString("\n**Targets from the issue**, as measured:\n\n")
+	b.WriteString("\n**Targets**, as measured:\n\n")
 	for _, line := range targets(runs, floor) {
 		b.WriteString("- " + line + "\n")
 	}
