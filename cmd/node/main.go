@@ -69,8 +69,9 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	tierlimit.BindFlags(fs, &o.cfg)
 	fs.StringVar(&o.httpAddr, "http-addr", ":8080", "HTTP listen address (env HTTP_ADDR)")
 	tierlimit.DurationVar(fs, &o.shutdownGrace, "shutdown-grace", 10*time.Second, "how long in-flight requests may take to finish on shutdown (env SHUTDOWN_GRACE)")
-	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error (env LOG_LEVEL)")
-	fs.StringVar(&o.logFormat, "log-format", "auto", "json, text, or auto (text on a terminal) (env LOG_FORMAT)")
+	o.logLevel, o.logFormat = "info", "auto"
+	fs.Var(choiceFlag{&o.logLevel, logLevels}, "log-level", "debug, info, warn or error (env LOG_LEVEL)")
+	fs.Var(choiceFlag{&o.logFormat, logFormats}, "log-format", "json, text, or auto (text on a terminal) (env LOG_FORMAT)")
 	tierlimit.BoolVar(fs, &o.nameFromDNS, "node-name-from-dns", false, "name the node after the reverse-DNS name of its address, as a compose replica's container name (env NODE_NAME_FROM_DNS); -node-name wins")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

@@ -121,6 +121,10 @@ func TestCommandLineMistakesGetOneLine(t *testing.T) {
 		{"not a number", []string{"-max-keys", "many"}, nil, `invalid value "many" for flag -max-keys: not a whole number, such as 1000000`},
 		{"not a boolean", []string{"-insecure-open-cluster=maybe"}, nil, `invalid boolean value "maybe" for -insecure-open-cluster: want true or false`},
 		{"unknown flag", []string{"-frobnicate"}, nil, "flag provided but not defined: -frobnicate"},
+		{"log level", []string{"-log-level", "verbose"}, nil, `invalid value "verbose" for flag -log-level: want debug, info, warn or error`},
+		{"log level in the environment", nil, map[string]string{"LOG_LEVEL": "loud"},
+			`environment variable LOG_LEVEL="loud": want debug, info, warn or error`},
+		{"log format", []string{"-log-format", "xml"}, nil, `invalid value "xml" for flag -log-format: want json, text or auto`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
