@@ -44,7 +44,8 @@ type testCluster struct {
 	grpcCut   *clustertest.Partition // by gRPC address
 	forward   time.Duration
 	steady    bool
-	stateDir  string // if set, node i keeps its state file there
+	stateDir  string       // if set, node i keeps its state file there
+	logs      slog.Handler // if set, every node logs here
 }
 
 // node is one Limiter of a testCluster with the handler a service would
@@ -67,6 +68,8 @@ type clusterOpts struct {
 	steady bool
 	// stateFiles gives every node a state file.
 	stateFiles bool
+	// logs, if set, receives every node's log records (at Info and up).
+	logs slog.Handler
 }
 
 // startCluster starts n Limiters, node i on 127.0.0.(i+1) so that a
@@ -81,7 +84,7 @@ func startCluster(t *testing.T, n int, co clusterOpts) *testCluster {
 		co.perTier = 50
 	}
 	c := &testCluster{t: t, config: tierlimittest.TiersFile(t, co.perTier), partition: clustertest.NewPartition(),
-		grpcCut: clustertest.NewPartition(), forward: co.forwardTimeout, steady: co.steady}
+		grpcCut: clustertest.NewPartition(), forward: co.forwardTimeout, steady: co.steady, logs: co.logs}
 	if co.stateFiles {
 		c.stateDir = t.TempDir()
 	}
@@ -138,7 +141,10 @@ func (c *testCluster) start(i int, gossipAddr, grpcAddr string, tr memberlist.Tr
 	}
 	mc.Transport = tr
 	log := slog.New(slog.DiscardHandler)
-	if testing.Verbose() {
+	switch {
+	case c.logs != nil:
+		log = slog.New(c.logs)
+	case testing.Verbose():
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
 	reg := prometheus.NewRegistry()

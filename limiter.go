@@ -76,8 +76,10 @@ type Limiter struct {
 	book         *peer.Book
 	endpoint     *peer.Endpoint
 	node         *cluster.Node
-	membersMoved chan struct{} // capacity 1: membership changed, look at the quorum
-	ringMoved    chan struct{} // capacity 1: the ring changed, move counts
+	membersMoved chan struct{}  // capacity 1: membership changed, look at the quorum
+	ringMoved    chan struct{}  // capacity 1: the ring changed, move counts
+	pending      *memberReports // what memberlist reported, for applyMembers
+	applyMu      sync.Mutex     // serialises applyMembers
 	keeper       *ownership.Keeper
 	alive        atomic.Int64 // members alive, this node included (Quorum)
 	known        atomic.Int64 // members alive or failed less than QuorumGrace ago
@@ -117,6 +119,7 @@ func New(cfg Config) (*Limiter, error) {
 		health:       health.NewHolder(cfg.NodeName),
 		membersMoved: make(chan struct{}, 1),
 		ringMoved:    make(chan struct{}, 1),
+		pending:      newMemberReports(),
 	}
 	if l.keys == nil {
 		if l.file, err = config.Open(cfg.TiersFile); err != nil {
@@ -179,6 +182,7 @@ func New(cfg Config) (*Limiter, error) {
 	}
 	l.bg.Go(func() { l.sweep(bgCtx) })
 	if l.node != nil {
+		l.bg.Go(func() { l.applyChanges(bgCtx) })
 		l.bg.Go(func() { l.watchQuorum(bgCtx) })
 		l.bg.Go(func() { l.followRing(bgCtx) })
 		l.bg.Go(func() { l.keeper.Run(bgCtx) })
@@ -422,6 +426,9 @@ func (l *Limiter) stop(ctx context.Context) error {
 		if err := l.node.Depart(leaveTimeout); err != nil {
 			l.log.Warn("could not announce the departure", "err", err)
 		}
+		// Depart reported this node leaving: out of its own ring now, so
+		// that the Keeper hands its counts to the owners without it.
+		l.applyMembers()
 		if err := l.keeper.Leave(ctx); err != nil {
 			l.log.Warn("counts not handed over; their keys start afresh at their new owners", "err", err)
 		}

@@ -5,6 +5,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -212,12 +213,60 @@ func grpcAdvertise(advertise, grpcAddr string, port int) string {
 	return net.JoinHostPort(host, p)
 }
 
-// membersChanged is the cluster's OnMembers: the book learns the peers'
-// addresses before the ring sends keys to them. memberlist calls it with its
-// lock held, so the slow part, dropping what the router keeps for peers
-// that went or moved and closing their old clients, runs on its own
-// goroutine.
+// membersChanged is the cluster's OnMembers. memberlist calls it with its
+// lock held, on every join, leave and update, so it only hands the members
+// to applyMembers, on its own goroutine (applyChanges): a ring rebuild
+// costs milliseconds at 60 members, and while memberlist's lock is held no
+// probe is answered.
 func (l *Limiter) membersChanged(alive []cluster.Member) {
+	l.pending.put(alive)
+}
+
+// Ring rebuilds are held off so that they take a bounded share of a CPU
+// whatever the cluster's size: after applying a change of members,
+// applyChanges waits ringHoldOff times as long as that took, at most
+// maxRingHoldOff, before it applies the next, and every report that came
+// in meanwhile is applied as one. A cluster forming, or a rolling deploy,
+// reports a change per member; at 3 members an apply takes about 0.15 ms,
+// at 60 about 3 ms (docs/scale.md).
+const (
+	ringHoldOff    = 20
+	maxRingHoldOff = time.Second
+)
+
+// applyChanges applies the members memberlist reports until ctx ends.
+func (l *Limiter) applyChanges(ctx context.Context) {
+	hold := time.NewTimer(time.Hour)
+	hold.Stop()
+	defer hold.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-l.pending.ready:
+		}
+		start := time.Now()
+		l.applyMembers()
+		hold.Reset(min(time.Since(start)*ringHoldOff, maxRingHoldOff))
+		select {
+		case <-ctx.Done():
+			return
+		case <-hold.C:
+		}
+	}
+}
+
+// applyMembers applies the members last reported, if they were not yet:
+// the book learns the peers' addresses before the ring sends keys to them,
+// and the router drops what it keeps for peers that went or moved on its
+// own goroutine, since that closes their old clients.
+func (l *Limiter) applyMembers() {
+	l.applyMu.Lock()
+	defer l.applyMu.Unlock()
+	alive, ok := l.pending.take()
+	if !ok {
+		return
+	}
 	names := make([]string, 0, len(alive))
 	addrs := make(map[string]string, len(alive))
 	for _, m := range alive {
@@ -259,4 +308,42 @@ func (l *Limiter) membersChanged(alive []cluster.Member) {
 		release()
 	}
 	l.log.Info("members changed", "alive", len(names), "members", names)
+}
+
+// memberReports holds the members memberlist last reported until they are
+// applied. Only the latest report matters, so reports that come in while
+// one is applied replace each other. The zero value is not ready: use
+// newMemberReports.
+type memberReports struct {
+	mu     sync.Mutex
+	latest []cluster.Member
+	fresh  bool          // latest is not yet taken
+	ready  chan struct{} // capacity 1: a report came in
+}
+
+func newMemberReports() *memberReports {
+	return &memberReports{ready: make(chan struct{}, 1)}
+}
+
+// put replaces the report; it never blocks.
+func (r *memberReports) put(alive []cluster.Member) {
+	r.mu.Lock()
+	r.latest, r.fresh = alive, true
+	r.mu.Unlock()
+	select {
+	case r.ready <- struct{}{}:
+	default:
+	}
+}
+
+// take returns the latest report and true, or false if it was taken
+// already.
+func (r *memberReports) take() ([]cluster.Member, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.fresh {
+		return nil, false
+	}
+	r.fresh = false
+	return r.latest, true
 }
