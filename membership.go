@@ -222,37 +222,64 @@ func (l *Limiter) membersChanged(alive []cluster.Member) {
 	l.pending.put(alive)
 }
 
-// Ring rebuilds are held off so that they take a bounded share of a CPU
-// whatever the cluster's size: after applying a change of members,
-// applyChanges waits ringHoldOff times as long as that took, at most
-// maxRingHoldOff, before it applies the next, and every report that came
-// in meanwhile is applied as one. A cluster forming, or a rolling deploy,
-// reports a change per member; at 3 members an apply takes about 0.15 ms,
-// at 60 about 3 ms (docs/scale.md).
+// Ring rebuilds are paced so that a storm of member changes (a cluster
+// forming, a rolling deploy: a report per member) takes a bounded share of
+// a CPU whatever the cluster's size, while a lone change applies at once.
+// At 3 members an apply takes about 0.15 ms, at 60 about 3 ms
+// (docs/scale.md).
 const (
-	ringHoldOff    = 20
-	maxRingHoldOff = time.Second
+	// ringPace: each apply costs ringPace times what it took, paid back
+	// in real time, so a storm's rebuilds take at most 1/ringPace of a CPU.
+	ringPace = 20
+	// ringBurst is how much unpaid cost still lets a report apply at
+	// once: a few changes in a row at 60 members.
+	ringBurst = 250 * time.Millisecond
+	// maxRingHold bounds one wait, however slow the last apply was.
+	maxRingHold = time.Second
 )
 
+// pacer is the leaky bucket behind ringPace. The zero value owes nothing.
+type pacer struct {
+	owed time.Duration // at last
+	last time.Time
+}
+
+// hold returns how long a report that came in at now waits.
+func (p *pacer) hold(now time.Time) time.Duration {
+	owed := max(0, p.owed-now.Sub(p.last))
+	return min(max(0, owed-ringBurst), maxRingHold)
+}
+
+// paid records an apply that ran from start to end.
+func (p *pacer) paid(start, end time.Time) {
+	p.owed = max(0, p.owed-start.Sub(p.last)) + end.Sub(start)*ringPace
+	p.last = end
+}
+
 // applyChanges applies the members memberlist reports until ctx ends.
+// Reports that come in while it applies or waits are applied as one.
 func (l *Limiter) applyChanges(ctx context.Context) {
-	hold := time.NewTimer(time.Hour)
-	hold.Stop()
-	defer hold.Stop()
+	var pace pacer
+	wait := time.NewTimer(time.Hour)
+	wait.Stop()
+	defer wait.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-l.pending.ready:
 		}
+		if d := pace.hold(time.Now()); d > 0 {
+			wait.Reset(d)
+			select {
+			case <-ctx.Done():
+				return
+			case <-wait.C:
+			}
+		}
 		start := time.Now()
 		l.applyMembers()
-		hold.Reset(min(time.Since(start)*ringHoldOff, maxRingHoldOff))
-		select {
-		case <-ctx.Done():
-			return
-		case <-hold.C:
-		}
+		pace.paid(start, time.Now())
 	}
 }
 
