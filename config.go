@@ -151,9 +151,10 @@ type Config struct {
 	Registerer prometheus.Registerer
 
 	// Memberlist is the base gossip configuration, for tuning timings.
-	// Nil means memberlist.DefaultLANConfig with dead members' names
-	// reclaimable after 5 s. Bind and advertise addresses, delegates,
-	// keyring and logger are set by New.
+	// Nil means memberlist.DefaultLANConfig with RetransmitMult 6,
+	// PushPullInterval 15 s and dead members' names reclaimable after 5 s
+	// (see package cluster's DefaultRetransmitMult). Bind and advertise
+	// addresses, delegates, keyring and logger are set by New.
 	Memberlist *memberlist.Config
 
 	// RejoinInterval is how often seeds that are not members, and members

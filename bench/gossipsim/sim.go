@@ -40,11 +40,14 @@ func (s Settings) apply(c *memberlist.Config) {
 	}
 }
 
-// lanConfig returns the memberlist configuration package cluster uses when
-// cluster.Config.Memberlist is nil: memberlist.DefaultLANConfig with
-// DeadNodeReclaimTime set to cluster.DeadNodeReclaimTime (cluster/config.go,
-// memberlistConfig, which is not exported). cluster.New then sets the name,
-// the delegates and the logger itself, as it does here.
+// lanConfig returns the baseline every run of the sweep changes one setting
+// of: memberlist.DefaultLANConfig with DeadNodeReclaimTime set to
+// cluster.DeadNodeReclaimTime, which is what package cluster used when
+// cluster.Config.Memberlist was nil until this simulation chose its
+// RetransmitMult and PushPullInterval (cluster.DefaultRetransmitMult and
+// cluster.DefaultPushPullInterval: the "RetransmitMult 6" rows and the 15 s
+// push/pull rows). cluster.New then sets the name, the delegates and the
+// logger itself, as it does here.
 func lanConfig() *memberlist.Config {
 	c := memberlist.DefaultLANConfig()
 	c.DeadNodeReclaimTime = cluster.DeadNodeReclaimTime
