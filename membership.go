@@ -234,7 +234,7 @@ const (
 	// ringBurst is how much unpaid cost still lets a report apply at
 	// once: a few changes in a row at 60 members.
 	ringBurst = 250 * time.Millisecond
-	// maxRingHold bounds one wait, however slow the last apply was.
+	// maxRingHold bounds a wait, however slow the applies before it were.
 	maxRingHold = time.Second
 )
 
@@ -246,13 +246,17 @@ type pacer struct {
 
 // hold returns how long a report that came in at now waits.
 func (p *pacer) hold(now time.Time) time.Duration {
-	owed := max(0, p.owed-now.Sub(p.last))
-	return min(max(0, owed-ringBurst), maxRingHold)
+	owed := max(0, p.owed-now.Sub(p.last)) // now.Sub is huge for the zero last
+	return max(0, owed-ringBurst)
 }
 
-// paid records an apply that ran from start to end.
+// paid records an apply that ran from start to end. What is owed is capped
+// at one maxRingHold above the burst: the cost is wall time, and on a
+// starved machine (a cluster forming on too few CPUs) one apply can take
+// seconds, which must not hold the next change back for minutes.
 func (p *pacer) paid(start, end time.Time) {
-	p.owed = max(0, p.owed-start.Sub(p.last)) + end.Sub(start)*ringPace
+	owed := max(0, p.owed-start.Sub(p.last)) + end.Sub(start)*ringPace
+	p.owed = min(owed, ringBurst+maxRingHold)
 	p.last = end
 }
 

@@ -93,7 +93,10 @@ func TestPacerLetsALoneChangeThroughAndPacesAStorm(t *testing.T) {
 	assert.Equal(t, owed-ringBurst-10*time.Millisecond, p.hold(at.Add(10*time.Millisecond)), "paid back in real time")
 	assert.Zero(t, p.hold(at.Add(owed-ringBurst)), "paid down to the burst: at once again")
 
-	// One very slow apply (a starved machine) waits at most maxRingHold.
-	p.paid(at, at.Add(time.Second))
-	assert.Equal(t, maxRingHold, p.hold(at.Add(time.Second)))
+	// One very slow apply (a starved machine: 2 s would owe 40 s) holds
+	// the next change back at most maxRingHold, and is paid back as soon.
+	p.paid(at, at.Add(2*time.Second))
+	at = at.Add(2 * time.Second)
+	assert.Equal(t, maxRingHold, p.hold(at))
+	assert.Zero(t, p.hold(at.Add(maxRingHold)), "a change a second later is applied at once")
 }
