@@ -139,6 +139,13 @@ type Keeper struct {
 	backups map[string]*copies // copies of other members' counts, by member
 	orphans []*bucket.Store    // copies of restarted members' old processes
 	closed  bool               // leaving: no more copies taken
+
+	// failing holds the peers the last move to failed. A peer that
+	// crashed is sent backups every BackupInterval until failure
+	// detection drops it, seconds later: it is warned of once, not ten
+	// times a second.
+	failMu  sync.Mutex
+	failing map[string]bool
 }
 
 // copies are the copies of one member's counts, sent by its process with
@@ -181,6 +188,7 @@ func NewKeeper(cfg KeeperConfig) *Keeper {
 		boot:    cfg.Boot,
 		restore: make(chan struct{}, 1),
 		backups: make(map[string]*copies),
+		failing: make(map[string]bool),
 	}
 }
 
@@ -197,6 +205,11 @@ func (k *Keeper) Members(ctx context.Context, failed, left []string) {
 	members := k.ring.Members()
 	k.heirs.Set(slices.DeleteFunc(members, func(m string) bool { return m == k.self }))
 	now := k.clock()
+	k.failMu.Lock()
+	for _, name := range slices.Concat(failed, left) {
+		delete(k.failing, name) // if it comes back and fails, that is news
+	}
+	k.failMu.Unlock()
 
 	k.mu.Lock()
 	var restore []bucket.Count
@@ -347,11 +360,34 @@ func (k *Keeper) sendTo(ctx context.Context, owner string, window time.Duration,
 		cancel()
 		k.obs.Moved(kind, len(batch), err)
 		if err != nil {
-			k.log.Warn("could not move counts to peer", "peer", owner, "kind", kind, "keys", len(counts)-start, "err", err)
+			level := slog.LevelDebug
+			if k.moved(owner, false) {
+				level = slog.LevelWarn
+			}
+			k.log.Log(ctx, level, "could not move counts to peer", "peer", owner, "kind", kind, "keys", len(counts)-start, "err", err)
 			return counts[start:]
 		}
 	}
+	if k.moved(owner, true) {
+		k.log.Info("moving counts to peer again", "peer", owner)
+	}
 	return nil
+}
+
+// moved records whether a move to peer worked, and reports whether that
+// changes what the last move said.
+func (k *Keeper) moved(peer string, ok bool) bool {
+	k.failMu.Lock()
+	defer k.failMu.Unlock()
+	if k.failing[peer] == !ok {
+		return false
+	}
+	if ok {
+		delete(k.failing, peer)
+	} else {
+		k.failing[peer] = true
+	}
+	return true
 }
 
 // ErrNoMover is the error of a move to a member the Keeper has no Mover

@@ -3,6 +3,7 @@ package ownership
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strconv"
 	"sync"
 	"testing"
@@ -107,6 +108,65 @@ func TestKeeperHandsKeysToTheirNewOwner(t *testing.T) {
 	f.store.Take(routerT0, theirs, 2, 10)
 	f.k.Tidy(t.Context())
 	assert.Equal(t, 2, used(f.store, theirs))
+}
+
+// levelCounter counts the log records by level and message.
+type levelCounter struct {
+	mu *sync.Mutex
+	n  map[string]int // "WARN could not move counts to peer": 2
+}
+
+func newLevelCounter() levelCounter { return levelCounter{mu: &sync.Mutex{}, n: map[string]int{}} }
+
+func (c levelCounter) Enabled(context.Context, slog.Level) bool { return true }
+func (c levelCounter) WithAttrs([]slog.Attr) slog.Handler       { return c }
+func (c levelCounter) WithGroup(string) slog.Handler            { return c }
+func (c levelCounter) Handle(_ context.Context, r slog.Record) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.n[r.Level.String()+" "+r.Message]++
+	return nil
+}
+
+func (c levelCounter) count(key string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n[key]
+}
+
+// A crashed peer is sent a backup every 100 ms until failure detection
+// drops it: one warning, not one per backup, and one line when it answers
+// again.
+func TestKeeperWarnsOnceWhileAPeerFails(t *testing.T) {
+	f := newKeeperFixture(t, "a", "b")
+	logs := newLevelCounter()
+	f.k.log = slog.New(logs)
+	mine := keyOwnedBy(t, f.ring, "a")
+	f.b.mu.Lock()
+	f.b.err = errors.New("connection refused")
+	f.b.mu.Unlock()
+	for i := range 5 {
+		f.store.Take(routerT0, mine, 1, 10)
+		f.k.backUp(t.Context())
+		assert.Equal(t, 1, logs.count("WARN could not move counts to peer"), "backup %d", i)
+	}
+	assert.Equal(t, 4, logs.count("DEBUG could not move counts to peer"))
+
+	f.b.mu.Lock()
+	f.b.err = nil
+	f.b.mu.Unlock()
+	f.store.Take(routerT0, mine, 1, 10)
+	f.k.backUp(t.Context())
+	_, copied := f.b.got(mine)
+	assert.Equal(t, uint64(6), copied.Current, "every hit reached the copy once b answered")
+	assert.Equal(t, 1, logs.count("INFO moving counts to peer again"))
+
+	f.b.mu.Lock()
+	f.b.err = errors.New("down again")
+	f.b.mu.Unlock()
+	f.store.Take(routerT0, mine, 1, 10)
+	f.k.backUp(t.Context())
+	assert.Equal(t, 2, logs.count("WARN could not move counts to peer"), "a new failure is news")
 }
 
 func TestKeeperBacksUpChangedKeysAndRestoresAFailedMembersCopies(t *testing.T) {
