@@ -64,6 +64,23 @@ secs_since() {
   printf '%d.%d' $((d / 1000)) $((d % 1000 / 100))
 }
 
+# pick_ports: sets BASE to a random base for 9 loopback ports, BASE +
+# {0,1,2, 10,11,12, 20,21,22} (HTTP, gRPC and gossip of three nodes), all
+# free, below the usual ephemeral ranges (Linux 32768+, macOS 49152+) so
+# that no client connection holds one. Dies after 10 tries.
+pick_ports() {
+  local o ok=0
+  for _ in 1 2 3 4 5 6 7 8 9 10; do
+    BASE=$((20000 + (RANDOM % 120) * 100))
+    ok=1
+    for o in 0 1 2 10 11 12 20 21 22; do
+      ! (exec 3<>"/dev/tcp/127.0.0.1/$((BASE + o))") 2>/dev/null || ok=0
+    done
+    [ $ok = 1 ] && return 0
+  done
+  die "no free port range found"
+}
+
 say() { printf '[chaos %4ss] %s\n' $(($(date +%s) - CHAOS_T0)) "$*" >&2; }
 die() { say "ERROR: $*"; exit 2; }
 

@@ -182,16 +182,7 @@ if [ "$MODE" = netns ]; then
   # one process whose PID $! is.
   CTL=(ip netns exec "$HUB")
 else
-  # Ports below the usual ephemeral ranges (Linux 32768+, macOS 49152+), so
-  # no client connection holds one; 9 per run, from a random base.
-  port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-  for _ in 1 2 3 4 5 6 7 8 9 10; do
-    BASE=$((20000 + (RANDOM % 120) * 100))
-    ok=1
-    for o in 0 1 2 10 11 12 20 21 22; do port_free $((BASE + o)) || ok=0; done
-    [ $ok = 1 ] && break
-  done
-  [ $ok = 1 ] || die "no free port range found"
+  pick_ports
   for i in 0 1 2; do URLS[i]="http://127.0.0.1:$((BASE + i))"; done
   SEED=127.0.0.1:$((BASE + 20))
   CTL=()

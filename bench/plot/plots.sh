@@ -58,8 +58,8 @@ OUT=${PLOTS_OUT:-$(mktemp -d "${TMPDIR:-/tmp}/tierlimit-plots.XXXXXX")}
 mkdir -p "$OUT/bin" "$IMG"
 OUT=$(cd "$OUT" && pwd)
 
-# chaos/lib.sh has the cluster checks (wait_members, now_ms, need, die);
-# it wants OUT, TOKEN, NODES and a ctl_curl.
+# chaos/lib.sh has the cluster checks (wait_members, now_ms, need, die)
+# and pick_ports; it wants OUT, TOKEN, NODES and a ctl_curl.
 NODES=3
 TOKEN="plots-$$-$RANDOM$RANDOM"
 CLUSTER_SECRET="plots-key-$$-$RANDOM$RANDOM$RANDOM"
@@ -108,17 +108,7 @@ if has_step timeline; then
   jq '.api_keys += ([.tiers | keys[] as $t | range(1; 31) | {key: "plot-\($t)-\(.)", value: $t}] | from_entries)' \
     config/tiers.json >"$OUT/tiers.json"
 
-  # Loopback ports below the usual ephemeral ranges, 9 from a random base,
-  # as chaos/processes.sh picks them.
-  port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-  ok=0
-  for _ in 1 2 3 4 5 6 7 8 9 10; do
-    BASE=$((20000 + (RANDOM % 120) * 100))
-    ok=1
-    for o in 0 1 2 10 11 12 20 21 22; do port_free $((BASE + o)) || ok=0; done
-    [ $ok = 1 ] && break
-  done
-  [ $ok = 1 ] || die "no free port range found"
+  pick_ports
   URLS=()
   for i in 0 1 2; do URLS[i]="http://127.0.0.1:$((BASE + i))"; done
   SEED=127.0.0.1:$((BASE + 20))
