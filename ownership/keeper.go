@@ -140,12 +140,11 @@ type Keeper struct {
 	orphans []*bucket.Store    // copies of restarted members' old processes
 	closed  bool               // leaving: no more copies taken
 
-	// failing holds the peers the last move to failed. A peer that
-	// crashed is sent backups every BackupInterval until failure
-	// detection drops it, seconds later: it is warned of once, not ten
-	// times a second.
-	failMu  sync.Mutex
-	failing map[string]bool
+	// warns gate the Warn logs about each peer, warnEvery apart as the
+	// Router's are: a peer that crashed is sent backups every
+	// BackupInterval until failure detection drops it, seconds later.
+	warnMu sync.Mutex
+	warns  map[string]*warnGate
 }
 
 // copies are the copies of one member's counts, sent by its process with
@@ -188,7 +187,7 @@ func NewKeeper(cfg KeeperConfig) *Keeper {
 		boot:    cfg.Boot,
 		restore: make(chan struct{}, 1),
 		backups: make(map[string]*copies),
-		failing: make(map[string]bool),
+		warns:   make(map[string]*warnGate),
 	}
 }
 
@@ -205,11 +204,11 @@ func (k *Keeper) Members(ctx context.Context, failed, left []string) {
 	members := k.ring.Members()
 	k.heirs.Set(slices.DeleteFunc(members, func(m string) bool { return m == k.self }))
 	now := k.clock()
-	k.failMu.Lock()
+	k.warnMu.Lock()
 	for _, name := range slices.Concat(failed, left) {
-		delete(k.failing, name) // if it comes back and fails, that is news
+		delete(k.warns, name)
 	}
-	k.failMu.Unlock()
+	k.warnMu.Unlock()
 
 	k.mu.Lock()
 	var restore []bucket.Count
@@ -361,33 +360,28 @@ func (k *Keeper) sendTo(ctx context.Context, owner string, window time.Duration,
 		k.obs.Moved(kind, len(batch), err)
 		if err != nil {
 			level := slog.LevelDebug
-			if k.moved(owner, false) {
+			warn, suppressed := k.warnGate(owner).allow(k.clock())
+			if warn {
 				level = slog.LevelWarn
 			}
-			k.log.Log(ctx, level, "could not move counts to peer", "peer", owner, "kind", kind, "keys", len(counts)-start, "err", err)
+			k.log.Log(ctx, level, "could not move counts to peer", "peer", owner, "kind", kind,
+				"keys", len(counts)-start, "suppressed", suppressed, "err", err)
 			return counts[start:]
 		}
-	}
-	if k.moved(owner, true) {
-		k.log.Info("moving counts to peer again", "peer", owner)
 	}
 	return nil
 }
 
-// moved records whether a move to peer worked, and reports whether that
-// changes what the last move said.
-func (k *Keeper) moved(peer string, ok bool) bool {
-	k.failMu.Lock()
-	defer k.failMu.Unlock()
-	if k.failing[peer] == !ok {
-		return false
+// warnGate returns the gate of the Warn logs about peer.
+func (k *Keeper) warnGate(peer string) *warnGate {
+	k.warnMu.Lock()
+	defer k.warnMu.Unlock()
+	g := k.warns[peer]
+	if g == nil {
+		g = &warnGate{}
+		k.warns[peer] = g
 	}
-	if ok {
-		delete(k.failing, peer)
-	} else {
-		k.failing[peer] = true
-	}
-	return true
+	return g
 }
 
 // ErrNoMover is the error of a move to a member the Keeper has no Mover
