@@ -108,7 +108,8 @@ type Config struct {
 	// then sets Name, BindAddr, BindPort, AdvertiseAddr, AdvertisePort,
 	// Delegate, Events, Ping, Keyring, Logger and LogOutput on the copy. A
 	// Transport in it is used as is (BindAddr and BindPort then do
-	// nothing). Nil means memberlist.DefaultLANConfig.
+	// nothing). Nil means memberlist.DefaultLANConfig with
+	// DeadNodeReclaimTime, DefaultRetransmitMult and DefaultPushPullInterval.
 	Memberlist *memberlist.Config
 
 	// Logger receives this package's logs and memberlist's, the latter at

@@ -1,6 +1,7 @@
 // Command gossipsim simulates the gossip of a large tierlimit cluster in one
-// process: M real cluster.Nodes (hashicorp/memberlist underneath, configured
-// as package cluster configures it) on an in-memory network, no sockets. It
+// process: M real cluster.Nodes (hashicorp/memberlist underneath, on
+// memberlist's LAN settings, each run changing one) on an in-memory network,
+// no sockets. It
 // times join convergence, the spread of a health broadcast, push/pull
 // catch-up of a member that missed it, and failure detection, at each
 // cluster size and memberlist setting it is asked for, and writes the
@@ -78,7 +79,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 		o.sizes = append(o.sizes, n)
 	}
 	if o.broadcasts < 1 || o.laggards < 0 || o.victims < 0 || o.check <= 0 || o.timeout <= 0 {
-		return o, errors.New("-broadcasts must be at least 1; -laggards, -victims, -check and -timeout not negative")
+		return o, errors.New("-broadcasts must be at least 1, -laggards and -victims not negative, -check and -timeout positive")
 	}
 	return o, nil
 }

@@ -73,7 +73,7 @@ func report(results []*Result, info runInfo) string {
 			retransmitLimit(4, sizes[len(sizes)-1]), missProbability(retransmitLimit(4, sizes[len(sizes)-1])))
 
 		p("#### Join, a late joiner, failure detection\n\n")
-		p("*Join*: from the first of M members starting (all join one seed) until every member sees M alive. ")
+		p("*Join*: from the last of M members starting (all join one seed) until every member sees M alive. ")
 		p("A member that got none of the alive messages about another sees it only after a push/pull; *pairs missing* counts such (member, unseen member) pairs when the join bound passed, next to a naive model, M(M-1)/2 x e^-limit with limit = RetransmitMult x ceil(log10(M+1)) sends per member, which counts too many sends: the limit is taken from the members a member knows at each send, so one that still knows few retires an alive message early. ")
 		p("*Join gossip after*: how long memberlist's own alive messages kept going after the join, or after the join bound if pairs were missing (until a %s with at most one gossip packet per 100 members), and the bytes each member sent from its start until then. ", lanPhases.Tick)
 		p("*Late joiner*: a member started after the broadcasts, until it has the state (its join is a push/pull). ")

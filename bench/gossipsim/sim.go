@@ -86,7 +86,8 @@ type Spec struct {
 	Members  int    // cluster size, M
 	Settings Settings
 	// Base returns the memberlist configuration before Settings; nil means
-	// lanConfig, what package cluster uses by default.
+	// lanConfig, memberlist's LAN settings as package cluster had them
+	// before it took RetransmitMult and PushPullInterval from this sweep.
 	Base func() *memberlist.Config
 	// Compression keeps memberlist's EnableCompression on, as package
 	// cluster runs it. Off, members send packets and streams uncompressed
@@ -136,8 +137,7 @@ func (s Spec) base() *memberlist.Config {
 type Result struct {
 	Spec      Spec
 	Config    memberlist.Config // the base configuration the members ran with
-	Start     time.Duration     // to create the M members
-	Join      time.Duration     // from the first start until every member saw M alive
+	Join      time.Duration     // from the last start until every member saw M alive
 	JoinLeft  int               // members that did not see M alive within Phases.Join
 	JoinPairs int               // (member, member it does not see) pairs then
 	// JoinAll is when, after JoinLeft > 0, every member saw M alive at last
@@ -151,15 +151,13 @@ type Result struct {
 	Quiet     time.Duration
 	JoinBytes float64 // bytes sent per member from the start until quiet
 
-	Reach     []time.Duration // per broadcast: until the last member had it
-	Half      []time.Duration // per broadcast: until half the members had it
-	Missed    int             // receipts missing when a broadcast's Reach bound passed
-	Idle      float64         // bytes sent per member per second, idle
-	IdleTCP   float64         // of which on streams (push/pull)
-	During    float64         // bytes sent per member per second from a write until its last receipt
-	Extra     float64         // bytes per member per broadcast above idle, over Phases.Window
-	Exchanges uint64          // streams opened while idle and broadcasting (push/pulls)
-	PerXchg   float64         // bytes per stream then: one push/pull exchange, both ways
+	Reach   []time.Duration // per broadcast: until the last member had it
+	Half    []time.Duration // per broadcast: until half the members had it
+	Missed  int             // receipts missing when a broadcast's Reach bound passed
+	Idle    float64         // bytes sent per member per second, idle
+	During  float64         // bytes sent per member per second from a write until its last receipt
+	Extra   float64         // bytes per member per broadcast above idle, over Phases.Window
+	PerXchg float64         // bytes per stream then: one push/pull exchange, both ways
 
 	Laggard     []time.Duration // per laggard and broadcast: until it learnt the state by push/pull
 	LaggardLeft int             // laggards that had not within Phases.Laggard
@@ -239,7 +237,6 @@ func (s *sim) run(ctx context.Context, r *Result) error {
 	M, ph := s.spec.Members, s.spec.Phases
 	// The laggards are the last members, so the seed, the broadcast origins
 	// and the victims hear gossip normally.
-	t0 := time.Now()
 	for i := range M {
 		var join []string
 		if i > 0 {
@@ -252,8 +249,7 @@ func (s *sim) run(ctx context.Context, r *Result) error {
 			return err
 		}
 	}
-	r.Start = time.Since(t0)
-	t0 = time.Now() // join convergence counts from the last start
+	t0 := time.Now() // join convergence counts from the last start
 	left, err := s.waitFor(ctx, ph.Join, func() int {
 		n := 0
 		for _, m := range s.members {
@@ -297,14 +293,12 @@ func (s *sim) run(ctx context.Context, r *Result) error {
 	pk1, st1 := s.sent()
 	secs := time.Since(idleStart).Seconds()
 	r.Idle = window(pk0, st0, pk1, st1) / float64(M) / secs
-	r.IdleTCP = st1.Minus(st0).Wire() / float64(M) / secs
 
 	if err := s.broadcasts(ctx, r); err != nil {
 		return err
 	}
 	_, st2 := s.sent()
 	if x := s.dials() - dials0; x > 0 {
-		r.Exchanges = x
 		r.PerXchg = st2.Minus(st0).Wire() / float64(x)
 	}
 

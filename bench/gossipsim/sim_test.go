@@ -69,7 +69,7 @@ func TestRunRejectsBadSpecs(t *testing.T) {
 	assert.Error(t, err)
 }
 
-func TestLANConfigIsClusters(t *testing.T) {
+func TestLANConfigIsTheSweepsBaseline(t *testing.T) {
 	c := lanConfig()
 	d := memberlist.DefaultLANConfig()
 	assert.Equal(t, cluster.DeadNodeReclaimTime, c.DeadNodeReclaimTime)
