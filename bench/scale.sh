@@ -328,7 +328,7 @@ mkdir -p "$OUT/floor"
 floor_pid=$!
 LIVE[$floor_pid]=floor
 wait_url floor "$floor_pid" "$FLOOR_URL/readyz"
-"$LOADGEN" "${LOAD_ARGS[@]}" -targets "$FLOOR_URL" -d "${WARM_S}s" >/dev/null 2>>"$OUT/floor/loadgen.log" || true
+"$LOADGEN" "${LOAD_ARGS[@]}" -targets "$FLOOR_URL" -d "${WARM_S}s" >/dev/null 2>>"$OUT/loadgen.log" || true
 load_window "$OUT" floor "$FLOOR_URL" "floor=$floor_pid"
 stop_pids TERM "$floor_pid"
 
@@ -383,7 +383,8 @@ run_size() {
   idle_window "$d"
 
   log "N = $n: $WRITES admin writes"
-  "$SCALE" health -nodes "$d/nodes.tsv" -token "$TOKEN" -writes "$WRITES" -timeout 20s -out "$d/health.json"
+  "$SCALE" health -nodes "$d/nodes.tsv" -token "$TOKEN" -writes "$WRITES" -timeout 20s -out "$d/health.json" ||
+    log "N = $n: admin writes failed; the table says so"
 
   log "N = $n: load, $RATE req/s over $n nodes (${WARM_S} s warm-up, ${LOAD_S} s measured)"
   "$LOADGEN" "${LOAD_ARGS[@]}" -targets "$targets" -d "${WARM_S}s" >"$d/warm.json" 2>>"$d/loadgen.log" || true
@@ -405,7 +406,7 @@ run_size() {
   stop_pids TERM "${NODE_PIDS[$l]}" # it has exited, or gets 10 s more
 
   "$SCALE" snap -out "$d/end.json"
-  "$SCALE" events -nodes "$d/nodes.tsv" -killed "$vname" -out "$d/events.json"
+  "$SCALE" events -nodes "$d/nodes.tsv" -killed "$vname,$lname" -out "$d/events.json"
   : >"$d/died.txt"
   for ((i = 0; i < n; i++)); do
     if [ "$i" = "$v" ] || [ "$i" = "$l" ]; then continue; fi

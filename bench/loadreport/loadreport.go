@@ -61,6 +61,12 @@ type Status struct {
 	Canceled uint64 `json:"canceled"`
 }
 
+// Errors counts the requests that were neither admitted nor refused with a
+// 429: every other status, and those that got no response.
+func (s Status) Errors() uint64 {
+	return s.Unauthorized + s.ClientError + s.ServerError + s.Other + s.TransportError
+}
+
 // Latency sums up the latencies, in microseconds, of the requests that got
 // a response, from sending the request to reading the whole body. Mean and
 // Max are exact; the quantiles are the top of the histogram bucket that

@@ -40,11 +40,6 @@ var designLabel = map[string]string{
 	designTL:    "tierlimit cluster",
 }
 
-// errorCount counts the requests that got neither a 200 nor a 429.
-func errorCount(s loadreport.Status) uint64 {
-	return s.Unauthorized + s.ClientError + s.ServerError + s.Other + s.TransportError
-}
-
 // exact reports whether every key of the tier was admitted exactly its
 // bound, with nothing left undecided.
 func exact(t loadreport.TierAccuracy) bool {
@@ -215,7 +210,7 @@ func render(runs []result, meta [][2]string) string {
 			micros(r.rep.Latency.P50), micros(r.rep.Latency.P99),
 			ratioOf(r.rep.Latency.P50, f, func(l *loadreport.Report) float64 { return l.Latency.P50 }),
 			ratioOf(r.rep.Latency.P99, f, func(l *loadreport.Report) float64 { return l.Latency.P99 }),
-			r.rep.Status.Limited, errorCount(r.rep.Status), r.fallbackCell(), r.others)
+			r.rep.Status.Limited, r.rep.Status.Errors(), r.fallbackCell(), r.others)
 	}
 	b.WriteString("\nLoads: enterprise, fresh enterprise keys whose limit never binds, so every request is a full check; " +
 		"mixed, 60% free, 30% pro and 10% enterprise requests, so most free requests are refusals. " +

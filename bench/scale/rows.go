@@ -139,7 +139,7 @@ func rows(floor *loadreport.Report) []row {
 				return "-"
 			}
 			s := l.Status
-			return fmt.Sprintf("%s (%d, %d)", num(l.RequestsPerSecond, 0), s.Limited, s.ServerError+s.TransportError+s.Unauthorized+s.ClientError+s.Other)
+			return fmt.Sprintf("%s (%d, %d)", num(l.RequestsPerSecond, 0), s.Limited, s.Errors())
 		}},
 		{"requests that paid a round trip to the owner (forwarded); by lease, local", func(r *nRun) string {
 			d := decisions(r.Load0, r.Load1)

@@ -409,8 +409,9 @@ func (r *nRun) problems() []string {
 	}
 	if l := r.Load; l == nil {
 		p("load: no loadgen report")
-	} else if bad := l.Status.ServerError + l.Status.TransportError + l.Status.Unauthorized + l.Status.ClientError + l.Status.Other; bad > 0 {
-		p("load: %d responses were neither 200 nor 429 (5xx %d, transport errors %d, 401 %d)", bad, l.Status.ServerError, l.Status.TransportError, l.Status.Unauthorized)
+	} else if s := l.Status; s.Errors() > 0 {
+		p("load: %d requests were neither 200 nor 429 (5xx %d, transport errors %d, 401 %d, other 4xx %d, other %d)",
+			s.Errors(), s.ServerError, s.TransportError, s.Unauthorized, s.ClientError, s.Other)
 	}
 	if len(r.Died) > 0 {
 		p("nodes exited by themselves: %s", strings.Join(r.Died, ", "))

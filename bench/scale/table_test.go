@@ -130,7 +130,7 @@ func TestRenderListsProblems(t *testing.T) {
 		"N = 2: formation: no result",
 		"N = 2: kill -9: 1 of 2 nodes did not get there within 1m0s (b)",
 		"N = 2: admin write 2 (NORMAL to ): 2 of 2 nodes did not apply it within 20s",
-		"N = 2: load: 3 responses were neither 200 nor 429 (5xx 0, transport errors 3, 401 0)",
+		"N = 2: load: 3 requests were neither 200 nor 429 (5xx 0, transport errors 3, 401 0, other 4xx 0, other 0)",
 		"N = 2: nodes exited by themselves: b",
 	}, problems)
 	assert.Contains(t, md, "**Problems in this run:**")
