@@ -247,6 +247,16 @@ func (l *Limiter) startAttrs() []any {
 // Retry-After. It works with any router.
 func (l *Limiter) Middleware(next http.Handler) http.Handler { return l.mw.Middleware(next) }
 
+// AuthorizeHandler returns the forward-auth endpoint: for any method and
+// any path under it, it counts the request's X-API-Key as Middleware does
+// and answers 200 with the rate-limit headers and no body, or the 429 or
+// 401 Middleware would write. Mount it where a proxy or a sidecar's client
+// asks, as cmd/node does:
+//
+//	mux.Handle("/authorize", lim.AuthorizeHandler())
+//	mux.Handle("/authorize/", lim.AuthorizeHandler()) // Envoy appends the original path
+func (l *Limiter) AuthorizeHandler() http.Handler { return l.mw.Authorize() }
+
 // AdminHandler returns the handler of the admin endpoints, which routes on
 // the last element of the path, so mount it under any prefix:
 // mux.Handle("/system/", lim.AdminHandler()) serves

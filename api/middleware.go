@@ -152,6 +152,21 @@ func (l *Limiter) Middleware(next http.Handler) http.Handler {
 	})
 }
 
+// Authorize returns the forward-auth handler, for a proxy that asks before
+// it passes a request on (nginx auth_request, Envoy's HTTP ext_authz,
+// Traefik's ForwardAuth) and for a sidecar's client such as the Python
+// middleware. It takes any method and any path, and decides the request's
+// X-API-Key exactly as Middleware does: 200 with the rate-limit headers and
+// no body when the request may go on, else the 401 or 429 Middleware would
+// write, headers and JSON body included. The request's body is never read.
+func (l *Limiter) Authorize() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if l.Allow(w, r) {
+			w.WriteHeader(http.StatusOK)
+		}
+	})
+}
+
 // Allow decides r, writes the rate-limit headers, and reports whether the
 // request may go on. When it returns false it has already written the 401
 // or 429 response. Use it where a handler cannot be wrapped.

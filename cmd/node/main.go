@@ -1,7 +1,12 @@
 // Command node runs one instance of the rate limiter: the library
-// (package tierlimit) behind a demo endpoint, GET /test, with the admin
-// endpoints, probes and metrics, as one binary for people who want a
-// binary, and for tests and demos.
+// (package tierlimit) with the admin endpoints, probes and metrics, as one
+// binary for people who want a binary, and for tests and demos. It puts
+// the limiter in front of a service in any language in two ways, side by
+// side: with -upstream URL it is a reverse proxy, checking every request
+// but its own endpoints and passing the admitted ones to URL; and
+// /authorize answers forward-auth checks (nginx auth_request, Envoy's
+// ext_authz, Traefik's ForwardAuth, the Python middleware). Without
+// -upstream it serves a demo endpoint, GET /test, behind the limiter.
 //
 // Every flag can also be set by an environment variable named after it in
 // upper case with underscores: -http-addr is HTTP_ADDR. A flag given on the
@@ -23,6 +28,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"syscall"
@@ -34,6 +40,7 @@ import (
 
 	"github.com/tierlimit/tierlimit"
 	"github.com/tierlimit/tierlimit/api"
+	"github.com/tierlimit/tierlimit/proxy"
 )
 
 func main() {
@@ -50,8 +57,11 @@ func main() {
 
 // options are the node's settings: the Limiter's, and the node's own.
 type options struct {
-	cfg           tierlimit.Config
-	httpAddr      string
+	cfg      tierlimit.Config
+	httpAddr string
+	// upstream configures the reverse proxy; its Upstream is nil without
+	// -upstream, and the node serves GET /test instead.
+	upstream      proxy.Config
 	shutdownGrace time.Duration
 	logLevel      string
 	logFormat     string
@@ -68,6 +78,10 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.SetOutput(io.Discard) // a mistake gets one line, from main, not the usage
 	tierlimit.BindFlags(fs, &o.cfg)
 	fs.StringVar(&o.httpAddr, "http-addr", ":8080", "HTTP listen address (env HTTP_ADDR)")
+	fs.Var(urlFlag{&o.upstream.Upstream}, "upstream", "reverse-proxy mode: check every request but the node's own endpoints, then pass it to this http(s) URL, such as http://127.0.0.1:8000 (env UPSTREAM); empty serves the demo GET /test")
+	tierlimit.DurationVar(fs, &o.upstream.DialTimeout, "upstream-dial-timeout", proxy.DefaultDialTimeout, "how long opening a connection to the upstream may take; then 502 (env UPSTREAM_DIAL_TIMEOUT)")
+	tierlimit.DurationVar(fs, &o.upstream.ResponseTimeout, "upstream-response-timeout", proxy.DefaultResponseTimeout, "how long the upstream may take to begin its answer once it has the whole request; then 504. Set it above your longest synchronous job (env UPSTREAM_RESPONSE_TIMEOUT)")
+	tierlimit.DurationVar(fs, &o.upstream.IdleTimeout, "proxy-idle-timeout", proxy.DefaultIdleTimeout, "how long a proxied request's client may leave its upload or its download without progress (env PROXY_IDLE_TIMEOUT)")
 	tierlimit.DurationVar(fs, &o.shutdownGrace, "shutdown-grace", 10*time.Second, "how long in-flight requests may take to finish on shutdown (env SHUTDOWN_GRACE)")
 	o.logLevel, o.logFormat = "info", "auto"
 	fs.Var(choiceFlag{&o.logLevel, logLevels}, "log-level", "debug, info, warn or error (env LOG_LEVEL)")
@@ -90,6 +104,14 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	o.nodeNameSet = o.nodeNameSet || getenv(tierlimit.EnvName("node-name")) != ""
 	if o.shutdownGrace < 0 {
 		return o, fmt.Errorf("-shutdown-grace: %v is negative", o.shutdownGrace)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"upstream-dial-timeout", o.upstream.DialTimeout}, {"upstream-response-timeout", o.upstream.ResponseTimeout}, {"proxy-idle-timeout", o.upstream.IdleTimeout}} {
+		if d.v <= 0 {
+			return o, fmt.Errorf("-%s: %v is not positive", d.name, d.v)
+		}
 	}
 	return o, nil
 }
@@ -141,7 +163,17 @@ func serve(ctx context.Context, o options, log *slog.Logger) error {
 		_ = lim.Close(ctx)
 		return fmt.Errorf("listen http %s: %w", o.httpAddr, err)
 	}
-	srv := api.NewHTTPServer(newMux(lim, o.cfg.NodeName, promhttp.HandlerFor(reg, promhttp.HandlerOpts{})), log)
+	var app http.Handler // nil: the demo GET /test
+	if o.upstream.Upstream != nil {
+		o.upstream.Logger = log
+		p, err := proxy.New(o.upstream)
+		if err != nil {
+			_ = lim.Close(ctx)
+			return err
+		}
+		app = p
+	}
+	srv := api.NewHTTPServer(newMux(lim, o.cfg.NodeName, app, promhttp.HandlerFor(reg, promhttp.HandlerOpts{})), log)
 	go func() {
 		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("http server stopped", "err", err)
@@ -157,7 +189,7 @@ func serve(ctx context.Context, o options, log *slog.Logger) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	log.Info("node started", "node", o.cfg.NodeName, "http_addr", lis.Addr().String(),
-		"gossip_addr", self.Addr, "grpc_addr", self.GRPCAddr)
+		"gossip_addr", self.Addr, "grpc_addr", self.GRPCAddr, "upstream", upstreamAttr(o.upstream.Upstream))
 	for ctx.Err() == nil {
 		select {
 		case <-hup:
@@ -180,37 +212,86 @@ func serve(ctx context.Context, o options, log *slog.Logger) error {
 	return errors.Join(errs...)
 }
 
-// newMux returns the node's HTTP handler:
+// newMux returns the node's HTTP handler. Its own endpoints:
 //
-//	GET  /test            demo endpoint behind the rate limiter
 //	     /system/health   GET the health state, POST to set it (admin token)
 //	GET  /system/cluster  members and which one answered (admin token)
+//	     /authorize[/…]   forward-auth: any method, 200, 401 or 429
 //	GET  /livez, /readyz  probes, never rate limited
 //	GET  /metrics         Prometheus text format
-func newMux(lim *tierlimit.Limiter, node string, metrics http.Handler) http.Handler {
+//
+// Every other path goes through the rate limiter to app, or, when app is
+// nil, to the demo endpoint GET /test (and other paths get 404).
+func newMux(lim *tierlimit.Limiter, node string, app, metrics http.Handler) http.Handler {
 	mux := http.NewServeMux()
-	limited := lim.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// The canonical form of X-API-Key, which Get then takes as it is.
-		tier, _ := lim.Tier(r.Header.Get("X-Api-Key"))
-		api.WriteJSON(w, http.StatusOK, api.TestResponse{OK: true, Tier: tier.Name, Status: lim.Health().Status.String(), Node: node})
-	}))
-	mux.HandleFunc("/test", func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			api.MethodNotAllowed(w, "GET, HEAD") // refused before the limiter: not counted
-			return
-		}
-		limited.ServeHTTP(w, r)
-	})
+	if app != nil {
+		mux.Handle("/", lim.Middleware(app))
+	} else {
+		limited := lim.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			// The canonical form of X-API-Key, which Get then takes as it is.
+			tier, _ := lim.Tier(r.Header.Get("X-Api-Key"))
+			api.WriteJSON(w, http.StatusOK, api.TestResponse{OK: true, Tier: tier.Name, Status: lim.Health().Status.String(), Node: node})
+		}))
+		mux.HandleFunc("/test", func(w http.ResponseWriter, r *http.Request) {
+			if r.Method != http.MethodGet && r.Method != http.MethodHead {
+				api.MethodNotAllowed(w, "GET, HEAD") // refused before the limiter: not counted
+				return
+			}
+			limited.ServeHTTP(w, r)
+		})
+		mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+			api.WriteError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.URL.Path)
+		})
+	}
 	mux.Handle("/system/", lim.AdminHandler())
+	mux.Handle("/authorize", lim.AuthorizeHandler())
+	mux.Handle("/authorize/", lim.AuthorizeHandler())
 	mux.HandleFunc("/livez", func(w http.ResponseWriter, r *http.Request) {
 		api.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.Handle("/readyz", lim.ReadyHandler())
 	mux.Handle("/metrics", metrics)
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		api.WriteError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.URL.Path)
-	})
 	return mux
+}
+
+// upstreamAttr is the upstream for the start log line: its URL without
+// user info, or "" when the node serves /test.
+func upstreamAttr(u *url.URL) string {
+	if u == nil {
+		return ""
+	}
+	return u.Redacted()
+}
+
+// urlFlag is -upstream: an http or https URL with a host, or empty for
+// none.
+type urlFlag struct{ p **url.URL }
+
+func (f urlFlag) String() string {
+	if f.p == nil || *f.p == nil {
+		return ""
+	}
+	return (*f.p).Redacted()
+}
+
+func (f urlFlag) Set(s string) error {
+	if s == "" {
+		*f.p = nil
+		return nil
+	}
+	u, err := url.Parse(s)
+	switch {
+	case err != nil || u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Errorf("the scheme must be http or https, as in http://127.0.0.1:8000")
+	case u.Host == "":
+		return fmt.Errorf("no host: give one such as http://127.0.0.1:8000")
+	case u.User != nil:
+		return fmt.Errorf("user info is not supported")
+	case u.RawQuery != "" || u.Fragment != "":
+		return fmt.Errorf("a query or fragment is not supported: give the base URL, such as http://127.0.0.1:8000/api")
+	}
+	*f.p = u
+	return nil
 }
 
 func randomToken() string {

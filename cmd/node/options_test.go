@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"io"
+	"net/url"
 	"os"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tierlimit/tierlimit"
+	"github.com/tierlimit/tierlimit/proxy"
 )
 
 func envOf(m map[string]string) func(string) string {
@@ -39,6 +41,7 @@ func TestOptionsFromEnvironmentAndFlags(t *testing.T) {
 		"JOIN": "a:7946, b:7946,", "ADVERTISE_ADDR": "10.0.0.1", "NODE_NAME": "n1",
 		"ADMIN_TOKEN": "t", "CLUSTER_KEY": "k", "FORWARD_TIMEOUT": "3ms", "MAX_KEYS": "10",
 		"MAX_CLOCK_OFFSET": "1s", "STATE_FILE": "/var/lib/tierlimit/health.json", "INSECURE_OPEN_CLUSTER": "true",
+		"UPSTREAM": "http://127.0.0.1:8000/api", "UPSTREAM_RESPONSE_TIMEOUT": "90s",
 	})
 	o, err := parseOptions([]string{"-http-addr", ":9"}, env, io.Discard)
 	require.NoError(t, err)
@@ -52,6 +55,10 @@ func TestOptionsFromEnvironmentAndFlags(t *testing.T) {
 			ForwardTimeoutMin: time.Millisecond, ForwardTimeoutMax: 20 * time.Millisecond,
 		},
 		httpAddr: ":9", shutdownGrace: 10 * time.Second, logLevel: "info", logFormat: "auto", nodeNameSet: true,
+		upstream: proxy.Config{
+			Upstream:    &url.URL{Scheme: "http", Host: "127.0.0.1:8000", Path: "/api"},
+			DialTimeout: 5 * time.Second, ResponseTimeout: 90 * time.Second, IdleTimeout: time.Minute,
+		},
 	}, o, "a flag beats its variable; every other variable applies")
 }
 
@@ -66,6 +73,8 @@ func TestOptionsRejectBadValues(t *testing.T) {
 		{"bad duration", []string{"-shutdown-grace", "5"}, nil, "shutdown-grace"},
 		{"negative grace", []string{"-shutdown-grace", "-1s"}, nil, "-shutdown-grace"},
 		{"stray argument", []string{"serve"}, nil, "unexpected argument"},
+		{"zero upstream timeout", []string{"-upstream-response-timeout", "0s"}, nil, "-upstream-response-timeout: 0s is not positive"},
+		{"negative idle timeout", nil, map[string]string{"PROXY_IDLE_TIMEOUT": "-1s"}, "-proxy-idle-timeout: -1s is not positive"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -125,6 +134,14 @@ func TestCommandLineMistakesGetOneLine(t *testing.T) {
 		{"log level in the environment", nil, map[string]string{"LOG_LEVEL": "loud"},
 			`environment variable LOG_LEVEL="loud": want debug, info, warn or error`},
 		{"log format", []string{"-log-format", "xml"}, nil, `invalid value "xml" for flag -log-format: want json, text or auto`},
+		{"upstream without a scheme", []string{"-upstream", "127.0.0.1:8000"}, nil,
+			`invalid value "127.0.0.1:8000" for flag -upstream: the scheme must be http or https, as in http://127.0.0.1:8000`},
+		{"upstream in the environment", nil, map[string]string{"UPSTREAM": "ftp://x"},
+			`environment variable UPSTREAM="ftp://x": the scheme must be http or https, as in http://127.0.0.1:8000`},
+		{"upstream without a host", []string{"-upstream", "http:///api"}, nil,
+			`invalid value "http:///api" for flag -upstream: no host: give one such as http://127.0.0.1:8000`},
+		{"upstream with a query", []string{"-upstream", "http://a:1/?x=1"}, nil,
+			`invalid value "http://a:1/?x=1" for flag -upstream: a query or fragment is not supported: give the base URL, such as http://127.0.0.1:8000/api`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
