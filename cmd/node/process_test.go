@@ -28,9 +28,9 @@ type proc struct {
 	gossip string
 }
 
-// startProc starts the binary as a node on 127.0.0.1 with free ports and
-// waits for it to log where it listens.
-func startProc(t *testing.T, bin, name, config string, join string) *proc {
+// startProc starts the binary as a node on 127.0.0.1 with free ports, and
+// extra flags, and waits for it to log where it listens.
+func startProc(t *testing.T, bin, name, config string, join string, extra ...string) *proc {
 	t.Helper()
 	args := []string{"-config", config, "-node-name", name, "-admin-token", testToken,
 		"-http-addr", "127.0.0.1:0", "-grpc-addr", "127.0.0.1:0", "-gossip-addr", "127.0.0.1:0",
@@ -38,6 +38,7 @@ func startProc(t *testing.T, bin, name, config string, join string) *proc {
 	if join != "" {
 		args = append(args, "-join", join)
 	}
+	args = append(args, extra...)
 	p := &proc{Proc: tierlimittest.Start(t, name, bin, args...)}
 	rec := p.WaitLog(t, "node started", 20*time.Second)
 	p.http = "http://" + rec["http_addr"].(string)
