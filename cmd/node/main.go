@@ -172,6 +172,10 @@ func serve(ctx context.Context, o options, log *slog.Logger) error {
 			return err
 		}
 		app = p
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tierlimit_upstream_failures_total",
+			Help: "Requests admitted by the limiter that the upstream (-upstream) failed: 502 for no connection or a broken answer, 504 for no answer within -upstream-response-timeout.",
+		}, func() float64 { return float64(p.Failures()) }))
 	}
 	srv := api.NewHTTPServer(newMux(lim, o.cfg.NodeName, app, promhttp.HandlerFor(reg, promhttp.HandlerOpts{})), log)
 	go func() {

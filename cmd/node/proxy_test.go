@@ -128,6 +128,7 @@ func TestProxyModeChecksThenPasses(t *testing.T) {
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&e))
 	assert.Equal(t, "upstream_unavailable", e.Error.Code)
 	p.WaitLog(t, "upstream failed", 5*time.Second)
+	assert.Contains(t, readAll(t, do(t, http.MethodGet, p.http+"/metrics", "", nil)), "tierlimit_upstream_failures_total 1\n")
 }
 
 // TestProxyModeStreamsALargeUpload sends 200 MB through a node process to
