@@ -31,6 +31,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -226,11 +227,14 @@ func serve(ctx context.Context, o options, log *slog.Logger) error {
 //
 // Every other path goes through the rate limiter to app, or, when app is
 // nil, to the demo endpoint GET /test (and other paths get 404).
+//
+// /authorize and the app's paths are routed on the path as it came, not
+// through ServeMux, which would answer a path with "//" or ".." with a
+// redirect: a proxy's check of /authorize/v1//x must be counted, not sent
+// elsewhere, and the app decides what its own paths mean.
 func newMux(lim *tierlimit.Limiter, node string, app, metrics http.Handler) http.Handler {
 	mux := http.NewServeMux()
-	if app != nil {
-		mux.Handle("/", lim.Middleware(app))
-	} else {
+	if app == nil {
 		limited := lim.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			// The canonical form of X-API-Key, which Get then takes as it is.
 			tier, _ := lim.Tier(r.Header.Get("X-Api-Key"))
@@ -248,14 +252,32 @@ func newMux(lim *tierlimit.Limiter, node string, app, metrics http.Handler) http
 		})
 	}
 	mux.Handle("/system/", lim.AdminHandler())
-	mux.Handle("/authorize", lim.AuthorizeHandler())
-	mux.Handle("/authorize/", lim.AuthorizeHandler())
 	mux.HandleFunc("/livez", func(w http.ResponseWriter, r *http.Request) {
 		api.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.Handle("/readyz", lim.ReadyHandler())
 	mux.Handle("/metrics", metrics)
-	return mux
+
+	authorize := lim.AuthorizeHandler()
+	var limitedApp http.Handler
+	if app != nil {
+		limitedApp = lim.Middleware(app)
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch p := r.URL.Path; {
+		case under(p, "/authorize"):
+			authorize.ServeHTTP(w, r)
+		case limitedApp != nil && !under(p, "/system") && p != "/livez" && p != "/readyz" && p != "/metrics":
+			limitedApp.ServeHTTP(w, r)
+		default:
+			mux.ServeHTTP(w, r)
+		}
+	})
+}
+
+// under reports whether path is prefix or a path below it.
+func under(path, prefix string) bool {
+	return strings.HasPrefix(path, prefix) && (len(path) == len(prefix) || path[len(prefix)] == '/')
 }
 
 // upstreamAttr is the upstream for the start log line: its URL without

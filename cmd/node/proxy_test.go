@@ -120,6 +120,16 @@ func TestProxyModeChecksThenPasses(t *testing.T) {
 	assert.Equal(t, "148", resp.Header.Get(api.HeaderRemaining), "/authorize and the proxy share the key's count")
 	assert.Len(t, a.seen(), tierlimittest.FreeBurst+1)
 
+	// Paths pass as they came: ServeMux would redirect these.
+	resp = do(t, http.MethodGet, p.http+"/v1//jobs/../x", "pro-0", nil)
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "GET /api/v1//jobs/../x", a.seen()[tierlimittest.FreeBurst+1])
+	resp = do(t, http.MethodGet, p.http+"/authorize/v1//x", "pro-0", nil)
+	assert.Equal(t, http.StatusOK, resp.StatusCode, "a check of an unclean path is answered, not redirected")
+	assert.Equal(t, "146", resp.Header.Get(api.HeaderRemaining))
+	resp = do(t, http.MethodGet, p.http+"/authorizer", "pro-0", nil)
+	assert.Equal(t, "GET /api/authorizer", a.seen()[tierlimittest.FreeBurst+2], "only /authorize and what is under it is the node's")
+
 	// The app goes down: 502 in the JSON error shape.
 	a.srv.Close()
 	resp = do(t, http.MethodGet, p.http+"/v1/transcribe", "pro-1", nil)
