@@ -1,0 +1,84 @@
+"""The app under test: FastAPI with TierLimitMiddleware, counting the calls
+each endpoint gets. uvicorn runs it with --factory apps:app_from_env."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import Counter
+from typing import Iterable
+
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.responses import StreamingResponse
+
+from tierlimit import TierLimitMiddleware
+
+# Not checked, so a test can read the counts and a readiness probe needs no key.
+EXCLUDE = ("/count", "/healthz")
+
+
+# A check's timeout well above the default 0.1 s, so that a busy test machine
+# cannot turn an exact count into a failed-open request; the tests of the
+# timeout itself set their own.
+TIMEOUT = 1.0
+
+
+def make_app(node: str, *, fail_open: bool = True, timeout: float = TIMEOUT, exclude: Iterable[str] = EXCLUDE) -> FastAPI:
+    app = FastAPI()
+    calls: Counter = Counter()
+    app.state.calls = calls
+    app.add_middleware(TierLimitMiddleware, node=node, fail_open=fail_open, timeout=timeout, exclude=exclude)
+
+    @app.get("/v1/echo")
+    async def echo() -> dict:
+        calls["echo"] += 1
+        return {"ok": True}
+
+    @app.post("/v1/upload")
+    async def upload(request: Request) -> dict:
+        calls["upload"] += 1
+        body = await request.body()
+        return {"bytes": len(body), "sha256": hashlib.sha256(body).hexdigest()}
+
+    @app.get("/v1/stream")
+    async def stream() -> StreamingResponse:
+        calls["stream"] += 1
+
+        async def parts():
+            for i in range(3):
+                yield f"part {i}\n".encode()
+
+        # The app's own X-Ratelimit-Limit, which the node's must replace.
+        return StreamingResponse(parts(), media_type="text/plain", headers={"X-RateLimit-Limit": "app"})
+
+    @app.websocket("/v1/ws")
+    async def ws(websocket: WebSocket) -> None:
+        calls["ws"] += 1
+        await websocket.accept()
+        await websocket.send_text("hello")
+        await websocket.close()
+
+    @app.get("/count")
+    async def count() -> dict:
+        return dict(calls)
+
+    @app.get("/healthz")
+    async def healthz() -> dict:
+        calls["healthz"] += 1
+        return {"ok": True}
+
+    @app.get("/healthz/live")  # excluded: under /healthz
+    async def healthz_live() -> dict:
+        calls["healthz"] += 1
+        return {"ok": True}
+
+    @app.get("/healthzz")  # checked: "/healthz" is only a string prefix of it
+    async def healthzz() -> dict:
+        calls["healthzz"] += 1
+        return {"ok": True}
+
+    return app
+
+
+def app_from_env() -> FastAPI:
+    return make_app(os.environ["TIERLIMIT_NODE"])
