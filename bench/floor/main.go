@@ -3,7 +3,9 @@
 // as cmd/node's (api.TestResponse, with the key's tier when -config names
 // it), with the same headers and the same http.Server (api.NewHTTPServer),
 // but nothing counts, nothing is refused and no rate-limit headers are
-// written.
+// written. POST /upload reads the request's body whole and throws it away,
+// answering how many bytes came: an upstream for measuring what a proxy
+// holds in memory while a large upload passes through it.
 //
 // It is not part of the product: bench/run.sh starts it to compare.
 package main
@@ -77,13 +79,23 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	return nil
 }
 
+// uploadTimeout bounds how long POST /upload may take to read its body.
+const uploadTimeout = 5 * time.Minute
+
+// uploadResponse is the body of POST /upload's answer.
+type uploadResponse struct {
+	OK    bool   `json:"ok"`
+	Bytes int64  `json:"bytes"`
+	Node  string `json:"node"`
+}
+
 // noKeys knows no key: the body's tier is left empty.
 type noKeys struct{}
 
 func (noKeys) Lookup(string) (config.Tier, bool) { return config.Tier{}, false }
 
-// newHandler returns the floor's handler: GET /test, the probes, and 404
-// JSON for the rest.
+// newHandler returns the floor's handler: GET /test, POST /upload, the
+// probes, and 404 JSON for the rest.
 func newHandler(keys api.Keys, node string) http.Handler {
 	normal := health.Normal.String()
 	mux := http.NewServeMux()
@@ -100,6 +112,21 @@ func newHandler(keys api.Keys, node string) http.Handler {
 			api.WriteJSON(w, http.StatusOK, map[string]string{"status": status})
 		}
 	}
+	mux.HandleFunc("/upload", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			api.MethodNotAllowed(w, "POST")
+			return
+		}
+		// The server's ReadTimeout bounds a whole request; an upload of
+		// hundreds of MB on a slow path may need longer.
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(uploadTimeout))
+		n, err := io.Copy(io.Discard, r.Body)
+		if err != nil {
+			api.WriteError(w, http.StatusBadRequest, "bad_body", "reading the body: "+err.Error())
+			return
+		}
+		api.WriteJSON(w, http.StatusOK, uploadResponse{OK: true, Bytes: n, Node: node})
+	})
 	mux.HandleFunc("/livez", ok("ok"))
 	mux.HandleFunc("/readyz", ok("ready"))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -36,6 +37,7 @@ func TestFloorAnswersLikeTheNodeWithoutLimiting(t *testing.T) {
 		want         int
 	}{
 		{http.MethodPost, "/test", http.StatusMethodNotAllowed},
+		{http.MethodGet, "/upload", http.StatusMethodNotAllowed},
 		{http.MethodGet, "/readyz", http.StatusOK},
 		{http.MethodGet, "/livez", http.StatusOK},
 		{http.MethodGet, "/nope", http.StatusNotFound},
@@ -44,4 +46,29 @@ func TestFloorAnswersLikeTheNodeWithoutLimiting(t *testing.T) {
 		h.ServeHTTP(rec, httptest.NewRequest(tt.method, tt.path, nil))
 		assert.Equal(t, tt.want, rec.Code, "%s %s", tt.method, tt.path)
 	}
+}
+
+func TestFloorUploadReadsAndDiscardsTheBody(t *testing.T) {
+	srv := httptest.NewServer(newHandler(noKeys{}, "n1"))
+	t.Cleanup(srv.Close)
+	const size = 3<<20 + 7 // more than any buffer on the way
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, srv.URL+"/upload",
+		io.LimitReader(zeros{}, size))
+	require.NoError(t, err)
+	req.ContentLength = -1 // chunked, as a streamed upload arrives
+	resp, err := srv.Client().Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode, "POST /upload")
+	var body uploadResponse
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&body))
+	assert.Equal(t, uploadResponse{OK: true, Bytes: size, Node: "n1"}, body)
+}
+
+// zeros reads as an endless run of zero bytes.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
 }

@@ -169,7 +169,7 @@ func (l *loader) send(ctx context.Context, pk pick) result {
 	r := result{tier: pk.tier, accuracy: pk.accuracy, target: target, limit: -1, remaining: -1}
 	rctx, cancel := context.WithTimeout(ctx, l.opts.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(rctx, http.MethodGet, target+"/test", nil)
+	req, err := http.NewRequestWithContext(rctx, l.opts.method, target+l.opts.path, nil)
 	if err != nil {
 		r.outcome, r.err = outcomeTransport, err.Error()
 		return r

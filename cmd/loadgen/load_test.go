@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -66,6 +67,23 @@ func TestLoaderRateAndDuration(t *testing.T) {
 		}, s.targets)
 		assert.Equal(t, keyStats{outcomes: counts{outcomeOK: 20, outcomeLimited: 14}, limits: []int{20}, maxRemaining: 19}, s.keys[0])
 	})
+}
+
+func TestLoaderMethodAndPath(t *testing.T) {
+	var (
+		mu   sync.Mutex
+		seen []string
+	)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.Method+" "+r.URL.String()+" key="+r.Header.Get("X-API-Key"))
+		mu.Unlock()
+	})
+	l := testLoader(t, handlerTransport{h: h}, "-n", "2", "-c", "1", "-mix", "pro=100", "-keys", "1",
+		"-method", "POST", "-path", "/v1/upload?x=1")
+	s, _ := l.run(t.Context(), nil)
+	assert.Equal(t, counts{outcomeOK: 2}, s.outcomes)
+	assert.Equal(t, []string{"POST http://a/v1/upload?x=1 key=pro-demo-1", "POST http://b/v1/upload?x=1 key=pro-demo-1"}, seen)
 }
 
 func TestLoaderCountAndConcurrency(t *testing.T) {

@@ -1,11 +1,11 @@
-// Command loadgen is the load tool of tierlimit. It sends GET /test with an
-// X-API-Key to one or more nodes (round-robin over -targets, or over every
-// address of a -dns name, re-resolved as it changes) from -c workers, for -d
-// or -n requests, at most -rate per second, with keys of the tiers in -mix,
-// and reports throughput, latency quantiles, counts by status, the spread
-// over targets and tiers, and, for -accuracy-keys fresh keys per tier,
-// whether each key was admitted as often as its limit allows: no more, no
-// less. -gen-config writes a tiers file with fresh keys for the nodes and
+// Command loadgen is the load tool of tierlimit. It sends GET /test (or
+// another -method and -path, with an empty body) with an X-API-Key to one
+// or more nodes (round-robin over -targets, or over every address of a -dns
+// name, re-resolved as it changes) from -c workers, for -d or -n requests,
+// at most -rate per second, with keys of the tiers in -mix, and reports
+// throughput, latency quantiles, counts by status, the spread over targets
+// and tiers, and, for -accuracy-keys fresh keys per tier, whether each key
+// was admitted as often as its limit allows: no more, no less. -gen-config writes a tiers file with fresh keys for the nodes and
 // loadgen to share. `loadgen -h` explains the flags and the accuracy rules.
 // With -json the report is one loadreport.Report (package bench/loadreport),
 // which bench/report reads.

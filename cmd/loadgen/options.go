@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
@@ -40,6 +41,8 @@ type options struct {
 	keysFile   string
 
 	targets     []string // base URLs, without a trailing slash
+	method      string   // HTTP method of every request
+	path        string   // request path, with its query, appended to each target
 	dns         string   // host:port, exclusive with targets
 	dnsInterval time.Duration
 
@@ -62,9 +65,10 @@ type options struct {
 	genKeys   int
 }
 
-const usageHead = `loadgen sends GET /test with X-API-Key to tierlimit nodes and reports
-throughput, latency, status counts, the spread over targets and, for a set of
-fresh keys, how exactly the limits were enforced.
+const usageHead = `loadgen sends GET /test (or -method -path) with X-API-Key to tierlimit nodes,
+or to anything behind them, and reports throughput, latency, status counts,
+the spread over targets and, for a set of fresh keys, how exactly the limits
+were enforced.
 
 Usage:
   loadgen [flags]                                  run a load
@@ -121,7 +125,9 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	var targets, mix string
 	fs.StringVar(&o.configPath, "config", "config/tiers.json", "tiers `file`: the window, the tiers' limits, and keys unless -keys-file is set")
 	fs.StringVar(&o.keysFile, "keys-file", "", "tiers `file` to take keys from, by tier (default: -config)")
-	fs.StringVar(&targets, "targets", "http://127.0.0.1:8080", "comma-separated base `URLs`; requests go round-robin to <url>/test")
+	fs.StringVar(&targets, "targets", "http://127.0.0.1:8080", "comma-separated base `URLs`; requests go round-robin to <url><-path>")
+	fs.StringVar(&o.method, "method", http.MethodGet, "HTTP `method` of every request; the body is always empty")
+	fs.StringVar(&o.path, "path", "/test", "request `path`, with an optional query, appended to each target")
 	fs.StringVar(&o.dns, "dns", "", "resolve the name in `host:port` and send to http://<every address>:port, re-resolved every -dns-interval (instead of -targets)")
 	fs.DurationVar(&o.dnsInterval, "dns-interval", 5*time.Second, "how often -dns is resolved again")
 	fs.IntVar(&o.concurrency, "c", 10, "concurrent workers, each with at most one request in flight")
@@ -187,6 +193,12 @@ func (o *options) check(targets, mix string, set map[string]bool) error {
 	} else if o.targets, err = parseTargets(targets); err != nil {
 		return &usageError{err: err}
 	}
+	if err := checkMethod(o.method); err != nil {
+		return &usageError{err: err}
+	}
+	if err := checkPath(o.path); err != nil {
+		return &usageError{err: err}
+	}
 	switch {
 	case o.duration == 0 && o.requests == 0:
 		return usagef("set -d or -n (or both) to bound the run")
@@ -239,4 +251,34 @@ func parseTargets(s string) ([]string, error) {
 		return nil, errors.New("-targets: empty")
 	}
 	return out, nil
+}
+
+// checkMethod reports a method that is not an HTTP token (RFC 9110,
+// Section 5.6.2), such as "GET" or "POST", as net/http would refuse it on
+// every request.
+func checkMethod(m string) error {
+	if m == "" {
+		return errors.New("-method: empty")
+	}
+	for i := 0; i < len(m); i++ {
+		c := m[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0 {
+			continue
+		}
+		return fmt.Errorf("-method %q: not an HTTP method", m)
+	}
+	return nil
+}
+
+// checkPath reports a -path that is not an absolute path with an optional
+// query, such as /test or /v1/x?y=1.
+func checkPath(p string) error {
+	u, err := url.Parse(p)
+	if err != nil || !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || u.Scheme != "" || u.Host != "" {
+		return fmt.Errorf("-path %q: want an absolute path such as /test", p)
+	}
+	if u.Fragment != "" || strings.Contains(p, "#") {
+		return fmt.Errorf("-path %q: a request path has no fragment", p)
+	}
+	return nil
 }

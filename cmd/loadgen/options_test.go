@@ -19,6 +19,8 @@ func TestOptionsDefaults(t *testing.T) {
 	assert.Equal(t, options{
 		configPath:  "config/tiers.json",
 		targets:     []string{"http://127.0.0.1:8080"},
+		method:      "GET",
+		path:        "/test",
 		dnsInterval: 5 * time.Second,
 		concurrency: 10,
 		requests:    100,
@@ -30,12 +32,14 @@ func TestOptionsDefaults(t *testing.T) {
 
 func TestOptionsAllFlags(t *testing.T) {
 	o, err := parseOptions(strings.Fields(
-		"-config c.json -keys-file k.json -targets http://h1:1/,https://h2:2/base -c 3 -d 10s -n 5 -rate 2.5 "+
+		"-config c.json -keys-file k.json -targets http://h1:1/,https://h2:2/base -method POST -path /v1/x?y=1 "+
+			"-c 3 -d 10s -n 5 -rate 2.5 "+
 			"-timeout 1s -keys 7 -mix pro=100 -accuracy-keys 2 -json -quiet -fail-on-5xx -max-over-admission 1.5"), io.Discard)
 	require.NoError(t, err)
 	assert.Equal(t, options{
 		configPath: "c.json", keysFile: "k.json",
-		targets: []string{"http://h1:1", "https://h2:2/base"}, dnsInterval: 5 * time.Second,
+		targets: []string{"http://h1:1", "https://h2:2/base"}, method: "POST", path: "/v1/x?y=1",
+		dnsInterval: 5 * time.Second,
 		concurrency: 3, duration: 10 * time.Second, requests: 5, rate: 2.5, timeout: time.Second,
 		keys: 7, mix: []mixEntry{{"pro", 100}}, accuracyKeys: 2,
 		json: true, quiet: true, failOn5xx: true, maxOver: 1.5,
@@ -74,6 +78,13 @@ func TestOptionsErrors(t *testing.T) {
 		{"-n 1 -targets http://h/?q=1", `-targets "http://h/?q=1": a base URL has no query or fragment`},
 		{"-n 1 -targets ,", "-targets: empty"},
 		{"-n 1 -dns h:1 -targets http://h:1", "-targets and -dns exclude each other"},
+		{"-n 1 -method G@T", `-method "G@T": not an HTTP method`},
+		{"-n 1 -method=", "-method: empty"},
+		{"-n 1 -path test", `-path "test": want an absolute path such as /test`},
+		{"-n 1 -path //h/test", `-path "//h/test": want an absolute path such as /test`},
+		{"-n 1 -path http://h/test", `-path "http://h/test": want an absolute path such as /test`},
+		{"-n 1 -path /a#b", `-path "/a#b": a request path has no fragment`},
+		{"-n 1 -path /a%zz", `-path "/a%zz": want an absolute path such as /test`},
 		{"-n 1 -dns h", `-dns "h": want host:port`},
 		{"-n 1 -dns h:0", `-dns "h:0": port must be 1 to 65535`},
 		{"-n 1 -dns h:1 -dns-interval 1ms", "-dns-interval 1ms: want at least 100ms"},
@@ -96,7 +107,7 @@ func TestOptionsHelp(t *testing.T) {
 	_, err := parseOptions([]string{"-h"}, &stderr)
 	assert.ErrorIs(t, err, flag.ErrHelp)
 	help := stderr.String()
-	for _, want := range []string{"Usage:", "-targets URLs", "-dns host:port", "-accuracy-keys K", "-gen-keys", "lg-<tier>-<runid>-<i>", "Exit status", "Examples:"} {
+	for _, want := range []string{"Usage:", "-targets URLs", "-method method", "-path path", "-dns host:port", "-accuracy-keys K", "-gen-keys", "lg-<tier>-<runid>-<i>", "Exit status", "Examples:"} {
 		assert.Contains(t, help, want)
 	}
 }
