@@ -319,6 +319,60 @@ def test_nothing_listening() -> None:
     asyncio.run(run())
 
 
+def test_connect_slower_than_a_check_goes_on_and_joins_the_pool() -> None:
+    """On a machine too busy to connect within a check's timeout, the check
+    fails (and the middleware fails open or closed), but the connection
+    still made is kept for the next check instead of being thrown away."""
+
+    async def run() -> None:
+        async with FakeNode(answer_all) as node:
+            client = node.client(timeout=0.05)
+            real = client.loop.create_connection
+            gate = asyncio.Event()
+
+            async def slow(*args, **kw):
+                await gate.wait()
+                return await real(*args, **kw)
+
+            client.loop.create_connection = slow  # type: ignore[method-assign]
+            try:
+                with pytest.raises(NodeTimeout, match="connect to 127.0.0.1:.* timed out"):
+                    await client.authorize([b"k"])
+                assert client._open == 1, "the connect goes on in its slot"
+                gate.set()
+                await until("the late connection is idle in the pool", lambda: len(client._idle) == 1)
+            finally:
+                del client.loop.create_connection
+            assert (await client.authorize([b"k"])).status == 200
+            assert node.connections == 1 and client._open == 1
+            client.close()
+            assert client._open == 0
+
+    asyncio.run(run())
+
+
+def test_close_ends_a_connect_under_way() -> None:
+    async def run() -> None:
+        async with FakeNode(answer_all) as node:
+            client = node.client(timeout=0.05)
+            real = client.loop.create_connection
+
+            async def never(*args, **kw):
+                await asyncio.Event().wait()
+                return await real(*args, **kw)
+
+            client.loop.create_connection = never  # type: ignore[method-assign]
+            try:
+                with pytest.raises(NodeTimeout):
+                    await client.authorize([b"k"])
+                client.close()
+                await until("the connect's slot is given back", lambda: client._open == 0 and not client._connecting)
+            finally:
+                del client.loop.create_connection
+
+    asyncio.run(run())
+
+
 def test_cancelled_call_drops_its_connection() -> None:
     async def handle(node, conn, reader, writer) -> None:
         while await node.read(conn, reader) is not None:
@@ -391,6 +445,26 @@ def test_outage_logs_once_then_every_few_seconds(caplog: pytest.LogCaptureFixtur
     o.answered(18.0)
     o.failed(30.0, "no answer")
     assert len(caplog.records) == 4 and caplog.records[-1].levelname == "WARNING"
+
+
+def test_outage_that_flaps_logs_at_most_every_few_seconds(caplog: pytest.LogCaptureFixture) -> None:
+    """A node that fails and answers by turns (a busy machine) logs a
+    WARNING and its INFO, then nothing until the next WARNING is due."""
+    caplog.set_level(logging.INFO, logger="tierlimit")
+    o = _Outage("n", fail_open=True, every=5.0)
+    t = 100.0
+    for _ in range(100):  # a failure, then an answer, every 50 ms for 5 s
+        o.failed(t, "no answer")
+        o.answered(t + 0.01)
+        t += 0.05
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("WARNING", "tierlimit node n unreachable: no answer; requests go on unchecked (fail_open)"),
+        ("INFO", "tierlimit node n answers again after 0.0 s; 1 checks failed meanwhile")]
+    o.failed(105.0, "no answer")
+    assert (caplog.records[-1].levelname, caplog.records[-1].getMessage()) == (
+        "WARNING", "tierlimit node n unreachable: no answer; requests go on unchecked (fail_open); "
+        "100 checks failed since the last warning")
+    assert len(caplog.records) == 3
 
 
 def test_answer_repr() -> None:

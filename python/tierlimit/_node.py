@@ -36,14 +36,15 @@ deadline, for waiting, connecting and the answer together, kept with a
 than ``asyncio.wait_for`` (a task per call: the table's second row). A
 connection whose call timed out, or whose answer could not be parsed, is
 closed and never reused: a late answer on it would be read as the answer
-to the next question.
+to the next question. A connect that outlives its call's deadline goes
+on, for a few seconds at most, and its connection joins the pool.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Deque, List, Optional, Sequence, Tuple
+from typing import Deque, List, Optional, Sequence, Set, Tuple
 
 __all__ = ["Answer", "NodeClient", "NodeError", "NodeTimeout"]
 
@@ -53,6 +54,8 @@ Header = Tuple[bytes, bytes]
 # the node, and reading it would only cost memory.
 _MAX_HEAD = 16 * 1024
 _MAX_BODY = 64 * 1024
+# How long a connect may go on after the check that began it gave up.
+_CONNECT_LIMIT = 5.0
 
 
 class NodeError(Exception):
@@ -305,6 +308,7 @@ class NodeClient:
         self._idle: List[_Conn] = []  # LIFO: the warmest connection is taken first
         self._open = 0  # connections made or being made, and not yet closed
         self._waiters: Deque[asyncio.Future[None]] = deque()
+        self._connecting: Set[asyncio.Task] = set()  # type: ignore[type-arg]  # connects under way, kept from the GC
         self.closed = False
 
     async def authorize(self, keys: Sequence[bytes]) -> Answer:
@@ -345,6 +349,8 @@ class NodeClient:
         """Closes the idle connections, and the others as their calls end;
         calls waiting for a connection fail, and new calls are refused."""
         self.closed = True
+        for task in list(self._connecting):
+            task.cancel()
         idle, self._idle = self._idle, []
         for conn in idle:
             conn.abort()
@@ -374,13 +380,8 @@ class NodeClient:
             if conn is not None:
                 return conn
             if self._open < self._max:
-                self._open += 1
-                try:
-                    return await self._connect(deadline)
-                except BaseException:
-                    self._open -= 1
-                    self._wake()
-                    raise
+                self._open += 1  # the slot is _connect's from here on
+                return await self._connect(deadline)
             fut: asyncio.Future[None] = loop.create_future()
             self._waiters.append(fut)
             timer = loop.call_at(deadline, _expire, fut, "no connection to the node came free in time")
@@ -396,34 +397,51 @@ class NodeClient:
                 timer.cancel()
 
     async def _connect(self, deadline: float) -> _Conn:
+        """Opens a connection in a slot _acquire counted in _open, and
+        returns it by the deadline, or raises.
+
+        A connect that fails gives its slot back. One that outlives the
+        caller (its deadline passed, or it was cancelled) goes on, for up to
+        _CONNECT_LIMIT, and the connection it makes joins the idle pool: on
+        a machine so busy that connecting takes longer than a check may,
+        giving up on every connect would leave every check unanswered."""
         loop = self.loop
         result: asyncio.Future[_Conn] = loop.create_future()
-        task = loop.create_task(loop.create_connection(lambda: _Conn(self), self._host, self._port))
+        task = loop.create_task(
+            asyncio.wait_for(loop.create_connection(lambda: _Conn(self), self._host, self._port), _CONNECT_LIMIT)
+        )
 
         def done(t: asyncio.Task) -> None:  # type: ignore[type-arg]
-            if t.cancelled():
+            exc = NodeError("client closed") if t.cancelled() else t.exception()
+            if exc is None:
+                conn = t.result()[1]
                 if not result.done():
-                    result.set_exception(NodeError("connect cancelled"))
+                    result.set_result(conn)
+                else:
+                    self._adopt(conn)
                 return
-            exc = t.exception()
-            if result.done():  # timed out or abandoned
-                if exc is None:
-                    t.result()[0].abort()
-                return
-            if exc is not None:
+            self._open -= 1
+            self._wake()
+            if not result.done():
                 result.set_exception(NodeError(f"connect to {self._host}:{self._port}: {exc}"))
-            else:
-                result.set_result(t.result()[1])
 
         task.add_done_callback(done)
-        timer = loop.call_at(deadline, _expire_connect, result, task, f"connect to {self._host}:{self._port} timed out")
+        self._connecting.add(task)
+        task.add_done_callback(self._connecting.discard)
+        timer = loop.call_at(deadline, _expire, result, f"connect to {self._host}:{self._port} timed out")
         try:
             return await result
-        except BaseException:
-            task.cancel()
-            raise
         finally:
             timer.cancel()
+
+    def _adopt(self, conn: _Conn) -> None:
+        """Takes a connection its caller no longer waits for into the pool."""
+        if self.closed or conn.lost:
+            conn.abort()
+            self._open -= 1
+        else:
+            self._idle.append(conn)
+        self._wake()
 
     def _release(self, conn: _Conn) -> None:
         if conn.reusable and not conn.lost and not self.closed:
@@ -455,8 +473,3 @@ class NodeClient:
                 fut.set_result(None)
                 return
 
-
-def _expire_connect(result: asyncio.Future, task: asyncio.Task, message: str) -> None:  # type: ignore[type-arg]
-    if not result.done():
-        result.set_exception(NodeTimeout(message))
-    task.cancel()

@@ -99,41 +99,52 @@ def api_keys(headers: Iterable[Tuple[bytes, bytes]]) -> Tuple[List[bytes], Optio
 
 class _Outage:
     """Whether the node answers, and what to log about it: one WARNING when
-    it stops, then at most one every ``every`` seconds, with the count of
-    checks that failed meanwhile, and one INFO when it answers again. Time
-    is a parameter (seconds on any monotonic clock)."""
+    it stops, then at most one every ``every`` seconds with the count of
+    checks that failed meanwhile, and one INFO when it answers again. A
+    node that fails and answers by turns logs no more than that either: a
+    failure within ``every`` seconds of the last WARNING is only counted,
+    and only an outage that was warned of logs its end. Time is a
+    parameter (seconds on any monotonic clock)."""
 
     def __init__(self, node: str, fail_open: bool, every: float = 5.0) -> None:
         self.node = node
         self.outcome = "requests go on unchecked (fail_open)" if fail_open else "requests get 503"
         self.every = every
-        self.down = False
-        self.since = 0.0
-        self.logged_at = 0.0
-        self.failed_total = 0
-        self.unlogged = 0
+        self.down = False  # the last check failed
+        self.warned = False  # a WARNING was logged for the outage going on
+        self.since = 0.0  # when the warned outage began
+        self.warned_at = float("-inf")  # when the last WARNING was logged
+        self.failed_total = 0  # checks failed since the warned outage began
+        self.unlogged = 0  # checks failed since the last WARNING
 
     def failed(self, now: float, reason: str) -> None:
-        self.failed_total += 1
-        if not self.down:
-            self.down, self.since, self.logged_at, self.unlogged = True, now, now, 0
-            logger.warning("tierlimit node %s unreachable: %s; %s", self.node, reason, self.outcome)
-            return
+        self.down = True
         self.unlogged += 1
-        if now - self.logged_at >= self.every:
+        if self.warned:
+            self.failed_total += 1
+        if now - self.warned_at < self.every:
+            return
+        if not self.warned:
+            self.warned, self.since, self.failed_total = True, now, 1
+            extra = "" if self.unlogged == 1 else f"; {self.unlogged} checks failed since the last warning"
+            logger.warning("tierlimit node %s unreachable: %s; %s%s", self.node, reason, self.outcome, extra)
+        else:
             logger.warning(
                 "tierlimit node %s still unreachable: %s; %d checks failed in the last %.0f s, %d since %.0f s ago",
-                self.node, reason, self.unlogged, now - self.logged_at, self.failed_total, now - self.since,
+                self.node, reason, self.unlogged, now - self.warned_at, self.failed_total, now - self.since,
             )
-            self.logged_at, self.unlogged = now, 0
+        self.warned_at, self.unlogged = now, 0
 
     def answered(self, now: float) -> None:
-        if self.down:
+        if not self.down:
+            return
+        self.down = False
+        if self.warned:
             logger.info(
                 "tierlimit node %s answers again after %.1f s; %d checks failed meanwhile",
                 self.node, now - self.since, self.failed_total,
             )
-            self.down, self.failed_total, self.unlogged = False, 0, 0
+            self.warned, self.failed_total = False, 0
 
 
 class TierLimitMiddleware:
