@@ -2,8 +2,8 @@
 # bench/anystack.sh: tierlimit in front of services in any language,
 # measured side by side in one run, on loopback and the same CPUs.
 #
-#   bench/anystack.sh          full run (about 6 minutes on a quiet machine,
-#                              at most about 13 on a busy one): writes the
+#   bench/anystack.sh          full run (about 7.5 minutes on a quiet machine,
+#                              at most about 16 on a busy one): writes the
 #                              results section of docs/anystack.md
 #   bench/anystack.sh --quick  smoke run (about 2 minutes, and the first
 #                              build): results stay in bench/out/anystack
@@ -26,24 +26,45 @@
 #       redis      a middleware over one central redis-server: GET the
 #                  health key, INCR + EXPIRE the key's fixed-window counter,
 #                  one pipelined round trip (bench/fastapi/redislimit.py).
-#     Each at c=1 and c=64, with the CPU seconds the uvicorns, nodes and
-#     redis-server used (/proc/<pid>/stat), and an accuracy run of each
+#     Each at c=1 and c=64 over 500 enterprise keys, then the three again
+#     at c=1 over 30 hot keys, each seen often enough by each node to be
+#     leased (r_k × τ / N ≥ 1.7, with r_k a key's requests a second, τ the
+#     1 s lease, N = 3 nodes); with the CPU seconds the uvicorns, nodes and
+#     redis-server used (/proc/<pid>/stat). Then an accuracy run of each
 #     limiter with fresh keys (loadgen -accuracy-keys). The Redis stack's
 #     accuracy run is timed to stay inside one fixed window; a full run
 #     adds one across a window's end, where fixed windows admit up to 2×L.
+# (c) nginx forward auth. nginx (worker_processes auto) in front of the
+#     same upstream, twice: with bench/nginx/plain.conf (the shipped
+#     file's server without the check) and with examples/nginx/nginx.conf
+#     as shipped (auth_request to /authorize of one cmd/node, default
+#     flags), both filled by envsubst and started as docs/forward-auth.md
+#     shows; at c=1 and c=64 with the CPU seconds of nginx (master and
+#     workers), the node, the upstream and loadgen.
 # Then the profiles that explain a missed target: a Go CPU profile of the
 # proxy node at c=1 and of the tierlimit stack's node n1 at c=1 and c=64
-# (cmd/node
-# built with bench/pprof.go.in overlaid, as bench/run.sh --profile does:
-# the binary serves pprof on a port of its own only where BENCH_PPROF_ADDR
-# is set), and a cProfile of one uvicorn of each limiter stack at c=64
-# (bench/fastapi/app.py: SIGUSR1 starts it, SIGUSR2 writes it).
+# (cmd/node built with bench/pprof.go.in overlaid, as bench/run.sh
+# --profile does: the binary serves pprof on a port of its own only where
+# BENCH_PPROF_ADDR is set), and a cProfile of one uvicorn of each limiter
+# stack at c=64 (bench/fastapi/app.py: SIGUSR1 starts it, SIGUSR2 writes
+# it).
 #
 # Every node, uvicorn and loadgen reads the same tiers file, with fresh
 # keys for every run (loadgen -gen-config, bench/report keys). Every
-# process the script starts is stopped by PID when it exits. Needs go,
-# curl, redis-server, and /usr/bin/python3 with fastapi, uvicorn and redis
-# (redis.asyncio): Debian's python3-fastapi, python3-uvicorn, python3-redis.
+# process the script starts is stopped by PID when it exits (nginx's
+# workers too). Needs go, curl, redis-server, nginx and envsubst (Debian:
+# nginx, gettext-base), and /usr/bin/python3 with fastapi, uvicorn and
+# redis (redis.asyncio): Debian's python3-fastapi, python3-uvicorn,
+# python3-redis.
+#
+# Smoke checks, a quick run's too: the script exits 1, after writing the
+# results, naming the run, if any measured run (load or accuracy, of any
+# stack) had a response other than 200 or 429 (5xx, 401, other 4xx) or a
+# transport error, if an upload did not answer 200, or if more than 0.5 %
+# of the 200s and 429s of a stack with a tierlimit node (the proxy,
+# TierLimitMiddleware, nginx with the check) lacked X-RateLimit-Limit; a
+# full run then leaves docs/anystack.md alone. Latency, throughput and
+# accuracy are reported, never checked.
 #
 # Environment: ANYSTACK_PORT (default 24400) is the first of the loopback
 # ports used, ANYSTACK_PORT .. ANYSTACK_PORT+39. On a shared machine a full
@@ -78,6 +99,8 @@ esac
 MAX_OTHERS=${ANYSTACK_MAX_OTHERS:-15}
 QUIET_BUDGET=${ANYSTACK_QUIET_BUDGET:-240}
 LOAD_KEYS=500                   # enterprise keys per load run (L = 1500 each): the limit never binds
+HOT_KEYS=30                     # enterprise keys of the hot-key runs: at c=1, about 1,000 req/s over 30 keys
+                                # is r_k ≈ 33/s, r_k × 1 s / 3 nodes ≈ 11 ≥ 1.7, and at most about 600 per key in a run: under L
 ACC_KEYS=5                      # accuracy keys per tier
 ACC_MIX=free=5,pro=15,enterprise=80
 ACC_N=12000                     # per accuracy run: 120 per free key (L=20), 360 per pro (L=150), 1920 per enterprise (L=1500)
@@ -115,18 +138,39 @@ start() {
   NAMES+=("$name")
 }
 
+# children NAME PID: sets KIDS to the PIDs of the nginx workers of the
+# master PID started as NAME; to none for the other processes, which have
+# no children of their own. (Not in a $(…): it runs for every process
+# whenever CPU is counted.)
+children() {
+  KIDS=()
+  case $1 in
+    ngx-plain|ngx-auth) read -ra KIDS 2>/dev/null <"/proc/$2/task/$2/children" || true ;;
+  esac
+}
+
 cleanup() {
-  local rc=$? pid deadline
+  local rc=$? pid deadline i workers=() KIDS=()
   trap - EXIT INT TERM
   for pid in "${AUX[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   if [ ${#PIDS[@]} -gt 0 ]; then
     log "stopping ${#PIDS[@]} processes"
+    # nginx's workers, to kill if their master dies without them.
+    for i in "${!NAMES[@]}"; do
+      children "${NAMES[$i]}" "${PIDS[$i]}"
+      workers+=("${KIDS[@]}")
+    done
     for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     deadline=$((SECONDS + 10))
     for pid in "${PIDS[@]}" "${AUX[@]}"; do
       while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
       if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
       wait "$pid" 2>/dev/null || true
+    done
+    # Normally gone with their master; one left (its master killed) still
+    # has the name nginx.
+    for pid in "${workers[@]}"; do
+      [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = nginx ] && { kill -KILL "$pid" 2>/dev/null || true; }
     done
   fi
   rm -f "$RUN/upload.bin"
@@ -207,6 +251,10 @@ mkdir -p "$BIN" "$LOGS" "$RUN/results" "$RUN/keys" "$PROF"
 command -v go >/dev/null || die "go is not on PATH"
 command -v curl >/dev/null || die "curl is not on PATH"
 command -v redis-server >/dev/null || die "redis-server is not installed (Debian: apt-get install redis-server)"
+NGINX=$(command -v nginx || true)
+[ -z "$NGINX" ] && [ -x /usr/sbin/nginx ] && NGINX=/usr/sbin/nginx  # Debian's, off a non-root PATH
+[ -n "$NGINX" ] || die "nginx is not installed (Debian: apt-get install nginx)"
+command -v envsubst >/dev/null || die "envsubst is not on PATH (Debian: apt-get install gettext-base)"
 "$PY" -c 'import fastapi, uvicorn, redis.asyncio' 2>/dev/null ||
   die "$PY lacks fastapi, uvicorn or redis.asyncio (Debian: apt-get install python3-fastapi python3-uvicorn python3-redis)"
 [ -f python/tierlimit/__init__.py ] || die "python/tierlimit is missing"
@@ -235,15 +283,18 @@ CL_HTTP=($((PORT + 20)) $((PORT + 21)) $((PORT + 22)))
 CL_GRPC=($((PORT + 23)) $((PORT + 24)) $((PORT + 25)))
 CL_GOSSIP=($((PORT + 26)) $((PORT + 27)) $((PORT + 28)))
 CL_PPROF=$((PORT + 29))
+NGX_PLAIN=$((PORT + 30)); NGX_AUTH=$((PORT + 31))
+NGX_NODE_HTTP=$((PORT + 32)); NGX_NODE_GRPC=$((PORT + 33)); NGX_NODE_GOSSIP=$((PORT + 34))
 for p in $FLOOR_HTTP $PROXY_HTTP $PROXY_GRPC $PROXY_GOSSIP $PROXY_PPROF $REDIS_PORT "${BARE_HTTP[@]}" \
-  "${TLAPP_HTTP[@]}" "${RDAPP_HTTP[@]}" "${CL_HTTP[@]}" "${CL_GRPC[@]}" "${CL_GOSSIP[@]}" $CL_PPROF; do
+  "${TLAPP_HTTP[@]}" "${RDAPP_HTTP[@]}" "${CL_HTTP[@]}" "${CL_GRPC[@]}" "${CL_GOSSIP[@]}" $CL_PPROF \
+  $NGX_PLAIN $NGX_AUTH $NGX_NODE_HTTP $NGX_NODE_GRPC $NGX_NODE_GOSSIP; do
   port_free "$p" || die "port $p is in use: set ANYSTACK_PORT to another base"
 done
 
 # Keys: one tiers file with enough fresh keys for every run; each run takes
 # its own slice of them (bench/report keys).
-LOAD_RUNS=$(( ${#CONCURRENCY[@]} * 5 * TRIES + 4 ))   # 5 stacks, and the 4 profile runs
-GEN_KEYS=$(( LOAD_RUNS * LOAD_KEYS + 3 * ACC_KEYS + 1 ))
+LOAD_RUNS=$(( ${#CONCURRENCY[@]} * 7 * TRIES + 4 ))   # 7 stacks, and the 4 profile runs
+GEN_KEYS=$(( LOAD_RUNS * LOAD_KEYS + 3 * TRIES * HOT_KEYS + 3 * ACC_KEYS + 1 ))
 TIERS=$RUN/tiers.json
 "$BIN/loadgen" -config config/tiers.json -gen-config "$TIERS" -gen-keys "$GEN_KEYS" >/dev/null
 WINDOW=$(grep -o '"window_seconds": *[0-9]*' "$TIERS" | grep -o '[0-9]*$')
@@ -260,7 +311,7 @@ urls() { local p out=""; for p in "$@"; do out+="${out:+,}http://127.0.0.1:$p"; 
 
 # ---------------------------------------------------------------- start everything
 
-log "starting the floor, the proxy node, redis-server, a 3-node cluster and 9 uvicorns"
+log "starting the floor, the proxy node, redis-server, a 3-node cluster, 9 uvicorns, nginx twice and its node"
 NODE_FLAGS=(-admin-token "$TOKEN" -log-format json)
 NODE_ENV=()
 # shellcheck disable=SC2206 # split on purpose: lists of flags and of KEY=value words
@@ -301,6 +352,26 @@ for i in 0 1 2; do
     "ANYSTACK_TIERS=$TIERS" "${prof_rd[@]}"
 done
 
+# (c): the node nginx asks, alone and with default flags like the proxy's,
+# and nginx twice. nginx_start NAME TEMPLATE PORT fills TEMPLATE as
+# docs/forward-auth.md shows and starts nginx on it in the foreground
+# (daemon off), its prefix (logs, temporary files, pid file) in
+# $RUN/nginx/NAME.
+start ngx-node env "${NODE_ENV[@]}" "$NODE" -config "$TIERS" -node-name ngx-node "${NODE_FLAGS[@]}" \
+  -http-addr "127.0.0.1:$NGX_NODE_HTTP" -grpc-addr "127.0.0.1:$NGX_NODE_GRPC" -gossip-addr "127.0.0.1:$NGX_NODE_GOSSIP"
+nginx_start() {
+  local name=$1 tmpl=$2 port=$3 prefix=$RUN/nginx/$1
+  mkdir -p "$prefix"
+  # shellcheck disable=SC2016 # the names envsubst fills, not expansions
+  NODE_ADDR=127.0.0.1:$NGX_NODE_HTTP UPSTREAM_ADDR=127.0.0.1:$FLOOR_HTTP LISTEN_PORT=$port NGINX_PREFIX=$prefix \
+    envsubst '${NODE_ADDR} ${UPSTREAM_ADDR} ${LISTEN_PORT} ${NGINX_PREFIX}' <"$tmpl" >"$prefix/nginx.conf"
+  "$NGINX" -t -q -p "$prefix" -c "$prefix/nginx.conf" -g "pid $prefix/nginx.pid;" >"$LOGS/$name.log" 2>&1 ||
+    { cat "$LOGS/$name.log" >&2; die "nginx rejects $prefix/nginx.conf (from $tmpl)"; }
+  start "$name" "$NGINX" -p "$prefix" -c "$prefix/nginx.conf" -g "daemon off; pid $prefix/nginx.pid;"
+}
+nginx_start ngx-plain bench/nginx/plain.conf "$NGX_PLAIN"
+nginx_start ngx-auth examples/nginx/nginx.conf "$NGX_AUTH"
+
 deadline=$((SECONDS + 30))
 until [ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ]; do
   alive redis || die "redis-server did not start"
@@ -311,6 +382,17 @@ wait_http floor "http://127.0.0.1:$FLOOR_HTTP/readyz"
 wait_http proxy "http://127.0.0.1:$PROXY_HTTP/readyz"
 for i in 1 2; do wait_http "tl-n$((i + 1))" "http://127.0.0.1:${CL_HTTP[$i]}/readyz"; done
 wait_members 3 "http://127.0.0.1:${CL_HTTP[0]}" "http://127.0.0.1:${CL_HTTP[1]}" "http://127.0.0.1:${CL_HTTP[2]}"
+wait_http ngx-node "http://127.0.0.1:$NGX_NODE_HTTP/readyz"
+wait_http ngx-plain "http://127.0.0.1:$NGX_PLAIN/readyz"
+wait_http ngx-auth "http://127.0.0.1:$NGX_AUTH/readyz" any  # 401: no key
+for name in ngx-plain ngx-auth; do
+  # The master is the process started (daemon off): its pid file says so.
+  [ "$(cat "$RUN/nginx/$name/nginx.pid" 2>/dev/null)" = "$(pid_of "$name")" ] ||
+    die "$name: $RUN/nginx/$name/nginx.pid does not name the process started ($(pid_of "$name"))"
+done
+KIDS=()
+children ngx-auth "$(pid_of ngx-auth)"
+NGX_WORKERS=${#KIDS[@]}
 for i in 0 1 2; do
   wait_http "bare-$((i + 1))" "http://127.0.0.1:${BARE_HTTP[$i]}/readyz"
   wait_http "tlapp-$((i + 1))" "http://127.0.0.1:${TLAPP_HTTP[$i]}/readyz" any
@@ -321,10 +403,12 @@ log "all ready"
 # Stacks: their ports, and whose CPU counts for them (role=process-name
 # glob; loadgen is added to each).
 declare -A PORTS=([floor]="$FLOOR_HTTP" [proxy]="$PROXY_HTTP" [bare]="${BARE_HTTP[*]}"
-  [tierlimit]="${TLAPP_HTTP[*]}" [redis]="${RDAPP_HTTP[*]}" [redis-boundary]="${RDAPP_HTTP[*]}")
-declare -A NODEPORTS=([proxy]="$PROXY_HTTP" [tierlimit]="${CL_HTTP[*]}")
+  [tierlimit]="${TLAPP_HTTP[*]}" [redis]="${RDAPP_HTTP[*]}" [redis-boundary]="${RDAPP_HTTP[*]}"
+  [nginx]="$NGX_PLAIN" [nginx-auth]="$NGX_AUTH")
+declare -A NODEPORTS=([proxy]="$PROXY_HTTP" [tierlimit]="${CL_HTTP[*]}" [nginx-auth]="$NGX_NODE_HTTP")
 declare -A ROLES=([floor]="upstream=floor" [proxy]="node=proxy upstream=floor" [bare]="app=bare-*"
-  [tierlimit]="app=tlapp-* node=tl-n*" [redis]="app=rdapp-* redis=redis" [redis-boundary]="app=rdapp-* redis=redis")
+  [tierlimit]="app=tlapp-* node=tl-n*" [redis]="app=rdapp-* redis=redis" [redis-boundary]="app=rdapp-* redis=redis"
+  [nginx]="nginx=ngx-plain upstream=floor" [nginx-auth]="nginx=ngx-auth node=ngx-node upstream=floor")
 
 # ---------------------------------------------------------------- CPU accounting
 
@@ -332,18 +416,22 @@ HZ=$(getconf CLK_TCK)
 NCPU=$(nproc)
 
 # ticks GLOB: CPU ticks (user + system, all threads) used so far by our
-# servers whose names match GLOB.
+# servers whose names match GLOB, an nginx's workers (its children) with it.
 ticks() {
-  local i sum=0 t
+  local i sum=0 t pid KIDS=()
   for i in "${!NAMES[@]}"; do
     # shellcheck disable=SC2053 # a glob on purpose
     if [[ ${NAMES[$i]} == $1 ]]; then
-      t=$(awk '{ print $14 + $15 }' "/proc/${PIDS[$i]}/stat" 2>/dev/null) || t=0
-      sum=$((sum + ${t:-0}))
+      children "${NAMES[$i]}" "${PIDS[$i]}"
+      for pid in "${PIDS[$i]}" "${KIDS[@]}"; do
+        t=$(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null) || t=0
+        sum=$((sum + ${t:-0}))
+      done
     fi
   done
   echo "$sum"
 }
+
 
 # child_secs sets CHILD to the CPU seconds this shell's reaped children
 # used. (Not in a $(…) or a pipe: `times` must run in this shell.)
@@ -459,27 +547,31 @@ measure() {
 # rps FILE: the throughput in a loadgen report.
 rps() { grep -o '"requests_per_second":[0-9]*' "$1" | head -n 1 | cut -d: -f2; }
 
-# loadrun STACK C: the measured run, with fresh enterprise keys, after a
-# warm-up with the same keys (the steady state of keys hit again and
-# again). A full run first waits for a quieter machine, redoes a try during
-# which others took more than MAX_OTHERS%, and keeps the cleanest try.
+# loadrun STACK C [hot]: the measured run, with fresh enterprise keys
+# (LOAD_KEYS of them, or HOT_KEYS with hot), after a warm-up with the same
+# keys (the steady state of keys hit again and again). A full run first
+# waits for a quieter machine, redoes a try during which others took more
+# than MAX_OTHERS%, and keeps the cleanest try.
 loadrun() {
-  local stack=$1 c=$2 targets try out best="" line
+  local stack=$1 c=$2 kind=load n=$LOAD_KEYS name targets try out best="" line
+  [ "${3:-}" = hot ] && { kind=hot; n=$HOT_KEYS; }
+  name=$stack-c$c
+  [ "$kind" = hot ] && name=$stack-hot-c$c
   # shellcheck disable=SC2086 # split on purpose: a list of ports
   targets=$(urls ${PORTS[$stack]})
   for try in $(seq "$TRIES"); do
     wait_quiet
-    keys "$stack-c$c-try$try" "enterprise=$LOAD_KEYS"
-    echo "== $stack-c$c-try$try warm-up" >>"$LOGS/loadgen.log"
+    keys "$name-try$try" "enterprise=$n"
+    echo "== $name-try$try warm-up" >>"$LOGS/loadgen.log"
     "$BIN/loadgen" -config "$TIERS" -keys-file "$KF" -mix enterprise=100 \
       -targets "$targets" -c "$c" -d "${WARM}s" -quiet -json >/dev/null 2>>"$LOGS/loadgen.log" || true
-    out=$RUN/results/$stack-c$c-try$try.json
+    out=$RUN/results/$name-try$try.json
     measure "$stack" "$out" -mix enterprise=100 -targets "$targets" -c "$c" -d "${DUR}s"
-    log "$stack c=$c: $(rps "$out") req/s, CPU $CPU, decisions $PATHS, other programs $OTHERS% of the machine"
-    line="load"$'\t'"$stack"$'\t'"$c"$'\t'"$out"$'\t'"$CPU"$'\t'"$OTHERS"$'\t'"$PATHS"
+    log "$stack c=$c, $n keys: $(rps "$out") req/s, CPU $CPU, decisions $PATHS, other programs $OTHERS% of the machine"
+    line="$kind"$'\t'"$stack"$'\t'"$c"$'\t'"$out"$'\t'"$CPU"$'\t'"$OTHERS"$'\t'"$PATHS"
     if [ -z "$best" ] || [ "$OTHERS" -lt "${best%%$'\t'*}" ]; then best="$OTHERS"$'\t'"$line"; fi
     [ "$OTHERS" -le "$MAX_OTHERS" ] && break
-    [ "$try" -lt "$TRIES" ] && log "$stack c=$c: redoing (others above $MAX_OTHERS%)"
+    [ "$try" -lt "$TRIES" ] && log "$stack c=$c, $n keys: redoing (others above $MAX_OTHERS%)"
   done
   printf '%s\n' "${best#*$'\t'}" >>"$RUNS"
 }
@@ -642,13 +734,15 @@ missing() { grep -o '"missing_limit_header":[0-9]*' "$1" | cut -d: -f2; }
 idle() {
   local secs=$1 g t0 t1 out=""
   local -A start=()
-  for g in 'tl-n*' proxy redis 'bare-*' 'tlapp-*' 'rdapp-*'; do start[$g]=$(ticks "$g"); done
+  local groups=('tl-n*' proxy redis 'bare-*' 'tlapp-*' 'rdapp-*' ngx-node 'ngx-[pa]*')
+  for g in "${groups[@]}"; do start[$g]=$(ticks "$g"); done
   sleep "$secs"
-  for g in 'tl-n*' proxy redis 'bare-*' 'tlapp-*' 'rdapp-*'; do
+  for g in "${groups[@]}"; do
     t0=${start[$g]}; t1=$(ticks "$g")
     out+="${out:+, }$(awk -v a="$t0" -v b="$t1" -v hz="$HZ" -v s="$secs" -v g="$g" 'BEGIN {
       name["tl-n*"] = "the 3 cluster nodes"; name["proxy"] = "the proxy node"; name["redis"] = "redis-server"
       name["bare-*"] = "3 bare uvicorns"; name["tlapp-*"] = "3 tierlimit uvicorns"; name["rdapp-*"] = "3 Redis uvicorns"
+      name["ngx-node"] = "the node nginx asks"; name["ngx-[pa]*"] = "the two nginx (masters and workers)"
       printf "%s %.1f ms/s", name[g], (b - a) / hz * 1000 / s }')"
   done
   IDLE=$out
@@ -664,10 +758,17 @@ for c in "${CONCURRENCY[@]}"; do
 done
 uploads
 
+log "(c) nginx forward auth"
+for c in "${CONCURRENCY[@]}"; do
+  for stack in nginx nginx-auth; do loadrun "$stack" "$c"; done
+done
+
 log "(b) FastAPI three ways"
 for c in "${CONCURRENCY[@]}"; do
   for stack in bare tierlimit redis; do loadrun "$stack" "$c"; done
 done
+log "(b) FastAPI three ways, $HOT_KEYS hot keys"
+for stack in bare tierlimit redis; do loadrun "$stack" 1 hot; done
 accrun tierlimit
 accrun redis
 [ "$MODE" = full ] && accrun redis-boundary
@@ -712,12 +813,13 @@ command=bench/anystack.sh
   echo "go=$(go env GOVERSION)"
   echo "python=$pyver"
   echo "redis-server=$(redis-server --version | grep -o 'v=[0-9.]*' | cut -d= -f2)"
-  echo "load runs=${DUR} s each after a ${WARM} s warm-up with the same keys, fresh for each run: $LOAD_KEYS enterprise keys (L = 1500/min: the limit never binds); at c=1 and c=64"
+  echo "load runs=${DUR} s each after a ${WARM} s warm-up with the same keys, fresh for each run: $LOAD_KEYS enterprise keys (L = 1500/min: the limit never binds); at c=1 and c=64; and, at c=1, $HOT_KEYS hot keys (each node leases those it does not own)"
   echo "loadgen=\`loadgen -config tiers.json -keys-file <fresh keys> -mix enterprise=100 -targets <URLs> -c <C> -d ${DUR}s -quiet -json\`"
   echo "accuracy runs=\`loadgen -accuracy-keys $ACC_KEYS -mix $ACC_MIX -n $ACC_N -d ${ACC_MAX}s -c 64\`, fresh keys; the Redis stack's run timed inside one fixed window$([ "$MODE" = full ] && echo ", and one from $EDGE_LEAD s before a window's end for $EDGE_DUR s")"
   echo "uvicorn=\`/usr/bin/python3 -m uvicorn --app-dir bench/fastapi <module>:app --host 127.0.0.1 --port <P> --no-access-log --log-level warning\`, 3 per stack"
   extra="${NODE_FLAGS[*]:4}"
   echo "cmd/node=default flags but \`-admin-token -log-format json${extra:+ $extra}\`${NODE_ENV[*]:+, environment \`${NODE_ENV[*]}\`}; built with bench/pprof.go.in overlaid (pprof on its own port, only for the proxy and n1)"
+  echo "nginx=$("$NGINX" -v 2>&1 | sed 's/^nginx version: //'), \`worker_processes auto\` ($NGX_WORKERS workers each): examples/nginx/nginx.conf as shipped, and bench/nginx/plain.conf, filled by envsubst and started \`nginx -p <prefix> -c <file> -g 'daemon off; pid <file>;'\`; the node it asks alone, default flags like the proxy's"
   echo "TierLimitMiddleware=defaults (timeout 0.1 s, fail open, at most 64 connections to the node)"
   echo "Redis middleware=bench/fastapi/redislimit.py: one BlockingConnectionPool of at most 64 per process, timeout 0.1 s, fail open"
   echo "idle CPU=$IDLE (over $((WARM * 2)) s with no load, before the runs)"
@@ -726,12 +828,16 @@ command=bench/anystack.sh
   echo "took=$(( (SECONDS - STARTED) / 60 )) min $(( (SECONDS - STARTED) % 60 )) s"
 } >"$RUN/meta.txt"
 
+# The report writer also runs the smoke checks: it exits 1, naming the
+# runs, if one failed, after writing results.md but not the doc.
 args=(-runs "$RUNS" -upload "$UPLOADS" -meta "$RUN/meta.txt" -profiles "$PROF" -out "$RUN/results.md")
+rc=0
 if [ "$MODE" = full ] && [ -z "$EXPERIMENT" ]; then
-  "$BIN/anystack" "${args[@]}" -doc docs/anystack.md
-  log "wrote the results section of docs/anystack.md"
+  "$BIN/anystack" "${args[@]}" -doc docs/anystack.md || rc=$?
+  [ $rc -eq 0 ] && log "wrote the results section of docs/anystack.md"
 else
-  "$BIN/anystack" "${args[@]}"
-  log "$MODE mode${EXPERIMENT:+ with ANYSTACK_NODE_FLAGS or ANYSTACK_NODE_ENV}: wrote $RUN/results.md only"
+  "$BIN/anystack" "${args[@]}" || rc=$?
+  [ $rc -eq 0 ] && log "$MODE mode${EXPERIMENT:+ with ANYSTACK_NODE_FLAGS or ANYSTACK_NODE_ENV}: wrote $RUN/results.md only"
 fi
-cat "$RUN/results.md"
+[ -s "$RUN/results.md" ] && cat "$RUN/results.md"
+[ $rc -eq 0 ] || die "smoke checks failed, or the report could not be written (above); docs/anystack.md left alone; results in $RUN/results.md"

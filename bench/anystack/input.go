@@ -15,26 +15,45 @@ import (
 
 // Stacks measured, as named in runs.tsv.
 const (
-	stackFloor    = "floor"          // bench/floor, reached directly
-	stackProxy    = "proxy"          // cmd/node -upstream, in front of the floor
-	stackBare     = "bare"           // FastAPI with no limiter
-	stackTL       = "tierlimit"      // FastAPI + TierLimitMiddleware, a node beside each app
-	stackRedis    = "redis"          // FastAPI + RedisLimitMiddleware, one central Redis
-	stackRedisEdg = "redis-boundary" // the same, an accuracy run across a fixed window's end
+	stackFloor     = "floor"          // bench/floor, reached directly
+	stackProxy     = "proxy"          // cmd/node -upstream, in front of the floor
+	stackBare      = "bare"           // FastAPI with no limiter
+	stackTL        = "tierlimit"      // FastAPI + TierLimitMiddleware, a node beside each app
+	stackRedis     = "redis"          // FastAPI + RedisLimitMiddleware, one central Redis
+	stackRedisEdg  = "redis-boundary" // the same, an accuracy run across a fixed window's end
+	stackNginx     = "nginx"          // nginx with bench/nginx/plain.conf, in front of the floor
+	stackNginxAuth = "nginx-auth"     // nginx with examples/nginx/nginx.conf: auth_request to a node, then the floor
 )
 
 var stackLabel = map[string]string{
-	stackFloor:    "Go upstream (bench/floor), direct",
-	stackProxy:    "cmd/node -upstream → the same upstream",
-	stackBare:     "FastAPI, no limiter",
-	stackTL:       "FastAPI + TierLimitMiddleware (3-node cluster)",
-	stackRedis:    "FastAPI + Redis middleware (central Redis)",
-	stackRedisEdg: "FastAPI + Redis middleware, across a window's end",
+	stackFloor:     "Go upstream (bench/floor), direct",
+	stackProxy:     "cmd/node -upstream → the same upstream",
+	stackBare:      "FastAPI, no limiter",
+	stackTL:        "FastAPI + TierLimitMiddleware (3-node cluster)",
+	stackRedis:     "FastAPI + Redis middleware (central Redis)",
+	stackRedisEdg:  "FastAPI + Redis middleware, across a window's end",
+	stackNginx:     "nginx, plain (bench/nginx/plain.conf) → the upstream",
+	stackNginxAuth: "nginx as shipped (examples/nginx/nginx.conf): auth_request → node → the upstream",
 }
+
+// tierlimitStacks are the stacks whose answers come with a tierlimit
+// node's rate-limit headers, which the smoke checks hold them to.
+var tierlimitStacks = map[string]bool{stackProxy: true, stackTL: true, stackNginxAuth: true}
+
+// noLimiter are the stacks with no limiter, whose answers carry no
+// rate-limit headers.
+var noLimiter = map[string]bool{stackFloor: true, stackBare: true, stackNginx: true}
+
+// Kinds of runs, as named in runs.tsv.
+const (
+	kindLoad     = "load"     // enterprise keys whose limit never binds, 500 of them
+	kindHot      = "hot"      // the same over 30 keys, each hit often enough to be leased
+	kindAccuracy = "accuracy" // fresh keys of every tier, sent well over their limits
+)
 
 // result is one line of runs.tsv with its report.
 type result struct {
-	kind   string // load or accuracy
+	kind   string // kindLoad, kindHot or kindAccuracy
 	stack  string
 	c      int
 	cpu    map[string]float64 // CPU seconds used during the run, by role
@@ -120,11 +139,11 @@ func readMeta(path string) ([][2]string, error) {
 	return out, err
 }
 
-// readRuns reads runs.tsv: kind, stack, concurrency, report path, CPU
-// seconds by role (role=seconds, comma-separated), others' percent, and,
-// optionally, the nodes' decisions by path (path=count:seconds,
-// comma-separated, or "-"); tab-separated. A relative report path is taken
-// from runs.tsv's directory.
+// readRuns reads runs.tsv: kind (load, hot or accuracy), stack,
+// concurrency, report path, CPU seconds by role (role=seconds,
+// comma-separated), others' percent, and, optionally, the nodes' decisions
+// by path (path=count:seconds, comma-separated, or "-"); tab-separated. A
+// relative report path is taken from runs.tsv's directory.
 func readRuns(path string) ([]result, error) {
 	var runs []result
 	err := eachLine(path, func(line int, s string) error {
@@ -133,7 +152,7 @@ func readRuns(path string) ([]result, error) {
 			return fmt.Errorf("%s:%d: %d fields, want 6 or 7", path, line, len(f))
 		}
 		r := result{kind: f[0], stack: f[1]}
-		if r.kind != "load" && r.kind != "accuracy" {
+		if r.kind != kindLoad && r.kind != kindHot && r.kind != kindAccuracy {
 			return fmt.Errorf("%s:%d: unknown kind %q", path, line, r.kind)
 		}
 		if _, ok := stackLabel[r.stack]; !ok {

@@ -9,6 +9,9 @@
 // With -doc it also replaces the part of that file between
 // <!-- anystack:begin --> and <!-- anystack:end --> with the results.
 //
+// It runs the smoke checks too (smoke.go): when one fails it still writes
+// -out, but not -doc, and exits 1 naming the runs that failed.
+//
 // It is not part of the product.
 package main
 
@@ -18,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 )
 
 func main() {
@@ -50,6 +54,9 @@ func run(args []string, stderr io.Writer) error {
 	md := render(in)
 	if err := os.WriteFile(*out, []byte(md), 0o644); err != nil {
 		return fmt.Errorf("write results: %w", err)
+	}
+	if problems := smoke(in); len(problems) > 0 {
+		return fmt.Errorf("smoke checks failed (results in %s):\n  %s", *out, strings.Join(problems, "\n  "))
 	}
 	if *doc == "" {
 		return nil

@@ -43,8 +43,9 @@ func exactAccuracy(over uint64) *loadreport.Accuracy {
 }
 
 // fixture writes a whole run's inputs into a temporary directory: the
-// proxy adds 150 µs, the FastAPI path 800 µs, and the Redis stack is faster
-// at c=64 but has the worse p99. It returns the directory.
+// proxy adds 150 µs, the FastAPI path 800 µs (200 µs over 30 hot keys),
+// nginx's check 100 µs, and the Redis stack is faster at c=64 but has the
+// worse p99. It returns the directory.
 func fixture(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
@@ -52,8 +53,13 @@ func fixture(t *testing.T) string {
 	add := func(kind, stack string, c int, p50, p99, rps float64, cpu string, acc *loadreport.Accuracy) {
 		name := writeReport(t, dir, fmt.Sprintf("%s-%s-%d.json", kind, stack, c), p50, p99, rps, acc)
 		line := []string{kind, stack, fmt.Sprint(c), name, cpu, "3"}
-		if stack == stackTL && kind == "load" {
+		switch {
+		case stack == stackTL && kind == kindLoad:
 			line = append(line, fmt.Sprintf("local=%d:0.000100,forwarded=%d:0.030000", c*10, c*30))
+		case stack == stackTL && kind == kindHot:
+			line = append(line, "local=10:0.000100,lease=20:0.000080,forwarded=10:0.010000")
+		case stack == stackNginxAuth:
+			line = append(line, fmt.Sprintf("local=%d:%.6f", c*100, float64(c)*0.0005))
 		}
 		lines = append(lines, strings.Join(line, "\t"))
 	}
@@ -67,6 +73,13 @@ func fixture(t *testing.T) string {
 	add("load", stackBare, 64, 30000, 60000, 2000, "app=20", nil)
 	add("load", stackTL, 64, 50000, 90000, 1200, "app=20,node=5", nil)
 	add("load", stackRedis, 64, 45000, 95000, 1300, "app=20,redis=2", nil)
+	add("hot", stackBare, 1, 1000, 2000, 900, "app=9", nil)
+	add("hot", stackTL, 1, 1200, 2500, 800, "app=9,node=0.5", nil)
+	add("hot", stackRedis, 1, 1700, 3500, 580, "app=9,redis=0.5", nil)
+	add("load", stackNginx, 1, 200, 400, 4000, "nginx=2,upstream=1,loadgen=1", nil)
+	add("load", stackNginxAuth, 1, 300, 700, 3000, "nginx=3,node=1,upstream=1,loadgen=1", nil)
+	add("load", stackNginx, 64, 3000, 8000, 20000, "nginx=8,upstream=4", nil)
+	add("load", stackNginxAuth, 64, 5000, 12000, 12000, "nginx=9,node=4,upstream=3", nil)
 	add("accuracy", stackTL, 64, 0, 0, 1000, "-", exactAccuracy(0))
 	add("accuracy", stackRedisEdg, 64, 0, 0, 1000, "-", exactAccuracy(20))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "runs.tsv"), []byte(strings.Join(lines, "\n")+"\n"), 0o644))
@@ -90,9 +103,11 @@ func TestJudgeTargets(t *testing.T) {
 	require.NoError(t, err)
 
 	var got []string
+	var info []bool
 	for _, tg := range judge(in) {
 		require.NotNil(t, tg.met, "target %q not judged", tg.what)
 		got = append(got, fmt.Sprintf("%t %s", *tg.met, tg.measured))
+		info = append(info, tg.info)
 	}
 	assert.Equal(t, []string{
 		"true +0.150 ms (0.100 → 0.250 ms)",
@@ -101,7 +116,10 @@ func TestJudgeTargets(t *testing.T) {
 		"true 3.000 vs 3.500 ms",
 		"true 90.0 vs 95.0 ms",
 		"true admitted free 20–20 of 20",
+		"true +0.200 ms (1.000 → 1.200 ms)",
+		"true 2.500 vs 3.500 ms",
 	}, got)
+	assert.Equal(t, []bool{false, false, false, false, false, false, true, true}, info, "informational targets: the hot-key runs'")
 }
 
 func TestJudgeWithoutRuns(t *testing.T) {
@@ -138,7 +156,19 @@ func TestRunWritesResultsAndDoc(t *testing.T) {
 		"#### zz-other\n\n```\nother\n```",
 		"1.00 s profiled (wall time)\n\n| self % | calls | function |",
 		// c=1: 10 local decisions in 100 µs, 30 forwarded in 30 ms
-		"| load | 1 | 40 | 25.0% (10 µs) | - | 75.0% (1000 µs) | - | - | - |",
+		"| load, 500 keys | 1 | 40 | 25.0% (10 µs) | - | 75.0% (1000 µs) | - | - | - |",
+		"| 30 hot keys, for information: the FastAPI path adds ≤ 1 ms to p50 over bare FastAPI at c=1 | +0.200 ms (1.000 → 1.200 ms) | met (informational) |",
+		"**Passed**, 19 runs and 4 uploads",
+		"### (b) FastAPI three ways, 30 hot keys, c=1",
+		"| FastAPI + TierLimitMiddleware (3-node cluster) | 1 | 1.200 | 2.500 | 5.000 | 800 | 8000 | 0 | 0 | 0 | 9.00 / 0.50 / - / - | 1.188 | 3 |",
+		"| stack | c=1 p50 | c=1 p99 | c=1 throughput, % of bare |\n|---|---:|---:|---:|\n| FastAPI + TierLimitMiddleware (3-node cluster) | +0.200 ms | +0.500 ms | 89% |",
+		"| load, 30 hot keys | 1 | 40 | 25.0% (10 µs) | 50.0% (4 µs) | 25.0% (1000 µs) | - | - | - |",
+		"| nginx, plain (bench/nginx/plain.conf) → the upstream | 1 | 0.200 | 0.400 | 0.800 | 4,000 | 40000 | 0 | 0 | - | 2.00 / - / 1.00 / 1.00 | 0.075 | 3 |",
+		// nginx, node and upstream: 5 s over 30,000 requests
+		"| nginx as shipped (examples/nginx/nginx.conf): auth_request → node → the upstream | 1 | 0.300 | 0.700 | 1.400 | 3,000 | 30000 | 0 | 0 | 0 | 3.00 / 1.00 / 1.00 / 1.00 | 0.167 | 3 |",
+		"| load, 500 keys | 64 | 6400 | 100.0% (5 µs) | - | - | - | - | - |",
+		"Added by the check: c=1: p50 +0.100 ms, p99 +0.300 ms, throughput 75% of plain nginx; c=64: p50 +2.000 ms, p99 +4.000 ms, throughput 60% of plain nginx.",
+		"Added by nginx with the check over the upstream reached directly (its runs in (a)): c=1: p50 +0.200 ms, p99 +0.400 ms, throughput 38% of direct;",
 	} {
 		assert.Contains(t, md, want)
 	}

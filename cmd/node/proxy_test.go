@@ -128,6 +128,7 @@ func TestProxyModeChecksThenPasses(t *testing.T) {
 	assert.Equal(t, http.StatusOK, resp.StatusCode, "a check of an unclean path is answered, not redirected")
 	assert.Equal(t, "146", resp.Header.Get(api.HeaderRemaining))
 	resp = do(t, http.MethodGet, p.http+"/authorizer", "pro-0", nil)
+	assert.Equal(t, `{"text":"hello","bytes":0}`, readAll(t, resp))
 	assert.Equal(t, "GET /api/authorizer", a.seen()[tierlimittest.FreeBurst+2], "only /authorize and what is under it is the node's")
 
 	// The app goes down: 502 in the JSON error shape.
