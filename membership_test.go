@@ -68,8 +68,9 @@ func TestRingRebuildsCoalesceABurstOfMemberReports(t *testing.T) {
 		nd.membersChanged(members)
 	}
 	nd.applyMu.Unlock()
-	require.Eventually(t, func() bool { return nd.ring.Len() == burst+1 }, 5*time.Second, 5*time.Millisecond,
-		"the last report was never applied")
+	// The apply logs "members changed" after it sets the ring: wait for both.
+	require.Eventually(t, func() bool { return nd.ring.Len() == burst+1 && applied.Load() > before }, 5*time.Second,
+		5*time.Millisecond, "the last report was never applied")
 	assert.Equal(t, int64(1), applied.Load()-before, "%d reports in one rebuild", burst)
 }
 
