@@ -77,8 +77,9 @@ type Config struct {
 // so that a client never sees two values. Retry-After is not among them:
 // the middleware writes it only on a 429, which never reaches the upstream.
 var ownHeaders = []string{
-	"X-Ratelimit-Limit", "X-Ratelimit-Remaining", "X-Ratelimit-Reset",
-	"Ratelimit", "Ratelimit-Policy",
+	http.CanonicalHeaderKey(api.HeaderLimit), http.CanonicalHeaderKey(api.HeaderRemaining),
+	http.CanonicalHeaderKey(api.HeaderReset), http.CanonicalHeaderKey(api.HeaderRateLimit),
+	http.CanonicalHeaderKey(api.HeaderPolicy),
 }
 
 // Proxy passes requests to one upstream. It is an http.Handler, safe for
@@ -97,16 +98,13 @@ type Proxy struct {
 // it cannot run with.
 func New(cfg Config) (*Proxy, error) {
 	u := cfg.Upstream
-	switch {
-	case u == nil:
+	if u == nil {
 		return nil, errors.New("proxy: Upstream is required")
-	case u.Scheme != "http" && u.Scheme != "https":
-		return nil, fmt.Errorf("proxy: Upstream %q: scheme must be http or https", u.Redacted())
-	case u.Host == "":
-		return nil, fmt.Errorf("proxy: Upstream %q: no host", u.Redacted())
-	case u.User != nil:
-		return nil, fmt.Errorf("proxy: Upstream %q: user info is not supported", u.Redacted())
-	case cfg.DialTimeout < 0, cfg.ResponseTimeout < 0, cfg.IdleTimeout < 0:
+	}
+	if err := CheckUpstream(u); err != nil {
+		return nil, fmt.Errorf("proxy: Upstream %q: %w", u.Redacted(), err)
+	}
+	if cfg.DialTimeout < 0 || cfg.ResponseTimeout < 0 || cfg.IdleTimeout < 0 {
 		return nil, errors.New("proxy: timeouts must not be negative")
 	}
 	if cfg.DialTimeout == 0 {
@@ -135,6 +133,24 @@ func New(cfg Config) (*Proxy, error) {
 		ErrorLog:       slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
 	}
 	return p, nil
+}
+
+// CheckUpstream returns why u cannot be an upstream, or nil: it must be an
+// http or https base URL with a host, and without user info, query or
+// fragment. cmd/node checks -upstream with it; New refuses what it
+// refuses.
+func CheckUpstream(u *url.URL) error {
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return errors.New("the scheme must be http or https, as in http://127.0.0.1:8000")
+	case u.Host == "":
+		return errors.New("no host: give one such as http://127.0.0.1:8000")
+	case u.User != nil:
+		return errors.New("user info is not supported")
+	case u.RawQuery != "" || u.Fragment != "":
+		return errors.New("a query or fragment is not supported: give the base URL, such as http://127.0.0.1:8000/api")
+	}
+	return nil
 }
 
 // newTransport is the Transport to the upstream: keep-alive connections

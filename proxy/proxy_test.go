@@ -344,9 +344,10 @@ func TestNewRefusesABadConfig(t *testing.T) {
 		want string
 	}{
 		{"no upstream", Config{}, "proxy: Upstream is required"},
-		{"scheme", Config{Upstream: &url.URL{Scheme: "ftp", Host: "a"}}, `proxy: Upstream "ftp://a": scheme must be http or https`},
-		{"host", Config{Upstream: &url.URL{Scheme: "http", Path: "/x"}}, `proxy: Upstream "http:///x": no host`},
+		{"scheme", Config{Upstream: &url.URL{Scheme: "ftp", Host: "a"}}, `proxy: Upstream "ftp://a": the scheme must be http or https, as in http://127.0.0.1:8000`},
+		{"host", Config{Upstream: &url.URL{Scheme: "http", Path: "/x"}}, `proxy: Upstream "http:///x": no host: give one such as http://127.0.0.1:8000`},
 		{"user", Config{Upstream: &url.URL{Scheme: "http", Host: "a", User: url.UserPassword("u", "p")}}, `proxy: Upstream "http://u:xxxxx@a": user info is not supported`},
+		{"query", Config{Upstream: &url.URL{Scheme: "http", Host: "a", RawQuery: "x=1"}}, `proxy: Upstream "http://a?x=1": a query or fragment is not supported: give the base URL, such as http://127.0.0.1:8000/api`},
 		{"negative", Config{Upstream: &url.URL{Scheme: "http", Host: "a"}, IdleTimeout: -1}, "proxy: timeouts must not be negative"},
 	}
 	for _, tt := range tests {

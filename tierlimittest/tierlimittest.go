@@ -54,8 +54,8 @@ func TiersFile(t testing.TB, perTier int) string {
 	return path
 }
 
-// Logs collects the JSON log lines of a running node. It is safe for
-// concurrent use.
+// Logs collects the log lines of a running process (JSON for a node). It
+// is safe for concurrent use.
 type Logs struct {
 	// mu guards buf.
 	mu  sync.Mutex
@@ -67,6 +67,13 @@ func (l *Logs) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.buf.Write(p)
+}
+
+// String returns everything written so far, as it came.
+func (l *Logs) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }
 
 // Records returns the JSON records written so far; other lines are skipped.

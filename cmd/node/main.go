@@ -306,15 +306,11 @@ func (f urlFlag) Set(s string) error {
 		return nil
 	}
 	u, err := url.Parse(s)
-	switch {
-	case err != nil || u.Scheme != "http" && u.Scheme != "https":
-		return fmt.Errorf("the scheme must be http or https, as in http://127.0.0.1:8000")
-	case u.Host == "":
-		return fmt.Errorf("no host: give one such as http://127.0.0.1:8000")
-	case u.User != nil:
-		return fmt.Errorf("user info is not supported")
-	case u.RawQuery != "" || u.Fragment != "":
-		return fmt.Errorf("a query or fragment is not supported: give the base URL, such as http://127.0.0.1:8000/api")
+	if err != nil {
+		return errors.New("the scheme must be http or https, as in http://127.0.0.1:8000")
+	}
+	if err := proxy.CheckUpstream(u); err != nil {
+		return err
 	}
 	*f.p = u
 	return nil

@@ -27,6 +27,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tierlimit/tierlimit/api"
 	"github.com/tierlimit/tierlimit/tierlimittest"
 )
 
@@ -84,7 +85,7 @@ func TestNginxForwardAuth(t *testing.T) {
 			assert.Equal(t, "application/json", r.header.Get("Content-Type"), "429 #%d: %s", i+1, r)
 			e := r.jsonError(t)
 			assert.Equal(t, "rate_limited", e.Code, "429 #%d: %s", i+1, r)
-			assert.Equal(t, retry, e.RetryAfterSeconds, "retry_after_seconds against Retry-After, 429 #%d: %s", i+1, r)
+			assert.Equal(t, int64(retry), e.RetryAfterSeconds, "retry_after_seconds against Retry-After, 429 #%d: %s", i+1, r)
 		}
 		// A client that waits for "100 Continue" before its upload gets the
 		// 429 instead, and so never sends the body.
@@ -261,7 +262,7 @@ func tryNginx(t *testing.T, tools tools, tmpl, nodeAddr, appAddr string) (*nginx
 	})
 	pidFile := filepath.Join(prefix, "nginx.pid")
 	cmd := exec.Command(tools.nginx, "-p", prefix, "-c", conf, "-g", "daemon off; pid "+pidFile+";")
-	stderr := &syncBuffer{}
+	stderr := &tierlimittest.Logs{}
 	cmd.Stdout, cmd.Stderr = stderr, stderr
 	require.NoError(t, cmd.Start())
 	exited := make(chan struct{})
@@ -472,19 +473,10 @@ func firstStatus(t *testing.T, base, head string) int {
 	return resp.StatusCode
 }
 
-// errorDetail is the inside of the JSON error body.
-type errorDetail struct {
-	Code              string `json:"code"`
-	Message           string `json:"message"`
-	RetryAfterSeconds int    `json:"retry_after_seconds"`
-}
-
 // jsonError decodes r's body as {"error":{...}}.
-func (r response) jsonError(t *testing.T) errorDetail {
+func (r response) jsonError(t *testing.T) api.ErrorDetail {
 	t.Helper()
-	var e struct {
-		Error errorDetail `json:"error"`
-	}
+	var e api.ErrorBody
 	dec := json.NewDecoder(strings.NewReader(r.body))
 	dec.DisallowUnknownFields()
 	require.NoError(t, dec.Decode(&e), "JSON error body of %s", r)
@@ -497,24 +489,4 @@ func assertInt(t *testing.T, s string, what string, args ...any) int {
 	n, err := strconv.Atoi(s)
 	assert.NoError(t, err, "%s: %q is not an integer", fmt.Sprintf(what, args...), s)
 	return n
-}
-
-// syncBuffer is a bytes.Buffer safe for a writing process and a reading
-// test.
-type syncBuffer struct {
-	// mu guards buf.
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
