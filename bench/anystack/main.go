@@ -22,6 +22,8 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	"github.com/tierlimit/tierlimit/bench/mdsection"
 )
 
 func main() {
@@ -65,7 +67,7 @@ func run(args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("read doc: %w", err)
 	}
-	updated, err := replaceSection(old, md)
+	updated, err := mdsection.Replace(old, beginMarker, endMarker, md)
 	if err != nil {
 		return fmt.Errorf("%s: %w", *doc, err)
 	}

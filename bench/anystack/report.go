@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -338,21 +336,6 @@ func accuracyTable(b *strings.Builder, in *inputs) {
 				tr.SentAvg, tr.OverPercent, tr.UnderPercent, tr.Undecided, r.rep.MissingLimitHeader, ex)
 		}
 	}
-}
-
-// replaceSection returns doc with the part between the markers replaced by
-// section; the markers must be there, in order.
-func replaceSection(doc []byte, section string) ([]byte, error) {
-	i := bytes.Index(doc, []byte(beginMarker))
-	j := bytes.Index(doc, []byte(endMarker))
-	if i < 0 || j < 0 || j < i {
-		return nil, errors.New("want " + beginMarker + " and then " + endMarker)
-	}
-	var out bytes.Buffer
-	out.Write(doc[:i+len(beginMarker)])
-	out.WriteString("\n" + strings.TrimRight(section, "\n") + "\n")
-	out.Write(doc[j:])
-	return out.Bytes(), nil
 }
 
 // ms formats microseconds as milliseconds.

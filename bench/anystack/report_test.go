@@ -182,16 +182,6 @@ func TestRunWritesResultsAndDoc(t *testing.T) {
 	assert.Equal(t, "# Title\n\nintro\n\n"+beginMarker+"\n"+strings.TrimRight(md, "\n")+"\n"+endMarker+"\n\nafter\n", string(updated))
 }
 
-func TestReplaceSectionNeedsMarkers(t *testing.T) {
-	for _, doc := range []string{"", beginMarker, endMarker + "\n" + beginMarker} {
-		_, err := replaceSection([]byte(doc), "x")
-		assert.Error(t, err, "replaceSection(%q)", doc)
-	}
-	got, err := replaceSection([]byte("a"+beginMarker+endMarker+"b"), "x\n\n")
-	require.NoError(t, err)
-	assert.Equal(t, "a"+beginMarker+"\nx\n"+endMarker+"b", string(got))
-}
-
 func TestReadErrors(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name, data string) string {

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/tierlimit/tierlimit/bench/loadreport"
+	"github.com/tierlimit/tierlimit/bench/mdsection"
 )
 
 // The markers between which the table command writes in the doc.
@@ -95,7 +96,7 @@ func runTable(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		next, err := replaceSection(b, md)
+		next, err := mdsection.Replace(b, beginMarker, endMarker, md)
 		if err != nil {
 			return fmt.Errorf("%s: %w", *doc, err)
 		}
@@ -240,17 +241,6 @@ func readMeta(path string) ([][2]string, error) {
 		}
 	}
 	return out, sc.Err()
-}
-
-// replaceSection puts md between the markers of doc.
-func replaceSection(doc []byte, md string) ([]byte, error) {
-	s := string(doc)
-	i := strings.Index(s, beginMarker)
-	j := strings.Index(s, endMarker)
-	if i < 0 || j < i {
-		return nil, fmt.Errorf("no %s … %s section", beginMarker, endMarker)
-	}
-	return []byte(s[:i+len(beginMarker)] + "\n" + md + s[j:]), nil
 }
 
 // render returns the results as markdown (the run's facts, the table, the
