@@ -205,10 +205,13 @@ type Router struct {
 	// 32 bits) and the members known (lower 32); 0 means full limits.
 	share atomic.Uint64
 
-	// mu guards links and closed.
-	mu     sync.RWMutex
-	links  map[string]*link
-	closed bool
+	// mu guards links, forgets and closed.
+	mu    sync.RWMutex
+	links map[string]*link
+	// forgets counts calls to Forget: a peer looked up while it moved on
+	// may be a Client already released, so link looks it up again.
+	forgets uint64
+	closed  bool
 }
 
 // link is what the Router keeps for one peer.
@@ -512,9 +515,14 @@ func (r *Router) decideLocally(now time.Time, key string, limit int, owner, reas
 
 // link returns the link to the peer called name, making it if needed, or
 // nil and the reason there is none.
+//
+// The PeerSource is asked outside the lock, but a Forget may run between
+// the answer and the lock (the member's address changed, and the Client
+// the answer holds is released): then the lookup is made again under the
+// lock, so that no link is ever made on a Client released before it.
 func (r *Router) link(name string) (*link, string) {
 	r.mu.RLock()
-	l, closed := r.links[name], r.closed
+	l, closed, gen := r.links[name], r.closed, r.forgets
 	r.mu.RUnlock()
 	switch {
 	case l != nil:
@@ -523,32 +531,36 @@ func (r *Router) link(name string) (*link, string) {
 		return nil, FallbackClosed
 	}
 	p, ok := r.peers.Peer(name)
-	if !ok || p == nil {
-		return nil, FallbackNoPeer
-	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
 		return nil, FallbackClosed
 	}
-	if l = r.links[name]; l == nil {
-		l = &link{breaker: NewBreaker(r.breaker)}
-		if r.forwardTimeout == 0 {
-			l.rtt = newRTT(r.forwardMin, r.forwardMax)
-		}
-		cfg := r.batch
-		cfg.Report = func(err error) { r.report(name, l, err) }
-		if r.leases != nil {
-			// A lease that comes back after its check gave up is counted
-			// at the owner all the same: keep it. The check was sent no
-			// earlier than one call's deadline ago.
-			cfg.Unclaimed = func(it Item, res Result) {
-				r.granted(it.Key, it.Limit, res, r.clock().Add(-cfg.Timeout), it.Hits == 0)
-			}
-		}
-		l.batcher = NewBatcher(p, cfg)
-		r.links[name] = l
+	if l = r.links[name]; l != nil {
+		return l, ""
 	}
+	if r.forgets != gen {
+		p, ok = r.peers.Peer(name) // PeerSource does no I/O
+	}
+	if !ok || p == nil {
+		return nil, FallbackNoPeer
+	}
+	l = &link{breaker: NewBreaker(r.breaker)}
+	if r.forwardTimeout == 0 {
+		l.rtt = newRTT(r.forwardMin, r.forwardMax)
+	}
+	cfg := r.batch
+	cfg.Report = func(err error) { r.report(name, l, err) }
+	if r.leases != nil {
+		// A lease that comes back after its check gave up is counted
+		// at the owner all the same: keep it. The check was sent no
+		// earlier than one call's deadline ago.
+		cfg.Unclaimed = func(it Item, res Result) {
+			r.granted(it.Key, it.Limit, res, r.clock().Add(-cfg.Timeout), it.Hits == 0)
+		}
+	}
+	l.batcher = NewBatcher(p, cfg)
+	r.links[name] = l
 	return l, ""
 }
 
@@ -575,6 +587,7 @@ func (r *Router) Forget(name string) {
 	r.mu.Lock()
 	l := r.links[name]
 	delete(r.links, name)
+	r.forgets++
 	r.mu.Unlock()
 	if l != nil {
 		l.batcher.Close()

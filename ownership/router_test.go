@@ -729,3 +729,42 @@ func TestRouterCheckPathSaysHowItDecided(t *testing.T) {
 		assert.Equal(t, names[s.want], names[got], "step %d: CheckPath(%q) path", i, s.key)
 	}
 }
+
+// racingPeers is a PeerSource whose first lookup of a name returns old
+// and, as a member whose address changed would, has the Router forget the
+// name before the lookup returns: the lookup raced with Forget.
+type racingPeers struct {
+	r        *Router
+	old, cur Peer
+	lookups  atomic.Int32
+}
+
+func (p *racingPeers) Peer(name string) (Peer, bool) {
+	if p.lookups.Add(1) == 1 {
+		p.r.Forget(name) // the address changed meanwhile: old is released
+		return p.old, true
+	}
+	return p.cur, true
+}
+
+func TestRouterDoesNotLinkAPeerForgottenDuringItsLookup(t *testing.T) {
+	old := &batchPeer{err: errors.New("released client")}
+	cur := &batchPeer{}
+	src := &racingPeers{old: old, cur: cur}
+	ring := NewRing()
+	ring.Set([]string{"a", "b"})
+	r := NewRouter(RouterConfig{Self: "a", Ring: ring, LeaseTTL: -1,
+		Local:    bucket.New(bucket.Config{Window: routerWindow}),
+		Fallback: bucket.New(bucket.Config{Window: routerWindow}),
+		Peers:    src})
+	t.Cleanup(r.Close)
+	src.r = r
+	key := keyOwnedBy(t, ring, "b")
+
+	for i := range 3 {
+		_, path := r.CheckPath(t.Context(), routerT0, key, 10)
+		assert.Equal(t, PathForwarded, path, "check %d goes to the current client", i)
+	}
+	assert.Empty(t, old.calls, "nothing is sent on the client released during the lookup")
+	assert.Len(t, cur.calls, 3)
+}
