@@ -66,6 +66,7 @@ func grantSize(want, remaining, members int) int {
 // concurrent use.
 type Owner struct {
 	store   *bucket.Store
+	grants  *grants
 	members func() int
 	ttl     time.Duration // ≤ 0: grant no leases
 	moved   atomic.Int64  // when the ring last changed, Unix nanoseconds; 0: never
@@ -99,23 +100,23 @@ func NewOwner(store *bucket.Store, members func() int, ttl time.Duration) *Owner
 	if ttl == 0 {
 		ttl = DefaultLeaseTTL
 	}
-	return &Owner{store: store, members: members, ttl: ttl}
+	return &Owner{store: store, grants: newGrants(store.Window()), members: members, ttl: ttl}
 }
 
 // Window returns the counting window of the Owner's store.
 func (o *Owner) Window() time.Duration { return o.store.Window() }
 
-// Decide answers it at now. Given-back hits are taken off first, then the
-// hits counted, then a lease granted if one was asked for, the hits (if
-// any) were admitted, and the key has room for one: the granted hits are
-// counted at once, in the key's current window, and the lease ends with
-// that window at the latest.
+// Decide answers it at now. Given-back hits are taken off first (no more
+// than the lease they name was granted, once: the give-back ends it), then the hits counted, then
+// a lease granted if one was asked for, the hits (if any) were admitted,
+// and the key has room for one: the granted hits are counted at once, in
+// the key's current window, and the lease ends with that window at the
+// latest.
 func (o *Owner) Decide(now time.Time, it Item) Result {
 	took := 0
 	if it.GiveBack > 0 {
-		var ok bool
-		if took, ok = o.store.Give(now, it.Key, it.GiveBackStart, it.GiveBack); !ok {
-			took = -1
+		if n := o.grants.take(it.Key, it.LeaseID, it.GiveBackStart, it.GiveBack); n > 0 {
+			took, _ = o.store.Give(now, it.Key, it.GiveBackStart, n)
 		}
 	}
 	r := Result{Decision: o.store.Take(now, it.Key, it.Hits, it.Limit), TookBack: took}
@@ -132,9 +133,14 @@ func (o *Owner) Decide(now time.Time, it Item) Result {
 	}
 	if gd := o.store.Take(now, it.Key, g, it.Limit); gd.Allowed && gd.ResetAt.Equal(r.ResetAt) {
 		r.Remaining, r.Granted, r.LeaseFor, r.WindowLeft = gd.Remaining, g, lasts, r.ResetAt.Sub(now)
+		r.LeaseID = o.grants.add(now, it.Key, it.LeaseID, r.ResetAt.Add(-o.store.Window()), g)
 	}
 	return r
 }
+
+// Leases returns how many leases this owner granted that were not given
+// back yet and whose window has not ended long ago.
+func (o *Owner) Leases() int { return o.grants.len() }
 
 // lease is what a node holds of one key's budget: hits an owner granted it
 // and counted, to admit on its own until they run out or the lease ends:
@@ -143,6 +149,7 @@ func (o *Owner) Decide(now time.Time, it Item) Result {
 // operations only; grants merge into it under its table shard's lock, and
 // Router.Run's sweep moves its end on while it is in use.
 type lease struct {
+	id    uint64    // the owner's id for it (Result.LeaseID); 0 in a placeholder
 	limit int       // the limit it was granted under: a check under another revokes it
 	start time.Time // when the owner's window it was counted in began (the owner's clock)
 	reset time.Time // when that window ends (the owner's clock), for decisions
@@ -161,7 +168,7 @@ type lease struct {
 // newLease returns the lease of a grant r answering a check sent at sent
 // (this node's clock) under limit, in windows of window.
 func newLease(r Result, limit int, sent time.Time, window time.Duration) *lease {
-	l := &lease{limit: limit, start: r.ResetAt.Add(-window), reset: r.ResetAt,
+	l := &lease{id: r.LeaseID, limit: limit, start: r.ResetAt.Add(-window), reset: r.ResetAt,
 		end: sent.Add(r.WindowLeft).UnixNano()}
 	l.extend(r, sent)
 	return l
@@ -267,7 +274,8 @@ func (t *leases) get(key string) *lease {
 }
 
 // grant merges grant r, answering a check for key under limit sent at
-// sent, into key's lease if it has one for the same limit and window, or
+// sent, into key's lease if it is the same lease (the owner renewed it:
+// same id, limit and window), or
 // makes it key's lease. It returns the lease it replaced, if any, for the
 // caller to drain and give back; and false if the table is full and r was
 // not taken (give its hits back too).
@@ -276,7 +284,7 @@ func (t *leases) grant(key string, limit int, r Result, sent time.Time, window t
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	old := sh.m[key]
-	if old != nil && old.limit == limit && old.start.Equal(r.ResetAt.Add(-window)) {
+	if old != nil && old.id == r.LeaseID && old.limit == limit && old.start.Equal(r.ResetAt.Add(-window)) {
 		old.extend(r, sent)
 		return nil, true
 	}
@@ -314,6 +322,16 @@ func (t *leases) asking(key string, limit int) (*lease, bool) {
 		sh.mu.Unlock()
 	}
 	return l, l.renewing.CompareAndSwap(false, true)
+}
+
+// renewalOf returns the id to send with a request for more of l under
+// limit: l's, if it was granted under limit, so that the owner adds to it;
+// else 0, for a new lease.
+func (l *lease) renewalOf(limit int) uint64 {
+	if l.limit != limit {
+		return 0
+	}
+	return l.id
 }
 
 // pending reports whether l is a placeholder: nothing granted yet.

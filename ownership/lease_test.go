@@ -58,14 +58,20 @@ func TestOwnerDecide(t *testing.T) {
 		{"a check with a lease asked", 0, item(1, 4), true, 145, 4, time.Second},
 		{"a big want is cut to remaining/(2N)", time.Second, item(1, 1000), true, 120, 24, time.Second},
 		{"a renewal counts no hit", 2 * time.Second, item(0, 30), true, 100, 20, time.Second},
-		{"give 20 back", 3 * time.Second, Item{Key: "k", Limit: 150, Window: routerWindow, GiveBack: 20, GiveBackStart: t0}, true, 120, 0, 0},
+		{"give 20 back", 3 * time.Second, Item{Key: "k", Limit: 150, Window: routerWindow, GiveBack: 20, GiveBackStart: t0}, true, 120, 0, 0}, // the renewal's lease
 		{"no lease asked", 4 * time.Second, item(1, 0), true, 119, 0, 0},
 		{"near the window's end the lease is shorter", routerWindow - 300*time.Millisecond, item(1, 6), true, 112, 6, 300 * time.Millisecond},
 		{"too near the end: none", routerWindow - 5*time.Millisecond, item(1, 6), true, 111, 0, 0},
 	}
-	for _, st := range steps {
+	ids := make([]uint64, len(steps))
+	for i, st := range steps {
 		now := t0.Add(st.at)
+		if st.it.GiveBack > 0 {
+			st.it.LeaseID = ids[2]
+		}
 		r := o.Decide(now, st.it)
+		ids[i] = r.LeaseID
+		assert.Equal(t, r.Granted > 0, r.LeaseID != 0, "%s: a grant, and only a grant, has a lease id", st.name)
 		assert.Equal(t, st.allowed, r.Allowed, st.name)
 		assert.Equal(t, st.remaining, r.Remaining, st.name)
 		assert.Equal(t, st.granted, r.Granted, st.name)
@@ -106,6 +112,53 @@ func TestOwnerDecide(t *testing.T) {
 	members = 3
 	off := NewOwner(bucket.New(bucket.Config{Window: routerWindow}), func() int { return 3 }, -1)
 	assert.Zero(t, off.Decide(t0, item(1, 4)).Granted, "leases off")
+}
+
+// TestOwnerTakesEachLeaseBackOnce: a give-back ends its lease, taking back
+// at most what the lease was granted, so one sent again (its answer was
+// lost) or forged takes nothing; a renewal adds to the lease it names.
+func TestOwnerTakesEachLeaseBackOnce(t *testing.T) {
+	store := bucket.New(bucket.Config{Window: routerWindow})
+	o := NewOwner(store, func() int { return 3 }, time.Second)
+	t0 := routerT0
+	ask := func(at time.Duration, id uint64, want int) Result {
+		return o.Decide(t0.Add(at), Item{Key: "k", Limit: 150, Window: routerWindow, Want: want, LeaseID: id})
+	}
+	give := func(at time.Duration, id uint64, n int) int {
+		return o.Decide(t0.Add(at), Item{Key: "k", Limit: 150, Window: routerWindow, LeaseID: id, GiveBack: n, GiveBackStart: t0}).TookBack
+	}
+	first := ask(0, 0, 10)
+	require.Equal(t, 10, first.Granted)
+	require.NotZero(t, first.LeaseID)
+	renewed := ask(time.Millisecond, first.LeaseID, 10)
+	require.Equal(t, 10, renewed.Granted)
+	assert.Equal(t, first.LeaseID, renewed.LeaseID, "a renewal keeps the lease's id")
+	other := ask(2*time.Millisecond, 0, 5)
+	require.Equal(t, 5, other.Granted)
+	assert.NotEqual(t, first.LeaseID, other.LeaseID, "another lease, another id")
+	assert.Equal(t, 2, o.Leases())
+	used := func() int { return 150 - store.Take(t0.Add(3*time.Millisecond), "k", 0, 150).Remaining }
+	require.Equal(t, 25, used())
+
+	steps := []struct {
+		name      string
+		id        uint64
+		give      int
+		took      int
+		countLeft int // hits counted afterwards
+	}{
+		{"the first lease ends with 5 unused", first.LeaseID, 5, 5, 20},
+		{"sent again: the lease has ended", first.LeaseID, 5, 0, 20},
+		{"more, under the same id", first.LeaseID, 15, 0, 20},
+		{"a forged id", other.LeaseID ^ 1, 1 << 20, 0, 20},
+		{"no id", 0, 1 << 20, 0, 20},
+		{"more than the other lease was granted", other.LeaseID, 1 << 20, 5, 15},
+	}
+	for i, st := range steps {
+		assert.Equal(t, st.took, give(time.Duration(10+i)*time.Millisecond, st.id, st.give), st.name)
+		assert.Equal(t, st.countLeft, used(), st.name)
+	}
+	assert.Zero(t, o.Leases(), "every lease given back")
 }
 
 // TestLeaseSteps steps a lease on the asker's side through a fake clock:
@@ -401,4 +454,44 @@ func TestRouterLocalDecisionsAfterALeaseAreBounded(t *testing.T) {
 	}
 	// 8 from the lease, then an eighth of it: 1, where a share would be 50.
 	assert.Equal(t, firstWant+1, admitted)
+}
+
+// lateAnswers is a Peer whose owner decides every call but whose answers
+// to the first calls giving hits back are lost (they come after the
+// deadline): the sender sees a timeout for a give-back that was applied.
+type lateAnswers struct {
+	*ownerPeer
+	lose atomic.Int32 // give-back calls whose answer is still to be lost
+}
+
+func (p *lateAnswers) Check(ctx context.Context, items []Item) ([]Result, error) {
+	res, err := p.ownerPeer.Check(ctx, items)
+	if err == nil && items[0].GiveBack > 0 && p.lose.Add(-1) >= 0 {
+		return nil, context.DeadlineExceeded
+	}
+	return res, err
+}
+
+// TestRouterGiveBackSentAgainCountsOnce: the hits a lease left unused are
+// given back once, however many times the give-back is sent because its
+// answer came too late; before the owner kept its grants, each retry took
+// them off again, and the key then admitted more than its limit.
+func TestRouterGiveBackSentAgainCountsOnce(t *testing.T) {
+	owner := &lateAnswers{ownerPeer: newOwnerPeer(3)}
+	owner.lose.Store(3)
+	r := newTestRouter(t, []string{"a", "b", "c"}, peerMap{"b": owner, "c": &batchPeer{}}, nil)
+	key := keyOwnedBy(t, r.ring, "b")
+	now := routerT0
+
+	require.True(t, r.Check(t.Context(), now, key, 150).Allowed)
+	require.Equal(t, 1+firstWant, owner.used(key, 150), "the hit and the lease")
+	require.True(t, r.Check(t.Context(), now, key, 150).Allowed, "spent from the lease")
+
+	r.RevokeLeases() // 7 unused hits go back
+	for range 5 {
+		r.give(t.Context(), now)
+	}
+	_, returning := r.Leases()
+	assert.Zero(t, returning, "given back at last")
+	assert.Equal(t, 2, owner.used(key, 150), "the two hits admitted stay counted, the 7 unused are taken off once")
 }

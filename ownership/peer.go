@@ -28,9 +28,14 @@ type Item struct {
 	// Want asks for a lease: hits the sender would like to admit on its
 	// own for a while (see Owner). 0 asks for none.
 	Want int
-	// GiveBack is how many hits of an earlier lease went unused and are
-	// given back, from the window that began at GiveBackStart (the owner's
-	// time).
+	// LeaseID names the sender's lease on Key, as the owner's grant named
+	// it: with Want, the lease to renew (0: a new one); with GiveBack, the
+	// lease whose hits are given back.
+	LeaseID uint64
+	// GiveBack is how many hits of lease LeaseID went unused and are given
+	// back, from the window that began at GiveBackStart (the owner's
+	// time), as the lease ends. The owner takes back at most what it
+	// granted that lease, once: a give-back sent twice counts once.
 	GiveBack      int
 	GiveBackStart time.Time
 }
@@ -49,9 +54,12 @@ type Result struct {
 	// has left, from the owner's decision: a lease in use lasts until then
 	// at most.
 	WindowLeft time.Duration
+	// LeaseID, with a lease, is its id: the Item's LeaseID when that lease
+	// was renewed, else a new one. Give its hits back under it.
+	LeaseID uint64
 	// TookBack is, for an item with GiveBack, how many hits the owner took
-	// off, or -1 if it holds no count for the key (yet): the count may be
-	// on its way to it, so give them back again later.
+	// off: at most what the lease was granted, 0 for a lease it has no
+	// record of (given back already, granted by another owner, or forged).
 	TookBack int
 }
 
@@ -61,8 +69,11 @@ type Result struct {
 //
 // Check is called from a Batcher's goroutine; ctx bounds how long it waits,
 // and when it ends first the error wraps ctx.Err() (errors.Is matches
-// context.DeadlineExceeded). An error means none of the items is known to
-// have been counted.
+// context.DeadlineExceeded). An error does not mean nothing was counted: a
+// call that timed out may have been decided at the owner all the same. A
+// check's hits may then count twice (once there, once in a local
+// decision); a give-back sent again is safe, since the owner applies each
+// lease's give-back at most once.
 type Peer interface {
 	Check(ctx context.Context, items []Item) ([]Result, error)
 }

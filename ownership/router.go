@@ -336,19 +336,19 @@ func (r *Router) CheckPath(ctx context.Context, now time.Time, key string, limit
 		return r.decideLocally(now, key, limit, owner, FallbackBreakerOpen, nil, &l.warn, held), PathFallback
 	}
 
-	want := 0
+	want, renewing := 0, uint64(0)
 	if r.leases != nil {
 		// The lease is dry, ended or missing: this check asks for one,
 		// unless another check or a renewal already does.
 		if ls, ask := r.leases.asking(key, limit); ask {
-			want = ls.want(now.UnixNano(), r.leaseTTL)
+			want, renewing = ls.want(now.UnixNano(), r.leaseTTL), ls.renewalOf(limit)
 			defer ls.renewing.Store(false)
 		}
 	}
 	timeout := r.timeout(l)
 	fctx, cancel := context.WithTimeout(ctx, timeout)
 	start := time.Now() // for the latency metric and the deadline
-	res, err := l.batcher.Check(fctx, Item{Key: key, Hits: 1, Limit: limit, Window: r.local.Window(), Want: want})
+	res, err := l.batcher.Check(fctx, Item{Key: key, Hits: 1, Limit: limit, Window: r.local.Window(), Want: want, LeaseID: renewing})
 	cancel()
 	took := time.Since(start)
 	r.obs.Forwarded(owner, took, err)

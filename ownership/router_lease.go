@@ -20,15 +20,16 @@ const giveTimeout = time.Second
 // key's owner.
 type giveBack struct {
 	key   string
+	id    uint64 // the lease's id at its owner
 	limit int
 	start time.Time // the owner's window the hits were counted in
 	hits  int
 	since time.Time // first tried; zero until then
 }
 
-// giveRetryFor is how long hits an owner had no count for are given back
-// again: long enough for failure detection and the copies to be taken
-// over (about 5 s), or for a hand-off to land.
+// giveRetryFor is how long hits of a key this node owns now, and holds no
+// count for yet, are given back again: long enough for failure detection
+// and the copies to be taken over (about 5 s), or for a hand-off to land.
 const giveRetryFor = 15 * time.Second
 
 // fromLease admits a check for key under limit at now from lease ls, if it
@@ -67,7 +68,7 @@ func (r *Router) renew(key string, ls *lease, limit int, owner string, want int)
 	ctx, cancel := context.WithTimeout(context.Background(), r.timeout(l))
 	defer cancel()
 	sent := r.clock()
-	res, err := l.batcher.Check(ctx, Item{Key: key, Limit: limit, Window: r.local.Window(), Want: want})
+	res, err := l.batcher.Check(ctx, Item{Key: key, Limit: limit, Window: r.local.Window(), Want: want, LeaseID: ls.renewalOf(limit)})
 	if err == nil && res.Granted > 0 {
 		r.granted(key, limit, res, sent, true)
 	}
@@ -86,7 +87,7 @@ func (r *Router) granted(key string, limit int, res Result, sent time.Time, rene
 	old, ok := r.leases.grant(key, limit, res, sent, w)
 	if !ok {
 		r.obs.LeaseEnded(LeaseNoRoom, res.Granted)
-		r.queueGive(giveBack{key: key, limit: limit, start: res.ResetAt.Add(-w), hits: res.Granted})
+		r.queueGive(giveBack{key: key, id: res.LeaseID, limit: limit, start: res.ResetAt.Add(-w), hits: res.Granted})
 		return
 	}
 	if old != nil {
@@ -111,7 +112,7 @@ func (r *Router) drainLease(key string, ls *lease, why string) {
 	n := ls.drain()
 	r.obs.LeaseEnded(why, n)
 	if n > 0 {
-		r.queueGive(giveBack{key: key, limit: ls.limit, start: ls.start, hits: n})
+		r.queueGive(giveBack{key: key, id: ls.id, limit: ls.limit, start: ls.start, hits: n})
 	}
 }
 
@@ -211,9 +212,14 @@ func (r *Router) ownsNow(key string) bool {
 
 // give gives the queued hits back to their keys' owners as the ring says
 // now: to this node's own store, or in one call per owner. Hits are given
-// back again later if the owner could not be reached, until their window
-// ends, or if it held no count for the key, for giveRetryFor: the count
-// may be on its way to it (a new owner taking over a failed one's copies).
+// back again later if the owner could not be reached or did not answer in
+// time, until their window ends: the owner takes each lease's hits back at
+// most once, so a give-back it applied but whose answer was lost costs
+// nothing when sent again. Hits of a key this node owns now and holds no
+// count for are given back again for giveRetryFor: the count may be on its
+// way (a new owner taking over a failed one's copies). An owner that holds
+// no record of the lease (the key moved, or its owner restarted) takes
+// nothing back: those hits stay counted until their window ends.
 func (r *Router) give(ctx context.Context, now time.Time) {
 	r.givesMu.Lock()
 	gives := r.gives
@@ -247,15 +253,14 @@ func (r *Router) give(ctx context.Context, now time.Time) {
 		p, ok := r.peers.Peer(owner)
 		for len(gs) > 0 {
 			n := min(len(gs), MaxCheckItems)
-			var res []Result
 			err := errNoPeer
 			if ok && p != nil {
 				items = items[:0]
 				for _, g := range gs[:n] {
-					items = append(items, Item{Key: g.key, Limit: g.limit, Window: w, GiveBack: g.hits, GiveBackStart: g.start})
+					items = append(items, Item{Key: g.key, Limit: g.limit, Window: w, LeaseID: g.id, GiveBack: g.hits, GiveBackStart: g.start})
 				}
 				cctx, cancel := context.WithTimeout(ctx, giveTimeout)
-				res, err = p.Check(cctx, items)
+				_, err = p.Check(cctx, items)
 				cancel()
 			}
 			if err != nil {
@@ -265,11 +270,6 @@ func (r *Router) give(ctx context.Context, now time.Time) {
 					retry(g, false)
 				}
 				break
-			}
-			for i, g := range gs[:n] {
-				if res[i].TookBack < 0 {
-					retry(g, true)
-				}
 			}
 			gs = gs[n:]
 		}

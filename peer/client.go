@@ -164,6 +164,7 @@ func newRequest(items []ownership.Item) *peerpb.CheckRequest {
 		w.WindowNanos = int64(it.Window)
 		w.Want = int64(it.Want)
 		w.GiveBack = int64(it.GiveBack)
+		w.LeaseId = it.LeaseID
 		w.GiveBackStartUnixNanos = unixNanos(it.GiveBackStart)
 		req.Items[i] = w
 	}

@@ -214,7 +214,7 @@ func (s *Server) decide(req *peerpb.CheckRequest) (*peerpb.CheckResponse, error)
 	for i, it := range items {
 		d := s.store.Decide(now, ownership.Item{
 			Key: it.GetKey(), Hits: int(it.GetHits()), Limit: int(it.GetLimit()), Window: window,
-			Want: int(it.GetWant()), GiveBack: int(it.GetGiveBack()), GiveBackStart: fromUnixNanos(it.GetGiveBackStartUnixNanos()),
+			Want: int(it.GetWant()), LeaseID: it.GetLeaseId(), GiveBack: int(it.GetGiveBack()), GiveBackStart: fromUnixNanos(it.GetGiveBackStartUnixNanos()),
 		})
 		r := &results[i]
 		r.Allowed = d.Allowed
@@ -226,6 +226,7 @@ func (s *Server) decide(req *peerpb.CheckRequest) (*peerpb.CheckResponse, error)
 		r.LeaseNanos = int64(d.LeaseFor)
 		r.TookBack = int64(d.TookBack)
 		r.WindowLeftNanos = int64(d.WindowLeft)
+		r.LeaseId = d.LeaseID
 		resp.Results[i] = r
 	}
 	return resp, nil

@@ -41,5 +41,6 @@ func decodeResult(r *peerpb.Result) ownership.Result {
 		LeaseFor:   time.Duration(max(0, r.GetLeaseNanos())),
 		TookBack:   int(r.GetTookBack()),
 		WindowLeft: time.Duration(max(0, r.GetWindowLeftNanos())),
+		LeaseID:    r.GetLeaseId(),
 	}
 }

@@ -292,14 +292,18 @@ type Item struct {
 	// grants nothing near the limit. At least 0.
 	Want int64 `protobuf:"varint,5,opt,name=want,proto3" json:"want,omitempty"`
 	// Hits of an earlier lease the sender did not use, given back: the owner
-	// takes them off the count of the window they were granted in. At least
-	// 0.
+	// takes them off the count of the window they were granted in, at most
+	// what it granted lease_id, once: the give-back ends the lease, and one
+	// sent again counts nothing. At least 0.
 	GiveBack int64 `protobuf:"varint,6,opt,name=give_back,json=giveBack,proto3" json:"give_back,omitempty"`
 	// When the window of the given-back lease began, in the owner's Unix
 	// nanoseconds (Result.reset_unix_nanos minus the window).
 	GiveBackStartUnixNanos int64 `protobuf:"varint,7,opt,name=give_back_start_unix_nanos,json=giveBackStartUnixNanos,proto3" json:"give_back_start_unix_nanos,omitempty"`
-	unknownFields          protoimpl.UnknownFields
-	sizeCache              protoimpl.SizeCache
+	// The sender's lease on key, as Result.lease_id named it: with want, the
+	// lease to renew (0: a new one); with give_back, the lease given back.
+	LeaseId       uint64 `protobuf:"varint,8,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Item) Reset() {
@@ -377,6 +381,13 @@ func (x *Item) GetGiveBack() int64 {
 func (x *Item) GetGiveBackStartUnixNanos() int64 {
 	if x != nil {
 		return x.GiveBackStartUnixNanos
+	}
+	return 0
+}
+
+func (x *Item) GetLeaseId() uint64 {
+	if x != nil {
+		return x.LeaseId
 	}
 	return 0
 }
@@ -488,16 +499,18 @@ type Result struct {
 	// sender counts it from before it sent the item, so its clock need not
 	// agree with the owner's.
 	LeaseNanos int64 `protobuf:"varint,7,opt,name=lease_nanos,json=leaseNanos,proto3" json:"lease_nanos,omitempty"`
-	// For an item with give_back: how many hits the owner took off, or -1
-	// if it holds no count for the key (yet: the count may be on its way
-	// to it), so the sender should give them back again later.
+	// For an item with give_back: how many hits the owner took off; 0 for a
+	// lease it has no record of (given back already, or not granted here).
 	TookBack int64 `protobuf:"varint,8,opt,name=took_back,json=tookBack,proto3" json:"took_back,omitempty"`
 	// With a lease: how long the window it was counted in has left, in
 	// nanoseconds from when the owner decided. A lease in use may be spent
 	// until then, never after.
 	WindowLeftNanos int64 `protobuf:"varint,9,opt,name=window_left_nanos,json=windowLeftNanos,proto3" json:"window_left_nanos,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// With a lease: its id, random, to renew it and give its hits back
+	// under (Item.lease_id).
+	LeaseId       uint64 `protobuf:"varint,10,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Result) Reset() {
@@ -593,6 +606,13 @@ func (x *Result) GetWindowLeftNanos() int64 {
 	return 0
 }
 
+func (x *Result) GetLeaseId() uint64 {
+	if x != nil {
+		return x.LeaseId
+	}
+	return 0
+}
+
 var File_peer_proto protoreflect.FileDescriptor
 
 const file_peer_proto_rawDesc = "" +
@@ -612,7 +632,7 @@ const file_peer_proto_rawDesc = "" +
 	"\vCountsReply\"M\n" +
 	"\fCheckRequest\x12-\n" +
 	"\x05items\x18\x01 \x03(\v2\x17.tierlimit.peer.v1.ItemR\x05items\x12\x0e\n" +
-	"\x02id\x18\x02 \x01(\x04R\x02id\"\xd2\x01\n" +
+	"\x02id\x18\x02 \x01(\x04R\x02id\"\xed\x01\n" +
 	"\x04Item\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x12\n" +
 	"\x04hits\x18\x02 \x01(\x03R\x04hits\x12\x14\n" +
@@ -620,14 +640,15 @@ const file_peer_proto_rawDesc = "" +
 	"\fwindow_nanos\x18\x04 \x01(\x03R\vwindowNanos\x12\x12\n" +
 	"\x04want\x18\x05 \x01(\x03R\x04want\x12\x1b\n" +
 	"\tgive_back\x18\x06 \x01(\x03R\bgiveBack\x12:\n" +
-	"\x1agive_back_start_unix_nanos\x18\a \x01(\x03R\x16giveBackStartUnixNanos\"\xb4\x01\n" +
+	"\x1agive_back_start_unix_nanos\x18\a \x01(\x03R\x16giveBackStartUnixNanos\x12\x19\n" +
+	"\blease_id\x18\b \x01(\x04R\aleaseId\"\xb4\x01\n" +
 	"\rCheckResponse\x123\n" +
 	"\aresults\x18\x01 \x03(\v2\x19.tierlimit.peer.v1.ResultR\aresults\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\x04R\x02id\x12\x1d\n" +
 	"\n" +
 	"error_code\x18\x03 \x01(\x05R\terrorCode\x12#\n" +
 	"\rerror_message\x18\x04 \x01(\tR\ferrorMessage\x12\x1a\n" +
-	"\bdraining\x18\x05 \x01(\bR\bdraining\"\xae\x02\n" +
+	"\bdraining\x18\x05 \x01(\bR\bdraining\"\xc9\x02\n" +
 	"\x06Result\x12\x18\n" +
 	"\aallowed\x18\x01 \x01(\bR\aallowed\x12\x14\n" +
 	"\x05limit\x18\x02 \x01(\x03R\x05limit\x12\x1c\n" +
@@ -638,7 +659,9 @@ const file_peer_proto_rawDesc = "" +
 	"\vlease_nanos\x18\a \x01(\x03R\n" +
 	"leaseNanos\x12\x1b\n" +
 	"\ttook_back\x18\b \x01(\x03R\btookBack\x12*\n" +
-	"\x11window_left_nanos\x18\t \x01(\x03R\x0fwindowLeftNanos2\xb3\x02\n" +
+	"\x11window_left_nanos\x18\t \x01(\x03R\x0fwindowLeftNanos\x12\x19\n" +
+	"\blease_id\x18\n" +
+	" \x01(\x04R\aleaseId2\xb3\x02\n" +
 	"\x04Peer\x12J\n" +
 	"\x05Check\x12\x1f.tierlimit.peer.v1.CheckRequest\x1a .tierlimit.peer.v1.CheckResponse\x12T\n" +
 	"\vCheckStream\x12\x1f.tierlimit.peer.v1.CheckRequest\x1a .tierlimit.peer.v1.CheckResponse(\x010\x01\x12D\n" +

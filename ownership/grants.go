@@ -1,0 +1,134 @@
+package ownership
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"hash/maphash"
+	"sync"
+	"time"
+)
+
+// grants is an owner's record of the leases it granted and has not had
+// back: for each lease, by key and lease id, the window its hits were
+// counted in and how many it granted. A lease is given back once, when it
+// ends, with what it left unused: the give-back names its lease, takes back
+// at most what was granted to it, and closes the record. A give-back whose
+// answer was lost and is sent again then takes nothing the second time,
+// and a sender that holds no lease (or forges one) takes nothing at all.
+// Lease ids are random, so knowing one is knowing the grant.
+//
+// Records live until their window and the next have ended, when nothing
+// can be given back to them any more; a shard drops its ended records as
+// it takes new ones. It is safe for concurrent use.
+type grants struct {
+	seed   maphash.Seed
+	window time.Duration
+	shards [grantShards]grantShard
+}
+
+// grantShards is the number of independently locked shards, a power of two.
+const grantShards = 32
+
+// grantSweepEvery is how many records a shard takes between two sweeps of
+// its ended ones.
+const grantSweepEvery = 256
+
+type grantShard struct {
+	// mu guards m and adds.
+	mu   sync.Mutex
+	m    map[grantID]*grant
+	adds int
+}
+
+type grantID struct {
+	key string
+	id  uint64
+}
+
+type grant struct {
+	start time.Time // the owner's window the hits were counted in
+	out   int       // hits granted
+}
+
+func newGrants(window time.Duration) *grants {
+	g := &grants{seed: maphash.MakeSeed(), window: window}
+	for i := range g.shards {
+		g.shards[i].m = make(map[grantID]*grant)
+	}
+	return g
+}
+
+func (g *grants) shard(key string) *grantShard {
+	return &g.shards[maphash.String(g.seed, key)&(grantShards-1)]
+}
+
+// add records n more hits granted on key in the window that began at
+// start, to the lease id if it has a record for that window (a renewal),
+// or to a new lease; it returns the lease's id.
+func (g *grants) add(now time.Time, key string, id uint64, start time.Time, n int) uint64 {
+	sh := g.shard(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if r := sh.m[grantID{key, id}]; id != 0 && r != nil && r.start.Equal(start) {
+		r.out += n
+		return id
+	}
+	if sh.adds++; sh.adds%grantSweepEvery == 0 {
+		sh.sweep(now, g.window)
+	}
+	id = newLeaseID()
+	sh.m[grantID{key, id}] = &grant{start: start, out: n}
+	return id
+}
+
+// take closes lease id on key, counted in the window that began at start,
+// with n of its hits given back, and returns how many it takes back: never
+// more than the lease was granted, and 0 for a lease it has no record of
+// (given back already, or never granted here).
+func (g *grants) take(key string, id uint64, start time.Time, n int) int {
+	if id == 0 || n <= 0 {
+		return 0
+	}
+	sh := g.shard(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	r := sh.m[grantID{key, id}]
+	if r == nil || !r.start.Equal(start) {
+		return 0
+	}
+	delete(sh.m, grantID{key, id})
+	return min(n, r.out)
+}
+
+// len returns how many leases are out.
+func (g *grants) len() int {
+	n := 0
+	for i := range g.shards {
+		sh := &g.shards[i]
+		sh.mu.Lock()
+		n += len(sh.m)
+		sh.mu.Unlock()
+	}
+	return n
+}
+
+// sweep drops the records whose window and the next have ended by now.
+// sh.mu must be held.
+func (sh *grantShard) sweep(now time.Time, window time.Duration) {
+	for id, r := range sh.m {
+		if !now.Before(r.start.Add(2 * window)) {
+			delete(sh.m, id)
+		}
+	}
+}
+
+// newLeaseID returns a random lease id, never 0.
+func newLeaseID() uint64 {
+	var b [8]byte
+	for {
+		_, _ = rand.Read(b[:]) // never fails (crypto/rand, Go 1.24 on)
+		if id := binary.LittleEndian.Uint64(b[:]); id != 0 {
+			return id
+		}
+	}
+}
