@@ -87,14 +87,21 @@ type KeeperConfig struct {
 //     the move costs is the hits the new owner admits before the count
 //     arrives, which it decides on its own count alone.
 //   - Leave. A node that leaves hands every key to the member that owns it
-//     without this one.
+//     without this one. The member holding its copies keeps them until the
+//     hand-off brings each key's count, and restores the rest from the
+//     copies after leaveGrace, as for a member that failed: a hand-off that
+//     fails loses nothing but what a backup round would.
 //   - Backup. Every BackupInterval, the keys counted since the last round
 //     are sent to the member that would own them if this one failed (the
 //     owner in the ring without this node), which keeps the latest copy of
-//     each. When a member fails, the node holding its copies adds each to
-//     the count of the key's new owner: itself, usually, or the member the
-//     key went to. The hits counted after the last round sent are lost: at
-//     most one BackupInterval's worth.
+//     each. Each heir has its own queue, sent by its own goroutine, so an
+//     heir that does not answer delays no other. When a member fails, the
+//     node holding its copies adds each to the count of the key's new
+//     owner: itself, usually, or the member the key went to. The hits
+//     counted after the last round sent are lost: at most one
+//     BackupInterval's worth. A copy of a key that moved away from the
+//     member that sent it is dropped, since the count went with the key,
+//     and copies are taken only from members of the ring.
 //   - Owed. Every BackupInterval, and on every change of members, the hits
 //     that local decisions admitted while an owner could not be reached go
 //     to the keys' owners, which add them to their counts; what cannot be
@@ -134,24 +141,25 @@ type Keeper struct {
 	// restore wakes Run to send the copies in orphans to their owners.
 	restore chan struct{}
 
-	// mu guards backups, orphans and closed.
+	// mu guards backups, leaving, orphans and closed.
 	mu      sync.Mutex
 	backups map[string]*copies // copies of other members' counts, by member
+	leaving map[string]*leaver // copies of members that left, until their hand-off lands
 	orphans []*bucket.Store    // copies of restarted members' old processes
 	closed  bool               // leaving: no more copies taken
+
+	// queuesMu guards queues, one backup queue per heir, so that an heir
+	// that does not answer holds back no other.
+	queuesMu sync.Mutex
+	queues   map[string]*heirQueue
+	// flushes waits for the goroutines sending the queues.
+	flushes sync.WaitGroup
 
 	// warns gate the Warn logs about each peer, warnEvery apart as the
 	// Router's are: a peer that crashed is sent backups every
 	// BackupInterval until failure detection drops it, seconds later.
 	warnMu sync.Mutex
 	warns  map[string]*warnGate
-}
-
-// copies are the copies of one member's counts, sent by its process with
-// boot id boot.
-type copies struct {
-	boot  string
-	store *bucket.Store
 }
 
 // NewKeeper returns a Keeper. It panics if Ring, Store or Peers is nil.
@@ -187,22 +195,29 @@ func NewKeeper(cfg KeeperConfig) *Keeper {
 		boot:    cfg.Boot,
 		restore: make(chan struct{}, 1),
 		backups: make(map[string]*copies),
+		leaving: make(map[string]*leaver),
+		queues:  make(map[string]*heirQueue),
 		warns:   make(map[string]*warnGate),
 	}
 }
 
 // Members reacts to a change of members, once Ring holds the new ones:
 // the copies of each member in failed are added to the counts of their
-// keys' new owners, those of each member in left are dropped (its hand-off
-// brings the counts), the hits owed by local decisions go to their keys'
-// owners in the new ring, the keys this node no longer owns go
-// to their owners, and every key is backed up afresh, since the members
-// that hold the copies changed. It returns once the counts are sent; ctx bounds the wait.
+// keys' new owners; those of each member in left are kept until its
+// hand-off brings the counts, or restored as a failed member's after
+// leaveGrace (expireLeavers); the copies of keys that moved away from the
+// member that sent them are dropped (the count went with the key); the
+// hits owed by local decisions go to their keys' owners in the new ring,
+// the keys this node no longer owns go to their owners, and every key is
+// backed up afresh, since the members that hold the copies changed. It
+// returns once the counts are sent; ctx bounds the wait.
 func (k *Keeper) Members(ctx context.Context, failed, left []string) {
 	k.moveMu.Lock()
 	defer k.moveMu.Unlock()
 	members := k.ring.Members()
-	k.heirs.Set(slices.DeleteFunc(members, func(m string) bool { return m == k.self }))
+	heirs := slices.DeleteFunc(slices.Clone(members), func(m string) bool { return m == k.self })
+	k.heirs.Set(heirs)
+	k.dropQueues(heirs)
 	now := k.clock()
 	k.warnMu.Lock()
 	for _, name := range slices.Concat(failed, left) {
@@ -210,18 +225,7 @@ func (k *Keeper) Members(ctx context.Context, failed, left []string) {
 	}
 	k.warnMu.Unlock()
 
-	k.mu.Lock()
-	var restore []bucket.Count
-	for _, name := range failed {
-		if b := k.backups[name]; b != nil {
-			restore = append(restore, b.store.Drain(func(string) bool { return false })...)
-			delete(k.backups, name)
-		}
-	}
-	for _, name := range left {
-		delete(k.backups, name)
-	}
-	k.mu.Unlock()
+	restore := k.regroup(now, failed, left, members)
 	if len(restore) > 0 {
 		k.obs.Restored(len(restore))
 		k.log.Info("taking over the counts of failed members", "members", failed, "keys", len(restore))
@@ -265,8 +269,10 @@ func (k *Keeper) Leave(ctx context.Context) error {
 		return nil // the last member: nobody to hand the counts to
 	}
 	now := k.clock()
-	if counts := k.takeOrphans(); len(counts) > 0 {
-		k.place(ctx, now, counts, k.heirs, k.store) // not yet given back to a restarted member
+	// Copies not yet given back to a restarted member, and those of a
+	// member that left before this one and whose hand-off has not landed.
+	if counts := slices.Concat(k.takeOrphans(), k.takeLeavers(time.Time{})); len(counts) > 0 {
+		k.place(ctx, now, counts, k.heirs, k.store)
 	}
 	return k.handOff(ctx, now, k.heirs)
 }
@@ -389,10 +395,13 @@ func (k *Keeper) warnGate(peer string) *warnGate {
 var ErrNoMover = errors.New("ownership: no peer to move counts to")
 
 // Run sends the backups every BackupInterval, and the copies of
-// restarted members' old processes to their keys' owners, until ctx ends.
+// restarted members' old processes and of leavers whose hand-off did not
+// land to their keys' owners, until ctx ends. It returns once the backups
+// in flight have ended.
 func (k *Keeper) Run(ctx context.Context) {
 	t := time.NewTicker(k.interval)
 	defer t.Stop()
+	defer k.flushes.Wait()
 	for {
 		select {
 		case <-ctx.Done():
@@ -400,6 +409,7 @@ func (k *Keeper) Run(ctx context.Context) {
 		case <-t.C:
 			k.settle(ctx)
 			k.backUp(ctx)
+			k.expireLeavers(ctx)
 		case <-k.restore:
 			k.restoreOrphans(ctx)
 		}
@@ -417,129 +427,6 @@ func (k *Keeper) settle(ctx context.Context) {
 	if counts := k.owed.Drain(func(string) bool { return false }); len(counts) > 0 {
 		k.place(ctx, k.clock(), counts, k.ring, k.owed)
 	}
-}
-
-// restoreOrphans sends the copies of restarted members' old processes to
-// their keys' owners.
-func (k *Keeper) restoreOrphans(ctx context.Context) {
-	k.moveMu.Lock()
-	defer k.moveMu.Unlock()
-	if counts := k.takeOrphans(); len(counts) > 0 {
-		k.place(ctx, k.clock(), counts, k.ring, k.store)
-	}
-}
-
-// takeOrphans empties orphans and returns their counts.
-func (k *Keeper) takeOrphans() []bucket.Count {
-	k.mu.Lock()
-	orphans := k.orphans
-	k.orphans = nil
-	k.mu.Unlock()
-	var counts []bucket.Count
-	for _, s := range orphans {
-		counts = append(counts, s.Drain(func(string) bool { return false })...)
-	}
-	if len(counts) > 0 {
-		k.obs.Restored(len(counts))
-	}
-	return counts
-}
-
-// backUp sends the counts changed since the last round to the members
-// that would own them if this node failed. Copies that cannot be sent are
-// marked changed again, for the next round.
-func (k *Keeper) backUp(ctx context.Context) {
-	changed := k.store.Changed()
-	if len(changed) == 0 || k.heirs.Len() == 0 {
-		return
-	}
-	unsent := k.send(ctx, k.heirs, changed, "backup")
-	keys := make([]string, len(unsent))
-	for i, c := range unsent {
-		keys[i] = c.Key
-	}
-	k.store.MarkChanged(keys)
-}
-
-// Handed adds counts that the member called from hands to this node, which
-// owns their keys now. The peer server calls it.
-func (k *Keeper) Handed(from string, counts []bucket.Count) {
-	now := k.clock()
-	for _, c := range counts {
-		k.store.Add(now, c)
-	}
-	k.log.Debug("counts handed over", "from", from, "keys", len(counts))
-}
-
-// Copies keeps counts as the copies of the member called from, whose
-// process has boot id boot, each replacing the copy held for its key. The
-// peer server calls it. Copies held under another boot id are those of the
-// member's process before it restarted: Run sends them to their keys'
-// owners (see Keeper). It does nothing once this node leaves.
-func (k *Keeper) Copies(from, boot string, counts []bucket.Count) {
-	k.mu.Lock()
-	if k.closed {
-		k.mu.Unlock()
-		return
-	}
-	b := k.backups[from]
-	restarted := b != nil && boot != "" && b.boot != "" && b.boot != boot
-	if restarted {
-		k.orphans = append(k.orphans, b.store)
-	}
-	if b == nil || restarted {
-		b = &copies{boot: boot, store: bucket.New(bucket.Config{Window: k.store.Window(), MaxKeys: k.maxKeys})}
-		k.backups[from] = b
-	}
-	k.mu.Unlock()
-	if restarted {
-		k.log.Info("member restarted: its counts from before go back to their owners", "member", from)
-		select {
-		case k.restore <- struct{}{}:
-		default: // Run is woken already
-		}
-	}
-	now := k.clock()
-	for _, c := range counts {
-		b.store.Put(now, c)
-	}
-}
-
-// BackupLen returns how many copies of other members' counts this node
-// holds.
-func (k *Keeper) BackupLen() int {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	n := 0
-	for _, b := range k.backups {
-		n += b.store.Len()
-	}
-	return n
-}
-
-// CopiesOf returns how many copies of member's counts this node holds.
-func (k *Keeper) CopiesOf(member string) int {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if b := k.backups[member]; b != nil {
-		return b.store.Len()
-	}
-	return 0
-}
-
-// Sweep drops copies whose windows have both ended by now.
-func (k *Keeper) Sweep(now time.Time) int {
-	k.mu.Lock()
-	stores := make([]*bucket.Store, 0, len(k.backups))
-	for _, b := range k.backups {
-		stores = append(stores, b.store)
-	}
-	k.mu.Unlock()
-	n := 0
-	for _, b := range stores {
-		n += b.Sweep(now)
-	}
-	return n
 }
 
 // nopKeeperObserver is the KeeperObserver used when none is given.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -84,6 +85,12 @@ func newKeeperFixture(t *testing.T, members ...string) keeperFixture {
 	return f
 }
 
+// backUp runs a backup round and waits for its sends.
+func (f keeperFixture) backUp(t *testing.T) {
+	f.k.backUp(t.Context())
+	f.k.flushes.Wait()
+}
+
 // used returns how many hits the store counts for key at routerT0.
 func used(s *bucket.Store, key string) int {
 	return 10 - s.Take(routerT0, key, 0, 10).Remaining
@@ -149,7 +156,7 @@ func TestKeeperWarnsOfAFailingPeerOnceASecond(t *testing.T) {
 	f.b.mu.Unlock()
 	for i := range 10 { // one second of backups
 		f.store.Take(routerT0, mine, 1, 20)
-		f.k.backUp(t.Context())
+		f.backUp(t)
 		assert.Equal(t, 1, logs.count("WARN could not move counts to peer"), "backup %d", i)
 		now = now.Add(99 * time.Millisecond)
 	}
@@ -157,13 +164,13 @@ func TestKeeperWarnsOfAFailingPeerOnceASecond(t *testing.T) {
 
 	now = routerT0.Add(warnEvery)
 	f.store.Take(routerT0, mine, 1, 20)
-	f.k.backUp(t.Context())
+	f.backUp(t)
 	assert.Equal(t, 2, logs.count("WARN could not move counts to peer"), "a second later, the next")
 
 	f.b.mu.Lock()
 	f.b.err = nil
 	f.b.mu.Unlock()
-	f.k.backUp(t.Context())
+	f.backUp(t)
 	_, copied := f.b.got(mine)
 	assert.Equal(t, uint64(11), copied.Current, "every hit reached the copy once b answered")
 }
@@ -172,20 +179,19 @@ func TestKeeperBacksUpChangedKeysAndRestoresAFailedMembersCopies(t *testing.T) {
 	f := newKeeperFixture(t, "a", "b")
 	mine := keyOwnedBy(t, f.ring, "a")
 	f.store.Take(routerT0, mine, 4, 10)
-	f.k.backUp(t.Context())
+	f.backUp(t)
 	_, copied := f.b.got(mine)
 	assert.Equal(t, bucket.Count{Key: mine, Start: routerT0, Current: 4}, copied, "b, which would own it without a, has the copy")
-	f.k.backUp(t.Context())
+	f.backUp(t)
 
 	// a holds copies of b's counts; b fails: a takes them over.
 	theirs := keyOwnedBy(t, f.ring, "b")
-	f.k.Copies("b", "b1", []bucket.Count{{Key: theirs, Start: routerT0, Current: 7}})
-	f.k.Copies("c", "c1", []bucket.Count{{Key: "c-key", Start: routerT0, Current: 1}})
+	require.NoError(t, f.k.Copies("b", "b1", []bucket.Count{{Key: theirs, Start: routerT0, Current: 7}}))
 	assert.Equal(t, 1, f.k.CopiesOf("b"))
 	f.ring.Set([]string{"a"})
-	f.k.Members(t.Context(), []string{"b"}, []string{"c"})
+	f.k.Members(t.Context(), []string{"b"}, nil)
 	assert.Equal(t, 7, used(f.store, theirs), "b's count, restored")
-	assert.Zero(t, f.k.BackupLen(), "the failed member's copies are used, the leaver's dropped")
+	assert.Zero(t, f.k.BackupLen(), "the failed member's copies are used")
 }
 
 // TestKeeperRestoresARestartedMembersCopies: b crashed and came back under
@@ -200,9 +206,9 @@ func TestKeeperRestoresARestartedMembersCopies(t *testing.T) {
 			other = k
 		}
 	}
-	f.k.Copies("b", "boot-1", []bucket.Count{{Key: theirs, Start: routerT0, Current: 7}, {Key: other, Start: routerT0, Current: 3}})
-	f.k.Copies("b", "boot-1", []bucket.Count{{Key: theirs, Start: routerT0, Current: 8}})
-	f.k.Copies("b", "", []bucket.Count{{Key: theirs, Start: routerT0, Current: 8}}) // a sender without boot ids changes nothing
+	require.NoError(t, f.k.Copies("b", "boot-1", []bucket.Count{{Key: theirs, Start: routerT0, Current: 7}, {Key: other, Start: routerT0, Current: 3}}))
+	require.NoError(t, f.k.Copies("b", "boot-1", []bucket.Count{{Key: theirs, Start: routerT0, Current: 8}}))
+	require.NoError(t, f.k.Copies("b", "", []bucket.Count{{Key: theirs, Start: routerT0, Current: 8}})) // a sender without boot ids changes nothing
 	handed, _ := f.b.got(theirs)
 	assert.Zero(t, handed, "the same process: nothing goes back")
 
@@ -210,7 +216,7 @@ func TestKeeperRestoresARestartedMembersCopies(t *testing.T) {
 	defer cancel()
 	done := make(chan struct{})
 	go func() { defer close(done); f.k.Run(ctx) }()
-	f.k.Copies("b", "boot-2", []bucket.Count{{Key: theirs, Start: routerT0, Current: 1}})
+	require.NoError(t, f.k.Copies("b", "boot-2", []bucket.Count{{Key: theirs, Start: routerT0, Current: 1}}))
 	require.Eventually(t, func() bool {
 		h1, _ := f.b.got(theirs)
 		h2, _ := f.b.got(other)
@@ -227,8 +233,8 @@ func TestKeeperRestoresARestartedMembersCopies(t *testing.T) {
 func TestKeeperLeaveSendsCopiesNotYetGivenBack(t *testing.T) {
 	f := newKeeperFixture(t, "a", "b")
 	theirs := keyOwnedBy(t, f.ring, "b")
-	f.k.Copies("b", "boot-1", []bucket.Count{{Key: theirs, Start: routerT0, Current: 7}})
-	f.k.Copies("b", "boot-2", nil) // b restarted; Run is not running
+	require.NoError(t, f.k.Copies("b", "boot-1", []bucket.Count{{Key: theirs, Start: routerT0, Current: 7}}))
+	require.NoError(t, f.k.Copies("b", "boot-2", nil)) // b restarted; Run is not running
 	require.NoError(t, f.k.Leave(t.Context()))
 	handed, _ := f.b.got(theirs)
 	assert.Equal(t, uint64(7), handed.Current, "the old process's count went back to b")
@@ -269,10 +275,159 @@ func TestKeeperLeaveHandsEverythingOver(t *testing.T) {
 	handed, _ := f.b.got(mine)
 	assert.Equal(t, uint64(6), handed.Current)
 	assert.Zero(t, f.store.Len())
-	f.k.Copies("b", "b1", []bucket.Count{{Key: "x", Start: routerT0, Current: 1}})
+	require.NoError(t, f.k.Copies("b", "b1", []bucket.Count{{Key: keyOwnedBy(t, f.ring, "b"), Start: routerT0, Current: 1}}))
 	assert.Zero(t, f.k.BackupLen(), "a leaving node takes no more copies")
 
 	alone := newKeeperFixture(t, "a")
 	alone.store.Take(routerT0, "k", 1, 10)
 	assert.NoError(t, alone.k.Leave(t.Context()), "the last member has nobody to hand to")
+}
+
+// stuckMover is a peer whose backups hang until the test ends, whatever
+// their deadline: an heir that does not answer.
+type stuckMover struct {
+	*moverPeer
+	release chan struct{}
+}
+
+func (p *stuckMover) Backup(context.Context, string, string, time.Duration, []bucket.Count) error {
+	<-p.release
+	return errors.New("too late")
+}
+
+// keyWithHeir returns a key that ring gives to owner and heirs, the ring
+// without owner, gives to heir.
+func keyWithHeir(t *testing.T, ring *Ring, owner, heir string) string {
+	t.Helper()
+	without := NewRing()
+	without.Set(slices.DeleteFunc(ring.Members(), func(m string) bool { return m == owner }))
+	for i := range 100_000 {
+		k := "user-" + strconv.Itoa(i)
+		if must(ring.Owner(k)) == owner && must(without.Owner(k)) == heir {
+			return k
+		}
+	}
+	require.FailNow(t, "no key found")
+	return ""
+}
+
+// TestKeeperAStuckHeirHoldsBackNoOther: each heir has its own queue of
+// backups, so one that does not answer delays no other: a healthy heir
+// gets every round's copies while the stuck one's first call still hangs.
+func TestKeeperAStuckHeirHoldsBackNoOther(t *testing.T) {
+	ring := NewRing()
+	ring.Set([]string{"a", "b", "c"})
+	store := bucket.New(bucket.Config{Window: routerWindow, TrackChanges: true})
+	b := &stuckMover{moverPeer: newMoverPeer(), release: make(chan struct{})}
+	c := newMoverPeer()
+	k := NewKeeper(KeeperConfig{Self: "a", Ring: ring, Store: store, Peers: peerMap{"b": b, "c": c},
+		BackupInterval: 5 * time.Millisecond})
+	k.Members(t.Context(), nil, nil)
+	toB, toC := keyWithHeir(t, ring, "a", "b"), keyWithHeir(t, ring, "a", "c")
+
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); k.Run(ctx) }()
+	defer func() { close(b.release); cancel(); <-done }()
+
+	for n := range uint64(5) {
+		store.Take(routerT0, toB, 1, 100)
+		store.Take(routerT0, toC, 1, 100)
+		require.Eventually(t, func() bool { _, got := c.got(toC); return got.Current == n+1 },
+			5*time.Second, time.Millisecond, "round %d's copy did not reach the healthy heir", n)
+	}
+}
+
+// TestKeeperDropsCopiesOfKeysThatMoved: when a key moves away from a
+// member, the copy this node holds of the member's count is stale (the
+// count went with the key), so it is dropped, and refused if it comes
+// again: if the member fails later, the stale copy must not be added to
+// the key's new owner's count.
+func TestKeeperDropsCopiesOfKeysThatMoved(t *testing.T) {
+	f := newKeeperFixture(t, "a", "b")
+	c := newMoverPeer()
+	f.k.peers = peerMap{"b": f.b, "c": c}
+	bigger := NewRing()
+	bigger.Set([]string{"a", "b", "c"})
+	moving, staying := "", ""
+	for i := 0; moving == "" || staying == ""; i++ {
+		k := "user-" + strconv.Itoa(i)
+		if must(f.ring.Owner(k)) != "b" {
+			continue
+		}
+		switch must(bigger.Owner(k)) {
+		case "c":
+			moving = k
+		case "b":
+			staying = k
+		}
+	}
+	require.NoError(t, f.k.Copies("b", "b1", []bucket.Count{
+		{Key: moving, Start: routerT0, Current: 9}, {Key: staying, Start: routerT0, Current: 2}}))
+	require.Equal(t, 2, f.k.CopiesOf("b"))
+
+	f.ring.Set(bigger.Members()) // c joins; moving is c's now, with b's count handed to it
+	f.k.Members(t.Context(), nil, nil)
+	assert.Equal(t, 1, f.k.CopiesOf("b"), "the moved key's copy is dropped")
+	require.NoError(t, f.k.Copies("b", "b1", []bucket.Count{{Key: moving, Start: routerT0, Current: 9}}))
+	assert.Equal(t, 1, f.k.CopiesOf("b"), "b's ring was behind: a copy of a key it no longer owns is not kept")
+
+	f.ring.Set([]string{"a", "c"}) // b fails
+	f.k.Members(t.Context(), []string{"b"}, nil)
+	handed, _ := c.got(moving)
+	assert.Zero(t, handed.Current, "c's count of the moved key is not added to")
+	assert.Zero(t, used(f.store, moving))
+	if must(f.ring.Owner(staying)) == "a" {
+		assert.Equal(t, 2, used(f.store, staying), "the key that stayed is restored here")
+	} else {
+		h, _ := c.got(staying)
+		assert.Equal(t, uint64(2), h.Current, "the key that stayed is restored at c")
+	}
+}
+
+// TestKeeperTakesCopiesOnlyFromMembers: a name that is not in the ring
+// cannot make this node keep copies (without a cluster key anyone who
+// reaches the port could grow the table without bound), and copies of
+// members that are gone are dropped.
+func TestKeeperTakesCopiesOnlyFromMembers(t *testing.T) {
+	f := newKeeperFixture(t, "a", "b")
+	for i := range 100 {
+		err := f.k.Copies("stranger-"+strconv.Itoa(i), "x", []bucket.Count{{Key: "k", Start: routerT0, Current: 1}})
+		require.ErrorIs(t, err, ErrNotMember)
+	}
+	assert.Zero(t, f.k.BackupLen())
+}
+
+// TestKeeperKeepsALeaversCopiesUntilItsHandOffLands: the copies of a
+// member that leaves are kept until its hand-off brings each key's count;
+// the keys whose hand-off does not come within leaveGrace are restored
+// from the copies, as for a member that failed, and none twice.
+func TestKeeperKeepsALeaversCopiesUntilItsHandOffLands(t *testing.T) {
+	f := newKeeperFixture(t, "a", "b")
+	now := routerT0
+	f.k.clock = func() time.Time { return now }
+	handed, lost := keyOwnedBy(t, f.ring, "b"), ""
+	for i := 0; lost == ""; i++ {
+		if k := "other-" + strconv.Itoa(i); must(f.ring.Owner(k)) == "b" {
+			lost = k
+		}
+	}
+	require.NoError(t, f.k.Copies("b", "b1", []bucket.Count{
+		{Key: handed, Start: routerT0, Current: 5}, {Key: lost, Start: routerT0, Current: 7}}))
+
+	f.ring.Set([]string{"a"}) // b leaves
+	f.k.Members(t.Context(), nil, []string{"b"})
+	assert.Equal(t, 2, f.k.BackupLen(), "kept while b hands its counts over")
+	f.k.Handed("b", []bucket.Count{{Key: handed, Start: routerT0, Current: 6}})
+	assert.Equal(t, 6, used(f.store, handed), "the hand-off's count")
+	assert.Equal(t, 1, f.k.BackupLen(), "the handed key's copy is dropped")
+
+	now = now.Add(leaveGrace - time.Millisecond)
+	f.k.expireLeavers(t.Context())
+	assert.Zero(t, used(f.store, lost), "still waiting for b's hand-off")
+	now = now.Add(time.Millisecond)
+	f.k.expireLeavers(t.Context())
+	assert.Equal(t, 7, used(f.store, lost), "the hand-off did not come: restored from the copy")
+	assert.Equal(t, 6, used(f.store, handed), "not twice")
+	assert.Zero(t, f.k.BackupLen())
 }

@@ -35,10 +35,14 @@ func (r *receiver) Handed(from string, cs []bucket.Count) {
 	r.handed[from] = append(r.handed[from], cs...)
 }
 
-func (r *receiver) Copies(from, boot string, cs []bucket.Count) {
+func (r *receiver) Copies(from, boot string, cs []bucket.Count) error {
+	if from == "stranger" {
+		return ownership.ErrNotMember
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.copied[from+"/"+boot] = append(r.copied[from+"/"+boot], cs...)
+	return nil
 }
 
 // serveReceiver serves a Server with rcv over bufconn and returns a Client.
@@ -75,6 +79,10 @@ func TestHandoffAndBackupCarryEveryField(t *testing.T) {
 		assert.Equal(t, counts[i], got)
 	}
 	assert.Len(t, rcv.copied["node-b/boot-b"], 1, "with its boot id")
+
+	err := c.Backup(t.Context(), "stranger", "boot-s", peerWindow, counts)
+	assert.Equal(t, codes.FailedPrecondition, status.Code(err), "copies the receiver refuses: %v", err)
+	assert.Empty(t, rcv.copied["stranger/boot-s"])
 }
 
 func TestMovesAreChecked(t *testing.T) {

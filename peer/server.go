@@ -68,8 +68,9 @@ type Receiver interface {
 	// Handed adds counts of keys this node owns now.
 	Handed(from string, counts []bucket.Count)
 	// Copies keeps counts as the copies of the counts of from, whose
-	// process has boot id boot ("" if it sent none).
-	Copies(from, boot string, counts []bucket.Count)
+	// process has boot id boot ("" if it sent none), or returns why not
+	// (from is not a member of this node's ring).
+	Copies(from, boot string, counts []bucket.Count) error
 }
 
 // Handoff hands req's counts to the Receiver as counts of keys this node
@@ -86,13 +87,16 @@ func (s *Server) Handoff(_ context.Context, req *peerpb.Counts) (*peerpb.CountsR
 }
 
 // Backup hands req's counts to the Receiver as copies of the sender's.
-// Errors are as for Handoff.
+// Errors are as for Handoff, and codes.FailedPrecondition when the
+// Receiver refuses them (the sender is not a member here yet).
 func (s *Server) Backup(_ context.Context, req *peerpb.Counts) (*peerpb.CountsReply, error) {
 	counts, err := s.counts(req)
 	if err != nil {
 		return nil, err
 	}
-	s.receiver.Copies(req.GetFrom(), req.GetBoot(), counts)
+	if err := s.receiver.Copies(req.GetFrom(), req.GetBoot(), counts); err != nil {
+		return nil, status.Error(codes.FailedPrecondition, err.Error())
+	}
 	return &peerpb.CountsReply{}, nil
 }
 
