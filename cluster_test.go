@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -912,7 +913,7 @@ func TestClusterLocalDecisionsJoinTheOwnersCount(t *testing.T) {
 // that node i owns, and for two more backup rounds, so that the copies hold
 // the last hits too (a crash loses what the round after it would have
 // sent). It returns how many of keys node i owns; the last round adds a
-// key "probe" to node i's store.
+// probe key that node i owns to its store.
 func (c *testCluster) backedUp(i int, keys []string) int {
 	t := c.t
 	t.Helper()
@@ -938,9 +939,13 @@ func (c *testCluster) backedUp(i int, keys []string) int {
 	sent := func() float64 {
 		return metricValue(t, victim.cfg.Registerer.(prometheus.Gatherer), "tierlimit_counts_moved_total", "kind", "backup", "result", "ok")
 	}
+	probe := "probe"
+	for j := 0; c.owner(probe) != i; j++ { // heirs keep copies only of keys their sender owns
+		probe = "probe-" + strconv.Itoa(j)
+	}
 	for range 2 {
 		before := sent()
-		victim.store.Take(time.Now(), "probe", 1, 1000) // a change, so that a round sends something
+		victim.store.Take(time.Now(), probe, 1, 1000) // a change, so that a round sends something
 		require.Eventually(t, func() bool { return sent() > before }, 5*time.Second, 10*time.Millisecond, "no backup round")
 	}
 	return owned
