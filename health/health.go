@@ -15,10 +15,42 @@
 // writer had seen, as with a Lamport clock, and also after every write made
 // earlier in real time, within the clocks' skew: a node that restarted, or
 // that sat on the small side of a partition, cannot lose a later write to a
-// side that merely wrote more often. Merge refuses a state stamped more than
-// the allowed clock offset ahead of its own clock, so no stamp can run the
-// clock to its end. Carrying the state between nodes is left to package
-// cluster.
+// side that merely wrote more often. Carrying the state between nodes is
+// left to package cluster.
+//
+// # Clocks that are wrong
+//
+// That order is only as good as the clocks, so the package assumes a bound
+// on how far apart they are, the max offset: the one the caller gives
+// Merge (cluster.Config.MaxClockOffset), DefaultMaxOffset until then. A
+// stamp further ahead of a node's clock than the max offset was made by a
+// clock that was wrong, or was forged, and it does not count at that node:
+//
+//   - Merge refuses a peer's state so stamped, with ErrTooFarAhead, and
+//     takes it if it comes again once the local clock has caught up. It
+//     does not clamp the stamp to its clock: clamped by each receiver's
+//     clock, one write would carry different versions on different nodes.
+//   - A state the node holds that is so stamped (it wrote or took it while
+//     its own clock was fast, and the clock has since been set back) ranks
+//     below every state within the bound: the next state within it that
+//     Merge hears replaces it, even an older one, so the node comes back to
+//     the state the other nodes hold, who refused the stamp.
+//   - Set stamps a write after the state the node holds only while that
+//     state is within the bound; past it, from the clock alone. A node's
+//     own stamps are thus never more than the max offset (and a tick)
+//     ahead of its clock, and a write made once its clock is right is
+//     taken by everyone.
+//
+// So a node whose clock runs an hour fast holds its own state while it is
+// fast (the others refuse its writes, and package cluster counts and logs
+// each refusal); once its clock is set right, its next exchange brings it
+// back to the cluster's state, its next write wins everywhere, and nothing
+// it stamped an hour ahead is left to win over the writes of that hour
+// when the hour is up. A write made while the clock was fast is dropped:
+// no node with a right clock took it, and its stamp says nothing true
+// about when it was made. Among nodes whose clocks are within the bound
+// nothing changes: the later write wins, equal versions go to the higher
+// Origin, and nodes that heard the same writes hold the same state.
 package health
 
 import (
@@ -92,8 +124,8 @@ type State struct {
 	// Version is a hybrid logical clock stamp: the upper 48 bits are the
 	// writer's wall time in milliseconds since the Unix epoch (see
 	// Stamped), the lower 16 a logical counter. Each local write takes the
-	// writer's clock, or one tick after the highest version it has seen if
-	// that is later.
+	// writer's clock, or one tick after the version of the state it holds
+	// if that is later and no more than the max offset ahead of its clock.
 	Version uint64 `json:"version"`
 	// Origin names the node that wrote this version; it breaks ties between
 	// two writes with the same Version.
@@ -101,24 +133,6 @@ type State struct {
 	// UpdatedAt is when the origin wrote it, by the origin's clock. It is for
 	// people and is not used to order states.
 	UpdatedAt time.Time `json:"updated_at"`
-}
-
-// logicalBits is the width of the logical part of a Version.
-const logicalBits = 16
-
-// stampAt returns the first Version of the millisecond of t.
-func stampAt(t time.Time) uint64 {
-	return uint64(max(t.UnixMilli(), 0)) << logicalBits
-}
-
-// nextStamp returns the Version of a write at now after prev: now's
-// millisecond if it is later than prev, else the tick after prev (which
-// moves into the next millisecond once the logical part is full).
-func nextStamp(prev uint64, now time.Time) uint64 {
-	if pt := stampAt(now); pt > prev {
-		return pt
-	}
-	return prev + 1
 }
 
 // Stamped returns the wall time in s.Version, to the millisecond: when the
@@ -129,7 +143,9 @@ func (s State) Stamped() time.Time {
 }
 
 // Newer reports whether s wins over o under the merge rule: higher Version
-// first, then higher Origin. A state is not newer than itself.
+// first, then higher Origin. A state is not newer than itself. It is the
+// order among states within the max offset; Merge says how one past it
+// ranks.
 func (s State) Newer(o State) bool {
 	if s.Version != o.Version {
 		return s.Version > o.Version
@@ -170,15 +186,17 @@ type Holder struct {
 	origin string
 	cur    atomic.Pointer[State]
 
-	// mu serialises writers and guards listeners.
+	// mu serialises writers and guards maxOffset and listeners.
 	mu        sync.Mutex
+	maxOffset time.Duration // the one last given to Merge
 	listeners []func(State)
 }
 
 // NewHolder returns a Holder at the zero State (NORMAL, version 0) whose local
-// writes carry origin, the node's unique name.
+// writes carry origin, the node's unique name. It assumes DefaultMaxOffset
+// until Merge is given a max offset.
 func NewHolder(origin string) *Holder {
-	h := &Holder{origin: origin}
+	h := &Holder{origin: origin, maxOffset: DefaultMaxOffset}
 	h.cur.Store(&State{Status: Normal})
 	return h
 }
@@ -196,10 +214,20 @@ func (h *Holder) Status() Status { return h.cur.Load().Status }
 // already: an operator's write must win over every earlier one, also one
 // this node has not heard of yet (a DEGRADED on the other side of a
 // partition, or one from before this node restarted).
+//
+// The version is the tick after the state in force, or now's if that is
+// later. When the state in force is stamped more than the max offset
+// ahead of now, left by this node's clock before it was set back, the
+// version is now's alone: a stamp carried on from there would be refused
+// by every node whose clock is right (see the package doc).
 func (h *Holder) Set(status Status, now time.Time) (s State, changed bool) {
 	h.mu.Lock()
 	cur := *h.cur.Load()
-	s = State{Status: status, Version: nextStamp(cur.Version, now), Origin: h.origin, UpdatedAt: now.UTC()}
+	prev := cur.Version
+	if prev > horizon(now, h.maxOffset) {
+		prev = 0
+	}
+	s = State{Status: status, Version: nextStamp(prev, now), Origin: h.origin, UpdatedAt: now.UTC()}
 	h.cur.Store(&s)
 	h.notify(s)
 	h.mu.Unlock()
@@ -213,25 +241,32 @@ var ErrTooFarAhead = errors.New("health: state stamped too far ahead of this nod
 
 // Merge adopts s, a state heard from a peer at now, if it is Newer than the
 // current state, and reports whether it did; listeners hear of it only
-// then. It refuses, with ErrTooFarAhead, a state stamped more than
-// maxOffset after now (it is taken once the local clock has caught up, when
-// the state comes again).
+// then. maxOffset is how far apart the cluster's clocks may be; a negative
+// one is taken as none, and Set uses the one given last.
+//
+// Merge refuses, with ErrTooFarAhead, a state stamped more than maxOffset
+// after now (it is taken once the local clock has caught up, when the
+// state comes again). It adopts s, even if s is not Newer, when the
+// current state is the one stamped more than maxOffset after now: this
+// node wrote or took it while its clock was fast, and every node whose
+// clock is right refuses it (see the package doc).
 func (h *Holder) Merge(s State, now time.Time, maxOffset time.Duration) (bool, error) {
 	if s.Status != Normal && s.Status != Degraded {
 		return false, nil
 	}
-	if s.Version > stampAt(now.Add(maxOffset))|(1<<logicalBits-1) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.maxOffset = max(maxOffset, 0)
+	limit := horizon(now, h.maxOffset)
+	if s.Version > limit {
 		return false, fmt.Errorf("%w: stamped %v, %v ahead", ErrTooFarAhead,
 			s.Stamped().Format(time.RFC3339Nano), s.Stamped().Sub(now).Round(time.Millisecond))
 	}
-	h.mu.Lock()
-	if !s.Newer(*h.cur.Load()) {
-		h.mu.Unlock()
+	if cur := *h.cur.Load(); !s.Newer(cur) && cur.Version <= limit {
 		return false, nil
 	}
 	h.cur.Store(&s)
 	h.notify(s)
-	h.mu.Unlock()
 	return true, nil
 }
 
