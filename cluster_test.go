@@ -360,6 +360,10 @@ func TestClusterManyKeysConcurrently(t *testing.T) {
 	}
 }
 
+// TestClusterHealthSpreadsEverywhere: a state set on one node reaches every
+// node, which then applies its limits. How fast is measured, not asserted:
+// `make plots` (the timeline in README, 175 ms for three nodes) and
+// bench/scale.sh (0.58 s for 60 nodes) time it on real processes.
 func TestClusterHealthSpreadsEverywhere(t *testing.T) {
 	c := startCluster(t, 5, clusterOpts{})
 	setHealth(t, c.nodes[2], "DEGRADED")
@@ -372,7 +376,7 @@ func TestClusterHealthSpreadsEverywhere(t *testing.T) {
 			}
 		}
 		return true
-	}, time.Second, 5*time.Millisecond, "DEGRADED set on node-2 did not reach every node within 1s")
+	}, 10*time.Second, 5*time.Millisecond, "DEGRADED set on node-2 did not reach every node")
 
 	// Every node now applies the DEGRADED limit of the free tier.
 	for i, n := range c.nodes {
@@ -414,7 +418,7 @@ func TestClusterConflictingHealthWritesConverge(t *testing.T) {
 			}
 		}
 		return true
-	}, 3*time.Second, 5*time.Millisecond, "nodes did not converge on the newest of the writes, %+v", newest)
+	}, 10*time.Second, 5*time.Millisecond, "nodes did not converge on the newest of the writes, %+v", newest)
 }
 
 func TestClusterLateNodeLearnsTheState(t *testing.T) {
@@ -424,11 +428,22 @@ func TestClusterLateNodeLearnsTheState(t *testing.T) {
 	late := c.add("")
 	c.waitMembers(4)
 	require.Eventually(t, func() bool { return late.health.Current() == want },
-		3*time.Second, 10*time.Millisecond, "the late node did not learn DEGRADED")
+		10*time.Second, 10*time.Millisecond, "the late node did not learn DEGRADED")
 	_, limit := get(t, late, "free-7")
 	assert.Equal(t, "2", limit)
 }
 
+// TestClusterNodeCrashIsAbsorbed: when a member crashes, the survivors
+// answer every check of its keys, 200 or 429, and soon stop waiting on it:
+// its breaker opens on each of them, so its keys are decided at once, while
+// gossip still has it in the ring; then gossip drops it. No check waits on
+// it until its caller gives up: each has a deadline of its own, 10 s, that
+// none reaches (no fallback "canceled"). How long a check waits is not
+// timed here, on a shared machine: ownership's
+// TestRouterFallsBackToLocalShareOnTimeout pins it in synctest's virtual
+// time (a hanging owner costs exactly the forward deadline, then its
+// breaker opens and checks wait no more), and the kill scenario of
+// chaos/processes.sh records the latencies of real processes under load.
 func TestClusterNodeCrashIsAbsorbed(t *testing.T) {
 	const forward = 5 * time.Millisecond
 	c := startCluster(t, 3, clusterOpts{forwardTimeout: forward})
@@ -441,29 +456,51 @@ func TestClusterNodeCrashIsAbsorbed(t *testing.T) {
 		}
 	}
 	require.NotEmpty(t, owned)
+	survivors := c.nodes[:2]
 	victim.kill()
 
-	// The survivors keep answering 200 or 429 and never wait much longer
-	// than the forward deadline, while gossip still thinks the victim is
-	// alive and after it has dropped it.
-	margin := 150 * time.Millisecond // generous for -race on 2 shared cores
-	deadline := time.Now().Add(3 * time.Second)
-	var slowest time.Duration
+	check := func(nd *node, key string) int {
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		r := httptest.NewRequestWithContext(ctx, http.MethodGet, "/test", nil)
+		r.Header.Set("X-API-Key", key)
+		return serve(nd, r).StatusCode
+	}
+	fallbacks := func(nd *node, reason string) float64 {
+		return metricValue(t, nd.cfg.Registerer.(prometheus.Gatherer), "tierlimit_local_fallbacks_total", "reason", reason)
+	}
+	// Checks of the victim's keys, on both survivors in turn, until each has
+	// skipped the victim with an open breaker (which only a member of the
+	// ring has), and then until gossip has dropped it.
 	requests := 0
-	for time.Now().Before(deadline) {
+	checkAll := func() {
 		for _, k := range owned {
-			start := time.Now()
-			code, _ := get(t, c.nodes[requests%2], k)
-			took := time.Since(start)
-			slowest = max(slowest, took)
-			requests++
-			require.Contains(t, []int{200, 429}, code)
+			for _, nd := range survivors {
+				code := check(nd, k)
+				requests++
+				require.Contains(t, []int{http.StatusOK, http.StatusTooManyRequests}, code, "GET %s on %s after the crash", k, nd.name)
+			}
 		}
 	}
-	assert.Less(t, slowest, forward+margin, "slowest of %d requests took %v", requests, slowest)
-	c.waitMembers(2, c.nodes[0], c.nodes[1])
-	for _, n := range c.nodes[:2] {
-		assert.NotContains(t, n.ring.Members(), victim.name)
+	skipped := func() bool {
+		return fallbacks(survivors[0], ownership.FallbackBreakerOpen) > 0 && fallbacks(survivors[1], ownership.FallbackBreakerOpen) > 0
+	}
+	gone := func() bool {
+		return !slices.Contains(survivors[0].ring.Members(), victim.name) && !slices.Contains(survivors[1].ring.Members(), victim.name)
+	}
+	for _, until := range []struct {
+		done func() bool
+		what string
+	}{{skipped, "the breaker opened on both survivors"}, {gone, "gossip dropped the victim on both survivors"}} {
+		for deadline := time.Now().Add(10 * time.Second); !until.done(); {
+			require.True(t, time.Now().Before(deadline), "after %d checks: not yet %s", requests, until.what)
+			checkAll()
+		}
+	}
+	checkAll() // the keys' new owners answer
+	for _, nd := range survivors {
+		assert.Zero(t, fallbacks(nd, ownership.FallbackCanceled), "%s: checks that waited until their caller gave up", nd.name)
+		assert.Equal(t, 2, nd.ring.Len(), "%s: members in the ring", nd.name)
 	}
 
 	// The fallbacks are in the metrics, and so is the smaller cluster.
@@ -495,7 +532,7 @@ func TestClusterPartitionServesLocallyThenHeals(t *testing.T) {
 	// a key gets L in all, not L per side.
 	for _, n := range c.nodes {
 		require.Eventually(t, func() bool { _, limit := get(t, n, "free-0"); return limit == "10" },
-			time.Second, 5*time.Millisecond, "%s does not apply its share", n.name)
+			10*time.Second, 5*time.Millisecond, "%s does not apply its share", n.name)
 	}
 	key := "free-3"
 	admitted := 0
@@ -526,7 +563,10 @@ func TestClusterPartitionServesLocallyThenHeals(t *testing.T) {
 		require.NoError(t, err)
 		require.Eventually(t, sideHas(status), 5*time.Second, 10*time.Millisecond, "side a did not agree on write %d", i)
 	}
-	time.Sleep(2 * time.Millisecond) // a later millisecond than a's last write, whatever the clock's resolution
+	// b's write must be stamped a later millisecond than a's last one.
+	last := a[0].Health().Stamped()
+	require.Eventually(t, func() bool { return time.Now().UnixMilli() > last.UnixMilli() },
+		time.Second, time.Millisecond, "the clock did not pass side a's last write")
 	setHealth(t, b[0], "NORMAL")
 
 	c.partition.Heal()
@@ -567,7 +607,6 @@ func TestClusterStopsCleanlyAllAtOnce(t *testing.T) {
 	c := startCluster(t, 3, clusterOpts{})
 	errs := make([]error, len(c.nodes))
 	var wg sync.WaitGroup
-	start := time.Now()
 	for i, nd := range c.nodes {
 		wg.Go(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -575,11 +614,16 @@ func TestClusterStopsCleanlyAllAtOnce(t *testing.T) {
 			errs[i] = nd.Close(ctx)
 		})
 	}
-	wg.Wait()
+	stopped := make(chan struct{})
+	go func() { wg.Wait(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the nodes did not stop")
+	}
 	for i, err := range errs {
 		assert.NoError(t, err, "stop of node %d", i)
 	}
-	assert.Less(t, time.Since(start), 5*time.Second, "stopping took")
 }
 
 // TestStopEndsPeerStreams: a peer keeps a stream open to the node, and
@@ -597,13 +641,10 @@ func TestStopEndsPeerStreams(t *testing.T) {
 	_, err = client.Check(ctx, []ownership.Item{{Key: "free-1", Hits: 1, Limit: 10, Window: nd.store.Window()}})
 	require.NoError(t, err, "Check on the node's stream")
 
-	const grace = 30 * time.Second
-	start := time.Now()
-	sctx, scancel := context.WithTimeout(t.Context(), grace)
+	sctx, scancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer scancel()
 	require.NoError(t, nd.Close(sctx))
-
-	assert.Less(t, time.Since(start), grace/2, "stop waited for the peer's stream")
+	assert.NoError(t, sctx.Err(), "Close waited until its context ended: the peer's stream was not ended")
 }
 
 func TestGRPCAdvertise(t *testing.T) {
@@ -635,7 +676,7 @@ func TestClusterMinoritySideAppliesItsShare(t *testing.T) {
 	c.waitMembers(2, majority...)
 	c.waitMembers(1, lone)
 	require.Eventually(t, func() bool { _, limit := get(t, lone, "pro-0"); return limit == "50" },
-		time.Second, 5*time.Millisecond, "the lone node does not apply its share")
+		10*time.Second, 5*time.Millisecond, "the lone node does not apply its share")
 
 	admitted := 0
 	for r := range 90 {
@@ -951,10 +992,35 @@ func (c *testCluster) backedUp(i int, keys []string) int {
 	return owned
 }
 
+// TestClusterCutOffOwnerThatForwardsNothingFencesItself: a node cut off
+// from a majority applies its share to the keys it owns within a second or
+// so, even when its clients hit only those keys, so that nothing it
+// forwards fails: it has not heard from the others (calls or pings), and
+// that alone fences it. Before, it kept the full limit until failure
+// detection dropped its peers, and both sides admitted a whole limit.
+func TestClusterCutOffOwnerThatForwardsNothingFencesItself(t *testing.T) {
+	c := startCluster(t, 3, clusterOpts{steady: true})
+	majority, lone := c.nodes[:2], c.nodes[2]
+	own := ownedBy(t, c, 2, "pro")
+	c.cut(majority, []*node{lone})
+	require.Eventually(t, func() bool {
+		_, limit := get(t, lone, own)
+		return limit == "50"
+	}, 5*time.Second, 20*time.Millisecond, "the cut-off owner kept its full limit")
+	assert.Equal(t, 3, lone.ring.Len(), "failure detection had not dropped the peers yet: this came from the missing contact")
+	for _, n := range majority {
+		_, limit := get(t, n, "pro-9")
+		assert.Equal(t, "150", limit, "%s, on the majority side, keeps the full limit", n.name)
+	}
+}
+
 // TestClusterCutOffNodeAppliesItsShareBeforeDetection: a node cut off from
 // the others learns it from its own forwards failing (their breakers open)
-// well before failure detection drops its peers, and from then on counts
-// even the keys it owns against its share.
+// before failure detection drops its peers, and from then on counts even the
+// keys it owns against its share. A steady cluster's failure detection takes
+// seconds (about 5 s for three nodes), so a ring still of 3 once the share
+// is in force shows that it came from the forwards; the wait's deadline is
+// only there to end the test.
 func TestClusterCutOffNodeAppliesItsShareBeforeDetection(t *testing.T) {
 	c := startCluster(t, 3, clusterOpts{forwardTimeout: 20 * time.Millisecond, steady: true})
 	majority, lone := c.nodes[:2], c.nodes[2]
@@ -968,7 +1034,7 @@ func TestClusterCutOffNodeAppliesItsShareBeforeDetection(t *testing.T) {
 		}
 		_, limit := get(t, lone, own)
 		return limit == "50"
-	}, 3*time.Second, 20*time.Millisecond, "the cut-off node did not apply its share to its own key")
+	}, 10*time.Second, 20*time.Millisecond, "the cut-off node did not apply its share to its own key")
 	took := time.Since(start)
 	assert.Equal(t, 3, lone.ring.Len(), "failure detection had not dropped the peers yet: this came from the forwards")
 	t.Logf("share applied %v after the cut", took.Round(time.Millisecond))

@@ -54,8 +54,11 @@ func (l *Limiter) startCluster() error {
 		Peers:          l.book,
 		BackupInterval: cfg.BackupInterval,
 		MaxBackupKeys:  cfg.MaxKeys,
-		Logger:         l.log,
-		Observer:       l.metrics.keeperObserver(),
+		// Backups and hand-offs that land are contact with their peers
+		// too; l.router is set before the Keeper sends anything.
+		Heard:    func(m string, at time.Time) { l.router.Heard(m, at) },
+		Logger:   l.log,
+		Observer: l.metrics.keeperObserver(),
 	})
 	l.owner = ownership.NewOwner(l.store, l.ring.Len, cfg.LeaseTTL)
 	owner := l.owner
@@ -118,11 +121,13 @@ func (l *Limiter) updateQuorum(now time.Time) {
 	alive, known := l.node.Quorum(now, l.cfg.QuorumGrace)
 	l.alive.Store(int64(alive))
 	l.known.Store(int64(known))
-	// Members still alive to gossip, but whose breakers are open, are cut
-	// off as far as counting goes: a partition shows here seconds before
-	// failure detection says so, and a cut-off owner must not count its
-	// keys at the full limit meanwhile.
-	reachable := max(1, alive-l.router.Unreachable(now))
+	// Members still alive to gossip, but that have not answered a call or
+	// a ping lately (or whose breakers are open), are cut off as far as
+	// counting goes: a partition shows here within ownership.FenceAfter,
+	// seconds before failure detection says so, and a cut-off owner must
+	// not count its keys at the full limit meanwhile, whether or not it
+	// forwards anything.
+	reachable := max(1, min(alive, l.router.Reachable(now)))
 	l.router.SetShare(reachable, known)
 }
 

@@ -71,6 +71,9 @@ type KeeperConfig struct {
 	Boot string
 	// Clock tells the time. Default time.Now.
 	Clock func() time.Time
+	// Heard, if not nil, is told of every member that took a backup or a
+	// hand-off, and when: contact with it (Router.Heard).
+	Heard func(member string, at time.Time)
 	// Logger receives failures at Warn. Nil discards.
 	Logger *slog.Logger
 	// Observer receives events for metrics. Nil means none.
@@ -128,6 +131,7 @@ type Keeper struct {
 	clock    func() time.Time
 	log      *slog.Logger
 	obs      KeeperObserver
+	heard    func(member string, at time.Time)
 
 	// heirs is who owns each key if this node fails: the ring without
 	// it.
@@ -190,7 +194,7 @@ func NewKeeper(cfg KeeperConfig) *Keeper {
 	return &Keeper{
 		self: cfg.Self, ring: cfg.Ring, store: cfg.Store, owed: cfg.Owed, peers: cfg.Peers,
 		interval: cfg.BackupInterval, maxKeys: cfg.MaxBackupKeys, clock: cfg.Clock,
-		log: cfg.Logger, obs: cfg.Observer,
+		log: cfg.Logger, obs: cfg.Observer, heard: cfg.Heard,
 		heirs:   NewRing(),
 		boot:    cfg.Boot,
 		restore: make(chan struct{}, 1),
@@ -364,6 +368,9 @@ func (k *Keeper) sendTo(ctx context.Context, owner string, window time.Duration,
 		}
 		cancel()
 		k.obs.Moved(kind, len(batch), err)
+		if err == nil && k.heard != nil {
+			k.heard(owner, k.clock())
+		}
 		if err != nil {
 			level := slog.LevelDebug
 			warn, suppressed := k.warnGate(owner).allow(k.clock())

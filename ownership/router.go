@@ -205,6 +205,11 @@ type Router struct {
 	// 32 bits) and the members known (lower 32); 0 means full limits.
 	share atomic.Uint64
 
+	// contacts is when each member last answered; pings waits for the
+	// pings Run sends.
+	contacts *contacts
+	pings    sync.WaitGroup
+
 	// mu guards links, forgets and closed.
 	mu    sync.RWMutex
 	links map[string]*link
@@ -291,7 +296,9 @@ func NewRouter(cfg RouterConfig) *Router {
 		leaseTTL:       cfg.LeaseTTL,
 		giveNow:        make(chan struct{}, 1),
 		links:          make(map[string]*link),
+		contacts:       newContacts(),
 	}
+	r.contacts.track(cfg.Ring.Members(), cfg.Self, cfg.Clock())
 	return r
 }
 
@@ -570,6 +577,7 @@ func (r *Router) report(name string, l *link, err error) {
 	switch {
 	case err == nil:
 		l.breaker.Success()
+		r.contacts.heard(name, r.clock())
 	case errors.Is(err, ErrClosed):
 	case l.breaker.Failure(r.clock()):
 		r.log.Warn("peer failing, skipping it for a while",
@@ -645,6 +653,64 @@ func (r *Router) Unreachable(now time.Time) int {
 		}
 	}
 	return n
+}
+
+// Reachable returns how many members of the ring this node counts as
+// reachable at now, itself included: those whose breaker is closed and who
+// answered a call or a ping (or joined the ring) within FenceAfter. A node
+// cut off from the others sees this fall within FenceAfter of the cut,
+// whether or not it forwards anything, long before failure detection drops
+// its peers. A Peer that is not a Pinger counts while its breaker is
+// closed, as it cannot be asked.
+func (r *Router) Reachable(now time.Time) int {
+	members := r.ring.Members()
+	r.contacts.track(members, r.self, now)
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	n := 1
+	for _, m := range members {
+		if m == r.self {
+			continue
+		}
+		if l := r.links[m]; l != nil && l.breaker.State(now) != BreakerClosed {
+			continue
+		}
+		if r.contacts.fresh(m, now, FenceAfter) || !r.pingable(m) {
+			n++
+		}
+	}
+	return n
+}
+
+// pingable reports whether the Peer of member can be pinged.
+func (r *Router) pingable(member string) bool {
+	p, ok := r.peers.Peer(member)
+	_, can := p.(Pinger)
+	return ok && can
+}
+
+// Heard records that member answered a call at now: the Keeper reports its
+// backups and hand-offs here, so that they count as contact too.
+func (r *Router) Heard(member string, now time.Time) { r.contacts.heard(member, now) }
+
+// ping pings, each in its own goroutine (r.pings), the members not heard
+// from within PingEvery before now and not being pinged already.
+func (r *Router) ping(ctx context.Context, now time.Time) {
+	r.contacts.track(r.ring.Members(), r.self, now)
+	for _, m := range r.contacts.toPing(now, PingEvery) {
+		p, _ := r.peers.Peer(m)
+		pinger, ok := p.(Pinger)
+		if !ok {
+			r.contacts.pinged(m, now, false)
+			continue
+		}
+		r.pings.Go(func() {
+			pctx, cancel := context.WithTimeout(ctx, pingTimeout)
+			err := pinger.Ping(pctx)
+			cancel()
+			r.contacts.pinged(m, r.clock(), err == nil)
+		})
+	}
 }
 
 // ClearOverLimit forgets every owner's answer remembered, so the next check

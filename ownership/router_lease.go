@@ -154,12 +154,15 @@ func (r *Router) ReturnLeases(ctx context.Context) {
 
 // Run keeps the Router's background work going until ctx ends: every
 // 100 ms and whenever a lease ends early, it ends leases whose time ran out
-// and gives back what ended leases left unused; every second, it moves the
-// adaptive deadlines on to the latest round trips. When ctx ends it returns
-// every lease left (ReturnLeases, for at most a second).
+// and gives back what ended leases left unused; every PingEvery, it pings
+// the members it has not heard from since (see Reachable); every second, it
+// moves the adaptive deadlines on to the latest round trips. When ctx ends
+// it returns every lease left (ReturnLeases, for at most a second) and
+// waits for its pings.
 func (r *Router) Run(ctx context.Context) {
 	t := time.NewTicker(leaseSweep)
 	defer t.Stop()
+	defer r.pings.Wait()
 	ticks := 0
 	for {
 		select {
@@ -168,9 +171,12 @@ func (r *Router) Run(ctx context.Context) {
 			r.ReturnLeases(rctx)
 			cancel()
 			return
-		case <-t.C:
+		case now := <-t.C:
 			if ticks++; ticks%int(time.Second/leaseSweep) == 0 {
 				r.rollDeadlines()
+			}
+			if ticks%int(PingEvery/leaseSweep) == 0 {
+				r.ping(ctx, now)
 			}
 			if r.leases != nil {
 				r.sweepLeases(time.Now())
@@ -262,6 +268,9 @@ func (r *Router) give(ctx context.Context, now time.Time) {
 				cctx, cancel := context.WithTimeout(ctx, giveTimeout)
 				_, err = p.Check(cctx, items)
 				cancel()
+				if err == nil {
+					r.contacts.heard(owner, r.clock())
+				}
 			}
 			if err != nil {
 				r.log.Debug("could not give leased hits back; will retry", slog.String("peer", owner),

@@ -140,6 +140,17 @@ func (c *Client) Check(ctx context.Context, items []ownership.Item) ([]ownership
 	return decodeResponse(r, len(items), c.addr)
 }
 
+// Ping asks the peer to answer a call that counts nothing: whether it is
+// reachable at all (ownership.Pinger). It is a unary Check of no items.
+func (c *Client) Ping(ctx context.Context) error {
+	if _, err := c.rpc.Check(ctx, &peerpb.CheckRequest{}); err != nil {
+		return fmt.Errorf("ping %s: %w", c.addr, err)
+	}
+	return nil
+}
+
+var _ ownership.Pinger = (*Client)(nil)
+
 // checkUnary is Check as one unary call, for a peer without CheckStream.
 func (c *Client) checkUnary(ctx context.Context, req *peerpb.CheckRequest) ([]ownership.Result, error) {
 	resp, err := c.rpc.Check(ctx, req)
