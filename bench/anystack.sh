@@ -9,7 +9,7 @@
 #                              build): results stay in bench/out/anystack
 #   bench/anystack.sh -h       this text
 #
-# (a) The reverse proxy. cmd/loadgen sends GET /test to a Go upstream
+# (a) The reverse proxy. bench/loadgen sends GET /test to a Go upstream
 #     (bench/floor) directly, and through cmd/node -upstream to the same
 #     upstream, at c=1 (the proxy's added latency, p50 and p99) and c=64
 #     (throughput), with enterprise keys whose limit never binds. Then a
@@ -262,10 +262,8 @@ PYTHONPATH=$ROOT/python "$PY" -c 'from tierlimit import TierLimitMiddleware' 2>/
   die "python/tierlimit does not export TierLimitMiddleware"
 
 log "building into $BIN"
-go build -trimpath -o "$BIN/loadgen" ./cmd/loadgen
-go build -trimpath -o "$BIN/floor" ./bench/floor
-go build -trimpath -o "$BIN/report" ./bench/report
-go build -trimpath -o "$BIN/anystack" ./bench/anystack
+# The tools are the bench module's (bench/go.mod), built from inside it.
+(cd bench && go build -trimpath -o "$BIN/" ./loadgen ./floor ./report ./anystack)
 # cmd/node with net/http/pprof on BENCH_PPROF_ADDR, where it is set,
 # overlaid so that cmd/node itself stays untouched.
 printf '{"Replace":{"%s":"%s"}}\n' "$ROOT/cmd/node/zz_bench_pprof.go" "$ROOT/bench/pprof.go.in" >"$RUN/overlay.json"

@@ -34,7 +34,7 @@ trap stop_all EXIT
 
 mkdir -p "$BIN"
 go build -trimpath -o "$BIN/node" ./cmd/node
-go build -trimpath -o "$BIN/loadgen" ./cmd/loadgen
+(cd bench && go build -trimpath -o "$BIN/loadgen" ./loadgen) # the bench module's (bench/go.mod)
 "$BIN/loadgen" -config config/tiers.json -gen-config "$OUT/tiers.json" -gen-keys "$KEYS" >/dev/null
 
 # metric URL NAME: the sum of a metric's samples whose line starts with NAME.

@@ -95,9 +95,9 @@ wait_members() {
 }
 
 log "building into $BIN"
-for p in node:./cmd/node loadgen:./cmd/loadgen report:./bench/report floor:./bench/floor delayproxy:./bench/delayproxy; do
-  go build -trimpath -o "$BIN/${p%%:*}" "${p#*:}"
-done
+go build -trimpath -o "$BIN/node" ./cmd/node
+# The tools are the bench module's (bench/go.mod), built from inside it.
+(cd bench && go build -trimpath -o "$BIN/" ./loadgen ./report ./floor ./delayproxy)
 TIERS=$OUT/tiers.json
 "$BIN/loadgen" -config config/tiers.json -gen-config "$TIERS" -gen-keys 40000 >/dev/null
 keys() {

@@ -19,7 +19,7 @@
 # cmd/node and two 3-node cmd/node clusters: one with default flags, one
 # with BENCH_ALT_NODE_FLAGS (by default the design without leases and with
 # a fixed 5 ms forward deadline, for a before/after in the same run). Then,
-# for c = 1 and c = 64 and for two loads, runs cmd/loadgen against each
+# for c = 1 and c = 64 and for two loads, runs bench/loadgen against each
 # configuration for a fixed time with its own fresh keys:
 #   enterprise  500 enterprise keys (L = 1500/min): the limit never binds,
 #               so every request is a full check;
@@ -175,10 +175,8 @@ if [ "$MODE" != profile ] && ! command -v redis-server >/dev/null; then
 fi
 
 log "building into $BIN"
-go build -trimpath -o "$BIN/loadgen" ./cmd/loadgen
-go build -trimpath -o "$BIN/floor" ./bench/floor
-go build -trimpath -o "$BIN/redisnode" ./bench/redisnode
-go build -trimpath -o "$BIN/report" ./bench/report
+# The tools are the bench module's (bench/go.mod), built from inside it.
+(cd bench && go build -trimpath -o "$BIN/" ./loadgen ./floor ./redisnode ./report)
 if [ "$MODE" = profile ]; then
   # The node with net/http/pprof on BENCH_PPROF_ADDR, added through an
   # overlay so cmd/node itself stays untouched.

@@ -216,11 +216,11 @@ wait_url() {
 
 rm -rf "$OUT"
 mkdir -p "$BIN"
+BIN=$(cd "$BIN" && pwd) # absolute, for the build inside bench/ (SCALE_OUT may be relative)
 log "building into $BIN"
 go build -trimpath -o "$BIN/node" ./cmd/node
-go build -trimpath -o "$BIN/loadgen" ./cmd/loadgen
-go build -trimpath -o "$BIN/floor" ./bench/floor
-go build -trimpath -o "$BIN/scale" ./bench/scale
+# The tools are the bench module's (bench/go.mod), built from inside it.
+(cd bench && go build -trimpath -o "$BIN/" ./loadgen ./floor ./scale)
 NODE=$BIN/node LOADGEN=$BIN/loadgen SCALE=$BIN/scale
 
 for p in "$PORT" $((PORT + 1)) $((PORT + 2)); do

@@ -104,7 +104,7 @@ trap 'exit 130' INT TERM
 if [ "${CHAOS_NO_BUILD:-}" != 1 ]; then
   say "building bin/node, bin/loadgen and the images tierlimit:dev, tierlimit-loadgen:dev"
   CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o bin/node ./cmd/node
-  CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o bin/loadgen ./cmd/loadgen
+  (cd bench && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$ROOT/bin/loadgen" ./loadgen) # in the bench module (bench/go.mod)
   docker build -q -t tierlimit:dev . >/dev/null
   mkdir -p "$OUT/loadgen-image"
   cp bin/loadgen "$OUT/loadgen-image/"

@@ -3,7 +3,7 @@
 # The build context is a directory holding only the static binary (the
 # repository's .dockerignore admits bin/node alone); compose.sh does:
 #
-#   CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o bin/loadgen ./cmd/loadgen
+#   (cd bench && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o ../bin/loadgen ./loadgen)
 #   mkdir ctx && cp bin/loadgen ctx/
 #   docker build -t tierlimit-loadgen:dev -f chaos/loadgen.Dockerfile ctx
 FROM scratch

@@ -132,7 +132,7 @@ trap 'exit 130' INT TERM
 if [ "${CHAOS_NO_BUILD:-}" != 1 ]; then
   say "building bin/node and bin/loadgen"
   CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o bin/node ./cmd/node
-  CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o bin/loadgen ./cmd/loadgen
+  (cd bench && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$ROOT/bin/loadgen" ./loadgen) # in the bench module (bench/go.mod)
 fi
 NODE_BIN=$ROOT/bin/node
 LOADGEN=$ROOT/bin/loadgen

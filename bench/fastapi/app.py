@@ -1,6 +1,6 @@
 """The FastAPI app that bench/anystack.sh puts behind each limiter: one
 endpoint, GET /test, answering a small JSON as bench/floor's GET /test
-does, so that cmd/loadgen drives it as it drives a node.
+does, so that bench/loadgen drives it as it drives a node.
 
 bare.py serves it as it is, with_tierlimit.py behind TierLimitMiddleware
 (the node beside it), with_redis.py behind RedisLimitMiddleware (one

@@ -7,7 +7,7 @@
 // cluster size and memberlist setting it is asked for, and writes the
 // tables between <!-- gossip:begin --> and <!-- gossip:end --> in -doc:
 //
-//	go run ./bench/gossipsim -doc docs/gossip.md
+//	(cd bench && go run ./gossipsim -doc ../docs/gossip.md)
 //
 // It is not part of the product.
 package main

@@ -33,7 +33,7 @@ func report(results []*Result, info runInfo) string {
 	var b strings.Builder
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 
-	p("Run %s UTC: `go run ./bench/gossipsim %s`, %s in all; %s, GOMAXPROCS %d on %d CPUs, memberlist %s.\n\n",
+	p("Run %s UTC: `(cd bench && go run ./gossipsim %s)`, %s in all; %s, GOMAXPROCS %d on %d CPUs, memberlist %s.\n\n",
 		time.Now().UTC().Format("2006-01-02 15:04"), strings.Join(info.args, " "), info.total.Round(time.Second),
 		runtime.Version(), runtime.GOMAXPROCS(0), runtime.NumCPU(), moduleVersion("github.com/hashicorp/memberlist"))
 

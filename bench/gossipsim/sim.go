@@ -310,12 +310,13 @@ func (s *sim) run(ctx context.Context, r *Result) error {
 	}
 
 	if s.spec.LateJoin {
+		// From before the start: joining may already bring the state.
+		start := time.Now()
 		late, err := s.start("late", []string{s.members[0].tr.Addr()}, false, true)
 		if err != nil {
 			return err
 		}
 		v := s.last
-		start := time.Now()
 		left, err := s.waitFor(ctx, ph.Reach, func() int {
 			if _, ok := late.got(v); ok {
 				return 0

@@ -1,7 +1,7 @@
-// Package loadreport holds the report cmd/loadgen prints with -json: one
+// Package loadreport holds the report bench/loadgen prints with -json: one
 // run's throughput, latency (quantiles and a percentile distribution),
 // counts by outcome, target and tier, and, for a run with accuracy keys,
-// how often each key was admitted against its limit. cmd/loadgen fills it
+// how often each key was admitted against its limit. bench/loadgen fills it
 // in; bench/report and the latency plots read it, so a report is defined
 // once.
 //

@@ -25,8 +25,12 @@ require (
 require (
 	github.com/stretchr/testify v1.12.1
 	github.com/tierlimit/tierlimit v0.0.0
+	github.com/tierlimit/tierlimit/bench v0.0.0
 	golang.org/x/image v0.48.0
 	gonum.org/v1/plot v0.17.0
 )
 
-replace github.com/tierlimit/tierlimit => ../..
+replace (
+	github.com/tierlimit/tierlimit => ../..
+	github.com/tierlimit/tierlimit/bench => ..
+)

@@ -27,7 +27,7 @@ import (
 
 // startRedis starts a throwaway redis-server on a free loopback port, with
 // no persistence, stopped by t.Cleanup, and returns its address. It skips
-// the test when redis-server is not installed, which is the case on CI.
+// the test when redis-server is not installed (CI installs it).
 func startRedis(t *testing.T) string {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")

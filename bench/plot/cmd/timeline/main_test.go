@@ -41,6 +41,9 @@ type fakeCluster struct {
 	setAt   time.Time
 
 	posts atomic.Int32
+	// freeOK and freeRefused count the 200s and 429s the nodes answered
+	// to free keys.
+	freeOK, freeRefused atomic.Int32
 }
 
 func (c *fakeCluster) view(i int) (health.Status, uint64) {
@@ -76,8 +79,12 @@ func (c *fakeCluster) node(t *testing.T, i int) *httptest.Server {
 		}
 		w.Header().Set("X-RateLimit-Limit", fmt.Sprint(limit))
 		if tier == "free" && status == health.Degraded {
+			c.freeRefused.Add(1)
 			w.WriteHeader(http.StatusTooManyRequests)
 			return
+		}
+		if tier == "free" {
+			c.freeOK.Add(1)
 		}
 		_, _ = io.WriteString(w, `{"ok":true}`)
 	})
@@ -137,6 +144,15 @@ func start(t *testing.T) (*fakeCluster, string, string) {
 
 func noEnv(string) string { return "" }
 
+// sum returns the total of per-second counts.
+func sum(counts []int) int {
+	n := 0
+	for _, c := range counts {
+		n += c
+	}
+	return n
+}
+
 func TestRunRecordsTheTimeline(t *testing.T) {
 	c, targets, tiers := start(t)
 	out := filepath.Join(t.TempDir(), "timeline.json")
@@ -175,19 +191,27 @@ func TestRunRecordsTheTimeline(t *testing.T) {
 		assert.Equal(t, 20, free.Admitted[s]+free.Refused[s], "free requests due in second %d", s)
 		assert.Equal(t, 10, pro.Admitted[s], "pro admitted in second %d", s)
 	}
-	assert.GreaterOrEqual(t, free.Admitted[0], 19, "free admitted in NORMAL (the last may leave after the POST)")
-	assert.GreaterOrEqual(t, free.Refused[1], 17, "free refused in DEGRADED (a request or two may beat the state to a node)")
-	assert.GreaterOrEqual(t, free.Admitted[2], 17, "free admitted again in NORMAL")
-	assert.Equal(t, []int{20, 20}, []int{free.LimitMin[0], free.LimitMax[0]}, "free limits in NORMAL")
+	// Whether a free request due near a phase's end reached its node
+	// before or after the next POST is the machine's business, so the
+	// split of each second is not asserted: the record must hold what the
+	// nodes answered, and each state must have reached the load while it
+	// was in force.
+	assert.Equal(t, int(c.freeOK.Load()), sum(free.Admitted), "free 200s recorded, against the nodes' count")
+	assert.Equal(t, int(c.freeRefused.Load()), sum(free.Refused), "free 429s recorded, against the nodes' count")
+	assert.Positive(t, free.Admitted[0], "free admitted in NORMAL")
+	assert.Equal(t, 20, free.LimitMax[0], "free limit in NORMAL")
+	assert.Positive(t, free.Refused[1], "free refused in DEGRADED")
 	assert.Equal(t, 2, free.LimitMin[1], "free limit in DEGRADED")
+	assert.Positive(t, free.Admitted[2], "free admitted again in NORMAL")
 	assert.Equal(t, 20, free.LimitMax[2], "free limit in NORMAL again")
-	assert.Equal(t, 100, pro.LimitMin[1])
+	assert.Equal(t, 100, pro.LimitMin[1], "pro limit in DEGRADED")
 
 	require.Len(t, rec.Nodes, 3)
 	s := timeline.Summarize(rec)
 	for _, p := range s.Phases[1:] {
-		assert.GreaterOrEqual(t, p.Agreed, time.Duration(0), "%s: every node reported it", p.Status)
-		assert.Less(t, p.Agreed, time.Second, "%s: every node reported it within the phase", p.Status)
+		// Agreed is negative unless every node reported the state
+		// before the phase ended: the phase is the deadline.
+		assert.GreaterOrEqual(t, p.Agreed, time.Duration(0), "%s: every node reported it within the phase", p.Status)
 	}
 	for _, n := range rec.Nodes {
 		assert.Positive(t, n.Polls)

@@ -113,7 +113,7 @@ func loadTiers(path string, keys, rate map[string]float64) (*config.Tiers, []tie
 		have := byTier[name]
 		slices.Sort(have)
 		if int(n) > len(have) {
-			return nil, nil, fmt.Errorf("tier %s: -keys asks for %d keys, %s has %d (write more with cmd/loadgen -gen-config)", name, int(n), path, len(have))
+			return nil, nil, fmt.Errorf("tier %s: -keys asks for %d keys, %s has %d (write more with bench/loadgen -gen-config)", name, int(n), path, len(have))
 		}
 		t, _ := tiers.Tier(name)
 		out = append(out, tierLoad{tier: t, keys: have[:int(n)], rate: r})

@@ -233,24 +233,33 @@ func TestRunDurationRateAndTextReport(t *testing.T) {
 		"-config", "../../config/tiers.json", "-accuracy-keys", "1", "-mix", "free=100"}, &stdout, &stderr)
 	require.NoError(t, err)
 
-	// Requests are due at i/40 s for i/40 < 1.1: 44 of them, if the
-	// workers keep up; a slow machine may fall behind.
+	// Requests are due at i/40 s for i/40 < 1.1: 44 of them at most. How
+	// many a busy machine sends in that time is not for this test to say;
+	// TestLoaderRateAndDuration counts them exactly, on a fake clock.
 	var n int
 	for line := range strings.Lines(stdout.String()) {
 		if rest, ok := strings.CutPrefix(line, "requests"); ok {
 			n, _ = strconv.Atoi(strings.Fields(rest)[0])
 		}
 	}
-	assert.LessOrEqual(t, n, 44)
-	assert.GreaterOrEqual(t, n, 30)
+	assert.LessOrEqual(t, n, 44, "requests in the text report")
+	assert.Positive(t, n, "requests in the text report")
 	for _, want := range []string{"latency", "p99.9", "target", "tier", "accuracy", "windows = max(1, ceil("} {
 		assert.Contains(t, stdout.String(), want)
 	}
-	assert.Contains(t, stderr.String(), "req/s  429s", "a progress line after a second")
+	// Without -quiet the run is announced on stderr; the progress lines
+	// that follow each second are TestLoaderProgress's.
+	assert.Contains(t, stderr.String(), "loadgen: 1.1s at 40 req/s to "+targets+", 4 workers")
 }
 
+// TestRunInterruptedCancelsInFlight interrupts a run once both workers'
+// requests hang at the server: both count as canceled, neither as a
+// transport error. It waits for both to arrive, however long a busy
+// machine takes to send them; -d and -timeout, a minute each (not the
+// 2 s default, which a busy machine can exceed), are the deadline.
 func TestRunInterruptedCancelsInFlight(t *testing.T) {
-	arrived := make(chan struct{}, 1)
+	const workers = 2
+	arrived := make(chan struct{}, workers)
 	targets := startServers(t, 1, http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
 		select {
 		case arrived <- struct{}{}:
@@ -259,14 +268,21 @@ func TestRunInterruptedCancelsInFlight(t *testing.T) {
 		<-r.Context().Done() // hang until the client gives up
 	}))
 	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
 	go func() {
-		<-arrived
+		for range workers {
+			select {
+			case <-arrived:
+			case <-ctx.Done():
+				return
+			}
+		}
 		cancel()
 	}()
 	var stdout bytes.Buffer
-	err := run(ctx, []string{"-targets", targets, "-d", "30s", "-c", "2", "-json", "-quiet",
+	err := run(ctx, []string{"-targets", targets, "-d", "1m", "-timeout", "1m", "-c", strconv.Itoa(workers), "-json", "-quiet",
 		"-config", "../../config/tiers.json"}, &stdout, &bytes.Buffer{})
-	require.ErrorIs(t, err, errInterrupted)
+	require.ErrorIs(t, err, errInterrupted, "run ended before both workers' requests reached the server")
 	var rep loadreport.Report
 	require.NoError(t, json.Unmarshal(stdout.Bytes(), &rep))
 	assert.True(t, rep.Interrupted)
