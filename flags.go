@@ -69,7 +69,7 @@ func flagFor(field string) string {
 //	-insecure-open-cluster      InsecureOpenCluster
 //	-forward-timeout 0          ForwardTimeout (0: adaptive)
 //	-forward-timeout-min 1ms    ForwardTimeoutMin
-//	-forward-timeout-max 20ms   ForwardTimeoutMax
+//	-forward-timeout-max 4ms    ForwardTimeoutMax
 //	-lease-ttl 1s               LeaseTTL
 //	-max-keys 1000000           MaxKeys
 //	-max-clock-offset 500ms     MaxClockOffset

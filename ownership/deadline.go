@@ -13,15 +13,19 @@ const (
 	DefaultForwardTimeoutMin = time.Millisecond
 	// DefaultForwardTimeoutMax is the most a forwarded check waits for its
 	// owner when the deadline adapts, and where it starts before the
-	// Router has seen round trips to the owner.
-	DefaultForwardTimeoutMax = 20 * time.Millisecond
+	// Router has seen round trips to the owner: with the node's own work,
+	// under the 5 ms a check may add to a request (docs/design.md argues
+	// the number).
+	DefaultForwardTimeoutMax = 4 * time.Millisecond
 
 	// rttFactor: the deadline is this many times the recent p99 round
 	// trip (read from a bucket's upper edge, so 2 to 4 times the true one).
 	rttFactor = 2
 	// rttMinSamples: fewer round trips than this in the last two periods
-	// leave the deadline as it was.
-	rttMinSamples = 50
+	// leave the deadline as it was. Pings count too, so a pair of nodes
+	// that forwards little (leases spare most round trips) still has a
+	// few a second.
+	rttMinSamples = 16
 	// rttBuckets is the number of power-of-two microsecond buckets: the
 	// last one holds everything from about 1 s.
 	rttBuckets = 21

@@ -131,7 +131,7 @@ type RouterConfig struct {
 	// and a slow one is still given up on.
 	ForwardTimeout time.Duration
 	// ForwardTimeoutMin and ForwardTimeoutMax bound the adaptive deadline.
-	// Defaults 1ms and 20ms; the adaptive deadline starts at the maximum.
+	// Defaults 1ms and 4ms; the adaptive deadline starts at the maximum.
 	ForwardTimeoutMin, ForwardTimeoutMax time.Duration
 	// Batch configures the Batcher made for each peer. Its Timeout, the
 	// deadline of one batch RPC, defaults to the longest a check may wait:
@@ -689,6 +689,17 @@ func (r *Router) pingable(member string) bool {
 	return ok && can
 }
 
+// recordRTT adds a round trip of d to member's adaptive deadline, if it
+// has one.
+func (r *Router) recordRTT(member string, d time.Duration) {
+	r.mu.RLock()
+	l := r.links[member]
+	r.mu.RUnlock()
+	if l != nil && l.rtt != nil {
+		l.rtt.record(d)
+	}
+}
+
 // Heard records that member answered a call at now: the Keeper reports its
 // backups and hand-offs here, so that they count as contact too.
 func (r *Router) Heard(member string, now time.Time) { r.contacts.heard(member, now) }
@@ -706,9 +717,14 @@ func (r *Router) ping(ctx context.Context, now time.Time) {
 		}
 		r.pings.Go(func() {
 			pctx, cancel := context.WithTimeout(ctx, pingTimeout)
+			start := time.Now()
 			err := pinger.Ping(pctx)
+			took := time.Since(start)
 			cancel()
 			r.contacts.pinged(m, r.clock(), err == nil)
+			if err == nil {
+				r.recordRTT(m, took)
+			}
 		})
 	}
 }
