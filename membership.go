@@ -61,6 +61,7 @@ func (l *Limiter) startCluster() error {
 		Observer: l.metrics.keeperObserver(),
 	})
 	l.owner = ownership.NewOwner(l.store, l.ring.Len, cfg.LeaseTTL)
+	l.owner.SetMaxClockOffset(cfg.MaxClockOffset)
 	owner := l.owner
 	if l.endpoint, err = peer.Listen(cfg.GRPCAddr, srvCreds, owner, l.keeper, l.log); err != nil {
 		return err

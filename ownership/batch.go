@@ -35,8 +35,9 @@ type BatchConfig struct {
 	Report func(err error)
 	// Unclaimed, if not nil, is called with the item and the result of
 	// every check whose caller gave up before the peer answered and whose
-	// result carries a lease (Granted > 0), so that the lease, counted at
-	// the peer, is not lost. It runs on the Batcher's goroutine and must
+	// result counted something there: hits (Allowed, with Hits > 0), which
+	// the caller has decided itself meanwhile, or a lease (Granted > 0),
+	// which must not be lost. It runs on the Batcher's goroutine and must
 	// not block.
 	Unclaimed func(item Item, r Result)
 }
@@ -266,7 +267,7 @@ func (b *Batcher) deliver(c *call, d Result, err error) {
 		c.ready <- struct{}{} // capacity 1 and sent once: never blocks
 		return
 	}
-	if err == nil && d.Granted > 0 && b.cfg.Unclaimed != nil {
+	if err == nil && (d.Granted > 0 || (d.Allowed && c.item.Hits > 0)) && b.cfg.Unclaimed != nil {
 		b.cfg.Unclaimed(c.item, d)
 	}
 	b.recycle(c)

@@ -65,8 +65,9 @@ func grantSize(want, remaining, members int) int {
 // leases left unused. peer.Server answers with it. It is safe for
 // concurrent use.
 type Owner struct {
-	store   *bucket.Store
-	grants  *grants
+	store     *bucket.Store
+	grants    *grants
+	maxOffset atomic.Int64 // how far apart the members' clocks may be; see SetMaxClockOffset
 	members func() int
 	ttl     time.Duration // ≤ 0: grant no leases
 	moved   atomic.Int64  // when the ring last changed, Unix nanoseconds; 0: never
@@ -100,8 +101,18 @@ func NewOwner(store *bucket.Store, members func() int, ttl time.Duration) *Owner
 	if ttl == 0 {
 		ttl = DefaultLeaseTTL
 	}
-	return &Owner{store: store, grants: newGrants(store.Window()), members: members, ttl: ttl}
+	o := &Owner{store: store, grants: newGrants(store.Window()), members: members, ttl: ttl}
+	o.maxOffset.Store(int64(DefaultMaxClockOffset))
+	return o
 }
+
+// DefaultMaxClockOffset is how far apart an Owner takes the members' clocks
+// to be until told otherwise (SetMaxClockOffset).
+const DefaultMaxClockOffset = 500 * time.Millisecond
+
+// SetMaxClockOffset tells the Owner how far apart the members' clocks may
+// be: an item that comes later than its Deadline plus d is not counted.
+func (o *Owner) SetMaxClockOffset(d time.Duration) { o.maxOffset.Store(int64(max(d, 0))) }
 
 // Window returns the counting window of the Owner's store.
 func (o *Owner) Window() time.Duration { return o.store.Window() }
@@ -112,12 +123,21 @@ func (o *Owner) Window() time.Duration { return o.store.Window() }
 // and the key has room for one: the granted hits are counted at once, in
 // the key's current window, and the lease ends with that window at the
 // latest.
+//
+// An item that comes later than its Deadline plus the clock offset is not
+// counted: its sender gave up waiting and decided the check itself, so
+// counting it here would count a hit twice, or one the client was refused
+// (as when this owner was paused and wakes to a queue of checks its peers
+// have long answered). Its give-back is still taken.
 func (o *Owner) Decide(now time.Time, it Item) Result {
 	took := 0
 	if it.GiveBack > 0 {
 		if n := o.grants.take(it.Key, it.LeaseID, it.GiveBackStart, it.GiveBack); n > 0 {
 			took, _ = o.store.Give(now, it.Key, it.GiveBackStart, n)
 		}
+	}
+	if !it.Deadline.IsZero() && now.After(it.Deadline.Add(time.Duration(o.maxOffset.Load()))) {
+		return Result{TookBack: took, Expired: true}
 	}
 	r := Result{Decision: o.store.Take(now, it.Key, it.Hits, it.Limit), TookBack: took}
 	if it.Want <= 0 || o.ttl <= 0 || (it.Hits > 0 && !r.Allowed) {

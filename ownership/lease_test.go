@@ -431,29 +431,46 @@ func keyOwner(ring *Ring, key string) string {
 }
 
 // TestRouterLocalDecisionsAfterALeaseAreBounded: a node whose lease ran
-// dry while the owner cannot be reached admits locally at most an eighth
-// of its last grant more, and its part of what the owner had left, not a
-// whole share of the limit: the other nodes were spending meanwhile.
+// dry while the owner cannot be reached admits locally its part of what the
+// owner had left beyond every grant at the last one (not a whole share of
+// the limit, nor a token hit), and tells the truth about it: the Limit of
+// each answer is the budget it applies, and Remaining what is left of it.
 func TestRouterLocalDecisionsAfterALeaseAreBounded(t *testing.T) {
 	owner := newOwnerPeer(3)
 	r := newTestRouter(t, []string{"a", "b", "c"}, peerMap{"b": owner, "c": &batchPeer{}}, func(cfg *RouterConfig) {
 		cfg.ForwardTimeout = 50 * time.Millisecond
 	})
 	key := keyOwnedBy(t, r.ring, "b")
-	require.True(t, r.Check(t.Context(), routerT0, key, 150).Allowed)
+	owner.store.Take(routerT0, key, 120, 150) // used elsewhere: 30 left
+	d := r.Check(t.Context(), routerT0, key, 150)
+	require.True(t, d.Allowed)
 	ls := r.leases.get(key)
 	require.NotNil(t, ls)
-	require.Equal(t, int64(firstWant), ls.left.Load())
+	require.Equal(t, int64(4), ls.left.Load(), "29 left: a grant of 29 / (2 × 3)")
+	require.Equal(t, int64(25), ls.rest.Load(), "what the owner had left beyond it")
+	assert.Equal(t, 29, d.Remaining, "the owner's answer: 25 left there, 4 held here")
+	d = r.Check(t.Context(), routerT0, key, 150)
+	assert.Equal(t, 3, d.Remaining, "from the lease: what this node holds, no more is promised")
 	owner.down.Store(true)
 
+	var got []bucket.Decision
+	for range 30 {
+		got = append(got, r.Check(t.Context(), routerT0.Add(time.Millisecond), key, 150))
+	}
 	admitted := 0
-	for range 60 {
-		if r.Check(t.Context(), routerT0.Add(time.Millisecond), key, 150).Allowed {
-			admitted++
+	for i, d := range got {
+		if !d.Allowed {
+			continue
+		}
+		admitted++
+		if i >= 3 {
+			assert.Equal(t, 13, d.Limit, "decision %d: the budget applied, ceil(25 / 2)", i)
+			assert.Equal(t, 13-(i-2), d.Remaining, "decision %d", i)
 		}
 	}
-	// 8 from the lease, then an eighth of it: 1, where a share would be 50.
-	assert.Equal(t, firstWant+1, admitted)
+	// 3 more from the lease, then ceil(25 / 2) = 13, where a share would
+	// be 50.
+	assert.Equal(t, 3+13, admitted)
 }
 
 // lateAnswers is a Peer whose owner decides every call but whose answers
@@ -494,4 +511,60 @@ func TestRouterGiveBackSentAgainCountsOnce(t *testing.T) {
 	_, returning := r.Leases()
 	assert.Zero(t, returning, "given back at last")
 	assert.Equal(t, 2, owner.used(key, 150), "the two hits admitted stay counted, the 7 unused are taken off once")
+}
+
+// TestOwnerCountsNothingPastItsDeadline: an item that reaches the owner
+// later than its deadline plus the clock offset was decided by its sender
+// already (the owner was paused, say): counting it would count a hit the
+// client was refused, or one already owed. Within the offset it counts; a
+// give-back in a late item is still taken.
+func TestOwnerCountsNothingPastItsDeadline(t *testing.T) {
+	store := bucket.New(bucket.Config{Window: routerWindow})
+	o := NewOwner(store, func() int { return 3 }, time.Second)
+	o.SetMaxClockOffset(100 * time.Millisecond)
+	t0 := routerT0
+	used := func() int { return 150 - store.Take(t0, "k", 0, 150).Remaining }
+	check := func(deadline time.Time, want int) Result {
+		return o.Decide(t0, Item{Key: "k", Hits: 1, Limit: 150, Window: routerWindow, Want: want, Deadline: deadline})
+	}
+
+	r := check(t0.Add(-100*time.Millisecond), 8)
+	assert.True(t, r.Allowed, "late by no more than the offset")
+	assert.Equal(t, 8, r.Granted)
+	assert.Equal(t, 9, used())
+
+	r = check(t0.Add(-101*time.Millisecond), 8)
+	assert.True(t, r.Expired)
+	assert.False(t, r.Allowed)
+	assert.Zero(t, r.Granted)
+	assert.Equal(t, 9, used(), "nothing counted for a check past its deadline")
+
+	late := Item{Key: "k", Limit: 150, Window: routerWindow, Deadline: t0.Add(-4 * time.Second),
+		LeaseID: check(time.Time{}, 8).LeaseID, GiveBack: 8, GiveBackStart: t0}
+	require.Equal(t, 18, used())
+	r = o.Decide(t0, late)
+	assert.True(t, r.Expired)
+	assert.Equal(t, 8, r.TookBack, "the give-back is taken all the same")
+	assert.Equal(t, 10, used())
+}
+
+// TestRouterLateAnswerSettlesWhatWasOwed: a check that gave up on its owner
+// was decided here and, admitted, owed to the owner's count; when the
+// owner's answer comes after all and says it counted the hit, the hit is
+// owed no more, so it counts once.
+func TestRouterLateAnswerSettlesWhatWasOwed(t *testing.T) {
+	peer := &batchPeer{delay: 50 * time.Millisecond}
+	r := newTestRouter(t, []string{"a", "b"}, peerMap{"b": peer}, func(cfg *RouterConfig) {
+		cfg.ForwardTimeout = 5 * time.Millisecond
+		cfg.Batch.Timeout = time.Second // the call outlives the check, as with an adaptive deadline below the cap
+		cfg.LeaseTTL = -1
+	})
+	key := keyOwnedBy(t, r.ring, "b")
+	d, path := r.CheckPath(t.Context(), time.Now(), key, 10)
+	require.Equal(t, PathFallback, path)
+	require.True(t, d.Allowed)
+	owed := func() int { return 10 - r.owed.Take(time.Now(), key, 0, 10).Remaining }
+	require.Equal(t, 1, owed(), "admitted here: owed to the owner")
+	assert.Eventually(t, func() bool { return owed() == 0 }, 5*time.Second, time.Millisecond,
+		"the owner's late answer counted the hit: it is owed no more")
 }

@@ -38,6 +38,12 @@ type Item struct {
 	// granted that lease, once: a give-back sent twice counts once.
 	GiveBack      int
 	GiveBackStart time.Time
+	// Deadline is when the sender stops waiting for the answer and decides
+	// the check itself, on the sender's clock; zero for none. An owner that
+	// gets the item later than Deadline plus the cluster's clock offset
+	// counts none of its hits and grants nothing (see Owner.Decide): the
+	// sender has decided them already.
+	Deadline time.Time
 }
 
 // Result is the owner's answer to one Item: its decision on the item's
@@ -57,6 +63,10 @@ type Result struct {
 	// LeaseID, with a lease, is its id: the Item's LeaseID when that lease
 	// was renewed, else a new one. Give its hits back under it.
 	LeaseID uint64
+	// Expired reports that the item came after its Deadline (and the
+	// clock offset): nothing was counted or granted, though a give-back
+	// was taken.
+	Expired bool
 	// TookBack is, for an item with GiveBack, how many hits the owner took
 	// off: at most what the lease was granted, 0 for a lease it has no
 	// record of (given back already, granted by another owner, or forged).

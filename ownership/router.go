@@ -353,9 +353,10 @@ func (r *Router) CheckPath(ctx context.Context, now time.Time, key string, limit
 		}
 	}
 	timeout := r.timeout(l)
-	fctx, cancel := context.WithTimeout(ctx, timeout)
 	start := time.Now() // for the latency metric and the deadline
-	res, err := l.batcher.Check(fctx, Item{Key: key, Hits: 1, Limit: limit, Window: r.local.Window(), Want: want, LeaseID: renewing})
+	fctx, cancel := context.WithDeadline(ctx, start.Add(timeout))
+	res, err := l.batcher.Check(fctx, Item{Key: key, Hits: 1, Limit: limit, Window: r.local.Window(), Want: want, LeaseID: renewing,
+		Deadline: start.Add(timeout)})
 	cancel()
 	took := time.Since(start)
 	r.obs.Forwarded(owner, took, err)
@@ -472,23 +473,33 @@ func (r *Router) decideLocally(now time.Time, key string, limit int, owner, reas
 	}
 	if ls != nil && !ls.pending() && ls.limit == limit && members > 1 {
 		// The node spent a lease on the key and cannot renew it: it
-		// admits its part of what the owner had left at the last grant,
-		// and no more than an eighth of that grant, since the others were
-		// spending meanwhile and the owner's last backup may miss its
-		// latest hits.
-		budget = min(budget, partLeft(int(ls.rest.Load()), members), int(ls.last.Load()+7)/8)
+		// admits its part of what the owner had left beyond every grant
+		// at the last one, as with any answer of the owner's.
+		rest := int(ls.rest.Load())
+		budget = min(budget, partLeft(rest, members))
+		if rest < leaseParts*members {
+			budget = 0
+		}
 		until = ls.reset
 	}
+	// The decision's Limit and Remaining are the budget this node applies
+	// and what is left of it: the truth about this answer, not the limit's.
 	d := r.fallback.Take(now, key, 1, budget)
 	if d.Allowed && r.owed != nil {
 		// Owed to the owner's count, in the frame of the window it was
 		// admitted in.
 		r.owed.Add(now, bucket.Count{Key: key, Start: d.ResetAt.Add(-r.fallback.Window()), Current: 1})
 	}
-	if budget < share {
-		d.Limit = share // the limit this node applies; Remaining is what is left of its part
-		if !d.Allowed && !until.IsZero() && until.Before(d.RetryAt) {
-			d.RetryAt = until // the owner's own count frees room then
+	if !d.Allowed {
+		// Refused without the owner: when it lifts depends on the owner,
+		// which is asked again once its breaker lets a call through (or
+		// at the next check), and whose own count frees room at the end
+		// of its window, if that is sooner than this node's count does.
+		if !until.IsZero() && until.Before(d.RetryAt) {
+			d.RetryAt = until
+		}
+		if again := now.Add(r.breakerCooldown()); again.Before(d.RetryAt) {
+			d.RetryAt = again
 		}
 	}
 	r.obs.Fallback(reason)
@@ -558,17 +569,26 @@ func (r *Router) link(name string) (*link, string) {
 	}
 	cfg := r.batch
 	cfg.Report = func(err error) { r.report(name, l, err) }
-	if r.leases != nil {
-		// A lease that comes back after its check gave up is counted
-		// at the owner all the same: keep it. The check was sent no
-		// earlier than one call's deadline ago.
-		cfg.Unclaimed = func(it Item, res Result) {
-			r.granted(it.Key, it.Limit, res, r.clock().Add(-cfg.Timeout), it.Hits == 0)
-		}
-	}
+	cfg.Unclaimed = func(it Item, res Result) { r.unclaimed(it, res, cfg.Timeout) }
 	l.batcher = NewBatcher(p, cfg)
 	r.links[name] = l
 	return l, ""
+}
+
+// unclaimed takes the answer res to item it, which came after its check
+// gave up (the call's deadline was timeout) and counted something at the
+// owner. A lease is counted there all the same: keep it (the check was sent
+// no earlier than timeout ago). Hits were decided here meanwhile; if this
+// node admitted one, it is owed to the owner's count, where it is now
+// counted already, so it is owed no more.
+func (r *Router) unclaimed(it Item, res Result, timeout time.Duration) {
+	now := r.clock()
+	if it.Hits > 0 && res.Allowed && r.owed != nil {
+		r.owed.Give(now, it.Key, now, it.Hits)
+	}
+	if res.Granted > 0 && r.leases != nil {
+		r.granted(it.Key, it.Limit, res, now.Add(-timeout), it.Hits == 0)
+	}
 }
 
 // report feeds the outcome of one batch sent to the peer called name to

@@ -53,7 +53,10 @@ func (r *Router) fromLease(now time.Time, key string, ls *lease, limit int, owne
 		go r.renew(key, ls, limit, owner, ls.want(n, r.leaseTTL))
 	}
 	r.obs.LeaseDecision()
-	return bucket.Decision{Allowed: true, Limit: limit, Remaining: int(ls.rest.Load()) + left, ResetAt: ls.reset}, true
+	// Remaining is what this node holds: the owner had more left at the
+	// last grant, but the other members may have taken it since, so more
+	// would be a promise this node cannot keep.
+	return bucket.Decision{Allowed: true, Limit: limit, Remaining: left, ResetAt: ls.reset}, true
 }
 
 // renew asks owner for more of key's budget under limit, for lease ls,
@@ -65,10 +68,12 @@ func (r *Router) renew(key string, ls *lease, limit int, owner string, want int)
 	if l == nil || !l.breaker.Allow(r.clock()) {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), r.timeout(l))
+	deadline := time.Now().Add(r.timeout(l))
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	sent := r.clock()
-	res, err := l.batcher.Check(ctx, Item{Key: key, Limit: limit, Window: r.local.Window(), Want: want, LeaseID: ls.renewalOf(limit)})
+	res, err := l.batcher.Check(ctx, Item{Key: key, Limit: limit, Window: r.local.Window(), Want: want, LeaseID: ls.renewalOf(limit),
+		Deadline: deadline})
 	if err == nil && res.Granted > 0 {
 		r.granted(key, limit, res, sent, true)
 	}

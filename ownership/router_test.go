@@ -197,7 +197,11 @@ func TestRouterForwardsToOwner(t *testing.T) {
 
 	got := r.Check(t.Context(), routerT0, key, 7)
 	assert.Equal(t, bucket.Decision{Allowed: true, Limit: 7, Remaining: 3, ResetAt: reset}, got, "Check(t0, %q, 7)", key)
-	assert.Equal(t, []Item{{Key: key, Hits: 1, Limit: 7, Window: routerWindow, Want: firstWant}}, peer.items(), "items sent to the owner")
+	items := peer.items()
+	require.Len(t, items, 1)
+	assert.False(t, items[0].Deadline.IsZero(), "the item carries its deadline")
+	items[0].Deadline = time.Time{}
+	assert.Equal(t, []Item{{Key: key, Hits: 1, Limit: 7, Window: routerWindow, Want: firstWant}}, items, "items sent to the owner")
 	assert.Equal(t, 0, r.local.Len(), "a forwarded key was counted locally")
 	assert.Empty(t, r.events.reasons(), "fallbacks")
 	assert.Equal(t, []error{nil}, r.events.forwarded, "forward events")
@@ -672,8 +676,10 @@ func TestRouterLocalDecisionsSpendWhatTheOwnerSaidWasLeft(t *testing.T) {
 		if d := r.Check(t.Context(), routerT0.Add(time.Second), key, 150); d.Allowed {
 			admitted++
 		} else {
-			assert.Equal(t, 50, d.Limit, "the limit this node applies is its share")
-			assert.False(t, d.RetryAt.After(routerT0.Add(time.Minute)), "retry once the owner's window ends, at the latest")
+			assert.Equal(t, 5, d.Limit, "the header tells the budget this node applies: its part of the 10 left")
+			assert.Zero(t, d.Remaining)
+			assert.Equal(t, routerT0.Add(time.Second+DefaultBreakerCooldown), d.RetryAt,
+				"retry when the owner will be asked again, not when this node's own count frees room")
 		}
 	}
 	assert.Equal(t, 5, admitted, "half of the 10 left, for one of the two members that may decide locally; not a share of 150")

@@ -219,6 +219,7 @@ func (s *Server) decide(req *peerpb.CheckRequest) (*peerpb.CheckResponse, error)
 		d := s.store.Decide(now, ownership.Item{
 			Key: it.GetKey(), Hits: int(it.GetHits()), Limit: int(it.GetLimit()), Window: window,
 			Want: int(it.GetWant()), LeaseID: it.GetLeaseId(), GiveBack: int(it.GetGiveBack()), GiveBackStart: fromUnixNanos(it.GetGiveBackStartUnixNanos()),
+			Deadline: fromUnixNanos(it.GetDeadlineUnixNanos()),
 		})
 		r := &results[i]
 		r.Allowed = d.Allowed
@@ -231,6 +232,7 @@ func (s *Server) decide(req *peerpb.CheckRequest) (*peerpb.CheckResponse, error)
 		r.TookBack = int64(d.TookBack)
 		r.WindowLeftNanos = int64(d.WindowLeft)
 		r.LeaseId = d.LeaseID
+		r.Expired = d.Expired
 		resp.Results[i] = r
 	}
 	return resp, nil

@@ -42,5 +42,6 @@ func decodeResult(r *peerpb.Result) ownership.Result {
 		TookBack:   int(r.GetTookBack()),
 		WindowLeft: time.Duration(max(0, r.GetWindowLeftNanos())),
 		LeaseID:    r.GetLeaseId(),
+		Expired:    r.GetExpired(),
 	}
 }

@@ -301,9 +301,14 @@ type Item struct {
 	GiveBackStartUnixNanos int64 `protobuf:"varint,7,opt,name=give_back_start_unix_nanos,json=giveBackStartUnixNanos,proto3" json:"give_back_start_unix_nanos,omitempty"`
 	// The sender's lease on key, as Result.lease_id named it: with want, the
 	// lease to renew (0: a new one); with give_back, the lease given back.
-	LeaseId       uint64 `protobuf:"varint,8,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	LeaseId uint64 `protobuf:"varint,8,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	// When the sender stops waiting and decides the check itself, in the
+	// sender's Unix nanoseconds; 0 for none. An item that reaches the owner
+	// later than this plus the cluster's max clock offset is not counted and
+	// gets no lease (Result.expired); its give_back is still taken.
+	DeadlineUnixNanos int64 `protobuf:"varint,9,opt,name=deadline_unix_nanos,json=deadlineUnixNanos,proto3" json:"deadline_unix_nanos,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Item) Reset() {
@@ -388,6 +393,13 @@ func (x *Item) GetGiveBackStartUnixNanos() int64 {
 func (x *Item) GetLeaseId() uint64 {
 	if x != nil {
 		return x.LeaseId
+	}
+	return 0
+}
+
+func (x *Item) GetDeadlineUnixNanos() int64 {
+	if x != nil {
+		return x.DeadlineUnixNanos
 	}
 	return 0
 }
@@ -508,7 +520,9 @@ type Result struct {
 	WindowLeftNanos int64 `protobuf:"varint,9,opt,name=window_left_nanos,json=windowLeftNanos,proto3" json:"window_left_nanos,omitempty"`
 	// With a lease: its id, random, to renew it and give its hits back
 	// under (Item.lease_id).
-	LeaseId       uint64 `protobuf:"varint,10,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	LeaseId uint64 `protobuf:"varint,10,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	// The item came after its deadline: nothing was counted or granted.
+	Expired       bool `protobuf:"varint,11,opt,name=expired,proto3" json:"expired,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -613,6 +627,13 @@ func (x *Result) GetLeaseId() uint64 {
 	return 0
 }
 
+func (x *Result) GetExpired() bool {
+	if x != nil {
+		return x.Expired
+	}
+	return false
+}
+
 var File_peer_proto protoreflect.FileDescriptor
 
 const file_peer_proto_rawDesc = "" +
@@ -632,7 +653,7 @@ const file_peer_proto_rawDesc = "" +
 	"\vCountsReply\"M\n" +
 	"\fCheckRequest\x12-\n" +
 	"\x05items\x18\x01 \x03(\v2\x17.tierlimit.peer.v1.ItemR\x05items\x12\x0e\n" +
-	"\x02id\x18\x02 \x01(\x04R\x02id\"\xed\x01\n" +
+	"\x02id\x18\x02 \x01(\x04R\x02id\"\x9d\x02\n" +
 	"\x04Item\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x12\n" +
 	"\x04hits\x18\x02 \x01(\x03R\x04hits\x12\x14\n" +
@@ -641,14 +662,15 @@ const file_peer_proto_rawDesc = "" +
 	"\x04want\x18\x05 \x01(\x03R\x04want\x12\x1b\n" +
 	"\tgive_back\x18\x06 \x01(\x03R\bgiveBack\x12:\n" +
 	"\x1agive_back_start_unix_nanos\x18\a \x01(\x03R\x16giveBackStartUnixNanos\x12\x19\n" +
-	"\blease_id\x18\b \x01(\x04R\aleaseId\"\xb4\x01\n" +
+	"\blease_id\x18\b \x01(\x04R\aleaseId\x12.\n" +
+	"\x13deadline_unix_nanos\x18\t \x01(\x03R\x11deadlineUnixNanos\"\xb4\x01\n" +
 	"\rCheckResponse\x123\n" +
 	"\aresults\x18\x01 \x03(\v2\x19.tierlimit.peer.v1.ResultR\aresults\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\x04R\x02id\x12\x1d\n" +
 	"\n" +
 	"error_code\x18\x03 \x01(\x05R\terrorCode\x12#\n" +
 	"\rerror_message\x18\x04 \x01(\tR\ferrorMessage\x12\x1a\n" +
-	"\bdraining\x18\x05 \x01(\bR\bdraining\"\xc9\x02\n" +
+	"\bdraining\x18\x05 \x01(\bR\bdraining\"\xe3\x02\n" +
 	"\x06Result\x12\x18\n" +
 	"\aallowed\x18\x01 \x01(\bR\aallowed\x12\x14\n" +
 	"\x05limit\x18\x02 \x01(\x03R\x05limit\x12\x1c\n" +
@@ -661,7 +683,8 @@ const file_peer_proto_rawDesc = "" +
 	"\ttook_back\x18\b \x01(\x03R\btookBack\x12*\n" +
 	"\x11window_left_nanos\x18\t \x01(\x03R\x0fwindowLeftNanos\x12\x19\n" +
 	"\blease_id\x18\n" +
-	" \x01(\x04R\aleaseId2\xb3\x02\n" +
+	" \x01(\x04R\aleaseId\x12\x18\n" +
+	"\aexpired\x18\v \x01(\bR\aexpired2\xb3\x02\n" +
 	"\x04Peer\x12J\n" +
 	"\x05Check\x12\x1f.tierlimit.peer.v1.CheckRequest\x1a .tierlimit.peer.v1.CheckResponse\x12T\n" +
 	"\vCheckStream\x12\x1f.tierlimit.peer.v1.CheckRequest\x1a .tierlimit.peer.v1.CheckResponse(\x010\x01\x12D\n" +
