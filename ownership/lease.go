@@ -68,9 +68,9 @@ type Owner struct {
 	store     *bucket.Store
 	grants    *grants
 	maxOffset atomic.Int64 // how far apart the members' clocks may be; see SetMaxClockOffset
-	members func() int
-	ttl     time.Duration // ≤ 0: grant no leases
-	moved   atomic.Int64  // when the ring last changed, Unix nanoseconds; 0: never
+	members   func() int
+	ttl       time.Duration // ≤ 0: grant no leases
+	moved     atomic.Int64  // when the ring last changed, Unix nanoseconds; 0: never
 }
 
 // settleTime is how long after a change of members an Owner grants no
