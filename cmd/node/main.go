@@ -19,8 +19,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -137,9 +135,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 // serve runs the node until ctx ends, reloading the tiers file on SIGHUP.
 func serve(ctx context.Context, o options, log *slog.Logger) error {
 	if o.cfg.AdminToken == "" {
-		o.cfg.AdminToken = randomToken()
-		log.Warn("no admin token given: generated one for this run; set -admin-token or ADMIN_TOKEN to choose it",
-			"admin_token", o.cfg.AdminToken)
+		token := randomToken()
+		path, err := saveToken(token, o.cfg.StateFile)
+		if err != nil {
+			// Without a token the admin endpoints refuse every request,
+			// and the limiter serves all the same.
+			log.Warn("no admin token given, and a generated one could not be saved: the admin endpoints refuse every request; set -admin-token or ADMIN_TOKEN",
+				"err", err)
+		} else {
+			defer func() { _ = os.Remove(path) }() // the token dies with the process
+			o.cfg.AdminToken = token
+			log.Warn("no admin token given: generated one for this run and wrote it to admin_token_file, readable by this user only; set -admin-token or ADMIN_TOKEN to choose it",
+				"admin_token_file", path)
+		}
 	}
 	if o.nameFromDNS && !o.nodeNameSet {
 		name, err := os.Hostname()
@@ -314,10 +322,4 @@ func (f urlFlag) Set(s string) error {
 	}
 	*f.p = u
 	return nil
-}
-
-func randomToken() string {
-	b := make([]byte, 24)
-	_, _ = rand.Read(b) // crypto/rand.Read never fails
-	return hex.EncodeToString(b)
 }

@@ -30,7 +30,7 @@ func TestOptionsDefaults(t *testing.T) {
 	assert.Empty(t, o.cfg.Join)
 	assert.Zero(t, o.cfg.ForwardTimeout, "adaptive")
 	assert.Equal(t, time.Millisecond, o.cfg.ForwardTimeoutMin)
-	assert.Equal(t, 20*time.Millisecond, o.cfg.ForwardTimeoutMax)
+	assert.Equal(t, tierlimit.DefaultForwardTimeoutMax, o.cfg.ForwardTimeoutMax)
 	assert.Equal(t, 1_000_000, o.cfg.MaxKeys)
 	assert.NotEmpty(t, o.cfg.NodeName, "defaults to the hostname")
 }
@@ -52,7 +52,7 @@ func TestOptionsFromEnvironmentAndFlags(t *testing.T) {
 			AdminToken: "t", ClusterKey: "k", ForwardTimeout: 3 * time.Millisecond, MaxKeys: 10,
 			MaxClockOffset: time.Second, StateFile: "/var/lib/tierlimit/health.json", InsecureOpenCluster: true,
 			QuorumGrace: 30 * time.Second, BackupInterval: 100 * time.Millisecond, LeaseTTL: time.Second,
-			ForwardTimeoutMin: time.Millisecond, ForwardTimeoutMax: 20 * time.Millisecond,
+			ForwardTimeoutMin: time.Millisecond, ForwardTimeoutMax: tierlimit.DefaultForwardTimeoutMax,
 		},
 		httpAddr: ":9", shutdownGrace: 10 * time.Second, logLevel: "info", logFormat: "auto", nodeNameSet: true,
 		upstream: proxy.Config{

@@ -17,21 +17,19 @@ import (
 	"github.com/tierlimit/tierlimit/tierlimittest"
 )
 
+// tokenSaved is the log line of a node that generated its admin token.
+const tokenSaved = "no admin token given: generated one for this run and wrote it to admin_token_file, readable by this user only; set -admin-token or ADMIN_TOKEN to choose it"
+
 func TestRunServesAndShutsDownCleanly(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp) // where a node without a state file writes its token
 	addr, logs, cancel, done := startRun(t, "-config", "../../config/tiers.json", "-node-name", "solo")
 	base := "http://" + addr
 
-	tokenRec, ok := logs.Find("no admin token given: generated one for this run; set -admin-token or ADMIN_TOKEN to choose it")
-	require.True(t, ok, "the generated admin token is logged")
-	token := tokenRec["admin_token"].(string)
-	require.Len(t, token, 48)
-	n := 0
-	for _, r := range logs.Records() {
-		if strings.Contains(strings.ToLower(r["msg"].(string)), "admin token") {
-			n++
-		}
-	}
-	assert.Equal(t, 1, n, "the token is logged exactly once")
+	path, token := generatedToken(t, logs)
+	assert.Equal(t, tmp, filepath.Dir(path), "token file %s: not in the temporary directory", path)
+
+	assert.Equal(t, http.StatusOK, send(t, http.MethodGet, base+"/livez", "", "").StatusCode)
 
 	assert.Equal(t, http.StatusOK, send(t, http.MethodGet, base+"/livez", "", "").StatusCode)
 
@@ -57,6 +55,71 @@ func TestRunServesAndShutsDownCleanly(t *testing.T) {
 	}
 	_, err := http.Get(base + "/livez")
 	assert.Error(t, err, "the HTTP port is closed after shutdown")
+	assert.NoFileExists(t, path, "the token file after shutdown")
+	assert.NotContains(t, logs.String(), token, "the generated token in the logs")
+}
+
+// TestRunSavesTheGeneratedTokenBesideTheStateFile: a node with a state file
+// writes its generated token beside it, named after it, replacing what a
+// crashed run left there (mode included).
+func TestRunSavesTheGeneratedTokenBesideTheStateFile(t *testing.T) {
+	dir := t.TempDir()
+	stale := filepath.Join(dir, "health.admin-token")
+	require.NoError(t, os.WriteFile(stale, []byte("a token of a run that crashed\n"), 0o644))
+	addr, logs, cancel, done := startRun(t, "-config", "../../config/tiers.json", "-node-name", "stateful",
+		"-state-file", filepath.Join(dir, "health.json"))
+
+	path, token := generatedToken(t, logs)
+	assert.Equal(t, stale, path)
+	resp := send(t, http.MethodGet, "http://"+addr+"/system/health", "Authorization", "Bearer "+token)
+	assert.Equal(t, http.StatusOK, resp.StatusCode, "the generated token opens the admin API")
+
+	cancel()
+	require.NoError(t, <-done)
+	assert.NoFileExists(t, path, "the token file after shutdown")
+	assert.NotContains(t, logs.String(), token, "the generated token in the logs")
+}
+
+// TestRunWithNowhereToSaveTheToken: a node that cannot write a generated
+// token anywhere starts with the admin endpoints closed, and says why.
+func TestRunWithNowhereToSaveTheToken(t *testing.T) {
+	t.Setenv("TMPDIR", filepath.Join(t.TempDir(), "missing"))
+	addr, logs, cancel, done := startRun(t, "-config", "../../config/tiers.json", "-node-name", "tokenless")
+
+	rec, ok := logs.Find("no admin token given, and a generated one could not be saved: the admin endpoints refuse every request; set -admin-token or ADMIN_TOKEN")
+	require.True(t, ok, "no log line about the token that could not be saved; logs:\n%s", logs)
+	assert.Equal(t, "WARN", rec["level"])
+	assert.Contains(t, rec["err"], "missing", "the reason")
+	assert.False(t, logs.Count(tokenSaved) > 0, "a token file was reported")
+	resp := send(t, http.MethodGet, "http://"+addr+"/system/health", "Authorization", "Bearer ")
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "the admin API without a token")
+	assert.Equal(t, http.StatusOK, send(t, http.MethodGet, "http://"+addr+"/test", "X-API-Key", "free-demo-1").StatusCode,
+		"the limiter serves all the same")
+
+	cancel()
+	require.NoError(t, <-done)
+}
+
+// generatedToken returns the path of the file the node reported writing
+// its generated admin token to, and the token, checking that the file is
+// for this user only and that no log line holds the token.
+func generatedToken(t *testing.T, logs *tierlimittest.Logs) (path, token string) {
+	t.Helper()
+	rec, ok := logs.Find(tokenSaved)
+	require.True(t, ok, "no log line about the generated admin token; logs:\n%s", logs)
+	assert.Equal(t, "WARN", rec["level"])
+	assert.NotContains(t, rec, "admin_token", "the token itself in the log line")
+	path, _ = rec["admin_token_file"].(string)
+	require.NotEmpty(t, path, "admin_token_file in %v", rec)
+	info, err := os.Stat(path)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), info.Mode().Perm(), "mode of %s", path)
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	token = strings.TrimSuffix(string(b), "\n")
+	require.Len(t, token, 48, "the token in %s", path)
+	assert.NotContains(t, logs.String(), token, "the generated token in the logs")
+	return path, token
 }
 
 func TestRunRefusesABadConfig(t *testing.T) {
