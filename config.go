@@ -96,7 +96,7 @@ type Config struct {
 	ForwardTimeout time.Duration
 
 	// ForwardTimeoutMin and ForwardTimeoutMax bound the adaptive deadline.
-	// Defaults 1ms and 20ms; before it has seen round trips to an owner, a
+	// Defaults 1ms and 4ms; before it has seen round trips to an owner, a
 	// node waits up to the maximum. A peer that stops answering is skipped
 	// by its breaker after 3 failed calls in a row, at most 3 maxima.
 	ForwardTimeoutMin, ForwardTimeoutMax time.Duration
@@ -191,12 +191,17 @@ const (
 	DefaultBackupInterval    = ownership.DefaultBackupInterval
 )
 
-// ConfigError is a Config field New refuses, and why.
+// ConfigError is a Config field New refuses, and why. errors.Is and
+// errors.As see through it to Err.
 type ConfigError struct {
 	// Field is the Config field, such as "GRPCAddr".
 	Field string
-	// Reason says what is wrong with it.
+	// Reason says what is wrong with it; empty, Err's message says it.
 	Reason string
+	// Err is the error behind Reason, such as the registry's
+	// prometheus.AlreadyRegisteredError for Registerer; nil if the field
+	// was refused on its value alone.
+	Err error
 }
 
 func (e *ConfigError) Error() string {
@@ -204,8 +209,15 @@ func (e *ConfigError) Error() string {
 	if f := flagFor(e.Field); f != "" {
 		s += " (-" + f + ")"
 	}
-	return s + ": " + e.Reason
+	reason := e.Reason
+	if reason == "" && e.Err != nil {
+		reason = e.Err.Error()
+	}
+	return s + ": " + reason
 }
+
+// Unwrap returns Err.
+func (e *ConfigError) Unwrap() error { return e.Err }
 
 // clustered reports whether c makes a cluster member.
 func (c *Config) clustered() bool { return c.GossipAddr != "" }

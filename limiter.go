@@ -147,7 +147,7 @@ func New(cfg Config) (*Limiter, error) {
 			l.kill()
 		}
 	}()
-	if l.metrics, err = newMetrics(cfg.Registerer, l); err != nil {
+	if l.metrics, err = newMetrics(cfg, l); err != nil {
 		return nil, err
 	}
 

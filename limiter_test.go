@@ -3,6 +3,8 @@ package tierlimit
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -88,7 +90,7 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		{"negative forward timeout", Config{TiersFile: good, ForwardTimeout: -time.Second}, "ForwardTimeout", "negative"},
 		{"negative forward timeout floor", Config{TiersFile: good, ForwardTimeoutMin: -time.Second}, "ForwardTimeoutMin", "negative"},
 		{"forward timeout ceiling below the floor", Config{TiersFile: good, ForwardTimeoutMin: 30 * time.Millisecond},
-			"ForwardTimeoutMax", "20ms is below ForwardTimeoutMin 30ms"},
+			"ForwardTimeoutMax", DefaultForwardTimeoutMax.String() + " is below ForwardTimeoutMin 30ms"},
 		{"lease too short", Config{TiersFile: good, LeaseTTL: time.Millisecond}, "LeaseTTL", "1ms is shorter than 10ms"},
 		{"gRPC without gossip", Config{TiersFile: good, GRPCAddr: ":9090"}, "GRPCAddr", "without GossipAddr"},
 		{"seeds without gossip", Config{TiersFile: good, Join: []string{"a:7946"}}, "Join", "without GossipAddr"},
@@ -119,6 +121,36 @@ func TestNewRefusesBadConfig(t *testing.T) {
 	bad := writeTiers(t, filepath.Join(t.TempDir(), "bad.json"), `{"window_seconds":60,"tiers":{"free":{"limit":10,"burst":5}}}`)
 	_, err = New(Config{TiersFile: bad})
 	assert.ErrorContains(t, err, "tiers.free.burst: 5 is less than limit 10")
+}
+
+// TestConfigErrorUnwraps: errors.Is and errors.As reach the error behind a
+// ConfigError, also when it is wrapped again, and its message falls back
+// on that error's when it has no Reason.
+func TestConfigErrorUnwraps(t *testing.T) {
+	cause := &fs.PathError{Op: "open", Path: "state.json", Err: fs.ErrPermission}
+	tests := []struct {
+		name string
+		err  *ConfigError
+		text string
+	}{
+		{"reason and cause", &ConfigError{Field: "StateFile", Reason: "cannot open it", Err: cause},
+			"tierlimit: Config.StateFile (-state-file): cannot open it"},
+		{"cause alone", &ConfigError{Field: "StateFile", Err: cause},
+			"tierlimit: Config.StateFile (-state-file): open state.json: permission denied"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.text, tt.err.Error())
+			for _, err := range []error{tt.err, fmt.Errorf("start: %w", tt.err)} {
+				assert.ErrorIs(t, err, fs.ErrPermission, "errors.Is(%q, fs.ErrPermission)", err)
+				var pe *fs.PathError
+				if assert.ErrorAs(t, err, &pe, "errors.As(%q, *fs.PathError)", err) {
+					assert.Equal(t, "state.json", pe.Path)
+				}
+			}
+		})
+	}
+	assert.NoError(t, errors.Unwrap(&ConfigError{Field: "Window", Reason: "bad"}), "Unwrap of a ConfigError without Err")
 }
 
 func TestSingleNodeCountsWithTheFileWindow(t *testing.T) {
@@ -307,6 +339,7 @@ func TestOneRegistryServesOneLimiterAtATime(t *testing.T) {
 	require.ErrorAs(t, err, &ce, "New on a registry in use = %v", second)
 	assert.Equal(t, "Registerer", ce.Field)
 	assert.Contains(t, err.Error(), "WrapRegistererWith")
+	assert.ErrorAs(t, err, new(prometheus.AlreadyRegisteredError), "the registry's error, through the *ConfigError")
 	n, err := testutil.GatherAndCount(reg)
 	require.NoError(t, err)
 	assert.Positive(t, n, "the failed New left the first Limiter's series alone")

@@ -3,6 +3,7 @@ package tierlimit
 import (
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 
@@ -19,15 +20,102 @@ var (
 	_ api.PathChecker = api.Local{}
 )
 
+// The series read the Limiter through the interfaces below, each what one
+// group of series asks, never through its fields. A Prometheus registry
+// calls their methods when it is scraped, from its own goroutines, so they
+// must be safe for concurrent use and quick: no I/O, no wait.
+var (
+	_ healthReader = (*Limiter)(nil)
+	_ tierReader   = (*Limiter)(nil)
+	_ storeReader  = (*Limiter)(nil)
+	_ memberReader = (*Limiter)(nil)
+	_ peerReader   = (*Limiter)(nil)
+	_ leaseReader  = (*Limiter)(nil)
+)
+
+// limiterSource is what the series of every Limiter read.
+type limiterSource interface {
+	healthReader
+	tierReader
+	storeReader
+}
+
+// memberSource is what the series of a cluster member read besides.
+type memberSource interface {
+	memberReader
+	peerReader
+	leaseReader
+}
+
+// healthReader reads the health state in force (tierlimit_health_*).
+type healthReader interface {
+	Health() State
+}
+
+// tierReader names the tiers of the key store in force, so that each has
+// its decision series from the start.
+type tierReader interface {
+	// tierNames returns the tiers' names; nil if the key store does not
+	// tell them (Config.Keys).
+	tierNames() []string
+}
+
+// storeReader reads the stores of counts (tierlimit_store_keys,
+// tierlimit_fallback_store_keys, tierlimit_store_evictions_total).
+type storeReader interface {
+	// storeLen returns the keys in the store of owned counts.
+	storeLen() int
+	// fallbackLen returns the keys in the store of local fallback counts;
+	// 0 on a single node.
+	fallbackLen() int
+	// evicted returns the live keys dropped from either store to keep it
+	// under Config.MaxKeys.
+	evicted() uint64
+}
+
+// memberReader reads this member's view of the cluster
+// (tierlimit_cluster_members, tierlimit_backup_keys,
+// tierlimit_health_states_refused_total).
+type memberReader interface {
+	// aliveMembers returns the alive members, this node included.
+	aliveMembers() int
+	// backupLen returns the copies of other members' counts held here.
+	backupLen() int
+	// refusedStates returns the peers' health states refused as stamped
+	// too far ahead of this node's clock.
+	refusedStates() uint64
+}
+
+// peerReader reads the other members of the ring and the state kept for
+// each (the series labelled by peer).
+type peerReader interface {
+	// peers returns the other members of the ring, whom checks may be
+	// forwarded to.
+	peers() []string
+	// breakers returns the state at now of the breaker of each peer
+	// forwarded to so far.
+	breakers(now time.Time) map[string]ownership.BreakerState
+	// deadlines returns how long a check forwarded now to each peer
+	// forwarded to so far may wait.
+	deadlines() map[string]time.Duration
+}
+
+// leaseReader reads the leases this member holds (tierlimit_leases).
+type leaseReader interface {
+	// leasesHeld returns the leases held on keys other members own.
+	leasesHeld() int
+}
+
 // metrics are the Limiter's Prometheus series. A nil *metrics (no
 // Registerer) records nothing.
 type metrics struct {
 	reg          prometheus.Registerer
 	registered   []prometheus.Collector // on reg, to take off again at Close
-	tiers        func() []string        // the tiers of the key store in force; nil: unknown
+	tiers        tierReader
 	decisions    *api.Metrics
 	reloads      *prometheus.CounterVec
 	peers        *peerSeries
+	fallbackKeys prometheus.GaugeFunc
 	fallbacks    *prometheus.CounterVec
 	overLimitHit prometheus.Counter
 	moved        *prometheus.CounterVec
@@ -39,40 +127,38 @@ type metrics struct {
 	leaseUnused  *prometheus.CounterVec
 }
 
-// newMetrics registers the series of every Limiter with reg and returns
-// them, or nil if reg is nil. Gauges read l when scraped.
-func newMetrics(reg prometheus.Registerer, l *Limiter) (*metrics, error) {
+// newMetrics registers the series of every Limiter with cfg.Registerer
+// and returns them, or nil if it is nil. cfg has its defaults filled in;
+// its forward deadline sets the buckets of the forward durations. Gauges
+// read src when scraped.
+func newMetrics(cfg Config, src limiterSource) (*metrics, error) {
+	reg := cfg.Registerer
 	if reg == nil {
 		return nil, nil
 	}
-	var tiers func() []string
-	if l.file != nil {
-		tiers = func() []string { return l.file.Tiers().Names() }
-	}
-	var names []string
-	if tiers != nil {
-		names = tiers()
-	}
 	m := &metrics{
 		reg:       reg,
-		tiers:     tiers,
-		decisions: api.NewMetrics(names),
+		tiers:     src,
+		decisions: api.NewMetrics(src.tierNames()),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tierlimit_config_reloads_total",
 			Help: "Reloads of the key store, by result: ok, or error (the config in force stayed).",
 		}, []string{"result"}),
 		peers: &peerSeries{
-			limiter: l,
 			took: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 				Name:    "tierlimit_forward_duration_seconds",
 				Help:    "Checks forwarded to a key's owner, by peer: time until an answer or giving up.",
-				Buckets: []float64{25e-6, 50e-6, 100e-6, 200e-6, 400e-6, 800e-6, 1.6e-3, 3.2e-3, 6.4e-3, 12.8e-3},
+				Buckets: forwardBuckets(longestForward(cfg)),
 			}, []string{"peer"}),
 			errs: prometheus.NewCounterVec(prometheus.CounterOpts{
 				Name: "tierlimit_forward_errors_total",
 				Help: "Forwarded checks that got no answer from the owner, by peer.",
 			}, []string{"peer"}),
 		},
+		fallbackKeys: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tierlimit_fallback_store_keys",
+			Help: "Keys held in the store of local-only fallback counts.",
+		}, func() float64 { return float64(src.fallbackLen()) }),
 		fallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tierlimit_local_fallbacks_total",
 			Help: "Checks for keys owned elsewhere decided locally against a share of the limit, by reason.",
@@ -133,64 +219,100 @@ func newMetrics(reg prometheus.Registerer, l *Limiter) (*metrics, error) {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tierlimit_store_keys",
 			Help: "Keys held in the store of owned counts.",
-		}, func() float64 { return float64(l.store.Len()) }),
+		}, func() float64 { return float64(src.storeLen()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "tierlimit_store_evictions_total",
 			Help: "Live keys dropped to keep a store under MaxKeys.",
-		}, func() float64 {
-			n := l.store.Evicted()
-			if l.fallback != nil {
-				n += l.fallback.Evicted()
-			}
-			return float64(n)
-		}),
+		}, func() float64 { return float64(src.evicted()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tierlimit_health_degraded",
 			Help: "1 when the system state is DEGRADED, 0 when NORMAL.",
-		}, func() float64 { return float64(l.health.Status()) }),
+		}, func() float64 { return float64(src.Health().Status) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tierlimit_health_version",
 			Help: "Version of the health state in force.",
-		}, func() float64 { return float64(l.health.Current().Version) }),
+		}, func() float64 { return float64(src.Health().Version) }),
 	)
 	return m, err
 }
 
-// registerCluster registers the series of a cluster member, once its
-// parts exist.
-func (m *metrics) registerCluster(l *Limiter) error {
+// registerCluster registers the series of a cluster member, which read src
+// when scraped, once its parts exist.
+func (m *metrics) registerCluster(src memberSource) error {
 	if m == nil {
 		return nil
 	}
-	return m.register(m.peers, m.fallbacks, m.overLimitHit, m.moved, m.restored,
+	m.peers.ring = src
+	return m.register(m.peers, m.fallbackKeys, m.fallbacks, m.overLimitHit, m.moved, m.restored,
 		m.leaseHits, m.leaseGrants, m.leaseGranted, m.leasesEnded, m.leaseUnused,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tierlimit_backup_keys",
 			Help: "Copies of other members' counts held here, in case one of them fails.",
-		}, func() float64 { return float64(l.keeper.BackupLen()) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "tierlimit_fallback_store_keys",
-			Help: "Keys held in the store of local-only fallback counts.",
-		}, func() float64 { return float64(l.fallback.Len()) }),
+		}, func() float64 { return float64(src.backupLen()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "tierlimit_health_states_refused_total",
 			Help: "Health states from peers refused as stamped more than MaxClockOffset ahead of this node's clock.",
-		}, func() float64 { return float64(l.node.RefusedStates()) }),
+		}, func() float64 { return float64(src.refusedStates()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tierlimit_cluster_members",
 			Help: "Alive cluster members, this node included.",
-		}, func() float64 { return float64(len(l.node.Alive())) }),
-		&breakerCollector{limiter: l, desc: prometheus.NewDesc("tierlimit_peer_breaker_state",
+		}, func() float64 { return float64(src.aliveMembers()) }),
+		&breakerCollector{peers: src, desc: prometheus.NewDesc("tierlimit_peer_breaker_state",
 			"Circuit breaker of each other member, by state: 1 for the state it is in, 0 for the others: closed (forwarding), open (skipping the peer), half_open (probing).",
 			[]string{"peer", "state"}, nil)},
-		&deadlineCollector{limiter: l, desc: prometheus.NewDesc("tierlimit_forward_deadline_seconds",
+		&deadlineCollector{peers: src, desc: prometheus.NewDesc("tierlimit_forward_deadline_seconds",
 			"How long a check forwarded to each peer may wait for it now: fixed, or adapted to the peer's recent round trips.",
 			[]string{"peer"}, nil)},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tierlimit_leases",
 			Help: "Leases this node holds on keys other members own.",
-		}, func() float64 { held, _ := l.router.Leases(); return float64(held) }),
+		}, func() float64 { return float64(src.leasesHeld()) }),
 	)
+}
+
+// The forward durations' buckets start at forwardBucketLowest (a round
+// trip on loopback, about 35 µs, falls in the second) and reach at least
+// forwardBucketTop whatever the deadline, so that a node stalled past a
+// short deadline shows by how much.
+const (
+	forwardBucketLowest = 25 * time.Microsecond
+	forwardBucketTop    = 25 * time.Millisecond
+)
+
+// forwardBuckets returns the bucket bounds, in seconds, of
+// tierlimit_forward_duration_seconds for forwards that wait at most
+// longest: 25, 50, 100, 250, 500 µs, 1 ms and so on (the bounds of
+// tierlimit_decision_duration_seconds) up to 25 ms, or further, to the
+// first bound a quarter or more above longest. So a check given up at its
+// deadline, and noticed up to a quarter late, lands in a finite bucket;
+// +Inf holds only forwards that overran it further. Every deadline up to
+// 20 ms, DefaultForwardTimeoutMax's included, gets the same ten buckets,
+// 25 µs to 25 ms, so that the series of nodes with different deadlines
+// add up.
+func forwardBuckets(longest time.Duration) []float64 {
+	top := max(longest+longest/4, forwardBucketTop)
+	var bounds []float64
+	for d, i := forwardBucketLowest, 0; ; i++ {
+		bounds = append(bounds, d.Seconds())
+		if d >= top || d > math.MaxInt64/3 {
+			return bounds
+		}
+		if i%3 == 2 {
+			d = d * 5 / 2 // 100 µs to 250 µs, 1 ms to 2.5 ms, …
+		} else {
+			d *= 2
+		}
+	}
+}
+
+// longestForward returns the longest a forwarded check may wait under cfg
+// (defaults filled in): the fixed ForwardTimeout if set, else the adaptive
+// deadline's ForwardTimeoutMax.
+func longestForward(cfg Config) time.Duration {
+	if cfg.ForwardTimeout > 0 {
+		return cfg.ForwardTimeout
+	}
+	return cfg.ForwardTimeoutMax
 }
 
 // register registers cs on m.reg, and remembers them for unregister. A
@@ -199,10 +321,10 @@ func (m *metrics) register(cs ...prometheus.Collector) error {
 	for _, c := range cs {
 		if err := m.reg.Register(c); err != nil {
 			if errors.As(err, new(prometheus.AlreadyRegisteredError)) {
-				return &ConfigError{Field: "Registerer", Reason: fmt.Sprintf(
+				return &ConfigError{Field: "Registerer", Err: err, Reason: fmt.Sprintf(
 					"%v: it holds another Limiter's series; give each Limiter a registry of its own, or wrap each with prometheus.WrapRegistererWith and a label of its own", err)}
 			}
-			return &ConfigError{Field: "Registerer", Reason: err.Error()}
+			return &ConfigError{Field: "Registerer", Err: err}
 		}
 		m.registered = append(m.registered, c)
 	}
@@ -239,8 +361,8 @@ func (m *metrics) reloaded(err error) {
 		result = "error"
 	}
 	m.reloads.WithLabelValues(result).Inc()
-	if err == nil && m.tiers != nil {
-		m.decisions.AddTiers(m.tiers()) // a new tier's series are there from the reload on
+	if err == nil {
+		m.decisions.AddTiers(m.tiers.tierNames()) // a new tier's series are there from the reload on
 	}
 }
 
@@ -305,9 +427,9 @@ func (m *metrics) LeaseEnded(why string, unused int) {
 // and drops those of peers no longer in the ring when it is scraped, so a
 // member that left the cluster leaves no series behind.
 type peerSeries struct {
-	limiter *Limiter
-	took    *prometheus.HistogramVec
-	errs    *prometheus.CounterVec
+	ring peerReader // set by registerCluster, before the series are registered
+	took *prometheus.HistogramVec
+	errs *prometheus.CounterVec
 	// seen holds the names of the peers that may have series, as keys.
 	seen sync.Map
 }
@@ -337,7 +459,7 @@ func (p *peerSeries) Describe(ch chan<- *prometheus.Desc) {
 // others.
 func (p *peerSeries) Collect(ch chan<- prometheus.Metric) {
 	members := make(map[string]bool)
-	for _, name := range p.limiter.ring.Members() {
+	for _, name := range p.ring.peers() {
 		members[name] = true
 	}
 	p.seen.Range(func(k, _ any) bool {
@@ -357,8 +479,8 @@ func (p *peerSeries) Collect(ch chan<- prometheus.Metric) {
 // and 0 for the other two, so a member that left has no series. A member
 // not forwarded to yet has a closed breaker.
 type breakerCollector struct {
-	limiter *Limiter
-	desc    *prometheus.Desc
+	peers peerReader
+	desc  *prometheus.Desc
 }
 
 // Describe sends the one series description.
@@ -374,12 +496,8 @@ func (c *breakerCollector) Collect(ch chan<- prometheus.Metric) {
 		{ownership.BreakerOpen, "open"},
 		{ownership.BreakerHalfOpen, "half_open"},
 	}
-	l := c.limiter
-	states := l.router.Breakers(time.Now())
-	for _, peer := range l.ring.Members() {
-		if peer == l.cfg.NodeName {
-			continue
-		}
+	states := c.peers.breakers(time.Now())
+	for _, peer := range c.peers.peers() {
 		st := states[peer] // BreakerClosed, the zero value, if none yet
 		for _, s := range labels {
 			v := 0.0
@@ -394,8 +512,8 @@ func (c *breakerCollector) Collect(ch chan<- prometheus.Metric) {
 // deadlineCollector exports tierlimit_forward_deadline_seconds{peer} for
 // every peer the Router has forwarded to.
 type deadlineCollector struct {
-	limiter *Limiter
-	desc    *prometheus.Desc
+	peers peerReader
+	desc  *prometheus.Desc
 }
 
 // Describe sends the one series description.
@@ -403,7 +521,60 @@ func (c *deadlineCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc 
 
 // Collect reads the deadlines at scrape time.
 func (c *deadlineCollector) Collect(ch chan<- prometheus.Metric) {
-	for peer, d := range c.limiter.router.Deadlines() {
+	for peer, d := range c.peers.deadlines() {
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, d.Seconds(), peer)
 	}
 }
+
+// What a Limiter tells its series: the interfaces at the top of this file.
+
+// tierNames returns the tiers of the tiers file, or nil with Config.Keys.
+func (l *Limiter) tierNames() []string {
+	if l.file == nil {
+		return nil
+	}
+	return l.file.Tiers().Names()
+}
+
+func (l *Limiter) storeLen() int { return l.store.Len() }
+
+func (l *Limiter) fallbackLen() int {
+	if l.fallback == nil {
+		return 0
+	}
+	return l.fallback.Len()
+}
+
+func (l *Limiter) evicted() uint64 {
+	n := l.store.Evicted()
+	if l.fallback != nil {
+		n += l.fallback.Evicted()
+	}
+	return n
+}
+
+func (l *Limiter) aliveMembers() int     { return len(l.node.Alive()) }
+func (l *Limiter) backupLen() int        { return l.keeper.BackupLen() }
+func (l *Limiter) refusedStates() uint64 { return l.node.RefusedStates() }
+
+func (l *Limiter) leasesHeld() int {
+	held, _ := l.router.Leases()
+	return held
+}
+
+func (l *Limiter) peers() []string {
+	members := l.ring.Members()
+	out := make([]string, 0, len(members))
+	for _, name := range members {
+		if name != l.cfg.NodeName {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+func (l *Limiter) breakers(now time.Time) map[string]ownership.BreakerState {
+	return l.router.Breakers(now)
+}
+
+func (l *Limiter) deadlines() map[string]time.Duration { return l.router.Deadlines() }

@@ -2,6 +2,7 @@ package tierlimit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -15,6 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tierlimit/tierlimit/ownership"
 	"github.com/tierlimit/tierlimit/tierlimittest"
 )
 
@@ -148,4 +150,148 @@ func TestMetricsKnowTheTiersOfAReload(t *testing.T) {
 	sets := labelSets(t, reg, "tierlimit_decisions_total")
 	assert.Contains(t, sets, "outcome=allowed,tier=gold")
 	assert.Contains(t, sets, "outcome=limited,tier=gold")
+}
+
+// fakeLimiter answers the series' questions as a test sets it.
+type fakeLimiter struct {
+	state                    State
+	tiers                    []string
+	owned, fallback, backups int
+	evictions, refused       uint64
+	alive, leases            int
+	members                  []string
+	breakerStates            map[string]ownership.BreakerState
+	forwardDeadlines         map[string]time.Duration
+}
+
+func (f *fakeLimiter) Health() State         { return f.state }
+func (f *fakeLimiter) tierNames() []string   { return f.tiers }
+func (f *fakeLimiter) storeLen() int         { return f.owned }
+func (f *fakeLimiter) fallbackLen() int      { return f.fallback }
+func (f *fakeLimiter) evicted() uint64       { return f.evictions }
+func (f *fakeLimiter) aliveMembers() int     { return f.alive }
+func (f *fakeLimiter) backupLen() int        { return f.backups }
+func (f *fakeLimiter) refusedStates() uint64 { return f.refused }
+func (f *fakeLimiter) leasesHeld() int       { return f.leases }
+func (f *fakeLimiter) peers() []string       { return f.members }
+func (f *fakeLimiter) breakers(time.Time) map[string]ownership.BreakerState {
+	return f.breakerStates
+}
+func (f *fakeLimiter) deadlines() map[string]time.Duration { return f.forwardDeadlines }
+
+// newFakeMetrics registers the series of a cluster member that reads f on
+// a registry of its own, with cfg's forward deadline.
+func newFakeMetrics(t *testing.T, cfg Config, f *fakeLimiter) (*metrics, *prometheus.Registry) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	cfg.Registerer = reg
+	m, err := newMetrics(cfg, f)
+	require.NoError(t, err)
+	require.NoError(t, m.registerCluster(f))
+	return m, reg
+}
+
+// TestMetricsReadTheLimiterThroughInterfaces: every gauge reads what the
+// Limiter's interfaces answer when scraped, and the series of a peer that
+// is no longer in the ring go.
+func TestMetricsReadTheLimiterThroughInterfaces(t *testing.T) {
+	f := &fakeLimiter{
+		state: State{Status: Degraded, Version: 7}, tiers: []string{"free"},
+		owned: 11, fallback: 3, backups: 5, evictions: 2, refused: 1, alive: 3, leases: 4,
+		members:          []string{"node-1", "node-2"},
+		breakerStates:    map[string]ownership.BreakerState{"node-1": ownership.BreakerOpen},
+		forwardDeadlines: map[string]time.Duration{"node-1": 3 * time.Millisecond},
+	}
+	m, reg := newFakeMetrics(t, Config{ForwardTimeoutMax: DefaultForwardTimeoutMax}, f)
+	m.Forwarded("node-1", time.Millisecond, nil)
+	m.Forwarded("node-2", time.Millisecond, errors.New("no answer"))
+
+	for _, tt := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"tierlimit_store_keys", nil, 11},
+		{"tierlimit_fallback_store_keys", nil, 3},
+		{"tierlimit_backup_keys", nil, 5},
+		{"tierlimit_store_evictions_total", nil, 2},
+		{"tierlimit_health_degraded", nil, 1},
+		{"tierlimit_health_version", nil, 7},
+		{"tierlimit_health_states_refused_total", nil, 1},
+		{"tierlimit_cluster_members", nil, 3},
+		{"tierlimit_leases", nil, 4},
+		{"tierlimit_peer_breaker_state", []string{"peer", "node-1", "state", "open"}, 1},
+		{"tierlimit_peer_breaker_state", []string{"peer", "node-2", "state", "closed"}, 1},
+		{"tierlimit_forward_deadline_seconds", []string{"peer", "node-1"}, 0.003},
+		{"tierlimit_forward_errors_total", []string{"peer", "node-2"}, 1},
+	} {
+		assert.InDelta(t, tt.want, metricValue(t, reg, tt.name, tt.labels...), 1e-9, "%s%v", tt.name, tt.labels)
+	}
+	assert.Equal(t, []string{"outcome=allowed,tier=free", "outcome=limited,tier=free", "outcome=unauthenticated,tier=none"},
+		labelSets(t, reg, "tierlimit_decisions_total"), "the tiers the Limiter named")
+
+	f.members = []string{"node-1"} // node-2 left the ring
+	assert.Equal(t, []string{"peer=node-1"}, labelSets(t, reg, "tierlimit_forward_duration_seconds"))
+	assert.Equal(t, []string{"peer=node-1"}, labelSets(t, reg, "tierlimit_forward_errors_total"))
+	assert.Equal(t, []string{"peer=node-1,state=closed", "peer=node-1,state=half_open", "peer=node-1,state=open"},
+		labelSets(t, reg, "tierlimit_peer_breaker_state"))
+}
+
+// TestForwardDurationCoversTheDeadline: a forwarded check that gave up at
+// the longest deadline it may get, or noticed it up to a quarter late,
+// lands in a finite bucket of tierlimit_forward_duration_seconds, not in
+// +Inf; the buckets resolve 25 µs to 25 ms whatever the deadline, the same
+// ten for every deadline up to 20 ms.
+func TestForwardDurationCoversTheDeadline(t *testing.T) {
+	tests := []struct {
+		name    string
+		cfg     Config
+		longest time.Duration
+	}{
+		{"default adaptive maximum", Config{ForwardTimeoutMin: DefaultForwardTimeoutMin, ForwardTimeoutMax: DefaultForwardTimeoutMax}, DefaultForwardTimeoutMax},
+		{"adaptive maximum of 4ms", Config{ForwardTimeoutMin: time.Millisecond, ForwardTimeoutMax: 4 * time.Millisecond}, 4 * time.Millisecond},
+		{"adaptive maximum of 20ms", Config{ForwardTimeoutMin: time.Millisecond, ForwardTimeoutMax: 20 * time.Millisecond}, 20 * time.Millisecond},
+		{"adaptive maximum of 300ms", Config{ForwardTimeoutMin: time.Millisecond, ForwardTimeoutMax: 300 * time.Millisecond}, 300 * time.Millisecond},
+		{"fixed 5ms", Config{ForwardTimeout: 5 * time.Millisecond, ForwardTimeoutMax: DefaultForwardTimeoutMax}, 5 * time.Millisecond},
+		{"fixed 80ms above the adaptive maximum", Config{ForwardTimeout: 80 * time.Millisecond, ForwardTimeoutMax: DefaultForwardTimeoutMax}, 80 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, reg := newFakeMetrics(t, tt.cfg, &fakeLimiter{members: []string{"node-1"}})
+			m.Forwarded("node-1", tt.longest, context.DeadlineExceeded)
+			m.Forwarded("node-1", tt.longest+tt.longest/4, context.DeadlineExceeded)
+			bounds, counts := histogram(t, reg, "tierlimit_forward_duration_seconds")
+			require.NotEmpty(t, bounds)
+			assert.InDelta(t, 25e-6, bounds[0], 1e-12, "lowest bound")
+			assert.GreaterOrEqual(t, bounds[len(bounds)-1], (tt.longest + tt.longest/4).Seconds(), "highest bound, for a deadline of %v", tt.longest)
+			assert.Equal(t, uint64(2), counts[len(counts)-1], "forwards at the deadline %v (and a quarter past it) in the highest finite bucket, le=%g", tt.longest, bounds[len(bounds)-1])
+			for _, d := range []time.Duration{50 * time.Microsecond, time.Millisecond, 25 * time.Millisecond} {
+				assert.Contains(t, bounds, d.Seconds(), "a bucket ending at %v", d)
+			}
+			if tt.longest <= 20*time.Millisecond {
+				assert.Equal(t, []float64{25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3}, bounds)
+			}
+		})
+	}
+}
+
+// histogram returns the bucket bounds and cumulative counts of the one
+// histogram series called name in g, +Inf left out.
+func histogram(t *testing.T, g prometheus.Gatherer, name string) (bounds []float64, counts []uint64) {
+	t.Helper()
+	families, err := g.Gather()
+	require.NoError(t, err)
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		require.Len(t, f.GetMetric(), 1, "series of %s", name)
+		for _, b := range f.GetMetric()[0].GetHistogram().GetBucket() {
+			bounds = append(bounds, b.GetUpperBound())
+			counts = append(counts, b.GetCumulativeCount())
+		}
+		return bounds, counts
+	}
+	t.Fatalf("no %s in the registry", name)
+	return nil, nil
 }

@@ -141,7 +141,9 @@ func NewLimiter(cfg Config) *Limiter {
 // Middleware wraps next so that every request is counted against its API
 // key's tier before next sees it. A request without a valid key gets 401
 // and is not counted; one over its limit gets 429 at once. Both carry a
-// JSON error body. next sees the request unchanged (putting the tier in its
+// JSON error body. A key with a control byte or DEL never gets here:
+// net/http refuses a header value HTTP forbids with its own plain-text 400
+// before any handler runs. next sees the request unchanged (putting the tier in its
 // context would cost a copy of the request, three allocations and about a
 // third more time per request); Keys.Lookup tells the tier at no cost.
 func (l *Limiter) Middleware(next http.Handler) http.Handler {
