@@ -16,6 +16,21 @@ type Count struct {
 	Previous, Current uint64
 }
 
+// Minus returns c without the hits of o, an earlier count of the same key
+// (a copy of it): what c counted since o, window by window. o's windows are
+// matched to c's by their starts, window apart; hits of a window of o that c
+// no longer holds are not taken off, and no count goes below zero.
+func (c Count) Minus(o Count, window time.Duration) Count {
+	switch {
+	case c.Start.Equal(o.Start):
+		c.Previous -= min(c.Previous, o.Previous)
+		c.Current -= min(c.Current, o.Current)
+	case c.Start.Equal(o.Start.Add(window)):
+		c.Previous -= min(c.Previous, o.Current)
+	}
+	return c
+}
+
 func (e entry) count(key string) Count {
 	return Count{Key: key, Start: time.Unix(0, e.start), Previous: e.prev, Current: e.cur}
 }

@@ -131,3 +131,22 @@ func TestGiveTakesBackFromTheWindowTheHitsWereTakenIn(t *testing.T) {
 	assert.Zero(t, took)
 	assert.False(t, ok, "a key the store does not hold")
 }
+
+func TestCountMinusTakesOffAnEarlierCopy(t *testing.T) {
+	w := time.Minute
+	t0 := time.Unix(1_700_000_000, 0)
+	tests := []struct {
+		name    string
+		c, copy Count
+		want    Count
+	}{
+		{"same window", Count{"k", t0, 4, 9}, Count{"k", t0, 4, 6}, Count{"k", t0, 0, 3}},
+		{"the copy's window is c's previous", Count{"k", t0.Add(w), 9, 2}, Count{"k", t0, 1, 7}, Count{"k", t0.Add(w), 2, 2}},
+		{"the copy is two windows older: nothing left of it", Count{"k", t0.Add(2 * w), 3, 2}, Count{"k", t0, 5, 5}, Count{"k", t0.Add(2 * w), 3, 2}},
+		{"never below zero", Count{"k", t0, 1, 2}, Count{"k", t0, 5, 5}, Count{"k", t0, 0, 0}},
+		{"a copy newer than c takes nothing", Count{"k", t0, 3, 3}, Count{"k", t0.Add(w), 1, 1}, Count{"k", t0, 3, 3}},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.want, tt.c.Minus(tt.copy, w), tt.name)
+	}
+}

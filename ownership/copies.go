@@ -19,10 +19,12 @@ var ErrNotMember = errors.New("ownership: not a member")
 
 // leaveGrace is how long the copies of a member that left are kept for its
 // hand-off to bring the counts: the leaver sends them when it has left the
-// ring, within a few move timeouts (defaultMoveTimeout a batch). Keys whose
-// count has not come by then are restored from the copies, as for a member
-// that failed: a hand-off that lands later still is added too, and those
-// hits count twice (a key refused early, never one admitted past its
+// ring, within a few move timeouts (defaultMoveTimeout a batch). The copies
+// of keys this node owns now are counted at once (see Keeper.regroup), and
+// the hand-off adds only what the copy missed; the others wait, and those
+// whose count has not come by then are restored from the copies, as for a
+// member that failed: a hand-off that lands later still is added too, and
+// those hits count twice (a key refused early, never one admitted past its
 // limit).
 const leaveGrace = 3 * defaultMoveTimeout
 
@@ -34,10 +36,13 @@ type copies struct {
 }
 
 // leaver is the copies of a member that left, kept since it did until its
-// hand-off lands.
+// hand-off lands: those of keys other members own now (store), and those
+// already added to this node's count (counted), so that the hand-off adds
+// only what each copy missed.
 type leaver struct {
-	store *bucket.Store
-	since time.Time
+	store   *bucket.Store
+	counted map[string]bucket.Count
+	since   time.Time
 }
 
 // Copies keeps counts as the copies of the member called from, whose
@@ -90,13 +95,22 @@ func (k *Keeper) Copies(from, boot string, counts []bucket.Count) error {
 func (k *Keeper) Handed(from string, counts []bucket.Count) {
 	now := k.clock()
 	handed := make(map[string]bool, len(counts))
+	k.mu.Lock()
+	lv := k.leaving[from]
 	for _, c := range counts {
+		if lv != nil {
+			if cp, ok := lv.counted[c.Key]; ok {
+				// The copy was counted when the member left: add what it
+				// missed.
+				c = c.Minus(cp, k.store.Window())
+				delete(lv.counted, c.Key)
+			}
+		}
 		k.store.Add(now, c)
 		handed[c.Key] = true
 	}
-	k.mu.Lock()
 	var stores []*bucket.Store
-	if lv := k.leaving[from]; lv != nil {
+	if lv != nil {
 		stores = append(stores, lv.store)
 	}
 	if b := k.backups[from]; b != nil {
@@ -129,10 +143,25 @@ func (k *Keeper) regroup(now time.Time, failed, left, members []string) []bucket
 		}
 	}
 	for _, name := range left {
-		if b := k.backups[name]; b != nil {
-			k.leaving[name] = &leaver{store: b.store, since: now}
-			delete(k.backups, name)
+		b := k.backups[name]
+		if b == nil {
+			continue
 		}
+		delete(k.backups, name)
+		// The keys this node owns now start from their copies at once, as
+		// for a member that failed, instead of from nothing until the
+		// hand-off lands: what a new owner admits meanwhile is then bounded
+		// by what the copy missed (one backup interval), not by the time
+		// the hand-off takes.
+		lv := &leaver{store: b.store, counted: make(map[string]bucket.Count), since: now}
+		for _, c := range b.store.Drain(func(key string) bool {
+			owner, ok := k.ring.Owner(key)
+			return !ok || owner != k.self
+		}) {
+			k.store.Add(now, c)
+			lv.counted[c.Key] = c
+		}
+		k.leaving[name] = lv
 	}
 	for name, b := range k.backups {
 		if !slices.Contains(members, name) {

@@ -399,35 +399,54 @@ func TestKeeperTakesCopiesOnlyFromMembers(t *testing.T) {
 }
 
 // TestKeeperKeepsALeaversCopiesUntilItsHandOffLands: the copies of a
-// member that leaves are kept until its hand-off brings each key's count;
-// the keys whose hand-off does not come within leaveGrace are restored
-// from the copies, as for a member that failed, and none twice.
+// member that leaves are counted at once for the keys this node owns now,
+// so the new owner does not start from nothing while the hand-off is on its
+// way; the hand-off then adds only what each copy missed, and a key whose
+// hand-off never comes keeps its copy's count, none of it twice. The copies
+// of keys another member owns now wait for their hand-off, and are
+// restored after leaveGrace if it does not come.
 func TestKeeperKeepsALeaversCopiesUntilItsHandOffLands(t *testing.T) {
-	f := newKeeperFixture(t, "a", "b")
+	f := newKeeperFixture(t, "a", "b", "c")
+	c := newMoverPeer()
+	f.k.peers = peerMap{"b": f.b, "c": c}
 	now := routerT0
 	f.k.clock = func() time.Time { return now }
-	handed, lost := keyOwnedBy(t, f.ring, "b"), ""
-	for i := 0; lost == ""; i++ {
-		if k := "other-" + strconv.Itoa(i); must(f.ring.Owner(k)) == "b" {
+	without := NewRing()
+	without.Set([]string{"a", "c"})
+	var handed, lost, elsewhere string
+	for i := 0; handed == "" || lost == "" || elsewhere == ""; i++ {
+		k := "user-" + strconv.Itoa(i)
+		if must(f.ring.Owner(k)) != "b" {
+			continue
+		}
+		switch {
+		case must(without.Owner(k)) == "c":
+			elsewhere = k
+		case handed == "":
+			handed = k
+		case lost == "":
 			lost = k
 		}
 	}
 	require.NoError(t, f.k.Copies("b", "b1", []bucket.Count{
-		{Key: handed, Start: routerT0, Current: 5}, {Key: lost, Start: routerT0, Current: 7}}))
+		{Key: handed, Start: routerT0, Current: 5}, {Key: lost, Start: routerT0, Current: 7},
+		{Key: elsewhere, Start: routerT0, Current: 3}}))
 
-	f.ring.Set([]string{"a"}) // b leaves
+	f.ring.Set([]string{"a", "c"}) // b leaves
 	f.k.Members(t.Context(), nil, []string{"b"})
-	assert.Equal(t, 2, f.k.BackupLen(), "kept while b hands its counts over")
+	assert.Equal(t, 5, used(f.store, handed), "counted from the copy at once")
+	assert.Equal(t, 7, used(f.store, lost))
+	assert.Equal(t, 1, f.k.BackupLen(), "c's key's copy waits for b's hand-off to c")
 	f.k.Handed("b", []bucket.Count{{Key: handed, Start: routerT0, Current: 6}})
-	assert.Equal(t, 6, used(f.store, handed), "the hand-off's count")
-	assert.Equal(t, 1, f.k.BackupLen(), "the handed key's copy is dropped")
+	assert.Equal(t, 6, used(f.store, handed), "the hand-off adds the one hit the copy missed")
 
-	now = now.Add(leaveGrace - time.Millisecond)
+	now = now.Add(leaveGrace)
 	f.k.expireLeavers(t.Context())
-	assert.Zero(t, used(f.store, lost), "still waiting for b's hand-off")
-	now = now.Add(time.Millisecond)
-	f.k.expireLeavers(t.Context())
-	assert.Equal(t, 7, used(f.store, lost), "the hand-off did not come: restored from the copy")
+	assert.Equal(t, 7, used(f.store, lost), "no hand-off came: the copy's count, once")
 	assert.Equal(t, 6, used(f.store, handed), "not twice")
+	h, _ := c.got(elsewhere)
+	assert.Equal(t, uint64(3), h.Current, "the other key's copy restored at its owner")
 	assert.Zero(t, f.k.BackupLen())
+	f.k.Handed("b", []bucket.Count{{Key: lost, Start: routerT0, Current: 2}})
+	assert.Equal(t, 9, used(f.store, lost), "a hand-off later than leaveGrace is added whole: refused early, never admitted past the limit")
 }
