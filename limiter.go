@@ -73,6 +73,7 @@ type Limiter struct {
 	ring         *ownership.Ring
 	router       *ownership.Router
 	owner        *ownership.Owner // the owner side of forwarded checks and leases
+	imports      *ownership.Imports
 	book         *peer.Book
 	endpoint     *peer.Endpoint
 	node         *cluster.Node

@@ -45,6 +45,7 @@ func (l *Limiter) startCluster() error {
 	l.ring.Set([]string{cfg.NodeName})
 	// One boot id for this process, in gossip and in backups alike.
 	boot := cluster.NewBootID()
+	l.imports = ownership.NewImports(cfg.NodeName)
 	l.keeper = ownership.NewKeeper(ownership.KeeperConfig{
 		Self:           cfg.NodeName,
 		Boot:           boot,
@@ -57,11 +58,13 @@ func (l *Limiter) startCluster() error {
 		// Backups and hand-offs that land are contact with their peers
 		// too; l.router is set before the Keeper sends anything.
 		Heard:    func(m string, at time.Time) { l.router.Heard(m, at) },
+		Imports:  l.imports,
 		Logger:   l.log,
 		Observer: l.metrics.keeperObserver(),
 	})
 	l.owner = ownership.NewOwner(l.store, l.ring.Len, cfg.LeaseTTL)
 	l.owner.SetMaxClockOffset(cfg.MaxClockOffset)
+	l.owner.SetImports(l.imports)
 	owner := l.owner
 	if l.endpoint, err = peer.Listen(cfg.GRPCAddr, srvCreds, owner, l.keeper, l.log); err != nil {
 		return err
@@ -72,6 +75,7 @@ func (l *Limiter) startCluster() error {
 		Local:             l.store,
 		Fallback:          l.fallback,
 		Owed:              l.owed,
+		Imports:           l.imports,
 		Peers:             l.book,
 		ForwardTimeout:    cfg.ForwardTimeout,
 		ForwardTimeoutMin: cfg.ForwardTimeoutMin,
@@ -324,8 +328,11 @@ func (l *Limiter) applyMembers() {
 		l.state.remember(gossip)
 	}
 	stale, release := l.book.Set(addrs)
+	prev := l.ring.Members()
 	if l.ring.Set(names) {
-		l.owner.Moved(time.Now())
+		now := time.Now()
+		l.owner.Moved(now)
+		l.imports.Moved(prev, names, now)
 	}
 	for _, ch := range []chan struct{}{l.membersMoved, l.ringMoved} {
 		select {

@@ -118,8 +118,11 @@ func (k *Keeper) Handed(from string, counts []bucket.Count) {
 	}
 	k.mu.Unlock()
 	for _, s := range stores {
-		s.Drain(func(key string) bool { return !handed[key] })
+		if len(handed) > 0 {
+			s.Drain(func(key string) bool { return !handed[key] })
+		}
 	}
+	k.imports.Arrived(from, now)
 	k.log.Debug("counts handed over", "from", from, "keys", len(counts))
 }
 

@@ -74,6 +74,8 @@ type KeeperConfig struct {
 	// Heard, if not nil, is told of every member that took a backup or a
 	// hand-off, and when: contact with it (Router.Heard).
 	Heard func(member string, at time.Time)
+	// Imports, if not nil, is told of every hand-off that lands.
+	Imports *Imports
 	// Logger receives failures at Warn. Nil discards.
 	Logger *slog.Logger
 	// Observer receives events for metrics. Nil means none.
@@ -132,6 +134,7 @@ type Keeper struct {
 	log      *slog.Logger
 	obs      KeeperObserver
 	heard    func(member string, at time.Time)
+	imports  *Imports
 
 	// heirs is who owns each key if this node fails: the ring without
 	// it.
@@ -194,7 +197,7 @@ func NewKeeper(cfg KeeperConfig) *Keeper {
 	return &Keeper{
 		self: cfg.Self, ring: cfg.Ring, store: cfg.Store, owed: cfg.Owed, peers: cfg.Peers,
 		interval: cfg.BackupInterval, maxKeys: cfg.MaxBackupKeys, clock: cfg.Clock,
-		log: cfg.Logger, obs: cfg.Observer, heard: cfg.Heard,
+		log: cfg.Logger, obs: cfg.Observer, heard: cfg.Heard, imports: cfg.Imports,
 		heirs:   NewRing(),
 		boot:    cfg.Boot,
 		restore: make(chan struct{}, 1),
@@ -243,7 +246,36 @@ func (k *Keeper) Members(ctx context.Context, failed, left []string) {
 	// hand-off below tries it once more with the rest.
 	k.place(ctx, now, restore, k.ring, k.store)
 	k.handOff(ctx, now, k.ring)
+	k.announce(ctx)
 	k.store.MarkAllChanged()
+}
+
+// announce tells every other member that this node has handed over what
+// the latest change of members moved away from it: an empty hand-off, sent
+// after the counts, so that a member importing keys from this one stops
+// holding them to their share at once (Imports), also for keys that had no
+// count to move.
+func (k *Keeper) announce(ctx context.Context) {
+	var wg sync.WaitGroup
+	window := k.store.Window()
+	for _, m := range k.ring.Members() {
+		if m == k.self {
+			continue
+		}
+		p, ok := k.peers.Peer(m)
+		mv, isMover := p.(Mover)
+		if !ok || !isMover {
+			continue
+		}
+		wg.Go(func() {
+			cctx, cancel := context.WithTimeout(ctx, defaultMoveTimeout)
+			defer cancel()
+			if err := mv.Handoff(cctx, k.self, window, nil); err == nil && k.heard != nil {
+				k.heard(m, k.clock())
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // Tidy sends the keys this node does not own to their owners: checks that

@@ -68,6 +68,7 @@ type Owner struct {
 	store     *bucket.Store
 	grants    *grants
 	maxOffset atomic.Int64 // how far apart the members' clocks may be; see SetMaxClockOffset
+	imports   atomic.Pointer[Imports]
 	members   func() int
 	ttl       time.Duration // ≤ 0: grant no leases
 	moved     atomic.Int64  // when the ring last changed, Unix nanoseconds; 0: never
@@ -110,6 +111,10 @@ func NewOwner(store *bucket.Store, members func() int, ttl time.Duration) *Owner
 // to be until told otherwise (SetMaxClockOffset).
 const DefaultMaxClockOffset = 500 * time.Millisecond
 
+// SetImports makes the Owner hold the keys im says are being imported to
+// their share (see Imports). Nil holds none.
+func (o *Owner) SetImports(im *Imports) { o.imports.Store(im) }
+
 // SetMaxClockOffset tells the Owner how far apart the members' clocks may
 // be: an item that comes later than its Deadline plus d is not counted.
 func (o *Owner) SetMaxClockOffset(d time.Duration) { o.maxOffset.Store(int64(max(d, 0))) }
@@ -139,7 +144,8 @@ func (o *Owner) Decide(now time.Time, it Item) Result {
 	if !it.Deadline.IsZero() && now.After(it.Deadline.Add(time.Duration(o.maxOffset.Load()))) {
 		return Result{TookBack: took, Expired: true}
 	}
-	r := Result{Decision: o.store.Take(now, it.Key, it.Hits, it.Limit), TookBack: took}
+	limit := o.imports.Load().Limit(now, it.Key, it.Limit)
+	r := Result{Decision: o.store.Take(now, it.Key, it.Hits, limit), TookBack: took}
 	if it.Want <= 0 || o.ttl <= 0 || (it.Hits > 0 && !r.Allowed) {
 		return r
 	}
@@ -151,7 +157,7 @@ func (o *Owner) Decide(now time.Time, it Item) Result {
 	if g == 0 || lasts < minLease {
 		return r
 	}
-	if gd := o.store.Take(now, it.Key, g, it.Limit); gd.Allowed && gd.ResetAt.Equal(r.ResetAt) {
+	if gd := o.store.Take(now, it.Key, g, limit); gd.Allowed && gd.ResetAt.Equal(r.ResetAt) {
 		r.Remaining, r.Granted, r.LeaseFor, r.WindowLeft = gd.Remaining, g, lasts, r.ResetAt.Sub(now)
 		r.LeaseID = o.grants.add(now, it.Key, it.LeaseID, r.ResetAt.Add(-o.store.Window()), g)
 	}

@@ -116,6 +116,10 @@ type RouterConfig struct {
 	// never mix with the counts this node is authoritative for. Required;
 	// use the same Window as Local.
 	Fallback *bucket.Store
+	// Imports, if not nil, holds the keys this node has just taken over
+	// from a live member to their share until the member's hand-off lands
+	// (see Imports).
+	Imports *Imports
 	// Owed, if not nil, takes every hit a local decision admits, until the
 	// Keeper hands it to the key's owner (KeeperConfig.Owed): the hits a
 	// node admits on its own count against the key wherever it is counted.
@@ -179,6 +183,7 @@ type Router struct {
 	local          *bucket.Store
 	fallback       *bucket.Store
 	owed           *bucket.Store // may be nil
+	imports        *Imports      // may be nil
 	peers          PeerSource
 	forwardTimeout time.Duration // fixed; 0: adaptive
 	forwardMin     time.Duration
@@ -282,6 +287,7 @@ func NewRouter(cfg RouterConfig) *Router {
 		local:          cfg.Local,
 		fallback:       cfg.Fallback,
 		owed:           cfg.Owed,
+		imports:        cfg.Imports,
 		peers:          cfg.Peers,
 		forwardTimeout: max(cfg.ForwardTimeout, 0),
 		forwardMin:     cfg.ForwardTimeoutMin,
@@ -321,7 +327,7 @@ func (r *Router) CheckPath(ctx context.Context, now time.Time, key string, limit
 	limit = r.shareOf(limit)
 	owner, ok := r.ring.Owner(key)
 	if !ok || owner == r.self {
-		return r.local.Take(now, key, 1, limit), PathLocal
+		return r.local.Take(now, key, 1, r.imports.Limit(now, key, limit)), PathLocal
 	}
 	var held *lease // a lease this node holds on key, spent or not
 	if r.leases != nil {
@@ -372,7 +378,9 @@ func (r *Router) CheckPath(ctx context.Context, now time.Time, key string, limit
 			r.granted(key, limit, res, now, false) // keeps what the owner had left; now was before the send
 			d.Remaining += res.Granted             // this node's to spend
 		} else if r.worthKeeping(d, limit) {
-			r.answers.put(key, limit, d, now)
+			// Under the limit the owner applied, which may be less than
+			// limit while it imports the key (Imports).
+			r.answers.put(key, min(limit, max(d.Limit, 1)), d, now)
 		}
 		return d, PathForwarded
 	}
