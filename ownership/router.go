@@ -215,6 +215,14 @@ type Router struct {
 	contacts *contacts
 	pings    sync.WaitGroup
 
+	// renewals carries the leases due for renewal from the request path
+	// to renewLoop, which sends each in a goroutine of renewing; stop
+	// ends the loop (Close).
+	renewals  chan renewal
+	renewing  sync.WaitGroup
+	stop      chan struct{}
+	closeOnce sync.Once
+
 	// mu guards links, forgets and closed.
 	mu    sync.RWMutex
 	links map[string]*link
@@ -303,8 +311,11 @@ func NewRouter(cfg RouterConfig) *Router {
 		giveNow:        make(chan struct{}, 1),
 		links:          make(map[string]*link),
 		contacts:       newContacts(),
+		renewals:       make(chan renewal, renewQueue),
+		stop:           make(chan struct{}),
 	}
 	r.contacts.track(cfg.Ring.Members(), cfg.Self, cfg.Clock())
+	r.renewing.Go(r.renewLoop)
 	return r
 }
 
@@ -766,10 +777,12 @@ func (r *Router) ClearOverLimit() {
 	r.RevokeLeases()
 }
 
-// Close stops every Batcher and waits for their goroutines. Checks made
+// Close stops every Batcher and the lease renewals, and waits for their
+// goroutines. Checks made
 // afterwards still get an answer: owned keys are counted as before, and
 // others are decided locally.
 func (r *Router) Close() {
+	r.closeOnce.Do(func() { close(r.stop) })
 	r.mu.Lock()
 	links := r.links
 	r.links = make(map[string]*link)
@@ -778,6 +791,7 @@ func (r *Router) Close() {
 	for _, l := range links {
 		l.batcher.Close()
 	}
+	r.renewing.Wait()
 }
 
 // breakerCooldown returns the cooldown the Breakers use.

@@ -50,13 +50,44 @@ func (r *Router) fromLease(now time.Time, key string, ls *lease, limit int, owne
 		return bucket.Decision{}, false
 	}
 	if ls.dueForRenewal(left) && ls.renewing.CompareAndSwap(false, true) {
-		go r.renew(key, ls, limit, owner, ls.want(n, r.leaseTTL))
+		select {
+		case r.renewals <- renewal{key: key, ls: ls, limit: limit, owner: owner, want: ls.want(n, r.leaseTTL)}:
+		default: // the queue is full: a later check asks again
+			ls.renewing.Store(false)
+		}
 	}
 	r.obs.LeaseDecision()
 	// Remaining is what this node holds: the owner had more left at the
 	// last grant, but the other members may have taken it since, so more
 	// would be a promise this node cannot keep.
 	return bucket.Decision{Allowed: true, Limit: limit, Remaining: left, ResetAt: ls.reset}, true
+}
+
+// renewal is a lease due for renewal, on its way from the request path to
+// renewLoop.
+type renewal struct {
+	key   string
+	ls    *lease
+	limit int
+	owner string
+	want  int
+}
+
+// renewQueue bounds the renewals waiting for renewLoop.
+const renewQueue = 4096
+
+// renewLoop sends each renewal the request path queues, in a goroutine of
+// its own (the request path starts none), until Close. A renewal waits at
+// most its forward deadline, and each lease has one in flight at most.
+func (r *Router) renewLoop() {
+	for {
+		select {
+		case <-r.stop:
+			return
+		case rn := <-r.renewals:
+			r.renewing.Go(func() { r.renew(rn.key, rn.ls, rn.limit, rn.owner, rn.want) })
+		}
+	}
 }
 
 // renew asks owner for more of key's budget under limit, for lease ls,
