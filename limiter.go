@@ -207,8 +207,9 @@ func (l *Limiter) openState() error {
 	}
 	f, doc, err := openStateFile(l.cfg.StateFile)
 	if err != nil {
-		return &ConfigError{Field: "StateFile", Reason: err.Error()}
+		return &ConfigError{Field: "StateFile", Err: err}
 	}
+	f.maxOffset = l.cfg.MaxClockOffset
 	l.state = f
 	l.remembered = doc.Members
 	s := doc.Health

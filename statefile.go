@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/tierlimit/tierlimit/health"
 )
@@ -22,16 +23,40 @@ import (
 // when it starts. A write goes to a temporary file in the same directory,
 // is synced, and is renamed over the old one, so the file always holds one
 // whole document. It is safe for concurrent use.
+//
+// The file holds the state the node's Holder adopted last, whatever the
+// stamps say: the Holder gives later every state it adopts, in the order
+// it adopts them, and a write takes the last one given. A state stamped
+// later is not always the one in force: one stamped more than the max
+// offset ahead of the clock was stamped by a clock that was wrong, and the
+// Holder gives it up for an older one (package health, "Clocks that are
+// wrong"). Nor is a state read back at start that is stamped that far
+// ahead: the Holder does not take it, and the file keeps it (in case the
+// clock that is wrong is this node's, and slow) only until the node first
+// writes, whatever it writes.
 type stateFile struct {
 	path string
+	// now is the clock, and maxOffset the max clock offset, by which a
+	// state the file held at start, or one another node wrote to it, counts.
+	// openStateFile sets time.Now and health.DefaultMaxOffset.
+	now       func() time.Time
+	maxOffset time.Duration
 
-	// mu serialises writes and guards saved and members.
-	mu      sync.Mutex
-	saved   health.State // the newest state in the file
+	// qmu guards adopted, seq and members. later and remember take it;
+	// nothing that waits is done while it is held.
+	qmu     sync.Mutex
+	adopted health.State // the state the Holder adopted last
+	seq     uint64       // how many states the Holder adopted since the file was opened
 	members []string     // the members to write, sorted
 
-	pending chan health.State // capacity 1: the newest state not yet written
-	moved   chan struct{}     // capacity 1: members not yet written
+	// mu serialises writes and guards written, start and mine.
+	mu      sync.Mutex
+	written uint64       // the seq of the adopted state in the file; 0 before any
+	start   health.State // the state written while none is adopted: the one read at start, if it counts
+	mine    health.State // this node's own state last written, or the one read at start: while the file holds it, no other node wrote there
+
+	pending chan struct{} // capacity 1: a state adopted not yet written
+	moved   chan struct{} // capacity 1: members not yet written
 }
 
 // stateDoc is what a state file holds. A file that holds only a health
@@ -79,7 +104,8 @@ func decodeState(b []byte) (stateDoc, error) {
 // openStateFile returns the state file at path and what it holds, nothing
 // if there is no file yet.
 func openStateFile(path string) (*stateFile, stateDoc, error) {
-	f := &stateFile{path: path, pending: make(chan health.State, 1), moved: make(chan struct{}, 1)}
+	f := &stateFile{path: path, now: time.Now, maxOffset: health.DefaultMaxOffset,
+		pending: make(chan struct{}, 1), moved: make(chan struct{}, 1)}
 	b, err := os.ReadFile(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -91,31 +117,67 @@ func openStateFile(path string) (*stateFile, stateDoc, error) {
 	if err != nil {
 		return nil, stateDoc{}, fmt.Errorf("state file %s: %w", path, err)
 	}
-	f.saved, f.members = d.Health, d.Members
+	f.start, f.mine, f.members = d.Health, d.Health, d.Members
 	return f, d, nil
 }
 
-// save writes s to the file unless it holds s or a newer state already,
-// and returns once s is on disk.
-func (f *stateFile) save(s health.State) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if !s.Newer(f.saved) {
-		return nil
+// later records s as the state the Holder adopted last and queues it to be
+// written by run. The Holder calls it, as an OnChange listener, with its
+// lock held and in the order it adopts states; it does not block.
+func (f *stateFile) later(s health.State) {
+	f.qmu.Lock()
+	f.adopted, f.seq = s, f.seq+1
+	f.qmu.Unlock()
+	select {
+	case f.pending <- struct{}{}:
+	default:
 	}
-	return f.write(s)
 }
 
-// write writes s and the members; f.mu must be held.
-func (f *stateFile) write(s health.State) error {
-	if b, err := os.ReadFile(f.path); err == nil {
-		// Replicas may share the file (one volume): keep a newer state
-		// another wrote.
-		if onDisk, err := decodeState(b); err == nil && onDisk.Health.Newer(s) {
-			s = onDisk.Health
+// save returns once the state the Holder adopted last is in the file: the
+// one it is given, which the Holder gave later before Set returned, or one
+// adopted after it, which must not be overwritten by it.
+func (f *stateFile) save(health.State) error {
+	return f.flush(false)
+}
+
+// flush writes the state the Holder adopted last, and the members, unless
+// that state is in the file already and members is false.
+func (f *stateFile) flush(members bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.qmu.Lock()
+	s, seq, addrs := f.adopted, f.seq, f.members
+	f.qmu.Unlock()
+	if seq == f.written && !members {
+		return nil
+	}
+	if seq == 0 {
+		s = f.start
+		if s.TooFarAhead(f.now(), f.maxOffset) {
+			s = health.State{} // the one the Holder holds: it did not take the file's
 		}
 	}
-	b, err := json.Marshal(stateDoc{Health: s, Members: f.members})
+	if err := f.write(s, addrs); err != nil {
+		return err
+	}
+	f.written = seq
+	if seq == 0 {
+		f.start = s
+	}
+	return nil
+}
+
+// write puts s and addrs in the file, or, in place of s, a state another
+// node wrote there that wins over it (see fileState); f.mu must be held.
+func (f *stateFile) write(s health.State, addrs []string) error {
+	own := s
+	if b, err := os.ReadFile(f.path); err == nil {
+		if onDisk, err := decodeState(b); err == nil {
+			s = fileState(s, onDisk.Health, f.mine, f.now(), f.maxOffset)
+		}
+	}
+	b, err := json.Marshal(stateDoc{Health: s, Members: addrs})
 	if err != nil {
 		return fmt.Errorf("save state: %w", err)
 	}
@@ -137,8 +199,28 @@ func (f *stateFile) write(s health.State) error {
 		_ = os.Remove(tmp.Name())
 		return fmt.Errorf("save state to %s: %w", f.path, err)
 	}
-	f.saved = s
+	if sameState(s, own) {
+		f.mine = own
+	}
 	return nil
+}
+
+// fileState returns the state to write when this node's Holder adopted s
+// last and the file holds onDisk. Replicas may share the file (one volume):
+// a state another wrote there is kept if it is Newer than s and stamped no
+// more than maxOffset after now, as Merge would take it. The state this
+// node left the file with last, mine, gives way to s whatever its stamp:
+// the Holder adopted s after it.
+func fileState(s, onDisk, mine health.State, now time.Time, maxOffset time.Duration) health.State {
+	if sameState(onDisk, mine) || !onDisk.Newer(s) || onDisk.TooFarAhead(now, maxOffset) {
+		return s
+	}
+	return onDisk
+}
+
+// sameState reports whether a and b are one write.
+func sameState(a, b health.State) bool {
+	return a.Version == b.Version && a.Origin == b.Origin && a.Status == b.Status
 }
 
 // remember queues the gossip addresses of the other alive members to be
@@ -151,12 +233,12 @@ func (f *stateFile) remember(addrs []string) {
 	}
 	addrs = slices.Sorted(slices.Values(addrs))
 	addrs = addrs[:min(len(addrs), maxStateFilePeers)]
-	f.mu.Lock()
+	f.qmu.Lock()
 	same := slices.Equal(addrs, f.members)
 	if !same {
 		f.members = addrs
 	}
-	f.mu.Unlock()
+	f.qmu.Unlock()
 	if !same {
 		select {
 		case f.moved <- struct{}{}:
@@ -165,58 +247,34 @@ func (f *stateFile) remember(addrs []string) {
 	}
 }
 
-// later queues s to be written by run, replacing a state queued before
-// that is not written yet. It does not block: the Holder calls it with its
-// lock held.
-func (f *stateFile) later(s health.State) {
-	for {
-		select {
-		case f.pending <- s:
-			return
-		default:
-		}
-		select {
-		case old := <-f.pending:
-			if old.Newer(s) {
-				s = old
-			}
-		default:
-		}
-	}
-}
-
 // run writes the queued states and members until ctx ends, then the last
 // ones queued, and reports failures to fail.
 func (f *stateFile) run(ctx context.Context, fail func(error)) {
-	write := func(s health.State) {
-		if err := f.save(s); err != nil {
-			fail(err)
-		}
-	}
-	members := func() {
-		f.mu.Lock()
-		err := f.write(f.saved)
-		f.mu.Unlock()
-		if err != nil {
+	flush := func(members bool) {
+		if err := f.flush(members); err != nil {
 			fail(err)
 		}
 	}
 	for {
 		select {
-		case s := <-f.pending:
-			write(s)
+		case <-f.pending:
+			flush(false)
 		case <-f.moved:
-			members()
+			flush(true)
 		case <-ctx.Done():
+			var state, members bool
 			select {
-			case s := <-f.pending:
-				write(s)
+			case <-f.pending:
+				state = true
 			default:
 			}
 			select {
 			case <-f.moved:
-				members()
+				members = true
 			default:
+			}
+			if state || members {
+				flush(members)
 			}
 			return
 		}

@@ -153,6 +153,14 @@ func (s State) Newer(o State) bool {
 	return s.Origin > o.Origin
 }
 
+// TooFarAhead reports whether s is stamped more than maxOffset after now (a
+// negative maxOffset is taken as none): at a node whose clock reads now,
+// such a state does not count, Merge refuses it, and, held, it ranks below
+// every state within the bound (see the package doc).
+func (s State) TooFarAhead(now time.Time, maxOffset time.Duration) bool {
+	return s.Version > horizon(now, maxOffset)
+}
+
 // maxEncoded bounds an encoded State so it always fits in a gossip packet
 // next to memberlist's own messages.
 const maxEncoded = 512

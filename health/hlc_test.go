@@ -478,3 +478,29 @@ func permutations(n int) [][]int {
 	}
 	return all
 }
+
+// TooFarAhead draws the line Merge draws: the last tick of the millisecond
+// maxOffset after the clock.
+func TestTooFarAhead(t *testing.T) {
+	tests := []struct {
+		stamp  uint64
+		offset time.Duration
+		want   bool
+	}{
+		{0, maxOffset, false},
+		{stampAt(t0), maxOffset, false},
+		{stampAt(t0.Add(maxOffset)) | logicalMask, maxOffset, false},
+		{stampAt(t0.Add(maxOffset + time.Millisecond)), maxOffset, true},
+		{stampAt(t0.Add(time.Hour)), maxOffset, true},
+		{math.MaxUint64, maxOffset, true},
+		{stampAt(t0) | logicalMask, -time.Second, false}, // a negative offset is none
+		{stampAt(t0.Add(time.Millisecond)), -time.Second, true},
+	}
+	for _, tt := range tests {
+		s := State{Status: Degraded, Version: tt.stamp, Origin: "b"}
+		assert.Equal(t, tt.want, s.TooFarAhead(t0, tt.offset), "State{Version: %s}.TooFarAhead(t0, %v)", stampString(tt.stamp), tt.offset)
+		h := NewHolder("a")
+		_, err := h.Merge(s, t0, tt.offset)
+		assert.Equal(t, tt.want, errors.Is(err, ErrTooFarAhead), "Merge(%s, t0, %v) = %v: TooFarAhead disagrees", stampString(tt.stamp), tt.offset, err)
+	}
+}
