@@ -4,18 +4,21 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"hash/maphash"
+	"slices"
 	"sync"
 	"time"
 )
 
-// grants is an owner's record of the leases it granted and has not had
-// back: for each lease, by key and lease id, the window its hits were
-// counted in and how many it granted. A lease is given back once, when it
-// ends, with what it left unused: the give-back names its lease, takes back
-// at most what was granted to it, and closes the record. A give-back whose
-// answer was lost and is sent again then takes nothing the second time,
-// and a sender that holds no lease (or forges one) takes nothing at all.
-// Lease ids are random, so knowing one is knowing the grant.
+// grants is an owner's record of the leases it granted: for each lease, by
+// key and lease id, the window its hits were counted in, how many of them
+// have not been given back, and the give-backs taken. A give-back names its
+// lease and carries a nonce of its own: it takes back at most what the
+// lease has out, once, so one whose answer was lost and is sent again takes
+// nothing the second time, and a sender that holds no lease (or forges one)
+// takes nothing at all. Lease ids are random, so knowing one is knowing the
+// grant. A renewal granted while the lease's give-back is on its way (the
+// sender ended the lease meanwhile) stays out, to be given back by the
+// lease the sender makes of it.
 //
 // Records live until their window and the next have ended, when nothing
 // can be given back to them any more; a shard drops its ended records as
@@ -46,8 +49,9 @@ type grantID struct {
 }
 
 type grant struct {
-	start time.Time // the owner's window the hits were counted in
-	out   int       // hits granted
+	start  time.Time // the owner's window the hits were counted in
+	out    int       // hits granted and not given back
+	nonces []uint64  // the give-backs taken
 }
 
 func newGrants(window time.Duration) *grants {
@@ -76,16 +80,16 @@ func (g *grants) add(now time.Time, key string, id uint64, start time.Time, n in
 	if sh.adds++; sh.adds%grantSweepEvery == 0 {
 		sh.sweep(now, g.window)
 	}
-	id = newLeaseID()
+	id = newID()
 	sh.m[grantID{key, id}] = &grant{start: start, out: n}
 	return id
 }
 
-// take closes lease id on key, counted in the window that began at start,
-// with n of its hits given back, and returns how many it takes back: never
-// more than the lease was granted, and 0 for a lease it has no record of
-// (given back already, or never granted here).
-func (g *grants) take(key string, id uint64, start time.Time, n int) int {
+// take applies give-back nonce of n hits of lease id on key, counted in
+// the window that began at start, and returns how many hits it takes back:
+// never more than the lease has out, and 0 for a give-back taken already or
+// a lease it has no record of (never granted here).
+func (g *grants) take(key string, id uint64, start time.Time, n int, nonce uint64) int {
 	if id == 0 || n <= 0 {
 		return 0
 	}
@@ -93,14 +97,16 @@ func (g *grants) take(key string, id uint64, start time.Time, n int) int {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	r := sh.m[grantID{key, id}]
-	if r == nil || !r.start.Equal(start) {
+	if r == nil || !r.start.Equal(start) || slices.Contains(r.nonces, nonce) {
 		return 0
 	}
-	delete(sh.m, grantID{key, id})
-	return min(n, r.out)
+	took := min(n, r.out)
+	r.out -= took
+	r.nonces = append(r.nonces, nonce)
+	return took
 }
 
-// len returns how many leases are out.
+// len returns how many leases it keeps a record of.
 func (g *grants) len() int {
 	n := 0
 	for i := range g.shards {
@@ -122,8 +128,8 @@ func (sh *grantShard) sweep(now time.Time, window time.Duration) {
 	}
 }
 
-// newLeaseID returns a random lease id, never 0.
-func newLeaseID() uint64 {
+// newID returns a random id, never 0: a lease's, or a give-back's nonce.
+func newID() uint64 {
 	var b [8]byte
 	for {
 		_, _ = rand.Read(b[:]) // never fails (crypto/rand, Go 1.24 on)

@@ -123,7 +123,7 @@ func (o *Owner) SetMaxClockOffset(d time.Duration) { o.maxOffset.Store(int64(max
 func (o *Owner) Window() time.Duration { return o.store.Window() }
 
 // Decide answers it at now. Given-back hits are taken off first (no more
-// than the lease they name was granted, once: the give-back ends it), then the hits counted, then
+// than the lease they name has out, once per give-back), then the hits counted, then
 // a lease granted if one was asked for, the hits (if any) were admitted,
 // and the key has room for one: the granted hits are counted at once, in
 // the key's current window, and the lease ends with that window at the
@@ -137,7 +137,7 @@ func (o *Owner) Window() time.Duration { return o.store.Window() }
 func (o *Owner) Decide(now time.Time, it Item) Result {
 	took := 0
 	if it.GiveBack > 0 {
-		if n := o.grants.take(it.Key, it.LeaseID, it.GiveBackStart, it.GiveBack); n > 0 {
+		if n := o.grants.take(it.Key, it.LeaseID, it.GiveBackStart, it.GiveBack, it.GiveBackNonce); n > 0 {
 			took, _ = o.store.Give(now, it.Key, it.GiveBackStart, n)
 		}
 	}

@@ -114,9 +114,11 @@ func TestOwnerDecide(t *testing.T) {
 	assert.Zero(t, off.Decide(t0, item(1, 4)).Granted, "leases off")
 }
 
-// TestOwnerTakesEachLeaseBackOnce: a give-back ends its lease, taking back
-// at most what the lease was granted, so one sent again (its answer was
-// lost) or forged takes nothing; a renewal adds to the lease it names.
+// TestOwnerTakesEachLeaseBackOnce: a give-back takes back at most what its
+// lease has out, once per nonce, so one sent again (its answer was lost) or
+// forged takes nothing; a renewal adds to the lease it names, also one
+// granted while the lease's give-back was on its way, which a later
+// give-back of the same lease then takes back.
 func TestOwnerTakesEachLeaseBackOnce(t *testing.T) {
 	store := bucket.New(bucket.Config{Window: routerWindow})
 	o := NewOwner(store, func() int { return 3 }, time.Second)
@@ -124,8 +126,9 @@ func TestOwnerTakesEachLeaseBackOnce(t *testing.T) {
 	ask := func(at time.Duration, id uint64, want int) Result {
 		return o.Decide(t0.Add(at), Item{Key: "k", Limit: 150, Window: routerWindow, Want: want, LeaseID: id})
 	}
-	give := func(at time.Duration, id uint64, n int) int {
-		return o.Decide(t0.Add(at), Item{Key: "k", Limit: 150, Window: routerWindow, LeaseID: id, GiveBack: n, GiveBackStart: t0}).TookBack
+	give := func(at time.Duration, id uint64, n int, nonce uint64) int {
+		return o.Decide(t0.Add(at), Item{Key: "k", Limit: 150, Window: routerWindow, LeaseID: id,
+			GiveBack: n, GiveBackStart: t0, GiveBackNonce: nonce}).TookBack
 	}
 	first := ask(0, 0, 10)
 	require.Equal(t, 10, first.Granted)
@@ -144,21 +147,23 @@ func TestOwnerTakesEachLeaseBackOnce(t *testing.T) {
 		name      string
 		id        uint64
 		give      int
+		nonce     uint64
 		took      int
 		countLeft int // hits counted afterwards
 	}{
-		{"the first lease ends with 5 unused", first.LeaseID, 5, 5, 20},
-		{"sent again: the lease has ended", first.LeaseID, 5, 0, 20},
-		{"more, under the same id", first.LeaseID, 15, 0, 20},
-		{"a forged id", other.LeaseID ^ 1, 1 << 20, 0, 20},
-		{"no id", 0, 1 << 20, 0, 20},
-		{"more than the other lease was granted", other.LeaseID, 1 << 20, 5, 15},
+		{"the first lease ends with 5 unused", first.LeaseID, 5, 1, 5, 20},
+		{"sent again: the same nonce", first.LeaseID, 5, 1, 0, 20},
+		{"a renewal granted meanwhile is given back later", first.LeaseID, 10, 2, 10, 10},
+		{"a third give-back takes what is still out, no more", first.LeaseID, 15, 3, 5, 5},
+		{"really nothing", first.LeaseID, 15, 4, 0, 5},
+		{"a forged id", other.LeaseID ^ 1, 1 << 20, 5, 0, 5},
+		{"no id", 0, 1 << 20, 6, 0, 5},
+		{"more than the other lease has out", other.LeaseID, 1 << 20, 7, 5, 0},
 	}
 	for i, st := range steps {
-		assert.Equal(t, st.took, give(time.Duration(10+i)*time.Millisecond, st.id, st.give), st.name)
+		assert.Equal(t, st.took, give(time.Duration(10+i)*time.Millisecond, st.id, st.give, st.nonce), st.name)
 		assert.Equal(t, st.countLeft, used(), st.name)
 	}
-	assert.Zero(t, o.Leases(), "every lease given back")
 }
 
 // TestLeaseSteps steps a lease on the asker's side through a fake clock:

@@ -34,10 +34,12 @@ type Item struct {
 	LeaseID uint64
 	// GiveBack is how many hits of lease LeaseID went unused and are given
 	// back, from the window that began at GiveBackStart (the owner's
-	// time), as the lease ends. The owner takes back at most what it
-	// granted that lease, once: a give-back sent twice counts once.
+	// time), as the lease ends. GiveBackNonce names this give-back: the
+	// owner takes back at most what the lease has out, once per nonce, so
+	// a give-back sent twice counts once.
 	GiveBack      int
 	GiveBackStart time.Time
+	GiveBackNonce uint64
 	// Deadline is when the sender stops waiting for the answer and decides
 	// the check itself, on the sender's clock; zero for none. An owner that
 	// gets the item later than Deadline plus the cluster's clock offset
@@ -68,8 +70,8 @@ type Result struct {
 	// was taken.
 	Expired bool
 	// TookBack is, for an item with GiveBack, how many hits the owner took
-	// off: at most what the lease was granted, 0 for a lease it has no
-	// record of (given back already, granted by another owner, or forged).
+	// off: at most what the lease had out, 0 for a give-back taken already
+	// or a lease it has no record of (granted by another owner, or forged).
 	TookBack int
 }
 

@@ -21,6 +21,7 @@ const giveTimeout = time.Second
 type giveBack struct {
 	key   string
 	id    uint64 // the lease's id at its owner
+	nonce uint64 // this give-back's, the same on every retry
 	limit int
 	start time.Time // the owner's window the hits were counted in
 	hits  int
@@ -154,6 +155,7 @@ func (r *Router) drainLease(key string, ls *lease, why string) {
 
 // queueGive queues g to be given back by Run and wakes it.
 func (r *Router) queueGive(g giveBack) {
+	g.nonce = newID()
 	r.returning.Add(1)
 	r.givesMu.Lock()
 	r.gives = append(r.gives, g)
@@ -299,7 +301,7 @@ func (r *Router) give(ctx context.Context, now time.Time) {
 			if ok && p != nil {
 				items = items[:0]
 				for _, g := range gs[:n] {
-					items = append(items, Item{Key: g.key, Limit: g.limit, Window: w, LeaseID: g.id, GiveBack: g.hits, GiveBackStart: g.start})
+					items = append(items, Item{Key: g.key, Limit: g.limit, Window: w, LeaseID: g.id, GiveBack: g.hits, GiveBackStart: g.start, GiveBackNonce: g.nonce})
 				}
 				cctx, cancel := context.WithTimeout(ctx, giveTimeout)
 				_, err = p.Check(cctx, items)

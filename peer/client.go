@@ -176,6 +176,7 @@ func newRequest(items []ownership.Item) *peerpb.CheckRequest {
 		w.Want = int64(it.Want)
 		w.GiveBack = int64(it.GiveBack)
 		w.LeaseId = it.LeaseID
+		w.GiveBackNonce = it.GiveBackNonce
 		w.DeadlineUnixNanos = unixNanos(it.Deadline)
 		w.GiveBackStartUnixNanos = unixNanos(it.GiveBackStart)
 		req.Items[i] = w

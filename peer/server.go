@@ -219,7 +219,7 @@ func (s *Server) decide(req *peerpb.CheckRequest) (*peerpb.CheckResponse, error)
 		d := s.store.Decide(now, ownership.Item{
 			Key: it.GetKey(), Hits: int(it.GetHits()), Limit: int(it.GetLimit()), Window: window,
 			Want: int(it.GetWant()), LeaseID: it.GetLeaseId(), GiveBack: int(it.GetGiveBack()), GiveBackStart: fromUnixNanos(it.GetGiveBackStartUnixNanos()),
-			Deadline: fromUnixNanos(it.GetDeadlineUnixNanos()),
+			Deadline: fromUnixNanos(it.GetDeadlineUnixNanos()), GiveBackNonce: it.GetGiveBackNonce(),
 		})
 		r := &results[i]
 		r.Allowed = d.Allowed

@@ -293,8 +293,7 @@ type Item struct {
 	Want int64 `protobuf:"varint,5,opt,name=want,proto3" json:"want,omitempty"`
 	// Hits of an earlier lease the sender did not use, given back: the owner
 	// takes them off the count of the window they were granted in, at most
-	// what it granted lease_id, once: the give-back ends the lease, and one
-	// sent again counts nothing. At least 0.
+	// what lease_id has out, once per give_back_nonce. At least 0.
 	GiveBack int64 `protobuf:"varint,6,opt,name=give_back,json=giveBack,proto3" json:"give_back,omitempty"`
 	// When the window of the given-back lease began, in the owner's Unix
 	// nanoseconds (Result.reset_unix_nanos minus the window).
@@ -302,6 +301,9 @@ type Item struct {
 	// The sender's lease on key, as Result.lease_id named it: with want, the
 	// lease to renew (0: a new one); with give_back, the lease given back.
 	LeaseId uint64 `protobuf:"varint,8,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	// Names this give_back, the same each time it is sent again: the owner
+	// takes each nonce's hits back once.
+	GiveBackNonce uint64 `protobuf:"varint,10,opt,name=give_back_nonce,json=giveBackNonce,proto3" json:"give_back_nonce,omitempty"`
 	// When the sender stops waiting and decides the check itself, in the
 	// sender's Unix nanoseconds; 0 for none. An item that reaches the owner
 	// later than this plus the cluster's max clock offset is not counted and
@@ -393,6 +395,13 @@ func (x *Item) GetGiveBackStartUnixNanos() int64 {
 func (x *Item) GetLeaseId() uint64 {
 	if x != nil {
 		return x.LeaseId
+	}
+	return 0
+}
+
+func (x *Item) GetGiveBackNonce() uint64 {
+	if x != nil {
+		return x.GiveBackNonce
 	}
 	return 0
 }
@@ -653,7 +662,7 @@ const file_peer_proto_rawDesc = "" +
 	"\vCountsReply\"M\n" +
 	"\fCheckRequest\x12-\n" +
 	"\x05items\x18\x01 \x03(\v2\x17.tierlimit.peer.v1.ItemR\x05items\x12\x0e\n" +
-	"\x02id\x18\x02 \x01(\x04R\x02id\"\x9d\x02\n" +
+	"\x02id\x18\x02 \x01(\x04R\x02id\"\xc5\x02\n" +
 	"\x04Item\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x12\n" +
 	"\x04hits\x18\x02 \x01(\x03R\x04hits\x12\x14\n" +
@@ -662,7 +671,9 @@ const file_peer_proto_rawDesc = "" +
 	"\x04want\x18\x05 \x01(\x03R\x04want\x12\x1b\n" +
 	"\tgive_back\x18\x06 \x01(\x03R\bgiveBack\x12:\n" +
 	"\x1agive_back_start_unix_nanos\x18\a \x01(\x03R\x16giveBackStartUnixNanos\x12\x19\n" +
-	"\blease_id\x18\b \x01(\x04R\aleaseId\x12.\n" +
+	"\blease_id\x18\b \x01(\x04R\aleaseId\x12&\n" +
+	"\x0fgive_back_nonce\x18\n" +
+	" \x01(\x04R\rgiveBackNonce\x12.\n" +
 	"\x13deadline_unix_nanos\x18\t \x01(\x03R\x11deadlineUnixNanos\"\xb4\x01\n" +
 	"\rCheckResponse\x123\n" +
 	"\aresults\x18\x01 \x03(\v2\x19.tierlimit.peer.v1.ResultR\aresults\x12\x0e\n" +
