@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"strings"
 	"time"
@@ -19,7 +20,9 @@ import (
 // Config configures a Node. The zero value of each optional field means its
 // stated default; Name and Health are required.
 type Config struct {
-	// Name is this node's name, unique in the cluster. Required.
+	// Name is this node's name, unique in the cluster. Required. If a live
+	// member that started earlier has the name already, the node gives it
+	// up: New, or later Err, returns a *NameConflictError.
 	Name string
 
 	// BindAddr is the address gossip listens on, such as "0.0.0.0".
@@ -40,9 +43,10 @@ type Config struct {
 	AdvertisePort int
 
 	// Join lists seeds as "host:port"; a host name may resolve to several
-	// addresses, and every one is joined. New joins them in the background,
-	// retrying with backoff, so a node may start before its seeds. Empty
-	// means this node starts a cluster of its own.
+	// addresses, and every one is joined. New waits for its first join of
+	// them (see New), then retries in the background with backoff, so a
+	// node may start before its seeds. Empty means this node starts a
+	// cluster of its own.
 	Join []string
 
 	// Peers lists the gossip addresses of members this node had before it
@@ -171,7 +175,8 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if len(encodeMeta(nodeMeta{GRPCAddr: c.GRPCAddr, ConfigHash: c.ConfigHash, Leaving: true, Boot: strings.Repeat("x", MaxBootLen)})) > memberlist.MetaMaxSize {
+	longest := nodeMeta{GRPCAddr: c.GRPCAddr, ConfigHash: c.ConfigHash, Leaving: true, Boot: strings.Repeat("x", MaxBootLen), Started: math.MaxInt64}
+	if len(encodeMeta(longest)) > memberlist.MetaMaxSize {
 		return c, fmt.Errorf("cluster config: GRPCAddr and ConfigHash take more than %d bytes of node metadata", memberlist.MetaMaxSize)
 	}
 	return c, nil

@@ -5,8 +5,6 @@ import (
 	"maps"
 	"slices"
 	"time"
-
-	"github.com/hashicorp/memberlist"
 )
 
 // followFails is how many joins in a row a followed member may miss before
@@ -15,53 +13,37 @@ import (
 const followFails = 3
 
 // followed is a member restarted at a new address that memberlist has not
-// given its name to yet.
+// given its name to yet (see conflict).
 type followed struct {
 	addr  string // its new gossip address
 	fails int    // joins in a row that did not reach it
 }
 
-// conflict handles a peer's claim of a member's name at another address than
-// memberlist has for it. When the claim carries a boot id other than the one
-// the member had, its process restarted at a new address (a container that
-// came back with another IP): memberlist keeps the old address until it has
-// detected the old process's failure and then waited DeadNodeReclaimTime,
-// ten seconds and more with the LAN defaults, and until a later push/pull
-// brings the claim again. The node does not wait: its view, and so
-// OnMembers, follows the member to the new address at once, and the join
-// loop pushes and pulls with it every second (see followAll) until
-// memberlist takes the new address too. A claim with the same boot id comes
-// from the process memberlist knows, whose address changed while it ran,
-// or from a second process under the same name; it is left to memberlist.
-//
-// memberlist calls it with its member lock held, on any of its goroutines.
-func (n *Node) conflict(existing, other *memberlist.Node) {
-	name := existing.Name
-	if name == n.cfg.Name {
-		// Our previous process's address, still in a peer's list: the peers
-		// follow this process, as above.
-		return
+// restarted returns the view's entry of the peer c names if c is the
+// claim of that peer restarted at a new address: the view has the peer at
+// the address memberlist has, and the claim carries a boot id other than
+// the peer's. Otherwise it returns nil. n.mu must be held.
+func (n *Node) restarted(c claim) *entry {
+	e, ok := n.view.members[c.name]
+	if !ok || e.Addr != c.held || c.meta.Boot == "" || len(c.meta.Boot) > MaxBootLen ||
+		c.meta.Boot == n.boots[c.name] || n.duplicate[c.name] {
+		return nil
 	}
-	oldAddr, addr := joinAddr(existing.Addr, existing.Port), joinAddr(other.Addr, other.Port)
-	meta := decodeMeta(other.Meta)
-	n.eventMu.Lock()
-	defer n.eventMu.Unlock()
-	n.mu.Lock()
-	e, ok := n.view.members[name]
-	restarted := ok && e.Addr == oldAddr && meta.Boot != "" && len(meta.Boot) <= MaxBootLen &&
-		meta.Boot != n.boots[name] && !n.duplicate[name]
-	if restarted {
-		n.boots[name] = meta.Boot
-		n.follow[name] = &followed{addr: addr}
-		n.view.join(name, addr, meta, time.Now())
-	}
-	alive := n.view.alive()
-	n.mu.Unlock()
-	if !restarted {
-		return
-	}
-	n.log.Info("peer restarted at a new address; following it", "peer", name, "old_addr", oldAddr, "addr", addr, "grpc_addr", meta.GRPCAddr)
-	n.membersChanged(alive)
+	return e
+}
+
+// followClaim makes the view follow the peer c names to the address it
+// claims, and returns the alive members. n.mu must be held.
+func (n *Node) followClaim(c claim) []Member {
+	n.boots[c.name] = c.meta.Boot
+	n.follow[c.name] = &followed{addr: c.addr}
+	n.view.join(c.name, c.addr, c.meta, time.Now())
+	return n.view.alive()
+}
+
+// logFollow logs that the view follows the peer c names.
+func (n *Node) logFollow(c claim) {
+	n.log.Info("peer restarted at a new address; following it", "peer", c.name, "old_addr", c.held, "addr", c.addr, "grpc_addr", c.meta.GRPCAddr)
 }
 
 // followAll joins each followed member, which gives it this node's members

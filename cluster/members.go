@@ -57,6 +57,11 @@ type nodeMeta struct {
 	// Boot is the node's boot id, as in its acks (see
 	// delegate.NotifyPingComplete).
 	Boot string `json:"b,omitempty"`
+	// Started is when the node's process started (New), in Unix
+	// nanoseconds: of two live processes under one name, the one that
+	// started first keeps it (see Node.check). Zero from nodes that do not
+	// publish it.
+	Started int64 `json:"s,omitempty"`
 }
 
 func encodeMeta(m nodeMeta) []byte {

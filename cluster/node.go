@@ -17,6 +17,12 @@
 // join and every PushPullInterval) carries the full state, so a late joiner
 // or a healed partition converges even if every broadcast was lost.
 //
+// Names are unique: a node started under the name of a live member gives
+// the name up (NameConflictError), since two processes under one name
+// would each count that member's keys. New waits for its first join to
+// find out; a node that learns of the conflict later stops gossip and
+// reports it in Err.
+//
 // A node stops with Leave (peers drop it at once) and then Close.
 package cluster
 
@@ -80,9 +86,9 @@ type Node struct {
 	// that report them, so that they come in order also when the node
 	// changes the view itself (see followed). It is taken before mu.
 	eventMu sync.Mutex
-	// mu guards view, warned, boots, follow and duplicate. It is taken
-	// inside memberlist's callbacks, so it is never held while calling
-	// memberlist.
+	// mu guards view, warned, boots, follow, duplicate, claims and
+	// checked. It is taken inside memberlist's callbacks, so it is never
+	// held while calling memberlist.
 	mu   sync.Mutex
 	view *view
 	// warned holds, per peer, the config hash last warned about.
@@ -95,8 +101,26 @@ type Node struct {
 	// duplicate holds the names that two live processes were seen to
 	// claim: those are left to memberlist.
 	duplicate map[string]bool
+	// claims holds the claims of a name at another address that the join
+	// loop has yet to check (see conflict), and checked when each claim
+	// was last taken for checking.
+	claims  map[claimKey]claim
+	checked map[claimKey]time.Time
 
-	// lifeMu serialises Leave and Close and guards left and shut.
+	// claimed wakes the join loop to check claims; capacity 1.
+	claimed chan struct{}
+	// lost is why the node gave its name up; nil while it has it.
+	lost atomic.Pointer[NameConflictError]
+	// settled is closed once the first join, and the checks of the claims
+	// it brought, are over; New waits for it.
+	settled    chan struct{}
+	settleOnce sync.Once
+	// detached is set once New has returned, after which a name given up
+	// is logged: no caller hears of it.
+	detached atomic.Bool
+
+	// lifeMu serialises Leave, Depart, the start of Close and giving the
+	// name up, and guards left and shut.
 	lifeMu sync.Mutex
 	left   bool
 	shut   bool
@@ -110,10 +134,15 @@ type Node struct {
 	done chan struct{} // closed when the join loop has returned
 }
 
-// New starts a node: it binds the gossip port, starts joining the seeds in
-// the background and returns without waiting for them. It returns an error
-// for an invalid Config, an AdvertiseAddr that does not resolve, or a port
-// that cannot be bound. Close releases what New started.
+// New starts a node: it binds the gossip port and starts joining the seeds
+// (or, without seeds, the Peers) in the background. It waits for the first
+// join of them, at most memberlist's TCPTimeout plus three ProbeTimeouts,
+// so that it can fail if the node's name is taken; then it returns, and the
+// node keeps trying seeds that did not answer. It returns an error for an
+// invalid Config, an AdvertiseAddr that does not resolve, or a port that
+// cannot be bound, and a *NameConflictError if a live member that started
+// earlier has the name. Close releases what New started; after an error
+// there is nothing to release.
 func New(cfg Config) (*Node, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -129,6 +158,10 @@ func New(cfg Config) (*Node, error) {
 		boots:      make(map[string]string),
 		follow:     make(map[string]*followed),
 		duplicate:  make(map[string]bool),
+		claims:     make(map[claimKey]claim),
+		checked:    make(map[claimKey]time.Time),
+		claimed:    make(chan struct{}, 1),
+		settled:    make(chan struct{}),
 		syncs:      make(chan string, 16),
 		done:       make(chan struct{}),
 		started:    time.Now(),
@@ -176,8 +209,22 @@ func New(cfg Config) (*Node, error) {
 	n.log.Info("gossip started", "gossip_addr", n.gossipAddr, "seeds", cfg.Join)
 
 	go n.run(ctx)
+	wait := time.NewTimer(mc.TCPTimeout + pingTries*mc.ProbeTimeout)
+	select {
+	case <-n.settled:
+	case <-wait.C:
+	}
+	wait.Stop()
+	n.detached.Store(true)
+	if err := n.lost.Load(); err != nil {
+		_ = n.Close()
+		return nil, err
+	}
 	return n, nil
 }
+
+// settle tells New that the first join is over.
+func (n *Node) settle() { n.settleOnce.Do(func() { close(n.settled) }) }
 
 // queueHealth queues s for gossip, replacing any older state still queued.
 // The Holder calls it with its lock held, for every state it adopts; it
@@ -231,8 +278,20 @@ func (n *Node) Quorum(now time.Time, grace time.Duration) (alive, known int) {
 
 // Joined reports whether the node has joined its cluster: true when Config
 // had no seeds, or once a join of the seeds reached at least one of them.
-// It never turns false again.
+// It turns false again only for good, when the node gives its name up (see
+// Err).
 func (n *Node) Joined() bool { return n.joined.Load() }
+
+// Err returns nil while the node has its name, and a *NameConflictError
+// once it gave the name up to a live process that started before it. The
+// node then no longer gossips: its members stay as it last saw them, and
+// it should stop serving. Close it.
+func (n *Node) Err() error {
+	if err := n.lost.Load(); err != nil {
+		return err
+	}
+	return nil
+}
 
 // RefusedStates returns how many health states from peers this node
 // refused because they were stamped more than MaxClockOffset ahead of its
@@ -250,6 +309,9 @@ func (n *Node) GossipAddr() string { return n.gossipAddr }
 // hash does not fit in the node metadata, or if no peer heard of it in
 // time (push/pull then carries it within PushPullInterval).
 func (n *Node) SetConfigHash(hash string, timeout time.Duration) error {
+	if err := n.lost.Load(); err != nil {
+		return fmt.Errorf("set config hash: %w", err)
+	}
 	if size := len(n.meta(hash, true)); size > memberlist.MetaMaxSize {
 		return fmt.Errorf("set config hash: %d bytes of node metadata, more than %d", size, memberlist.MetaMaxSize)
 	}
@@ -267,7 +329,7 @@ func (n *Node) SetConfigHash(hash string, timeout time.Duration) error {
 
 // meta returns the node metadata with hash, and leaving as said.
 func (n *Node) meta(hash string, leaving bool) []byte {
-	return encodeMeta(nodeMeta{GRPCAddr: n.cfg.GRPCAddr, ConfigHash: hash, Leaving: leaving, Boot: string(n.boot)})
+	return encodeMeta(nodeMeta{GRPCAddr: n.cfg.GRPCAddr, ConfigHash: hash, Leaving: leaving, Boot: string(n.boot), Started: n.started.UnixNano()})
 }
 
 // ConfigHash returns the tier-config hash this node publishes.
@@ -280,12 +342,16 @@ func (n *Node) ConfigHash() string {
 // Leave tells the cluster that this node is going away, so peers drop it at
 // once instead of after failing to probe it, and stops re-joining. It waits
 // up to timeout for the news to go out (zero means no limit); the node keeps
-// answering gossip until Close. Calling it again does nothing.
+// answering gossip until Close. Calling it again does nothing. After the
+// node gave its name up it returns Err's error: the cluster never had it.
 func (n *Node) Leave(timeout time.Duration) error {
 	n.lifeMu.Lock()
 	defer n.lifeMu.Unlock()
 	if n.shut {
 		return ErrClosed
+	}
+	if err := n.lost.Load(); err != nil {
+		return fmt.Errorf("leave cluster: %w", err)
 	}
 	if n.left {
 		return nil
@@ -308,12 +374,16 @@ func (n *Node) Leave(timeout time.Duration) error {
 // to timeout for the news to go out: peers see Member.Leaving (and, after
 // Leave, StateLeft rather than StateDead) and can stop sending it work
 // while it still answers. It stops re-joining. Leave calls it if it was not
-// called before; calling it again does nothing.
+// called before; calling it again does nothing. After the node gave its
+// name up it returns Err's error.
 func (n *Node) Depart(timeout time.Duration) error {
 	n.lifeMu.Lock()
 	defer n.lifeMu.Unlock()
 	if n.shut {
 		return ErrClosed
+	}
+	if err := n.lost.Load(); err != nil {
+		return fmt.Errorf("depart: %w", err)
 	}
 	n.depart(timeout)
 	return nil
@@ -335,15 +405,19 @@ func (n *Node) depart(timeout time.Duration) {
 // Close stops the join loop and shuts gossip down. Without a Leave first,
 // peers see a crash and take the suspicion timeout to drop this node. It is
 // safe to call more than once. It may wait for a join in progress, up to
-// memberlist's TCPTimeout.
+// memberlist's TCPTimeout, or for the pings of a name's check, up to three
+// ProbeTimeouts.
 func (n *Node) Close() error {
 	n.lifeMu.Lock()
-	defer n.lifeMu.Unlock()
 	if n.shut {
+		n.lifeMu.Unlock()
 		return nil
 	}
 	n.shut = true
 	n.closed.Store(true)
+	// Not held while the join loop ends: it may be giving the name up,
+	// which takes lifeMu.
+	n.lifeMu.Unlock()
 	n.stop()
 	<-n.done
 	if err := n.ml.Shutdown(); err != nil {

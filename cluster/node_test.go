@@ -164,10 +164,18 @@ func (b *logBuffer) count(parts ...string) int {
 // moment ago.
 func freePort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	return freePortOn(t, "127.0.0.1")
+}
+
+// freePortOn returns a port on the loopback IP ip that was free for both
+// TCP and UDP a moment ago.
+func freePortOn(t *testing.T, ip string) int {
+	t.Helper()
+	addr := net.ParseIP(ip)
+	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: addr})
 	require.NoError(t, err)
 	port := ln.Addr().(*net.TCPAddr).Port
-	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: addr, Port: port})
 	require.NoError(t, err)
 	require.NoError(t, pc.Close())
 	require.NoError(t, ln.Close())

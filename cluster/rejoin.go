@@ -26,14 +26,21 @@ const (
 )
 
 // run is the join loop: it joins the seeds, retrying until one answers, then
-// re-joins every RejoinInterval until ctx ends.
+// re-joins every RejoinInterval until ctx ends. It checks the claims of
+// names that joins and gossip bring (see conflict), and ends if the node
+// gives its name up.
 func (n *Node) run(ctx context.Context) {
 	defer close(n.done)
+	defer n.settle()
 	if len(n.cfg.Join) == 0 {
 		// No seeds to wait for: try the members from before the restart at
 		// once. (With seeds, a peer address that is gone would hold the
 		// seeds back for a TCPTimeout.)
 		n.joinAll(ctx, n.peers[:min(len(n.peers), maxRejoinTargets)])
+		if !n.checkClaims(ctx) {
+			return
+		}
+		n.settle()
 	}
 	if !n.joined.Load() && !n.joinSeeds(ctx) {
 		return
@@ -68,6 +75,10 @@ func (n *Node) run(ctx context.Context) {
 			if _, err := n.join([]string{addr}); err != nil {
 				n.log.Debug("sync with restarted peer failed", "addr", addr, "err", err)
 			}
+		case <-n.claimed:
+			if !n.checkClaims(ctx) {
+				return
+			}
 		}
 	}
 }
@@ -88,7 +99,10 @@ func NewBootID() string {
 }
 
 // joinSeeds joins the seeds, retrying with backoff until at least one
-// answers; it reports whether one did before ctx ended.
+// answers; it reports whether one did before ctx ended and the node kept
+// its name. Each join's push/pull brings every member a seed knows, so a
+// live process under this node's name is heard of then, through whichever
+// seed.
 func (n *Node) joinSeeds(ctx context.Context) bool {
 	backoff := min(minJoinBackoff, n.cfg.RejoinInterval)
 	timer := time.NewTimer(0)
@@ -100,8 +114,15 @@ func (n *Node) joinSeeds(ctx context.Context) bool {
 		case <-timer.C:
 		}
 		contacted, err := n.join(n.cfg.Join)
-		if err == nil && contacted > 0 {
-			n.joined.Store(true)
+		if !n.checkClaims(ctx) {
+			return false
+		}
+		joined := err == nil && contacted > 0
+		if joined {
+			n.joined.Store(true) // before New returns
+		}
+		n.settle()
+		if joined {
 			n.log.Info("joined cluster", "seeds", n.cfg.Join, "contacted", contacted, "attempts", attempt)
 			return true
 		}
