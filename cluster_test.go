@@ -903,19 +903,19 @@ func TestClusterRestartAtNewAddressWithoutSeedsFindsItsPeers(t *testing.T) {
 }
 
 // TestReadyWaitsForTheMembersOfTheStateFile: a node whose state file
-// names members is, while alone, a side without a majority for
-// QuorumGrace: not ready, and held to its share of each limit.
+// names two members is, while alone, a minority for QuorumGrace: not
+// ready, and held to its share of each limit.
 func TestReadyWaitsForTheMembersOfTheStateFile(t *testing.T) {
 	dir := t.TempDir()
 	state := filepath.Join(dir, "state.json")
-	require.NoError(t, os.WriteFile(state, []byte(`{"health":{"status":"NORMAL"},"members":["127.0.0.1:1"]}`), 0o600))
+	require.NoError(t, os.WriteFile(state, []byte(`{"health":{"status":"NORMAL"},"members":["127.0.0.1:1","127.0.0.1:2"]}`), 0o600))
 	l, _ := newSingle(t, tenSecondTiers, func(c *Config) {
 		c.StateFile, c.GossipAddr, c.GRPCAddr, c.QuorumGrace = state, "127.0.0.1:0", "127.0.0.1:0", time.Second
 	})
 	err := l.Ready()
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "alone: the 1 other members known within the last 1s are unreachable")
-	assert.Equal(t, "25", hit(t, l, "pro-1").Header().Get("X-RateLimit-Limit"), "its share, ceil(50 / 2)")
+	assert.Contains(t, err.Error(), "alone: the 2 other members known within the last 1s are unreachable")
+	assert.Equal(t, "17", hit(t, l, "pro-1").Header().Get("X-RateLimit-Limit"), "its share, ceil(50 / 3)")
 	require.Eventually(t, func() bool { return l.Ready() == nil }, 5*time.Second, 10*time.Millisecond,
 		"still not ready after QuorumGrace: the cluster is itself")
 }
@@ -1041,5 +1041,48 @@ func TestClusterCutOffNodeAppliesItsShareBeforeDetection(t *testing.T) {
 	for _, n := range majority {
 		_, limit := get(t, n, "pro-9")
 		assert.Equal(t, "150", limit, "%s, on the majority side, keeps the full limit", n.name)
+	}
+}
+
+// TestClusterTwoNodeSurvivorStaysReady: the survivor of a 2-node cluster
+// whose peer crashed is half of the members it knows, not a minority: it
+// stays ready, so that a readiness-aware load balancer keeps sending it
+// traffic. A crash looks the same as a cut, so it applies half of each
+// limit until QuorumGrace has passed.
+func TestClusterTwoNodeSurvivorStaysReady(t *testing.T) {
+	c := startCluster(t, 2, clusterOpts{})
+	survivor := c.nodes[0]
+	c.nodes[1].kill()
+	c.waitMembers(1, survivor)
+	require.Eventually(t, func() bool { return survivor.alive.Load() == 1 }, 5*time.Second, 10*time.Millisecond,
+		"the survivor's quorum does not count its peer out")
+	require.Equal(t, int64(2), survivor.known.Load(), "the crashed peer counts as known for QuorumGrace")
+	assert.NoError(t, survivor.Ready(), "the survivor of a 2-node cluster")
+	_, limit := get(t, survivor, "pro-0")
+	assert.Equal(t, "75", limit, "the survivor applies half of L = 150 for QuorumGrace")
+}
+
+// TestClusterTwoNodeSplitAdmitsOneLimit: the sides of a cut 2-node cluster
+// cannot tell the cut from a crash. Both stay ready and apply half of each
+// limit, so that a key gets L in all, not L per side.
+func TestClusterTwoNodeSplitAdmitsOneLimit(t *testing.T) {
+	c := startCluster(t, 2, clusterOpts{forwardTimeout: 20 * time.Millisecond})
+	c.cut(c.nodes[:1], c.nodes[1:])
+	for _, n := range c.nodes {
+		c.waitMembers(1, n)
+		require.Eventually(t, func() bool { _, limit := get(t, n, "free-0"); return limit == "10" },
+			10*time.Second, 5*time.Millisecond, "%s does not apply half of L = 20", n.name)
+	}
+	admitted := 0
+	for r := range 60 {
+		code, _ := get(t, c.nodes[r%2], "free-3")
+		require.Contains(t, []int{200, 429}, code)
+		if code == 200 {
+			admitted++
+		}
+	}
+	assert.Equal(t, 20, admitted, "a 1+1 split admits L in all")
+	for _, n := range c.nodes {
+		assert.NoError(t, n.Ready(), "%s, one side of a 1+1 split", n.name)
 	}
 }

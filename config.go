@@ -115,8 +115,10 @@ type Config struct {
 	// ago), it applies its proportional share of every limit, so that the
 	// sides of a partition together admit about one limit; a member that
 	// left gracefully stops counting at once, one that crashed after
-	// QuorumGrace. A node that is alone while it knows of other members is
-	// not ready. Default 30s.
+	// QuorumGrace. A node that is alone while it knows of two or more other
+	// members is not ready; alone with one (the survivor of a 2-node
+	// cluster, or one side of it cut in two) it is ready, with half of each
+	// limit. Default 30s.
 	QuorumGrace time.Duration
 
 	// BackupInterval is how often each owner sends the counts that changed

@@ -272,18 +272,29 @@ func (l *Limiter) AdminHandler() http.Handler { return l.admin }
 
 // Ready returns nil when the Limiter should take traffic, or why not: it
 // is closed; it has seeds and has not reached any of them yet; or it is
-// alone while it knows of other members that failed less than
-// Config.QuorumGrace ago, or, for Config.QuorumGrace after it started, of
-// members in its state file (cut off from them, it would count every key
-// on its own, so it applies its share of each limit meanwhile; after the
-// grace it takes them for gone and is ready, the cluster being itself).
+// alone, a minority, while it knows of two or more other members that
+// failed less than Config.QuorumGrace ago, or, for Config.QuorumGrace
+// after it started, that are in its state file (cut off from them, it
+// would count every key on its own, so it applies its share of each limit
+// meanwhile; after the grace it takes them for gone and is ready, the
+// cluster being itself).
+//
+// A node alone with one other member known, such as the survivor of a
+// 2-node cluster, is half of the cluster, not a minority, and is ready:
+// a crash of its peer looks the same as a cut, and to refuse traffic would
+// make the loss of either node a full outage behind a readiness-aware load
+// balancer. Readiness only steers traffic; the share bounds what is
+// admitted: it applies half of each limit for the grace, so that the two
+// sides of a cut 2-node cluster, both ready, admit about one limit in all.
 func (l *Limiter) Ready() error {
 	switch {
 	case l.closing.Load():
 		return errors.New("limiter closed")
+	case l.node != nil && l.node.Err() != nil:
+		return l.node.Err()
 	case l.node != nil && !l.node.Joined():
 		return errors.New("cluster not joined yet: no seed reached")
-	case l.node != nil && l.alive.Load() == 1 && l.known.Load() > 1:
+	case l.node != nil && l.alive.Load() == 1 && l.known.Load() > 2:
 		return fmt.Errorf("alone: the %d other members known within the last %v are unreachable",
 			l.known.Load()-1, l.cfg.QuorumGrace)
 	}
