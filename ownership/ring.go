@@ -31,7 +31,9 @@ const (
 //
 // A Ring is safe for concurrent use. Owner, Members and Len read an
 // immutable snapshot without locking; Set, Add and Remove build a new one
-// (tens of microseconds) and swap it in. The zero value is an empty Ring,
+// (about 0.1 ms at 10 members, 1.4 ms at 50 and 5 ms at 100, since the
+// points are sorted again for each member added: BenchmarkRingSet) and
+// swap it in. The zero value is an empty Ring,
 // ready to use.
 //
 // The owner of a key depends only on the set of member names, not on the

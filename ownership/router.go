@@ -644,7 +644,8 @@ func (r *Router) Forget(name string) {
 // SetShare tells the Router what part of the cluster this node's side of
 // it holds: alive members out of known ones. While alive is not a strict
 // majority of known, every limit is cut to ceil(limit × alive / known), so
-// that the sides of a partition together admit about one limit, not one per
+// that the sides of a partition together admit the limit plus the
+// minority's share (1.33 limits for a 2 + 1 split of 3), not one per
 // side; with a majority, or known ≤ alive, limits are whole. Call it when
 // membership changes and as failed members age out of known.
 func (r *Router) SetShare(alive, known int) {
