@@ -127,3 +127,119 @@ func (c *contacts) pinged(member string, now time.Time, ok bool) {
 		}
 	}
 }
+
+// SetShare tells the Router what part of the cluster this node's side of
+// it holds: alive members out of known ones. While alive is not a strict
+// majority of known, every limit is cut to ceil(limit × alive / known), so
+// that the sides of a partition together admit the limit plus the
+// minority's share (1.33 limits for a 2 + 1 split of 3), not one per
+// side; with a majority, or known ≤ alive, limits are whole. Call it when
+// membership changes and as failed members age out of known.
+func (r *Router) SetShare(alive, known int) {
+	if alive <= 0 || known <= alive || 2*alive > known {
+		r.share.Store(0)
+		return
+	}
+	r.share.Store(uint64(alive)<<32 | uint64(uint32(known)))
+}
+
+// shareOf returns limit cut to this side's share, as SetShare says.
+func (r *Router) shareOf(limit int) int {
+	s := r.share.Load()
+	if s == 0 {
+		return limit
+	}
+	alive, known := int(s>>32), int(uint32(s))
+	return (limit*alive + known - 1) / known
+}
+
+// Unreachable returns how many members of the ring the Router cannot reach
+// at now: those whose breaker is not closed (open, or half-open and not yet
+// proven back). A cut network shows here within a few failed calls, long
+// before failure detection drops the members.
+func (r *Router) Unreachable(now time.Time) int {
+	members := r.ring.Members()
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	n := 0
+	for _, m := range members {
+		if l := r.links[m]; l != nil && l.breaker.State(now) != BreakerClosed {
+			n++
+		}
+	}
+	return n
+}
+
+// Reachable returns how many members of the ring this node counts as
+// reachable at now, itself included: those whose breaker is closed and who
+// answered a call or a ping (or joined the ring) within FenceAfter. A node
+// cut off from the others sees this fall within FenceAfter of the cut,
+// whether or not it forwards anything, long before failure detection drops
+// its peers. A Peer that is not a Pinger counts while its breaker is
+// closed, as it cannot be asked.
+func (r *Router) Reachable(now time.Time) int {
+	members := r.ring.Members()
+	r.contacts.track(members, r.self, now)
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	n := 1
+	for _, m := range members {
+		if m == r.self {
+			continue
+		}
+		if l := r.links[m]; l != nil && l.breaker.State(now) != BreakerClosed {
+			continue
+		}
+		if r.contacts.fresh(m, now, FenceAfter) || !r.pingable(m) {
+			n++
+		}
+	}
+	return n
+}
+
+// pingable reports whether the Peer of member can be pinged.
+func (r *Router) pingable(member string) bool {
+	p, ok := r.peers.Peer(member)
+	_, can := p.(Pinger)
+	return ok && can
+}
+
+// recordRTT adds a round trip of d to member's adaptive deadline, if it
+// has one.
+func (r *Router) recordRTT(member string, d time.Duration) {
+	r.mu.RLock()
+	l := r.links[member]
+	r.mu.RUnlock()
+	if l != nil && l.rtt != nil {
+		l.rtt.record(d)
+	}
+}
+
+// Heard records that member answered a call at now: the Keeper reports its
+// backups and hand-offs here, so that they count as contact too.
+func (r *Router) Heard(member string, now time.Time) { r.contacts.heard(member, now) }
+
+// ping pings, each in its own goroutine (r.pings), the members not heard
+// from within PingEvery before now and not being pinged already.
+func (r *Router) ping(ctx context.Context, now time.Time) {
+	r.contacts.track(r.ring.Members(), r.self, now)
+	for _, m := range r.contacts.toPing(now, PingEvery) {
+		p, _ := r.peers.Peer(m)
+		pinger, ok := p.(Pinger)
+		if !ok {
+			r.contacts.pinged(m, now, false)
+			continue
+		}
+		r.pings.Go(func() {
+			pctx, cancel := context.WithTimeout(ctx, pingTimeout)
+			start := time.Now()
+			err := pinger.Ping(pctx)
+			took := time.Since(start)
+			cancel()
+			r.contacts.pinged(m, r.clock(), err == nil)
+			if err == nil {
+				r.recordRTT(m, took)
+			}
+		})
+	}
+}

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"time"
-
-	"github.com/tierlimit/tierlimit/bucket"
 )
 
 // leaseSweep is how often Run ends leases whose time ran out and gives back
@@ -33,35 +31,25 @@ type giveBack struct {
 // and the copies to be taken over (about 5 s), or for a hand-off to land.
 const giveRetryFor = 15 * time.Second
 
-// fromLease admits a check for key under limit at now from lease ls, if it
-// can, and starts a renewal in the background when ls runs low. A lease
-// granted under another limit is revoked, and one that ran out of time is
-// ended; both give back what they had left.
-func (r *Router) fromLease(now time.Time, key string, ls *lease, limit int, owner string) (bucket.Decision, bool) {
-	if ls.limit != limit {
-		r.endLease(key, ls, LeaseRevoked)
-		return bucket.Decision{}, false
+// queueRenewal hands rn to renewLoop, or, if its queue is full, gives the
+// lease's asking token back: a later check asks again.
+func (r *Router) queueRenewal(rn renewal) {
+	select {
+	case r.renewals <- rn:
+	default:
+		rn.ls.renewing.Store(false)
 	}
-	n := now.UnixNano()
-	left, ok := ls.take(n)
-	if !ok {
-		if n >= ls.until.Load() && !ls.pending() {
-			r.endLease(key, ls, LeaseExpired)
-		}
-		return bucket.Decision{}, false
-	}
-	if ls.dueForRenewal(left) && ls.renewing.CompareAndSwap(false, true) {
-		select {
-		case r.renewals <- renewal{key: key, ls: ls, limit: limit, owner: owner, want: ls.want(n, r.leaseTTL)}:
-		default: // the queue is full: a later check asks again
-			ls.renewing.Store(false)
+}
+
+// ended acts on leases the book ended: reports each and queues what it left
+// to be given back.
+func (r *Router) ended(es ...ending) {
+	for _, e := range es {
+		r.obs.LeaseEnded(e.why, e.give.hits)
+		if e.give.hits > 0 {
+			r.queueGive(e.give)
 		}
 	}
-	r.obs.LeaseDecision()
-	// Remaining is what this node holds: the owner had more left at the
-	// last grant, but the other members may have taken it since, so more
-	// would be a promise this node cannot keep.
-	return bucket.Decision{Allowed: true, Limit: limit, Remaining: left, ResetAt: ls.reset}, true
 }
 
 // renewal is a lease due for renewal, on its way from the request path to
@@ -107,49 +95,22 @@ func (r *Router) renew(key string, ls *lease, limit int, owner string, want int)
 	res, err := l.batcher.Check(ctx, Item{Key: key, Limit: limit, Window: r.local.Window(), Want: want, LeaseID: ls.renewalOf(limit),
 		Deadline: deadline})
 	if err == nil && res.Granted > 0 {
-		r.granted(key, limit, res, sent, true)
+		r.takeGrant(sent, key, limit, res, true)
 	}
 }
 
-// granted takes the lease in res, the answer to a check for key under
-// limit sent at sent. A lease the table cannot take is given back at once.
-func (r *Router) granted(key string, limit int, res Result, sent time.Time, renewal bool) {
+// takeGrant keeps the lease in res, the answer to a check (or a renewal,
+// renewal true) for key under limit sent at sent.
+func (r *Router) takeGrant(sent time.Time, key string, limit int, res Result, renewal bool) {
 	r.obs.LeaseGranted(res.Granted, renewal)
-	if rest := res.Decision; r.worthKeeping(rest, limit) {
-		// What the owner had left beyond every grant: it bounds a local
-		// decision if the owner cannot be reached later.
-		r.answers.put(key, limit, rest, sent)
-	}
-	w := r.local.Window()
-	old, ok := r.leases.grant(key, limit, res, sent, w)
-	if !ok {
-		r.obs.LeaseEnded(LeaseNoRoom, res.Granted)
-		r.queueGive(giveBack{key: key, id: res.LeaseID, limit: limit, start: res.ResetAt.Add(-w), hits: res.Granted})
-		return
-	}
-	if old != nil {
-		r.drainLease(key, old, LeaseExpired) // a lease from an earlier window or limit
-	}
-}
-
-// endLease removes ls, key's lease, from the table if it is still there,
-// and gives back what it had left.
-func (r *Router) endLease(key string, ls *lease, why string) {
-	if r.leases.remove(key, ls) {
-		r.drainLease(key, ls, why)
-	}
+	r.ended(r.book.granted(sent, key, limit, r.ring.Len(), res)...)
 }
 
 // drainLease empties ls, a lease no longer in the table, and queues what it
 // had left to be given back.
 func (r *Router) drainLease(key string, ls *lease, why string) {
-	if ls.pending() {
-		return // a placeholder: nothing was granted
-	}
-	n := ls.drain()
-	r.obs.LeaseEnded(why, n)
-	if n > 0 {
-		r.queueGive(giveBack{key: key, id: ls.id, limit: ls.limit, start: ls.start, hits: n})
+	if e := r.book.drain(key, ls, why); e != nil {
+		r.ended(*e)
 	}
 }
 

@@ -1,0 +1,169 @@
+package ownership
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+)
+
+// forward sends it to owner over l and waits for the answer until l's
+// deadline or ctx's end, whichever comes first, and feeds the round trip
+// to the latency metric and the adaptive deadline.
+func (r *Router) forward(ctx context.Context, l *link, owner string, it Item) (Result, error) {
+	timeout := r.timeout(l)
+	start := time.Now() // the deadline's clock, and the round trip's
+	it.Deadline = start.Add(timeout)
+	fctx, cancel := context.WithDeadline(ctx, it.Deadline)
+	res, err := l.batcher.Check(fctx, it)
+	cancel()
+	took := time.Since(start)
+	r.obs.Forwarded(owner, took, err)
+	if l.rtt != nil && (err == nil || errors.Is(err, context.DeadlineExceeded)) {
+		l.rtt.record(took)
+		if err != nil && ctx.Err() == nil {
+			l.rtt.backOff(timeout)
+		}
+	}
+	return res, err
+}
+
+// timeout returns how long a check forwarded over l may wait.
+func (r *Router) timeout(l *link) time.Duration {
+	if l.rtt == nil {
+		return r.forwardTimeout
+	}
+	return l.rtt.timeout()
+}
+
+// Deadlines returns the deadline a check forwarded now to each peer the
+// Router has forwarded to would get.
+func (r *Router) Deadlines() map[string]time.Duration {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make(map[string]time.Duration, len(r.links))
+	for name, l := range r.links {
+		out[name] = r.timeout(l)
+	}
+	return out
+}
+
+// rollDeadlines starts a new period of round trips for every peer's
+// adaptive deadline. Run calls it every second.
+func (r *Router) rollDeadlines() {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, l := range r.links {
+		if l.rtt != nil {
+			l.rtt.roll()
+		}
+	}
+}
+
+// link returns the link to the peer called name, making it if needed, or
+// nil and the reason there is none.
+//
+// The PeerSource is asked outside the lock, but a Forget may run between
+// the answer and the lock (the member's address changed, and the Client
+// the answer holds is released): then the lookup is made again under the
+// lock, so that no link is ever made on a Client released before it.
+func (r *Router) link(name string) (*link, string) {
+	r.mu.RLock()
+	l, closed, gen := r.links[name], r.closed, r.forgets
+	r.mu.RUnlock()
+	switch {
+	case l != nil:
+		return l, ""
+	case closed:
+		return nil, FallbackClosed
+	}
+	p, ok := r.peers.Peer(name)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, FallbackClosed
+	}
+	if l = r.links[name]; l != nil {
+		return l, ""
+	}
+	if r.forgets != gen {
+		p, ok = r.peers.Peer(name) // PeerSource does no I/O
+	}
+	if !ok || p == nil {
+		return nil, FallbackNoPeer
+	}
+	l = &link{breaker: NewBreaker(r.breaker)}
+	if r.forwardTimeout == 0 {
+		l.rtt = newRTT(r.forwardMin, r.forwardMax)
+	}
+	cfg := r.batch
+	cfg.Report = func(err error) { r.report(name, l, err) }
+	cfg.Unclaimed = func(it Item, res Result) { r.unclaimed(it, res, cfg.Timeout) }
+	l.batcher = NewBatcher(p, cfg)
+	r.links[name] = l
+	return l, ""
+}
+
+// unclaimed takes the answer res to item it, which came after its check
+// gave up (the call's deadline was timeout) and counted something at the
+// owner. A lease is counted there all the same: keep it (the check was sent
+// no earlier than timeout ago). Hits were decided here meanwhile; if this
+// node admitted one, it is owed to the owner's count, where it is now
+// counted already, so it is owed no more.
+func (r *Router) unclaimed(it Item, res Result, timeout time.Duration) {
+	now := r.clock()
+	if it.Hits > 0 && res.Allowed && r.owed != nil {
+		r.owed.Give(now, it.Key, now, it.Hits)
+	}
+	if res.Granted > 0 && r.leases != nil {
+		r.takeGrant(now.Add(-timeout), it.Key, it.Limit, res, it.Hits == 0)
+	}
+}
+
+// report feeds the outcome of one batch sent to the peer called name to
+// its breaker. A batch cut short by Close says nothing about the peer.
+func (r *Router) report(name string, l *link, err error) {
+	switch {
+	case err == nil:
+		l.breaker.Success()
+		r.contacts.heard(name, r.clock())
+	case errors.Is(err, ErrClosed):
+	case l.breaker.Failure(r.clock()):
+		r.log.Warn("peer failing, skipping it for a while",
+			slog.String("peer", name),
+			slog.String("cooldown", r.breakerCooldown().String()),
+			slog.Any("error", err))
+	}
+}
+
+// Forget drops what the Router keeps for the peer called name: its Batcher
+// is closed (checks in flight to it are decided locally) and its Breaker
+// forgotten. Call it when the peer leaves the cluster or its address
+// changes; the next check for a key it owns looks it up afresh.
+func (r *Router) Forget(name string) {
+	r.mu.Lock()
+	l := r.links[name]
+	delete(r.links, name)
+	r.forgets++
+	r.mu.Unlock()
+	if l != nil {
+		l.batcher.Close()
+	}
+}
+
+// Breakers returns the state at now of the breaker of every peer the
+// Router has forwarded to since it was made or the peer was forgotten.
+func (r *Router) Breakers(now time.Time) map[string]BreakerState {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make(map[string]BreakerState, len(r.links))
+	for name, l := range r.links {
+		out[name] = l.breaker.State(now)
+	}
+	return out
+}
+
+// breakerCooldown returns the cooldown the Breakers use.
+func (r *Router) breakerCooldown() time.Duration {
+	return r.breaker.withDefaults().Cooldown
+}
