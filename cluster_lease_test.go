@@ -180,3 +180,43 @@ func TestClusterOwnerKilledWhileLeasesOut(t *testing.T) {
 	assert.LessOrEqual(t, total, 150, "admitted in all across the owner's death")
 	assert.GreaterOrEqual(t, total, 150-15, "the leases' hits were not credited back")
 }
+
+// TestClusterBurstOverAllNodesGetsTheWholeLimit: fresh keys hit in a burst,
+// round-robin over all three nodes by 32 clients, each get exactly their
+// limit: leases parked at nodes when the burst reaches the limit are spent
+// by the burst's next requests there, and the last hits of a window are
+// decided at the owner. (A benchmark outside the project once measured 18
+// of 20 and 1467 of 1500 here.)
+func TestClusterBurstOverAllNodesGetsTheWholeLimit(t *testing.T) {
+	c := startCluster(t, 3, clusterOpts{steady: true, perTier: 100})
+	waitSettled(t, c.nodes)
+	for _, tt := range []struct {
+		tier       string
+		keys, hits int
+		limit      int64
+	}{{"free", 100, 40, 20}, {"enterprise", 10, 1700, 1500}} {
+		counts := make([]atomic.Int64, tt.keys)
+		work := make(chan [2]int, tt.keys*tt.hits)
+		for h := range tt.hits {
+			for k := range tt.keys {
+				work <- [2]int{k, h}
+			}
+		}
+		close(work)
+		var wg sync.WaitGroup
+		for range 32 {
+			wg.Go(func() {
+				for w := range work {
+					code, _ := get(t, c.nodes[(w[0]+w[1])%3], tt.tier+"-"+strconv.Itoa(w[0]))
+					if code == http.StatusOK {
+						counts[w[0]].Add(1)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		for k := range counts {
+			assert.Equal(t, tt.limit, counts[k].Load(), "%s-%d admitted", tt.tier, k)
+		}
+	}
+}

@@ -171,12 +171,16 @@ func (r *Router) Unreachable(now time.Time) int {
 }
 
 // Reachable returns how many members of the ring this node counts as
-// reachable at now, itself included: those whose breaker is closed and who
-// answered a call or a ping (or joined the ring) within FenceAfter. A node
-// cut off from the others sees this fall within FenceAfter of the cut,
-// whether or not it forwards anything, long before failure detection drops
-// its peers. A Peer that is not a Pinger counts while its breaker is
-// closed, as it cannot be asked.
+// reachable at now, itself included: those that answered a call or a ping
+// (or joined the ring) within FenceAfter. A node cut off from the others
+// sees this fall within FenceAfter of the cut, whether or not it forwards
+// anything, long before failure detection drops its peers. A member that
+// is only slow still answers its pings (they wait up to PingEvery, where a
+// forward waits a few milliseconds), so it counts, though its breaker may
+// be open: slowness makes this node decide that member's keys on its own,
+// within its share, but does not cut every limit to this side's share. A
+// Peer that is not a Pinger counts while its breaker is closed, as it
+// cannot be asked.
 func (r *Router) Reachable(now time.Time) int {
 	members := r.ring.Members()
 	r.contacts.track(members, r.self, now)
@@ -187,10 +191,13 @@ func (r *Router) Reachable(now time.Time) int {
 		if m == r.self {
 			continue
 		}
-		if l := r.links[m]; l != nil && l.breaker.State(now) != BreakerClosed {
+		if r.pingable(m) {
+			if r.contacts.fresh(m, now, FenceAfter) {
+				n++
+			}
 			continue
 		}
-		if r.contacts.fresh(m, now, FenceAfter) || !r.pingable(m) {
+		if l := r.links[m]; l == nil || l.breaker.State(now) == BreakerClosed {
 			n++
 		}
 	}

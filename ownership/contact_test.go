@@ -85,3 +85,23 @@ func TestRouterWithoutPingersCountsPeersByBreakers(t *testing.T) {
 	r.pings.Wait()
 	assert.Equal(t, 2, r.Reachable(now))
 }
+
+// TestRouterCountsASlowMemberAsReachable: a member whose forwards time out
+// (its breaker open) but that answers its pings is slow, not cut off: it
+// still counts, so slowness does not cut every limit to this side's share.
+func TestRouterCountsASlowMemberAsReachable(t *testing.T) {
+	b, c := &pingPeer{}, &pingPeer{}
+	now := routerT0
+	r := newTestRouter(t, []string{"a", "b", "c"}, peerMap{"b": b, "c": c}, func(cfg *RouterConfig) {
+		cfg.Clock = func() time.Time { return now }
+	})
+	l, _ := r.link("b")
+	for range 3 {
+		l.breaker.Failure(now)
+	}
+	assert.NotEqual(t, BreakerClosed, l.breaker.State(now), "b's forwards failed")
+	now = now.Add(FenceAfter)
+	r.ping(t.Context(), now)
+	r.pings.Wait()
+	assert.Equal(t, 3, r.Reachable(now), "b answers its pings")
+}
