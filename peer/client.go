@@ -17,7 +17,7 @@ import (
 
 	"github.com/tierlimit/tierlimit/bucket"
 	"github.com/tierlimit/tierlimit/ownership"
-	peerpb "github.com/tierlimit/tierlimit/proto"
+	"github.com/tierlimit/tierlimit/peerpb"
 )
 
 // Client is a Peer reached over gRPC. It holds one connection for its whole

@@ -16,7 +16,7 @@ import (
 
 	"github.com/tierlimit/tierlimit/bucket"
 	"github.com/tierlimit/tierlimit/ownership"
-	peerpb "github.com/tierlimit/tierlimit/proto"
+	"github.com/tierlimit/tierlimit/peerpb"
 )
 
 // closedAddr returns a loopback address that nothing listens on.

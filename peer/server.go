@@ -14,7 +14,7 @@ import (
 	"github.com/tierlimit/tierlimit/bucket"
 	"github.com/tierlimit/tierlimit/config"
 	"github.com/tierlimit/tierlimit/ownership"
-	peerpb "github.com/tierlimit/tierlimit/proto"
+	"github.com/tierlimit/tierlimit/peerpb"
 )
 
 // decider is what a Server needs of the owner side; *ownership.Owner has

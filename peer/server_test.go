@@ -23,7 +23,7 @@ import (
 	"github.com/tierlimit/tierlimit/bucket"
 	"github.com/tierlimit/tierlimit/config"
 	"github.com/tierlimit/tierlimit/ownership"
-	peerpb "github.com/tierlimit/tierlimit/proto"
+	"github.com/tierlimit/tierlimit/peerpb"
 )
 
 // peerWindow is the counting window of every store in these tests.

@@ -10,7 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	peerpb "github.com/tierlimit/tierlimit/proto"
+	"github.com/tierlimit/tierlimit/peerpb"
 )
 
 // How a Client's stream ends when nobody is left to hear it from the peer;

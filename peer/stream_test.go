@@ -23,7 +23,7 @@ import (
 
 	"github.com/tierlimit/tierlimit/bucket"
 	"github.com/tierlimit/tierlimit/ownership"
-	peerpb "github.com/tierlimit/tierlimit/proto"
+	"github.com/tierlimit/tierlimit/peerpb"
 )
 
 // heldStore is a scriptedStore that holds Take for the key "held" until

@@ -5,7 +5,7 @@ import (
 
 	"github.com/tierlimit/tierlimit/bucket"
 	"github.com/tierlimit/tierlimit/ownership"
-	peerpb "github.com/tierlimit/tierlimit/proto"
+	"github.com/tierlimit/tierlimit/peerpb"
 )
 
 // The wire carries times as Unix nanoseconds, with 0 for the zero time, and

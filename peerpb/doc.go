@@ -5,11 +5,9 @@
 // call (method Check).
 //
 // The Go code is generated from peer.proto by generate.sh and committed;
-// package ownership implements the server and the client. The package is
-// named peerpb, not proto, so that it never clashes with
-// google.golang.org/protobuf/proto; import it as
-//
-//	peerpb "github.com/tierlimit/tierlimit/proto"
+// package peer implements the server and the client. The package, and its
+// directory, are named peerpb, not proto, so that it never clashes with
+// google.golang.org/protobuf/proto.
 package peerpb
 
 //go:generate ./generate.sh

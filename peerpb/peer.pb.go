@@ -700,7 +700,7 @@ const file_peer_proto_rawDesc = "" +
 	"\x05Check\x12\x1f.tierlimit.peer.v1.CheckRequest\x1a .tierlimit.peer.v1.CheckResponse\x12T\n" +
 	"\vCheckStream\x12\x1f.tierlimit.peer.v1.CheckRequest\x1a .tierlimit.peer.v1.CheckResponse(\x010\x01\x12D\n" +
 	"\aHandoff\x12\x19.tierlimit.peer.v1.Counts\x1a\x1e.tierlimit.peer.v1.CountsReply\x12C\n" +
-	"\x06Backup\x12\x19.tierlimit.peer.v1.Counts\x1a\x1e.tierlimit.peer.v1.CountsReplyB-Z+github.com/tierlimit/tierlimit/proto;peerpbb\x06proto3"
+	"\x06Backup\x12\x19.tierlimit.peer.v1.Counts\x1a\x1e.tierlimit.peer.v1.CountsReplyB.Z,github.com/tierlimit/tierlimit/peerpb;peerpbb\x06proto3"
 
 var (
 	file_peer_proto_rawDescOnce sync.Once
