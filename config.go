@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tierlimit/tierlimit/handoff"
 	"github.com/tierlimit/tierlimit/ownership"
 )
 
@@ -190,7 +191,7 @@ const (
 	DefaultRejoinInterval    = 10 * time.Second
 	DefaultMaxClockOffset    = 500 * time.Millisecond
 	DefaultQuorumGrace       = 30 * time.Second
-	DefaultBackupInterval    = ownership.DefaultBackupInterval
+	DefaultBackupInterval    = handoff.DefaultBackupInterval
 )
 
 // ConfigError is a Config field New refuses, and why. errors.Is and

@@ -14,6 +14,7 @@ import (
 	"github.com/tierlimit/tierlimit/bucket"
 	"github.com/tierlimit/tierlimit/cluster"
 	"github.com/tierlimit/tierlimit/config"
+	"github.com/tierlimit/tierlimit/handoff"
 	"github.com/tierlimit/tierlimit/health"
 	"github.com/tierlimit/tierlimit/ownership"
 	"github.com/tierlimit/tierlimit/peer"
@@ -81,7 +82,7 @@ type Limiter struct {
 	ringMoved    chan struct{}  // capacity 1: the ring changed, move counts
 	pending      *memberReports // what memberlist reported, for applyMembers
 	applyMu      sync.Mutex     // serialises applyMembers
-	keeper       *ownership.Keeper
+	keeper       *handoff.Keeper
 	alive        atomic.Int64 // members alive, this node included (Quorum)
 	known        atomic.Int64 // members alive or failed less than QuorumGrace ago
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tierlimit/tierlimit/bucket"
 	"github.com/tierlimit/tierlimit/cluster"
+	"github.com/tierlimit/tierlimit/handoff"
 	"github.com/tierlimit/tierlimit/ownership"
 	"github.com/tierlimit/tierlimit/peer"
 )
@@ -46,7 +47,7 @@ func (l *Limiter) startCluster() error {
 	// One boot id for this process, in gossip and in backups alike.
 	boot := cluster.NewBootID()
 	l.imports = ownership.NewImports(cfg.NodeName)
-	l.keeper = ownership.NewKeeper(ownership.KeeperConfig{
+	l.keeper = handoff.New(handoff.Config{
 		Self:           cfg.NodeName,
 		Boot:           boot,
 		Ring:           l.ring,
@@ -161,7 +162,7 @@ const tidyAfter = 2 * time.Second
 
 // followRing moves counts as the ring changes, until ctx ends: the keys
 // this node no longer owns go to their owners, and the copies of a member
-// that failed go to the owners of its keys (see ownership.Keeper). It runs
+// that failed go to the owners of its keys (see handoff.Keeper). It runs
 // off memberlist's goroutine, since the moves go over the network.
 func (l *Limiter) followRing(ctx context.Context) {
 	prev := l.ring.Members()

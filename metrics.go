@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tierlimit/tierlimit/api"
+	"github.com/tierlimit/tierlimit/handoff"
 	"github.com/tierlimit/tierlimit/ownership"
 )
 
@@ -375,7 +376,7 @@ func (m *metrics) observer() ownership.Observer {
 }
 
 // keeperObserver returns the Keeper's KeeperObserver: m, or nil for none.
-func (m *metrics) keeperObserver() ownership.KeeperObserver {
+func (m *metrics) keeperObserver() handoff.Observer {
 	if m == nil {
 		return nil
 	}

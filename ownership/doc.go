@@ -63,16 +63,25 @@
 // from the other n−1 nodes, each of them admits at most ceil(limit/n) of a
 // key on top of what the owner itself counts, and no more than its part of
 // what the owner last said the key had left, if it asked it lately. A
-// forward that timed out may still have been counted at the owner, so that
-// hit counts twice. When the ring changes, the Keeper moves the locally
-// decided counts, and every count, to the keys' owners.
+// forward that reaches the owner after its deadline (and the clock offset)
+// is not counted there; one within it may count twice. When the ring
+// changes, package handoff's Keeper moves the locally decided counts, and
+// every count, to the keys' owners.
+//
+// # The pure core
+//
+// What a node knows about the keys it does not own (its leases, the owners'
+// last answers, and the budget of a local decision) is the book: every
+// rule of the remote path takes the time it decides at and returns what it
+// decided; the Router around it does the I/O, the logging and the metrics.
 //
 // # Moving counts
 //
-// A Keeper keeps each count with its key's owner as members change: a
-// hand-off when they join or leave, and copies every BackupInterval on the
-// member that would own a key if its owner failed, where the key's new
-// owner starts from when it does fail (see Keeper).
+// Package handoff keeps each count with its key's owner as members change:
+// a hand-off when they join or leave, and copies every BackupInterval on
+// the member that would own a key if its owner failed, where the key's new
+// owner starts from when it does fail. Imports holds a key a node has just
+// taken over to its share until the hand-off lands.
 //
 // # Use
 //

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tierlimit/tierlimit/bucket"
 	"github.com/tierlimit/tierlimit/config"
+	"github.com/tierlimit/tierlimit/internal/warn"
 )
 
 // RouterConfig configures a Router. Ring, Local, Fallback and Peers are
@@ -106,7 +107,7 @@ type Router struct {
 	obs            Observer
 	answers        *answers
 	book           *book // the pure core: leases, answers, local budgets
-	noPeerWarn     warnGate
+	noPeerWarn     warn.Gate
 	leases         *leases // nil: leases are off
 	leaseTTL       time.Duration
 
@@ -149,7 +150,7 @@ type link struct {
 	batcher *Batcher
 	breaker *Breaker
 	rtt     *rtt // nil with a fixed deadline
-	warn    warnGate
+	warn    warn.Gate
 }
 
 // NewRouter returns a Router. It panics if Ring, Local, Fallback or Peers
@@ -311,12 +312,12 @@ func (r *Router) CheckPath(ctx context.Context, now time.Time, key string, limit
 }
 
 // decideLocally counts key in the fallback store against this node's share
-// of limit and reports why. It logs at Warn, at most once per warnEvery
+// of limit and reports why. It logs at Warn, at most once per warn.Every
 // through gate (nil: the Router's gate for checks without a peer), unless
 // the reason is not the peer's fault; everything else goes to Debug. ls, if
 // not nil, is the lease this node holds on key, spent: what it knows of the
 // key bounds the decision further.
-func (r *Router) decideLocally(now time.Time, key string, limit int, owner, reason string, err error, gate *warnGate, ls *lease) bucket.Decision {
+func (r *Router) decideLocally(now time.Time, key string, limit int, owner, reason string, err error, gate *warn.Gate, ls *lease) bucket.Decision {
 	members := max(1, r.ring.Len())
 	share := localShare(limit, members)
 	budget, until := r.book.budget(now, key, limit, members, ls)
@@ -342,16 +343,16 @@ func (r *Router) decideLocally(now time.Time, key string, limit int, owner, reas
 	}
 	r.obs.Fallback(reason)
 
-	warn := reason != FallbackCanceled && reason != FallbackClosed
+	loud := reason != FallbackCanceled && reason != FallbackClosed
 	var suppressed int64
-	if warn {
+	if loud {
 		if gate == nil {
 			gate = &r.noPeerWarn
 		}
-		warn, suppressed = gate.allow(now)
+		loud, suppressed = gate.Allow(now)
 	}
 	level := slog.LevelDebug
-	if warn {
+	if loud {
 		level = slog.LevelWarn
 	}
 	ctx := context.Background()

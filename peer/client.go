@@ -219,7 +219,7 @@ func (c *Client) Close() error {
 }
 
 // Handoff gives the peer counts of keys it owns now, which it adds to its
-// own; see ownership.Mover. ctx bounds the call.
+// own; see handoff.Mover. ctx bounds the call.
 func (c *Client) Handoff(ctx context.Context, from string, window time.Duration, counts []bucket.Count) error {
 	if _, err := c.rpc.Handoff(ctx, newCounts(from, window, counts)); err != nil {
 		return fmt.Errorf("hand %d counts to %s: %w", len(counts), c.addr, err)
@@ -228,7 +228,7 @@ func (c *Client) Handoff(ctx context.Context, from string, window time.Duration,
 }
 
 // Backup gives the peer copies of the counts of from, whose process has
-// boot id boot; see ownership.Mover.
+// boot id boot; see handoff.Mover.
 func (c *Client) Backup(ctx context.Context, from, boot string, window time.Duration, counts []bucket.Count) error {
 	req := newCounts(from, window, counts)
 	req.Boot = boot

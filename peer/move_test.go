@@ -17,10 +17,11 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/tierlimit/tierlimit/bucket"
+	"github.com/tierlimit/tierlimit/handoff"
 	"github.com/tierlimit/tierlimit/ownership"
 )
 
-var _ ownership.Mover = (*Client)(nil)
+var _ handoff.Mover = (*Client)(nil)
 
 // receiver is a fake Receiver that keeps every call.
 type receiver struct {
@@ -37,7 +38,7 @@ func (r *receiver) Handed(from string, cs []bucket.Count) {
 
 func (r *receiver) Copies(from, boot string, cs []bucket.Count) error {
 	if from == "stranger" {
-		return ownership.ErrNotMember
+		return handoff.ErrNotMember
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()

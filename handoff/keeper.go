@@ -1,4 +1,4 @@
-package ownership
+package handoff
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/tierlimit/tierlimit/bucket"
+	"github.com/tierlimit/tierlimit/internal/warn"
+	"github.com/tierlimit/tierlimit/ownership"
 )
 
 // Mover is a peer that can take counts as well as checks; package peer's
@@ -23,9 +25,9 @@ type Mover interface {
 	Backup(ctx context.Context, from, boot string, window time.Duration, counts []bucket.Count) error
 }
 
-// KeeperObserver receives the Keeper's events for metrics. Its methods are
+// Observer receives the Keeper's events for metrics. Its methods are
 // called from the Keeper's goroutines and must not block.
-type KeeperObserver interface {
+type Observer interface {
 	// Moved reports n counts sent to a peer: kind is "handoff" or "backup",
 	// err what the call returned.
 	Moved(kind string, n int, err error)
@@ -34,18 +36,18 @@ type KeeperObserver interface {
 	Restored(n int)
 }
 
-// Default values for KeeperConfig fields left at zero.
+// Default values for Config fields left at zero.
 const (
 	DefaultBackupInterval = 100 * time.Millisecond
 	defaultMoveTimeout    = 2 * time.Second
 )
 
-// KeeperConfig configures a Keeper. Ring, Store and Peers are required.
-type KeeperConfig struct {
+// Config configures a Keeper. Ring, Store and Peers are required.
+type Config struct {
 	// Self is this node's member name.
 	Self string
 	// Ring is the cluster's ring, the one the Router routes by.
-	Ring *Ring
+	Ring *ownership.Ring
 	// Store holds the counts of the keys this node owns; made with
 	// TrackChanges, so that the Keeper can back them up.
 	Store *bucket.Store
@@ -57,7 +59,7 @@ type KeeperConfig struct {
 	// ring moved. What cannot be sent waits for the next round.
 	Owed *bucket.Store
 	// Peers looks up the peers; their Peer must also be a Mover.
-	Peers PeerSource
+	Peers ownership.PeerSource
 	// BackupInterval is how often the counts that changed are sent to the
 	// node that would own them if this one failed. Default 100ms.
 	BackupInterval time.Duration
@@ -75,11 +77,11 @@ type KeeperConfig struct {
 	// hand-off, and when: contact with it (Router.Heard).
 	Heard func(member string, at time.Time)
 	// Imports, if not nil, is told of every hand-off that lands.
-	Imports *Imports
+	Imports *ownership.Imports
 	// Logger receives failures at Warn. Nil discards.
 	Logger *slog.Logger
 	// Observer receives events for metrics. Nil means none.
-	Observer KeeperObserver
+	Observer Observer
 }
 
 // Keeper keeps each key's count with its owner as the members change, and a
@@ -124,26 +126,26 @@ type KeeperConfig struct {
 // methods are called by the member machinery and by the peer server.
 type Keeper struct {
 	self     string
-	ring     *Ring
+	ring     *ownership.Ring
 	store    *bucket.Store
-	owed     *bucket.Store // KeeperConfig.Owed; may be nil
-	peers    PeerSource
+	owed     *bucket.Store // Config.Owed; may be nil
+	peers    ownership.PeerSource
 	interval time.Duration
 	maxKeys  int
 	clock    func() time.Time
 	log      *slog.Logger
-	obs      KeeperObserver
+	obs      Observer
 	heard    func(member string, at time.Time)
-	imports  *Imports
+	imports  *ownership.Imports
 
 	// heirs is who owns each key if this node fails: the ring without
 	// it.
-	heirs *Ring
+	heirs *ownership.Ring
 
 	// moveMu serialises Members and Leave.
 	moveMu sync.Mutex
 
-	// boot is KeeperConfig.Boot, sent with every backup.
+	// boot is Config.Boot, sent with every backup.
 	boot string
 	// restore wakes Run to send the copies in orphans to their owners.
 	restore chan struct{}
@@ -162,22 +164,22 @@ type Keeper struct {
 	// flushes waits for the goroutines sending the queues.
 	flushes sync.WaitGroup
 
-	// warns gate the Warn logs about each peer, warnEvery apart as the
+	// warns gate the Warn logs about each peer, warn.Every apart as the
 	// Router's are: a peer that crashed is sent backups every
 	// BackupInterval until failure detection drops it, seconds later.
 	warnMu sync.Mutex
-	warns  map[string]*warnGate
+	warns  map[string]*warn.Gate
 }
 
-// NewKeeper returns a Keeper. It panics if Ring, Store or Peers is nil.
-func NewKeeper(cfg KeeperConfig) *Keeper {
+// New returns a Keeper. It panics if Ring, Store or Peers is nil.
+func New(cfg Config) *Keeper {
 	switch {
 	case cfg.Ring == nil:
-		panic("ownership: KeeperConfig.Ring is nil")
+		panic("ownership: Config.Ring is nil")
 	case cfg.Store == nil:
-		panic("ownership: KeeperConfig.Store is nil")
+		panic("ownership: Config.Store is nil")
 	case cfg.Peers == nil:
-		panic("ownership: KeeperConfig.Peers is nil")
+		panic("ownership: Config.Peers is nil")
 	}
 	if cfg.BackupInterval <= 0 {
 		cfg.BackupInterval = DefaultBackupInterval
@@ -192,19 +194,19 @@ func NewKeeper(cfg KeeperConfig) *Keeper {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Observer == nil {
-		cfg.Observer = nopKeeperObserver{}
+		cfg.Observer = nopObserver{}
 	}
 	return &Keeper{
 		self: cfg.Self, ring: cfg.Ring, store: cfg.Store, owed: cfg.Owed, peers: cfg.Peers,
 		interval: cfg.BackupInterval, maxKeys: cfg.MaxBackupKeys, clock: cfg.Clock,
 		log: cfg.Logger, obs: cfg.Observer, heard: cfg.Heard, imports: cfg.Imports,
-		heirs:   NewRing(),
+		heirs:   ownership.NewRing(),
 		boot:    cfg.Boot,
 		restore: make(chan struct{}, 1),
 		backups: make(map[string]*copies),
 		leaving: make(map[string]*leaver),
 		queues:  make(map[string]*heirQueue),
-		warns:   make(map[string]*warnGate),
+		warns:   make(map[string]*warn.Gate),
 	}
 }
 
@@ -316,7 +318,7 @@ func (k *Keeper) Leave(ctx context.Context) error {
 // handOff sends the keys of the store that ring gives to another member to
 // that member. Counts that cannot be sent stay here, to go with the next
 // hand-off.
-func (k *Keeper) handOff(ctx context.Context, now time.Time, ring *Ring) error {
+func (k *Keeper) handOff(ctx context.Context, now time.Time, ring *ownership.Ring) error {
 	moving := k.store.Drain(func(key string) bool {
 		owner, ok := ring.Owner(key)
 		return !ok || owner == k.self
@@ -338,7 +340,7 @@ func (k *Keeper) handOff(ctx context.Context, now time.Time, ring *Ring) error {
 // place adds counts to the store for the keys ring gives this node, and
 // sends the others to their owners; what cannot be sent is added to keep,
 // to go with a later move.
-func (k *Keeper) place(ctx context.Context, now time.Time, counts []bucket.Count, ring *Ring, keep *bucket.Store) {
+func (k *Keeper) place(ctx context.Context, now time.Time, counts []bucket.Count, ring *ownership.Ring, keep *bucket.Store) {
 	var away []bucket.Count
 	for _, c := range counts {
 		if owner, ok := ring.Owner(c.Key); !ok || owner == k.self {
@@ -353,9 +355,9 @@ func (k *Keeper) place(ctx context.Context, now time.Time, counts []bucket.Count
 }
 
 // send sends each count to its key's owner in ring, in batches of at most
-// MaxCheckItems, as a hand-off or a backup, and returns the counts it could
+// ownership.MaxCheckItems, as a hand-off or a backup, and returns the counts it could
 // not send.
-func (k *Keeper) send(ctx context.Context, ring *Ring, counts []bucket.Count, kind string) []bucket.Count {
+func (k *Keeper) send(ctx context.Context, ring *ownership.Ring, counts []bucket.Count, kind string) []bucket.Count {
 	byOwner := make(map[string][]bucket.Count)
 	for _, c := range counts {
 		if owner, ok := ring.Owner(c.Key); ok && owner != k.self {
@@ -389,8 +391,8 @@ func (k *Keeper) sendTo(ctx context.Context, owner string, window time.Duration,
 		k.obs.Moved(kind, len(counts), ErrNoMover)
 		return counts
 	}
-	for start := 0; start < len(counts); start += MaxCheckItems {
-		batch := counts[start:min(start+MaxCheckItems, len(counts))]
+	for start := 0; start < len(counts); start += ownership.MaxCheckItems {
+		batch := counts[start:min(start+ownership.MaxCheckItems, len(counts))]
 		cctx, cancel := context.WithTimeout(ctx, defaultMoveTimeout)
 		var err error
 		if kind == "handoff" {
@@ -405,7 +407,7 @@ func (k *Keeper) sendTo(ctx context.Context, owner string, window time.Duration,
 		}
 		if err != nil {
 			level := slog.LevelDebug
-			warn, suppressed := k.warnGate(owner).allow(k.clock())
+			warn, suppressed := k.warnGate(owner).Allow(k.clock())
 			if warn {
 				level = slog.LevelWarn
 			}
@@ -418,12 +420,12 @@ func (k *Keeper) sendTo(ctx context.Context, owner string, window time.Duration,
 }
 
 // warnGate returns the gate of the Warn logs about peer.
-func (k *Keeper) warnGate(peer string) *warnGate {
+func (k *Keeper) warnGate(peer string) *warn.Gate {
 	k.warnMu.Lock()
 	defer k.warnMu.Unlock()
 	g := k.warns[peer]
 	if g == nil {
-		g = &warnGate{}
+		g = &warn.Gate{}
 		k.warns[peer] = g
 	}
 	return g
@@ -468,8 +470,8 @@ func (k *Keeper) settle(ctx context.Context) {
 	}
 }
 
-// nopKeeperObserver is the KeeperObserver used when none is given.
-type nopKeeperObserver struct{}
+// nopObserver is the Observer used when none is given.
+type nopObserver struct{}
 
-func (nopKeeperObserver) Moved(string, int, error) {}
-func (nopKeeperObserver) Restored(int)             {}
+func (nopObserver) Moved(string, int, error) {}
+func (nopObserver) Restored(int)             {}

@@ -1,4 +1,4 @@
-package ownership
+package handoff
 
 import (
 	"context"
@@ -14,7 +14,36 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tierlimit/tierlimit/bucket"
+	"github.com/tierlimit/tierlimit/internal/warn"
+	"github.com/tierlimit/tierlimit/ownership"
 )
+
+// routerWindow is the counting window of every store in these tests.
+const routerWindow = time.Minute
+
+// routerT0 is the time of the first count in these tests.
+var routerT0 = time.Unix(1_700_000_000, 0)
+
+// peerMap is a fake PeerSource.
+type peerMap map[string]ownership.Peer
+
+func (m peerMap) Peer(name string) (ownership.Peer, bool) {
+	p, ok := m[name]
+	return p, ok
+}
+
+// keyOwnedBy returns a key that ring gives to member.
+func keyOwnedBy(t *testing.T, ring *ownership.Ring, member string) string {
+	t.Helper()
+	for i := range 100_000 {
+		k := "user-" + strconv.Itoa(i)
+		if o, _ := ring.Owner(k); o == member {
+			return k
+		}
+	}
+	require.FailNow(t, "no key found", "no key owned by %s in %v", member, ring.Members())
+	return ""
+}
 
 // moverPeer is a fake peer that keeps what it is moved, and can fail.
 type moverPeer struct {
@@ -30,7 +59,7 @@ func newMoverPeer() *moverPeer {
 	return &moverPeer{handed: map[string]bucket.Count{}, copies: map[string]bucket.Count{}}
 }
 
-func (p *moverPeer) Check(context.Context, []Item) ([]Result, error) {
+func (p *moverPeer) Check(context.Context, []ownership.Item) ([]ownership.Result, error) {
 	return nil, errors.New("not used")
 }
 
@@ -69,17 +98,17 @@ func (p *moverPeer) got(key string) (handed, copied bucket.Count) {
 // Keeper and a fake peer "b".
 type keeperFixture struct {
 	k           *Keeper
-	ring        *Ring
+	ring        *ownership.Ring
 	store, owed *bucket.Store
 	b           *moverPeer
 }
 
 func newKeeperFixture(t *testing.T, members ...string) keeperFixture {
 	t.Helper()
-	f := keeperFixture{ring: NewRing(), store: bucket.New(bucket.Config{Window: routerWindow, TrackChanges: true}),
+	f := keeperFixture{ring: ownership.NewRing(), store: bucket.New(bucket.Config{Window: routerWindow, TrackChanges: true}),
 		owed: bucket.New(bucket.Config{Window: routerWindow}), b: newMoverPeer()}
 	f.ring.Set(members)
-	f.k = NewKeeper(KeeperConfig{Self: "a", Boot: "boot-a", Ring: f.ring, Store: f.store, Owed: f.owed, Peers: peerMap{"b": f.b},
+	f.k = New(Config{Self: "a", Boot: "boot-a", Ring: f.ring, Store: f.store, Owed: f.owed, Peers: peerMap{"b": f.b},
 		Clock: func() time.Time { return routerT0 }})
 	f.k.Members(t.Context(), nil, nil)
 	return f
@@ -162,7 +191,7 @@ func TestKeeperWarnsOfAFailingPeerOnceASecond(t *testing.T) {
 	}
 	assert.Equal(t, 9, logs.count("DEBUG could not move counts to peer"))
 
-	now = routerT0.Add(warnEvery)
+	now = routerT0.Add(warn.Every)
 	f.store.Take(routerT0, mine, 1, 20)
 	f.backUp(t)
 	assert.Equal(t, 2, logs.count("WARN could not move counts to peer"), "a second later, the next")
@@ -297,9 +326,9 @@ func (p *stuckMover) Backup(context.Context, string, string, time.Duration, []bu
 
 // keyWithHeir returns a key that ring gives to owner and heirs, the ring
 // without owner, gives to heir.
-func keyWithHeir(t *testing.T, ring *Ring, owner, heir string) string {
+func keyWithHeir(t *testing.T, ring *ownership.Ring, owner, heir string) string {
 	t.Helper()
-	without := NewRing()
+	without := ownership.NewRing()
 	without.Set(slices.DeleteFunc(ring.Members(), func(m string) bool { return m == owner }))
 	for i := range 100_000 {
 		k := "user-" + strconv.Itoa(i)
@@ -315,12 +344,12 @@ func keyWithHeir(t *testing.T, ring *Ring, owner, heir string) string {
 // backups, so one that does not answer delays no other: a healthy heir
 // gets every round's copies while the stuck one's first call still hangs.
 func TestKeeperAStuckHeirHoldsBackNoOther(t *testing.T) {
-	ring := NewRing()
+	ring := ownership.NewRing()
 	ring.Set([]string{"a", "b", "c"})
 	store := bucket.New(bucket.Config{Window: routerWindow, TrackChanges: true})
 	b := &stuckMover{moverPeer: newMoverPeer(), release: make(chan struct{})}
 	c := newMoverPeer()
-	k := NewKeeper(KeeperConfig{Self: "a", Ring: ring, Store: store, Peers: peerMap{"b": b, "c": c},
+	k := New(Config{Self: "a", Ring: ring, Store: store, Peers: peerMap{"b": b, "c": c},
 		BackupInterval: 5 * time.Millisecond})
 	k.Members(t.Context(), nil, nil)
 	toB, toC := keyWithHeir(t, ring, "a", "b"), keyWithHeir(t, ring, "a", "c")
@@ -347,7 +376,7 @@ func TestKeeperDropsCopiesOfKeysThatMoved(t *testing.T) {
 	f := newKeeperFixture(t, "a", "b")
 	c := newMoverPeer()
 	f.k.peers = peerMap{"b": f.b, "c": c}
-	bigger := NewRing()
+	bigger := ownership.NewRing()
 	bigger.Set([]string{"a", "b", "c"})
 	moving, staying := "", ""
 	for i := 0; moving == "" || staying == ""; i++ {
@@ -411,7 +440,7 @@ func TestKeeperKeepsALeaversCopiesUntilItsHandOffLands(t *testing.T) {
 	f.k.peers = peerMap{"b": f.b, "c": c}
 	now := routerT0
 	f.k.clock = func() time.Time { return now }
-	without := NewRing()
+	without := ownership.NewRing()
 	without.Set([]string{"a", "c"})
 	var handed, lost, elsewhere string
 	for i := 0; handed == "" || lost == "" || elsewhere == ""; i++ {
