@@ -75,11 +75,18 @@ type storeReader interface {
 }
 
 // memberReader reads this member's view of the cluster
-// (tierlimit_cluster_members, tierlimit_backup_keys,
+// (tierlimit_cluster_members, tierlimit_cluster_reachable_members,
+// tierlimit_limit_share, tierlimit_backup_keys,
 // tierlimit_health_states_refused_total).
 type memberReader interface {
 	// aliveMembers returns the alive members, this node included.
 	aliveMembers() int
+	// reachableMembers returns the members heard from lately (a call or a
+	// ping), this node included.
+	reachableMembers() int
+	// limitShare returns the share of each limit this node's side
+	// applies: 1, or less without a majority.
+	limitShare() float64
 	// backupLen returns the copies of other members' counts held here.
 	backupLen() int
 	// refusedStates returns the peers' health states refused as stamped
@@ -258,6 +265,14 @@ func (m *metrics) registerCluster(src memberSource) error {
 			Name: "tierlimit_cluster_members",
 			Help: "Alive cluster members, this node included.",
 		}, func() float64 { return float64(src.aliveMembers()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tierlimit_cluster_reachable_members",
+			Help: "Members that answered a call or a ping within the last second or so, this node included: fewer than a majority of the members known fences this node to its share.",
+		}, func() float64 { return float64(src.reachableMembers()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tierlimit_limit_share",
+			Help: "The share of every limit this node applies: 1 with a majority of the members, else reachable / known (each limit is cut to ceil(limit x share)).",
+		}, func() float64 { return src.limitShare() }),
 		&breakerCollector{peers: src, desc: prometheus.NewDesc("tierlimit_peer_breaker_state",
 			"Circuit breaker of each other member, by state: 1 for the state it is in, 0 for the others: closed (forwarding), open (skipping the peer), half_open (probing).",
 			[]string{"peer", "state"}, nil)},
@@ -555,6 +570,8 @@ func (l *Limiter) evicted() uint64 {
 }
 
 func (l *Limiter) aliveMembers() int     { return len(l.node.Alive()) }
+func (l *Limiter) reachableMembers() int { return l.router.Reachable(time.Now()) }
+func (l *Limiter) limitShare() float64   { return l.router.Share() }
 func (l *Limiter) backupLen() int        { return l.keeper.BackupLen() }
 func (l *Limiter) refusedStates() uint64 { return l.node.RefusedStates() }
 

@@ -158,7 +158,8 @@ type fakeLimiter struct {
 	tiers                    []string
 	owned, fallback, backups int
 	evictions, refused       uint64
-	alive, leases            int
+	alive, reachable, leases int
+	share                    float64
 	members                  []string
 	breakerStates            map[string]ownership.BreakerState
 	forwardDeadlines         map[string]time.Duration
@@ -170,6 +171,8 @@ func (f *fakeLimiter) storeLen() int         { return f.owned }
 func (f *fakeLimiter) fallbackLen() int      { return f.fallback }
 func (f *fakeLimiter) evicted() uint64       { return f.evictions }
 func (f *fakeLimiter) aliveMembers() int     { return f.alive }
+func (f *fakeLimiter) reachableMembers() int { return f.reachable }
+func (f *fakeLimiter) limitShare() float64   { return f.share }
 func (f *fakeLimiter) backupLen() int        { return f.backups }
 func (f *fakeLimiter) refusedStates() uint64 { return f.refused }
 func (f *fakeLimiter) leasesHeld() int       { return f.leases }
@@ -197,7 +200,7 @@ func newFakeMetrics(t *testing.T, cfg Config, f *fakeLimiter) (*metrics, *promet
 func TestMetricsReadTheLimiterThroughInterfaces(t *testing.T) {
 	f := &fakeLimiter{
 		state: State{Status: Degraded, Version: 7}, tiers: []string{"free"},
-		owned: 11, fallback: 3, backups: 5, evictions: 2, refused: 1, alive: 3, leases: 4,
+		owned: 11, fallback: 3, backups: 5, evictions: 2, refused: 1, alive: 3, reachable: 1, share: 1.0 / 3, leases: 4,
 		members:          []string{"node-1", "node-2"},
 		breakerStates:    map[string]ownership.BreakerState{"node-1": ownership.BreakerOpen},
 		forwardDeadlines: map[string]time.Duration{"node-1": 3 * time.Millisecond},
@@ -219,6 +222,8 @@ func TestMetricsReadTheLimiterThroughInterfaces(t *testing.T) {
 		{"tierlimit_health_version", nil, 7},
 		{"tierlimit_health_states_refused_total", nil, 1},
 		{"tierlimit_cluster_members", nil, 3},
+		{"tierlimit_cluster_reachable_members", nil, 1},
+		{"tierlimit_limit_share", nil, 1.0 / 3},
 		{"tierlimit_leases", nil, 4},
 		{"tierlimit_peer_breaker_state", []string{"peer", "node-1", "state", "open"}, 1},
 		{"tierlimit_peer_breaker_state", []string{"peer", "node-2", "state", "closed"}, 1},

@@ -143,6 +143,16 @@ func (r *Router) SetShare(alive, known int) {
 	r.share.Store(uint64(alive)<<32 | uint64(uint32(known)))
 }
 
+// Share returns the share of every limit this side applies, as SetShare
+// last said: 1 with full limits, else alive / known.
+func (r *Router) Share() float64 {
+	s := r.share.Load()
+	if s == 0 {
+		return 1
+	}
+	return float64(s>>32) / float64(uint32(s))
+}
+
 // shareOf returns limit cut to this side's share, as SetShare says.
 func (r *Router) shareOf(limit int) int {
 	s := r.share.Load()
