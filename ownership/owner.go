@@ -1,0 +1,127 @@
+package ownership
+
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/tierlimit/tierlimit/bucket"
+)
+
+// grantSize returns how many hits an owner grants to a member that wants
+// want, when remaining hits are left in the key's window (after the
+// member's own hits, if any) and the ring has members members: at most
+// remaining / (leaseParts × members), and 0 with fewer than two members.
+func grantSize(want, remaining, members int) int {
+	if want <= 0 || members < 2 || remaining <= 0 {
+		return 0
+	}
+	return min(want, remaining/(leaseParts*members))
+}
+
+// Owner decides, at a key's owner, the items other members send: it counts
+// their hits, grants the leases they ask for and takes back what earlier
+// leases left unused. peer.Server answers with it. It is safe for
+// concurrent use.
+type Owner struct {
+	store     *bucket.Store
+	grants    *grants
+	maxOffset atomic.Int64 // how far apart the members' clocks may be; see SetMaxClockOffset
+	imports   atomic.Pointer[Imports]
+	members   func() int
+	ttl       time.Duration // ≤ 0: grant no leases
+	moved     atomic.Int64  // when the ring last changed, Unix nanoseconds; 0: never
+}
+
+// settleTime is how long after a change of members an Owner grants no
+// leases: keys it took on may still be on their way to it (a hand-off, and
+// its second pass 2 s later), and a grant made from a count that has not
+// arrived yet would add to the hits a new owner admits before it does.
+const settleTime = 2 * time.Second
+
+// Moved tells the Owner the ring changed at now: for settleTime it decides
+// every item's hits as they come and grants nothing.
+func (o *Owner) Moved(now time.Time) { o.moved.Store(now.UnixNano()) }
+
+// Settling reports whether, at now, the ring changed too recently for the
+// Owner to grant leases.
+func (o *Owner) Settling(now time.Time) bool {
+	m := o.moved.Load()
+	return m != 0 && now.UnixNano()-m < int64(settleTime)
+}
+
+// NewOwner returns an Owner counting into store. members returns how many
+// members the ring has now (grants are sized by it). ttl is how long a
+// lease lasts: 0 means DefaultLeaseTTL, negative grants none. It panics if
+// store or members is nil.
+func NewOwner(store *bucket.Store, members func() int, ttl time.Duration) *Owner {
+	if store == nil || members == nil {
+		panic("ownership: NewOwner needs a store and members")
+	}
+	if ttl == 0 {
+		ttl = DefaultLeaseTTL
+	}
+	o := &Owner{store: store, grants: newGrants(store.Window()), members: members, ttl: ttl}
+	o.maxOffset.Store(int64(DefaultMaxClockOffset))
+	return o
+}
+
+// DefaultMaxClockOffset is how far apart an Owner takes the members' clocks
+// to be until told otherwise (SetMaxClockOffset).
+const DefaultMaxClockOffset = 500 * time.Millisecond
+
+// SetImports makes the Owner hold the keys im says are being imported to
+// their share (see Imports). Nil holds none.
+func (o *Owner) SetImports(im *Imports) { o.imports.Store(im) }
+
+// SetMaxClockOffset tells the Owner how far apart the members' clocks may
+// be: an item that comes later than its Deadline plus d is not counted.
+func (o *Owner) SetMaxClockOffset(d time.Duration) { o.maxOffset.Store(int64(max(d, 0))) }
+
+// Window returns the counting window of the Owner's store.
+func (o *Owner) Window() time.Duration { return o.store.Window() }
+
+// Decide answers it at now. Given-back hits are taken off first (no more
+// than the lease they name has out, once per give-back), then the hits counted, then
+// a lease granted if one was asked for, the hits (if any) were admitted,
+// and the key has room for one: the granted hits are counted at once, in
+// the key's current window, and the lease ends with that window at the
+// latest.
+//
+// An item that comes later than its Deadline plus the clock offset is not
+// counted: its sender gave up waiting and decided the check itself, so
+// counting it here would count a hit twice, or one the client was refused
+// (as when this owner was paused and wakes to a queue of checks its peers
+// have long answered). Its give-back is still taken.
+func (o *Owner) Decide(now time.Time, it Item) Result {
+	took := 0
+	if it.GiveBack > 0 {
+		if n := o.grants.take(it.Key, it.LeaseID, it.GiveBackStart, it.GiveBack, it.GiveBackNonce); n > 0 {
+			took, _ = o.store.Give(now, it.Key, it.GiveBackStart, n)
+		}
+	}
+	if !it.Deadline.IsZero() && now.After(it.Deadline.Add(time.Duration(o.maxOffset.Load()))) {
+		return Result{TookBack: took, Expired: true}
+	}
+	limit := o.imports.Load().Limit(now, it.Key, it.Limit)
+	r := Result{Decision: o.store.Take(now, it.Key, it.Hits, limit), TookBack: took}
+	if it.Want <= 0 || o.ttl <= 0 || (it.Hits > 0 && !r.Allowed) {
+		return r
+	}
+	if o.Settling(now) {
+		return r
+	}
+	g := grantSize(it.Want, r.Remaining, o.members())
+	lasts := min(o.ttl, r.ResetAt.Sub(now))
+	if g == 0 || lasts < minLease {
+		return r
+	}
+	if gd := o.store.Take(now, it.Key, g, limit); gd.Allowed && gd.ResetAt.Equal(r.ResetAt) {
+		r.Remaining, r.Granted, r.LeaseFor, r.WindowLeft = gd.Remaining, g, lasts, r.ResetAt.Sub(now)
+		r.LeaseID = o.grants.add(now, it.Key, it.LeaseID, r.ResetAt.Add(-o.store.Window()), g)
+	}
+	return r
+}
+
+// Leases returns how many leases this owner granted that were not given
+// back yet and whose window has not ended long ago.
+func (o *Owner) Leases() int { return o.grants.len() }
