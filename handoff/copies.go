@@ -15,7 +15,7 @@ import (
 
 // ErrNotMember is the error of Copies from a name that is not a member of
 // this node's ring.
-var ErrNotMember = errors.New("ownership: not a member")
+var ErrNotMember = errors.New("handoff: not a member")
 
 // leaveGrace is how long the copies of a member that left are kept for its
 // hand-off to bring the counts: the leaver sends them when it has left the

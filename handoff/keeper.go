@@ -175,11 +175,11 @@ type Keeper struct {
 func New(cfg Config) *Keeper {
 	switch {
 	case cfg.Ring == nil:
-		panic("ownership: Config.Ring is nil")
+		panic("handoff: Config.Ring is nil")
 	case cfg.Store == nil:
-		panic("ownership: Config.Store is nil")
+		panic("handoff: Config.Store is nil")
 	case cfg.Peers == nil:
-		panic("ownership: Config.Peers is nil")
+		panic("handoff: Config.Peers is nil")
 	}
 	if cfg.BackupInterval <= 0 {
 		cfg.BackupInterval = DefaultBackupInterval
@@ -433,7 +433,7 @@ func (k *Keeper) warnGate(peer string) *warn.Gate {
 
 // ErrNoMover is the error of a move to a member the Keeper has no Mover
 // for (not known yet, or too old to take counts).
-var ErrNoMover = errors.New("ownership: no peer to move counts to")
+var ErrNoMover = errors.New("handoff: no peer to move counts to")
 
 // Run sends the backups every BackupInterval, and the copies of
 // restarted members' old processes and of leavers whose hand-off did not
