@@ -49,10 +49,12 @@ type answer struct {
 	remaining int // hits left after the decision
 }
 
-// until returns when r lapses: when the refusal ends, or, for a key the
-// owner admitted, when its window does.
+// until returns when r lapses: when the key's window ends, or, for a
+// refusal that lifts later, when it lifts. A refusal that lifted is kept
+// until then too: the key had nothing left, and what it frees before its
+// window ends is the owner's to decide, not a local decision's.
 func (r answer) until() time.Time {
-	if !r.retryAt.IsZero() {
+	if r.retryAt.After(r.resetAt) {
 		return r.retryAt
 	}
 	return r.resetAt
@@ -91,7 +93,7 @@ func (c *answers) get(key string, limit int, now time.Time) (bucket.Decision, bo
 		ok = false
 	}
 	sh.mu.Unlock()
-	if !ok || r.retryAt.IsZero() || limit > r.limit { // a refusal held until retryAt, its until()
+	if !ok || r.retryAt.IsZero() || !now.Before(r.retryAt) || limit > r.limit { // a refusal holds until retryAt
 		return bucket.Decision{}, false
 	}
 	reset := r.resetAt
@@ -105,8 +107,8 @@ func (c *answers) get(key string, limit int, now time.Time) (bucket.Decision, bo
 
 // remaining returns how many hits the owner last said key had left under
 // limit, and the end of the key's window it named, if it said so for this
-// limit or a higher one and that window has not ended since: 0 while a
-// refusal holds.
+// limit or a higher one and that window has not ended since: 0 after a
+// refusal, until it lifts or the window ends, whichever is later.
 func (c *answers) remaining(key string, limit int, now time.Time) (int, time.Time, bool) {
 	if c.shardCap == 0 {
 		return 0, time.Time{}, false
@@ -119,9 +121,22 @@ func (c *answers) remaining(key string, limit int, now time.Time) (int, time.Tim
 		return 0, time.Time{}, false
 	}
 	if !r.retryAt.IsZero() {
-		return 0, r.retryAt, true
+		return 0, r.until(), true
 	}
 	return r.remaining, r.resetAt, true
+}
+
+// windowEnd returns the end of the key's window that the owner's last
+// answer about key named, if one is kept.
+func (c *answers) windowEnd(key string) (time.Time, bool) {
+	if c.shardCap == 0 {
+		return time.Time{}, false
+	}
+	sh := c.shard(key)
+	sh.mu.Lock()
+	r, ok := sh.m[key]
+	sh.mu.Unlock()
+	return r.resetAt, ok && !r.resetAt.IsZero()
 }
 
 // put remembers what the owner said about key under limit, d, at now. It

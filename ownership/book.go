@@ -210,6 +210,27 @@ func (b *book) budget(now time.Time, key string, limit, members int, held *lease
 	return budget, until
 }
 
+// ownerWindow returns when the owner's window that holds now began, if
+// this node knows it: from the lease it held on key (held, or nil), or the
+// owner's last answer about key. A window known to have ended is followed
+// on by whole windows.
+func (b *book) ownerWindow(now time.Time, key string, held *lease) (time.Time, bool) {
+	end := time.Time{}
+	if held != nil && !held.pending() {
+		end = held.reset
+	} else if e, ok := b.answers.windowEnd(key); ok {
+		end = e
+	}
+	if end.IsZero() || b.window <= 0 {
+		return time.Time{}, false
+	}
+	start := end.Add(-b.window)
+	if now.Before(start) {
+		return time.Time{}, false // a clock behind the owner's: not worth guessing
+	}
+	return start.Add(now.Sub(start) / b.window * b.window), true
+}
+
 // localShare is the share of limit one of members decides on its own:
 // ceil(limit / members).
 func localShare(limit, members int) int { return (limit + members - 1) / members }

@@ -143,3 +143,21 @@ func TestBookBudget(t *testing.T) {
 		assert.Equal(t, tt.untilSaid, !until.IsZero(), "%s: until", tt.name)
 	}
 }
+
+// TestBookBudgetAfterARefusalLifted: once the owner refused a key, the key
+// had nothing left; what its window frees before it ends is the owner's to
+// decide, so a local decision admits none of it, though the refusal itself
+// no longer answers checks once it lifts.
+func TestBookBudgetAfterARefusalLifted(t *testing.T) {
+	b := newTestBook()
+	t0 := routerT0
+	end := t0.Add(routerWindow)
+	b.answers.put("k", 150, bucket.Decision{Limit: 150, ResetAt: end, RetryAt: t0.Add(500 * time.Millisecond)}, t0)
+	assert.Equal(t, PathCached, b.check(t0.Add(100*time.Millisecond), "k", 150).path, "the refusal holds")
+	assert.Equal(t, pathAsk, b.check(t0.Add(time.Second), "k", 150).path, "it lifted: ask the owner")
+	budget, until := b.budget(t0.Add(time.Second), "k", 150, 3, nil)
+	assert.Zero(t, budget, "without the owner, none of what the window frees")
+	assert.Equal(t, end, until)
+	budget, _ = b.budget(end, "k", 150, 3, nil)
+	assert.Equal(t, 50, budget, "a new window: the share again")
+}

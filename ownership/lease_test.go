@@ -165,6 +165,11 @@ func TestRouterLeases(t *testing.T) {
 	renewal := owner.sent()[1]
 	assert.Zero(t, renewal.Hits, "a renewal counts no hit")
 	assert.Positive(t, renewal.Want)
+	require.Eventually(t, func() bool {
+		r.events.mu.Lock()
+		defer r.events.mu.Unlock()
+		return r.events.renewals == 1
+	}, time.Second, time.Millisecond, "the renewal's answer taken")
 	r.events.mu.Lock()
 	assert.Equal(t, 6, r.events.leaseHits)
 	assert.Equal(t, 1, r.events.renewals)

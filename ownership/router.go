@@ -325,9 +325,16 @@ func (r *Router) decideLocally(now time.Time, key string, limit int, owner, reas
 	// and what is left of it: the truth about this answer, not the limit's.
 	d := r.fallback.Take(now, key, 1, budget)
 	if d.Allowed && r.owed != nil {
-		// Owed to the owner's count, in the frame of the window it was
-		// admitted in.
-		r.owed.Add(now, bucket.Count{Key: key, Start: d.ResetAt.Add(-r.fallback.Window()), Current: 1})
+		// Owed to the owner's count, in the frame of the owner's window if
+		// this node knows it, else of the local window it was admitted in:
+		// a count in a later frame than the owner's would move the key's
+		// window on when it is added there (bucket.Store.Add merges into
+		// the later frame), and refuse its next window's first hits.
+		start, ok := r.book.ownerWindow(now, key, ls)
+		if !ok {
+			start = d.ResetAt.Add(-r.fallback.Window())
+		}
+		r.owed.Add(now, bucket.Count{Key: key, Start: start, Current: 1})
 	}
 	if !d.Allowed {
 		// Refused without the owner: when it lifts depends on the owner,

@@ -127,6 +127,9 @@ func newTestRouter(t *testing.T, members []string, peers peerMap, edit func(*Rou
 		Owed:     bucket.New(bucket.Config{Window: routerWindow}),
 		Peers:    peers,
 		Observer: tr.events,
+		// Generous, so that a check on a loaded machine (-race) never
+		// falls back unasked: tests of the deadline set their own.
+		ForwardTimeoutMax: time.Second,
 	}
 	if edit != nil {
 		edit(&cfg)
@@ -210,7 +213,9 @@ func TestRouterForwardsToOwner(t *testing.T) {
 func TestRouterFallsBackToLocalShareOnTimeout(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		peer := &batchPeer{block: true}
-		r := newTestRouter(t, []string{"a", "b", "c"}, peerMap{"b": peer}, nil)
+		r := newTestRouter(t, []string{"a", "b", "c"}, peerMap{"b": peer}, func(cfg *RouterConfig) {
+			cfg.ForwardTimeoutMax = 0 // the default
+		})
 		key := keyOwnedBy(t, r.ring, "b")
 
 		start := time.Now()
@@ -773,4 +778,31 @@ func TestRouterDoesNotLinkAPeerForgottenDuringItsLookup(t *testing.T) {
 	}
 	assert.Empty(t, old.calls, "nothing is sent on the client released during the lookup")
 	assert.Len(t, cur.calls, 3)
+}
+
+// TestRouterOwesLocalHitsInTheOwnersWindow: hits admitted on this node's
+// own are owed to the owner's count in the owner's window frame, when the
+// owner said where its window lies, so that adding them there does not
+// move the key's window on (which refused the next window's first hits for
+// seconds after an owner's stall).
+func TestRouterOwesLocalHitsInTheOwnersWindow(t *testing.T) {
+	ownerStart := routerT0.Add(-20 * time.Second) // the owner's window began before this node saw the key
+	peer := &batchPeer{answer: func(it Item) bucket.Decision {
+		return bucket.Decision{Allowed: true, Limit: it.Limit, Remaining: 40, ResetAt: ownerStart.Add(routerWindow)}
+	}}
+	r := newTestRouter(t, []string{"a", "b", "c"}, peerMap{"b": peer}, func(cfg *RouterConfig) { cfg.LeaseTTL = -1 })
+	key := keyOwnedBy(t, r.ring, "b")
+	require.True(t, r.Check(t.Context(), routerT0, key, 150).Allowed)
+	peer.setErr(errors.New("owner down"))
+
+	owedStart := func(now time.Time) time.Time {
+		d, path := r.CheckPath(t.Context(), now, key, 150)
+		require.Equal(t, PathFallback, path)
+		require.True(t, d.Allowed)
+		counts := r.owed.Drain(func(string) bool { return false })
+		require.Len(t, counts, 1)
+		return counts[0].Start
+	}
+	assert.Equal(t, ownerStart, owedStart(routerT0.Add(time.Second)), "in the owner's window, not one starting now")
+	assert.Equal(t, ownerStart, owedStart(routerT0.Add(30*time.Second)))
 }
