@@ -19,6 +19,7 @@ import (
 	"github.com/tierlimit/tierlimit/bucket"
 	"github.com/tierlimit/tierlimit/handoff"
 	"github.com/tierlimit/tierlimit/ownership"
+	"github.com/tierlimit/tierlimit/peerpb"
 )
 
 var _ handoff.Mover = (*Client)(nil)
@@ -114,4 +115,27 @@ func TestMovesAreChecked(t *testing.T) {
 	without := serveReceiver(t, nil)
 	err := without.Backup(t.Context(), "a", "boot-a", peerWindow, []bucket.Count{good})
 	assert.Equal(t, codes.Unimplemented, status.Code(err))
+}
+
+// TestHandoffPastItsDeadlineIsNotTaken: a hand-off that reaches the
+// receiver after its sender's deadline (the receiver was paused, and wakes
+// to a queue of calls) is refused, not applied: the sender took the error
+// and will send the counts again, so applying this one too would count
+// them twice.
+func TestHandoffPastItsDeadlineIsNotTaken(t *testing.T) {
+	rcv := &receiver{handed: map[string][]bucket.Count{}, copied: map[string][]bucket.Count{}}
+	srv := newServer(&scriptedStore{window: peerWindow}, nil)
+	srv.receiver = rcv
+	req := &peerpb.Counts{From: "node-a", WindowNanos: int64(peerWindow),
+		Counts: []*peerpb.Count{{Key: "k", StartUnixNanos: 1_700_000_000_000_000_000, Current: 1}}}
+	ctx, cancel := context.WithDeadline(t.Context(), time.Now().Add(-time.Millisecond))
+	defer cancel()
+	_, err := srv.Handoff(ctx, req)
+	assert.Equal(t, codes.DeadlineExceeded, status.Code(err), "%v", err)
+	_, err = srv.Backup(ctx, req)
+	assert.Equal(t, codes.DeadlineExceeded, status.Code(err), "%v", err)
+	rcv.mu.Lock()
+	defer rcv.mu.Unlock()
+	assert.Empty(t, rcv.handed, "nothing handed")
+	assert.Empty(t, rcv.copied, "nothing copied")
 }

@@ -75,9 +75,13 @@ type Receiver interface {
 
 // Handoff hands req's counts to the Receiver as counts of keys this node
 // owns now. It refuses the whole batch, taking nothing, with
-// codes.InvalidArgument if it is not valid (see Check), and answers
-// codes.Unimplemented without a Receiver.
-func (s *Server) Handoff(_ context.Context, req *peerpb.Counts) (*peerpb.CountsReply, error) {
+// codes.InvalidArgument if it is not valid (see Check), with
+// codes.DeadlineExceeded if its sender's deadline passed before it was
+// read, and answers codes.Unimplemented without a Receiver.
+func (s *Server) Handoff(ctx context.Context, req *peerpb.Counts) (*peerpb.CountsReply, error) {
+	if err := late(ctx); err != nil {
+		return nil, err
+	}
 	counts, err := s.counts(req)
 	if err != nil {
 		return nil, err
@@ -89,7 +93,10 @@ func (s *Server) Handoff(_ context.Context, req *peerpb.Counts) (*peerpb.CountsR
 // Backup hands req's counts to the Receiver as copies of the sender's.
 // Errors are as for Handoff, and codes.FailedPrecondition when the
 // Receiver refuses them (the sender is not a member here yet).
-func (s *Server) Backup(_ context.Context, req *peerpb.Counts) (*peerpb.CountsReply, error) {
+func (s *Server) Backup(ctx context.Context, req *peerpb.Counts) (*peerpb.CountsReply, error) {
+	if err := late(ctx); err != nil {
+		return nil, err
+	}
 	counts, err := s.counts(req)
 	if err != nil {
 		return nil, err
@@ -98,6 +105,17 @@ func (s *Server) Backup(_ context.Context, req *peerpb.Counts) (*peerpb.CountsRe
 		return nil, status.Error(codes.FailedPrecondition, err.Error())
 	}
 	return &peerpb.CountsReply{}, nil
+}
+
+// late returns the error to answer a move with when its sender has given up
+// on it already (its deadline passed while it waited, as when this node was
+// paused): the sender counts it as not sent and sends the counts again, so
+// taking this one as well would count them twice.
+func late(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return status.FromContextError(err).Err()
+	}
+	return nil
 }
 
 // counts checks req and returns its counts: a sender's name, this node's
