@@ -123,11 +123,22 @@ func (r *Router) unclaimed(it Item, res Result, timeout time.Duration) {
 // report feeds the outcome of one batch sent to the peer called name to
 // its breaker. A batch cut short by Close says nothing about the peer.
 func (r *Router) report(name string, l *link, err error) {
+	if err == nil || !errors.Is(err, context.DeadlineExceeded) {
+		l.late.Store(0)
+	}
 	switch {
 	case err == nil:
 		l.breaker.Success()
 		r.contacts.heard(name, r.clock())
 	case errors.Is(err, ErrClosed):
+	case errors.Is(err, context.DeadlineExceeded) && l.late.Add(1)%lateWeight != 0:
+		// A batch that missed its deadline of a few milliseconds says the
+		// peer is busy, or the network is: the checks on it were decided
+		// here already. Only lateWeight of them in a row count as one
+		// failure, so that a busy moment does not send every check for the
+		// peer's keys to local decisions for a whole cooldown, while a
+		// paused peer (every batch late) is skipped within tens of
+		// milliseconds all the same.
 	case l.breaker.Failure(r.clock()):
 		r.log.Warn("peer failing, skipping it for a while",
 			slog.String("peer", name),
@@ -135,6 +146,10 @@ func (r *Router) report(name string, l *link, err error) {
 			slog.Any("error", err))
 	}
 }
+
+// lateWeight is how many batches in a row that missed their deadline count
+// as one failure for the breaker (see report).
+const lateWeight = 4
 
 // Forget drops what the Router keeps for the peer called name: its Batcher
 // is closed (checks in flight to it are decided locally) and its Breaker

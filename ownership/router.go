@@ -151,6 +151,7 @@ type link struct {
 	breaker *Breaker
 	rtt     *rtt // nil with a fixed deadline
 	warn    warn.Gate
+	late    atomic.Int64 // batches in a row that missed their deadline
 }
 
 // NewRouter returns a Router. It panics if Ring, Local, Fallback or Peers

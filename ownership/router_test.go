@@ -225,25 +225,28 @@ func TestRouterFallsBackToLocalShareOnTimeout(t *testing.T) {
 		assert.Equal(t, 4, d.Limit, "limit of a fallback decision: ceil(10 / 3 members)")
 
 		// One check at a time, each letting its failed call reach the
-		// breaker before the next: three failed calls open it.
+		// breaker before the next: calls that miss their deadline count a
+		// failure every lateWeight in a row, and three failures open it.
+		late := lateWeight * DefaultBreakerFailures
 		got := 1
-		for range 9 {
+		for range late + 2 {
 			synctest.Wait()
 			if r.Check(t.Context(), routerT0, key, 10).Allowed {
 				got++
 			}
 		}
 		// The share of 10 across 3 members is 4.
-		assert.Equal(t, 4, got, "checks admitted locally out of 10 under limit 10 with 3 members")
+		assert.Equal(t, 4, got, "checks admitted locally under limit 10 with 3 members")
 		assert.Equal(t, 0, r.local.Len(), "a fallback was counted in the owned store")
-		assert.Len(t, peer.callSizes(), 3, "calls to the hanging owner")
+		assert.Len(t, peer.callSizes(), late, "calls to the hanging owner")
 
 		reasons := r.events.reasons()
-		require.Len(t, reasons, 10)
-		assert.Equal(t, []string{FallbackTimeout, FallbackTimeout, FallbackTimeout}, reasons[:3],
-			"reasons before the breaker opened (3 failed calls)")
-		for i, reason := range reasons[3:] {
-			assert.Equal(t, FallbackBreakerOpen, reason, "reason of fallback %d", i+3)
+		require.Len(t, reasons, late+3)
+		for i, reason := range reasons[:late] {
+			assert.Equal(t, FallbackTimeout, reason, "reason of fallback %d, before the breaker opened", i)
+		}
+		for i, reason := range reasons[late:] {
+			assert.Equal(t, FallbackBreakerOpen, reason, "reason of fallback %d", late+i)
 		}
 	})
 }
