@@ -20,6 +20,9 @@
 #                  copy on a crash), so what a fault adds is the hits of the
 #                  last backup interval before a crash and the checks
 #                  decided locally while the owner could not be reached.
+#                  The heal phase, L + ceil(L/N): the rejoin moves keys back
+#                  to the node, which holds each to ceil(L/N) until the
+#                  count it takes over lands (the README's H for a join).
 #   rolling        L + ceil(L/3), over the whole deploy: each restart moves
 #                  a key away from the node and back (a hand-off each way),
 #                  and each move may cost the hits a new owner admits before
@@ -39,7 +42,7 @@
 #                  does and hands the count over (the gossip of the rejoin,
 #                  a few hundred ms: 16 hits for a pro key at about 50
 #                  requests/s per key in one run).
-BOUND_FORMULA='L + ceil(L/10) (kill, pause, restart; ceil(L/5) for a heal, a rejoin); L + ceil(L/3) (rolling, over the deploy); L1 + L2 + ceil(L1/10) (partition: the majority L1, the cut-off node its share L2; ceil(L1/5) for the heal, a hand-off)'
+BOUND_FORMULA='L + ceil(L/10) (kill, pause, restart; ceil(L/N) for a heal, a rejoin); L + ceil(L/3) (rolling, over the deploy); L1 + L2 + ceil(L1/10) (partition: the majority L1, the cut-off node its share L2; ceil(L1/5) for the heal, a hand-off)'
 # BOUND_JQ is the bound of the phases judged next, a jq expression of $L
 # (the largest limit seen), $lims (the limits seen, largest first) and $n:
 # begin_scenario sets it, and eval_phase the partition's heal phase's.
@@ -276,7 +279,7 @@ eval_phase() {
     # A heal is a rejoin: a hand-off on top of the fault's own term.
     case $SCENARIO in
       partition) bound='$lims[0] + ($lims[1] // 0) + cdiv($L; 5)' ;;
-      kill | pause) bound='$L + cdiv($L; 5)' ;;
+      kill | pause) bound='$L + cdiv($L; $n)' ;;
     esac
   fi
   for r in "$@"; do
