@@ -50,8 +50,11 @@ type RouterConfig struct {
 	// Defaults 1ms and 4ms; the adaptive deadline starts at the maximum.
 	ForwardTimeoutMin, ForwardTimeoutMax time.Duration
 	// Batch configures the Batcher made for each peer. Its Timeout, the
-	// deadline of one batch RPC, defaults to the longest a check may wait:
-	// ForwardTimeout if set, else ForwardTimeoutMax.
+	// deadline of one batch RPC, defaults to the longest a check may wait
+	// (ForwardTimeout if set, else ForwardTimeoutMax) or 50 ms, whichever
+	// is longer: the checks on a call give up at their own deadline, and
+	// an answer that comes later still lands, so that what it counted at
+	// the owner (a lease granted, hits) is kept, not lost.
 	Batch BatchConfig
 	// Breaker configures the Breaker made for each peer. A breaker counts
 	// failed batches (calls to the peer), not the checks waiting on them,
@@ -175,11 +178,11 @@ func NewRouter(cfg RouterConfig) *Router {
 	}
 	cfg.ForwardTimeoutMax = max(cfg.ForwardTimeoutMax, cfg.ForwardTimeoutMin)
 	if cfg.Batch.Timeout <= 0 {
-		// The RPC may take as long as the caller is willing to wait.
-		cfg.Batch.Timeout = cfg.ForwardTimeoutMax
-		if cfg.ForwardTimeout > 0 {
-			cfg.Batch.Timeout = cfg.ForwardTimeout
-		}
+		// The RPC outlives the checks on it, which give up at their own
+		// deadline: an answer that comes a little late still lands, and
+		// what it counted at the owner (a lease, hits) is kept here
+		// (Router.unclaimed) rather than lost.
+		cfg.Batch.Timeout = max(cfg.ForwardTimeoutMax, cfg.ForwardTimeout, lateAnswerWait)
 	}
 	if cfg.OverLimitCacheSize == 0 {
 		cfg.OverLimitCacheSize = DefaultOverLimitCacheSize
@@ -233,6 +236,10 @@ func NewRouter(cfg RouterConfig) *Router {
 	r.renewing.Go(r.renewLoop)
 	return r
 }
+
+// lateAnswerWait is the least time a batch's call waits for its answer by
+// default, however short the checks' deadlines (see RouterConfig.Batch).
+const lateAnswerWait = 50 * time.Millisecond
 
 // Check decides one hit for key against limit at now. It never fails: if
 // the owner cannot answer within ForwardTimeout (or ctx ends first), or

@@ -224,12 +224,14 @@ func TestRouterFallsBackToLocalShareOnTimeout(t *testing.T) {
 		assert.True(t, d.Allowed, "first fallback check: %+v", d)
 		assert.Equal(t, 4, d.Limit, "limit of a fallback decision: ceil(10 / 3 members)")
 
-		// One check at a time, each letting its failed call reach the
-		// breaker before the next: calls that miss their deadline count a
-		// failure every lateWeight in a row, and three failures open it.
+		// One check at a time, each letting its failed call (which waits
+		// lateAnswerWait for a late answer) reach the breaker before the
+		// next: calls that miss their deadline count a failure every
+		// lateWeight in a row, and three failures open it.
 		late := lateWeight * DefaultBreakerFailures
 		got := 1
 		for range late + 2 {
+			time.Sleep(lateAnswerWait)
 			synctest.Wait()
 			if r.Check(t.Context(), routerT0, key, 10).Allowed {
 				got++
