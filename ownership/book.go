@@ -100,18 +100,19 @@ func (b *book) fromLease(now time.Time, key string, ls *lease, limit int) (bucke
 
 // ask returns what a check of key under limit at now that goes to the
 // owner asks for: a lease of want hits, renewing the one with id leaseID
-// (0: a new one), and release, which the caller must call once the answer
-// is in; want is 0 (release does nothing) when another check or a renewal
-// is asking already, or when leases are off.
-func (b *book) ask(now time.Time, key string, limit int) (want int, leaseID uint64, release func()) {
+// (0: a new one), and the lease whose asking token the caller now holds
+// and must give back (asking.renewing) once the answer is in; want is 0
+// and asking nil when another check or a renewal is asking already, or
+// when leases are off.
+func (b *book) ask(now time.Time, key string, limit int) (want int, leaseID uint64, asking *lease) {
 	if b.leases == nil {
-		return 0, 0, func() {}
+		return 0, 0, nil
 	}
 	ls, ok := b.leases.asking(key, limit)
 	if !ok {
-		return 0, 0, func() {}
+		return 0, 0, nil
 	}
-	return ls.want(now.UnixNano(), b.leaseTTL), ls.renewalOf(limit), func() { ls.renewing.Store(false) }
+	return ls.want(now.UnixNano(), b.leaseTTL), ls.renewalOf(limit), ls
 }
 
 // answered takes the owner's answer res to a check of key under limit

@@ -32,17 +32,18 @@ func TestBookSteps(t *testing.T) {
 	got := b.check(t0, key, 150)
 	assert.Equal(t, pathAsk, got.path)
 	assert.Nil(t, got.held)
-	want, id, release := b.ask(t0, key, 150)
+	want, id, asking := b.ask(t0, key, 150)
 	assert.Equal(t, firstWant, want)
 	assert.Zero(t, id, "a new lease")
-	w2, _, release2 := b.ask(t0, key, 150)
+	require.NotNil(t, asking)
+	w2, _, other := b.ask(t0, key, 150)
 	assert.Zero(t, w2, "one ask per key at a time")
-	release2()
+	assert.Nil(t, other)
 
 	// The owner admits the hit and grants 8: the decision tells what the
 	// owner had left plus what this node now holds.
 	d, ended := b.answered(t0, key, 150, members, grant(8, 100, 42))
-	release()
+	asking.renewing.Store(false)
 	assert.Empty(t, ended)
 	assert.Equal(t, 108, d.Remaining)
 
@@ -82,9 +83,10 @@ func TestBookSteps(t *testing.T) {
 	}
 
 	// A lease that runs out of time ends, and what it left goes back.
-	_, _, release = b.ask(t0, key, 150)
+	_, _, asking = b.ask(t0, key, 150)
+	require.NotNil(t, asking)
 	b.answered(t0, key, 150, members, grant(8, 100, 43))
-	release()
+	asking.renewing.Store(false)
 	got = b.check(t0.Add(2*time.Second), key, 150)
 	assert.Equal(t, pathAsk, got.path)
 	require.NotNil(t, got.ended)

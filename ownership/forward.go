@@ -115,7 +115,7 @@ func (r *Router) unclaimed(it Item, res Result, timeout time.Duration) {
 	if it.Hits > 0 && res.Allowed && r.owed != nil {
 		r.owed.Give(now, it.Key, now, it.Hits)
 	}
-	if res.Granted > 0 && r.leases != nil {
+	if res.Granted > 0 && r.book.leases != nil {
 		r.takeGrant(now.Add(-timeout), it.Key, it.Limit, res, it.Hits == 0)
 	}
 }

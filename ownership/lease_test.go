@@ -179,7 +179,7 @@ func TestRouterLeases(t *testing.T) {
 
 	// What the node admitted plus what it holds is exactly what the owner
 	// counts.
-	ls := r.leases.get(key)
+	ls := r.book.leases.get(key)
 	require.NotNil(t, ls)
 	assert.Equal(t, owner.used(key, 150), 7+int(ls.left.Load()), "owner's count = admitted + held")
 	assert.Equal(t, owner.used(key, 150), 1+granted, "hits granted, first and renewed: all the owner counts but the first hit")
@@ -210,7 +210,7 @@ func TestRouterLeaseOutlivesItsOwner(t *testing.T) {
 	})
 	key := keyOwnedBy(t, r.ring, "b")
 	require.True(t, r.Check(t.Context(), routerT0, key, 1500).Allowed)
-	ls := r.leases.get(key)
+	ls := r.book.leases.get(key)
 	require.NotNil(t, ls)
 	require.Equal(t, int64(firstWant), ls.left.Load())
 	owner.down.Store(true)
@@ -274,8 +274,8 @@ func TestRouterSweepKeepsLeasesInUse(t *testing.T) {
 		require.True(t, r.Check(t.Context(), routerT0.Add(at), used, 1500).Allowed)
 		r.sweepLeases(routerT0.Add(at + 50*time.Millisecond))
 	}
-	assert.NotNil(t, r.leases.get(used), "in use: alive past its first second")
-	assert.Nil(t, r.leases.get(idle), "idle: ran out")
+	assert.NotNil(t, r.book.leases.get(used), "in use: alive past its first second")
+	assert.Nil(t, r.book.leases.get(idle), "idle: ran out")
 	assert.Len(t, owner.sent(), sends, "no call to the owner to keep a lease alive")
 	r.events.mu.Lock()
 	assert.Equal(t, firstWant, r.events.returned[LeaseExpired])
@@ -302,7 +302,7 @@ func TestRouterLocalDecisionsAfterALeaseAreBounded(t *testing.T) {
 	owner.store.Take(routerT0, key, 120, 150) // used elsewhere: 30 left
 	d := r.Check(t.Context(), routerT0, key, 150)
 	require.True(t, d.Allowed)
-	ls := r.leases.get(key)
+	ls := r.book.leases.get(key)
 	require.NotNil(t, ls)
 	require.Equal(t, int64(4), ls.left.Load(), "29 left: a grant of 29 / (2 × 3)")
 	require.Equal(t, int64(25), ls.rest.Load(), "what the owner had left beyond it")

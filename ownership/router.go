@@ -108,11 +108,8 @@ type Router struct {
 	clock          func() time.Time
 	log            *slog.Logger
 	obs            Observer
-	answers        *answers
 	book           *book // the pure core: leases, answers, local budgets
 	noPeerWarn     warn.Gate
-	leases         *leases // nil: leases are off
-	leaseTTL       time.Duration
 
 	// givesMu guards gives, the unused hits of ended leases not yet given
 	// back; giveNow wakes Run to give them back at once.
@@ -222,16 +219,14 @@ func NewRouter(cfg RouterConfig) *Router {
 		clock:          cfg.Clock,
 		log:            cfg.Logger,
 		obs:            cfg.Observer,
-		answers:        newAnswers(cfg.OverLimitCacheSize, cfg.Local.Window()),
-		leases:         ls,
-		leaseTTL:       cfg.LeaseTTL,
-		giveNow:        make(chan struct{}, 1),
-		links:          make(map[string]*link),
-		contacts:       newContacts(),
-		renewals:       make(chan renewal, renewQueue),
-		stop:           make(chan struct{}),
+		book: &book{leases: ls, answers: newAnswers(cfg.OverLimitCacheSize, cfg.Local.Window()),
+			leaseTTL: cfg.LeaseTTL, window: cfg.Local.Window()},
+		giveNow:  make(chan struct{}, 1),
+		links:    make(map[string]*link),
+		contacts: newContacts(),
+		renewals: make(chan renewal, renewQueue),
+		stop:     make(chan struct{}),
 	}
-	r.book = &book{leases: r.leases, answers: r.answers, leaseTTL: r.leaseTTL, window: r.local.Window()}
 	r.contacts.track(cfg.Ring.Members(), cfg.Self, cfg.Clock())
 	r.renewing.Go(r.renewLoop)
 	return r
@@ -291,8 +286,10 @@ func (r *Router) CheckPath(ctx context.Context, now time.Time, key string, limit
 	}
 	// The lease is dry, ended or missing: this check asks for one, unless
 	// another check or a renewal already does.
-	want, leaseID, release := r.book.ask(now, key, limit)
-	defer release()
+	want, leaseID, asking := r.book.ask(now, key, limit)
+	if asking != nil {
+		defer asking.renewing.Store(false)
+	}
 	res, err := r.forward(ctx, l, owner, Item{Key: key, Hits: 1, Limit: limit, Window: r.local.Window(), Want: want, LeaseID: leaseID})
 	if err == nil {
 		if res.Granted > 0 {
@@ -390,7 +387,7 @@ func (r *Router) decideLocally(now time.Time, key string, limit int, owner, reas
 // it when the limits in force change (the health state moved), since an
 // answer or a lease under one limit may not hold under another.
 func (r *Router) ClearOverLimit() {
-	r.answers.clear()
+	r.book.answers.clear()
 	r.RevokeLeases()
 }
 

@@ -131,10 +131,10 @@ func (r *Router) queueGive(g giveBack) {
 // had left: for when the limits in force change everywhere at once (a new
 // health state), so that no node goes on admitting under the old limit.
 func (r *Router) RevokeLeases() {
-	if r.leases == nil {
+	if r.book.leases == nil {
 		return
 	}
-	r.leases.removeIf(func(string, *lease) bool { return true },
+	r.book.leases.removeIf(func(string, *lease) bool { return true },
 		func(key string, ls *lease) { r.drainLease(key, ls, LeaseRevoked) })
 }
 
@@ -143,10 +143,10 @@ func (r *Router) RevokeLeases() {
 // per owner): for a node about to stop, so that its leases do not hold the
 // other members back until they expire.
 func (r *Router) ReturnLeases(ctx context.Context) {
-	if r.leases == nil {
+	if r.book.leases == nil {
 		return
 	}
-	r.leases.removeIf(func(string, *lease) bool { return true },
+	r.book.leases.removeIf(func(string, *lease) bool { return true },
 		func(key string, ls *lease) { r.drainLease(key, ls, LeaseStopped) })
 	r.give(ctx, time.Now())
 }
@@ -177,12 +177,12 @@ func (r *Router) Run(ctx context.Context) {
 			if ticks%int(PingEvery/leaseSweep) == 0 {
 				r.ping(ctx, now)
 			}
-			if r.leases != nil {
+			if r.book.leases != nil {
 				r.sweepLeases(time.Now())
 			}
 		case <-r.giveNow:
 		}
-		if r.leases != nil {
+		if r.book.leases != nil {
 			r.give(ctx, time.Now())
 		}
 	}
@@ -194,11 +194,11 @@ func (r *Router) Run(ctx context.Context) {
 // without a call to the owner.
 func (r *Router) sweepLeases(now time.Time) {
 	n := now.UnixNano()
-	r.leases.removeIf(func(key string, ls *lease) bool {
+	r.book.leases.removeIf(func(key string, ls *lease) bool {
 		if n >= ls.until.Load() || r.ownsNow(key) {
 			return true
 		}
-		ls.keepAlive(n, r.leaseTTL)
+		ls.keepAlive(n, r.book.leaseTTL)
 		return false
 	}, func(key string, ls *lease) {
 		why := LeaseExpired
@@ -294,8 +294,8 @@ var errNoPeer = errors.New("ownership: no peer for the owner")
 // Leases returns how many leases this node holds now, and how many ended
 // leases' unused hits are still on their way back to their owners.
 func (r *Router) Leases() (held, returning int) {
-	if r.leases == nil {
+	if r.book.leases == nil {
 		return 0, 0
 	}
-	return r.leases.len(), int(r.returning.Load())
+	return r.book.leases.len(), int(r.returning.Load())
 }

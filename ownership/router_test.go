@@ -395,7 +395,7 @@ func TestRouterDoesNotCacheAdmissions(t *testing.T) {
 		r.Check(t.Context(), routerT0, key, 5)
 	}
 	assert.Len(t, peer.callSizes(), 3, "calls to the owner for 3 admitted checks")
-	assert.Equal(t, 0, r.answers.len(), "cached refusals")
+	assert.Equal(t, 0, r.book.answers.len(), "cached refusals")
 }
 
 // TestRouterKeepsOnlyAnswersThatMatter: an admission that leaves the key
@@ -409,10 +409,10 @@ func TestRouterKeepsOnlyAnswersThatMatter(t *testing.T) {
 	r := newTestRouter(t, []string{"a", "b", "c"}, peerMap{"b": peer}, nil)
 	key := keyOwnedBy(t, r.ring, "b")
 	require.True(t, r.Check(t.Context(), routerT0, key, 150).Allowed)
-	assert.Equal(t, 0, r.answers.len(), "100 left: each of 2 members' part is 50, the share ceil(150/3) anyway")
+	assert.Equal(t, 0, r.book.answers.len(), "100 left: each of 2 members' part is 50, the share ceil(150/3) anyway")
 	left = 98
 	require.True(t, r.Check(t.Context(), routerT0, key, 150).Allowed)
-	assert.Equal(t, 1, r.answers.len(), "98 left: a part of 49, less than the share")
+	assert.Equal(t, 1, r.book.answers.len(), "98 left: a part of 49, less than the share")
 }
 
 func TestRouterUnknownPeer(t *testing.T) {
@@ -616,7 +616,7 @@ func BenchmarkRouterCheck(b *testing.B) {
 	})
 	b.Run("refused from cache", func(b *testing.B) {
 		key := remote[0]
-		r.answers.put(key, 10, bucket.Decision{RetryAt: routerT0.Add(time.Hour)}, routerT0)
+		r.book.answers.put(key, 10, bucket.Decision{RetryAt: routerT0.Add(time.Hour)}, routerT0)
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
