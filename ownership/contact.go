@@ -163,23 +163,6 @@ func (r *Router) shareOf(limit int) int {
 	return (limit*alive + known - 1) / known
 }
 
-// Unreachable returns how many members of the ring the Router cannot reach
-// at now: those whose breaker is not closed (open, or half-open and not yet
-// proven back). A cut network shows here within a few failed calls, long
-// before failure detection drops the members.
-func (r *Router) Unreachable(now time.Time) int {
-	members := r.ring.Members()
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	n := 0
-	for _, m := range members {
-		if l := r.links[m]; l != nil && l.breaker.State(now) != BreakerClosed {
-			n++
-		}
-	}
-	return n
-}
-
 // Reachable returns how many members of the ring this node counts as
 // reachable at now, itself included: those that answered a call or a ping
 // (or joined the ring) within FenceAfter. A node cut off from the others
