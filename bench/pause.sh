@@ -86,6 +86,8 @@ unset CONFIG HTTP_ADDR GRPC_ADDR GOSSIP_ADDR JOIN ADVERTISE_ADDR NODE_NAME ADMIN
 
 log() { printf '%s pause: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { log "FAIL: $*"; exit 1; }
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 for c in go curl jq; do command -v "$c" >/dev/null || die "needs $c on PATH"; done
 
 PIDS=()     # every node, by index 0..2
@@ -106,60 +108,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# CPU accounting (as bench/run.sh does): the share of the machine other
-# programs took between others_begin and others_end, in OTHERS.
-NCPU=$(nproc)
-cpu_busy() { awk '/^cpu / { printf "%.2f", ($2 + $3 + $4 + $7 + $8 + $9) / 100 }' /proc/stat; }
-cpu_ours() {
-  local pid servers
-  servers=$(for pid in "${PIDS[@]}"; do cat "/proc/$pid/stat" 2>/dev/null; done |
-    awk '{ s += $14 + $15 } END { printf "%.2f", s / 100 }')
-  times >"$OUT/times"
-  OURS=$(tail -n 1 "$OUT/times" | awk -v s="$servers" '{
-    for (i = 1; i <= 2; i++) { split($i, a, "m"); sub("s", "", a[2]); s += a[1] * 60 + a[2] }
-    printf "%.2f", s }')
-}
-others_begin() { B0=$(cpu_busy); cpu_ours; O0=$OURS; T0=$EPOCHREALTIME; }
-others_end() {
-  local busy
-  busy=$(cpu_busy); cpu_ours
-  OTHERS=$(awk -v b0="$B0" -v o0="$O0" -v t0="$T0" -v b1="$busy" -v o1="$OURS" -v t1="$EPOCHREALTIME" -v n="$NCPU" \
-    'BEGIN { x = ((b1 - b0) - (o1 - o0)) / ((t1 - t0) * n) * 100; if (x < 0) x = 0; printf "%.0f", x }')
-}
-wait_quiet() {
-  local deadline=$((SECONDS + QUIET_WAIT)) said=
-  [ "$QUIET_WAIT" -gt 0 ] || return 0
-  while :; do
-    others_begin
-    sleep 2
-    others_end
-    [ "$OTHERS" -lt 10 ] && { [ -n "$said" ] && log "machine quiet again"; return 0; }
-    [ $SECONDS -lt "$deadline" ] || { log "machine still busy (others: $OTHERS%): measuring anyway"; return 0; }
-    [ -n "$said" ] || log "other programs use $OTHERS% of the machine: waiting up to $QUIET_WAIT s"
-    said=1
-  done
-}
 
-wait_ready() {
-  local url=$1 deadline=$((SECONDS + 20))
-  until curl -fsS --max-time 1 "$url/readyz" >/dev/null 2>&1; do
-    [ $SECONDS -lt $deadline ] || die "not ready at $url after 20 s; see $LOGS"
-    sleep 0.1
-  done
-}
-# wait_members: every node sees 3 alive members, within 30 s.
-wait_members() {
-  local url n deadline=$((SECONDS + 30))
-  for url in "${URLS[@]}"; do
-    while :; do
-      n=$(curl -fsS --max-time 1 -H "Authorization: Bearer $TOKEN" "$url/system/cluster" 2>/dev/null |
-        grep -o '"state":"alive"' | wc -l) || n=0
-      [ "$n" -ge 3 ] && break
-      [ $SECONDS -lt $deadline ] || die "$url sees $n alive members after 30 s"
-      sleep 0.2
-    done
-  done
-}
 
 # The code measured: the commit, and whether its Go files differ from it.
 COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -196,7 +145,7 @@ for i in 1 2 3; do
   [ "$i" -eq 1 ] && wait_ready "${URLS[0]}"
 done
 for url in "${URLS[@]}"; do wait_ready "$url"; done
-wait_members
+wait_members "${URLS[@]}"
 PAUSED_PID=${PIDS[1]} # n2
 TARGETS="${URLS[0]},${URLS[2]}"
 log "3 nodes up: ${URLS[*]} (pids ${PIDS[*]}); load to n1 and n3, n2 (pid $PAUSED_PID) is the one paused"
@@ -249,7 +198,7 @@ phase() {
 onerun() {
   local run=$1 pause=$2
   keys "$run" "enterprise=$LOAD_KEYS"
-  wait_members
+  wait_members "${URLS[@]}"
   wait_quiet
   log "$run ($pause): warm-up ${WARM_S} s"
   "$BIN/loadgen" -config "$TIERS" -keys-file "$KF" -mix enterprise=100 -targets "$TARGETS" -c "$C" -d "${WARM_S}s" \

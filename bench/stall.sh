@@ -66,6 +66,8 @@ unset CONFIG HTTP_ADDR GRPC_ADDR GOSSIP_ADDR JOIN ADVERTISE_ADDR NODE_NAME ADMIN
 
 log() { printf '%s stall: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { log "FAIL: $*"; exit 1; }
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 for c in go curl; do command -v "$c" >/dev/null || die "needs $c on PATH"; done
 
 PIDS=()
@@ -79,25 +81,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-wait_ready() {
-  local url=$1 deadline=$((SECONDS + 20))
-  until curl -fsS --max-time 1 "$url/readyz" >/dev/null 2>&1; do
-    [ $SECONDS -lt $deadline ] || die "not ready at $url after 20 s; see $LOGS"
-    sleep 0.1
-  done
-}
-wait_members() {
-  local url n deadline=$((SECONDS + 20))
-  for url in "$@"; do
-    while :; do
-      n=$(curl -fsS --max-time 1 -H "Authorization: Bearer $TOKEN" "$url/system/cluster" 2>/dev/null |
-        grep -o '"state":"alive"' | wc -l) || n=0
-      [ "$n" -ge 3 ] && break
-      [ $SECONDS -lt $deadline ] || die "$url sees $n alive members after 20 s"
-      sleep 0.2
-    done
-  done
-}
 
 log "building into $BIN"
 NODE=$BIN/node
