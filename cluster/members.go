@@ -44,6 +44,9 @@ type Member struct {
 	Leaving bool `json:"leaving,omitempty"`
 	// Self reports whether this member is the node that answered.
 	Self bool `json:"self"`
+	// Boot is the member's boot id, from its metadata: random per process,
+	// so another one under the same name is a restart.
+	Boot string `json:"boot,omitempty"`
 }
 
 // nodeMeta is what a node attaches to its alive messages, JSON-encoded with
@@ -130,6 +133,7 @@ func (v *view) join(name, addr string, meta nodeMeta, now time.Time) {
 			State:      StateAlive,
 			Leaving:    meta.Leaving,
 			Self:       name == v.self,
+			Boot:       meta.Boot,
 		},
 		since: now,
 	}
@@ -146,6 +150,7 @@ func (v *view) update(name, addr string, meta nodeMeta, now time.Time) {
 	e.GRPCAddr = dialAddr(meta.GRPCAddr, addr)
 	e.ConfigHash = meta.ConfigHash
 	e.Leaving = meta.Leaving
+	e.Boot = meta.Boot
 }
 
 // leave records that name is gone as of now: left if it announced that it

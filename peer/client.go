@@ -167,6 +167,7 @@ func (c *Client) checkUnary(ctx context.Context, req *peerpb.CheckRequest) ([]ow
 func newRequest(items []ownership.Item) *peerpb.CheckRequest {
 	wire := make([]peerpb.Item, len(items)) // one allocation for the batch
 	req := &peerpb.CheckRequest{Items: make([]*peerpb.Item, len(items))}
+	var lefts []int64 // the reported Lefts, allocated if any
 	for i, it := range items {
 		w := &wire[i]
 		w.Key = it.Key
@@ -179,6 +180,13 @@ func newRequest(items []ownership.Item) *peerpb.CheckRequest {
 		w.GiveBackNonce = it.GiveBackNonce
 		w.DeadlineUnixNanos = unixNanos(it.Deadline)
 		w.GiveBackStartUnixNanos = unixNanos(it.GiveBackStart)
+		if it.Reported {
+			if lefts == nil {
+				lefts = make([]int64, len(items))
+			}
+			lefts[i] = int64(it.Left)
+			w.Left = &lefts[i]
+		}
 		req.Items[i] = w
 	}
 	return req

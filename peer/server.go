@@ -168,8 +168,8 @@ func (s *Server) Drain() { s.drain() }
 // items or any item is invalid: a key that config.CheckKey refuses, hits or
 // a limit below 1, or a window other than this node's. The wire is a trust
 // boundary, so the server checks what the sending middleware checked too.
-func (s *Server) Check(_ context.Context, req *peerpb.CheckRequest) (*peerpb.CheckResponse, error) {
-	return s.decide(req)
+func (s *Server) Check(ctx context.Context, req *peerpb.CheckRequest) (*peerpb.CheckResponse, error) {
+	return s.decide(req, holderOf(ctx))
 }
 
 // CheckStream answers each request on rpc as Check would, with the
@@ -194,6 +194,7 @@ func (s *Server) CheckStream(rpc peerpb.Peer_CheckStreamServer) error {
 			<-noticed // never outlive the handler: the stream is gone after it
 		}
 	}()
+	from := holderOf(rpc.Context())
 	for {
 		req, err := rpc.Recv()
 		if errors.Is(err, io.EOF) {
@@ -202,7 +203,7 @@ func (s *Server) CheckStream(rpc peerpb.Peer_CheckStreamServer) error {
 		if err != nil {
 			return err // the client cancelled or the connection broke: nobody to tell
 		}
-		resp, err := s.decide(req)
+		resp, err := s.decide(req, from)
 		if err != nil {
 			st := status.Convert(err)
 			resp = &peerpb.CheckResponse{ErrorCode: int32(st.Code()), ErrorMessage: st.Message()}
@@ -217,8 +218,9 @@ func (s *Server) CheckStream(rpc peerpb.Peer_CheckStreamServer) error {
 	}
 }
 
-// decide is Check, for both the unary call and the stream.
-func (s *Server) decide(req *peerpb.CheckRequest) (*peerpb.CheckResponse, error) {
+// decide is Check, for both the unary call and the stream, of a call from
+// the process from names.
+func (s *Server) decide(req *peerpb.CheckRequest, from ownership.Holder) (*peerpb.CheckResponse, error) {
 	items := req.GetItems()
 	if len(items) > ownership.MaxCheckItems {
 		return nil, status.Errorf(codes.InvalidArgument, "batch has %d items, at most %d allowed", len(items), ownership.MaxCheckItems)
@@ -238,6 +240,7 @@ func (s *Server) decide(req *peerpb.CheckRequest) (*peerpb.CheckResponse, error)
 			Key: it.GetKey(), Hits: int(it.GetHits()), Limit: int(it.GetLimit()), Window: window,
 			Want: int(it.GetWant()), LeaseID: it.GetLeaseId(), GiveBack: int(it.GetGiveBack()), GiveBackStart: fromUnixNanos(it.GetGiveBackStartUnixNanos()),
 			Deadline: fromUnixNanos(it.GetDeadlineUnixNanos()), GiveBackNonce: it.GetGiveBackNonce(),
+			Left: int(it.GetLeft()), Reported: it.Left != nil, From: from,
 		})
 		r := &results[i]
 		r.Allowed = d.Allowed
@@ -262,13 +265,13 @@ func validateItem(i int, it *peerpb.Item, window time.Duration) error {
 	if err := config.CheckKey(it.GetKey()); err != nil {
 		return status.Errorf(codes.InvalidArgument, "item %d: %v", i, err)
 	}
-	switch h, w, g := it.GetHits(), it.GetWant(), it.GetGiveBack(); {
-	case h < 0 || w < 0 || g < 0:
-		return status.Errorf(codes.InvalidArgument, "item %d: hits %d, want %d, give_back %d: none may be negative", i, h, w, g)
-	case h == 0 && w == 0 && g == 0:
-		return status.Errorf(codes.InvalidArgument, "item %d: hits, want and give_back are all 0: nothing to do", i)
-	case w > ownership.MaxLeaseHits || g > ownership.MaxLeaseHits:
-		return status.Errorf(codes.InvalidArgument, "item %d: want %d, give_back %d: at most %d each", i, w, g, ownership.MaxLeaseHits)
+	switch h, w, g, l := it.GetHits(), it.GetWant(), it.GetGiveBack(), it.GetLeft(); {
+	case h < 0 || w < 0 || g < 0 || l < 0:
+		return status.Errorf(codes.InvalidArgument, "item %d: hits %d, want %d, give_back %d, left %d: none may be negative", i, h, w, g, l)
+	case h == 0 && w == 0 && g == 0 && it.Left == nil:
+		return status.Errorf(codes.InvalidArgument, "item %d: hits, want and give_back are all 0 and left is not set: nothing to do", i)
+	case w > ownership.MaxLeaseHits || g > ownership.MaxLeaseHits || l > ownership.MaxLeaseHits:
+		return status.Errorf(codes.InvalidArgument, "item %d: want %d, give_back %d, left %d: at most %d each", i, w, g, l, ownership.MaxLeaseHits)
 	}
 	if l := it.GetLimit(); l < 1 {
 		return status.Errorf(codes.InvalidArgument, "item %d: limit is %d, want at least 1", i, l)

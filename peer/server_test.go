@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -85,14 +86,14 @@ func newOwner(window time.Duration) *ownership.Owner {
 
 // serveBufconn serves store through the real gRPC codec over an in-memory
 // connection and returns a Client for it.
-func serveBufconn(t testing.TB, store decider) *Client {
+func serveBufconn(t testing.TB, store decider, opts ...grpc.DialOption) *Client {
 	t.Helper()
 	lis := bufconn.Listen(1 << 20)
 	g := grpc.NewServer()
 	newServer(store, func() time.Time { return peerNow }).Register(g)
 	serveUntilCleanup(t, g, lis)
 	c, err := newClient("passthrough:///bufconn", insecure.NewCredentials(),
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }))
+		append(opts, grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }))...)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = c.Close() })
 	return c
@@ -194,6 +195,45 @@ func TestCheckCarriesLeases(t *testing.T) {
 	assert.Equal(t, items, store.items, "items as the owner saw them")
 }
 
+// TestCheckCarriesReportsAndTheSender: a lease's report of what it has
+// left reaches the owner exactly (0 included), an item without one
+// reports nothing, and the owner learns which process sent each item from
+// the call (Identify), on the stream and on the unary call alike.
+func TestCheckCarriesReportsAndTheSender(t *testing.T) {
+	start := time.Unix(1_700_000_000, 123_456_789)
+	items := []ownership.Item{
+		{Key: "report", Limit: 20, Window: peerWindow, LeaseID: 7, GiveBackStart: start, Left: 5, Reported: true},
+		{Key: "spent", Limit: 20, Window: peerWindow, LeaseID: 8, GiveBackStart: start, Reported: true},
+		{Key: "renewal", Limit: 20, Window: peerWindow, LeaseID: 9, Want: 4, Left: 2, Reported: true},
+		{Key: "check", Hits: 1, Limit: 20, Window: peerWindow},
+	}
+	from := ownership.Holder{Name: "node-a", Boot: "boot-1"}
+	for _, tt := range []struct {
+		name string
+		opts []grpc.DialOption
+		from ownership.Holder
+	}{{"identified", Identify(from.Name, from.Boot), from}, {"anonymous", nil, ownership.Holder{}}} {
+		t.Run(tt.name, func(t *testing.T) {
+			store := &scriptedStore{window: peerWindow}
+			c := serveBufconn(t, store, tt.opts...)
+			_, err := c.Check(t.Context(), items)
+			require.NoError(t, err)
+			c.unaryUntil.Store(time.Now().Add(time.Hour).UnixNano()) // the unary call too
+			_, err = c.Check(t.Context(), items[:1])
+			require.NoError(t, err)
+
+			want := slices.Clone(items)
+			want = append(want, items[0])
+			for i := range want {
+				want[i].From = tt.from
+			}
+			store.mu.Lock()
+			defer store.mu.Unlock()
+			assert.Equal(t, want, store.items, "items as the owner saw them")
+		})
+	}
+}
+
 func TestCheckPreservesOrder(t *testing.T) {
 	store := &scriptedStore{window: peerWindow}
 	c := serveBufconn(t, store)
@@ -229,10 +269,11 @@ func TestCheckRejectsInvalidBatch(t *testing.T) {
 		{"key too long", with(func(it *ownership.Item) { it.Key = strings.Repeat("x", config.MaxKeyLen+1) }), "item 2: API key is 257 bytes, longer than 256"},
 		{"key with a space", with(func(it *ownership.Item) { it.Key = "free demo" }), "item 2: API key has byte 0x20 at 4"},
 		{"nothing to do", with(func(it *ownership.Item) { it.Hits = 0 }), "item 2: hits, want and give_back are all 0"},
-		{"negative hits", with(func(it *ownership.Item) { it.Hits = -3 }), "item 2: hits -3, want 0, give_back 0: none may be negative"},
+		{"negative hits", with(func(it *ownership.Item) { it.Hits = -3 }), "item 2: hits -3, want 0, give_back 0, left 0: none may be negative"},
 		{"negative want", with(func(it *ownership.Item) { it.Want = -1 }), "item 2: hits 1, want -1, give_back 0"},
-		{"negative give-back", with(func(it *ownership.Item) { it.Hits, it.GiveBack = 0, -5 }), "give_back -5: none may be negative"},
-		{"huge want", with(func(it *ownership.Item) { it.Want = ownership.MaxLeaseHits + 1 }), "want 1048577, give_back 0: at most 1048576 each"},
+		{"negative give-back", with(func(it *ownership.Item) { it.Hits, it.GiveBack = 0, -5 }), "give_back -5, left 0: none may be negative"},
+		{"negative left", with(func(it *ownership.Item) { it.Hits, it.Left, it.Reported = 0, -2, true }), "left -2: none may be negative"},
+		{"huge want", with(func(it *ownership.Item) { it.Want = ownership.MaxLeaseHits + 1 }), "want 1048577, give_back 0, left 0: at most 1048576 each"},
 		{"zero limit", with(func(it *ownership.Item) { it.Limit = 0 }), "item 2: limit is 0, want at least 1"},
 		{"other window", with(func(it *ownership.Item) { it.Window = 30 * time.Second }), "item 2: window is 30s, this node's is 1m0s"},
 		{"no window", with(func(it *ownership.Item) { it.Window = 0 }), "item 2: window is 0s"},

@@ -309,8 +309,14 @@ type Item struct {
 	// later than this plus the cluster's max clock offset is not counted and
 	// gets no lease (Result.expired); its give_back is still taken.
 	DeadlineUnixNanos int64 `protobuf:"varint,9,opt,name=deadline_unix_nanos,json=deadlineUnixNanos,proto3" json:"deadline_unix_nanos,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// If set: how many hits lease lease_id, counted in the window that began
+	// at give_back_start_unix_nanos, had left to spend at the sender as it
+	// sent the item (a report, on an item that may carry nothing else, or a
+	// renewal's). If the sender fails or restarts, the owner takes what it
+	// last said was left off the key's count.
+	Left          *int64 `protobuf:"varint,11,opt,name=left,proto3,oneof" json:"left,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Item) Reset() {
@@ -409,6 +415,13 @@ func (x *Item) GetGiveBackNonce() uint64 {
 func (x *Item) GetDeadlineUnixNanos() int64 {
 	if x != nil {
 		return x.DeadlineUnixNanos
+	}
+	return 0
+}
+
+func (x *Item) GetLeft() int64 {
+	if x != nil && x.Left != nil {
+		return *x.Left
 	}
 	return 0
 }
@@ -662,7 +675,7 @@ const file_peer_proto_rawDesc = "" +
 	"\vCountsReply\"M\n" +
 	"\fCheckRequest\x12-\n" +
 	"\x05items\x18\x01 \x03(\v2\x17.tierlimit.peer.v1.ItemR\x05items\x12\x0e\n" +
-	"\x02id\x18\x02 \x01(\x04R\x02id\"\xc5\x02\n" +
+	"\x02id\x18\x02 \x01(\x04R\x02id\"\xe7\x02\n" +
 	"\x04Item\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x12\n" +
 	"\x04hits\x18\x02 \x01(\x03R\x04hits\x12\x14\n" +
@@ -674,7 +687,9 @@ const file_peer_proto_rawDesc = "" +
 	"\blease_id\x18\b \x01(\x04R\aleaseId\x12&\n" +
 	"\x0fgive_back_nonce\x18\n" +
 	" \x01(\x04R\rgiveBackNonce\x12.\n" +
-	"\x13deadline_unix_nanos\x18\t \x01(\x03R\x11deadlineUnixNanos\"\xb4\x01\n" +
+	"\x13deadline_unix_nanos\x18\t \x01(\x03R\x11deadlineUnixNanos\x12\x17\n" +
+	"\x04left\x18\v \x01(\x03H\x00R\x04left\x88\x01\x01B\a\n" +
+	"\x05_left\"\xb4\x01\n" +
 	"\rCheckResponse\x123\n" +
 	"\aresults\x18\x01 \x03(\v2\x19.tierlimit.peer.v1.ResultR\aresults\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\x04R\x02id\x12\x1d\n" +
@@ -748,6 +763,7 @@ func file_peer_proto_init() {
 	if File_peer_proto != nil {
 		return
 	}
+	file_peer_proto_msgTypes[4].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
