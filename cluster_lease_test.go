@@ -220,3 +220,57 @@ func TestClusterBurstOverAllNodesGetsTheWholeLimit(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterCrashedLeaseHolderIsCreditedBack: a node that holds a lease
+// on a key it does not own crashes (or restarts: its new process holds
+// nothing) with hits of the lease unspent. Its owner takes what the holder
+// last said was left off the key's count when it sees the member go (or
+// come back with another boot id): the key still gets its whole limit in
+// the window, not that much less.
+func TestClusterCrashedLeaseHolderIsCreditedBack(t *testing.T) {
+	for _, restart := range []bool{false, true} {
+		t.Run(map[bool]string{false: "crash", true: "restart"}[restart], func(t *testing.T) {
+			c := startCluster(t, 3, clusterOpts{steady: true})
+			var key string
+			for i := range 50 {
+				if k := "pro-" + strconv.Itoa(i); c.owner(k) == 0 {
+					key = k
+					break
+				}
+			}
+			require.NotEmpty(t, key)
+			owner, holder := c.nodes[0], c.nodes[2]
+			waitSettled(t, c.nodes)
+			spent := 0
+			for range 10 {
+				if code, _ := get(t, holder, key); code == http.StatusOK {
+					spent++
+				}
+			}
+			require.Equal(t, 10, spent)
+			require.Eventually(t, func() bool {
+				left := holder.router.LeaseHits()
+				return left > 0 && owner.owner.Unspent() == left
+			}, 5*time.Second, 10*time.Millisecond, "the owner never heard what the holder's lease has left")
+			t.Logf("the holder has %d hits left in its lease", holder.router.LeaseHits())
+
+			if restart {
+				c.restart(2, false, true)
+				c.waitMembers(3)
+			} else {
+				holder.kill()
+				c.waitMembers(2, c.nodes[:2]...)
+			}
+			require.Equal(t, 0, c.owner(key), "the key moved: the test proves nothing")
+			require.Eventually(t, func() bool { return owner.owner.Unspent() == 0 }, 10*time.Second, 10*time.Millisecond,
+				"the owner still counts the lease as out")
+			admitted := 0
+			for range 200 {
+				if code, _ := get(t, owner, key); code == http.StatusOK {
+					admitted++
+				}
+			}
+			assert.Equal(t, 150-spent, admitted, "admitted after the holder's %s", map[bool]string{false: "crash", true: "restart"}[restart])
+		})
+	}
+}

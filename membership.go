@@ -35,7 +35,10 @@ func (l *Limiter) startCluster() error {
 	if err != nil {
 		return err
 	}
-	var dial []grpc.DialOption
+	// One boot id for this process, in gossip, in backups and in every
+	// call to a peer alike.
+	boot := cluster.NewBootID()
+	dial := peer.Identify(cfg.NodeName, boot)
 	if cfg.PeerDialer != nil {
 		dial = append(dial, grpc.WithContextDialer(cfg.PeerDialer))
 	}
@@ -44,8 +47,6 @@ func (l *Limiter) startCluster() error {
 	l.owed = bucket.New(bucket.Config{Window: l.window, MaxKeys: cfg.MaxKeys})
 	l.ring = ownership.NewRing()
 	l.ring.Set([]string{cfg.NodeName})
-	// One boot id for this process, in gossip and in backups alike.
-	boot := cluster.NewBootID()
 	l.imports = ownership.NewImports(cfg.NodeName)
 	l.keeper = handoff.New(handoff.Config{
 		Self:           cfg.NodeName,
@@ -311,7 +312,9 @@ func (l *Limiter) applyMembers() {
 	}
 	names := make([]string, 0, len(alive))
 	addrs := make(map[string]string, len(alive))
+	boots := make(map[string]string, len(alive))
 	for _, m := range alive {
+		boots[m.Name] = m.Boot
 		if !m.Leaving { // a member about to leave gets no new keys
 			names = append(names, m.Name)
 		}
@@ -328,6 +331,9 @@ func (l *Limiter) applyMembers() {
 		}
 		l.state.remember(gossip)
 	}
+	// What the leases of members that went or restarted had left goes
+	// back to their keys.
+	l.owner.Members(time.Now(), boots)
 	stale, release := l.book.Set(addrs)
 	prev := l.ring.Members()
 	if l.ring.Set(names) {

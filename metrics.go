@@ -103,7 +103,7 @@ func newMetrics(cfg Config, src limiterSource) (*metrics, error) {
 		}),
 		leasesEnded: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tierlimit_leases_ended_total",
-			Help: "Leases this node ended, by reason: expired, revoked (the limit in force changed), moved (the key is this node's now), stopped, no_room.",
+			Help: "Leases this node ended, by reason: expired, revoked (the limit in force changed), moved (the key is this node's now), stopped, no_room, owner_silent (its owner has not answered for 800 ms).",
 		}, []string{"reason"}),
 		leaseUnused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tierlimit_lease_returned_hits_total",
@@ -117,7 +117,7 @@ func newMetrics(cfg Config, src limiterSource) (*metrics, error) {
 	for _, kind := range []string{"new", "renewal"} {
 		m.leaseGrants.WithLabelValues(kind)
 	}
-	for _, why := range []string{ownership.LeaseExpired, ownership.LeaseRevoked, ownership.LeaseMoved, ownership.LeaseStopped, ownership.LeaseNoRoom} {
+	for _, why := range []string{ownership.LeaseExpired, ownership.LeaseRevoked, ownership.LeaseMoved, ownership.LeaseStopped, ownership.LeaseNoRoom, ownership.LeaseSilent} {
 		m.leasesEnded.WithLabelValues(why)
 		m.leaseUnused.WithLabelValues(why)
 	}
@@ -189,6 +189,10 @@ func (m *metrics) registerCluster(src memberSource) error {
 			Name: "tierlimit_leases",
 			Help: "Leases this node holds on keys other members own.",
 		}, func() float64 { return float64(src.leasesHeld()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tierlimit_lease_hits_credited_total",
+			Help: "Hits this node, as a key's owner, took back from the leases of members that failed or restarted: what each holder last said its lease had left.",
+		}, func() float64 { return float64(src.leaseHitsCredited()) }),
 	)
 }
 

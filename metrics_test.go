@@ -159,24 +159,26 @@ type fakeLimiter struct {
 	owned, fallback, backups int
 	evictions, refused       uint64
 	alive, reachable, leases int
+	credited                 int64
 	share                    float64
 	members                  []string
 	breakerStates            map[string]ownership.BreakerState
 	forwardDeadlines         map[string]time.Duration
 }
 
-func (f *fakeLimiter) Health() State         { return f.state }
-func (f *fakeLimiter) tierNames() []string   { return f.tiers }
-func (f *fakeLimiter) storeLen() int         { return f.owned }
-func (f *fakeLimiter) fallbackLen() int      { return f.fallback }
-func (f *fakeLimiter) evicted() uint64       { return f.evictions }
-func (f *fakeLimiter) aliveMembers() int     { return f.alive }
-func (f *fakeLimiter) reachableMembers() int { return f.reachable }
-func (f *fakeLimiter) limitShare() float64   { return f.share }
-func (f *fakeLimiter) backupLen() int        { return f.backups }
-func (f *fakeLimiter) refusedStates() uint64 { return f.refused }
-func (f *fakeLimiter) leasesHeld() int       { return f.leases }
-func (f *fakeLimiter) peers() []string       { return f.members }
+func (f *fakeLimiter) Health() State            { return f.state }
+func (f *fakeLimiter) tierNames() []string      { return f.tiers }
+func (f *fakeLimiter) storeLen() int            { return f.owned }
+func (f *fakeLimiter) fallbackLen() int         { return f.fallback }
+func (f *fakeLimiter) evicted() uint64          { return f.evictions }
+func (f *fakeLimiter) aliveMembers() int        { return f.alive }
+func (f *fakeLimiter) reachableMembers() int    { return f.reachable }
+func (f *fakeLimiter) limitShare() float64      { return f.share }
+func (f *fakeLimiter) backupLen() int           { return f.backups }
+func (f *fakeLimiter) refusedStates() uint64    { return f.refused }
+func (f *fakeLimiter) leasesHeld() int          { return f.leases }
+func (f *fakeLimiter) leaseHitsCredited() int64 { return f.credited }
+func (f *fakeLimiter) peers() []string          { return f.members }
 func (f *fakeLimiter) breakers(time.Time) map[string]ownership.BreakerState {
 	return f.breakerStates
 }
@@ -200,7 +202,7 @@ func newFakeMetrics(t *testing.T, cfg Config, f *fakeLimiter) (*metrics, *promet
 func TestMetricsReadTheLimiterThroughInterfaces(t *testing.T) {
 	f := &fakeLimiter{
 		state: State{Status: Degraded, Version: 7}, tiers: []string{"free"},
-		owned: 11, fallback: 3, backups: 5, evictions: 2, refused: 1, alive: 3, reachable: 1, share: 1.0 / 3, leases: 4,
+		owned: 11, fallback: 3, backups: 5, evictions: 2, refused: 1, alive: 3, reachable: 1, share: 1.0 / 3, leases: 4, credited: 23,
 		members:          []string{"node-1", "node-2"},
 		breakerStates:    map[string]ownership.BreakerState{"node-1": ownership.BreakerOpen},
 		forwardDeadlines: map[string]time.Duration{"node-1": 3 * time.Millisecond},
@@ -225,6 +227,7 @@ func TestMetricsReadTheLimiterThroughInterfaces(t *testing.T) {
 		{"tierlimit_cluster_reachable_members", nil, 1},
 		{"tierlimit_limit_share", nil, 1.0 / 3},
 		{"tierlimit_leases", nil, 4},
+		{"tierlimit_lease_hits_credited_total", nil, 23},
 		{"tierlimit_peer_breaker_state", []string{"peer", "node-1", "state", "open"}, 1},
 		{"tierlimit_peer_breaker_state", []string{"peer", "node-2", "state", "closed"}, 1},
 		{"tierlimit_forward_deadline_seconds", []string{"peer", "node-1"}, 0.003},

@@ -97,6 +97,9 @@ type peerReader interface {
 type leaseReader interface {
 	// leasesHeld returns the leases held on keys other members own.
 	leasesHeld() int
+	// leaseHitsCredited returns the hits this member, as an owner, took
+	// back from the leases of holders that failed or restarted.
+	leaseHitsCredited() int64
 }
 
 // What a Limiter tells its series: the interfaces above.
@@ -136,6 +139,8 @@ func (l *Limiter) leasesHeld() int {
 	held, _ := l.router.Leases()
 	return held
 }
+
+func (l *Limiter) leaseHitsCredited() int64 { return l.owner.Credited() }
 
 func (l *Limiter) peers() []string {
 	members := l.ring.Members()

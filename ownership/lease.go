@@ -67,6 +67,7 @@ type lease struct {
 	lastAt   atomic.Int64 // when it was asked for, this node's Unix nanoseconds
 	lastLeft atomic.Int64 // hits left just after it: the rate is what went since
 	seen     atomic.Int64 // hits left at the last sweep: fewer now means it is in use
+	told     atomic.Int64 // hits left as last reported to the owner (Item.Left)
 	renewing atomic.Bool  // a renewal is in flight
 }
 
@@ -76,6 +77,7 @@ func newLease(r Result, limit int, sent time.Time, window time.Duration) *lease 
 	l := &lease{id: r.LeaseID, limit: limit, start: r.ResetAt.Add(-window), reset: r.ResetAt,
 		end: sent.Add(r.WindowLeft).UnixNano()}
 	l.extend(r, sent)
+	l.told.Store(int64(r.Granted)) // what the owner's record says
 	return l
 }
 
@@ -88,6 +90,16 @@ func (l *lease) extend(r Result, sent time.Time) {
 	l.last.Store(int64(r.Granted))
 	l.rest.Store(int64(r.Remaining))
 	l.until.Store(min(l.end, max(l.until.Load(), sent.Add(r.LeaseFor).UnixNano())))
+}
+
+// report returns, if l's hits left changed since it was last reported to
+// the owner, the report to send, and takes it as sent.
+func (l *lease) report(key string, window time.Duration) (Item, bool) {
+	left := max(0, l.left.Load())
+	if l.id == 0 || l.told.Swap(left) == left {
+		return Item{}, false
+	}
+	return Item{Key: key, Limit: l.limit, Window: window, LeaseID: l.id, GiveBackStart: l.start, Left: int(left), Reported: true}, true
 }
 
 // keepAlive moves l's end to ttl after n, within its window, if it was used
@@ -277,6 +289,18 @@ func (t *leases) removeIf(drop func(key string, l *lease) bool, gone func(key st
 	}
 	for _, e := range out {
 		gone(e.key, e.l)
+	}
+}
+
+// each calls f with every lease in the table, under its shard's read lock.
+func (t *leases) each(f func(key string, l *lease)) {
+	for i := range t.shards {
+		sh := &t.shards[i]
+		sh.mu.RLock()
+		for k, l := range sh.m {
+			f(k, l)
+		}
+		sh.mu.RUnlock()
 	}
 }
 

@@ -194,7 +194,7 @@ func TestRouterLeases(t *testing.T) {
 	r.events.mu.Lock()
 	assert.Equal(t, held, r.events.returned[LeaseRevoked])
 	r.events.mu.Unlock()
-	r.give(t.Context(), now)
+	r.give(t.Context(), now, nil)
 	last := owner.sent()[len(owner.sent())-1]
 	assert.Equal(t, held, last.GiveBack, "the revoked hits, given back")
 	assert.Equal(t, routerT0, last.GiveBackStart)
@@ -242,7 +242,7 @@ func TestRouterSweepGivesBackExpiredLeases(t *testing.T) {
 	assert.Zero(t, held)
 	assert.Equal(t, 1, returning)
 	owner.set(routerT0.Add(2 * time.Second))
-	r.give(t.Context(), routerT0.Add(2*time.Second))
+	r.give(t.Context(), routerT0.Add(2*time.Second), nil)
 	assert.Equal(t, 1, owner.used(key, 1500), "only the admitted hit is left")
 	_, returning = r.Leases()
 	assert.Zero(t, returning)
@@ -364,7 +364,7 @@ func TestRouterGiveBackSentAgainCountsOnce(t *testing.T) {
 
 	r.RevokeLeases() // 7 unused hits go back
 	for range 5 {
-		r.give(t.Context(), now)
+		r.give(t.Context(), now, nil)
 	}
 	_, returning := r.Leases()
 	assert.Zero(t, returning, "given back at last")
@@ -390,4 +390,41 @@ func TestRouterLateAnswerSettlesWhatWasOwed(t *testing.T) {
 	require.Equal(t, 1, owed(), "admitted here: owed to the owner")
 	assert.Eventually(t, func() bool { return owed() == 0 }, 5*time.Second, time.Millisecond,
 		"the owner's late answer counted the hit: it is owed no more")
+}
+
+// TestRouterSweepReportsLeasesAndEndsThoseOfASilentOwner: each sweep
+// reports to the owner what a lease spent since the last one has left (and
+// nothing for one left alone), and ends the leases of an owner not heard
+// from for FenceAfter, whose hits go back: were the owner cut off rather
+// than down, it would soon take this node for failed and credit those hits
+// back itself (Owner.Members), and the key must not have them twice.
+func TestRouterSweepReportsLeasesAndEndsThoseOfASilentOwner(t *testing.T) {
+	owner := newOwnerPeer(3)
+	clock := newClock(routerT0)
+	r := newTestRouter(t, []string{"a", "b", "c"}, peerMap{"b": owner, "c": &batchPeer{}}, func(c *RouterConfig) { c.Clock = clock.now })
+	key := keyOwnedBy(t, r.ring, "b")
+	for range 4 { // one to the owner, with the lease; three from it
+		require.True(t, r.Check(t.Context(), routerT0, key, 1500).Allowed)
+	}
+	ls := r.book.leases.get(key)
+	require.NotNil(t, ls)
+	require.Equal(t, int64(firstWant-3), ls.left.Load())
+
+	reports := r.sweepLeases(routerT0.Add(100 * time.Millisecond))
+	require.Len(t, reports, 1)
+	assert.Equal(t, Item{Key: key, Limit: 1500, Window: routerWindow, LeaseID: ls.id, GiveBackStart: ls.start, Left: firstWant - 3, Reported: true}, reports[0])
+	assert.Empty(t, r.sweepLeases(routerT0.Add(200*time.Millisecond)), "nothing spent since: nothing to report")
+
+	clock.set(routerT0.Add(FenceAfter - time.Millisecond))
+	r.sweepLeases(routerT0.Add(300 * time.Millisecond))
+	held, _ := r.Leases()
+	require.Equal(t, 1, held, "the owner is not silent yet")
+	clock.set(routerT0.Add(FenceAfter))
+	r.sweepLeases(routerT0.Add(400 * time.Millisecond))
+	held, returning := r.Leases()
+	assert.Zero(t, held, "the lease of a silent owner ended")
+	assert.Equal(t, 1, returning, "its hits are on their way back")
+	r.events.mu.Lock()
+	assert.Equal(t, firstWant-3, r.events.returned[LeaseSilent])
+	r.events.mu.Unlock()
 }

@@ -1,6 +1,7 @@
 package ownership
 
 import (
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -30,6 +31,11 @@ type Owner struct {
 	members   func() int
 	ttl       time.Duration // ≤ 0: grant no leases
 	moved     atomic.Int64  // when the ring last changed, Unix nanoseconds; 0: never
+	credited  atomic.Int64  // hits taken back from the leases of members that failed or restarted
+
+	// mu guards alive.
+	mu    sync.Mutex
+	alive map[string]string // the members at the last Members call: boot id by name
 }
 
 // settleTime is how long after a change of members an Owner grants no
@@ -93,11 +99,17 @@ func (o *Owner) Window() time.Duration { return o.store.Window() }
 // (as when this owner was paused and wakes to a queue of checks its peers
 // have long answered). Its give-back is still taken.
 func (o *Owner) Decide(now time.Time, it Item) Result {
+	if it.Reported && it.LeaseID != 0 {
+		o.grants.report(it.Key, it.LeaseID, it.GiveBackStart, it.Left)
+	}
 	took := 0
 	if it.GiveBack > 0 {
 		if n := o.grants.take(it.Key, it.LeaseID, it.GiveBackStart, it.GiveBack, it.GiveBackNonce); n > 0 {
 			took, _ = o.store.Give(now, it.Key, it.GiveBackStart, n)
 		}
+	}
+	if it.Hits == 0 && it.Want <= 0 && it.GiveBack <= 0 {
+		return Result{} // a report only
 	}
 	if !it.Deadline.IsZero() && now.After(it.Deadline.Add(time.Duration(o.maxOffset.Load()))) {
 		return Result{TookBack: took, Expired: true}
@@ -117,7 +129,7 @@ func (o *Owner) Decide(now time.Time, it Item) Result {
 	}
 	if gd := o.store.Take(now, it.Key, g, limit); gd.Allowed && gd.ResetAt.Equal(r.ResetAt) {
 		r.Remaining, r.Granted, r.LeaseFor, r.WindowLeft = gd.Remaining, g, lasts, r.ResetAt.Sub(now)
-		r.LeaseID = o.grants.add(now, it.Key, it.LeaseID, r.ResetAt.Add(-o.store.Window()), g)
+		r.LeaseID = o.grants.add(now, it.Key, it.LeaseID, r.ResetAt.Add(-o.store.Window()), g, it.From)
 	}
 	return r
 }
@@ -125,3 +137,46 @@ func (o *Owner) Decide(now time.Time, it Item) Result {
 // Leases returns how many leases this owner granted that were not given
 // back yet and whose window has not ended long ago.
 func (o *Owner) Leases() int { return o.grants.len() }
+
+// Members tells the Owner which members are alive at now, with each one's
+// boot id. A lease whose holder was alive at the last call and is now gone
+// (it failed or left) or has another boot id (it restarted, and lost its
+// leases with its memory) will never be spent beyond what its holder last
+// said it had left: the Owner takes that off the key's count, so the key
+// gets those hits back within its window. The holder's last report is at
+// most leaseSweep old while it spends (and a holder stops spending leases
+// of an owner it has not heard from for FenceAfter), so at most what it
+// admitted in its last leaseSweep is admitted twice. A holder the Owner
+// did not yet know as alive is never taken for gone.
+func (o *Owner) Members(now time.Time, alive map[string]string) {
+	o.mu.Lock()
+	prev := o.alive
+	o.alive = alive
+	o.mu.Unlock()
+	changed := false
+	for name, boot := range prev {
+		if alive[name] != boot {
+			changed = true
+			break
+		}
+	}
+	if !changed {
+		return
+	}
+	for _, c := range o.grants.credit(func(h Holder) bool {
+		boot, known := prev[h.Name]
+		return known && boot == h.Boot && alive[h.Name] != h.Boot
+	}) {
+		if took, ok := o.store.Give(now, c.key, c.start, c.hits); ok {
+			o.credited.Add(int64(took))
+		}
+	}
+}
+
+// Unspent returns how many hits of the leases this owner granted their
+// holders had left to spend, as they last said.
+func (o *Owner) Unspent() int { return o.grants.unspent() }
+
+// Credited returns how many hits the Owner took back from leases whose
+// holder failed or restarted (see Members).
+func (o *Owner) Credited() int64 { return o.credited.Load() }

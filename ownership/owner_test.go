@@ -196,3 +196,74 @@ func TestOwnerCountsNothingPastItsDeadline(t *testing.T) {
 	assert.Equal(t, 8, r.TookBack, "the give-back is taken all the same")
 	assert.Equal(t, 10, used())
 }
+
+// TestOwnerCreditsBackWhatAFailedHolderHadLeft: when the holder of a lease
+// fails or restarts, the owner takes off the key's count what the holder
+// last said the lease had left (its report, plus grants since), once; it
+// never takes it for gone while it was not known alive, nor credits a lease
+// whose holder the call did not name.
+func TestOwnerCreditsBackWhatAFailedHolderHadLeft(t *testing.T) {
+	a1, a2, b := Holder{"a", "boot-1"}, Holder{"a", "boot-2"}, Holder{"b", "boot-b"}
+	tests := []struct {
+		name    string
+		known   map[string]string // the members before
+		now     map[string]string // and after
+		from    Holder
+		report  int // -1: none
+		credit  int // what the owner takes back
+		kept    int // the leases it still keeps a record of
+		granted int
+	}{
+		{"a fails after saying 6 of 10 are left", map[string]string{"a": "boot-1", "b": "boot-b"}, map[string]string{"b": "boot-b"}, a1, 6, 6, 0, 10},
+		{"a restarts", map[string]string{"a": "boot-1"}, map[string]string{"a": "boot-2"}, a1, 6, 6, 0, 10},
+		{"no report: the whole grant", map[string]string{"a": "boot-1"}, map[string]string{}, a1, -1, 10, 0, 10},
+		{"a report of more than was granted", map[string]string{"a": "boot-1"}, map[string]string{}, a1, 50, 10, 0, 10},
+		{"another member fails", map[string]string{"a": "boot-1", "b": "boot-b"}, map[string]string{"a": "boot-1"}, a1, 6, 0, 1, 10},
+		{"the new process's lease stays", map[string]string{"a": "boot-1"}, map[string]string{"a": "boot-2"}, a2, 6, 0, 1, 10},
+		{"a holder never known alive", map[string]string{"b": "boot-b"}, map[string]string{}, a1, 6, 0, 1, 10},
+		{"a call that named nobody", map[string]string{"a": "boot-1"}, map[string]string{}, Holder{}, 6, 0, 1, 10},
+		{"b spent it all", map[string]string{"b": "boot-b"}, map[string]string{}, b, 0, 0, 0, 10},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			store := bucket.New(bucket.Config{Window: routerWindow})
+			o := NewOwner(store, func() int { return 3 }, time.Second)
+			t0 := routerT0
+			used := func() int { return 150 - store.Take(t0.Add(time.Second), "k", 0, 150).Remaining }
+			o.Members(t0, tt.known)
+			r := o.Decide(t0, Item{Key: "k", Hits: 1, Limit: 150, Window: routerWindow, Want: 10, From: tt.from})
+			require.Equal(t, tt.granted, r.Granted)
+			require.Equal(t, 11, used())
+			if tt.report >= 0 {
+				o.Decide(t0, Item{Key: "k", Limit: 150, Window: routerWindow, LeaseID: r.LeaseID, GiveBackStart: t0, Left: tt.report, Reported: true})
+			}
+			o.Members(t0.Add(time.Second), tt.now)
+			assert.Equal(t, 11-tt.credit, used(), "the count after")
+			assert.Equal(t, int64(tt.credit), o.Credited())
+			assert.Equal(t, tt.kept, o.Leases())
+			o.Members(t0.Add(2*time.Second), map[string]string{}) // everyone gone: nothing is credited twice
+			if tt.kept == 0 {
+				assert.Equal(t, 11-tt.credit, used(), "credited twice")
+			}
+		})
+	}
+}
+
+// TestOwnerReportThenGiveBack: a give-back after a report takes what it
+// gives off what the lease has left too, so a later failure of its holder
+// credits only the rest.
+func TestOwnerReportThenGiveBack(t *testing.T) {
+	store := bucket.New(bucket.Config{Window: routerWindow})
+	o := NewOwner(store, func() int { return 3 }, time.Second)
+	t0 := routerT0
+	a := Holder{"a", "boot-1"}
+	o.Members(t0, map[string]string{"a": "boot-1"})
+	r := o.Decide(t0, Item{Key: "k", Hits: 1, Limit: 150, Window: routerWindow, Want: 10, From: a})
+	require.Equal(t, 10, r.Granted)
+	o.Decide(t0, Item{Key: "k", Limit: 150, Window: routerWindow, LeaseID: r.LeaseID, GiveBackStart: t0, Left: 6, Reported: true})
+	g := o.Decide(t0, Item{Key: "k", Limit: 150, Window: routerWindow, LeaseID: r.LeaseID, GiveBack: 4, GiveBackStart: t0, GiveBackNonce: 7})
+	require.Equal(t, 4, g.TookBack)
+	o.Members(t0.Add(time.Second), map[string]string{})
+	assert.Equal(t, int64(2), o.Credited())
+	assert.Equal(t, 145, store.Take(t0.Add(time.Second), "k", 0, 150).Remaining)
+}

@@ -40,6 +40,18 @@ type Item struct {
 	GiveBack      int
 	GiveBackStart time.Time
 	GiveBackNonce uint64
+	// Left, with Reported, is how many hits lease LeaseID, counted in the
+	// window that began at GiveBackStart, had left to spend at the sender
+	// when it sent the item: a report (the item may carry nothing else) or
+	// a renewal's. If the sender fails or restarts, the owner takes what
+	// it last said was left off the key's count (see Owner.Members).
+	Left     int
+	Reported bool
+	// From is the sending process, as its call said (package peer takes it
+	// from the call's metadata); the owner records it with the leases it
+	// grants. Zero if the call did not say: those leases are never credited
+	// back.
+	From Holder
 	// Deadline is when the sender stops waiting for the answer and decides
 	// the check itself, on the sender's clock; zero for none. An owner that
 	// gets the item later than Deadline plus the cluster's clock offset

@@ -92,8 +92,13 @@ func (r *Router) renew(key string, ls *lease, limit int, owner string, want int)
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	sent := r.clock()
-	res, err := l.batcher.Check(ctx, Item{Key: key, Limit: limit, Window: r.local.Window(), Want: want, LeaseID: ls.renewalOf(limit),
-		Deadline: deadline})
+	it := Item{Key: key, Limit: limit, Window: r.local.Window(), Want: want, LeaseID: ls.renewalOf(limit), Deadline: deadline}
+	if it.LeaseID != 0 { // what the lease has left, as a report would say
+		left := max(0, ls.left.Load())
+		ls.told.Store(left)
+		it.Left, it.Reported, it.GiveBackStart = int(left), true, ls.start
+	}
+	res, err := l.batcher.Check(ctx, it)
 	if err == nil && res.Granted > 0 {
 		r.takeGrant(sent, key, limit, res, true)
 	}
@@ -148,7 +153,7 @@ func (r *Router) ReturnLeases(ctx context.Context) {
 	}
 	r.book.leases.removeIf(func(string, *lease) bool { return true },
 		func(key string, ls *lease) { r.drainLease(key, ls, LeaseStopped) })
-	r.give(ctx, time.Now())
+	r.give(ctx, time.Now(), nil)
 }
 
 // Run keeps the Router's background work going until ctx ends: every
@@ -163,6 +168,7 @@ func (r *Router) Run(ctx context.Context) {
 	defer t.Stop()
 	defer r.pings.Wait()
 	ticks := 0
+	var reports []Item
 	for {
 		select {
 		case <-ctx.Done():
@@ -178,59 +184,72 @@ func (r *Router) Run(ctx context.Context) {
 				r.ping(ctx, now)
 			}
 			if r.book.leases != nil {
-				r.sweepLeases(time.Now())
+				reports = r.sweepLeases(time.Now())
 			}
 		case <-r.giveNow:
 		}
 		if r.book.leases != nil {
-			r.give(ctx, time.Now())
+			r.give(ctx, time.Now(), reports)
+			reports = nil
 		}
 	}
 }
 
-// sweepLeases ends the leases that ran out of time by now, and those of
-// keys this node owns now, and keeps the ones in use alive (keepAlive):
-// a key hit now and then keeps its lease, and its checks pay no round trip,
-// without a call to the owner.
-func (r *Router) sweepLeases(now time.Time) {
-	n := now.UnixNano()
+// sweepLeases ends the leases that ran out of time by now, those of keys
+// this node owns now, and those whose owner has been silent for
+// FenceAfter; keeps the ones in use alive (keepAlive): a key hit now and
+// then keeps its lease, and its checks pay no round trip, without a call to
+// the owner; and returns a report for each lease spent since the last one
+// (to its owner: what it has left, should this node fail).
+//
+// An owner that cannot reach this node for long takes it for failed and
+// credits back what its leases had left (Owner.Members); ending them when
+// the owner goes silent, long before failure detection, keeps this node
+// from spending them too.
+func (r *Router) sweepLeases(now time.Time) []Item {
+	n, at := now.UnixNano(), r.clock()
+	w := r.local.Window()
+	var reports []Item
+	why := make(map[*lease]string)
 	r.book.leases.removeIf(func(key string, ls *lease) bool {
-		if n >= ls.until.Load() || r.ownsNow(key) {
-			return true
+		owner, ok := r.ring.Owner(key)
+		switch {
+		case !ok || owner == r.self:
+			why[ls] = LeaseMoved
+		case n >= ls.until.Load():
+			why[ls] = LeaseExpired
+		case r.contacts.silent(owner, at, FenceAfter):
+			why[ls] = LeaseSilent
+		default:
+			ls.keepAlive(n, r.book.leaseTTL)
+			if rep, ok := ls.report(key, w); ok {
+				reports = append(reports, rep)
+			}
+			return false
 		}
-		ls.keepAlive(n, r.book.leaseTTL)
-		return false
-	}, func(key string, ls *lease) {
-		why := LeaseExpired
-		if r.ownsNow(key) {
-			why = LeaseMoved
-		}
-		r.drainLease(key, ls, why)
-	})
-}
-
-// ownsNow reports whether this node owns key now.
-func (r *Router) ownsNow(key string) bool {
-	owner, ok := r.ring.Owner(key)
-	return !ok || owner == r.self
+		return true
+	}, func(key string, ls *lease) { r.drainLease(key, ls, why[ls]) })
+	return reports
 }
 
 // give gives the queued hits back to their keys' owners as the ring says
-// now: to this node's own store, or in one call per owner. Hits are given
-// back again later if the owner could not be reached or did not answer in
-// time, until their window ends: the owner takes each lease's hits back at
-// most once, so a give-back it applied but whose answer was lost costs
-// nothing when sent again. Hits of a key this node owns now and holds no
-// count for are given back again for giveRetryFor: the count may be on its
-// way (a new owner taking over a failed one's copies). An owner that holds
-// no record of the lease (the key moved, or its owner restarted) takes
-// nothing back: those hits stay counted until their window ends.
-func (r *Router) give(ctx context.Context, now time.Time) {
+// now: to this node's own store, or in one call per owner, which carries
+// reports (what leases have left) to that owner too. Hits are given back
+// again later if the owner could not be reached or did not answer in time,
+// until their window ends: the owner takes each lease's hits back at most
+// once, so a give-back it applied but whose answer was lost costs nothing
+// when sent again. Hits of a key this node owns now and holds no count for
+// are given back again for giveRetryFor: the count may be on its way (a
+// new owner taking over a failed one's copies). An owner that holds no
+// record of the lease (the key moved, or its owner restarted) takes nothing
+// back: those hits stay counted until their window ends. Reports are not
+// sent again: the next sweep's says more.
+func (r *Router) give(ctx context.Context, now time.Time, reports []Item) {
 	r.givesMu.Lock()
 	gives := r.gives
 	r.gives = nil
 	r.givesMu.Unlock()
-	if len(gives) == 0 {
+	if len(gives) == 0 && len(reports) == 0 {
 		return
 	}
 	w := r.local.Window()
@@ -240,46 +259,46 @@ func (r *Router) give(ctx context.Context, now time.Time) {
 			again = append(again, g)
 		}
 	}
-	byOwner := make(map[string][]giveBack)
+	type outgoing struct {
+		gives []giveBack
+		items []Item // one per give, then the reports
+	}
+	byOwner := make(map[string]*outgoing)
+	to := func(owner string) *outgoing {
+		o := byOwner[owner]
+		if o == nil {
+			o = &outgoing{}
+			byOwner[owner] = o
+		}
+		return o
+	}
 	for _, g := range gives {
 		if g.since.IsZero() {
 			g.since = now
 		}
 		if owner, ok := r.ring.Owner(g.key); ok && owner != r.self {
-			byOwner[owner] = append(byOwner[owner], g)
+			o := to(owner)
+			o.gives = append(o.gives, g)
+			o.items = append(o.items, Item{Key: g.key, Limit: g.limit, Window: w, LeaseID: g.id, GiveBack: g.hits, GiveBackStart: g.start, GiveBackNonce: g.nonce})
 			continue
 		}
 		if _, ok := r.local.Give(now, g.key, g.start, g.hits); !ok {
 			retry(g, true)
 		}
 	}
-	var items []Item
-	for owner, gs := range byOwner {
-		p, ok := r.peers.Peer(owner)
-		for len(gs) > 0 {
-			n := min(len(gs), MaxCheckItems)
-			err := errNoPeer
-			if ok && p != nil {
-				items = items[:0]
-				for _, g := range gs[:n] {
-					items = append(items, Item{Key: g.key, Limit: g.limit, Window: w, LeaseID: g.id, GiveBack: g.hits, GiveBackStart: g.start, GiveBackNonce: g.nonce})
-				}
-				cctx, cancel := context.WithTimeout(ctx, giveTimeout)
-				_, err = p.Check(cctx, items)
-				cancel()
-				if err == nil {
-					r.contacts.heard(owner, r.clock())
-				}
+	for _, it := range reports {
+		if owner, ok := r.ring.Owner(it.Key); ok && owner != r.self {
+			o := to(owner)
+			o.items = append(o.items, it)
+		}
+	}
+	for owner, o := range byOwner {
+		if err := r.send(ctx, owner, o.items); err != nil {
+			r.log.Debug("could not give leased hits back; will retry", slog.String("peer", owner),
+				slog.Int("keys", len(o.gives)), slog.Any("error", err))
+			for _, g := range o.gives {
+				retry(g, false) // taken at most once if some went through
 			}
-			if err != nil {
-				r.log.Debug("could not give leased hits back; will retry", slog.String("peer", owner),
-					slog.Int("keys", len(gs)), slog.Any("error", err))
-				for _, g := range gs {
-					retry(g, false)
-				}
-				break
-			}
-			gs = gs[n:]
 		}
 	}
 	r.givesMu.Lock()
@@ -288,8 +307,39 @@ func (r *Router) give(ctx context.Context, now time.Time) {
 	r.returning.Add(int64(len(again) - len(gives)))
 }
 
+// send sends items to owner, in calls of MaxCheckItems at most, each
+// within giveTimeout, until one fails.
+func (r *Router) send(ctx context.Context, owner string, items []Item) error {
+	p, ok := r.peers.Peer(owner)
+	if !ok || p == nil {
+		return errNoPeer
+	}
+	for len(items) > 0 {
+		n := min(len(items), MaxCheckItems)
+		cctx, cancel := context.WithTimeout(ctx, giveTimeout)
+		_, err := p.Check(cctx, items[:n])
+		cancel()
+		if err != nil {
+			return err
+		}
+		r.contacts.heard(owner, r.clock())
+		items = items[n:]
+	}
+	return nil
+}
+
 // errNoPeer: the PeerSource does not know the owner (yet).
 var errNoPeer = errors.New("ownership: no peer for the owner")
+
+// LeaseHits returns how many hits the leases this node holds have left.
+func (r *Router) LeaseHits() int {
+	if r.book.leases == nil {
+		return 0
+	}
+	n := 0
+	r.book.leases.each(func(_ string, ls *lease) { n += int(max(0, ls.left.Load())) })
+	return n
+}
 
 // Leases returns how many leases this node holds now, and how many ended
 // leases' unused hits are still on their way back to their owners.
