@@ -151,7 +151,7 @@ DIRTY=$( {
   git ls-files --others --exclude-standard -- bench/loadgen bench/loadreport bench/report bench/floor bench/delayproxy bench/go.mod bench/go.sum
 } 2>/dev/null | sort -u)
 CODE=$COMMIT
-[ -n "$DIRTY" ] && CODE+=" + uncommitted changes ($(echo "$DIRTY" | wc -l) files: $(echo "$DIRTY" | head -n 5 | paste -sd ' ' -)$([ "$(echo "$DIRTY" | wc -l)" -gt 5 ] && echo ' …'))"
+[ -n "$DIRTY" ] && CODE+=" + uncommitted changes ($(echo "$DIRTY" | wc -l) files: $(echo "$DIRTY" | head -n 5 | paste -sd ' ' -)$([ "$(echo "$DIRTY" | wc -l)" -gt 5 ] && echo ' …' || true))"
 git diff --quiet HEAD -- bench/delay.sh 2>/dev/null || CODE+="; bench/delay.sh with uncommitted changes"
 log "code: $CODE"
 log "building into $BIN"
