@@ -18,6 +18,7 @@ import (
 	"github.com/tierlimit/tierlimit/health"
 	"github.com/tierlimit/tierlimit/ownership"
 	"github.com/tierlimit/tierlimit/peer"
+	"github.com/tierlimit/tierlimit/ring"
 )
 
 // The types a user of the Limiter meets, from the packages that define them.
@@ -71,7 +72,7 @@ type Limiter struct {
 	// In a cluster; nil on a single node.
 	fallback     *bucket.Store // local-only counts while an owner is unreachable
 	owed         *bucket.Store // the hits of those, until the Keeper sends them to the owners
-	ring         *ownership.Ring
+	ring         *ring.Ring
 	router       *ownership.Router
 	owner        *ownership.Owner // the owner side of forwarded checks and leases
 	imports      *ownership.Imports

@@ -15,6 +15,7 @@ import (
 	"github.com/tierlimit/tierlimit/handoff"
 	"github.com/tierlimit/tierlimit/ownership"
 	"github.com/tierlimit/tierlimit/peer"
+	"github.com/tierlimit/tierlimit/ring"
 )
 
 // startCluster starts what a cluster member adds to a single node: the
@@ -45,7 +46,7 @@ func (l *Limiter) startCluster() error {
 	l.book = peer.NewBook(cliCreds, dial...)
 	l.fallback = bucket.New(bucket.Config{Window: l.window, MaxKeys: cfg.MaxKeys})
 	l.owed = bucket.New(bucket.Config{Window: l.window, MaxKeys: cfg.MaxKeys})
-	l.ring = ownership.NewRing()
+	l.ring = ring.New()
 	l.ring.Set([]string{cfg.NodeName})
 	l.imports = ownership.NewImports(cfg.NodeName)
 	l.keeper = handoff.New(handoff.Config{

@@ -19,7 +19,7 @@
 #   kill -9      of node N/2: until every survivor's ring is without it
 #   leave        SIGTERM to node N/2+1: until it is out of every ring, every
 #                node heard it left, and its process exited
-# and times ownership.Ring.Set at each N. Times come from the nodes' own
+# and times ring.Ring.Set at each N. Times come from the nodes' own
 # JSON logs (stamped to the nanosecond, on the same clock as the script),
 # so the measurements poll files, not the nodes. bench/scale (the helper)
 # waits, scrapes and writes the table.
@@ -57,7 +57,7 @@
 #                   an idle window or a load they took more of is done again
 #                   once, and the cleaner of the two kept
 #   SCALE_NODE_FLAGS more flags for every node, such as "-lease-ttl -1s"
-#   SCALE_GO_BENCH  1 (default) also runs ownership's BenchmarkRingSet; 0 skips it
+#   SCALE_GO_BENCH  1 (default) also runs package ring's BenchmarkRingSet; 0 skips it
 #   SCALE_OUT       run directory (default bench/out/scale)
 #   SCALE_DOC       doc to write the table into (default docs/scale.md when
 #                   SCALE_NS is the default, else none; empty: none)
@@ -247,8 +247,8 @@ quiet "the ring timings"
 log "timing Ring.Set at ${NS[*]} members"
 "$SCALE" ring -n "${NS[*]}" -out "$OUT/ring.json"
 if [ "$GO_BENCH" = 1 ]; then
-  log "go test -bench RingSet ./ownership (members 10, 50, 100)"
-  timeout 300 go test -run '^$' -bench 'RingSet/members=(10|50|100)$' -count 1 ./ownership >"$OUT/ringbench.txt" 2>&1 ||
+  log "go test -bench RingSet ./ring (members 10, 50, 100)"
+  timeout 300 go test -run '^$' -bench 'RingSet/members=(10|50|100)$' -count 1 ./ring >"$OUT/ringbench.txt" 2>&1 ||
     log "BenchmarkRingSet failed; see $OUT/ringbench.txt"
 fi
 

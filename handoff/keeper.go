@@ -12,6 +12,7 @@ import (
 	"github.com/tierlimit/tierlimit/bucket"
 	"github.com/tierlimit/tierlimit/internal/warn"
 	"github.com/tierlimit/tierlimit/ownership"
+	"github.com/tierlimit/tierlimit/ring"
 )
 
 // Mover is a peer that can take counts as well as checks; package peer's
@@ -47,7 +48,7 @@ type Config struct {
 	// Self is this node's member name.
 	Self string
 	// Ring is the cluster's ring, the one the Router routes by.
-	Ring *ownership.Ring
+	Ring *ring.Ring
 	// Store holds the counts of the keys this node owns; made with
 	// TrackChanges, so that the Keeper can back them up.
 	Store *bucket.Store
@@ -126,7 +127,7 @@ type Config struct {
 // methods are called by the member machinery and by the peer server.
 type Keeper struct {
 	self     string
-	ring     *ownership.Ring
+	ring     *ring.Ring
 	store    *bucket.Store
 	owed     *bucket.Store // Config.Owed; may be nil
 	peers    ownership.PeerSource
@@ -140,7 +141,7 @@ type Keeper struct {
 
 	// heirs is who owns each key if this node fails: the ring without
 	// it.
-	heirs *ownership.Ring
+	heirs *ring.Ring
 
 	// moveMu serialises Members and Leave.
 	moveMu sync.Mutex
@@ -200,7 +201,7 @@ func New(cfg Config) *Keeper {
 		self: cfg.Self, ring: cfg.Ring, store: cfg.Store, owed: cfg.Owed, peers: cfg.Peers,
 		interval: cfg.BackupInterval, maxKeys: cfg.MaxBackupKeys, clock: cfg.Clock,
 		log: cfg.Logger, obs: cfg.Observer, heard: cfg.Heard, imports: cfg.Imports,
-		heirs:   ownership.NewRing(),
+		heirs:   ring.New(),
 		boot:    cfg.Boot,
 		restore: make(chan struct{}, 1),
 		backups: make(map[string]*copies),
@@ -315,18 +316,18 @@ func (k *Keeper) Leave(ctx context.Context) error {
 	return k.handOff(ctx, now, k.heirs)
 }
 
-// handOff sends the keys of the store that ring gives to another member to
+// handOff sends the keys of the store that rg gives to another member to
 // that member. Counts that cannot be sent stay here, to go with the next
 // hand-off.
-func (k *Keeper) handOff(ctx context.Context, now time.Time, ring *ownership.Ring) error {
+func (k *Keeper) handOff(ctx context.Context, now time.Time, rg *ring.Ring) error {
 	moving := k.store.Drain(func(key string) bool {
-		owner, ok := ring.Owner(key)
+		owner, ok := rg.Owner(key)
 		return !ok || owner == k.self
 	})
 	if len(moving) == 0 {
 		return nil
 	}
-	unsent := k.send(ctx, ring, moving, "handoff")
+	unsent := k.send(ctx, rg, moving, "handoff")
 	for _, c := range unsent {
 		k.store.Add(now, c)
 	}
@@ -337,30 +338,30 @@ func (k *Keeper) handOff(ctx context.Context, now time.Time, ring *ownership.Rin
 	return nil
 }
 
-// place adds counts to the store for the keys ring gives this node, and
+// place adds counts to the store for the keys rg gives this node, and
 // sends the others to their owners; what cannot be sent is added to keep,
 // to go with a later move.
-func (k *Keeper) place(ctx context.Context, now time.Time, counts []bucket.Count, ring *ownership.Ring, keep *bucket.Store) {
+func (k *Keeper) place(ctx context.Context, now time.Time, counts []bucket.Count, rg *ring.Ring, keep *bucket.Store) {
 	var away []bucket.Count
 	for _, c := range counts {
-		if owner, ok := ring.Owner(c.Key); !ok || owner == k.self {
+		if owner, ok := rg.Owner(c.Key); !ok || owner == k.self {
 			k.store.Add(now, c)
 		} else {
 			away = append(away, c)
 		}
 	}
-	for _, c := range k.send(ctx, ring, away, "handoff") {
+	for _, c := range k.send(ctx, rg, away, "handoff") {
 		keep.Add(now, c)
 	}
 }
 
-// send sends each count to its key's owner in ring, in batches of at most
+// send sends each count to its key's owner in rg, in batches of at most
 // ownership.MaxCheckItems, as a hand-off or a backup, and returns the counts it could
 // not send.
-func (k *Keeper) send(ctx context.Context, ring *ownership.Ring, counts []bucket.Count, kind string) []bucket.Count {
+func (k *Keeper) send(ctx context.Context, rg *ring.Ring, counts []bucket.Count, kind string) []bucket.Count {
 	byOwner := make(map[string][]bucket.Count)
 	for _, c := range counts {
-		if owner, ok := ring.Owner(c.Key); ok && owner != k.self {
+		if owner, ok := rg.Owner(c.Key); ok && owner != k.self {
 			byOwner[owner] = append(byOwner[owner], c)
 		}
 	}

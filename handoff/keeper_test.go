@@ -16,6 +16,7 @@ import (
 	"github.com/tierlimit/tierlimit/bucket"
 	"github.com/tierlimit/tierlimit/internal/warn"
 	"github.com/tierlimit/tierlimit/ownership"
+	"github.com/tierlimit/tierlimit/ring"
 )
 
 // routerWindow is the counting window of every store in these tests.
@@ -32,16 +33,16 @@ func (m peerMap) Peer(name string) (ownership.Peer, bool) {
 	return p, ok
 }
 
-// keyOwnedBy returns a key that ring gives to member.
-func keyOwnedBy(t *testing.T, ring *ownership.Ring, member string) string {
+// keyOwnedBy returns a key that rg gives to member.
+func keyOwnedBy(t *testing.T, rg *ring.Ring, member string) string {
 	t.Helper()
 	for i := range 100_000 {
 		k := "user-" + strconv.Itoa(i)
-		if o, _ := ring.Owner(k); o == member {
+		if o, _ := rg.Owner(k); o == member {
 			return k
 		}
 	}
-	require.FailNow(t, "no key found", "no key owned by %s in %v", member, ring.Members())
+	require.FailNow(t, "no key found", "no key owned by %s in %v", member, rg.Members())
 	return ""
 }
 
@@ -98,14 +99,14 @@ func (p *moverPeer) got(key string) (handed, copied bucket.Count) {
 // Keeper and a fake peer "b".
 type keeperFixture struct {
 	k           *Keeper
-	ring        *ownership.Ring
+	ring        *ring.Ring
 	store, owed *bucket.Store
 	b           *moverPeer
 }
 
 func newKeeperFixture(t *testing.T, members ...string) keeperFixture {
 	t.Helper()
-	f := keeperFixture{ring: ownership.NewRing(), store: bucket.New(bucket.Config{Window: routerWindow, TrackChanges: true}),
+	f := keeperFixture{ring: ring.New(), store: bucket.New(bucket.Config{Window: routerWindow, TrackChanges: true}),
 		owed: bucket.New(bucket.Config{Window: routerWindow}), b: newMoverPeer()}
 	f.ring.Set(members)
 	f.k = New(Config{Self: "a", Boot: "boot-a", Ring: f.ring, Store: f.store, Owed: f.owed, Peers: peerMap{"b": f.b},
@@ -324,15 +325,15 @@ func (p *stuckMover) Backup(context.Context, string, string, time.Duration, []bu
 	return errors.New("too late")
 }
 
-// keyWithHeir returns a key that ring gives to owner and heirs, the ring
-// without owner, gives to heir.
-func keyWithHeir(t *testing.T, ring *ownership.Ring, owner, heir string) string {
+// keyWithHeir returns a key that rg gives to owner and heirs, rg without
+// owner, gives to heir.
+func keyWithHeir(t *testing.T, rg *ring.Ring, owner, heir string) string {
 	t.Helper()
-	without := ownership.NewRing()
-	without.Set(slices.DeleteFunc(ring.Members(), func(m string) bool { return m == owner }))
+	without := ring.New()
+	without.Set(slices.DeleteFunc(rg.Members(), func(m string) bool { return m == owner }))
 	for i := range 100_000 {
 		k := "user-" + strconv.Itoa(i)
-		if must(ring.Owner(k)) == owner && must(without.Owner(k)) == heir {
+		if must(rg.Owner(k)) == owner && must(without.Owner(k)) == heir {
 			return k
 		}
 	}
@@ -344,15 +345,15 @@ func keyWithHeir(t *testing.T, ring *ownership.Ring, owner, heir string) string 
 // backups, so one that does not answer delays no other: a healthy heir
 // gets every round's copies while the stuck one's first call still hangs.
 func TestKeeperAStuckHeirHoldsBackNoOther(t *testing.T) {
-	ring := ownership.NewRing()
-	ring.Set([]string{"a", "b", "c"})
+	rg := ring.New()
+	rg.Set([]string{"a", "b", "c"})
 	store := bucket.New(bucket.Config{Window: routerWindow, TrackChanges: true})
 	b := &stuckMover{moverPeer: newMoverPeer(), release: make(chan struct{})}
 	c := newMoverPeer()
-	k := New(Config{Self: "a", Ring: ring, Store: store, Peers: peerMap{"b": b, "c": c},
+	k := New(Config{Self: "a", Ring: rg, Store: store, Peers: peerMap{"b": b, "c": c},
 		BackupInterval: 5 * time.Millisecond})
 	k.Members(t.Context(), nil, nil)
-	toB, toC := keyWithHeir(t, ring, "a", "b"), keyWithHeir(t, ring, "a", "c")
+	toB, toC := keyWithHeir(t, rg, "a", "b"), keyWithHeir(t, rg, "a", "c")
 
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
@@ -376,7 +377,7 @@ func TestKeeperDropsCopiesOfKeysThatMoved(t *testing.T) {
 	f := newKeeperFixture(t, "a", "b")
 	c := newMoverPeer()
 	f.k.peers = peerMap{"b": f.b, "c": c}
-	bigger := ownership.NewRing()
+	bigger := ring.New()
 	bigger.Set([]string{"a", "b", "c"})
 	moving, staying := "", ""
 	for i := 0; moving == "" || staying == ""; i++ {
@@ -440,7 +441,7 @@ func TestKeeperKeepsALeaversCopiesUntilItsHandOffLands(t *testing.T) {
 	f.k.peers = peerMap{"b": f.b, "c": c}
 	now := routerT0
 	f.k.clock = func() time.Time { return now }
-	without := ownership.NewRing()
+	without := ring.New()
 	without.Set([]string{"a", "c"})
 	var handed, lost, elsewhere string
 	for i := 0; handed == "" || lost == "" || elsewhere == ""; i++ {

@@ -3,13 +3,11 @@
 //
 // # The ring
 //
-// A Ring maps a key to a member name by bounded-load consistent hashing
-// (buraksezer/consistent v1.1.0, xxhash, 271 partitions, 20 replicas per
-// member, load 1.25: no member owns more than 1.25 times its fair share of
-// partitions). Every node must use these same values and the same member
-// names, or nodes disagree about owners. When a member joins or leaves,
-// only about 1/n of the keys change owner. The Ring holds names only; it is
-// fed by whoever watches membership (package tierlimit connects cluster's callback
+// Package ring's Ring maps a key to a member name by bounded-load
+// consistent hashing; every node must use the same parameters and the same
+// member names, or nodes disagree about owners. The Router looks each key's
+// owner up in the Ring it is given, which holds names only and is fed by
+// whoever watches membership (package tierlimit connects cluster's callback
 // to Ring.Set).
 //
 // # Forwarding
@@ -86,7 +84,7 @@
 // # Use
 //
 // Package tierlimit wires this together: each node serves its Local store
-// to peers, builds one Ring and one Router, and passes the Router to the
+// to peers, builds one ring.Ring and one Router, and passes the Router to the
 // api middleware as its Checker. On membership changes it calls Ring.Set
 // with the live member names and Router.Forget for members that left or
 // moved; on a health change or a reload, Router.ClearOverLimit. It closes

@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tierlimit/tierlimit/ring"
 )
 
 // ImportFor bounds how long after a change of members a key this node has
@@ -39,7 +41,7 @@ type Imports struct {
 
 // importing is one change of members' keys being imported.
 type importing struct {
-	prev    *Ring           // the members before the change
+	prev    *ring.Ring      // the members before the change
 	stayed  map[string]bool // the members before it that are still members
 	members int             // the members after it
 	at      time.Time       // the change
@@ -72,9 +74,9 @@ func (im *Imports) Moved(prev, cur []string, now time.Time) {
 		im.cur.Store(nil)
 		return
 	}
-	ring := NewRing()
-	ring.Set(before)
-	im.cur.Store(&importing{prev: ring, stayed: stayed, members: max(1, len(cur)), at: now})
+	was := ring.New()
+	was.Set(before)
+	im.cur.Store(&importing{prev: was, stayed: stayed, members: max(1, len(cur)), at: now})
 }
 
 // Arrived tells Imports that the member called from handed counts over at

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 
 	"github.com/tierlimit/tierlimit/bucket"
+	"github.com/tierlimit/tierlimit/ring"
 )
 
 // TestImportsHoldAKeyToItsShareUntilItsCountArrives steps a node that joins
@@ -16,14 +17,14 @@ import (
 // before, and keys of a member that left (counted from copies), are not.
 func TestImportsHoldAKeyToItsShareUntilItsCountArrives(t *testing.T) {
 	cur := []string{"a", "b", "c"}
-	ring := NewRing()
-	ring.Set(cur)
+	after := ring.New()
+	after.Set(cur)
 	fromB, fromC := "", ""
-	before := NewRing()
+	before := ring.New()
 	before.Set([]string{"b", "c"})
 	for i := 0; fromB == "" || fromC == ""; i++ {
 		k := "user-" + strconv.Itoa(i)
-		if must(ring.Owner(k)) != "a" {
+		if must(after.Owner(k)) != "a" {
 			continue
 		}
 		switch must(before.Owner(k)) {
@@ -62,7 +63,7 @@ func TestImportsHoldAKeyToItsShareUntilItsCountArrives(t *testing.T) {
 	// held; a's own keys never are.
 	im.Moved(cur, []string{"a", "b"}, t0.Add(time.Hour))
 	assert.Equal(t, 20, im.Limit(t0.Add(time.Hour), fromC, 20), "a leaver's key")
-	mine := keyOwnedBy(t, ring, "a")
+	mine := keyOwnedBy(t, after, "a")
 	im.Moved(cur, cur, t0.Add(2*time.Hour))
 	assert.Equal(t, 20, im.Limit(t0.Add(2*time.Hour), mine, 20), "a key this node owned before")
 
@@ -85,9 +86,9 @@ func TestOwnerHoldsAnImportedKeyToItsShare(t *testing.T) {
 	o := NewOwner(store, func() int { return 3 }, time.Second)
 	im := NewImports("a")
 	o.SetImports(im)
-	ring := NewRing()
-	ring.Set([]string{"a", "b", "c"})
-	key := keyOwnedBy(t, ring, "a")
+	rg := ring.New()
+	rg.Set([]string{"a", "b", "c"})
+	key := keyOwnedBy(t, rg, "a")
 	im.Moved([]string{"a"}, []string{"a", "b", "c"}, routerT0)
 	admitted := 0
 	var last Result

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tierlimit/tierlimit/bucket"
+	"github.com/tierlimit/tierlimit/ring"
 )
 
 // TestLeaseSteps steps a lease on the asker's side through a fake clock:
@@ -282,9 +283,9 @@ func TestRouterSweepKeepsLeasesInUse(t *testing.T) {
 	r.events.mu.Unlock()
 }
 
-// keyOwner returns the owner ring gives key.
-func keyOwner(ring *Ring, key string) string {
-	o, _ := ring.Owner(key)
+// keyOwner returns the owner rg gives key.
+func keyOwner(rg *ring.Ring, key string) string {
+	o, _ := rg.Owner(key)
 	return o
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/tierlimit/tierlimit/bucket"
 	"github.com/tierlimit/tierlimit/config"
 	"github.com/tierlimit/tierlimit/internal/warn"
+	"github.com/tierlimit/tierlimit/ring"
 )
 
 // RouterConfig configures a Router. Ring, Local, Fallback and Peers are
@@ -19,7 +20,7 @@ type RouterConfig struct {
 	// Self is this node's member name in Ring.
 	Self string
 	// Ring maps keys to owners. Required.
-	Ring *Ring
+	Ring *ring.Ring
 	// Local counts the keys this node owns, for itself and for the checks
 	// other nodes forward to it. Required.
 	Local *bucket.Store
@@ -94,7 +95,7 @@ type RouterConfig struct {
 // by Forget or Close.
 type Router struct {
 	self           string
-	ring           *Ring
+	ring           *ring.Ring
 	local          *bucket.Store
 	fallback       *bucket.Store
 	owed           *bucket.Store // may be nil

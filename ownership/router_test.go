@@ -18,6 +18,7 @@ import (
 
 	"github.com/tierlimit/tierlimit/bucket"
 	"github.com/tierlimit/tierlimit/config"
+	"github.com/tierlimit/tierlimit/ring"
 )
 
 // routerWindow is the counting window of every store in Router tests.
@@ -102,7 +103,7 @@ func (e *eventLog) reasons() []string {
 // stores and events at hand.
 type testRouter struct {
 	*Router
-	ring   *Ring
+	ring   *ring.Ring
 	local  *bucket.Store
 	events *eventLog
 }
@@ -112,16 +113,16 @@ type testRouter struct {
 // test ends.
 func newTestRouter(t *testing.T, members []string, peers peerMap, edit func(*RouterConfig)) testRouter {
 	t.Helper()
-	ring := NewRing()
-	ring.Set(members)
+	rg := ring.New()
+	rg.Set(members)
 	tr := testRouter{
-		ring:   ring,
+		ring:   rg,
 		local:  bucket.New(bucket.Config{Window: routerWindow}),
 		events: &eventLog{},
 	}
 	cfg := RouterConfig{
 		Self:     "a",
-		Ring:     ring,
+		Ring:     rg,
 		Local:    tr.local,
 		Fallback: bucket.New(bucket.Config{Window: routerWindow}),
 		Owed:     bucket.New(bucket.Config{Window: routerWindow}),
@@ -139,16 +140,16 @@ func newTestRouter(t *testing.T, members []string, peers peerMap, edit func(*Rou
 	return tr
 }
 
-// keyOwnedBy returns a key that ring gives to member.
-func keyOwnedBy(t *testing.T, ring *Ring, member string) string {
+// keyOwnedBy returns a key that rg gives to member.
+func keyOwnedBy(t *testing.T, rg *ring.Ring, member string) string {
 	t.Helper()
 	for i := range 100_000 {
 		k := "user-" + strconv.Itoa(i)
-		if o, _ := ring.Owner(k); o == member {
+		if o, _ := rg.Owner(k); o == member {
 			return k
 		}
 	}
-	require.FailNow(t, "no key found", "no key owned by %s in %v", member, ring.Members())
+	require.FailNow(t, "no key found", "no key owned by %s in %v", member, rg.Members())
 	return ""
 }
 
@@ -509,7 +510,7 @@ func TestRouterLogsWarnsSparinglyWithoutKeys(t *testing.T) {
 
 func TestNewRouterPanicsOnMissingDependency(t *testing.T) {
 	store := bucket.New(bucket.Config{Window: routerWindow})
-	full := RouterConfig{Self: "a", Ring: NewRing(), Local: store, Fallback: store, Peers: peerMap{}}
+	full := RouterConfig{Self: "a", Ring: ring.New(), Local: store, Fallback: store, Peers: peerMap{}}
 	tests := []struct {
 		name string
 		edit func(*RouterConfig)
@@ -550,11 +551,11 @@ func TestRouterConcurrentChecks(t *testing.T) {
 }
 
 func BenchmarkRouterCheck(b *testing.B) {
-	ring := NewRing()
-	ring.Set([]string{"a", "b"})
+	rg := ring.New()
+	rg.Set([]string{"a", "b"})
 	r := NewRouter(RouterConfig{
 		Self:     "a",
-		Ring:     ring,
+		Ring:     rg,
 		Local:    bucket.New(bucket.Config{Window: routerWindow}),
 		Fallback: bucket.New(bucket.Config{Window: routerWindow}),
 		Peers:    peerMap{"b": instantPeer{}},
@@ -563,7 +564,7 @@ func BenchmarkRouterCheck(b *testing.B) {
 	var owned, remote []string
 	for i := 0; len(owned) < 1024 || len(remote) < 1024; i++ {
 		k := "user-" + strconv.Itoa(i)
-		if o, _ := ring.Owner(k); o == "a" {
+		if o, _ := rg.Owner(k); o == "a" {
 			owned = append(owned, k)
 		} else {
 			remote = append(remote, k)
@@ -592,7 +593,7 @@ func BenchmarkRouterCheck(b *testing.B) {
 		owner.now.Store(nil)
 		lr := NewRouter(RouterConfig{
 			Self:     "a",
-			Ring:     ring,
+			Ring:     rg,
 			Local:    bucket.New(bucket.Config{Window: routerWindow}),
 			Fallback: bucket.New(bucket.Config{Window: routerWindow}),
 			Peers:    peerMap{"b": owner},
@@ -767,15 +768,15 @@ func TestRouterDoesNotLinkAPeerForgottenDuringItsLookup(t *testing.T) {
 	old := &batchPeer{err: errors.New("released client")}
 	cur := &batchPeer{}
 	src := &racingPeers{old: old, cur: cur}
-	ring := NewRing()
-	ring.Set([]string{"a", "b"})
-	r := NewRouter(RouterConfig{Self: "a", Ring: ring, LeaseTTL: -1,
+	rg := ring.New()
+	rg.Set([]string{"a", "b"})
+	r := NewRouter(RouterConfig{Self: "a", Ring: rg, LeaseTTL: -1,
 		Local:    bucket.New(bucket.Config{Window: routerWindow}),
 		Fallback: bucket.New(bucket.Config{Window: routerWindow}),
 		Peers:    src})
 	t.Cleanup(r.Close)
 	src.r = r
-	key := keyOwnedBy(t, ring, "b")
+	key := keyOwnedBy(t, rg, "b")
 
 	for i := range 3 {
 		_, path := r.CheckPath(t.Context(), routerT0, key, 10)

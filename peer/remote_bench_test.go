@@ -12,6 +12,7 @@ import (
 
 	"github.com/tierlimit/tierlimit/bucket"
 	"github.com/tierlimit/tierlimit/ownership"
+	"github.com/tierlimit/tierlimit/ring"
 )
 
 // singlePeer is a PeerSource with one peer.
@@ -44,10 +45,10 @@ func newRemoteFixture(b *testing.B) remoteFixture {
 	require.NoError(b, err)
 	b.Cleanup(func() { _ = c.Close() })
 
-	ring := ownership.NewRing()
-	ring.Set([]string{"a", "b"})
+	rg := ring.New()
+	rg.Set([]string{"a", "b"})
 	r := ownership.NewRouter(ownership.RouterConfig{
-		Self: "a", Ring: ring,
+		Self: "a", Ring: rg,
 		Local:          bucket.New(bucket.Config{Window: time.Minute}),
 		Fallback:       bucket.New(bucket.Config{Window: time.Minute}),
 		Peers:          singlePeer{name: "b", peer: c},
@@ -58,7 +59,7 @@ func newRemoteFixture(b *testing.B) remoteFixture {
 	var keys []string
 	for i := 0; len(keys) < 1024; i++ {
 		k := fmt.Sprintf("key-%d", i)
-		if o, _ := ring.Owner(k); o == "b" {
+		if o, _ := rg.Owner(k); o == "b" {
 			keys = append(keys, k)
 		}
 	}

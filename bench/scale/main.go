@@ -32,7 +32,7 @@
 //
 //	scale ring -n 10,30,60 -out f.json
 //
-// times ownership.Ring.Set at each size, as BenchmarkRingSet does.
+// times ring.Ring.Set at each size, as BenchmarkRingSet does.
 //
 //	scale quiet -max 15 -wait 60s
 //

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tierlimit/tierlimit/ownership"
+	"github.com/tierlimit/tierlimit/ring"
 )
 
 // ringTime is what one rebuild of the ring costs at a size.
@@ -23,7 +23,7 @@ type ringTime struct {
 	Runs        int   `json:"runs"`
 }
 
-// timeRing times Ring.Set with n members as ownership's BenchmarkRingSet
+// timeRing times Ring.Set with n members as package ring's BenchmarkRingSet
 // does: each call gets a set that differs from the last by one member, so
 // every call rebuilds the whole table. It keeps the fastest of three runs:
 // on a shared machine the others only add time.
@@ -44,11 +44,11 @@ func timeRingOnce(n int) ringTime {
 		names[i] = fmt.Sprintf("node-%d", i)
 	}
 	r := testing.Benchmark(func(b *testing.B) {
-		ring := ownership.NewRing()
+		rg := ring.New()
 		b.ReportAllocs()
 		i := 0
 		for b.Loop() {
-			ring.Set(names[i%2 : n+i%2])
+			rg.Set(names[i%2 : n+i%2])
 			i++
 		}
 	})

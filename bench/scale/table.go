@@ -283,7 +283,7 @@ func render(res results) (string, []string) {
 	}
 	notes = append(notes, res.Notes...)
 	if len(res.RingBench) > 0 {
-		notes = append(notes, "`go test -run '^$' -bench RingSet ./ownership` in the same run: "+strings.Join(quoteAll(res.RingBench), "; ")+".")
+		notes = append(notes, "`go test -run '^$' -bench RingSet ./ring` in the same run: "+strings.Join(quoteAll(res.RingBench), "; ")+".")
 	}
 	for i := range res.Runs {
 		r := &res.Runs[i]

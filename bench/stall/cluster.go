@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/tierlimit/tierlimit/api"
-	"github.com/tierlimit/tierlimit/ownership"
+	"github.com/tierlimit/tierlimit/ring"
 )
 
 // Node is one cmd/node process of the cluster under test.
@@ -150,10 +150,10 @@ func nameNodes(ctx context.Context, a admin, nodes []Node) error {
 
 // pickKeys returns n keys of tier from keys (API key → tier name) that the
 // ring of names gives to owner, in sorted order: the ring is the nodes'
-// own (ownership.Ring), which places a key by member names alone.
+// own (ring.Ring), which places a key by member names alone.
 func pickKeys(keys map[string]string, tier string, names []string, owner string, n int) ([]string, error) {
-	ring := ownership.NewRing()
-	ring.Set(names)
+	rg := ring.New()
+	rg.Set(names)
 	var all []string
 	for k, t := range keys {
 		if t == tier {
@@ -163,7 +163,7 @@ func pickKeys(keys map[string]string, tier string, names []string, owner string,
 	slices.Sort(all)
 	var out []string
 	for _, k := range all {
-		if o, _ := ring.Owner(k); o == owner {
+		if o, _ := rg.Owner(k); o == owner {
 			out = append(out, k)
 			if len(out) == n {
 				return out, nil

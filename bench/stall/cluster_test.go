@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/tierlimit/tierlimit/ownership"
+	"github.com/tierlimit/tierlimit/ring"
 )
 
 func TestLoopbackURL(t *testing.T) {
@@ -46,10 +46,10 @@ func TestPickKeys(t *testing.T) {
 	got, err := pickKeys(keys, "pro", names, "n2", 4)
 	require.NoError(t, err)
 	require.Len(t, got, 4)
-	ring := ownership.NewRing()
-	ring.Set([]string{"n3", "n1", "n2"}) // the order the nodes learn of each other does not matter
+	rg := ring.New()
+	rg.Set([]string{"n3", "n1", "n2"}) // the order the nodes learn of each other does not matter
 	for _, k := range got {
-		owner, _ := ring.Owner(k)
+		owner, _ := rg.Owner(k)
 		assert.Equal(t, "n2", owner, "owner of %s", k)
 		assert.Equal(t, "pro", keys[k], "tier of %s", k)
 	}

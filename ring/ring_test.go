@@ -1,4 +1,4 @@
-package ownership
+package ring
 
 import (
 	"fmt"
@@ -55,15 +55,15 @@ func TestRingOwnerDoesNotDependOnOrder(t *testing.T) {
 	keys := ringKeys(10_000)
 	want := make(map[string]string, len(keys))
 	ref := consistent.New([]consistent.Member{
-		ringMember("node-a"), ringMember("node-b"), ringMember("node-c"), ringMember("node-d"),
-	}, consistent.Config{Hasher: ringHasher{}, PartitionCount: ringPartitions, ReplicationFactor: ringReplicas, Load: ringLoad})
+		member("node-a"), member("node-b"), member("node-c"), member("node-d"),
+	}, consistent.Config{Hasher: hasher{}, PartitionCount: partitions, ReplicationFactor: replicas, Load: load})
 	for _, k := range keys {
 		want[k] = ref.LocateKey([]byte(k)).String()
 	}
 
 	for _, tc := range builds {
 		t.Run(tc.name, func(t *testing.T) {
-			r := NewRing()
+			r := New()
 			tc.build(r)
 			assert.Equal(t, members, r.Members())
 			assert.Equal(t, len(members), r.Len())
@@ -79,7 +79,7 @@ func TestRingOwnerDoesNotDependOnOrder(t *testing.T) {
 }
 
 func TestRingSpreadsKeys(t *testing.T) {
-	r := NewRing()
+	r := New()
 	r.Set([]string{"node-a", "node-b", "node-c"})
 	keys := ringKeys(30_000)
 	count := make(map[string]int)
@@ -97,7 +97,7 @@ func TestRingSpreadsKeys(t *testing.T) {
 }
 
 func TestRingGrowthMovesAboutAQuarter(t *testing.T) {
-	r := NewRing()
+	r := New()
 	r.Set([]string{"node-a", "node-b", "node-c"})
 	keys := ringKeys(30_000)
 	before := owners(t, r, keys)
@@ -126,17 +126,17 @@ func TestRingEmpty(t *testing.T) {
 		ring func() *Ring
 	}{
 		{"zero value", func() *Ring { return &Ring{} }},
-		{"NewRing", NewRing},
-		{"Set nil", func() *Ring { r := NewRing(); r.Set(nil); return r }},
+		{"New", New},
+		{"Set nil", func() *Ring { r := New(); r.Set(nil); return r }},
 		{"all removed", func() *Ring {
-			r := NewRing()
+			r := New()
 			r.Set([]string{"a", "b"})
 			r.Remove("a")
 			r.Remove("b")
 			return r
 		}},
 		{"Set to empty", func() *Ring {
-			r := NewRing()
+			r := New()
 			r.Set([]string{"a"})
 			r.Set([]string{})
 			return r
@@ -157,7 +157,7 @@ func TestRingEmpty(t *testing.T) {
 // Under consistent v0.10 replica keys were name+index, so "node-1" replica
 // 10 collided with "node-11" replica 0, and removing one of them panicked.
 func TestRingNamesThatCollidedInV010(t *testing.T) {
-	r := NewRing()
+	r := New()
 	var names []string
 	for i := 1; i <= 12; i++ {
 		names = append(names, fmt.Sprintf("node-%d", i))
@@ -179,7 +179,7 @@ func TestRingNamesThatCollidedInV010(t *testing.T) {
 }
 
 func TestRingRebuildsOnlyOnChange(t *testing.T) {
-	r := NewRing()
+	r := New()
 	r.Set([]string{"a", "b", "c"})
 	first := r.table.Load()
 
@@ -196,7 +196,7 @@ func TestRingRebuildsOnlyOnChange(t *testing.T) {
 }
 
 func TestRingMembersIsACopy(t *testing.T) {
-	r := NewRing()
+	r := New()
 	r.Set([]string{"a", "b"})
 	m := r.Members()
 	m[0] = "zzz"
@@ -204,7 +204,7 @@ func TestRingMembersIsACopy(t *testing.T) {
 }
 
 func TestRingConcurrentUse(t *testing.T) {
-	r := NewRing()
+	r := New()
 	r.Set([]string{"a", "b", "c"})
 	keys := ringKeys(1_000)
 	var wg sync.WaitGroup
@@ -233,7 +233,7 @@ func TestRingConcurrentUse(t *testing.T) {
 func BenchmarkRingOwner(b *testing.B) {
 	for _, n := range []int{3, 10, 100} {
 		b.Run(fmt.Sprintf("members=%d", n), func(b *testing.B) {
-			r := NewRing()
+			r := New()
 			names := make([]string, n)
 			for i := range names {
 				names[i] = fmt.Sprintf("node-%d", i)
@@ -255,7 +255,7 @@ func BenchmarkRingOwner(b *testing.B) {
 func BenchmarkRingSet(b *testing.B) {
 	for _, n := range []int{3, 10, 50, 100} {
 		b.Run(fmt.Sprintf("members=%d", n), func(b *testing.B) {
-			r := NewRing()
+			r := New()
 			names := make([]string, n+1)
 			for i := range names {
 				names[i] = fmt.Sprintf("node-%d", i)

@@ -1,4 +1,16 @@
-package ownership
+// Package ring maps a key to the member name that owns it, by bounded-load
+// consistent hashing (buraksezer/consistent v1.1.0 with xxhash, 271
+// partitions, 20 replicas per member, load 1.25: no member owns more than
+// 1.25 times its fair share of partitions). When a member joins or leaves,
+// only about 1/n of the keys change owner.
+//
+// Every node must use these same parameters, the same hasher, the same
+// version of buraksezer/consistent and the same member names, or nodes
+// disagree about who owns a key and count it twice. A Ring holds names
+// only: it is fed by whoever watches membership (package tierlimit connects
+// cluster's callback to Ring.Set), and package ownership's Router and
+// package handoff's Keeper look its answers up.
+package ring
 
 import (
 	"slices"
@@ -14,20 +26,21 @@ import (
 // placed keys differently) and the same member names, or nodes disagree
 // about who owns a key and count it twice.
 const (
-	// ringPartitions is the number of partitions keys hash into; a prime
+	// partitions is the number of partitions keys hash into; a prime
 	// spreads keys evenly.
-	ringPartitions = 271
-	// ringReplicas is how many points each member has on the circle.
-	ringReplicas = 20
-	// ringLoad bounds each member to ceil(ringPartitions/members × ringLoad)
+	partitions = 271
+	// replicas is how many points each member has on the circle.
+	replicas = 20
+	// load bounds each member to ceil(partitions/members × load)
 	// partitions.
-	ringLoad = 1.25
+	load = 1.25
 )
 
 // Ring maps a key to the member that owns it, by bounded-load consistent
 // hashing (buraksezer/consistent with xxhash, 271 partitions, 20 replicas,
 // load 1.25). It knows member names only: connections, batching and
-// breakers live in the Router, which looks the Ring's answer up.
+// breakers live in package ownership's Router, which looks the Ring's
+// answer up.
 //
 // A Ring is safe for concurrent use. Owner, Members and Len read an
 // immutable snapshot without locking; Set, Add and Remove build a new one
@@ -41,17 +54,17 @@ const (
 type Ring struct {
 	// mu serialises writers (Set, Add, Remove); readers load table.
 	mu    sync.Mutex
-	table atomic.Pointer[ringTable]
+	table atomic.Pointer[table]
 }
 
-// ringTable is one immutable snapshot of the ring.
-type ringTable struct {
+// table is one immutable snapshot of the ring.
+type table struct {
 	members []string // sorted, unique
 	owners  []string // partition → owner name; nil when members is empty
 }
 
-// NewRing returns an empty Ring.
-func NewRing() *Ring {
+// New returns an empty Ring.
+func New() *Ring {
 	return &Ring{}
 }
 
@@ -64,7 +77,7 @@ func (r *Ring) Owner(key string) (string, bool) {
 	}
 	// Same partition as consistent.FindPartitionID, whose hasher is
 	// xxhash.Sum64, without turning key into a []byte.
-	return t.owners[xxhash.Sum64String(key)%ringPartitions], true
+	return t.owners[xxhash.Sum64String(key)%partitions], true
 }
 
 // Members returns the member names, sorted. The slice is the caller's.
@@ -103,7 +116,7 @@ func (r *Ring) Set(names []string) bool {
 	if slices.Equal(r.current(), next) {
 		return false
 	}
-	r.table.Store(buildRing(next))
+	r.table.Store(build(next))
 	return true
 }
 
@@ -120,7 +133,7 @@ func (r *Ring) Add(name string) {
 	if found {
 		return
 	}
-	r.table.Store(buildRing(slices.Insert(slices.Clone(cur), i, name)))
+	r.table.Store(build(slices.Insert(slices.Clone(cur), i, name)))
 }
 
 // Remove removes the member called name; it does nothing if name is not a
@@ -133,7 +146,7 @@ func (r *Ring) Remove(name string) {
 	if !found {
 		return
 	}
-	r.table.Store(buildRing(slices.Delete(slices.Clone(cur), i, i+1)))
+	r.table.Store(build(slices.Delete(slices.Clone(cur), i, i+1)))
 }
 
 // current returns the sorted member names of the snapshot in force; r.mu
@@ -145,37 +158,37 @@ func (r *Ring) current() []string {
 	return nil
 }
 
-// buildRing returns the snapshot for members, which must be sorted and
+// build returns the snapshot for members, which must be sorted and
 // unique. It asks consistent for the owner of every partition once, so
 // lookups afterwards are a hash and an index.
-func buildRing(members []string) *ringTable {
-	t := &ringTable{members: members}
+func build(members []string) *table {
+	t := &table{members: members}
 	if len(members) == 0 {
 		return t
 	}
 	ms := make([]consistent.Member, len(members))
 	for i, m := range members {
-		ms[i] = ringMember(m)
+		ms[i] = member(m)
 	}
 	c := consistent.New(ms, consistent.Config{
-		Hasher:            ringHasher{},
-		PartitionCount:    ringPartitions,
-		ReplicationFactor: ringReplicas,
-		Load:              ringLoad,
+		Hasher:            hasher{},
+		PartitionCount:    partitions,
+		ReplicationFactor: replicas,
+		Load:              load,
 	})
-	t.owners = make([]string, ringPartitions)
+	t.owners = make([]string, partitions)
 	for p := range t.owners {
 		t.owners[p] = c.GetPartitionOwner(p).String()
 	}
 	return t
 }
 
-// ringMember is a member name as consistent wants it.
-type ringMember string
+// member is a member name as consistent wants it.
+type member string
 
-func (m ringMember) String() string { return string(m) }
+func (m member) String() string { return string(m) }
 
-// ringHasher hashes with xxhash for consistent.
-type ringHasher struct{}
+// hasher hashes with xxhash for consistent.
+type hasher struct{}
 
-func (ringHasher) Sum64(b []byte) uint64 { return xxhash.Sum64(b) }
+func (hasher) Sum64(b []byte) uint64 { return xxhash.Sum64(b) }
