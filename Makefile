@@ -39,7 +39,7 @@ bench:
 	bench/run.sh
 
 bench-go:
-	go test -run '^$$' -bench . -benchmem ./bucket/ ./api/ ./health/ ./ownership/ ./ring/ ./peer/
+	go test -run '^$$' -bench . -benchmem ./bucket/ ./api/ ./health/ ./ownership/ ./ring/ ./forward/ ./peer/
 
 # The pictures in docs/img from real runs (bench/plot/plots.sh; `bench/plot/plots.sh draw` only redraws).
 plots: ; bench/plot/plots.sh

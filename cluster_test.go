@@ -27,6 +27,7 @@ import (
 
 	"github.com/tierlimit/tierlimit/cluster"
 	"github.com/tierlimit/tierlimit/cluster/clustertest"
+	"github.com/tierlimit/tierlimit/forward"
 	"github.com/tierlimit/tierlimit/health"
 	"github.com/tierlimit/tierlimit/ownership"
 	"github.com/tierlimit/tierlimit/peer"
@@ -638,7 +639,7 @@ func TestStopEndsPeerStreams(t *testing.T) {
 	t.Cleanup(func() { _ = client.Close() })
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	_, err = client.Check(ctx, []ownership.Item{{Key: "free-1", Hits: 1, Limit: 10, Window: nd.store.Window()}})
+	_, err = client.Check(ctx, []forward.Item{{Key: "free-1", Hits: 1, Limit: 10, Window: nd.store.Window()}})
 	require.NoError(t, err, "Check on the node's stream")
 
 	sctx, scancel := context.WithTimeout(t.Context(), 30*time.Second)

@@ -14,6 +14,7 @@ import (
 	"github.com/tierlimit/tierlimit/bucket"
 	"github.com/tierlimit/tierlimit/cluster"
 	"github.com/tierlimit/tierlimit/config"
+	"github.com/tierlimit/tierlimit/forward"
 	"github.com/tierlimit/tierlimit/handoff"
 	"github.com/tierlimit/tierlimit/health"
 	"github.com/tierlimit/tierlimit/ownership"
@@ -43,10 +44,10 @@ const (
 
 // Checks that the pieces fit where they meet.
 var (
-	_ api.Checker          = (*ownership.Router)(nil)
-	_ api.Checker          = api.Local{}
-	_ KeyStore             = (*config.File)(nil)
-	_ ownership.PeerSource = (*peer.Book)(nil)
+	_ api.Checker        = (*ownership.Router)(nil)
+	_ api.Checker        = api.Local{}
+	_ KeyStore           = (*config.File)(nil)
+	_ forward.PeerSource = (*peer.Book)(nil)
 )
 
 // leaveTimeout bounds how long Close waits for a peer to confirm that this

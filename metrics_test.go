@@ -16,7 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/tierlimit/tierlimit/ownership"
+	"github.com/tierlimit/tierlimit/forward"
 	"github.com/tierlimit/tierlimit/tierlimittest"
 )
 
@@ -162,7 +162,7 @@ type fakeLimiter struct {
 	credited                 int64
 	share                    float64
 	members                  []string
-	breakerStates            map[string]ownership.BreakerState
+	breakerStates            map[string]forward.BreakerState
 	forwardDeadlines         map[string]time.Duration
 }
 
@@ -179,7 +179,7 @@ func (f *fakeLimiter) refusedStates() uint64    { return f.refused }
 func (f *fakeLimiter) leasesHeld() int          { return f.leases }
 func (f *fakeLimiter) leaseHitsCredited() int64 { return f.credited }
 func (f *fakeLimiter) peers() []string          { return f.members }
-func (f *fakeLimiter) breakers(time.Time) map[string]ownership.BreakerState {
+func (f *fakeLimiter) breakers(time.Time) map[string]forward.BreakerState {
 	return f.breakerStates
 }
 func (f *fakeLimiter) deadlines() map[string]time.Duration { return f.forwardDeadlines }
@@ -204,7 +204,7 @@ func TestMetricsReadTheLimiterThroughInterfaces(t *testing.T) {
 		state: State{Status: Degraded, Version: 7}, tiers: []string{"free"},
 		owned: 11, fallback: 3, backups: 5, evictions: 2, refused: 1, alive: 3, reachable: 1, share: 1.0 / 3, leases: 4, credited: 23,
 		members:          []string{"node-1", "node-2"},
-		breakerStates:    map[string]ownership.BreakerState{"node-1": ownership.BreakerOpen},
+		breakerStates:    map[string]forward.BreakerState{"node-1": forward.BreakerOpen},
 		forwardDeadlines: map[string]time.Duration{"node-1": 3 * time.Millisecond},
 	}
 	m, reg := newFakeMetrics(t, Config{ForwardTimeoutMax: DefaultForwardTimeoutMax}, f)

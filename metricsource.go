@@ -3,7 +3,7 @@ package tierlimit
 import (
 	"time"
 
-	"github.com/tierlimit/tierlimit/ownership"
+	"github.com/tierlimit/tierlimit/forward"
 )
 
 // The series read the Limiter through the interfaces below, each what one
@@ -87,7 +87,7 @@ type peerReader interface {
 	peers() []string
 	// breakers returns the state at now of the breaker of each peer
 	// forwarded to so far.
-	breakers(now time.Time) map[string]ownership.BreakerState
+	breakers(now time.Time) map[string]forward.BreakerState
 	// deadlines returns how long a check forwarded now to each peer
 	// forwarded to so far may wait.
 	deadlines() map[string]time.Duration
@@ -153,7 +153,7 @@ func (l *Limiter) peers() []string {
 	return out
 }
 
-func (l *Limiter) breakers(now time.Time) map[string]ownership.BreakerState {
+func (l *Limiter) breakers(now time.Time) map[string]forward.BreakerState {
 	return l.router.Breakers(now)
 }
 

@@ -6,7 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/tierlimit/tierlimit/ownership"
+	"github.com/tierlimit/tierlimit/forward"
 )
 
 // peerSeries holds the series labelled by peer that forwarded checks make,
@@ -75,12 +75,12 @@ func (c *breakerCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 // Collect reads the breakers at scrape time.
 func (c *breakerCollector) Collect(ch chan<- prometheus.Metric) {
 	labels := [...]struct {
-		state ownership.BreakerState
+		state forward.BreakerState
 		label string
 	}{
-		{ownership.BreakerClosed, "closed"},
-		{ownership.BreakerOpen, "open"},
-		{ownership.BreakerHalfOpen, "half_open"},
+		{forward.BreakerClosed, "closed"},
+		{forward.BreakerOpen, "open"},
+		{forward.BreakerHalfOpen, "half_open"},
 	}
 	states := c.peers.breakers(time.Now())
 	for _, peer := range c.peers.peers() {

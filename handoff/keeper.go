@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tierlimit/tierlimit/bucket"
+	"github.com/tierlimit/tierlimit/forward"
 	"github.com/tierlimit/tierlimit/internal/warn"
 	"github.com/tierlimit/tierlimit/ownership"
 	"github.com/tierlimit/tierlimit/ring"
@@ -60,7 +61,7 @@ type Config struct {
 	// ring moved. What cannot be sent waits for the next round.
 	Owed *bucket.Store
 	// Peers looks up the peers; their Peer must also be a Mover.
-	Peers ownership.PeerSource
+	Peers forward.PeerSource
 	// BackupInterval is how often the counts that changed are sent to the
 	// node that would own them if this one failed. Default 100ms.
 	BackupInterval time.Duration
@@ -130,7 +131,7 @@ type Keeper struct {
 	ring     *ring.Ring
 	store    *bucket.Store
 	owed     *bucket.Store // Config.Owed; may be nil
-	peers    ownership.PeerSource
+	peers    forward.PeerSource
 	interval time.Duration
 	maxKeys  int
 	clock    func() time.Time
@@ -356,7 +357,7 @@ func (k *Keeper) place(ctx context.Context, now time.Time, counts []bucket.Count
 }
 
 // send sends each count to its key's owner in rg, in batches of at most
-// ownership.MaxCheckItems, as a hand-off or a backup, and returns the counts it could
+// forward.MaxCheckItems, as a hand-off or a backup, and returns the counts it could
 // not send.
 func (k *Keeper) send(ctx context.Context, rg *ring.Ring, counts []bucket.Count, kind string) []bucket.Count {
 	byOwner := make(map[string][]bucket.Count)
@@ -392,8 +393,8 @@ func (k *Keeper) sendTo(ctx context.Context, owner string, window time.Duration,
 		k.obs.Moved(kind, len(counts), ErrNoMover)
 		return counts
 	}
-	for start := 0; start < len(counts); start += ownership.MaxCheckItems {
-		batch := counts[start:min(start+ownership.MaxCheckItems, len(counts))]
+	for start := 0; start < len(counts); start += forward.MaxCheckItems {
+		batch := counts[start:min(start+forward.MaxCheckItems, len(counts))]
 		cctx, cancel := context.WithTimeout(ctx, defaultMoveTimeout)
 		var err error
 		if kind == "handoff" {

@@ -14,8 +14,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tierlimit/tierlimit/bucket"
+	"github.com/tierlimit/tierlimit/forward"
 	"github.com/tierlimit/tierlimit/internal/warn"
-	"github.com/tierlimit/tierlimit/ownership"
 	"github.com/tierlimit/tierlimit/ring"
 )
 
@@ -26,9 +26,9 @@ const routerWindow = time.Minute
 var routerT0 = time.Unix(1_700_000_000, 0)
 
 // peerMap is a fake PeerSource.
-type peerMap map[string]ownership.Peer
+type peerMap map[string]forward.Peer
 
-func (m peerMap) Peer(name string) (ownership.Peer, bool) {
+func (m peerMap) Peer(name string) (forward.Peer, bool) {
 	p, ok := m[name]
 	return p, ok
 }
@@ -60,7 +60,7 @@ func newMoverPeer() *moverPeer {
 	return &moverPeer{handed: map[string]bucket.Count{}, copies: map[string]bucket.Count{}}
 }
 
-func (p *moverPeer) Check(context.Context, []ownership.Item) ([]ownership.Result, error) {
+func (p *moverPeer) Check(context.Context, []forward.Item) ([]forward.Result, error) {
 	return nil, errors.New("not used")
 }
 

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/tierlimit/tierlimit/bucket"
+	"github.com/tierlimit/tierlimit/forward"
 )
 
 // book is what a node knows about the keys it does not own: the leases it
@@ -119,7 +120,7 @@ func (b *book) ask(now time.Time, key string, limit int) (want int, leaseID uint
 // sent at sent, with members in the ring, and returns the decision to give
 // the check: the owner's, plus what it granted this node. It keeps a lease
 // in res and an answer worth keeping, and returns the leases it ended.
-func (b *book) answered(sent time.Time, key string, limit, members int, res Result) (bucket.Decision, []ending) {
+func (b *book) answered(sent time.Time, key string, limit, members int, res forward.Result) (bucket.Decision, []ending) {
 	d := res.Decision
 	if res.Granted > 0 {
 		d.Remaining += res.Granted // this node's to spend
@@ -137,7 +138,7 @@ func (b *book) answered(sent time.Time, key string, limit, members int, res Resu
 // limit sent at sent, with members in the ring. It returns the leases that
 // ended: one the table had to make room for (from an earlier window or
 // limit), or res's own lease if the table is full.
-func (b *book) granted(sent time.Time, key string, limit, members int, res Result) []ending {
+func (b *book) granted(sent time.Time, key string, limit, members int, res forward.Result) []ending {
 	if rest := res.Decision; worthKeeping(rest, limit, members) {
 		// What the owner had left beyond every grant: it bounds a local
 		// decision if the owner cannot be reached later.

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tierlimit/tierlimit/bucket"
+	"github.com/tierlimit/tierlimit/forward"
 )
 
 // newTestBook returns a book with leases of ttl, in routerWindow windows.
@@ -23,8 +24,8 @@ func TestBookSteps(t *testing.T) {
 	t0 := routerT0
 	end := t0.Add(routerWindow)
 	const key, members = "k", 3
-	grant := func(granted, remaining int, id uint64) Result {
-		return Result{Decision: bucket.Decision{Allowed: true, Limit: 150, Remaining: remaining, ResetAt: end},
+	grant := func(granted, remaining int, id uint64) forward.Result {
+		return forward.Result{Decision: bucket.Decision{Allowed: true, Limit: 150, Remaining: remaining, ResetAt: end},
 			Granted: granted, LeaseFor: time.Second, WindowLeft: routerWindow, LeaseID: id}
 	}
 
@@ -96,7 +97,7 @@ func TestBookSteps(t *testing.T) {
 	// A refusal is remembered: the key is refused without the owner until
 	// it lifts.
 	refused := bucket.Decision{Limit: 150, ResetAt: end, RetryAt: t0.Add(10 * time.Second)}
-	_, ended = b.answered(t0.Add(3*time.Second), key, 150, members, Result{Decision: refused})
+	_, ended = b.answered(t0.Add(3*time.Second), key, 150, members, forward.Result{Decision: refused})
 	assert.Empty(t, ended)
 	assert.Equal(t, PathCached, b.check(t0.Add(9*time.Second), key, 150).path)
 	assert.Equal(t, pathAsk, b.check(t0.Add(10*time.Second), key, 150).path, "it lifted")
@@ -110,7 +111,7 @@ func TestBookBudget(t *testing.T) {
 	t0 := routerT0
 	end := t0.Add(routerWindow)
 	withLease := func(rest int) *lease {
-		l := newLease(Result{Decision: bucket.Decision{Allowed: true, Remaining: rest, ResetAt: end},
+		l := newLease(forward.Result{Decision: bucket.Decision{Allowed: true, Remaining: rest, ResetAt: end},
 			Granted: 4, LeaseFor: time.Second, WindowLeft: routerWindow}, 150, t0, routerWindow)
 		l.drain()
 		return l

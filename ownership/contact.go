@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/tierlimit/tierlimit/forward"
 )
 
 // Contact: a node that cannot reach a majority of the members must not go
@@ -28,8 +30,8 @@ const (
 	pingTimeout = PingEvery
 )
 
-// Pinger is a Peer that can be asked whether it answers at all, with
-// nothing to count; package peer's Client is one. A Peer without it is
+// Pinger is a forward.Peer that can be asked whether it answers at all,
+// with nothing to count; package peer's Client is one. A Peer without it is
 // heard from only through the calls made to it anyway.
 type Pinger interface {
 	Ping(ctx context.Context) error
@@ -199,7 +201,7 @@ func (r *Router) Reachable(now time.Time) int {
 			}
 			continue
 		}
-		if l := r.links[m]; l == nil || l.breaker.State(now) == BreakerClosed {
+		if l := r.links[m]; l == nil || l.breaker.State(now) == forward.BreakerClosed {
 			n++
 		}
 	}
@@ -219,8 +221,8 @@ func (r *Router) recordRTT(member string, d time.Duration) {
 	r.mu.RLock()
 	l := r.links[member]
 	r.mu.RUnlock()
-	if l != nil && l.rtt != nil {
-		l.rtt.record(d)
+	if l != nil && l.deadline != nil {
+		l.deadline.Record(d)
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
+
+	"github.com/tierlimit/tierlimit/forward"
 )
 
 // pingPeer is a Peer that answers pings unless it is down.
@@ -99,7 +101,7 @@ func TestRouterCountsASlowMemberAsReachable(t *testing.T) {
 	for range 3 {
 		l.breaker.Failure(now)
 	}
-	assert.NotEqual(t, BreakerClosed, l.breaker.State(now), "b's forwards failed")
+	assert.NotEqual(t, forward.BreakerClosed, l.breaker.State(now), "b's forwards failed")
 	now = now.Add(FenceAfter)
 	r.ping(t.Context(), now)
 	r.pings.Wait()

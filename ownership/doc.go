@@ -14,28 +14,15 @@
 //
 // A Router is the request path. For a key this node owns, it counts in the
 // local bucket.Store (about a microsecond). For any other key, it asks the
-// owner: a Peer is a one-method interface (package peer's Client speaks
-// gRPC to the owner; tests use fakes), looked up by name through a
-// PeerSource. Each forward has a short deadline (ForwardTimeout, 5ms by
+// owner through package forward: a forward.Peer is a one-method interface
+// (package peer's Client speaks gRPC to the owner; tests use fakes), looked
+// up by name through a forward.PeerSource, and each peer the Router
+// forwards to gets a forward.Batcher (at most one call in flight, and no
+// fixed wait to fill a batch), a forward.Breaker (a peer whose calls keep
+// failing is skipped for a cooldown) and, unless ForwardTimeout fixes the
+// deadline, a forward.Deadline that adapts it to the peer's round trips
+// (between ForwardTimeoutMin and ForwardTimeoutMax, 1 and 4 ms by
 // default). This package imports no gRPC, TLS or protobuf.
-//
-// # Batching without a fixed wait
-//
-// Checks for one peer go through its Batcher, which keeps at most one call
-// in flight. When nothing is in flight, a check is sent at once, alone;
-// while a call is in flight, new checks queue, and the moment it returns
-// the queue (up to MaxBatch items) goes out as the next call. A quiet
-// system therefore pays one round trip per check and never waits for a
-// timer, and a busy one pays one round trip per batch, the batch growing
-// with the load. A whole-call failure fails every item of it.
-//
-// # The breaker
-//
-// Each peer has a Breaker, which counts failed calls to the peer (batches),
-// not the checks waiting on them. After Failures failed calls in a row (3
-// by default) the peer is skipped for Cooldown (1s); then one probe goes
-// through, and its outcome closes the breaker or opens it again. While it
-// is open, checks for the peer's keys cost no network time at all.
 //
 // # The over-limit cache
 //

@@ -5,12 +5,28 @@ import (
 	"errors"
 	"log/slog"
 	"time"
+
+	"github.com/tierlimit/tierlimit/forward"
+)
+
+// Defaults of the adaptive forward deadline (RouterConfig.ForwardTimeoutMin
+// and ForwardTimeoutMax).
+const (
+	// DefaultForwardTimeoutMin is the least a forwarded check waits for its
+	// owner when the deadline adapts.
+	DefaultForwardTimeoutMin = time.Millisecond
+	// DefaultForwardTimeoutMax is the most a forwarded check waits for its
+	// owner when the deadline adapts, and where it starts before the
+	// Router has seen round trips to the owner: with the node's own work,
+	// under the 5 ms a check may add to a request (docs/design.md argues
+	// the number).
+	DefaultForwardTimeoutMax = 4 * time.Millisecond
 )
 
 // forward sends it to owner over l and waits for the answer until l's
 // deadline or ctx's end, whichever comes first, and feeds the round trip
 // to the latency metric and the adaptive deadline.
-func (r *Router) forward(ctx context.Context, l *link, owner string, it Item) (Result, error) {
+func (r *Router) forward(ctx context.Context, l *link, owner string, it forward.Item) (forward.Result, error) {
 	timeout := r.timeout(l)
 	start := time.Now() // the deadline's clock, and the round trip's
 	it.Deadline = start.Add(timeout)
@@ -19,10 +35,10 @@ func (r *Router) forward(ctx context.Context, l *link, owner string, it Item) (R
 	cancel()
 	took := time.Since(start)
 	r.obs.Forwarded(owner, took, err)
-	if l.rtt != nil && (err == nil || errors.Is(err, context.DeadlineExceeded)) {
-		l.rtt.record(took)
+	if l.deadline != nil && (err == nil || errors.Is(err, context.DeadlineExceeded)) {
+		l.deadline.Record(took)
 		if err != nil && ctx.Err() == nil {
-			l.rtt.backOff(timeout)
+			l.deadline.BackOff(timeout)
 		}
 	}
 	return res, err
@@ -30,10 +46,10 @@ func (r *Router) forward(ctx context.Context, l *link, owner string, it Item) (R
 
 // timeout returns how long a check forwarded over l may wait.
 func (r *Router) timeout(l *link) time.Duration {
-	if l.rtt == nil {
+	if l.deadline == nil {
 		return r.forwardTimeout
 	}
-	return l.rtt.timeout()
+	return l.deadline.Timeout()
 }
 
 // Deadlines returns the deadline a check forwarded now to each peer the
@@ -54,8 +70,8 @@ func (r *Router) rollDeadlines() {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	for _, l := range r.links {
-		if l.rtt != nil {
-			l.rtt.roll()
+		if l.deadline != nil {
+			l.deadline.Roll()
 		}
 	}
 }
@@ -87,19 +103,19 @@ func (r *Router) link(name string) (*link, string) {
 		return l, ""
 	}
 	if r.forgets != gen {
-		p, ok = r.peers.Peer(name) // PeerSource does no I/O
+		p, ok = r.peers.Peer(name) // a PeerSource does no I/O
 	}
 	if !ok || p == nil {
 		return nil, FallbackNoPeer
 	}
-	l = &link{breaker: NewBreaker(r.breaker)}
+	l = &link{breaker: forward.NewBreaker(r.breaker)}
 	if r.forwardTimeout == 0 {
-		l.rtt = newRTT(r.forwardMin, r.forwardMax)
+		l.deadline = forward.NewDeadline(r.forwardMin, r.forwardMax)
 	}
 	cfg := r.batch
 	cfg.Report = func(err error) { r.report(name, l, err) }
-	cfg.Unclaimed = func(it Item, res Result) { r.unclaimed(it, res, cfg.Timeout) }
-	l.batcher = NewBatcher(p, cfg)
+	cfg.Unclaimed = func(it forward.Item, res forward.Result) { r.unclaimed(it, res, cfg.Timeout) }
+	l.batcher = forward.NewBatcher(p, cfg)
 	r.links[name] = l
 	return l, ""
 }
@@ -110,7 +126,7 @@ func (r *Router) link(name string) (*link, string) {
 // no earlier than timeout ago). Hits were decided here meanwhile; if this
 // node admitted one, it is owed to the owner's count, where it is now
 // counted already, so it is owed no more.
-func (r *Router) unclaimed(it Item, res Result, timeout time.Duration) {
+func (r *Router) unclaimed(it forward.Item, res forward.Result, timeout time.Duration) {
 	now := r.clock()
 	if it.Hits > 0 && res.Allowed && r.owed != nil {
 		r.owed.Give(now, it.Key, now, it.Hits)
@@ -130,7 +146,7 @@ func (r *Router) report(name string, l *link, err error) {
 	case err == nil:
 		l.breaker.Success()
 		r.contacts.heard(name, r.clock())
-	case errors.Is(err, ErrClosed):
+	case errors.Is(err, forward.ErrClosed):
 	case errors.Is(err, context.DeadlineExceeded) && l.late.Add(1)%lateWeight != 0:
 		// A batch that missed its deadline of a few milliseconds says the
 		// peer is busy, or the network is: the checks on it were decided
@@ -151,9 +167,9 @@ func (r *Router) report(name string, l *link, err error) {
 // as one failure for the breaker (see report).
 const lateWeight = 4
 
-// Forget drops what the Router keeps for the peer called name: its Batcher
-// is closed (checks in flight to it are decided locally) and its Breaker
-// forgotten. Call it when the peer leaves the cluster or its address
+// Forget drops what the Router keeps for the peer called name: its
+// forward.Batcher is closed (checks in flight to it are decided locally)
+// and its forward.Breaker forgotten. Call it when the peer leaves the cluster or its address
 // changes; the next check for a key it owns looks it up afresh.
 func (r *Router) Forget(name string) {
 	r.mu.Lock()
@@ -168,10 +184,10 @@ func (r *Router) Forget(name string) {
 
 // Breakers returns the state at now of the breaker of every peer the
 // Router has forwarded to since it was made or the peer was forgotten.
-func (r *Router) Breakers(now time.Time) map[string]BreakerState {
+func (r *Router) Breakers(now time.Time) map[string]forward.BreakerState {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	out := make(map[string]BreakerState, len(r.links))
+	out := make(map[string]forward.BreakerState, len(r.links))
 	for name, l := range r.links {
 		out[name] = l.breaker.State(now)
 	}
@@ -180,5 +196,5 @@ func (r *Router) Breakers(now time.Time) map[string]BreakerState {
 
 // breakerCooldown returns the cooldown the Breakers use.
 func (r *Router) breakerCooldown() time.Duration {
-	return r.breaker.withDefaults().Cooldown
+	return r.breaker.WithDefaults().Cooldown
 }

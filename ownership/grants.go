@@ -3,6 +3,7 @@ package ownership
 import (
 	"crypto/rand"
 	"encoding/binary"
+	"github.com/tierlimit/tierlimit/forward"
 	"hash/maphash"
 	"slices"
 	"sync"
@@ -50,17 +51,11 @@ type grantID struct {
 }
 
 type grant struct {
-	start  time.Time // the owner's window the hits were counted in
-	out    int       // hits granted and not given back
-	left   int       // of out, what the holder had left to spend as last heard: its last report plus the grants since
-	holder Holder    // who it was granted to; zero if the call did not say
-	nonces []uint64  // the give-backs taken
-}
-
-// Holder names the process a lease was granted to: the member's name and
-// its boot id, as the call that asked for it said.
-type Holder struct {
-	Name, Boot string
+	start  time.Time      // the owner's window the hits were counted in
+	out    int            // hits granted and not given back
+	left   int            // of out, what the holder had left to spend as last heard: its last report plus the grants since
+	holder forward.Holder // who it was granted to; zero if the call did not say
+	nonces []uint64       // the give-backs taken
 }
 
 func newGrants(window time.Duration) *grants {
@@ -78,7 +73,7 @@ func (g *grants) shard(key string) *grantShard {
 // add records n more hits granted to h on key in the window that began at
 // start, to the lease id if it has a record for that window (a renewal),
 // or to a new lease; it returns the lease's id.
-func (g *grants) add(now time.Time, key string, id uint64, start time.Time, n int, h Holder) uint64 {
+func (g *grants) add(now time.Time, key string, id uint64, start time.Time, n int, h forward.Holder) uint64 {
 	sh := g.shard(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -122,13 +117,13 @@ type credit struct {
 // had left when its holder last said: hits counted that nobody will admit.
 // What the holder admitted after it last said is not known here; its
 // reports come every leaseSweep while it spends, which bounds that.
-func (g *grants) credit(gone func(Holder) bool) []credit {
+func (g *grants) credit(gone func(forward.Holder) bool) []credit {
 	var out []credit
 	for i := range g.shards {
 		sh := &g.shards[i]
 		sh.mu.Lock()
 		for id, r := range sh.m {
-			if r.holder == (Holder{}) || !gone(r.holder) {
+			if r.holder == (forward.Holder{}) || !gone(r.holder) {
 				continue
 			}
 			if n := min(r.left, r.out); n > 0 {

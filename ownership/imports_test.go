@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 
 	"github.com/tierlimit/tierlimit/bucket"
+	"github.com/tierlimit/tierlimit/forward"
 	"github.com/tierlimit/tierlimit/ring"
 )
 
@@ -91,9 +92,9 @@ func TestOwnerHoldsAnImportedKeyToItsShare(t *testing.T) {
 	key := keyOwnedBy(t, rg, "a")
 	im.Moved([]string{"a"}, []string{"a", "b", "c"}, routerT0)
 	admitted := 0
-	var last Result
+	var last forward.Result
 	for range 20 {
-		if last = o.Decide(routerT0, Item{Key: key, Hits: 1, Limit: 20, Window: routerWindow}); last.Allowed {
+		if last = o.Decide(routerT0, forward.Item{Key: key, Hits: 1, Limit: 20, Window: routerWindow}); last.Allowed {
 			admitted++
 		}
 	}
@@ -102,7 +103,7 @@ func TestOwnerHoldsAnImportedKeyToItsShare(t *testing.T) {
 	for _, m := range []string{"b", "c"} {
 		im.Arrived(m, routerT0)
 	}
-	assert.True(t, o.Decide(routerT0, Item{Key: key, Hits: 1, Limit: 20, Window: routerWindow}).Allowed, "the count arrived: the whole limit")
+	assert.True(t, o.Decide(routerT0, forward.Item{Key: key, Hits: 1, Limit: 20, Window: routerWindow}).Allowed, "the count arrived: the whole limit")
 }
 
 // must returns owner, ignoring ok.

@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tierlimit/tierlimit/forward"
 )
 
 // Leases: for a key it does not own, a node asks the owner for a share of
@@ -54,7 +56,7 @@ const (
 // operations only; grants merge into it under its table shard's lock, and
 // Router.Run's sweep moves its end on while it is in use.
 type lease struct {
-	id    uint64    // the owner's id for it (Result.LeaseID); 0 in a placeholder
+	id    uint64    // the owner's id for it (forward.Result.LeaseID); 0 in a placeholder
 	limit int       // the limit it was granted under: a check under another revokes it
 	start time.Time // when the owner's window it was counted in began (the owner's clock)
 	reset time.Time // when that window ends (the owner's clock), for decisions
@@ -73,7 +75,7 @@ type lease struct {
 
 // newLease returns the lease of a grant r answering a check sent at sent
 // (this node's clock) under limit, in windows of window.
-func newLease(r Result, limit int, sent time.Time, window time.Duration) *lease {
+func newLease(r forward.Result, limit int, sent time.Time, window time.Duration) *lease {
 	l := &lease{id: r.LeaseID, limit: limit, start: r.ResetAt.Add(-window), reset: r.ResetAt,
 		end: sent.Add(r.WindowLeft).UnixNano()}
 	l.extend(r, sent)
@@ -82,7 +84,7 @@ func newLease(r Result, limit int, sent time.Time, window time.Duration) *lease 
 }
 
 // extend adds grant r, answering a check sent at sent, to l.
-func (l *lease) extend(r Result, sent time.Time) {
+func (l *lease) extend(r forward.Result, sent time.Time) {
 	left := l.left.Add(int64(r.Granted))
 	l.seen.Store(left)
 	l.lastLeft.Store(left)
@@ -94,12 +96,12 @@ func (l *lease) extend(r Result, sent time.Time) {
 
 // report returns, if l's hits left changed since it was last reported to
 // the owner, the report to send, and takes it as sent.
-func (l *lease) report(key string, window time.Duration) (Item, bool) {
+func (l *lease) report(key string, window time.Duration) (forward.Item, bool) {
 	left := max(0, l.left.Load())
 	if l.id == 0 || l.told.Swap(left) == left {
-		return Item{}, false
+		return forward.Item{}, false
 	}
-	return Item{Key: key, Limit: l.limit, Window: window, LeaseID: l.id, GiveBackStart: l.start, Left: int(left), Reported: true}, true
+	return forward.Item{Key: key, Limit: l.limit, Window: window, LeaseID: l.id, GiveBackStart: l.start, Left: int(left), Reported: true}, true
 }
 
 // keepAlive moves l's end to ttl after n, within its window, if it was used
@@ -196,7 +198,7 @@ func (t *leases) get(key string) *lease {
 // makes it key's lease. It returns the lease it replaced, if any, for the
 // caller to drain and give back; and false if the table is full and r was
 // not taken (give its hits back too).
-func (t *leases) grant(key string, limit int, r Result, sent time.Time, window time.Duration) (*lease, bool) {
+func (t *leases) grant(key string, limit int, r forward.Result, sent time.Time, window time.Duration) (*lease, bool) {
 	sh := t.shard(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()

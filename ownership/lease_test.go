@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tierlimit/tierlimit/bucket"
+	"github.com/tierlimit/tierlimit/forward"
 	"github.com/tierlimit/tierlimit/ring"
 )
 
@@ -22,8 +23,8 @@ import (
 func TestLeaseSteps(t *testing.T) {
 	ttl := time.Second
 	sent := routerT0
-	window := func(left time.Duration) Result {
-		return Result{Decision: bucket.Decision{Allowed: true, Limit: 150, Remaining: 100, ResetAt: sent.Add(routerWindow)},
+	window := func(left time.Duration) forward.Result {
+		return forward.Result{Decision: bucket.Decision{Allowed: true, Limit: 150, Remaining: 100, ResetAt: sent.Add(routerWindow)},
 			Granted: 8, LeaseFor: min(ttl, left), WindowLeft: left}
 	}
 	l := newLease(window(routerWindow), 150, sent, routerWindow)
@@ -46,7 +47,7 @@ func TestLeaseSteps(t *testing.T) {
 	assert.Equal(t, firstWant, l.want(at(10*time.Second), ttl), "never less than the first ask")
 
 	// A renewal in the same window adds to what is left and moves the end.
-	l.extend(Result{Decision: bucket.Decision{Remaining: 60, ResetAt: sent.Add(routerWindow)}, Granted: 40, LeaseFor: ttl,
+	l.extend(forward.Result{Decision: bucket.Decision{Remaining: 60, ResetAt: sent.Add(routerWindow)}, Granted: 40, LeaseFor: ttl,
 		WindowLeft: routerWindow - 500*time.Millisecond}, sent.Add(500*time.Millisecond))
 	assert.Equal(t, int64(42), l.left.Load())
 	assert.Equal(t, at(1500*time.Millisecond), l.until.Load())
@@ -93,7 +94,7 @@ type ownerPeer struct {
 	down  atomic.Bool
 
 	mu    sync.Mutex
-	items []Item
+	items []forward.Item
 }
 
 func newOwnerPeer(members int) *ownerPeer {
@@ -113,24 +114,24 @@ func (p *ownerPeer) clock() time.Time {
 	return time.Now()
 }
 
-func (p *ownerPeer) Check(_ context.Context, items []Item) ([]Result, error) {
+func (p *ownerPeer) Check(_ context.Context, items []forward.Item) ([]forward.Result, error) {
 	if p.down.Load() {
 		return nil, errPeerDown
 	}
 	p.mu.Lock()
 	p.items = append(p.items, items...)
 	p.mu.Unlock()
-	out := make([]Result, len(items))
+	out := make([]forward.Result, len(items))
 	for i, it := range items {
 		out[i] = p.owner.Decide(p.clock(), it)
 	}
 	return out, nil
 }
 
-func (p *ownerPeer) sent() []Item {
+func (p *ownerPeer) sent() []forward.Item {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return append([]Item(nil), p.items...)
+	return append([]forward.Item(nil), p.items...)
 }
 
 var errPeerDown = context.DeadlineExceeded
@@ -340,7 +341,7 @@ type lateAnswers struct {
 	lose atomic.Int32 // give-back calls whose answer is still to be lost
 }
 
-func (p *lateAnswers) Check(ctx context.Context, items []Item) ([]Result, error) {
+func (p *lateAnswers) Check(ctx context.Context, items []forward.Item) ([]forward.Result, error) {
 	res, err := p.ownerPeer.Check(ctx, items)
 	if err == nil && items[0].GiveBack > 0 && p.lose.Add(-1) >= 0 {
 		return nil, context.DeadlineExceeded
@@ -413,7 +414,7 @@ func TestRouterSweepReportsLeasesAndEndsThoseOfASilentOwner(t *testing.T) {
 
 	reports := r.sweepLeases(routerT0.Add(100 * time.Millisecond))
 	require.Len(t, reports, 1)
-	assert.Equal(t, Item{Key: key, Limit: 1500, Window: routerWindow, LeaseID: ls.id, GiveBackStart: ls.start, Left: firstWant - 3, Reported: true}, reports[0])
+	assert.Equal(t, forward.Item{Key: key, Limit: 1500, Window: routerWindow, LeaseID: ls.id, GiveBackStart: ls.start, Left: firstWant - 3, Reported: true}, reports[0])
 	assert.Empty(t, r.sweepLeases(routerT0.Add(200*time.Millisecond)), "nothing spent since: nothing to report")
 
 	clock.set(routerT0.Add(FenceAfter - time.Millisecond))

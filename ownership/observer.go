@@ -14,7 +14,7 @@ const (
 	// FallbackBreakerOpen: the owner failed repeatedly and is skipped for
 	// a while.
 	FallbackBreakerOpen = "breaker_open"
-	// FallbackNoPeer: the PeerSource does not know the owner (yet).
+	// FallbackNoPeer: the forward.PeerSource does not know the owner (yet).
 	FallbackNoPeer = "no_peer"
 	// FallbackCanceled: the caller's ctx ended before the owner answered.
 	FallbackCanceled = "canceled"

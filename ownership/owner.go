@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tierlimit/tierlimit/bucket"
+	"github.com/tierlimit/tierlimit/forward"
 )
 
 // grantSize returns how many hits an owner grants to a member that wants
@@ -98,7 +99,7 @@ func (o *Owner) Window() time.Duration { return o.store.Window() }
 // counting it here would count a hit twice, or one the client was refused
 // (as when this owner was paused and wakes to a queue of checks its peers
 // have long answered). Its give-back is still taken.
-func (o *Owner) Decide(now time.Time, it Item) Result {
+func (o *Owner) Decide(now time.Time, it forward.Item) forward.Result {
 	if it.Reported && it.LeaseID != 0 {
 		o.grants.report(it.Key, it.LeaseID, it.GiveBackStart, it.Left)
 	}
@@ -109,13 +110,13 @@ func (o *Owner) Decide(now time.Time, it Item) Result {
 		}
 	}
 	if it.Hits == 0 && it.Want <= 0 && it.GiveBack <= 0 {
-		return Result{} // a report only
+		return forward.Result{} // a report only
 	}
 	if !it.Deadline.IsZero() && now.After(it.Deadline.Add(time.Duration(o.maxOffset.Load()))) {
-		return Result{TookBack: took, Expired: true}
+		return forward.Result{TookBack: took, Expired: true}
 	}
 	limit := o.imports.Load().Limit(now, it.Key, it.Limit)
-	r := Result{Decision: o.store.Take(now, it.Key, it.Hits, limit), TookBack: took}
+	r := forward.Result{Decision: o.store.Take(now, it.Key, it.Hits, limit), TookBack: took}
 	if it.Want <= 0 || o.ttl <= 0 || (it.Hits > 0 && !r.Allowed) {
 		return r
 	}
@@ -163,7 +164,7 @@ func (o *Owner) Members(now time.Time, alive map[string]string) {
 	if !changed {
 		return
 	}
-	for _, c := range o.grants.credit(func(h Holder) bool {
+	for _, c := range o.grants.credit(func(h forward.Holder) bool {
 		boot, known := prev[h.Name]
 		return known && boot == h.Boot && alive[h.Name] != h.Boot
 	}) {

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tierlimit/tierlimit/bucket"
+	"github.com/tierlimit/tierlimit/forward"
 )
 
 func TestGrantSize(t *testing.T) {
@@ -39,13 +40,13 @@ func TestOwnerDecide(t *testing.T) {
 	o := NewOwner(store, func() int { return members }, time.Second)
 	t0 := routerT0
 	end := t0.Add(routerWindow) // the key's window starts with its first hit
-	item := func(hits, want int) Item {
-		return Item{Key: "k", Hits: hits, Limit: 150, Window: routerWindow, Want: want}
+	item := func(hits, want int) forward.Item {
+		return forward.Item{Key: "k", Hits: hits, Limit: 150, Window: routerWindow, Want: want}
 	}
 	steps := []struct {
 		name      string
 		at        time.Duration
-		it        Item
+		it        forward.Item
 		allowed   bool
 		remaining int // after the hit and the grant
 		granted   int
@@ -54,7 +55,7 @@ func TestOwnerDecide(t *testing.T) {
 		{"a check with a lease asked", 0, item(1, 4), true, 145, 4, time.Second},
 		{"a big want is cut to remaining/(2N)", time.Second, item(1, 1000), true, 120, 24, time.Second},
 		{"a renewal counts no hit", 2 * time.Second, item(0, 30), true, 100, 20, time.Second},
-		{"give 20 back", 3 * time.Second, Item{Key: "k", Limit: 150, Window: routerWindow, GiveBack: 20, GiveBackStart: t0}, true, 120, 0, 0}, // the renewal's lease
+		{"give 20 back", 3 * time.Second, forward.Item{Key: "k", Limit: 150, Window: routerWindow, GiveBack: 20, GiveBackStart: t0}, true, 120, 0, 0}, // the renewal's lease
 		{"no lease asked", 4 * time.Second, item(1, 0), true, 119, 0, 0},
 		{"near the window's end the lease is shorter", routerWindow - 300*time.Millisecond, item(1, 6), true, 112, 6, 300 * time.Millisecond},
 		{"too near the end: none", routerWindow - 5*time.Millisecond, item(1, 6), true, 111, 0, 0},
@@ -90,7 +91,7 @@ func TestOwnerDecide(t *testing.T) {
 	o2 := NewOwner(bucket.New(bucket.Config{Window: routerWindow}), func() int { return members }, time.Second)
 	got := 0
 	for i := range 30 {
-		r := o2.Decide(t0, Item{Key: "free", Hits: 1, Limit: 20, Window: routerWindow, Want: 4})
+		r := o2.Decide(t0, forward.Item{Key: "free", Hits: 1, Limit: 20, Window: routerWindow, Want: 4})
 		if r.Allowed {
 			got += 1 + r.Granted
 		}
@@ -102,7 +103,7 @@ func TestOwnerDecide(t *testing.T) {
 
 	// A refused hit gets no lease; nor does anything on a lone node or with
 	// leases off.
-	assert.Zero(t, o2.Decide(t0, Item{Key: "free", Hits: 1, Limit: 20, Window: routerWindow, Want: 4}).Granted)
+	assert.Zero(t, o2.Decide(t0, forward.Item{Key: "free", Hits: 1, Limit: 20, Window: routerWindow, Want: 4}).Granted)
 	members = 1
 	assert.Zero(t, o.Decide(t0.Add(5*time.Second), item(1, 4)).Granted, "alone")
 	members = 3
@@ -119,11 +120,11 @@ func TestOwnerTakesEachLeaseBackOnce(t *testing.T) {
 	store := bucket.New(bucket.Config{Window: routerWindow})
 	o := NewOwner(store, func() int { return 3 }, time.Second)
 	t0 := routerT0
-	ask := func(at time.Duration, id uint64, want int) Result {
-		return o.Decide(t0.Add(at), Item{Key: "k", Limit: 150, Window: routerWindow, Want: want, LeaseID: id})
+	ask := func(at time.Duration, id uint64, want int) forward.Result {
+		return o.Decide(t0.Add(at), forward.Item{Key: "k", Limit: 150, Window: routerWindow, Want: want, LeaseID: id})
 	}
 	give := func(at time.Duration, id uint64, n int, nonce uint64) int {
-		return o.Decide(t0.Add(at), Item{Key: "k", Limit: 150, Window: routerWindow, LeaseID: id,
+		return o.Decide(t0.Add(at), forward.Item{Key: "k", Limit: 150, Window: routerWindow, LeaseID: id,
 			GiveBack: n, GiveBackStart: t0, GiveBackNonce: nonce}).TookBack
 	}
 	first := ask(0, 0, 10)
@@ -173,8 +174,8 @@ func TestOwnerCountsNothingPastItsDeadline(t *testing.T) {
 	o.SetMaxClockOffset(100 * time.Millisecond)
 	t0 := routerT0
 	used := func() int { return 150 - store.Take(t0, "k", 0, 150).Remaining }
-	check := func(deadline time.Time, want int) Result {
-		return o.Decide(t0, Item{Key: "k", Hits: 1, Limit: 150, Window: routerWindow, Want: want, Deadline: deadline})
+	check := func(deadline time.Time, want int) forward.Result {
+		return o.Decide(t0, forward.Item{Key: "k", Hits: 1, Limit: 150, Window: routerWindow, Want: want, Deadline: deadline})
 	}
 
 	r := check(t0.Add(-100*time.Millisecond), 8)
@@ -188,7 +189,7 @@ func TestOwnerCountsNothingPastItsDeadline(t *testing.T) {
 	assert.Zero(t, r.Granted)
 	assert.Equal(t, 9, used(), "nothing counted for a check past its deadline")
 
-	late := Item{Key: "k", Limit: 150, Window: routerWindow, Deadline: t0.Add(-4 * time.Second),
+	late := forward.Item{Key: "k", Limit: 150, Window: routerWindow, Deadline: t0.Add(-4 * time.Second),
 		LeaseID: check(time.Time{}, 8).LeaseID, GiveBack: 8, GiveBackStart: t0}
 	require.Equal(t, 18, used())
 	r = o.Decide(t0, late)
@@ -203,12 +204,12 @@ func TestOwnerCountsNothingPastItsDeadline(t *testing.T) {
 // never takes it for gone while it was not known alive, nor credits a lease
 // whose holder the call did not name.
 func TestOwnerCreditsBackWhatAFailedHolderHadLeft(t *testing.T) {
-	a1, a2, b := Holder{"a", "boot-1"}, Holder{"a", "boot-2"}, Holder{"b", "boot-b"}
+	a1, a2, b := forward.Holder{Name: "a", Boot: "boot-1"}, forward.Holder{Name: "a", Boot: "boot-2"}, forward.Holder{Name: "b", Boot: "boot-b"}
 	tests := []struct {
 		name    string
 		known   map[string]string // the members before
 		now     map[string]string // and after
-		from    Holder
+		from    forward.Holder
 		report  int // -1: none
 		credit  int // what the owner takes back
 		kept    int // the leases it still keeps a record of
@@ -221,7 +222,7 @@ func TestOwnerCreditsBackWhatAFailedHolderHadLeft(t *testing.T) {
 		{"another member fails", map[string]string{"a": "boot-1", "b": "boot-b"}, map[string]string{"a": "boot-1"}, a1, 6, 0, 1, 10},
 		{"the new process's lease stays", map[string]string{"a": "boot-1"}, map[string]string{"a": "boot-2"}, a2, 6, 0, 1, 10},
 		{"a holder never known alive", map[string]string{"b": "boot-b"}, map[string]string{}, a1, 6, 0, 1, 10},
-		{"a call that named nobody", map[string]string{"a": "boot-1"}, map[string]string{}, Holder{}, 6, 0, 1, 10},
+		{"a call that named nobody", map[string]string{"a": "boot-1"}, map[string]string{}, forward.Holder{}, 6, 0, 1, 10},
 		{"b spent it all", map[string]string{"b": "boot-b"}, map[string]string{}, b, 0, 0, 0, 10},
 	}
 	for _, tt := range tests {
@@ -231,11 +232,11 @@ func TestOwnerCreditsBackWhatAFailedHolderHadLeft(t *testing.T) {
 			t0 := routerT0
 			used := func() int { return 150 - store.Take(t0.Add(time.Second), "k", 0, 150).Remaining }
 			o.Members(t0, tt.known)
-			r := o.Decide(t0, Item{Key: "k", Hits: 1, Limit: 150, Window: routerWindow, Want: 10, From: tt.from})
+			r := o.Decide(t0, forward.Item{Key: "k", Hits: 1, Limit: 150, Window: routerWindow, Want: 10, From: tt.from})
 			require.Equal(t, tt.granted, r.Granted)
 			require.Equal(t, 11, used())
 			if tt.report >= 0 {
-				o.Decide(t0, Item{Key: "k", Limit: 150, Window: routerWindow, LeaseID: r.LeaseID, GiveBackStart: t0, Left: tt.report, Reported: true})
+				o.Decide(t0, forward.Item{Key: "k", Limit: 150, Window: routerWindow, LeaseID: r.LeaseID, GiveBackStart: t0, Left: tt.report, Reported: true})
 			}
 			o.Members(t0.Add(time.Second), tt.now)
 			assert.Equal(t, 11-tt.credit, used(), "the count after")
@@ -256,12 +257,12 @@ func TestOwnerReportThenGiveBack(t *testing.T) {
 	store := bucket.New(bucket.Config{Window: routerWindow})
 	o := NewOwner(store, func() int { return 3 }, time.Second)
 	t0 := routerT0
-	a := Holder{"a", "boot-1"}
+	a := forward.Holder{Name: "a", Boot: "boot-1"}
 	o.Members(t0, map[string]string{"a": "boot-1"})
-	r := o.Decide(t0, Item{Key: "k", Hits: 1, Limit: 150, Window: routerWindow, Want: 10, From: a})
+	r := o.Decide(t0, forward.Item{Key: "k", Hits: 1, Limit: 150, Window: routerWindow, Want: 10, From: a})
 	require.Equal(t, 10, r.Granted)
-	o.Decide(t0, Item{Key: "k", Limit: 150, Window: routerWindow, LeaseID: r.LeaseID, GiveBackStart: t0, Left: 6, Reported: true})
-	g := o.Decide(t0, Item{Key: "k", Limit: 150, Window: routerWindow, LeaseID: r.LeaseID, GiveBack: 4, GiveBackStart: t0, GiveBackNonce: 7})
+	o.Decide(t0, forward.Item{Key: "k", Limit: 150, Window: routerWindow, LeaseID: r.LeaseID, GiveBackStart: t0, Left: 6, Reported: true})
+	g := o.Decide(t0, forward.Item{Key: "k", Limit: 150, Window: routerWindow, LeaseID: r.LeaseID, GiveBack: 4, GiveBackStart: t0, GiveBackNonce: 7})
 	require.Equal(t, 4, g.TookBack)
 	o.Members(t0.Add(time.Second), map[string]string{})
 	assert.Equal(t, int64(2), o.Credited())

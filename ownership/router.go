@@ -10,6 +10,7 @@ import (
 
 	"github.com/tierlimit/tierlimit/bucket"
 	"github.com/tierlimit/tierlimit/config"
+	"github.com/tierlimit/tierlimit/forward"
 	"github.com/tierlimit/tierlimit/internal/warn"
 	"github.com/tierlimit/tierlimit/ring"
 )
@@ -38,29 +39,30 @@ type RouterConfig struct {
 	// node admits on its own count against the key wherever it is counted.
 	// Use the same Window as Local.
 	Owed *bucket.Store
-	// Peers looks up the Peer for an owner's name. Required.
-	Peers PeerSource
+	// Peers looks up the forward.Peer for an owner's name. Required.
+	Peers forward.PeerSource
 	// ForwardTimeout, if positive, is a fixed bound on how long a check
 	// waits for its owner, queueing included, before it is decided
 	// locally. Zero (the default) adapts the bound to each owner's recent
-	// round trips: rttFactor times their p99, within ForwardTimeoutMin and
-	// ForwardTimeoutMax, so that a busy host does not fall back needlessly
-	// and a slow one is still given up on.
+	// round trips (a forward.Deadline): twice their p99, within
+	// ForwardTimeoutMin and ForwardTimeoutMax, so that a busy host does not
+	// fall back needlessly and a slow one is still given up on.
 	ForwardTimeout time.Duration
 	// ForwardTimeoutMin and ForwardTimeoutMax bound the adaptive deadline.
 	// Defaults 1ms and 4ms; the adaptive deadline starts at the maximum.
 	ForwardTimeoutMin, ForwardTimeoutMax time.Duration
-	// Batch configures the Batcher made for each peer. Its Timeout, the
-	// deadline of one batch RPC, defaults to the longest a check may wait
-	// (ForwardTimeout if set, else ForwardTimeoutMax) or 50 ms, whichever
-	// is longer: the checks on a call give up at their own deadline, and
-	// an answer that comes later still lands, so that what it counted at
-	// the owner (a lease granted, hits) is kept, not lost.
-	Batch BatchConfig
-	// Breaker configures the Breaker made for each peer. A breaker counts
-	// failed batches (calls to the peer), not the checks waiting on them,
-	// so one slow call with many checks queued behind it is one failure.
-	Breaker BreakerConfig
+	// Batch configures the forward.Batcher made for each peer. Its
+	// Timeout, the deadline of one batch RPC, defaults to the longest a
+	// check may wait (ForwardTimeout if set, else ForwardTimeoutMax) or
+	// 50 ms, whichever is longer: the checks on a call give up at their own
+	// deadline, and an answer that comes later still lands, so that what
+	// it counted at the owner (a lease granted, hits) is kept, not lost.
+	Batch forward.BatchConfig
+	// Breaker configures the forward.Breaker made for each peer. A breaker
+	// counts failed batches (calls to the peer), not the checks waiting on
+	// them, so one slow call with many checks queued behind it is one
+	// failure.
+	Breaker forward.BreakerConfig
 	// Clock tells the breakers the time, both when a check asks one and
 	// when a batch's outcome (which comes without a check's now) reaches
 	// it, so a breaker sees one clock. Default time.Now.
@@ -86,13 +88,13 @@ type RouterConfig struct {
 }
 
 // Router decides checks: for a key this node owns it counts locally, and
-// for any other key it asks the owner through a per-peer Batcher, falling
-// back to a local share of the limit when the owner cannot answer in time.
-// It has the method the api package's Checker wants.
+// for any other key it asks the owner through a per-peer forward.Batcher,
+// falling back to a local share of the limit when the owner cannot answer
+// in time. It has the method the api package's Checker wants.
 //
-// A Router is safe for concurrent use. It keeps one Batcher (with its
-// goroutine) and one Breaker per peer, made when first needed and dropped
-// by Forget or Close.
+// A Router is safe for concurrent use. It keeps one forward.Batcher (with
+// its goroutine) and one forward.Breaker per peer, made when first needed
+// and dropped by Forget or Close.
 type Router struct {
 	self           string
 	ring           *ring.Ring
@@ -100,12 +102,12 @@ type Router struct {
 	fallback       *bucket.Store
 	owed           *bucket.Store // may be nil
 	imports        *Imports      // may be nil
-	peers          PeerSource
+	peers          forward.PeerSource
 	forwardTimeout time.Duration // fixed; 0: adaptive
 	forwardMin     time.Duration
 	forwardMax     time.Duration
-	batch          BatchConfig
-	breaker        BreakerConfig
+	batch          forward.BatchConfig
+	breaker        forward.BreakerConfig
 	clock          func() time.Time
 	log            *slog.Logger
 	obs            Observer
@@ -148,11 +150,11 @@ type Router struct {
 
 // link is what the Router keeps for one peer.
 type link struct {
-	batcher *Batcher
-	breaker *Breaker
-	rtt     *rtt // nil with a fixed deadline
-	warn    warn.Gate
-	late    atomic.Int64 // batches in a row that missed their deadline
+	batcher  *forward.Batcher
+	breaker  *forward.Breaker
+	deadline *forward.Deadline // nil with a fixed deadline
+	warn     warn.Gate
+	late     atomic.Int64 // batches in a row that missed their deadline
 }
 
 // NewRouter returns a Router. It panics if Ring, Local, Fallback or Peers
@@ -291,7 +293,7 @@ func (r *Router) CheckPath(ctx context.Context, now time.Time, key string, limit
 	if asking != nil {
 		defer asking.renewing.Store(false)
 	}
-	res, err := r.forward(ctx, l, owner, Item{Key: key, Hits: 1, Limit: limit, Window: r.local.Window(), Want: want, LeaseID: leaseID})
+	res, err := r.forward(ctx, l, owner, forward.Item{Key: key, Hits: 1, Limit: limit, Window: r.local.Window(), Want: want, LeaseID: leaseID})
 	if err == nil {
 		if res.Granted > 0 {
 			r.obs.LeaseGranted(res.Granted, false)
@@ -302,7 +304,7 @@ func (r *Router) CheckPath(ctx context.Context, now time.Time, key string, limit
 		return d, PathForwarded
 	}
 	switch {
-	case errors.Is(err, ErrClosed):
+	case errors.Is(err, forward.ErrClosed):
 		reason = FallbackClosed
 	case ctx.Err() != nil:
 		// The caller gave up; that says nothing about the peer.

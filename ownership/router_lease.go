@@ -5,6 +5,8 @@ import (
 	"errors"
 	"log/slog"
 	"time"
+
+	"github.com/tierlimit/tierlimit/forward"
 )
 
 // leaseSweep is how often Run ends leases whose time ran out and gives back
@@ -92,7 +94,7 @@ func (r *Router) renew(key string, ls *lease, limit int, owner string, want int)
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	sent := r.clock()
-	it := Item{Key: key, Limit: limit, Window: r.local.Window(), Want: want, LeaseID: ls.renewalOf(limit), Deadline: deadline}
+	it := forward.Item{Key: key, Limit: limit, Window: r.local.Window(), Want: want, LeaseID: ls.renewalOf(limit), Deadline: deadline}
 	if it.LeaseID != 0 { // what the lease has left, as a report would say
 		left := max(0, ls.left.Load())
 		ls.told.Store(left)
@@ -106,7 +108,7 @@ func (r *Router) renew(key string, ls *lease, limit int, owner string, want int)
 
 // takeGrant keeps the lease in res, the answer to a check (or a renewal,
 // renewal true) for key under limit sent at sent.
-func (r *Router) takeGrant(sent time.Time, key string, limit int, res Result, renewal bool) {
+func (r *Router) takeGrant(sent time.Time, key string, limit int, res forward.Result, renewal bool) {
 	r.obs.LeaseGranted(res.Granted, renewal)
 	r.ended(r.book.granted(sent, key, limit, r.ring.Len(), res)...)
 }
@@ -168,7 +170,7 @@ func (r *Router) Run(ctx context.Context) {
 	defer t.Stop()
 	defer r.pings.Wait()
 	ticks := 0
-	var reports []Item
+	var reports []forward.Item
 	for {
 		select {
 		case <-ctx.Done():
@@ -206,10 +208,10 @@ func (r *Router) Run(ctx context.Context) {
 // credits back what its leases had left (Owner.Members); ending them when
 // the owner goes silent, long before failure detection, keeps this node
 // from spending them too.
-func (r *Router) sweepLeases(now time.Time) []Item {
+func (r *Router) sweepLeases(now time.Time) []forward.Item {
 	n, at := now.UnixNano(), r.clock()
 	w := r.local.Window()
-	var reports []Item
+	var reports []forward.Item
 	why := make(map[*lease]string)
 	r.book.leases.removeIf(func(key string, ls *lease) bool {
 		owner, ok := r.ring.Owner(key)
@@ -244,7 +246,7 @@ func (r *Router) sweepLeases(now time.Time) []Item {
 // record of the lease (the key moved, or its owner restarted) takes nothing
 // back: those hits stay counted until their window ends. Reports are not
 // sent again: the next sweep's says more.
-func (r *Router) give(ctx context.Context, now time.Time, reports []Item) {
+func (r *Router) give(ctx context.Context, now time.Time, reports []forward.Item) {
 	r.givesMu.Lock()
 	gives := r.gives
 	r.gives = nil
@@ -261,7 +263,7 @@ func (r *Router) give(ctx context.Context, now time.Time, reports []Item) {
 	}
 	type outgoing struct {
 		gives []giveBack
-		items []Item // one per give, then the reports
+		items []forward.Item // one per give, then the reports
 	}
 	byOwner := make(map[string]*outgoing)
 	to := func(owner string) *outgoing {
@@ -279,7 +281,7 @@ func (r *Router) give(ctx context.Context, now time.Time, reports []Item) {
 		if owner, ok := r.ring.Owner(g.key); ok && owner != r.self {
 			o := to(owner)
 			o.gives = append(o.gives, g)
-			o.items = append(o.items, Item{Key: g.key, Limit: g.limit, Window: w, LeaseID: g.id, GiveBack: g.hits, GiveBackStart: g.start, GiveBackNonce: g.nonce})
+			o.items = append(o.items, forward.Item{Key: g.key, Limit: g.limit, Window: w, LeaseID: g.id, GiveBack: g.hits, GiveBackStart: g.start, GiveBackNonce: g.nonce})
 			continue
 		}
 		if _, ok := r.local.Give(now, g.key, g.start, g.hits); !ok {
@@ -309,13 +311,13 @@ func (r *Router) give(ctx context.Context, now time.Time, reports []Item) {
 
 // send sends items to owner, in calls of MaxCheckItems at most, each
 // within giveTimeout, until one fails.
-func (r *Router) send(ctx context.Context, owner string, items []Item) error {
+func (r *Router) send(ctx context.Context, owner string, items []forward.Item) error {
 	p, ok := r.peers.Peer(owner)
 	if !ok || p == nil {
 		return errNoPeer
 	}
 	for len(items) > 0 {
-		n := min(len(items), MaxCheckItems)
+		n := min(len(items), forward.MaxCheckItems)
 		cctx, cancel := context.WithTimeout(ctx, giveTimeout)
 		_, err := p.Check(cctx, items[:n])
 		cancel()

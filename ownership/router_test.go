@@ -18,6 +18,7 @@ import (
 
 	"github.com/tierlimit/tierlimit/bucket"
 	"github.com/tierlimit/tierlimit/config"
+	"github.com/tierlimit/tierlimit/forward"
 	"github.com/tierlimit/tierlimit/ring"
 )
 
@@ -28,9 +29,9 @@ const routerWindow = time.Minute
 var routerT0 = time.Unix(1_700_000_000, 0)
 
 // peerMap is a fake PeerSource.
-type peerMap map[string]Peer
+type peerMap map[string]forward.Peer
 
-func (m peerMap) Peer(name string) (Peer, bool) {
+func (m peerMap) Peer(name string) (forward.Peer, bool) {
 	p, ok := m[name]
 	return p, ok
 }
@@ -193,7 +194,7 @@ func TestRouterCountsOwnedKeysLocally(t *testing.T) {
 
 func TestRouterForwardsToOwner(t *testing.T) {
 	reset := routerT0.Add(routerWindow)
-	peer := &batchPeer{answer: func(it Item) bucket.Decision {
+	peer := &batchPeer{answer: func(it forward.Item) bucket.Decision {
 		return bucket.Decision{Allowed: true, Limit: it.Limit, Remaining: 3, ResetAt: reset}
 	}}
 	r := newTestRouter(t, []string{"a", "b", "c"}, peerMap{"b": peer, "c": &batchPeer{}}, nil)
@@ -205,7 +206,7 @@ func TestRouterForwardsToOwner(t *testing.T) {
 	require.Len(t, items, 1)
 	assert.False(t, items[0].Deadline.IsZero(), "the item carries its deadline")
 	items[0].Deadline = time.Time{}
-	assert.Equal(t, []Item{{Key: key, Hits: 1, Limit: 7, Window: routerWindow, Want: firstWant}}, items, "items sent to the owner")
+	assert.Equal(t, []forward.Item{{Key: key, Hits: 1, Limit: 7, Window: routerWindow, Want: firstWant}}, items, "items sent to the owner")
 	assert.Equal(t, 0, r.local.Len(), "a forwarded key was counted locally")
 	assert.Empty(t, r.events.reasons(), "fallbacks")
 	assert.Equal(t, []error{nil}, r.events.forwarded, "forward events")
@@ -229,7 +230,7 @@ func TestRouterFallsBackToLocalShareOnTimeout(t *testing.T) {
 		// lateAnswerWait for a late answer) reach the breaker before the
 		// next: calls that miss their deadline count a failure every
 		// lateWeight in a row, and three failures open it.
-		late := lateWeight * DefaultBreakerFailures
+		late := lateWeight * forward.DefaultBreakerFailures
 		got := 1
 		for range late + 2 {
 			time.Sleep(lateAnswerWait)
@@ -274,7 +275,7 @@ func TestRouterBreakerCountsCallsNotWaiters(t *testing.T) {
 			wg.Go(func() { r.Check(t.Context(), routerT0, key, 100) })
 		}
 		wg.Wait()
-		assert.Equal(t, map[string]BreakerState{"b": BreakerClosed}, r.Breakers(time.Now()),
+		assert.Equal(t, map[string]forward.BreakerState{"b": forward.BreakerClosed}, r.Breakers(time.Now()),
 			"checks that gave up while the call was in flight were held against the peer")
 		assert.Len(t, r.events.reasons(), 21, "fallbacks")
 		for _, reason := range r.events.reasons() {
@@ -283,7 +284,7 @@ func TestRouterBreakerCountsCallsNotWaiters(t *testing.T) {
 
 		time.Sleep(50 * time.Millisecond) // the hanging call fails
 		synctest.Wait()
-		assert.Equal(t, map[string]BreakerState{"b": BreakerClosed}, r.Breakers(time.Now()),
+		assert.Equal(t, map[string]forward.BreakerState{"b": forward.BreakerClosed}, r.Breakers(time.Now()),
 			"one failed call opened a breaker that needs 3")
 		assert.Len(t, peer.callSizes(), 1, "calls to the owner: the checks queued behind the first call had all given up")
 	})
@@ -302,7 +303,7 @@ func TestRouterBreakerSkipsFailingPeer(t *testing.T) {
 	peer.setErr(errDown)
 	clock := newClock(routerT0)
 	r := newTestRouter(t, []string{"a", "b"}, peerMap{"b": peer}, func(c *RouterConfig) {
-		c.Breaker = BreakerConfig{Failures: 2, Cooldown: time.Second}
+		c.Breaker = forward.BreakerConfig{Failures: 2, Cooldown: time.Second}
 		c.Clock = clock.now
 	})
 	key := keyOwnedBy(t, r.ring, "b")
@@ -342,7 +343,7 @@ func TestRouterBreakerSkipsFailingPeer(t *testing.T) {
 func TestRouterOverLimitCache(t *testing.T) {
 	reset := routerT0.Add(routerWindow)
 	var retryAt time.Time // set before each Check, which hands it to the peer's goroutine
-	peer := &batchPeer{answer: func(it Item) bucket.Decision {
+	peer := &batchPeer{answer: func(it forward.Item) bucket.Decision {
 		return bucket.Decision{Limit: it.Limit, ResetAt: reset, RetryAt: retryAt}
 	}}
 	r := newTestRouter(t, []string{"a", "b"}, peerMap{"b": peer}, nil)
@@ -387,7 +388,7 @@ func TestRouterOverLimitCache(t *testing.T) {
 }
 
 func TestRouterDoesNotCacheAdmissions(t *testing.T) {
-	peer := &batchPeer{answer: func(it Item) bucket.Decision {
+	peer := &batchPeer{answer: func(it forward.Item) bucket.Decision {
 		return bucket.Decision{Allowed: true, Limit: it.Limit, Remaining: 1}
 	}}
 	r := newTestRouter(t, []string{"a", "b"}, peerMap{"b": peer}, nil)
@@ -404,7 +405,7 @@ func TestRouterDoesNotCacheAdmissions(t *testing.T) {
 // decision, so it is not kept; one that leaves less is.
 func TestRouterKeepsOnlyAnswersThatMatter(t *testing.T) {
 	left := 100
-	peer := &batchPeer{answer: func(it Item) bucket.Decision {
+	peer := &batchPeer{answer: func(it forward.Item) bucket.Decision {
 		return bucket.Decision{Allowed: true, Limit: it.Limit, Remaining: left, ResetAt: routerT0.Add(time.Minute)}
 	}}
 	r := newTestRouter(t, []string{"a", "b", "c"}, peerMap{"b": peer}, nil)
@@ -442,7 +443,7 @@ func TestRouterCallerGivesUp(t *testing.T) {
 		l := r.links["b"]
 		r.mu.RUnlock()
 		require.NotNil(t, l)
-		assert.Equal(t, BreakerClosed, l.breaker.State(routerT0), "the caller giving up was held against the peer")
+		assert.Equal(t, forward.BreakerClosed, l.breaker.State(routerT0), "the caller giving up was held against the peer")
 	})
 }
 
@@ -459,7 +460,7 @@ func TestRouterForget(t *testing.T) {
 
 	r.Forget("b")
 	_, err := old.batcher.Check(t.Context(), batchItem(1))
-	assert.ErrorIs(t, err, ErrClosed, "Check on the forgotten peer's batcher")
+	assert.ErrorIs(t, err, forward.ErrClosed, "Check on the forgotten peer's batcher")
 	r.mu.RLock()
 	_, kept := r.links["b"]
 	r.mu.RUnlock()
@@ -634,10 +635,10 @@ func TestRouterBreakersReportsEachPeer(t *testing.T) {
 	now := routerT0
 	assert.Empty(t, r.Breakers(now), "no peer has been used yet")
 	key := keyOwnedBy(t, r.ring, "b")
-	for range DefaultBreakerFailures {
+	for range forward.DefaultBreakerFailures {
 		r.Check(t.Context(), now, key, 10)
 	}
-	assert.Equal(t, map[string]BreakerState{"b": BreakerOpen}, r.Breakers(now))
+	assert.Equal(t, map[string]forward.BreakerState{"b": forward.BreakerOpen}, r.Breakers(now))
 	r.Forget("b")
 	assert.Empty(t, r.Breakers(now))
 }
@@ -668,7 +669,7 @@ func TestRouterShare(t *testing.T) {
 // hits of a window, which the owner leases to nobody, they leave to it.
 func TestRouterLocalDecisionsSpendWhatTheOwnerSaidWasLeft(t *testing.T) {
 	left := 10
-	peer := &batchPeer{answer: func(it Item) bucket.Decision {
+	peer := &batchPeer{answer: func(it forward.Item) bucket.Decision {
 		return bucket.Decision{Allowed: true, Limit: it.Limit, Remaining: left, ResetAt: routerT0.Add(time.Minute)}
 	}}
 	r := newTestRouter(t, []string{"a", "b", "c"}, peerMap{"b": peer}, func(cfg *RouterConfig) { cfg.LeaseTTL = -1 })
@@ -689,7 +690,7 @@ func TestRouterLocalDecisionsSpendWhatTheOwnerSaidWasLeft(t *testing.T) {
 		} else {
 			assert.Equal(t, 5, d.Limit, "the header tells the budget this node applies: its part of the 10 left")
 			assert.Zero(t, d.Remaining)
-			assert.Equal(t, routerT0.Add(time.Second+DefaultBreakerCooldown), d.RetryAt,
+			assert.Equal(t, routerT0.Add(time.Second+forward.DefaultBreakerCooldown), d.RetryAt,
 				"retry when the owner will be asked again, not when this node's own count frees room")
 		}
 	}
@@ -719,7 +720,7 @@ func TestRouterLocalDecisionsSpendWhatTheOwnerSaidWasLeft(t *testing.T) {
 // reported as its own path.
 func TestRouterCheckPathSaysHowItDecided(t *testing.T) {
 	reset := routerT0.Add(routerWindow)
-	refusing := &batchPeer{answer: func(it Item) bucket.Decision {
+	refusing := &batchPeer{answer: func(it forward.Item) bucket.Decision {
 		return bucket.Decision{Limit: it.Limit, ResetAt: reset, RetryAt: reset}
 	}}
 	// b grants leases, c refuses every key, d cannot be reached.
@@ -752,11 +753,11 @@ func TestRouterCheckPathSaysHowItDecided(t *testing.T) {
 // name before the lookup returns: the lookup raced with Forget.
 type racingPeers struct {
 	r        *Router
-	old, cur Peer
+	old, cur forward.Peer
 	lookups  atomic.Int32
 }
 
-func (p *racingPeers) Peer(name string) (Peer, bool) {
+func (p *racingPeers) Peer(name string) (forward.Peer, bool) {
 	if p.lookups.Add(1) == 1 {
 		p.r.Forget(name) // the address changed meanwhile: old is released
 		return p.old, true
@@ -793,7 +794,7 @@ func TestRouterDoesNotLinkAPeerForgottenDuringItsLookup(t *testing.T) {
 // seconds after an owner's stall).
 func TestRouterOwesLocalHitsInTheOwnersWindow(t *testing.T) {
 	ownerStart := routerT0.Add(-20 * time.Second) // the owner's window began before this node saw the key
-	peer := &batchPeer{answer: func(it Item) bucket.Decision {
+	peer := &batchPeer{answer: func(it forward.Item) bucket.Decision {
 		return bucket.Decision{Allowed: true, Limit: it.Limit, Remaining: 40, ResetAt: ownerStart.Add(routerWindow)}
 	}}
 	r := newTestRouter(t, []string{"a", "b", "c"}, peerMap{"b": peer}, func(cfg *RouterConfig) { cfg.LeaseTTL = -1 })

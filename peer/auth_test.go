@@ -15,7 +15,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
-	"github.com/tierlimit/tierlimit/ownership"
+	"github.com/tierlimit/tierlimit/forward"
 	"github.com/tierlimit/tierlimit/peerpb"
 )
 
@@ -47,7 +47,7 @@ func TestCredentials(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 			defer cancel()
 
-			ds, err := c.Check(ctx, []ownership.Item{{Key: "k7", Hits: 1, Limit: 10, Window: peerWindow}})
+			ds, err := c.Check(ctx, []forward.Item{{Key: "k7", Hits: 1, Limit: 10, Window: peerWindow}})
 
 			if tt.wantOK {
 				require.NoError(t, err)
@@ -97,7 +97,7 @@ func TestCredentialsPinEachSide(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 			defer cancel()
 
-			ds, err := c.Check(ctx, []ownership.Item{{Key: "k7", Hits: 1, Limit: 10, Window: peerWindow}})
+			ds, err := c.Check(ctx, []forward.Item{{Key: "k7", Hits: 1, Limit: 10, Window: peerWindow}})
 
 			require.Error(t, err, "Check = %+v, want a refusal", ds)
 			assert.Equal(t, codes.Unavailable, status.Code(err), "Check error: %v", err)

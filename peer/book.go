@@ -7,7 +7,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
-	"github.com/tierlimit/tierlimit/ownership"
+	"github.com/tierlimit/tierlimit/forward"
 )
 
 // Book is the one record of this node's peers: for each member name, the
@@ -23,7 +23,7 @@ type Book struct {
 	closed bool
 }
 
-var _ ownership.PeerSource = (*Book)(nil)
+var _ forward.PeerSource = (*Book)(nil)
 
 // NewBook returns an empty Book whose Clients are secured by creds (see
 // Credentials) and made with the extra dial options opts, if any (tests
@@ -34,7 +34,7 @@ func NewBook(creds credentials.TransportCredentials, opts ...grpc.DialOption) *B
 
 // Peer returns the Client for the member called name, if the Book has one.
 // It does no I/O.
-func (b *Book) Peer(name string) (ownership.Peer, bool) {
+func (b *Book) Peer(name string) (forward.Peer, bool) {
 	b.mu.RLock()
 	c, ok := b.peers[name]
 	b.mu.RUnlock()

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/tierlimit/tierlimit/bucket"
+	"github.com/tierlimit/tierlimit/forward"
 	"github.com/tierlimit/tierlimit/ownership"
 	"github.com/tierlimit/tierlimit/peerpb"
 )
@@ -57,7 +58,7 @@ type Client struct {
 	closed  bool
 }
 
-var _ ownership.Peer = (*Client)(nil)
+var _ forward.Peer = (*Client)(nil)
 
 // NewClient returns a Client for the node whose gRPC server listens at addr
 // ("host:port"; a host name is looked up through DNS), secured by creds (see
@@ -120,7 +121,7 @@ func (c *Client) Connect() { c.conn.Connect() }
 //
 // When ctx ends first, the items may still be counted at the peer; its late
 // answer is dropped.
-func (c *Client) Check(ctx context.Context, items []ownership.Item) ([]ownership.Result, error) {
+func (c *Client) Check(ctx context.Context, items []forward.Item) ([]forward.Result, error) {
 	if len(items) == 0 {
 		return nil, nil
 	}
@@ -152,7 +153,7 @@ func (c *Client) Ping(ctx context.Context) error {
 var _ ownership.Pinger = (*Client)(nil)
 
 // checkUnary is Check as one unary call, for a peer without CheckStream.
-func (c *Client) checkUnary(ctx context.Context, req *peerpb.CheckRequest) ([]ownership.Result, error) {
+func (c *Client) checkUnary(ctx context.Context, req *peerpb.CheckRequest) ([]forward.Result, error) {
 	resp, err := c.rpc.Check(ctx, req)
 	if err != nil && ctx.Err() != nil {
 		err = contextError{ctx.Err()} // so errors.Is matches, as on the stream
@@ -164,7 +165,7 @@ func (c *Client) checkUnary(ctx context.Context, req *peerpb.CheckRequest) ([]ow
 }
 
 // newRequest puts items on the wire.
-func newRequest(items []ownership.Item) *peerpb.CheckRequest {
+func newRequest(items []forward.Item) *peerpb.CheckRequest {
 	wire := make([]peerpb.Item, len(items)) // one allocation for the batch
 	req := &peerpb.CheckRequest{Items: make([]*peerpb.Item, len(items))}
 	var lefts []int64 // the reported Lefts, allocated if any
@@ -194,7 +195,7 @@ func newRequest(items []ownership.Item) *peerpb.CheckRequest {
 
 // decodeResponse returns the decisions in resp, the answer to n items from
 // the peer at addr, or the error it carries.
-func decodeResponse(resp *peerpb.CheckResponse, n int, addr string) ([]ownership.Result, error) {
+func decodeResponse(resp *peerpb.CheckResponse, n int, addr string) ([]forward.Result, error) {
 	if code := codes.Code(resp.GetErrorCode()); code != codes.OK {
 		return nil, fmt.Errorf("check %d items at %s: %w", n, addr, status.Error(code, resp.GetErrorMessage()))
 	}
@@ -202,7 +203,7 @@ func decodeResponse(resp *peerpb.CheckResponse, n int, addr string) ([]ownership
 	if len(results) != n {
 		return nil, fmt.Errorf("check %d items at %s: %w", n, addr, status.Errorf(codes.Internal, "got %d results", len(results)))
 	}
-	ds := make([]ownership.Result, len(results))
+	ds := make([]forward.Result, len(results))
 	for i, r := range results {
 		ds[i] = decodeResult(r)
 	}

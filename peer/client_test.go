@@ -15,7 +15,7 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/tierlimit/tierlimit/bucket"
-	"github.com/tierlimit/tierlimit/ownership"
+	"github.com/tierlimit/tierlimit/forward"
 	"github.com/tierlimit/tierlimit/peerpb"
 )
 
@@ -49,7 +49,7 @@ func TestClientCheckFailsFastWhenPeerIsDown(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 
-	_, err = c.Check(ctx, []ownership.Item{{Key: "k", Hits: 1, Limit: 1, Window: peerWindow}})
+	_, err = c.Check(ctx, []forward.Item{{Key: "k", Hits: 1, Limit: 1, Window: peerWindow}})
 
 	require.Error(t, err)
 	assert.Equal(t, codes.Unavailable, status.Code(err), "Check to a closed port: %v", err)
@@ -61,9 +61,9 @@ type blockingStore struct {
 	release chan struct{}
 }
 
-func (s blockingStore) Decide(time.Time, ownership.Item) ownership.Result {
+func (s blockingStore) Decide(time.Time, forward.Item) forward.Result {
 	<-s.release
-	return ownership.Result{Decision: bucket.Decision{Allowed: true}}
+	return forward.Result{Decision: bucket.Decision{Allowed: true}}
 }
 
 func (s blockingStore) Window() time.Duration { return peerWindow }
@@ -75,7 +75,7 @@ func TestClientCheckEndsWithContext(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 	defer cancel()
 
-	_, err := c.Check(ctx, []ownership.Item{{Key: "k", Hits: 1, Limit: 1, Window: peerWindow}})
+	_, err := c.Check(ctx, []forward.Item{{Key: "k", Hits: 1, Limit: 1, Window: peerWindow}})
 
 	require.Error(t, err)
 	assert.Equal(t, codes.DeadlineExceeded, status.Code(err), "Check past its deadline: %v", err)
@@ -114,7 +114,7 @@ func TestClientCheckRejectsWrongResultCount(t *testing.T) {
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = c.Close() })
-	items := []ownership.Item{{Key: "a", Hits: 1, Limit: 1}, {Key: "b", Hits: 1, Limit: 1}}
+	items := []forward.Item{{Key: "a", Hits: 1, Limit: 1}, {Key: "b", Hits: 1, Limit: 1}}
 
 	ds, err := c.Check(t.Context(), items)
 
@@ -135,7 +135,7 @@ func BenchmarkClientCheck(b *testing.B) {
 	for _, bc := range []struct {
 		name  string
 		key   string
-		check func(*Client, context.Context, []ownership.Item) ([]ownership.Result, error)
+		check func(*Client, context.Context, []forward.Item) ([]forward.Result, error)
 	}{
 		{"insecure", "", (*Client).Check},
 		{"cluster-key", "benchmark cluster key", (*Client).Check},
@@ -149,7 +149,7 @@ func BenchmarkClientCheck(b *testing.B) {
 			c, err := NewClient(addr, clientCreds)
 			require.NoError(b, err)
 			b.Cleanup(func() { _ = c.Close() })
-			items := []ownership.Item{{Key: "bench", Hits: 1, Limit: 1 << 40, Window: peerWindow}}
+			items := []forward.Item{{Key: "bench", Hits: 1, Limit: 1 << 40, Window: peerWindow}}
 			_, err = bc.check(c, b.Context(), items) // connect and handshake outside the loop
 			require.NoError(b, err)
 

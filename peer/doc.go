@@ -1,7 +1,7 @@
 // Package peer is the wire between nodes: how a check for a key travels to
-// the key's owner and back over gRPC. It satisfies package ownership's Peer
-// and PeerSource interfaces, so ownership decides where a check goes and
-// this package only carries it.
+// the key's owner and back over gRPC. It satisfies package forward's Peer
+// and PeerSource interfaces, so package ownership decides where a check
+// goes and this package only carries it.
 //
 // A Client is one peer's connection, with one long-lived CheckStream on it
 // that carries every batch as one message each way, matched to its answer

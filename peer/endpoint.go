@@ -27,7 +27,7 @@ const (
 )
 
 // maxRecvMsgSize bounds one request an Endpoint reads: a full batch of
-// ownership.MaxCheckItems items with the longest keys fits.
+// forward.MaxCheckItems items with the longest keys fits.
 const maxRecvMsgSize = 8 << 20
 
 // Endpoint is a node's peer port: a Server over the node's store, on its

@@ -6,7 +6,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 
-	"github.com/tierlimit/tierlimit/ownership"
+	"github.com/tierlimit/tierlimit/forward"
 )
 
 // The metadata keys that name the calling process on every call (see
@@ -38,11 +38,11 @@ func Identify(name, boot string) []grpc.DialOption {
 
 // holderOf returns the process a call's metadata names, or the zero Holder
 // if it names none, or one too long to be a member's.
-func holderOf(ctx context.Context) ownership.Holder {
+func holderOf(ctx context.Context) forward.Holder {
 	md, _ := metadata.FromIncomingContext(ctx)
 	from, boot := md.Get(fromKey), md.Get(bootKey)
 	if len(from) != 1 || len(boot) != 1 || from[0] == "" || len(from[0]) > maxNameLen || len(boot[0]) > maxNameLen {
-		return ownership.Holder{}
+		return forward.Holder{}
 	}
-	return ownership.Holder{Name: from[0], Boot: boot[0]}
+	return forward.Holder{Name: from[0], Boot: boot[0]}
 }

@@ -17,8 +17,8 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/tierlimit/tierlimit/bucket"
+	"github.com/tierlimit/tierlimit/forward"
 	"github.com/tierlimit/tierlimit/handoff"
-	"github.com/tierlimit/tierlimit/ownership"
 	"github.com/tierlimit/tierlimit/peerpb"
 )
 
@@ -101,7 +101,7 @@ func TestMovesAreChecked(t *testing.T) {
 		{"no sender", "", peerWindow, []bucket.Count{good}, "from is 0 bytes"},
 		{"other window", "a", time.Second, []bucket.Count{good}, "window is 1s"},
 		{"bad key", "a", peerWindow, []bucket.Count{good, {Key: "a b"}}, "count 1: API key has byte 0x20"},
-		{"too many", "a", peerWindow, make([]bucket.Count, ownership.MaxCheckItems+1), "10001 counts"},
+		{"too many", "a", peerWindow, make([]bucket.Count, forward.MaxCheckItems+1), "10001 counts"},
 	}
 	for _, tt := range tests {
 		err := c.Handoff(t.Context(), tt.from, tt.window, tt.counts)

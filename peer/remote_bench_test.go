@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tierlimit/tierlimit/bucket"
+	"github.com/tierlimit/tierlimit/forward"
 	"github.com/tierlimit/tierlimit/ownership"
 	"github.com/tierlimit/tierlimit/ring"
 )
@@ -18,10 +19,10 @@ import (
 // singlePeer is a PeerSource with one peer.
 type singlePeer struct {
 	name string
-	peer ownership.Peer
+	peer forward.Peer
 }
 
-func (s singlePeer) Peer(name string) (ownership.Peer, bool) {
+func (s singlePeer) Peer(name string) (forward.Peer, bool) {
 	if name == s.name {
 		return s.peer, true
 	}
@@ -114,16 +115,16 @@ func BenchmarkRemoteCheck(b *testing.B) {
 			}
 		})
 	})
-	unbatched := func(check func(*Client, context.Context, []ownership.Item) ([]ownership.Result, error)) func(b *testing.B) {
+	unbatched := func(check func(*Client, context.Context, []forward.Item) ([]forward.Result, error)) func(b *testing.B) {
 		return func(b *testing.B) {
 			f := newRemoteFixture(b)
 			var next atomic.Uint64
 			b.SetParallelism(32)
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
-				items := make([]ownership.Item, 1)
+				items := make([]forward.Item, 1)
 				for pb.Next() {
-					items[0] = ownership.Item{Key: f.keys[next.Add(1)%uint64(len(f.keys))], Hits: 1, Limit: 1 << 30, Window: time.Minute}
+					items[0] = forward.Item{Key: f.keys[next.Add(1)%uint64(len(f.keys))], Hits: 1, Limit: 1 << 30, Window: time.Minute}
 					ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 					if _, err := check(f.client, ctx, items); err != nil {
 						b.Error(err)
@@ -139,7 +140,7 @@ func BenchmarkRemoteCheck(b *testing.B) {
 
 // checkUnary is Client.Check as one unary RPC, the way the Client worked
 // before it kept a stream.
-func checkUnary(c *Client, ctx context.Context, items []ownership.Item) ([]ownership.Result, error) {
+func checkUnary(c *Client, ctx context.Context, items []forward.Item) ([]forward.Result, error) {
 	return c.checkUnary(ctx, newRequest(items))
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tierlimit/tierlimit/bucket"
 	"github.com/tierlimit/tierlimit/config"
+	"github.com/tierlimit/tierlimit/forward"
 	"github.com/tierlimit/tierlimit/ownership"
 	"github.com/tierlimit/tierlimit/peerpb"
 )
@@ -20,7 +21,7 @@ import (
 // decider is what a Server needs of the owner side; *ownership.Owner has
 // it. Tests put a fake behind it to see every field cross the wire.
 type decider interface {
-	Decide(now time.Time, it ownership.Item) ownership.Result
+	Decide(now time.Time, it forward.Item) forward.Result
 	Window() time.Duration
 }
 
@@ -61,7 +62,7 @@ func newServer(store decider, now func() time.Time) *Server {
 	return &Server{store: store, now: now, draining: draining, drain: drain}
 }
 
-// Receiver takes the counts peers move to this node: ownership's Keeper is
+// Receiver takes the counts peers move to this node: handoff's Keeper is
 // one. The Server calls it from gRPC's goroutines, with counts it has
 // checked, and the slice is the Receiver's to keep.
 type Receiver interface {
@@ -119,7 +120,7 @@ func late(ctx context.Context) error {
 }
 
 // counts checks req and returns its counts: a sender's name, this node's
-// window, at most ownership.MaxCheckItems counts, each with a valid key.
+// window, at most forward.MaxCheckItems counts, each with a valid key.
 func (s *Server) counts(req *peerpb.Counts) ([]bucket.Count, error) {
 	if s.receiver == nil {
 		return nil, status.Error(codes.Unimplemented, "this node takes no counts")
@@ -130,8 +131,8 @@ func (s *Server) counts(req *peerpb.Counts) ([]bucket.Count, error) {
 		return nil, status.Errorf(codes.InvalidArgument, "from is %d bytes, want 1 to 256", len(from))
 	case len(req.GetBoot()) > maxBootLen:
 		return nil, status.Errorf(codes.InvalidArgument, "boot is %d bytes, at most %d allowed", len(req.GetBoot()), maxBootLen)
-	case len(cs) > ownership.MaxCheckItems:
-		return nil, status.Errorf(codes.InvalidArgument, "%d counts, at most %d allowed", len(cs), ownership.MaxCheckItems)
+	case len(cs) > forward.MaxCheckItems:
+		return nil, status.Errorf(codes.InvalidArgument, "%d counts, at most %d allowed", len(cs), forward.MaxCheckItems)
 	case time.Duration(req.GetWindowNanos()) != s.store.Window():
 		return nil, status.Errorf(codes.InvalidArgument, "window is %v, this node's is %v: all nodes must run the same config",
 			time.Duration(req.GetWindowNanos()), s.store.Window())
@@ -164,7 +165,7 @@ func (s *Server) Drain() { s.drain() }
 
 // Check counts each item of req at one instant and returns their results in
 // order. It refuses the whole batch, counting nothing, with
-// codes.InvalidArgument if the batch has more than ownership.MaxCheckItems
+// codes.InvalidArgument if the batch has more than forward.MaxCheckItems
 // items or any item is invalid: a key that config.CheckKey refuses, hits or
 // a limit below 1, or a window other than this node's. The wire is a trust
 // boundary, so the server checks what the sending middleware checked too.
@@ -220,10 +221,10 @@ func (s *Server) CheckStream(rpc peerpb.Peer_CheckStreamServer) error {
 
 // decide is Check, for both the unary call and the stream, of a call from
 // the process from names.
-func (s *Server) decide(req *peerpb.CheckRequest, from ownership.Holder) (*peerpb.CheckResponse, error) {
+func (s *Server) decide(req *peerpb.CheckRequest, from forward.Holder) (*peerpb.CheckResponse, error) {
 	items := req.GetItems()
-	if len(items) > ownership.MaxCheckItems {
-		return nil, status.Errorf(codes.InvalidArgument, "batch has %d items, at most %d allowed", len(items), ownership.MaxCheckItems)
+	if len(items) > forward.MaxCheckItems {
+		return nil, status.Errorf(codes.InvalidArgument, "batch has %d items, at most %d allowed", len(items), forward.MaxCheckItems)
 	}
 	window := s.store.Window()
 	for i, it := range items {
@@ -236,7 +237,7 @@ func (s *Server) decide(req *peerpb.CheckRequest, from ownership.Holder) (*peerp
 	results := make([]peerpb.Result, len(items)) // one allocation for the batch
 	resp := &peerpb.CheckResponse{Results: make([]*peerpb.Result, len(items))}
 	for i, it := range items {
-		d := s.store.Decide(now, ownership.Item{
+		d := s.store.Decide(now, forward.Item{
 			Key: it.GetKey(), Hits: int(it.GetHits()), Limit: int(it.GetLimit()), Window: window,
 			Want: int(it.GetWant()), LeaseID: it.GetLeaseId(), GiveBack: int(it.GetGiveBack()), GiveBackStart: fromUnixNanos(it.GetGiveBackStartUnixNanos()),
 			Deadline: fromUnixNanos(it.GetDeadlineUnixNanos()), GiveBackNonce: it.GetGiveBackNonce(),

@@ -23,6 +23,7 @@ import (
 
 	"github.com/tierlimit/tierlimit/bucket"
 	"github.com/tierlimit/tierlimit/config"
+	"github.com/tierlimit/tierlimit/forward"
 	"github.com/tierlimit/tierlimit/ownership"
 	"github.com/tierlimit/tierlimit/peerpb"
 )
@@ -48,14 +49,14 @@ type takeCall struct {
 type scriptedStore struct {
 	window    time.Duration
 	decisions map[string]bucket.Decision
-	leases    map[string]ownership.Result // whole results, lease fields included
+	leases    map[string]forward.Result // whole results, lease fields included
 
 	mu    sync.Mutex // guards calls and items
 	calls []takeCall
-	items []ownership.Item
+	items []forward.Item
 }
 
-func (s *scriptedStore) Decide(now time.Time, it ownership.Item) ownership.Result {
+func (s *scriptedStore) Decide(now time.Time, it forward.Item) forward.Result {
 	s.mu.Lock()
 	s.calls = append(s.calls, takeCall{now, it.Key, it.Hits, it.Limit})
 	s.items = append(s.items, it)
@@ -64,10 +65,10 @@ func (s *scriptedStore) Decide(now time.Time, it ownership.Item) ownership.Resul
 		return r
 	}
 	if d, ok := s.decisions[it.Key]; ok {
-		return ownership.Result{Decision: d}
+		return forward.Result{Decision: d}
 	}
 	n, _ := strconv.Atoi(strings.TrimPrefix(it.Key, "k"))
-	return ownership.Result{Decision: bucket.Decision{Allowed: true, Limit: it.Limit, Remaining: n}}
+	return forward.Result{Decision: bucket.Decision{Allowed: true, Limit: it.Limit, Remaining: n}}
 }
 
 func (s *scriptedStore) Window() time.Duration { return s.window }
@@ -142,7 +143,7 @@ func TestCheckCarriesEveryField(t *testing.T) {
 		},
 	}
 	c := serveBufconn(t, store)
-	items := []ownership.Item{
+	items := []forward.Item{
 		{Key: "allowed", Hits: 1, Limit: 150, Window: peerWindow},
 		{Key: "refused", Hits: 3, Limit: 2, Window: peerWindow},
 		{Key: "big", Hits: 7, Limit: 1 << 40, Window: peerWindow},
@@ -152,7 +153,7 @@ func TestCheckCarriesEveryField(t *testing.T) {
 	got, err := c.Check(t.Context(), items)
 	require.NoError(t, err)
 
-	want := []ownership.Result{
+	want := []forward.Result{
 		{Decision: store.decisions["allowed"]}, {Decision: store.decisions["refused"]},
 		{Decision: store.decisions["big"]}, {Decision: store.decisions["zero"]},
 	}
@@ -172,14 +173,14 @@ func TestCheckCarriesLeases(t *testing.T) {
 	reset := time.Unix(1_700_000_060, 987_654_321)
 	store := &scriptedStore{
 		window: peerWindow,
-		leases: map[string]ownership.Result{
+		leases: map[string]forward.Result{
 			"granted": {Decision: bucket.Decision{Allowed: true, Limit: 1500, Remaining: 1200, ResetAt: reset},
 				Granted: 250, LeaseFor: 987_654_321 * time.Nanosecond},
 		},
 	}
 	c := serveBufconn(t, store)
 	start := time.Unix(1_700_000_000, 123_456_789)
-	items := []ownership.Item{
+	items := []forward.Item{
 		{Key: "granted", Hits: 1, Limit: 1500, Window: peerWindow, Want: 300},
 		{Key: "renewal", Limit: 1500, Window: peerWindow, Want: 1},
 		{Key: "back", Limit: 20, Window: peerWindow, GiveBack: 3, GiveBackStart: start},
@@ -201,18 +202,18 @@ func TestCheckCarriesLeases(t *testing.T) {
 // the call (Identify), on the stream and on the unary call alike.
 func TestCheckCarriesReportsAndTheSender(t *testing.T) {
 	start := time.Unix(1_700_000_000, 123_456_789)
-	items := []ownership.Item{
+	items := []forward.Item{
 		{Key: "report", Limit: 20, Window: peerWindow, LeaseID: 7, GiveBackStart: start, Left: 5, Reported: true},
 		{Key: "spent", Limit: 20, Window: peerWindow, LeaseID: 8, GiveBackStart: start, Reported: true},
 		{Key: "renewal", Limit: 20, Window: peerWindow, LeaseID: 9, Want: 4, Left: 2, Reported: true},
 		{Key: "check", Hits: 1, Limit: 20, Window: peerWindow},
 	}
-	from := ownership.Holder{Name: "node-a", Boot: "boot-1"}
+	from := forward.Holder{Name: "node-a", Boot: "boot-1"}
 	for _, tt := range []struct {
 		name string
 		opts []grpc.DialOption
-		from ownership.Holder
-	}{{"identified", Identify(from.Name, from.Boot), from}, {"anonymous", nil, ownership.Holder{}}} {
+		from forward.Holder
+	}{{"identified", Identify(from.Name, from.Boot), from}, {"anonymous", nil, forward.Holder{}}} {
 		t.Run(tt.name, func(t *testing.T) {
 			store := &scriptedStore{window: peerWindow}
 			c := serveBufconn(t, store, tt.opts...)
@@ -237,9 +238,9 @@ func TestCheckCarriesReportsAndTheSender(t *testing.T) {
 func TestCheckPreservesOrder(t *testing.T) {
 	store := &scriptedStore{window: peerWindow}
 	c := serveBufconn(t, store)
-	items := make([]ownership.Item, ownership.MaxCheckItems) // the largest batch allowed
+	items := make([]forward.Item, forward.MaxCheckItems) // the largest batch allowed
 	for i := range items {
-		items[i] = ownership.Item{Key: "k" + strconv.Itoa(i), Hits: 1, Limit: 10, Window: peerWindow}
+		items[i] = forward.Item{Key: "k" + strconv.Itoa(i), Hits: 1, Limit: 10, Window: peerWindow}
 	}
 
 	got, err := c.Check(t.Context(), items)
@@ -253,31 +254,31 @@ func TestCheckPreservesOrder(t *testing.T) {
 }
 
 func TestCheckRejectsInvalidBatch(t *testing.T) {
-	good := ownership.Item{Key: "key", Hits: 1, Limit: 10, Window: peerWindow}
-	with := func(f func(*ownership.Item)) []ownership.Item {
+	good := forward.Item{Key: "key", Hits: 1, Limit: 10, Window: peerWindow}
+	with := func(f func(*forward.Item)) []forward.Item {
 		bad := good
 		f(&bad)
-		return []ownership.Item{good, good, bad} // the bad item last: nothing may be counted
+		return []forward.Item{good, good, bad} // the bad item last: nothing may be counted
 	}
 	tests := []struct {
 		name    string
-		items   []ownership.Item
+		items   []forward.Item
 		wantMsg string
 	}{
-		{"batch too big", make([]ownership.Item, ownership.MaxCheckItems+1), "10001 items, at most 10000"},
-		{"empty key", with(func(it *ownership.Item) { it.Key = "" }), "item 2: empty API key"},
-		{"key too long", with(func(it *ownership.Item) { it.Key = strings.Repeat("x", config.MaxKeyLen+1) }), "item 2: API key is 257 bytes, longer than 256"},
-		{"key with a space", with(func(it *ownership.Item) { it.Key = "free demo" }), "item 2: API key has byte 0x20 at 4"},
-		{"nothing to do", with(func(it *ownership.Item) { it.Hits = 0 }), "item 2: hits, want and give_back are all 0"},
-		{"negative hits", with(func(it *ownership.Item) { it.Hits = -3 }), "item 2: hits -3, want 0, give_back 0, left 0: none may be negative"},
-		{"negative want", with(func(it *ownership.Item) { it.Want = -1 }), "item 2: hits 1, want -1, give_back 0"},
-		{"negative give-back", with(func(it *ownership.Item) { it.Hits, it.GiveBack = 0, -5 }), "give_back -5, left 0: none may be negative"},
-		{"negative left", with(func(it *ownership.Item) { it.Hits, it.Left, it.Reported = 0, -2, true }), "left -2: none may be negative"},
-		{"huge want", with(func(it *ownership.Item) { it.Want = ownership.MaxLeaseHits + 1 }), "want 1048577, give_back 0, left 0: at most 1048576 each"},
-		{"zero limit", with(func(it *ownership.Item) { it.Limit = 0 }), "item 2: limit is 0, want at least 1"},
-		{"other window", with(func(it *ownership.Item) { it.Window = 30 * time.Second }), "item 2: window is 30s, this node's is 1m0s"},
-		{"no window", with(func(it *ownership.Item) { it.Window = 0 }), "item 2: window is 0s"},
-		{"window off by 1ns", with(func(it *ownership.Item) { it.Window = peerWindow + 1 }), "item 2: window is 1m0.000000001s"},
+		{"batch too big", make([]forward.Item, forward.MaxCheckItems+1), "10001 items, at most 10000"},
+		{"empty key", with(func(it *forward.Item) { it.Key = "" }), "item 2: empty API key"},
+		{"key too long", with(func(it *forward.Item) { it.Key = strings.Repeat("x", config.MaxKeyLen+1) }), "item 2: API key is 257 bytes, longer than 256"},
+		{"key with a space", with(func(it *forward.Item) { it.Key = "free demo" }), "item 2: API key has byte 0x20 at 4"},
+		{"nothing to do", with(func(it *forward.Item) { it.Hits = 0 }), "item 2: hits, want and give_back are all 0"},
+		{"negative hits", with(func(it *forward.Item) { it.Hits = -3 }), "item 2: hits -3, want 0, give_back 0, left 0: none may be negative"},
+		{"negative want", with(func(it *forward.Item) { it.Want = -1 }), "item 2: hits 1, want -1, give_back 0"},
+		{"negative give-back", with(func(it *forward.Item) { it.Hits, it.GiveBack = 0, -5 }), "give_back -5, left 0: none may be negative"},
+		{"negative left", with(func(it *forward.Item) { it.Hits, it.Left, it.Reported = 0, -2, true }), "left -2: none may be negative"},
+		{"huge want", with(func(it *forward.Item) { it.Want = ownership.MaxLeaseHits + 1 }), "want 1048577, give_back 0, left 0: at most 1048576 each"},
+		{"zero limit", with(func(it *forward.Item) { it.Limit = 0 }), "item 2: limit is 0, want at least 1"},
+		{"other window", with(func(it *forward.Item) { it.Window = 30 * time.Second }), "item 2: window is 30s, this node's is 1m0s"},
+		{"no window", with(func(it *forward.Item) { it.Window = 0 }), "item 2: window is 0s"},
+		{"window off by 1ns", with(func(it *forward.Item) { it.Window = peerWindow + 1 }), "item 2: window is 1m0.000000001s"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -299,7 +300,7 @@ func TestCheckAcceptsLongestKey(t *testing.T) {
 	c := serveBufconn(t, store)
 	key := strings.Repeat("x", config.MaxKeyLen)
 
-	_, err := c.Check(t.Context(), []ownership.Item{{Key: key, Hits: 1, Limit: 1, Window: peerWindow}})
+	_, err := c.Check(t.Context(), []forward.Item{{Key: key, Hits: 1, Limit: 1, Window: peerWindow}})
 
 	require.NoError(t, err)
 	assert.Equal(t, []takeCall{{peerNow, key, 1, 1}}, store.seen())
@@ -315,7 +316,7 @@ func TestCheckAgainstStoreAdmitsExactlyLimit(t *testing.T) {
 	allowed := 0
 	var last bucket.Decision
 	for range limit + 5 {
-		ds, err := c.Check(t.Context(), []ownership.Item{{Key: "one-by-one", Hits: 1, Limit: limit, Window: peerWindow}})
+		ds, err := c.Check(t.Context(), []forward.Item{{Key: "one-by-one", Hits: 1, Limit: limit, Window: peerWindow}})
 		require.NoError(t, err)
 		require.Len(t, ds, 1)
 		if ds[0].Allowed {
@@ -330,9 +331,9 @@ func TestCheckAgainstStoreAdmitsExactlyLimit(t *testing.T) {
 	assert.True(t, last.RetryAt.After(peerNow), "last decision %+v: RetryAt not after now %v", last, peerNow)
 	assert.True(t, last.ResetAt.After(peerNow), "last decision %+v: ResetAt not after now %v", last, peerNow)
 
-	batch := make([]ownership.Item, limit+5)
+	batch := make([]forward.Item, limit+5)
 	for i := range batch {
-		batch[i] = ownership.Item{Key: "batched", Hits: 1, Limit: limit, Window: peerWindow}
+		batch[i] = forward.Item{Key: "batched", Hits: 1, Limit: limit, Window: peerWindow}
 	}
 	ds, err := c.Check(t.Context(), batch)
 	require.NoError(t, err)

@@ -22,7 +22,7 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/tierlimit/tierlimit/bucket"
-	"github.com/tierlimit/tierlimit/ownership"
+	"github.com/tierlimit/tierlimit/forward"
 	"github.com/tierlimit/tierlimit/peerpb"
 )
 
@@ -42,7 +42,7 @@ func newHeldStore() *heldStore {
 	}
 }
 
-func (s *heldStore) Decide(now time.Time, it ownership.Item) ownership.Result {
+func (s *heldStore) Decide(now time.Time, it forward.Item) forward.Result {
 	if it.Key == "held" {
 		s.entered <- struct{}{}
 		<-s.release
@@ -108,8 +108,8 @@ func (h *peerHost) client() *Client {
 }
 
 // item is a valid one-item batch for key.
-func item(key string) []ownership.Item {
-	return []ownership.Item{{Key: key, Hits: 1, Limit: 1000, Window: peerWindow}}
+func item(key string) []forward.Item {
+	return []forward.Item{{Key: key, Hits: 1, Limit: 1000, Window: peerWindow}}
 }
 
 // checkKey sends a one-item batch for key with a generous deadline. It may
@@ -146,7 +146,7 @@ func TestClientSendsEveryCheckOnOneStream(t *testing.T) {
 		assert.Equal(t, i, d.Remaining, "Check(k%d) = %+v", i, d)
 	}
 	// A refused batch fails its call only.
-	_, err := c.Check(t.Context(), []ownership.Item{{Key: "k1", Hits: 1, Limit: 0, Window: peerWindow}})
+	_, err := c.Check(t.Context(), []forward.Item{{Key: "k1", Hits: 1, Limit: 0, Window: peerWindow}})
 	assert.Equal(t, codes.InvalidArgument, status.Code(err), "Check with limit 0: %v", err)
 	d, err := checkKey(t, c, "k42")
 	require.NoError(t, err)
@@ -166,7 +166,7 @@ func TestClientConcurrentChecksGetTheirOwnAnswers(t *testing.T) {
 		wg.Go(func() {
 			for i := range each {
 				n := g*each + i
-				ds, err := c.Check(t.Context(), []ownership.Item{
+				ds, err := c.Check(t.Context(), []forward.Item{
 					{Key: "k" + strconv.Itoa(n), Hits: 1, Limit: 10, Window: peerWindow},
 					{Key: "k" + strconv.Itoa(n+1_000_000), Hits: 1, Limit: 10, Window: peerWindow},
 				})
@@ -361,9 +361,9 @@ func TestClientCheckEndsAtDeadlineWhenSendBlocks(t *testing.T) {
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = c.Close() })
-	big := make([]ownership.Item, 2000) // about 500 kB
+	big := make([]forward.Item, 2000) // about 500 kB
 	for i := range big {
-		big[i] = ownership.Item{Key: strings.Repeat("x", 200) + strconv.Itoa(i), Hits: 1, Limit: 1, Window: peerWindow}
+		big[i] = forward.Item{Key: strings.Repeat("x", 200) + strconv.Itoa(i), Hits: 1, Limit: 1, Window: peerWindow}
 	}
 
 	for i := range 3 {

@@ -4,7 +4,7 @@ import (
 	"time"
 
 	"github.com/tierlimit/tierlimit/bucket"
-	"github.com/tierlimit/tierlimit/ownership"
+	"github.com/tierlimit/tierlimit/forward"
 	"github.com/tierlimit/tierlimit/peerpb"
 )
 
@@ -28,8 +28,8 @@ func fromUnixNanos(n int64) time.Time {
 }
 
 // decodeResult turns a wire result back into a Result.
-func decodeResult(r *peerpb.Result) ownership.Result {
-	return ownership.Result{
+func decodeResult(r *peerpb.Result) forward.Result {
+	return forward.Result{
 		Decision: bucket.Decision{
 			Allowed:   r.GetAllowed(),
 			Limit:     int(r.GetLimit()),

@@ -1,4 +1,4 @@
-package ownership
+package forward
 
 import (
 	"sync"

@@ -1,4 +1,4 @@
-package ownership
+package forward
 
 import (
 	"context"
@@ -27,7 +27,7 @@ type batchPeer struct {
 
 	// mu guards the fields below.
 	mu       sync.Mutex
-	err      error // fail every call with err; see setErr
+	err      error // fail every call with err
 	calls    [][]Item
 	inFlight int
 	maxIn    int
@@ -88,24 +88,6 @@ func answerFor(it Item) bucket.Decision {
 // batchItem is the item caller i sends.
 func batchItem(i int) Item {
 	return Item{Key: "key-" + strconv.Itoa(i), Hits: 1, Limit: 1000 + i, Window: time.Minute}
-}
-
-// setErr makes later calls fail with err (nil: succeed).
-func (p *batchPeer) setErr(err error) {
-	p.mu.Lock()
-	p.err = err
-	p.mu.Unlock()
-}
-
-// items returns every item the peer was asked about, in order.
-func (p *batchPeer) items() []Item {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	var all []Item
-	for _, c := range p.calls {
-		all = append(all, c...)
-	}
-	return all
 }
 
 func (p *batchPeer) callSizes() []int {

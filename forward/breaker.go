@@ -1,4 +1,4 @@
-package ownership
+package forward
 
 import (
 	"sync"
@@ -21,8 +21,9 @@ type BreakerConfig struct {
 	Cooldown time.Duration
 }
 
-// withDefaults returns c with zero or negative fields set to their defaults.
-func (c BreakerConfig) withDefaults() BreakerConfig {
+// WithDefaults returns c with zero or negative fields set to their
+// defaults: the config a Breaker made with c uses.
+func (c BreakerConfig) WithDefaults() BreakerConfig {
 	if c.Failures <= 0 {
 		c.Failures = DefaultBreakerFailures
 	}
@@ -88,14 +89,14 @@ type Breaker struct {
 
 // NewBreaker returns a closed Breaker.
 func NewBreaker(cfg BreakerConfig) *Breaker {
-	return &Breaker{cfg: cfg.withDefaults()}
+	return &Breaker{cfg: cfg.WithDefaults()}
 }
 
 // Allow reports whether a call may go to the peer at now. In the half-open
 // state a true answer makes the caller the probe, which must report with
 // Success or Failure.
 func (b *Breaker) Allow(now time.Time) bool {
-	cfg := b.cfg.withDefaults()
+	cfg := b.cfg.WithDefaults()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	switch b.state(now) {
@@ -125,7 +126,7 @@ func (b *Breaker) Success() {
 // failure opened the breaker. Failures that arrive while the breaker is
 // open (from calls made before it opened) change nothing.
 func (b *Breaker) Failure(now time.Time) bool {
-	cfg := b.cfg.withDefaults()
+	cfg := b.cfg.WithDefaults()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	switch b.state(now) {

@@ -1,4 +1,4 @@
-package ownership
+package forward
 
 import (
 	"context"
@@ -13,8 +13,8 @@ const MaxCheckItems = 10_000
 
 // Item is one check to make at a key's owner.
 type Item struct {
-	// Key is the key whose count is checked. The Router sends only keys that
-	// passed config.CheckKey, as the middleware's do.
+	// Key is the key whose count is checked. Package ownership's Router
+	// sends only keys that passed config.CheckKey, as the middleware's do.
 	Key string
 	// Hits is how many hits to add if they fit: at least 1, or 0 for an
 	// item that only asks for a lease or gives one back.
@@ -26,7 +26,7 @@ type Item struct {
 	// same window.
 	Window time.Duration
 	// Want asks for a lease: hits the sender would like to admit on its
-	// own for a while (see Owner). 0 asks for none.
+	// own for a while (see ownership.Owner). 0 asks for none.
 	Want int
 	// LeaseID names the sender's lease on Key, as the owner's grant named
 	// it: with Want, the lease to renew (0: a new one); with GiveBack, the
@@ -55,9 +55,15 @@ type Item struct {
 	// Deadline is when the sender stops waiting for the answer and decides
 	// the check itself, on the sender's clock; zero for none. An owner that
 	// gets the item later than Deadline plus the cluster's clock offset
-	// counts none of its hits and grants nothing (see Owner.Decide): the
-	// sender has decided them already.
+	// counts none of its hits and grants nothing (see
+	// ownership.Owner.Decide): the sender has decided them already.
 	Deadline time.Time
+}
+
+// Holder names the sending process of an item: its member name and boot
+// id, as its call said. An owner records it with the leases it grants.
+type Holder struct {
+	Name, Boot string
 }
 
 // Result is the owner's answer to one Item: its decision on the item's
@@ -102,10 +108,10 @@ type Peer interface {
 	Check(ctx context.Context, items []Item) ([]Result, error)
 }
 
-// PeerSource looks up the Peer for a member name. The Router calls Peer
-// from request goroutines, the first time it forwards to a member after
-// NewRouter or Forget; it must be safe for concurrent use and must not
-// block (no I/O: connect lazily).
+// PeerSource looks up the Peer for a member name. Package ownership's
+// Router calls Peer from request goroutines, the first time it forwards to
+// a member after ownership.NewRouter or Router.Forget; it must be safe for
+// concurrent use and must not block (no I/O: connect lazily).
 type PeerSource interface {
 	// Peer returns the Peer for the member called name, and false if there
 	// is none (yet).

@@ -1,4 +1,4 @@
-package ownership
+package forward
 
 import (
 	"math/bits"
@@ -6,44 +6,38 @@ import (
 	"time"
 )
 
-// Defaults of the adaptive forward deadline.
+// The adaptive deadline's rule.
 const (
-	// DefaultForwardTimeoutMin is the least a forwarded check waits for its
-	// owner when the deadline adapts.
-	DefaultForwardTimeoutMin = time.Millisecond
-	// DefaultForwardTimeoutMax is the most a forwarded check waits for its
-	// owner when the deadline adapts, and where it starts before the
-	// Router has seen round trips to the owner: with the node's own work,
-	// under the 5 ms a check may add to a request (docs/design.md argues
-	// the number).
-	DefaultForwardTimeoutMax = 4 * time.Millisecond
-
 	// rttFactor: the deadline is this many times the recent p99 round
 	// trip (read from a bucket's upper edge, so 2 to 4 times the true one).
 	rttFactor = 2
 	// rttMinSamples: fewer round trips than this in the last two periods
-	// leave the deadline as it was. Pings count too, so a pair of nodes
-	// that forwards little (leases spare most round trips) still has a
-	// few a second.
+	// leave the deadline as it was. Package ownership's Router records
+	// its pings too, so a pair of nodes that forwards little (leases spare
+	// most round trips) still has a few a second.
 	rttMinSamples = 16
 	// rttBuckets is the number of power-of-two microsecond buckets: the
 	// last one holds everything from about 1 s.
 	rttBuckets = 21
 )
 
-// rtt keeps the recent round trips of the checks forwarded to one peer, in
-// power-of-two buckets for this period and the one before, and the
-// deadline they give. Recording is one atomic add; Run moves the periods
-// on. Safe for concurrent use.
-type rtt struct {
+// Deadline is the adaptive deadline of the checks forwarded to one peer:
+// it keeps their recent round trips, in power-of-two buckets for this
+// period and the one before, and the deadline they give, twice the p99
+// within a minimum and a maximum. Recording is one atomic add; Roll moves
+// the periods on. A Deadline is safe for concurrent use; make one with
+// NewDeadline.
+type Deadline struct {
 	min, max time.Duration
 	cur      [rttBuckets]atomic.Uint64
-	prev     [rttBuckets]uint64 // touched only by roll, which runs on one goroutine
+	prev     [rttBuckets]uint64 // touched only by Roll, which runs on one goroutine
 	deadline atomic.Int64       // nanoseconds
 }
 
-func newRTT(min, max time.Duration) *rtt {
-	t := &rtt{min: min, max: max}
+// NewDeadline returns a Deadline that stays within [min, max] and starts
+// at max, before it has seen any round trip.
+func NewDeadline(min, max time.Duration) *Deadline {
+	t := &Deadline{min: min, max: max}
 	t.deadline.Store(int64(max))
 	return t
 }
@@ -55,18 +49,18 @@ func bucketOf(d time.Duration) int {
 	return min(bits.Len64(us), rttBuckets-1)
 }
 
-// record notes one round trip of d. A check that gave up at its deadline
+// Record notes one round trip of d. A check that gave up at its deadline
 // records the deadline: the round trip took at least that.
-func (t *rtt) record(d time.Duration) { t.cur[bucketOf(d)].Add(1) }
+func (t *Deadline) Record(d time.Duration) { t.cur[bucketOf(d)].Add(1) }
 
-// timeout returns the deadline for the next check.
-func (t *rtt) timeout() time.Duration { return time.Duration(t.deadline.Load()) }
+// Timeout returns the deadline for the next check.
+func (t *Deadline) Timeout() time.Duration { return time.Duration(t.deadline.Load()) }
 
-// backOff doubles the deadline, up to the maximum, after a check gave up at
+// BackOff doubles the deadline, up to the maximum, after a check gave up at
 // the deadline was: a load that comes on suddenly raises it within a few
 // checks instead of at the end of the period, as TCP backs off its
 // retransmission timer.
-func (t *rtt) backOff(was time.Duration) {
+func (t *Deadline) BackOff(was time.Duration) {
 	next := int64(min(2*was, t.max))
 	for {
 		cur := t.deadline.Load()
@@ -76,10 +70,11 @@ func (t *rtt) backOff(was time.Duration) {
 	}
 }
 
-// roll ends the current period: the deadline becomes rttFactor times the
+// Roll ends the current period: the deadline becomes rttFactor times the
 // p99 of this period's and the last one's round trips, within [min, max],
-// if there were enough of them. Call it from one goroutine only.
-func (t *rtt) roll() {
+// if there were enough of them. Call it from one goroutine only (package
+// ownership's Router does, every second).
+func (t *Deadline) Roll() {
 	var counts [rttBuckets]uint64
 	var n uint64
 	for i := range t.cur {

@@ -1,4 +1,4 @@
-package ownership
+package forward
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 
 // ErrClosed is returned by Batcher.Check once the Batcher is closed, and
 // wrapped in the error of calls the close cut short.
-var ErrClosed = errors.New("ownership: batcher closed")
+var ErrClosed = errors.New("forward: batcher closed")
 
 // Default values for BatchConfig fields left at zero.
 const (
@@ -105,7 +105,7 @@ type call struct {
 // if peer is nil.
 func NewBatcher(peer Peer, cfg BatchConfig) *Batcher {
 	if peer == nil {
-		panic("ownership: NewBatcher needs a peer")
+		panic("forward: NewBatcher needs a peer")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &Batcher{
