@@ -60,8 +60,17 @@ func (s *Store) entryOf(c Count, n int64) entry {
 // going to the previous and current window: that never counts a hit as
 // older than it was, so a merged key is never admitted more than either
 // count allowed. A count whose windows have both ended is dropped.
+//
+// A count with a zero Start holds hits counted just now in a frame the
+// sender does not know (Current; Previous is taken as current too): they
+// are added to the key's current window in this store's frame, which does
+// not move.
 func (s *Store) Add(now time.Time, c Count) {
 	n := now.UnixNano()
+	if c.Start.IsZero() {
+		s.addNow(n, c.Key, c.Previous+c.Current)
+		return
+	}
 	in := s.entryOf(c, n)
 	if in.prev == 0 && in.cur == 0 {
 		return
@@ -80,6 +89,25 @@ func (s *Store) Add(now time.Time, c Count) {
 	e.cur += in.cur
 	sh.m[c.Key] = e
 	sh.noteChange(c.Key)
+}
+
+// addNow adds hits to key's current window at n, in the store's frame.
+func (s *Store) addNow(n int64, key string, hits uint64) {
+	if hits == 0 {
+		return
+	}
+	sh := &s.shards[s.shardOf(key)]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	e, ok := sh.m[key]
+	if !ok {
+		s.insert(sh, key, entry{start: n, cur: hits}, n)
+		return
+	}
+	e = s.advance(e, n)
+	e.cur += hits
+	sh.m[key] = e
+	sh.noteChange(key)
 }
 
 // Put makes c the counts of c.Key, replacing what the store held for it: a

@@ -150,3 +150,27 @@ func TestCountMinusTakesOffAnEarlierCopy(t *testing.T) {
 		assert.Equal(t, tt.want, tt.c.Minus(tt.copy, w), tt.name)
 	}
 }
+
+// TestAddOfHitsCountedNowKeepsTheFrame: a count with a zero Start (hits
+// just admitted elsewhere, in a frame the sender does not know) adds to
+// the key's current window in this store's frame, which does not move: a
+// later frame would carry the window's start with it, and every count
+// taken back in the old frame (a lease's give-back) would take nothing.
+func TestAddOfHitsCountedNowKeepsTheFrame(t *testing.T) {
+	s := New(Config{Window: window})
+	d := s.Take(at(0), "k", 10, 100)
+	require.True(t, d.Allowed)
+	s.Add(at(5*time.Second), Count{Key: "k", Previous: 1, Current: 2})
+	d = s.Take(at(5*time.Second), "k", 0, 100)
+	assert.Equal(t, 100-13, d.Remaining, "10 counted here, 3 added")
+	assert.Equal(t, at(window), d.ResetAt, "the frame did not move")
+	took, ok := s.Give(at(5*time.Second), "k", at(0), 5)
+	assert.True(t, ok)
+	assert.Equal(t, 5, took, "given back in the frame they were counted in")
+
+	s.Add(at(5*time.Second), Count{Key: "new", Current: 4})
+	d = s.Take(at(5*time.Second), "new", 0, 100)
+	assert.Equal(t, 96, d.Remaining, "a key it did not hold starts now")
+	s.Add(at(5*time.Second), Count{Key: "none"})
+	assert.Equal(t, 2, s.Len(), "nothing to add: no key")
+}

@@ -110,7 +110,10 @@ type Count struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// 1 to 256 bytes.
 	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
-	// When the key's current window began, in Unix nanoseconds.
+	// When the key's current window began, in Unix nanoseconds. 0 in a
+	// hand-off: hits admitted just now in a frame the sender does not know
+	// (hits owed by its local decisions), which the receiver adds to the
+	// key's current window in its own frame.
 	StartUnixNanos int64 `protobuf:"varint,2,opt,name=start_unix_nanos,json=startUnixNanos,proto3" json:"start_unix_nanos,omitempty"`
 	// Hits admitted in the window before the current one.
 	Previous uint64 `protobuf:"varint,3,opt,name=previous,proto3" json:"previous,omitempty"`
