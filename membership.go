@@ -55,6 +55,7 @@ func (l *Limiter) startCluster() error {
 		Ring:           l.ring,
 		Store:          l.store,
 		Owed:           l.owed,
+		Hold:           func(key string) bool { return l.router.Awaiting(key) },
 		Peers:          l.book,
 		BackupInterval: cfg.BackupInterval,
 		MaxBackupKeys:  cfg.MaxKeys,

@@ -13,6 +13,15 @@ import (
 // wrapped in the error of calls the close cut short.
 var ErrClosed = errors.New("forward: batcher closed")
 
+// ErrGaveUp is wrapped, with the context's error, in the error of a Check
+// whose ctx ended before the answer came: the check may still be counted
+// at the peer, and BatchConfig.Abandoned says whether it was.
+var ErrGaveUp = errors.New("forward: gave up waiting for the answer")
+
+// ErrNotSent is what BatchConfig.Abandoned gets for a check dropped from
+// the queue before it was sent: the peer never saw it.
+var ErrNotSent = errors.New("forward: not sent")
+
 // Default values for BatchConfig fields left at zero.
 const (
 	DefaultMaxBatch     = 1000
@@ -33,13 +42,14 @@ type BatchConfig struct {
 	// runs on the Batcher's goroutine, before the results are delivered,
 	// and must not block.
 	Report func(err error)
-	// Unclaimed, if not nil, is called with the item and the result of
-	// every check whose caller gave up before the peer answered and whose
-	// result counted something there: hits (Allowed, with Hits > 0), which
-	// the caller has decided itself meanwhile, or a lease (Granted > 0),
-	// which must not be lost. It runs on the Batcher's goroutine and must
-	// not block.
-	Unclaimed func(item Item, r Result)
+	// Abandoned, if not nil, is called once for every check whose caller
+	// gave up (Check returned ErrGaveUp), when its fate is known: with the
+	// peer's result if its batch was answered (it may have counted hits
+	// the caller has decided itself meanwhile, or granted a lease that
+	// must not be lost), else with the batch's error, or ErrNotSent if the
+	// check was dropped before it was sent. It runs on the Batcher's
+	// goroutine and must not block.
+	Abandoned func(item Item, r Result, err error)
 }
 
 // withDefaults returns c with zero, negative or too large fields set to
@@ -121,9 +131,11 @@ func NewBatcher(peer Peer, cfg BatchConfig) *Batcher {
 	return b
 }
 
-// Check queues item for the next batch and waits for its decision. It
-// returns ctx.Err() as soon as ctx ends; the item may still be counted at
-// the peer if its batch was already sent. It returns ErrClosed at once if
+// Check queues item for the next batch and waits for its decision. As
+// soon as ctx ends it returns an error wrapping ErrGaveUp and ctx.Err():
+// the item may still be counted at the peer if its batch was sent, and
+// BatchConfig.Abandoned will say (ctx.Err() alone if ctx had ended before
+// the call: nothing was queued). It returns ErrClosed at once if
 // the Batcher is closed, and an error wrapping the call's error if the
 // batch failed.
 func (b *Batcher) Check(ctx context.Context, item Item) (Result, error) {
@@ -151,7 +163,7 @@ func (b *Batcher) Check(ctx context.Context, item Item) (Result, error) {
 	case <-c.ready:
 	case <-ctx.Done():
 		if c.state.CompareAndSwap(callWaiting, callAbandoned) {
-			return Result{}, ctx.Err() // run recycles c
+			return Result{}, fmt.Errorf("%w: %w", ErrGaveUp, ctx.Err()) // run recycles c
 		}
 		<-c.ready // the result is being delivered; take it
 	}
@@ -216,6 +228,9 @@ func (b *Batcher) take(batch []*call) []*call {
 		}
 		n++
 		if c.state.Load() == callAbandoned {
+			if b.cfg.Abandoned != nil {
+				b.cfg.Abandoned(c.item, Result{}, ErrNotSent)
+			}
 			b.recycle(c)
 			continue
 		}
@@ -267,8 +282,8 @@ func (b *Batcher) deliver(c *call, d Result, err error) {
 		c.ready <- struct{}{} // capacity 1 and sent once: never blocks
 		return
 	}
-	if err == nil && (d.Granted > 0 || (d.Allowed && c.item.Hits > 0)) && b.cfg.Unclaimed != nil {
-		b.cfg.Unclaimed(c.item, d)
+	if b.cfg.Abandoned != nil {
+		b.cfg.Abandoned(c.item, d, err)
 	}
 	b.recycle(c)
 }

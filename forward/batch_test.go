@@ -361,3 +361,75 @@ func BenchmarkBatcherCheck(b *testing.B) {
 		})
 	})
 }
+
+// gatedPeer answers every call once its gate opens, admitting each item.
+type gatedPeer struct {
+	gate chan struct{}
+	sent chan int // the number of items of each call, as it arrives
+}
+
+func (p *gatedPeer) Check(ctx context.Context, items []Item) ([]Result, error) {
+	p.sent <- len(items)
+	select {
+	case <-p.gate:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	ds := make([]Result, len(items))
+	for i := range ds {
+		ds[i] = Result{Decision: bucket.Decision{Allowed: true, Limit: 10, Remaining: 9}}
+	}
+	return ds, nil
+}
+
+// fate is one call of BatchConfig.Abandoned.
+type fate struct {
+	key string
+	res Result
+	err error
+}
+
+// TestBatcherTellsTheFateOfEveryCheckGivenUp: a check whose caller gives
+// up returns ErrGaveUp, and Abandoned then says what became of it, once:
+// the peer's answer when its batch comes back, or ErrNotSent when it was
+// dropped from the queue before it was sent.
+func TestBatcherTellsTheFateOfEveryCheckGivenUp(t *testing.T) {
+	p := &gatedPeer{gate: make(chan struct{}), sent: make(chan int, 4)}
+	fates := make(chan fate, 4)
+	b := NewBatcher(p, BatchConfig{Timeout: 10 * time.Second, Abandoned: func(it Item, r Result, err error) {
+		fates <- fate{it.Key, r, err}
+	}})
+	t.Cleanup(b.Close)
+
+	// "sent" goes out at once and waits at the gate; "queued" waits
+	// behind it. Both callers give up.
+	for _, key := range []string{"sent", "queued"} {
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() {
+			_, err := b.Check(ctx, Item{Key: key, Hits: 1, Limit: 10})
+			done <- err
+		}()
+		if key == "sent" {
+			require.Equal(t, 1, <-p.sent, "the first check goes out alone")
+		} else {
+			require.Eventually(t, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.queue) == 1 },
+				5*time.Second, time.Millisecond, "the second check never queued")
+		}
+		cancel()
+		err := <-done
+		require.ErrorIs(t, err, ErrGaveUp, key)
+		require.ErrorIs(t, err, context.Canceled, key)
+	}
+	assert.Empty(t, fates, "no fate is known yet")
+
+	close(p.gate) // the first batch is answered; the queue is looked at again
+	got := []fate{<-fates, <-fates}
+	assert.ElementsMatch(t, []fate{
+		{key: "sent", res: Result{Decision: bucket.Decision{Allowed: true, Limit: 10, Remaining: 9}}},
+		{key: "queued", err: ErrNotSent},
+	}, got)
+	assert.Empty(t, p.sent, "the dropped check was never sent")
+	b.Close() // the Batcher's goroutine has ended: every fate it told is in
+	assert.Empty(t, fates, "a fate told twice")
+}

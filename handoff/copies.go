@@ -99,7 +99,7 @@ func (k *Keeper) Handed(from string, counts []bucket.Count) {
 	lv := k.leaving[from]
 	for _, c := range counts {
 		if lv != nil {
-			if cp, ok := lv.counted[c.Key]; ok {
+			if cp, ok := lv.counted[c.Key]; ok && !c.Start.IsZero() {
 				// The copy was counted when the member left: add what it
 				// missed.
 				c = c.Minus(cp, k.store.Window())

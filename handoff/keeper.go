@@ -60,6 +60,11 @@ type Config struct {
 	// meanwhile count against the limit from then on, whether or not the
 	// ring moved. What cannot be sent waits for the next round.
 	Owed *bucket.Store
+	// Hold, if not nil, reports the keys whose owed hits must wait for
+	// the next round: a check of theirs given up on may still be counted
+	// at the owner, and its answer settle a hit owed here
+	// (ownership.Router.Awaiting).
+	Hold func(key string) bool
 	// Peers looks up the peers; their Peer must also be a Mover.
 	Peers forward.PeerSource
 	// BackupInterval is how often the counts that changed are sent to the
@@ -131,6 +136,7 @@ type Keeper struct {
 	ring     *ring.Ring
 	store    *bucket.Store
 	owed     *bucket.Store // Config.Owed; may be nil
+	hold     func(key string) bool
 	peers    forward.PeerSource
 	interval time.Duration
 	maxKeys  int
@@ -199,7 +205,7 @@ func New(cfg Config) *Keeper {
 		cfg.Observer = nopObserver{}
 	}
 	return &Keeper{
-		self: cfg.Self, ring: cfg.Ring, store: cfg.Store, owed: cfg.Owed, peers: cfg.Peers,
+		self: cfg.Self, ring: cfg.Ring, store: cfg.Store, owed: cfg.Owed, hold: cfg.Hold, peers: cfg.Peers,
 		interval: cfg.BackupInterval, maxKeys: cfg.MaxBackupKeys, clock: cfg.Clock,
 		log: cfg.Logger, obs: cfg.Observer, heard: cfg.Heard, imports: cfg.Imports,
 		heirs:   ring.New(),
@@ -244,7 +250,7 @@ func (k *Keeper) Members(ctx context.Context, failed, left []string) {
 	if k.owed != nil {
 		// Hits admitted here while an owner was unreachable are real hits:
 		// they join the count of the key's owner in the new ring.
-		restore = append(restore, k.owed.Drain(func(string) bool { return false })...)
+		restore = append(restore, unframed(k.owed.Drain(func(string) bool { return false }))...)
 	}
 	// One send for both; what it cannot send stays in the store, and the
 	// hand-off below tries it once more with the rest.
@@ -460,16 +466,37 @@ func (k *Keeper) Run(ctx context.Context) {
 }
 
 // settle hands the hits admitted here by local decisions to the keys'
-// owners; what cannot be sent stays owed, for the next round.
+// owners, but those of keys Config.Hold holds; what cannot be sent stays
+// owed, for the next round.
 func (k *Keeper) settle(ctx context.Context) {
 	if k.owed == nil || k.owed.Len() == 0 {
 		return
 	}
 	k.moveMu.Lock()
 	defer k.moveMu.Unlock()
-	if counts := k.owed.Drain(func(string) bool { return false }); len(counts) > 0 {
+	keep := func(string) bool { return false }
+	if k.hold != nil {
+		keep = k.hold
+	}
+	if counts := unframed(k.owed.Drain(keep)); len(counts) > 0 {
 		k.place(ctx, k.clock(), counts, k.ring, k.owed)
 	}
+}
+
+// unframed returns counts of owed hits as hits counted now, with a zero
+// Start: the owner adds them to its key's current window, in its own
+// frame. Owed hits are at most a round or two old, and the frame they were
+// counted in here is this node's guess at the owner's: merged as they
+// are, a guess later than the owner's frame would move the owner's window
+// on (bucket.Store.Add), and with it the window every lease of the key was
+// counted in, so that the leases' give-backs would take nothing back.
+func unframed(counts []bucket.Count) []bucket.Count {
+	for i := range counts {
+		counts[i].Current += counts[i].Previous
+		counts[i].Previous = 0
+		counts[i].Start = time.Time{}
+	}
+	return counts
 }
 
 // nopObserver is the Observer used when none is given.

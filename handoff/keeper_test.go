@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -290,8 +291,44 @@ func TestKeeperSettlesOwedHits(t *testing.T) {
 	f.k.settle(t.Context())
 	handed, _ := f.b.got(theirs)
 	assert.Equal(t, uint64(4), handed.Current, "all 4 owed hits went to b")
+	assert.True(t, handed.Start.IsZero(), "owed hits go as counted now, in the owner's frame: %v", handed.Start)
 	assert.Zero(t, f.owed.Len(), "nothing owed any more")
 	assert.Zero(t, used(f.store, theirs), "nor counted here")
+}
+
+// TestKeeperSettleWaitsForHeldKeys: the owed hits of a key Hold holds (a
+// check of it given up on may still be counted at the owner) stay owed
+// until it lets go; the others go at once.
+func TestKeeperSettleWaitsForHeldKeys(t *testing.T) {
+	f := newKeeperFixture(t, "a", "b")
+	var held, free string
+	for i := 0; held == "" || free == ""; i++ {
+		if k := "user-" + strconv.Itoa(i); must(f.ring.Owner(k)) == "b" {
+			if held == "" {
+				held = k
+			} else {
+				free = k
+			}
+		}
+	}
+	var holding atomic.Bool
+	holding.Store(true)
+	f.k.hold = func(key string) bool { return key == held && holding.Load() }
+	for _, k := range []string{held, free} {
+		f.owed.Add(routerT0, bucket.Count{Key: k, Start: routerT0, Current: 2})
+	}
+	f.k.settle(t.Context())
+	h, _ := f.b.got(free)
+	assert.Equal(t, uint64(2), h.Current, "the free key's hits went to b")
+	h, _ = f.b.got(held)
+	assert.Zero(t, h.Current, "the held key's hits went too early")
+	assert.Equal(t, 2, used(f.owed, held), "the held key's hits are still owed")
+
+	holding.Store(false)
+	f.k.settle(t.Context())
+	h, _ = f.b.got(held)
+	assert.Equal(t, uint64(2), h.Current, "let go: its hits went to b")
+	assert.Zero(t, f.owed.Len())
 }
 
 // must returns owner, ignoring ok.

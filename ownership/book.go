@@ -157,6 +157,41 @@ func (b *book) granted(sent time.Time, key string, limit, members int, res forwa
 	return nil
 }
 
+// prepaid takes n hits of key that the owner counted, at now, for checks
+// this node decided itself meanwhile and did not admit (or whose hits it
+// sent the owner again): res is the owner's answer, under limit. They are
+// this node's to admit, like a lease's: added to the key's lease if it is
+// one of that window under limit, else a lease of their own, which the
+// owner keeps no record of (given back, they take nothing back; left
+// unspent, they stay counted). It returns a lease that ended to make room,
+// if any. With leases off, or too near the window's end, they are lost:
+// counted and never admitted.
+func (b *book) prepaid(now time.Time, key string, limit int, res forward.Result, n int) []ending {
+	if b.leases == nil || n <= 0 {
+		return nil
+	}
+	start := res.ResetAt.Add(-b.window)
+	if ls := b.leases.get(key); ls != nil && !ls.pending() && ls.limit == limit && ls.start.Equal(start) {
+		ls.left.Add(int64(n))
+		return nil
+	}
+	left := res.ResetAt.Sub(now)
+	if left < minLease {
+		return nil
+	}
+	g := forward.Result{Decision: res.Decision, Granted: n, LeaseFor: min(b.leaseTTL, left), WindowLeft: left}
+	old, ok := b.leases.grant(key, limit, g, now, b.window)
+	if !ok {
+		return nil
+	}
+	if old != nil {
+		if e := b.drain(key, old, LeaseExpired); e != nil {
+			return []ending{*e}
+		}
+	}
+	return nil
+}
+
 // end removes ls, key's lease, from the table if it is still there, and
 // returns its ending.
 func (b *book) end(key string, ls *lease, why string) *ending {

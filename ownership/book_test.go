@@ -164,3 +164,43 @@ func TestBookBudgetAfterARefusalLifted(t *testing.T) {
 	budget, _ = b.budget(end, "k", 150, 3, nil)
 	assert.Equal(t, 50, budget, "a new window: the share again")
 }
+
+// TestBookPrepaid: hits the owner counted for checks this node refused
+// (its answer came too late) are this node's to admit: added to the key's
+// lease of that window, or a lease of their own, which a later grant
+// carries on (given back under no lease id, they would take nothing).
+func TestBookPrepaid(t *testing.T) {
+	t0 := routerT0
+	end := t0.Add(routerWindow)
+	counted := forward.Result{Decision: bucket.Decision{Allowed: true, Limit: 150, Remaining: 40, ResetAt: end}}
+	grant := forward.Result{Decision: bucket.Decision{Allowed: true, Limit: 150, Remaining: 30, ResetAt: end},
+		Granted: 5, LeaseFor: time.Second, WindowLeft: routerWindow, LeaseID: 7}
+
+	t.Run("a lease of their own, carried by the next grant", func(t *testing.T) {
+		b := newTestBook()
+		assert.Empty(t, b.prepaid(t0, "k", 150, counted, 2))
+		got := b.check(t0, "k", 150)
+		require.Equal(t, PathLease, got.path, "admitted from the prepaid hits")
+		assert.Equal(t, 1, got.d.Remaining)
+		assert.Empty(t, b.granted(t0, "k", 150, 3, grant))
+		ls := b.leases.get("k")
+		require.NotNil(t, ls)
+		assert.Equal(t, uint64(7), ls.id)
+		assert.Equal(t, int64(5+1), ls.left.Load(), "the grant and the prepaid hit left")
+	})
+	t.Run("added to the lease of that window", func(t *testing.T) {
+		b := newTestBook()
+		b.granted(t0, "k", 150, 3, grant)
+		b.prepaid(t0, "k", 150, counted, 3)
+		assert.Equal(t, int64(8), b.leases.get("k").left.Load())
+		b.prepaid(t0, "k", 100, counted, 3) // under another limit: a lease of its own
+		assert.Equal(t, int64(3), b.leases.get("k").left.Load())
+	})
+	t.Run("too near the window's end, or leases off: lost", func(t *testing.T) {
+		b := newTestBook()
+		b.prepaid(end.Add(-time.Millisecond), "k", 150, counted, 2)
+		assert.Nil(t, b.leases.get("k"))
+		off := &book{answers: newAnswers(100, routerWindow), leaseTTL: time.Second, window: routerWindow}
+		assert.Empty(t, off.prepaid(t0, "k", 150, counted, 2))
+	})
+}

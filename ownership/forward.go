@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/tierlimit/tierlimit/forward"
@@ -114,26 +115,90 @@ func (r *Router) link(name string) (*link, string) {
 	}
 	cfg := r.batch
 	cfg.Report = func(err error) { r.report(name, l, err) }
-	cfg.Unclaimed = func(it forward.Item, res forward.Result) { r.unclaimed(it, res, cfg.Timeout) }
+	cfg.Abandoned = func(it forward.Item, res forward.Result, err error) { r.abandoned(it, res, err, cfg.Timeout) }
 	l.batcher = forward.NewBatcher(p, cfg)
 	r.links[name] = l
 	return l, ""
 }
 
-// unclaimed takes the answer res to item it, which came after its check
-// gave up (the call's deadline was timeout) and counted something at the
-// owner. A lease is counted there all the same: keep it (the check was sent
-// no earlier than timeout ago). Hits were decided here meanwhile; if this
-// node admitted one, it is owed to the owner's count, where it is now
-// counted already, so it is owed no more.
-func (r *Router) unclaimed(it forward.Item, res forward.Result, timeout time.Duration) {
+// abandoned takes the fate of item it, whose check gave up before the
+// answer (the call's deadline was timeout): the owner's answer res, or err
+// if there was none. A lease is counted at the owner all the same: keep it
+// (the check was sent no earlier than timeout ago). Hits were decided here
+// meanwhile; if this node admitted one, it is owed to the owner's count,
+// where it is now counted already, so it is owed no more; if it refused
+// it, the owner counted a hit no client got, and this node may admit it
+// (book.prepaid). From then on what is owed for the key may be settled
+// (Awaiting).
+func (r *Router) abandoned(it forward.Item, res forward.Result, err error, timeout time.Duration) {
 	now := r.clock()
-	if it.Hits > 0 && res.Allowed && r.owed != nil {
-		r.owed.Give(now, it.Key, now, it.Hits)
+	if err == nil && it.Hits > 0 && res.Allowed {
+		// Counted at the owner: if this node admitted the check, the hit
+		// it owes goes; if it refused it (or sent the owner its hit
+		// already), the hit is this node's to admit.
+		took := 0
+		if r.owed != nil {
+			took, _ = r.owed.Give(now, it.Key, now, it.Hits)
+		}
+		if rest := it.Hits - took; rest > 0 {
+			r.ended(r.book.prepaid(now, it.Key, it.Limit, res, rest)...)
+		}
 	}
-	if res.Granted > 0 && r.book.leases != nil {
+	if err == nil && res.Granted > 0 && r.book.leases != nil {
 		r.takeGrant(now.Add(-timeout), it.Key, it.Limit, res, it.Hits == 0)
 	}
+	if it.Hits > 0 {
+		r.awaiting.done(it.Key)
+	}
+}
+
+// Awaiting reports whether a check of key this node gave up on may still
+// be counted at the owner: its answer has not come, nor has its call
+// ended. The hits owed for key must wait (handoff.Config.Hold): sent now,
+// they would count twice the hit the answer is about to settle.
+func (r *Router) Awaiting(key string) bool { return r.awaiting.holds(key) }
+
+// awaiting counts, per key, the checks given up on whose call has not
+// ended. The zero value is empty and ready to use; it is safe for
+// concurrent use. It is touched only when a check gives up on its owner.
+type awaiting struct {
+	mu sync.Mutex
+	m  map[string]int
+}
+
+func (a *awaiting) add(key string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.m == nil {
+		a.m = make(map[string]int)
+	}
+	a.bump(key, 1)
+}
+
+// done ends one check of key. It may come before add (the answer raced
+// the check's giving up): the count then goes below zero for a moment.
+func (a *awaiting) done(key string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.m == nil {
+		a.m = make(map[string]int)
+	}
+	a.bump(key, -1)
+}
+
+// bump adds d to key's count, dropping it at zero. a.mu must be held.
+func (a *awaiting) bump(key string, d int) {
+	if n := a.m[key] + d; n != 0 {
+		a.m[key] = n
+	} else {
+		delete(a.m, key)
+	}
+}
+
+func (a *awaiting) holds(key string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.m[key] > 0
 }
 
 // report feeds the outcome of one batch sent to the peer called name to

@@ -213,7 +213,14 @@ func (t *leases) grant(key string, limit int, r forward.Result, sent time.Time, 
 		}
 		t.n.Add(1)
 	}
-	sh.m[key] = newLease(r, limit, sent, window)
+	l := newLease(r, limit, sent, window)
+	if old != nil && old.id == 0 && !old.pending() && old.limit == limit && old.start.Equal(l.start) {
+		// Hits the owner counted outside any lease (book.prepaid): the
+		// new lease carries them, as given back they would take nothing.
+		l.left.Add(int64(old.drain()))
+		old = nil // absorbed: it did not end
+	}
+	sh.m[key] = l
 	return old, true
 }
 

@@ -430,3 +430,38 @@ func TestRouterSweepReportsLeasesAndEndsThoseOfASilentOwner(t *testing.T) {
 	assert.Equal(t, firstWant-3, r.events.returned[LeaseSilent])
 	r.events.mu.Unlock()
 }
+
+// TestRouterOwedHitWaitsForTheAnswerOfItsCheck: a check that gave up on
+// its owner and was admitted here is owed to the owner's count, but the
+// owner may count it yet; until the answer comes (or its call ends), the
+// key is held (Awaiting) so that the hit is not sent to the owner while
+// the answer is on its way, which would count it twice. An answer that
+// counted nothing leaves the hit owed, to be sent.
+func TestRouterOwedHitWaitsForTheAnswerOfItsCheck(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		allowed bool
+		owed    int // after the answer
+	}{{"counted at the owner", true, 0}, {"refused at the owner", false, 1}} {
+		t.Run(tt.name, func(t *testing.T) {
+			peer := &batchPeer{delay: 500 * time.Millisecond, answer: func(it forward.Item) bucket.Decision {
+				return bucket.Decision{Allowed: tt.allowed, Limit: it.Limit}
+			}}
+			r := newTestRouter(t, []string{"a", "b"}, peerMap{"b": peer}, func(cfg *RouterConfig) {
+				cfg.ForwardTimeout = 5 * time.Millisecond
+				cfg.Batch.Timeout = 10 * time.Second // the call outlives the check
+				cfg.LeaseTTL = -1
+			})
+			key := keyOwnedBy(t, r.ring, "b")
+			d, path := r.CheckPath(t.Context(), time.Now(), key, 10)
+			require.Equal(t, PathFallback, path)
+			require.True(t, d.Allowed)
+			owed := func() int { return 10 - r.owed.Take(time.Now(), key, 0, 10).Remaining }
+			require.Equal(t, 1, owed(), "admitted here: owed to the owner")
+			assert.True(t, r.Awaiting(key), "the owner's answer is on its way: the owed hit must wait")
+			require.Eventually(t, func() bool { return !r.Awaiting(key) }, 5*time.Second, time.Millisecond,
+				"the answer came, but the key is still held")
+			assert.Equal(t, tt.owed, owed())
+		})
+	}
+}

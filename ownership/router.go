@@ -121,6 +121,9 @@ type Router struct {
 	giveNow chan struct{}
 	// returning counts the give-backs queued and not yet given back.
 	returning atomic.Int64
+	// awaiting holds the keys with checks given up on whose answer may
+	// still come (see Awaiting).
+	awaiting awaiting
 
 	// share is this side's share of the cluster: the alive members (upper
 	// 32 bits) and the members known (lower 32); 0 means full limits.
@@ -313,6 +316,11 @@ func (r *Router) CheckPath(ctx context.Context, now time.Time, key string, limit
 		reason = FallbackTimeout
 	default:
 		reason = FallbackError
+	}
+	if errors.Is(err, forward.ErrGaveUp) {
+		// The owner may count it yet: what this node admits for it stays
+		// owed here until the answer says (see Awaiting).
+		r.awaiting.add(key)
 	}
 	// The breaker hears of failures from the batch itself (see report):
 	// the checks waiting on one failed call are one failure, not many.
