@@ -103,7 +103,7 @@ func newMetrics(cfg Config, src limiterSource) (*metrics, error) {
 		}),
 		leasesEnded: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tierlimit_leases_ended_total",
-			Help: "Leases this node ended, by reason: expired, revoked (the limit in force changed), moved (the key is this node's now), stopped, no_room, owner_silent (its owner has not answered for 800 ms).",
+			Help: "Leases this node ended, by reason: expired, revoked (the limit in force changed), moved (the key is this node's now), stopped, no_room.",
 		}, []string{"reason"}),
 		leaseUnused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tierlimit_lease_returned_hits_total",
@@ -117,7 +117,7 @@ func newMetrics(cfg Config, src limiterSource) (*metrics, error) {
 	for _, kind := range []string{"new", "renewal"} {
 		m.leaseGrants.WithLabelValues(kind)
 	}
-	for _, why := range []string{ownership.LeaseExpired, ownership.LeaseRevoked, ownership.LeaseMoved, ownership.LeaseStopped, ownership.LeaseNoRoom, ownership.LeaseSilent} {
+	for _, why := range []string{ownership.LeaseExpired, ownership.LeaseRevoked, ownership.LeaseMoved, ownership.LeaseStopped, ownership.LeaseNoRoom} {
 		m.leasesEnded.WithLabelValues(why)
 		m.leaseUnused.WithLabelValues(why)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,11 +37,21 @@ type BatchConfig struct {
 	// Timeout is the deadline of one call to the peer, counted from when
 	// the batch is sent. Default 5ms.
 	Timeout time.Duration
+	// Wait, if positive and below Timeout, is how long the Batcher itself
+	// waits for a call's answer before it sends the next batch: the
+	// checks' deadline, after which they have given up. The call goes on
+	// waiting, up to Timeout, in a goroutine of its own (at most MaxLate
+	// at once; past that, the Batcher waits for the call itself), so that
+	// its answer still settles the checks given up on (Abandoned) while
+	// the next checks do not queue behind it. Zero: Timeout.
+	Wait time.Duration
 	// Report, if not nil, is called with the outcome of every batch sent,
 	// once per batch however many callers wait on it (and even if all of
-	// them gave up): nil when the peer answered, else the batch's error. It
-	// runs on the Batcher's goroutine, before the results are delivered,
-	// and must not block.
+	// them gave up): nil when the peer answered, else the batch's error;
+	// and for a batch left to answer late (Wait), first with an error
+	// wrapping context.DeadlineExceeded when Wait passes, and then with
+	// nil if the answer comes. It runs before the results are delivered,
+	// on the Batcher's goroutine or a late call's, and must not block.
 	Report func(err error)
 	// Abandoned, if not nil, is called once for every check whose caller
 	// gave up (Check returned ErrGaveUp), when its fate is known: with the
@@ -48,7 +59,7 @@ type BatchConfig struct {
 	// the caller has decided itself meanwhile, or granted a lease that
 	// must not be lost), else with the batch's error, or ErrNotSent if the
 	// check was dropped before it was sent. It runs on the Batcher's
-	// goroutine and must not block.
+	// goroutine or a late call's, and must not block.
 	Abandoned func(item Item, r Result, err error)
 }
 
@@ -62,8 +73,15 @@ func (c BatchConfig) withDefaults() BatchConfig {
 	if c.Timeout <= 0 {
 		c.Timeout = DefaultBatchTimeout
 	}
+	if c.Wait <= 0 || c.Wait > c.Timeout {
+		c.Wait = c.Timeout
+	}
 	return c
 }
+
+// MaxLate bounds the calls one Batcher leaves to answer late (see
+// BatchConfig.Wait).
+const MaxLate = 16
 
 // Batcher coalesces checks for one peer into batches without waiting to
 // fill them. When nothing is in flight, a check goes out at once, alone.
@@ -81,9 +99,11 @@ type Batcher struct {
 
 	ctx    context.Context // parent of every call to peer; cancelled by Close
 	cancel context.CancelFunc
-	wake   chan struct{} // capacity 1: work was queued
-	done   chan struct{} // closed when run returns
-	calls  sync.Pool     // of *call
+	late   sync.WaitGroup // calls left to answer late
+	nlate  atomic.Int32   // how many
+	wake   chan struct{}  // capacity 1: work was queued
+	done   chan struct{}  // closed when run returns
+	calls  sync.Pool      // of *call
 
 	// mu guards queue and closed.
 	mu     sync.Mutex
@@ -181,6 +201,7 @@ func (b *Batcher) Close() {
 	b.mu.Unlock()
 	b.cancel()
 	<-b.done
+	b.late.Wait()
 }
 
 // run sends batches until Close.
@@ -243,25 +264,90 @@ func (b *Batcher) take(batch []*call) []*call {
 }
 
 // send makes one call to the peer for batch, delivers the results, and
-// returns items, the buffer it used, for reuse.
+// returns items, the buffer it used, for reuse. If the answer has not come
+// within Wait, the call is left to a goroutine of its own, with copies of
+// batch and items, to deliver when it comes (see BatchConfig.Wait).
 func (b *Batcher) send(batch []*call, items []Item) []Item {
 	for _, c := range batch {
 		items = append(items, c.item)
 	}
 	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.Timeout)
-	ds, err := b.peer.Check(ctx, items)
-	cancel()
-	switch {
-	case err != nil && b.ctx.Err() != nil:
-		err = fmt.Errorf("check batch of %d items: %w: %w", len(items), ErrClosed, err)
-	case err != nil:
-		err = fmt.Errorf("check batch of %d items: %w", len(items), err)
-	case len(ds) != len(items):
-		err = fmt.Errorf("check batch of %d items: peer returned %d decisions", len(items), len(ds))
+	if b.cfg.Wait >= b.cfg.Timeout || b.nlate.Load() >= MaxLate {
+		ds, err := b.peer.Check(ctx, items)
+		cancel()
+		b.finish(batch, len(items), ds, err)
+		clear(items) // do not pin keys
+		clear(batch)
+		return items
 	}
+	own := slices.Clone(items) // the call's own: items is reused
+	calls := slices.Clone(batch)
+	type answer struct {
+		ds  []Result
+		err error
+	}
+	got := make(chan answer, 1)
+	b.late.Add(1)
+	b.nlate.Add(1)
+	go func() {
+		defer b.late.Done()
+		defer b.nlate.Add(-1)
+		defer cancel()
+		ds, err := b.peer.Check(ctx, own)
+		got <- answer{ds, err}
+	}()
+	t := time.NewTimer(b.cfg.Wait)
+	select {
+	case a := <-got:
+		t.Stop()
+		b.finish(calls, len(own), a.ds, a.err)
+	case <-t.C:
+		if b.cfg.Report != nil {
+			b.cfg.Report(fmt.Errorf("check batch of %d items: no answer within %v: %w", len(own), b.cfg.Wait, context.DeadlineExceeded))
+		}
+		b.late.Add(1)
+		go func() {
+			defer b.late.Done()
+			a := <-got
+			if a.err != nil {
+				b.deliverAll(calls, a.ds, b.batchErr(len(own), a.ds, a.err)) // reported already
+				return
+			}
+			b.finish(calls, len(own), a.ds, nil)
+		}()
+	}
+	clear(items)
+	clear(batch)
+	return items
+}
+
+// finish reports the outcome of a call for batch, n items, and delivers
+// its results.
+func (b *Batcher) finish(batch []*call, n int, ds []Result, err error) {
+	err = b.batchErr(n, ds, err)
 	if b.cfg.Report != nil {
 		b.cfg.Report(err)
 	}
+	b.deliverAll(batch, ds, err)
+}
+
+// batchErr returns the error of a call for n items that returned ds and
+// err, with the batch's size; nil if it answered every item.
+func (b *Batcher) batchErr(n int, ds []Result, err error) error {
+	switch {
+	case err != nil && b.ctx.Err() != nil:
+		return fmt.Errorf("check batch of %d items: %w: %w", n, ErrClosed, err)
+	case err != nil:
+		return fmt.Errorf("check batch of %d items: %w", n, err)
+	case len(ds) != n:
+		return fmt.Errorf("check batch of %d items: peer returned %d decisions", n, len(ds))
+	}
+	return nil
+}
+
+// deliverAll hands each call of batch its result, or err, the batch's
+// error (see batchErr).
+func (b *Batcher) deliverAll(batch []*call, ds []Result, err error) {
 	for i, c := range batch {
 		if err != nil {
 			b.deliver(c, Result{}, err)
@@ -269,9 +355,6 @@ func (b *Batcher) send(batch []*call, items []Item) []Item {
 			b.deliver(c, ds[i], nil)
 		}
 	}
-	clear(items) // do not pin keys
-	clear(batch)
-	return items
 }
 
 // deliver hands a result to c's caller, or recycles c if the caller gave

@@ -315,10 +315,12 @@ func TestBatcherConfigDefaults(t *testing.T) {
 	tests := []struct {
 		in, want BatchConfig
 	}{
-		{BatchConfig{}, BatchConfig{MaxBatch: DefaultMaxBatch, Timeout: DefaultBatchTimeout}},
-		{BatchConfig{MaxBatch: -1, Timeout: -1}, BatchConfig{MaxBatch: DefaultMaxBatch, Timeout: DefaultBatchTimeout}},
-		{BatchConfig{MaxBatch: MaxCheckItems + 1, Timeout: time.Second}, BatchConfig{MaxBatch: MaxCheckItems, Timeout: time.Second}},
-		{BatchConfig{MaxBatch: 7, Timeout: time.Millisecond}, BatchConfig{MaxBatch: 7, Timeout: time.Millisecond}},
+		{BatchConfig{}, BatchConfig{MaxBatch: DefaultMaxBatch, Timeout: DefaultBatchTimeout, Wait: DefaultBatchTimeout}},
+		{BatchConfig{MaxBatch: -1, Timeout: -1, Wait: -1}, BatchConfig{MaxBatch: DefaultMaxBatch, Timeout: DefaultBatchTimeout, Wait: DefaultBatchTimeout}},
+		{BatchConfig{MaxBatch: MaxCheckItems + 1, Timeout: time.Second}, BatchConfig{MaxBatch: MaxCheckItems, Timeout: time.Second, Wait: time.Second}},
+		{BatchConfig{MaxBatch: 7, Timeout: time.Millisecond}, BatchConfig{MaxBatch: 7, Timeout: time.Millisecond, Wait: time.Millisecond}},
+		{BatchConfig{Timeout: time.Second, Wait: 4 * time.Millisecond}, BatchConfig{MaxBatch: DefaultMaxBatch, Timeout: time.Second, Wait: 4 * time.Millisecond}},
+		{BatchConfig{Timeout: time.Millisecond, Wait: time.Second}, BatchConfig{MaxBatch: DefaultMaxBatch, Timeout: time.Millisecond, Wait: time.Millisecond}},
 	}
 	for _, tc := range tests {
 		assert.Equal(t, tc.want, tc.in.withDefaults(), "%+v.withDefaults()", tc.in)
@@ -432,4 +434,45 @@ func TestBatcherTellsTheFateOfEveryCheckGivenUp(t *testing.T) {
 	assert.Empty(t, p.sent, "the dropped check was never sent")
 	b.Close() // the Batcher's goroutine has ended: every fate it told is in
 	assert.Empty(t, fates, "a fate told twice")
+}
+
+// TestBatcherLeavesALateCallToAnswerLate: a call that has not answered
+// within Wait no longer holds the next batch back: the Batcher reports it
+// late and sends what queued meanwhile, and when the late answer comes it
+// still settles the checks that gave up on it (Abandoned), and reports
+// the peer answered.
+func TestBatcherLeavesALateCallToAnswerLate(t *testing.T) {
+	p := &gatedPeer{gate: make(chan struct{}), sent: make(chan int, 4)}
+	fates := make(chan fate, 4)
+	var mu sync.Mutex
+	var reports []error
+	b := NewBatcher(p, BatchConfig{Timeout: 10 * time.Second, Wait: 5 * time.Millisecond,
+		Report:    func(err error) { mu.Lock(); reports = append(reports, err); mu.Unlock() },
+		Abandoned: func(it Item, r Result, err error) { fates <- fate{it.Key, r, err} }})
+	t.Cleanup(b.Close)
+
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Millisecond)
+	defer cancel()
+	_, err := b.Check(ctx, Item{Key: "late", Hits: 1, Limit: 10})
+	require.ErrorIs(t, err, ErrGaveUp)
+	require.Equal(t, 1, <-p.sent)
+
+	// The late call still waits at the gate; the next check goes out.
+	next := make(chan error, 1)
+	go func() {
+		_, err := b.Check(t.Context(), Item{Key: "next", Hits: 1, Limit: 10})
+		next <- err
+	}()
+	require.Equal(t, 1, <-p.sent, "the next batch went out while the late one waits")
+	close(p.gate)
+	require.NoError(t, <-next)
+	f := <-fates
+	assert.Equal(t, fate{key: "late", res: Result{Decision: bucket.Decision{Allowed: true, Limit: 10, Remaining: 9}}}, f)
+	b.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, reports, 3, "late, then the next batch and the late answer, in either order: %v", reports)
+	assert.ErrorIs(t, reports[0], context.DeadlineExceeded, "reported late when Wait passed")
+	assert.NoError(t, reports[1])
+	assert.NoError(t, reports[2])
 }

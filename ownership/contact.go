@@ -94,15 +94,6 @@ func (c *contacts) fresh(member string, now time.Time, d time.Duration) bool {
 	return ct != nil && ct.last().Add(d).After(now)
 }
 
-// silent reports whether member is one it keeps track of and has not
-// answered, or joined, within d before now.
-func (c *contacts) silent(member string, now time.Time, d time.Duration) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ct := c.m[member]
-	return ct != nil && !ct.last().Add(d).After(now)
-}
-
 // last returns when ct last counted as heard from.
 func (ct *contact) last() time.Time {
 	if ct.heard.After(ct.joined) {

@@ -394,16 +394,11 @@ func TestRouterLateAnswerSettlesWhatWasOwed(t *testing.T) {
 		"the owner's late answer counted the hit: it is owed no more")
 }
 
-// TestRouterSweepReportsLeasesAndEndsThoseOfASilentOwner: each sweep
-// reports to the owner what a lease spent since the last one has left (and
-// nothing for one left alone), and ends the leases of an owner not heard
-// from for FenceAfter, whose hits go back: were the owner cut off rather
-// than down, it would soon take this node for failed and credit those hits
-// back itself (Owner.Members), and the key must not have them twice.
-func TestRouterSweepReportsLeasesAndEndsThoseOfASilentOwner(t *testing.T) {
+// TestRouterSweepReportsLeases: each sweep reports to the owner what a
+// lease spent since the last one has left, and nothing for one left alone.
+func TestRouterSweepReportsLeases(t *testing.T) {
 	owner := newOwnerPeer(3)
-	clock := newClock(routerT0)
-	r := newTestRouter(t, []string{"a", "b", "c"}, peerMap{"b": owner, "c": &batchPeer{}}, func(c *RouterConfig) { c.Clock = clock.now })
+	r := newTestRouter(t, []string{"a", "b", "c"}, peerMap{"b": owner, "c": &batchPeer{}}, nil)
 	key := keyOwnedBy(t, r.ring, "b")
 	for range 4 { // one to the owner, with the lease; three from it
 		require.True(t, r.Check(t.Context(), routerT0, key, 1500).Allowed)
@@ -416,19 +411,10 @@ func TestRouterSweepReportsLeasesAndEndsThoseOfASilentOwner(t *testing.T) {
 	require.Len(t, reports, 1)
 	assert.Equal(t, forward.Item{Key: key, Limit: 1500, Window: routerWindow, LeaseID: ls.id, GiveBackStart: ls.start, Left: firstWant - 3, Reported: true}, reports[0])
 	assert.Empty(t, r.sweepLeases(routerT0.Add(200*time.Millisecond)), "nothing spent since: nothing to report")
-
-	clock.set(routerT0.Add(FenceAfter - time.Millisecond))
-	r.sweepLeases(routerT0.Add(300 * time.Millisecond))
-	held, _ := r.Leases()
-	require.Equal(t, 1, held, "the owner is not silent yet")
-	clock.set(routerT0.Add(FenceAfter))
-	r.sweepLeases(routerT0.Add(400 * time.Millisecond))
-	held, returning := r.Leases()
-	assert.Zero(t, held, "the lease of a silent owner ended")
-	assert.Equal(t, 1, returning, "its hits are on their way back")
-	r.events.mu.Lock()
-	assert.Equal(t, firstWant-3, r.events.returned[LeaseSilent])
-	r.events.mu.Unlock()
+	require.True(t, r.Check(t.Context(), routerT0.Add(250*time.Millisecond), key, 1500).Allowed)
+	reports = r.sweepLeases(routerT0.Add(300 * time.Millisecond))
+	require.Len(t, reports, 1)
+	assert.Equal(t, firstWant-4, reports[0].Left)
 }
 
 // TestRouterOwedHitWaitsForTheAnswerOfItsCheck: a check that gave up on

@@ -87,10 +87,6 @@ const (
 	LeaseMoved = "moved"
 	// LeaseNoRoom: the node holds MaxLeases leases already.
 	LeaseNoRoom = "no_room"
-	// LeaseSilent: the key's owner has not answered for FenceAfter. Were
-	// it cut off rather than down, it might soon take this node for failed
-	// and credit the lease's hits back (Owner.Members).
-	LeaseSilent = "owner_silent"
 )
 
 // nopObserver is the Observer used when none is given.

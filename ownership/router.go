@@ -53,10 +53,11 @@ type RouterConfig struct {
 	ForwardTimeoutMin, ForwardTimeoutMax time.Duration
 	// Batch configures the forward.Batcher made for each peer. Its
 	// Timeout, the deadline of one batch RPC, defaults to the longest a
-	// check may wait (ForwardTimeout if set, else ForwardTimeoutMax) or
-	// 50 ms, whichever is longer: the checks on a call give up at their own
-	// deadline, and an answer that comes later still lands, so that what
-	// it counted at the owner (a lease granted, hits) is kept, not lost.
+	// check may wait (ForwardTimeout if set, else ForwardTimeoutMax) plus
+	// 550 ms, and its Wait to that longest wait: the checks on a call give
+	// up at their own deadline, the next batch goes out then, and an
+	// answer that comes later still lands, so that what it counted at the
+	// owner (a lease granted, hits) is settled, not lost or counted twice.
 	Batch forward.BatchConfig
 	// Breaker configures the forward.Breaker made for each peer. A breaker
 	// counts failed batches (calls to the peer), not the checks waiting on
@@ -182,10 +183,15 @@ func NewRouter(cfg RouterConfig) *Router {
 	cfg.ForwardTimeoutMax = max(cfg.ForwardTimeoutMax, cfg.ForwardTimeoutMin)
 	if cfg.Batch.Timeout <= 0 {
 		// The RPC outlives the checks on it, which give up at their own
-		// deadline: an answer that comes a little late still lands, and
-		// what it counted at the owner (a lease, hits) is kept here
-		// (Router.unclaimed) rather than lost.
-		cfg.Batch.Timeout = max(cfg.ForwardTimeoutMax, cfg.ForwardTimeout, lateAnswerWait)
+		// deadline: it waits until the owner can no longer count what it
+		// carries (their deadline plus the clock offset it allows), so
+		// that what a late answer counted there (a lease, hits) is settled
+		// here (Router.abandoned) rather than lost or counted twice. The
+		// Batcher sends the next batch once the checks have given up.
+		cfg.Batch.Timeout = max(cfg.ForwardTimeoutMax, cfg.ForwardTimeout) + lateAnswerWait
+		if cfg.Batch.Wait <= 0 {
+			cfg.Batch.Wait = max(cfg.ForwardTimeoutMax, cfg.ForwardTimeout)
+		}
 	}
 	if cfg.OverLimitCacheSize == 0 {
 		cfg.OverLimitCacheSize = DefaultOverLimitCacheSize
@@ -238,9 +244,10 @@ func NewRouter(cfg RouterConfig) *Router {
 	return r
 }
 
-// lateAnswerWait is the least time a batch's call waits for its answer by
-// default, however short the checks' deadlines (see RouterConfig.Batch).
-const lateAnswerWait = 50 * time.Millisecond
+// lateAnswerWait is how long past its checks' deadline a batch's call
+// waits for its answer by default (see RouterConfig.Batch): the owner's
+// default clock offset, past which it counts none of them, and a margin.
+const lateAnswerWait = DefaultMaxClockOffset + 50*time.Millisecond
 
 // Check decides one hit for key against limit at now. It never fails: if
 // the owner cannot answer within ForwardTimeout (or ctx ends first), or

@@ -197,31 +197,30 @@ func (r *Router) Run(ctx context.Context) {
 	}
 }
 
-// sweepLeases ends the leases that ran out of time by now, those of keys
-// this node owns now, and those whose owner has been silent for
-// FenceAfter; keeps the ones in use alive (keepAlive): a key hit now and
-// then keeps its lease, and its checks pay no round trip, without a call to
-// the owner; and returns a report for each lease spent since the last one
-// (to its owner: what it has left, should this node fail).
+// sweepLeases ends the leases that ran out of time by now and those of
+// keys this node owns now; keeps the ones in use alive (keepAlive): a key
+// hit now and then keeps its lease, and its checks pay no round trip,
+// without a call to the owner; and returns a report for each lease spent
+// since the last one (to its owner: what it has left, should this node
+// fail).
 //
 // An owner that cannot reach this node for long takes it for failed and
-// credits back what its leases had left (Owner.Members); ending them when
-// the owner goes silent, long before failure detection, keeps this node
-// from spending them too.
+// credits back what its leases had left (Owner.Members). This node then
+// spends them no more if it is the one cut off: without a majority it
+// applies its share, a limit no lease was granted under, so the next check
+// of each key revokes its lease. An owner merely paused takes nobody for
+// failed.
 func (r *Router) sweepLeases(now time.Time) []forward.Item {
-	n, at := now.UnixNano(), r.clock()
+	n := now.UnixNano()
 	w := r.local.Window()
 	var reports []forward.Item
 	why := make(map[*lease]string)
 	r.book.leases.removeIf(func(key string, ls *lease) bool {
-		owner, ok := r.ring.Owner(key)
-		switch {
+		switch owner, ok := r.ring.Owner(key); {
 		case !ok || owner == r.self:
 			why[ls] = LeaseMoved
 		case n >= ls.until.Load():
 			why[ls] = LeaseExpired
-		case r.contacts.silent(owner, at, FenceAfter):
-			why[ls] = LeaseSilent
 		default:
 			ls.keepAlive(n, r.book.leaseTTL)
 			if rep, ok := ls.report(key, w); ok {

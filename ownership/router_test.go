@@ -226,14 +226,15 @@ func TestRouterFallsBackToLocalShareOnTimeout(t *testing.T) {
 		assert.True(t, d.Allowed, "first fallback check: %+v", d)
 		assert.Equal(t, 4, d.Limit, "limit of a fallback decision: ceil(10 / 3 members)")
 
-		// One check at a time, each letting its failed call (which waits
-		// lateAnswerWait for a late answer) reach the breaker before the
-		// next: calls that miss their deadline count a failure every
-		// lateWeight in a row, and three failures open it.
+		// One check at a time, each letting its call reach the breaker
+		// before the next (the Batcher reports a call late once its checks
+		// gave up, and leaves it to wait for a late answer): calls that
+		// miss their deadline count a failure every lateWeight in a row,
+		// and three failures open it.
 		late := lateWeight * forward.DefaultBreakerFailures
 		got := 1
 		for range late + 2 {
-			time.Sleep(lateAnswerWait)
+			time.Sleep(10 * time.Millisecond)
 			synctest.Wait()
 			if r.Check(t.Context(), routerT0, key, 10).Allowed {
 				got++
