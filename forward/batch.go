@@ -58,9 +58,10 @@ type BatchConfig struct {
 	// peer's result if its batch was answered (it may have counted hits
 	// the caller has decided itself meanwhile, or granted a lease that
 	// must not be lost), else with the batch's error, or ErrNotSent if the
-	// check was dropped before it was sent. It runs on the Batcher's
-	// goroutine or a late call's, and must not block.
-	Abandoned func(item Item, r Result, err error)
+	// check was dropped before it was sent; and how long before its call
+	// was sent (zero if it was not). It runs on the Batcher's goroutine or
+	// a late call's, and must not block.
+	Abandoned func(item Item, r Result, err error, sentAgo time.Duration)
 }
 
 // withDefaults returns c with zero, negative or too large fields set to
@@ -123,6 +124,7 @@ const (
 // call is one caller's check, waiting for its result.
 type call struct {
 	item  Item
+	sent  time.Time // when its batch was sent
 	d     Result
 	err   error
 	state atomic.Int32
@@ -250,7 +252,7 @@ func (b *Batcher) take(batch []*call) []*call {
 		n++
 		if c.state.Load() == callAbandoned {
 			if b.cfg.Abandoned != nil {
-				b.cfg.Abandoned(c.item, Result{}, ErrNotSent)
+				b.cfg.Abandoned(c.item, Result{}, ErrNotSent, 0)
 			}
 			b.recycle(c)
 			continue
@@ -268,7 +270,9 @@ func (b *Batcher) take(batch []*call) []*call {
 // within Wait, the call is left to a goroutine of its own, with copies of
 // batch and items, to deliver when it comes (see BatchConfig.Wait).
 func (b *Batcher) send(batch []*call, items []Item) []Item {
+	now := time.Now()
 	for _, c := range batch {
+		c.sent = now
 		items = append(items, c.item)
 	}
 	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.Timeout)
@@ -366,7 +370,7 @@ func (b *Batcher) deliver(c *call, d Result, err error) {
 		return
 	}
 	if b.cfg.Abandoned != nil {
-		b.cfg.Abandoned(c.item, d, err)
+		b.cfg.Abandoned(c.item, d, err, time.Since(c.sent))
 	}
 	b.recycle(c)
 }
@@ -374,6 +378,7 @@ func (b *Batcher) deliver(c *call, d Result, err error) {
 // recycle clears c and returns it to the pool. Nobody may use c afterwards.
 func (b *Batcher) recycle(c *call) {
 	c.item = Item{}
+	c.sent = time.Time{}
 	c.d = Result{}
 	c.err = nil
 	b.calls.Put(c)

@@ -398,7 +398,7 @@ type fate struct {
 func TestBatcherTellsTheFateOfEveryCheckGivenUp(t *testing.T) {
 	p := &gatedPeer{gate: make(chan struct{}), sent: make(chan int, 4)}
 	fates := make(chan fate, 4)
-	b := NewBatcher(p, BatchConfig{Timeout: 10 * time.Second, Abandoned: func(it Item, r Result, err error) {
+	b := NewBatcher(p, BatchConfig{Timeout: 10 * time.Second, Abandoned: func(it Item, r Result, err error, _ time.Duration) {
 		fates <- fate{it.Key, r, err}
 	}})
 	t.Cleanup(b.Close)
@@ -448,7 +448,7 @@ func TestBatcherLeavesALateCallToAnswerLate(t *testing.T) {
 	var reports []error
 	b := NewBatcher(p, BatchConfig{Timeout: 10 * time.Second, Wait: 5 * time.Millisecond,
 		Report:    func(err error) { mu.Lock(); reports = append(reports, err); mu.Unlock() },
-		Abandoned: func(it Item, r Result, err error) { fates <- fate{it.Key, r, err} }})
+		Abandoned: func(it Item, r Result, err error, _ time.Duration) { fates <- fate{it.Key, r, err} }})
 	t.Cleanup(b.Close)
 
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Millisecond)

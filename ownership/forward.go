@@ -115,22 +115,24 @@ func (r *Router) link(name string) (*link, string) {
 	}
 	cfg := r.batch
 	cfg.Report = func(err error) { r.report(name, l, err) }
-	cfg.Abandoned = func(it forward.Item, res forward.Result, err error) { r.abandoned(it, res, err, cfg.Timeout) }
+	cfg.Abandoned = func(it forward.Item, res forward.Result, err error, sentAgo time.Duration) {
+		r.abandoned(it, res, err, sentAgo)
+	}
 	l.batcher = forward.NewBatcher(p, cfg)
 	r.links[name] = l
 	return l, ""
 }
 
 // abandoned takes the fate of item it, whose check gave up before the
-// answer (the call's deadline was timeout): the owner's answer res, or err
-// if there was none. A lease is counted at the owner all the same: keep it
-// (the check was sent no earlier than timeout ago). Hits were decided here
+// answer: the owner's answer res, or err if there was none; its call was
+// sent sentAgo. A lease is counted at the owner all the same: keep it,
+// from when the call was sent. Hits were decided here
 // meanwhile; if this node admitted one, it is owed to the owner's count,
 // where it is now counted already, so it is owed no more; if it refused
 // it, the owner counted a hit no client got, and this node may admit it
 // (book.prepaid). From then on what is owed for the key may be settled
 // (Awaiting).
-func (r *Router) abandoned(it forward.Item, res forward.Result, err error, timeout time.Duration) {
+func (r *Router) abandoned(it forward.Item, res forward.Result, err error, sentAgo time.Duration) {
 	now := r.clock()
 	if err == nil && it.Hits > 0 && res.Allowed {
 		// Counted at the owner: if this node admitted the check, the hit
@@ -145,7 +147,7 @@ func (r *Router) abandoned(it forward.Item, res forward.Result, err error, timeo
 		}
 	}
 	if err == nil && res.Granted > 0 && r.book.leases != nil {
-		r.takeGrant(now.Add(-timeout), it.Key, it.Limit, res, it.Hits == 0)
+		r.takeGrant(now.Add(-sentAgo), it.Key, it.Limit, res, it.Hits == 0)
 	}
 	if it.Hits > 0 {
 		r.awaiting.done(it.Key)
