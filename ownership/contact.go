@@ -16,7 +16,8 @@ import (
 // keeps, for each member, when it last heard from it (any call the member
 // answered: a forward, a give-back, a backup or hand-off, a ping), pings
 // every member it has not heard from within PingEvery, and counts as
-// reachable only the members it heard from within FenceAfter. Package
+// reachable only the members it heard from within FenceAfter (longer in a
+// cluster of more than 6: see pingInterval). Package
 // tierlimit cuts every limit to this side's share while the reachable
 // members are not a majority (Router.SetShare).
 const (
@@ -28,7 +29,27 @@ const (
 	FenceAfter = 4 * PingEvery
 	// pingTimeout bounds one ping.
 	pingTimeout = PingEvery
+	// pingPeers is how many other members may each be pinged every
+	// PingEvery; with more, each is pinged less often (pingInterval).
+	pingPeers = 5
 )
+
+// pingInterval returns how long a member may go unheard before this node
+// pings it, with members in the ring: PingEvery with up to pingPeers
+// others, longer in proportion beyond, so that a node sends at most about
+// pingPeers pings per PingEvery (25 a second) whatever the cluster's size:
+// every member pinging every other every 200 ms grows with N² and starved
+// 60 node processes sharing 2 CPUs until memberlist took live members for
+// dead. FenceAfter grows with it (fenceAfter): 200 ms and 0.8 s up to 6
+// members, 1.2 s and 4.8 s at 30, 2.4 s and 9.6 s at 60, about when
+// memberlist's own failure detection would tell.
+func pingInterval(members int) time.Duration {
+	return PingEvery * time.Duration(max(1, (members-1+pingPeers-1)/pingPeers))
+}
+
+// fenceAfter returns how long a member counts as reachable after it last
+// answered, with members in the ring: four ping intervals.
+func fenceAfter(members int) time.Duration { return 4 * pingInterval(members) }
 
 // Pinger is a forward.Peer that can be asked whether it answers at all,
 // with nothing to count; package peer's Client is one. A Peer without it is
@@ -187,7 +208,7 @@ func (r *Router) Reachable(now time.Time) int {
 			continue
 		}
 		if r.pingable(m) {
-			if r.contacts.fresh(m, now, FenceAfter) {
+			if r.contacts.fresh(m, now, fenceAfter(len(members))) {
 				n++
 			}
 			continue
@@ -224,8 +245,9 @@ func (r *Router) Heard(member string, now time.Time) { r.contacts.heard(member, 
 // ping pings, each in its own goroutine (r.pings), the members not heard
 // from within PingEvery before now and not being pinged already.
 func (r *Router) ping(ctx context.Context, now time.Time) {
-	r.contacts.track(r.ring.Members(), r.self, now)
-	for _, m := range r.contacts.toPing(now, PingEvery) {
+	members := r.ring.Members()
+	r.contacts.track(members, r.self, now)
+	for _, m := range r.contacts.toPing(now, pingInterval(len(members))) {
 		p, _ := r.peers.Peer(m)
 		pinger, ok := p.(Pinger)
 		if !ok {

@@ -107,3 +107,25 @@ func TestRouterCountsASlowMemberAsReachable(t *testing.T) {
 	r.pings.Wait()
 	assert.Equal(t, 3, r.Reachable(now), "b answers its pings")
 }
+
+// TestPingIntervalGrowsWithTheCluster: up to pingPeers other members each
+// is pinged every PingEvery; beyond, the interval grows so that a node
+// sends about pingPeers pings per PingEvery, and the fence follows.
+func TestPingIntervalGrowsWithTheCluster(t *testing.T) {
+	for _, tt := range []struct {
+		members         int
+		interval, fence time.Duration
+	}{
+		{1, PingEvery, FenceAfter},
+		{3, PingEvery, FenceAfter},
+		{6, PingEvery, FenceAfter},
+		{7, 2 * PingEvery, 2 * FenceAfter},
+		{30, 6 * PingEvery, 6 * FenceAfter},
+		{60, 12 * PingEvery, 12 * FenceAfter},
+	} {
+		assert.Equal(t, tt.interval, pingInterval(tt.members), "pingInterval(%d)", tt.members)
+		assert.Equal(t, tt.fence, fenceAfter(tt.members), "fenceAfter(%d)", tt.members)
+		pings := float64(tt.members-1) / pingInterval(tt.members).Seconds()
+		assert.LessOrEqual(t, pings, float64(pingPeers)/PingEvery.Seconds(), "pings a second at %d members", tt.members)
+	}
+}

@@ -145,9 +145,9 @@ func (o *Owner) Leases() int { return o.grants.len() }
 // leases with its memory) will never be spent beyond what its holder last
 // said it had left: the Owner takes that off the key's count, so the key
 // gets those hits back within its window. The holder's last report is at
-// most leaseSweep old while it spends (and a holder stops spending leases
-// of an owner it has not heard from for FenceAfter), so at most what it
-// admitted in its last leaseSweep is admitted twice. A holder the Owner
+// most leaseSweep old while it spends (and a holder cut off from a
+// majority applies its share, which revokes its leases), so at most what
+// it admitted in its last leaseSweep is admitted twice. A holder the Owner
 // did not yet know as alive is never taken for gone.
 func (o *Owner) Members(now time.Time, alive map[string]string) {
 	o.mu.Lock()
