@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -225,7 +224,7 @@ func (b *Batcher) run() {
 			if len(batch) == 0 {
 				break
 			}
-			items = b.send(batch, items[:0])
+			batch, items = b.send(batch, items[:0])
 		}
 		if b.ctx.Err() != nil {
 			b.mu.Lock()
@@ -266,10 +265,11 @@ func (b *Batcher) take(batch []*call) []*call {
 }
 
 // send makes one call to the peer for batch, delivers the results, and
-// returns items, the buffer it used, for reuse. If the answer has not come
-// within Wait, the call is left to a goroutine of its own, with copies of
-// batch and items, to deliver when it comes (see BatchConfig.Wait).
-func (b *Batcher) send(batch []*call, items []Item) []Item {
+// returns batch and items, the buffers it used, for reuse. If the answer
+// has not come within Wait, the call is left to a goroutine of its own,
+// which keeps both buffers (send returns nil ones), to deliver when it
+// comes (see BatchConfig.Wait).
+func (b *Batcher) send(batch []*call, items []Item) ([]*call, []Item) {
 	now := time.Now()
 	for _, c := range batch {
 		c.sent = now
@@ -282,10 +282,8 @@ func (b *Batcher) send(batch []*call, items []Item) []Item {
 		b.finish(batch, len(items), ds, err)
 		clear(items) // do not pin keys
 		clear(batch)
-		return items
+		return batch, items
 	}
-	own := slices.Clone(items) // the call's own: items is reused
-	calls := slices.Clone(batch)
 	type answer struct {
 		ds  []Result
 		err error
@@ -297,32 +295,33 @@ func (b *Batcher) send(batch []*call, items []Item) []Item {
 		defer b.late.Done()
 		defer b.nlate.Add(-1)
 		defer cancel()
-		ds, err := b.peer.Check(ctx, own)
+		ds, err := b.peer.Check(ctx, items)
 		got <- answer{ds, err}
 	}()
 	t := time.NewTimer(b.cfg.Wait)
 	select {
 	case a := <-got:
 		t.Stop()
-		b.finish(calls, len(own), a.ds, a.err)
+		b.finish(batch, len(items), a.ds, a.err)
+		clear(items)
+		clear(batch)
+		return batch, items
 	case <-t.C:
-		if b.cfg.Report != nil {
-			b.cfg.Report(fmt.Errorf("check batch of %d items: no answer within %v: %w", len(own), b.cfg.Wait, context.DeadlineExceeded))
-		}
-		b.late.Add(1)
-		go func() {
-			defer b.late.Done()
-			a := <-got
-			if a.err != nil {
-				b.deliverAll(calls, a.ds, b.batchErr(len(own), a.ds, a.err)) // reported already
-				return
-			}
-			b.finish(calls, len(own), a.ds, nil)
-		}()
 	}
-	clear(items)
-	clear(batch)
-	return items
+	if b.cfg.Report != nil {
+		b.cfg.Report(fmt.Errorf("check batch of %d items: no answer within %v: %w", len(items), b.cfg.Wait, context.DeadlineExceeded))
+	}
+	b.late.Add(1)
+	go func() {
+		defer b.late.Done()
+		a := <-got
+		if a.err != nil {
+			b.deliverAll(batch, a.ds, b.batchErr(len(items), a.ds, a.err)) // reported already
+			return
+		}
+		b.finish(batch, len(items), a.ds, nil)
+	}()
+	return nil, nil // the late call keeps them
 }
 
 // finish reports the outcome of a call for batch, n items, and delivers

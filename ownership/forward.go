@@ -168,28 +168,19 @@ type awaiting struct {
 	m  map[string]int
 }
 
-func (a *awaiting) add(key string) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.m == nil {
-		a.m = make(map[string]int)
-	}
-	a.bump(key, 1)
-}
+func (a *awaiting) add(key string) { a.bump(key, 1) }
 
 // done ends one check of key. It may come before add (the answer raced
 // the check's giving up): the count then goes below zero for a moment.
-func (a *awaiting) done(key string) {
+func (a *awaiting) done(key string) { a.bump(key, -1) }
+
+// bump adds d to key's count, dropping it at zero.
+func (a *awaiting) bump(key string, d int) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.m == nil {
 		a.m = make(map[string]int)
 	}
-	a.bump(key, -1)
-}
-
-// bump adds d to key's count, dropping it at zero. a.mu must be held.
-func (a *awaiting) bump(key string, d int) {
 	if n := a.m[key] + d; n != 0 {
 		a.m[key] = n
 	} else {

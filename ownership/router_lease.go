@@ -214,22 +214,26 @@ func (r *Router) sweepLeases(now time.Time) []forward.Item {
 	n := now.UnixNano()
 	w := r.local.Window()
 	var reports []forward.Item
-	why := make(map[*lease]string)
+	owns := func(key string) bool {
+		owner, ok := r.ring.Owner(key)
+		return !ok || owner == r.self
+	}
 	r.book.leases.removeIf(func(key string, ls *lease) bool {
-		switch owner, ok := r.ring.Owner(key); {
-		case !ok || owner == r.self:
-			why[ls] = LeaseMoved
-		case n >= ls.until.Load():
-			why[ls] = LeaseExpired
-		default:
-			ls.keepAlive(n, r.book.leaseTTL)
-			if rep, ok := ls.report(key, w); ok {
-				reports = append(reports, rep)
-			}
-			return false
+		if n >= ls.until.Load() || owns(key) {
+			return true
 		}
-		return true
-	}, func(key string, ls *lease) { r.drainLease(key, ls, why[ls]) })
+		ls.keepAlive(n, r.book.leaseTTL)
+		if rep, ok := ls.report(key, w); ok {
+			reports = append(reports, rep)
+		}
+		return false
+	}, func(key string, ls *lease) {
+		why := LeaseExpired
+		if owns(key) {
+			why = LeaseMoved
+		}
+		r.drainLease(key, ls, why)
+	})
 	return reports
 }
 
