@@ -194,6 +194,13 @@ func (c *testCluster) waitMembers(want int, nodes ...*node) {
 		}
 		return true
 	}, 10*time.Second, 20*time.Millisecond, "not every node sees %d members", want)
+	// The ring is set part-way through applyMembers: wait for the rest of
+	// it (the share this side applies, among others) to be done too.
+	for _, n := range nodes {
+		n.applyMu.Lock()
+		//lint:ignore SA2001 an empty critical section is the barrier
+		n.applyMu.Unlock()
+	}
 }
 
 // serve sends r to nd and returns the response.
@@ -428,6 +435,8 @@ func TestClusterLateNodeLearnsTheState(t *testing.T) {
 	want := c.nodes[0].health.Current()
 	late := c.add("")
 	c.waitMembers(4)
+	// With the new ring comes the new share: a whole cluster, whole limits.
+	require.Equal(t, 1.0, late.router.Share(), "the late node still cuts every limit to the share it started with")
 	require.Eventually(t, func() bool { return late.health.Current() == want },
 		10*time.Second, 10*time.Millisecond, "the late node did not learn DEGRADED")
 	_, limit := get(t, late, "free-7")

@@ -71,22 +71,22 @@ type Limiter struct {
 	metrics *metrics
 
 	// In a cluster; nil on a single node.
-	fallback     *bucket.Store // local-only counts while an owner is unreachable
-	owed         *bucket.Store // the hits of those, until the Keeper sends them to the owners
-	ring         *ring.Ring
-	router       *ownership.Router
-	owner        *ownership.Owner // the owner side of forwarded checks and leases
-	imports      *ownership.Imports
-	book         *peer.Book
-	endpoint     *peer.Endpoint
-	node         *cluster.Node
-	membersMoved chan struct{}  // capacity 1: membership changed, look at the quorum
-	ringMoved    chan struct{}  // capacity 1: the ring changed, move counts
-	pending      *memberReports // what memberlist reported, for applyMembers
-	applyMu      sync.Mutex     // serialises applyMembers
-	keeper       *handoff.Keeper
-	alive        atomic.Int64 // members alive, this node included (Quorum)
-	known        atomic.Int64 // members alive or failed less than QuorumGrace ago
+	fallback  *bucket.Store // local-only counts while an owner is unreachable
+	owed      *bucket.Store // the hits of those, until the Keeper sends them to the owners
+	ring      *ring.Ring
+	router    *ownership.Router
+	owner     *ownership.Owner // the owner side of forwarded checks and leases
+	imports   *ownership.Imports
+	book      *peer.Book
+	endpoint  *peer.Endpoint
+	node      *cluster.Node
+	ringMoved chan struct{}  // capacity 1: the ring changed, move counts
+	pending   *memberReports // what memberlist reported, for applyMembers
+	applyMu   sync.Mutex     // serialises applyMembers
+	keeper    *handoff.Keeper
+	quorumMu  sync.Mutex   // serialises updateQuorum
+	alive     atomic.Int64 // members alive, this node included (Quorum)
+	known     atomic.Int64 // members alive or failed less than QuorumGrace ago
 
 	state *stateFile // Config.StateFile; nil if none
 	// remembered are the gossip addresses of the members the state file
@@ -116,14 +116,13 @@ func New(cfg Config) (*Limiter, error) {
 		return nil, err
 	}
 	l := &Limiter{
-		cfg:          cfg,
-		log:          cfg.Logger.With("node", cfg.NodeName),
-		keys:         cfg.Keys,
-		window:       cfg.Window,
-		health:       health.NewHolder(cfg.NodeName),
-		membersMoved: make(chan struct{}, 1),
-		ringMoved:    make(chan struct{}, 1),
-		pending:      newMemberReports(),
+		cfg:       cfg,
+		log:       cfg.Logger.With("node", cfg.NodeName),
+		keys:      cfg.Keys,
+		window:    cfg.Window,
+		health:    health.NewHolder(cfg.NodeName),
+		ringMoved: make(chan struct{}, 1),
+		pending:   newMemberReports(),
 	}
 	if l.keys == nil {
 		if l.file, err = config.Open(cfg.TiersFile); err != nil {

@@ -125,8 +125,14 @@ func (l *Limiter) startCluster() error {
 }
 
 // updateQuorum tells the router this side's share of the cluster at now,
-// and keeps it for Ready.
+// and keeps it for Ready. It runs on watchQuorum's ticks and in the same
+// step that applies a change of members to the ring (applyMembers), so
+// that no check sees the new ring with the share of the old one: a node
+// that just joined would otherwise go on applying the share it started
+// with, a fraction of every limit, until the next tick.
 func (l *Limiter) updateQuorum(now time.Time) {
+	l.quorumMu.Lock()
+	defer l.quorumMu.Unlock()
 	alive, known := l.node.Quorum(now, l.cfg.QuorumGrace)
 	l.alive.Store(int64(alive))
 	l.known.Store(int64(known))
@@ -140,9 +146,9 @@ func (l *Limiter) updateQuorum(now time.Time) {
 	l.router.SetShare(reachable, known)
 }
 
-// watchQuorum updates the share as members come and go, and as failed
-// ones age out of the count, until ctx ends. (The membership callback
-// cannot do it: it may run before New has the cluster node.)
+// watchQuorum updates the share as failed members age out of the count,
+// and as members stop or start answering, until ctx ends. (applyMembers
+// updates it as members come and go.)
 func (l *Limiter) watchQuorum(ctx context.Context) {
 	t := time.NewTicker(quorumTick)
 	defer t.Stop()
@@ -152,8 +158,6 @@ func (l *Limiter) watchQuorum(ctx context.Context) {
 			return
 		case now := <-t.C:
 			l.updateQuorum(now)
-		case <-l.membersMoved:
-			l.updateQuorum(time.Now())
 		}
 	}
 }
@@ -343,11 +347,10 @@ func (l *Limiter) applyMembers() {
 		l.owner.Moved(now)
 		l.imports.Moved(prev, names, now)
 	}
-	for _, ch := range []chan struct{}{l.membersMoved, l.ringMoved} {
-		select {
-		case ch <- struct{}{}: // the watchers look again at once
-		default:
-		}
+	l.updateQuorum(time.Now())
+	select {
+	case l.ringMoved <- struct{}{}: // followRing looks again at once
+	default:
 	}
 	if len(stale) > 0 {
 		l.bg.Go(func() {
