@@ -187,6 +187,27 @@ metric() {
     awk -v n="$1" '$1 == n || index($1, n "{") == 1 { s += $NF } END { printf "%d", s }'
 }
 
+# decided: the nodes' decision-time histogram (all paths, all nodes) as
+# "le count" lines, cumulative.
+decided() {
+  local p
+  for p in "${HTTP[@]}"; do curl -fsS --max-time 2 "http://127.0.0.1:$p/metrics"; done |
+    awk -F'[{}]' '$1 == "tierlimit_decision_duration_seconds_bucket" {
+      match($2, /le="[^"]*"/); le = substr($2, RSTART + 4, RLENGTH - 5); split($3, v, " "); n[le] += v[1]
+    } END { for (le in n) print le, n[le] }'
+}
+
+# decided_within BEFORE AFTER Q: the smallest bucket bound, in µs, within
+# which the nodes decided a fraction Q of the decisions between the two
+# decided snapshots; "> 25 ms" if beyond the last bound.
+decided_within() {
+  join <(sort "$1") <(sort "$2") | awk -v q="$3" '{ d[$1] = $3 - $2 } END {
+    total = d["+Inf"]; if (total == 0) { print "null"; exit }
+    best = "\"> 25 ms\""; bound = 1e9
+    for (le in d) if (le != "+Inf" && d[le] >= q * total && le + 0 < bound) { bound = le + 0; best = le * 1e6 }
+    print best }'
+}
+
 # start_cluster NAME DELAY FLAGS...: three nodes (logs NAME-n1..3), their
 # peer ports behind delaying proxies unless DELAY is 0.
 start_cluster() {
@@ -243,15 +264,22 @@ loadrun() {
   wait_quiet
   "$BIN/loadgen" -config "$TIERS" -keys-file "$KF" -mix enterprise=100 -targets "$TARGETS" -c "$c" "${WARM_ARGS[@]}" \
     -quiet -json >/dev/null 2>>"$LOGS/loadgen.log" || true
-  [ -n "$floor" ] || { f0=$(metric tierlimit_forward_duration_seconds_count) fb0=$(metric tierlimit_local_fallbacks_total); }
+  [ -n "$floor" ] || { f0=$(metric tierlimit_forward_duration_seconds_count) fb0=$(metric tierlimit_local_fallbacks_total); decided >"$OUT/results/$name.dec0"; }
   others_begin
   "$BIN/loadgen" -config "$TIERS" -keys-file "$KF" -mix enterprise=100 -targets "$TARGETS" -c "$c" "${run_args[@]}" \
     -quiet -json >"$OUT/results/$name.load.json" 2>>"$LOGS/loadgen.log" || true
   others_end
-  [ -n "$floor" ] || { f1=$(metric tierlimit_forward_duration_seconds_count) fb1=$(metric tierlimit_local_fallbacks_total); }
-  jq -c --argjson fw $((f1 - f0)) --argjson fb $((fb1 - fb0)) --argjson o "$OTHERS" '. + {forwarded: $fw, fallbacks: $fb, others_pct: $o}' \
+  local d99=null d999=null
+  if [ -z "$floor" ]; then
+    f1=$(metric tierlimit_forward_duration_seconds_count) fb1=$(metric tierlimit_local_fallbacks_total)
+    decided >"$OUT/results/$name.dec1"
+    d99=$(decided_within "$OUT/results/$name.dec0" "$OUT/results/$name.dec1" 0.99)
+    d999=$(decided_within "$OUT/results/$name.dec0" "$OUT/results/$name.dec1" 0.999)
+  fi
+  jq -c --argjson fw $((f1 - f0)) --argjson fb $((fb1 - fb0)) --argjson o "$OTHERS" --argjson d99 "$d99" --argjson d999 "$d999" \
+    '. + {forwarded: $fw, fallbacks: $fb, others_pct: $o, decided_p99_within_us: $d99, decided_p99_9_within_us: $d999}' \
     "$OUT/results/$name.load.json" >"$OUT/results/$name.json"
-  log "$name: $(jq -r '"\(.requests_per_second | floor) req/s, p50 \(.latency.p50_us | floor) us, p99 \(.latency.p99_us | floor) us, p99.9 \(.latency.p99_9_us | floor) us, max \(.latency.max_us | floor) us, forwarded \(.forwarded), fallbacks \(.fallbacks), 429s \(.status["429"]), others \(.others_pct)%"' "$OUT/results/$name.json")"
+  log "$name: $(jq -r '"\(.requests_per_second | floor) req/s, p50 \(.latency.p50_us | floor) us, p99 \(.latency.p99_us | floor) us, p99.9 \(.latency.p99_9_us | floor) us, max \(.latency.max_us | floor) us, forwarded \(.forwarded), fallbacks \(.fallbacks), 429s \(.status["429"]), others \(.others_pct)%, the nodes decided 99% within \(.decided_p99_within_us) us, 99.9% within \(.decided_p99_9_within_us) us"' "$OUT/results/$name.json")"
 }
 
 accrun() {
@@ -408,15 +436,16 @@ row() {
     --slurpfile f "$OUT/results/$floor.json" '
     def us: if . < 1000 then "\(. | round) µs" else "\(. / 10 | round / 100) ms" end;
     def signed: if . < 0 then "−\(-. | us)" else "+\(. | us)" end;
+    def within: if . == null then "-" elif type == "string" then . else "≤ \(. | us)" end;
     ($f[0].latency) as $fl
-    | "| \($design) | \($d) | \($c) | \(.requests_per_second | round) | \(.latency.p50_us | us) | \(.latency.p99_us | us) | \(.latency.p99_9_us | us) | \(.latency.p50_us - $fl.p50_us | signed) | \(.latency.p99_us - $fl.p99_us | signed) | \(100 * .forwarded / .requests * 10 | round / 10)% | \(.fallbacks) | \(.others_pct)%\(if .others_pct > $max then " (disturbed)" else "" end) | \(if $a == null then "" else ([$a.accuracy.tiers[] | "\(.tier) \(if .admitted_min == .admitted_max then "\(.admitted_min)" else "\(.admitted_min)–\(.admitted_max)" end) / \(.limits[-1])"] | join(", ")) + " (\($a.fallbacks) fallbacks)" end) |"' \
+    | "| \($design) | \($d) | \($c) | \(.requests_per_second | round) | \(.latency.p50_us | us) | \(.latency.p99_us | us) | \(.latency.p99_9_us | us) | \(.latency.p50_us - $fl.p50_us | signed) | \(.latency.p99_us - $fl.p99_us | signed) | \(100 * .forwarded / .requests * 10 | round / 10)% | \(.fallbacks) | \(.decided_p99_within_us | within) / \(.decided_p99_9_within_us | within) | \(.others_pct)%\(if .others_pct > $max then " (disturbed)" else "" end) | \(if $a == null then "" else ([$a.accuracy.tiers[] | "\(.tier) \(if .admitted_min == .admitted_max then "\(.admitted_min)" else "\(.admitted_min)–\(.admitted_max)" end) / \(.limits[-1])"] | join(", ")) + " (\($a.fallbacks) fallbacks)" end) |"' \
     "$OUT/results/$v-$d-$name.json"
 }
 floor_note() {
   jq -r '"p50 \(.latency.p50_us | round) µs, p99 \(.latency.p99_us | round) µs, p99.9 \(.latency.p99_9_us | round) µs (\(.requests_per_second | round) req/s; others \(.others_pct)%)"' "$OUT/results/$1.json"
 }
-HEADER="| design | delay | c | req/s | p50 | p99 | p99.9 | p50 added | p99 added | paid a round trip | fallbacks | others | accuracy (admitted / L per key, c = 64) |"
-RULE="|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|"
+HEADER="| design | delay | c | req/s | p50 | p99 | p99.9 | p50 added | p99 added | paid a round trip | fallbacks | node decided 99% / 99.9% | others | accuracy (admitted / L per key, c = 64) |"
+RULE="|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|"
 {
   echo "# The cluster across a network delay"
   echo
@@ -461,7 +490,7 @@ RULE="|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|"
     echo "**The limit bound in some runs** (429s, answered without a full check, so these rows understate the cost of a check): ${bound//;/; }."
   fi
   echo
-  echo "Paid a round trip: checks forwarded to their owner on the request path, out of all requests; lease renewals go out in the background and are not counted. Fallbacks: checks decided locally because the owner did not answer in time. Others: the share of the two CPUs other programs took during the measured run (above $MAX_OTHERS%: disturbed); the script waits for the machine to be quiet before each run."
+  echo "Paid a round trip: checks forwarded to their owner on the request path, out of all requests; lease renewals go out in the background and are not counted. Fallbacks: checks decided locally because the owner did not answer in time. Node decided: the bucket bound of \`tierlimit_decision_duration_seconds\` (all nodes, all paths, over the measured run) within which 99% and 99.9% of the decisions took, from reading the key to the decision: what of the request's time the limiter itself holds, the rest being HTTP and waiting for a CPU. Others: the share of the two CPUs other programs took during the measured run (above $MAX_OTHERS%: disturbed); the script waits for the machine to be quiet before each run."
 } >"$md"
 if [ "$MODE" = full ] && [ "$COMPLETE" = 1 ]; then
   cp "$md" docs/network.md
