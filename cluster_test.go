@@ -94,6 +94,18 @@ func startCluster(t *testing.T, n int, co clusterOpts) *testCluster {
 		c.add(co.clusterKey)
 	}
 	c.waitMembers(n)
+	// A node that just took keys over holds them to a share of their
+	// limits until the hand-off from their previous owner lands (ownership
+	// Imports); on a loaded machine that can outlast the joins. Tests
+	// count from a settled cluster.
+	require.Eventually(t, func() bool {
+		for _, nd := range c.nodes {
+			if nd.imports.Importing(time.Now()) {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second, 10*time.Millisecond, "a node still holds keys it took over to their share")
 	return c
 }
 

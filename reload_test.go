@@ -63,9 +63,9 @@ func TestClusterReloadIsPerNodeAndPublishesItsHash(t *testing.T) {
 	c := startCluster(t, 3, clusterOpts{steady: true})
 	// A key owned by node-2, used up through node-0.
 	key := ownedBy(t, c, 2, "free")
-	for range 20 {
-		code, _ := get(t, c.nodes[0], key)
-		require.Equal(t, http.StatusOK, code)
+	for i := range 20 {
+		code, limit := get(t, c.nodes[0], key)
+		require.Equal(t, http.StatusOK, code, "request %d, limit %s, share %v", i, limit, c.nodes[0].router.Share())
 	}
 	code, _ := get(t, c.nodes[0], key)
 	require.Equal(t, http.StatusTooManyRequests, code)

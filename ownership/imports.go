@@ -88,6 +88,33 @@ func (im *Imports) Arrived(from string, now time.Time) {
 	im.arrived.Store(from, now.UnixNano())
 }
 
+// Importing reports whether, at now, some key this node owns may still be
+// held to its share: ImportFor has not passed since the last change of
+// members, and a member that stayed has not handed its counts over since.
+func (im *Imports) Importing(now time.Time) bool {
+	if im == nil {
+		return false
+	}
+	c := im.cur.Load()
+	if c == nil || !now.Before(c.at.Add(ImportFor)) {
+		return false
+	}
+	for from := range c.stayed {
+		if !im.landed(from, c) {
+			return true
+		}
+	}
+	return false
+}
+
+// landed reports whether a hand-off from the member called from belongs to
+// the change c: one that landed up to ImportFor before this node saw the
+// change counts, since the sender may have seen it first.
+func (im *Imports) landed(from string, c *importing) bool {
+	at, ok := im.arrived.Load(from)
+	return ok && at.(int64) >= c.at.Add(-ImportFor).UnixNano()
+}
+
 // Limit returns the limit to apply at now to key, which this node owns,
 // under limit: limit itself, or, while the key's count is on its way from
 // its previous owner, the share ceil(limit / members).
@@ -103,9 +130,7 @@ func (im *Imports) Limit(now time.Time, key string, limit int) int {
 	if !ok || !c.stayed[from] {
 		return limit // this node's before, or a leaver's or failed member's, counted from its copy
 	}
-	// A hand-off that landed up to ImportFor before this node saw the
-	// change belongs to it: the sender may have seen it first.
-	if at, ok := im.arrived.Load(from); ok && at.(int64) >= c.at.Add(-ImportFor).UnixNano() {
+	if im.landed(from, c) {
 		return limit
 	}
 	return min(limit, localShare(limit, c.members))

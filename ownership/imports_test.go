@@ -38,6 +38,7 @@ func TestImportsHoldAKeyToItsShareUntilItsCountArrives(t *testing.T) {
 	t0 := routerT0
 	im := NewImports("a")
 	assert.Equal(t, 20, im.Limit(t0, fromB, 20), "nothing moved yet")
+	assert.False(t, im.Importing(t0), "nothing moved yet")
 
 	im.Moved([]string{"a"}, cur, t0) // a was alone: it has just joined b and c
 	steps := []struct {
@@ -46,19 +47,26 @@ func TestImportsHoldAKeyToItsShareUntilItsCountArrives(t *testing.T) {
 		arrived string
 		key     string
 		want    int
+		held    bool // Importing
 	}{
-		{"from b, nothing arrived", 0, "", fromB, 7},
-		{"from c, nothing arrived", 0, "", fromC, 7},
-		{"b's hand-off lands", time.Millisecond, "b", fromB, 20},
-		{"c's has not", time.Millisecond, "", fromC, 7},
-		{"ImportFor has passed", ImportFor, "", fromC, 20},
+		{"from b, nothing arrived", 0, "", fromB, 7, true},
+		{"from c, nothing arrived", 0, "", fromC, 7, true},
+		{"b's hand-off lands", time.Millisecond, "b", fromB, 20, true},
+		{"c's has not", time.Millisecond, "", fromC, 7, true},
+		{"ImportFor has passed", ImportFor, "", fromC, 20, false},
 	}
 	for _, st := range steps {
 		if st.arrived != "" {
 			im.Arrived(st.arrived, t0.Add(st.at))
 		}
 		assert.Equal(t, st.want, im.Limit(t0.Add(st.at), st.key, 20), st.name)
+		assert.Equal(t, st.held, im.Importing(t0.Add(st.at)), st.name)
 	}
+	im.Moved([]string{"a"}, cur, t0.Add(time.Minute))
+	im.Arrived("b", t0.Add(time.Minute))
+	assert.True(t, im.Importing(t0.Add(time.Minute)), "c's hand-off has not landed")
+	im.Arrived("c", t0.Add(time.Minute))
+	assert.False(t, im.Importing(t0.Add(time.Minute)), "both hand-offs landed")
 
 	// c leaves a ring of a, b, c: its keys come from copies, so none is
 	// held; a's own keys never are.
@@ -77,6 +85,7 @@ func TestImportsHoldAKeyToItsShareUntilItsCountArrives(t *testing.T) {
 
 	var none *Imports
 	assert.Equal(t, 20, none.Limit(t0, fromB, 20), "no Imports: the limit")
+	assert.False(t, none.Importing(t0), "no Imports")
 }
 
 // TestOwnerHoldsAnImportedKeyToItsShare: checks forwarded to a new owner
