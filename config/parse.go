@@ -8,6 +8,7 @@ import (
 	"io"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -24,15 +25,21 @@ const (
 
 // Parse parses and validates a tiers.json document and fills its defaults.
 // The document is one JSON object with window_seconds (required), tiers
-// (required, at least one) and api_keys (optional). Unknown fields, fields
-// given twice, wrong types and trailing data are errors, and every error
-// names the offending field by its JSON path. Members are checked in file
-// order, so the same bad file always gives the same message.
+// (required, at least one), cost_unit (required when a tier has a cost)
+// and api_keys (optional). A tier has limit, burst and degraded, and may
+// have cost (the same three and default_estimate) and concurrency (the
+// same three). Unknown fields, fields given twice, wrong types and
+// trailing data are errors, and every error names the offending field by
+// its JSON path. Members are checked in file order, so the same bad file
+// always gives the same message.
 //
-// Bounds: window_seconds is 1 to 86400 (24 hours); limit, burst and degraded
-// are 1 to 1e9; a tier name is 1 to 64 bytes; an API key is 1 to 256 bytes
-// of printable ASCII without spaces, the same rule the HTTP layer applies to
-// X-API-Key, so every key in the file can actually be sent.
+// Bounds: window_seconds is 1 to 86400 (24 hours); every limit, burst and
+// degraded is 1 to 1e9, with degraded <= limit <= burst; default_estimate
+// is 0 to the cost's burst; cost_unit is 1 to 64 letters, digits, '-', '_'
+// or '.', starting with a letter; a tier name is 1 to 64 bytes; an API key
+// is 1 to 256 bytes of printable ASCII without spaces, the same rule the
+// HTTP layer applies to X-API-Key, so every key in the file can actually be
+// sent.
 func Parse(data []byte) (*Tiers, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	var root json.RawMessage
@@ -46,17 +53,19 @@ func Parse(data []byte) (*Tiers, error) {
 		return nil, fmt.Errorf("unexpected data after the top-level object at byte %d", dec.InputOffset())
 	}
 
-	var windowRaw, tiersRaw, keysRaw json.RawMessage
+	var windowRaw, unitRaw, tiersRaw, keysRaw json.RawMessage
 	err := eachMember(root, "", func(name string, value json.RawMessage) error {
 		switch name {
 		case "window_seconds":
 			windowRaw = value
+		case "cost_unit":
+			unitRaw = value
 		case "tiers":
 			tiersRaw = value
 		case "api_keys":
 			keysRaw = value
 		default:
-			return fmt.Errorf("%s: unknown field (want window_seconds, tiers or api_keys)", field("", name))
+			return fmt.Errorf("%s: unknown field (want window_seconds, cost_unit, tiers or api_keys)", field("", name))
 		}
 		return nil
 	})
@@ -76,6 +85,11 @@ func Parse(data []byte) (*Tiers, error) {
 		return nil, err
 	}
 	t.Window = time.Duration(secs) * time.Second
+	if unitRaw != nil {
+		if t.CostUnit, err = parseUnit("cost_unit", unitRaw); err != nil {
+			return nil, err
+		}
+	}
 
 	if tiersRaw == nil {
 		return nil, errors.New("tiers: missing")
@@ -97,6 +111,11 @@ func Parse(data []byte) (*Tiers, error) {
 		t.names = append(t.names, name)
 	}
 	slices.Sort(t.names)
+	for _, name := range t.names {
+		if t.tiers[name].Cost.Set() && t.CostUnit == "" {
+			return nil, fmt.Errorf("cost_unit: missing; %s needs it, to say what a cost counts", field(field("tiers", name), "cost"))
+		}
+	}
 
 	if keysRaw != nil {
 		if err := eachMember(keysRaw, "api_keys", func(key string, value json.RawMessage) error {
@@ -127,7 +146,7 @@ func Parse(data []byte) (*Tiers, error) {
 }
 
 // parseTier parses the object of the tier called name, fills its defaults
-// and checks that 0 < degraded <= limit <= burst.
+// and checks that 0 < degraded <= limit <= burst, in each dimension.
 func parseTier(name string, value json.RawMessage) (Tier, error) {
 	path := field("tiers", name)
 	switch {
@@ -136,7 +155,47 @@ func parseTier(name string, value json.RawMessage) (Tier, error) {
 	case len(name) > maxTierNameLen:
 		return Tier{}, fmt.Errorf("%s: tier name longer than %d bytes", path, maxTierNameLen)
 	}
+	tier := Tier{Name: name}
+	var estimate int64
+	cost := member{"cost", func(p string, v json.RawMessage) (err error) {
+		tier.Cost, err = parseLimits(p, v, member{"default_estimate", func(p string, v json.RawMessage) (err error) {
+			estimate, err = parseIntIn(p, v, 0, maxLimit)
+			return err
+		}})
+		return err
+	}}
+	concurrency := member{"concurrency", func(p string, v json.RawMessage) (err error) {
+		tier.Concurrency, err = parseLimits(p, v)
+		return err
+	}}
+	requests, err := parseLimits(path, value, cost, concurrency)
+	if err != nil {
+		return Tier{}, err
+	}
+	if estimate > int64(tier.Cost.Burst) {
+		return Tier{}, fmt.Errorf("%s.cost.default_estimate: %d is more than burst %d: no request without an estimate could ever be admitted", path, estimate, tier.Cost.Burst)
+	}
+	tier.Limit, tier.Burst, tier.Degraded = requests.Limit, requests.Burst, requests.Degraded
+	tier.CostEstimate = int(estimate)
+	return tier, nil
+}
+
+// member is a member of an object that parseLimits parses with its own
+// function, given the member's path.
+type member struct {
+	name  string
+	parse func(path string, value json.RawMessage) error
+}
+
+// parseLimits parses the object at path: limit (required), burst and
+// degraded (default: limit), each 1 to maxLimit, and the members of more;
+// it fills the defaults and checks that 0 < degraded <= limit <= burst.
+func parseLimits(path string, value json.RawMessage, more ...member) (Limits, error) {
 	var limit, burst, degraded int64
+	want := []string{"limit", "burst", "degraded"}
+	for _, m := range more {
+		want = append(want, m.name)
+	}
 	err := eachMember(value, path, func(f string, v json.RawMessage) error {
 		var dst *int64
 		switch f {
@@ -147,7 +206,12 @@ func parseTier(name string, value json.RawMessage) (Tier, error) {
 		case "degraded":
 			dst = &degraded
 		default:
-			return fmt.Errorf("%s: unknown field (want limit, burst or degraded)", field(path, f))
+			for _, m := range more {
+				if m.name == f {
+					return m.parse(field(path, f), v)
+				}
+			}
+			return fmt.Errorf("%s: unknown field (want %s or %s)", field(path, f), strings.Join(want[:len(want)-1], ", "), want[len(want)-1])
 		}
 		n, err := parseInt(field(path, f), v, maxLimit)
 		if err != nil {
@@ -157,11 +221,11 @@ func parseTier(name string, value json.RawMessage) (Tier, error) {
 		return nil
 	})
 	if err != nil {
-		return Tier{}, err
+		return Limits{}, err
 	}
 	// parseInt refuses zero, so zero here means "not given".
 	if limit == 0 {
-		return Tier{}, fmt.Errorf("%s.limit: missing", path)
+		return Limits{}, fmt.Errorf("%s.limit: missing", path)
 	}
 	if burst == 0 {
 		burst = limit
@@ -170,30 +234,73 @@ func parseTier(name string, value json.RawMessage) (Tier, error) {
 		degraded = limit
 	}
 	if burst < limit {
-		return Tier{}, fmt.Errorf("%s.burst: %d is less than limit %d", path, burst, limit)
+		return Limits{}, fmt.Errorf("%s.burst: %d is less than limit %d", path, burst, limit)
 	}
 	if degraded > limit {
-		return Tier{}, fmt.Errorf("%s.degraded: %d is more than limit %d", path, degraded, limit)
+		return Limits{}, fmt.Errorf("%s.degraded: %d is more than limit %d", path, degraded, limit)
 	}
-	return Tier{Name: name, Limit: int(limit), Burst: int(burst), Degraded: int(degraded)}, nil
+	return Limits{Limit: int(limit), Burst: int(burst), Degraded: int(degraded)}, nil
 }
+
+// maxUnitLen is the longest cost_unit accepted, in bytes.
+const maxUnitLen = 64
+
+// parseUnit parses value, the JSON at path, as a unit's name: 1 to 64
+// letters, digits, '-', '_' or '.', starting with a letter, so that it
+// goes into a header (RateLimit-Policy's qu) as it is.
+func parseUnit(path string, value json.RawMessage) (string, error) {
+	if k := kind(value); k != "string" {
+		return "", fmt.Errorf("%s: got %s, want a unit's name such as \"audio-seconds\"", path, k)
+	}
+	var unit string
+	if err := json.Unmarshal(value, &unit); err != nil {
+		return "", fmt.Errorf("%s: %w", path, err)
+	}
+	switch {
+	case unit == "":
+		return "", fmt.Errorf("%s: empty", path)
+	case len(unit) > maxUnitLen:
+		return "", fmt.Errorf("%s: longer than %d bytes", path, maxUnitLen)
+	case !isLetter(rune(unit[0])):
+		return "", fmt.Errorf("%s: %q does not start with a letter", path, shorten(unit))
+	}
+	for _, c := range unit {
+		if !isLetter(c) && !('0' <= c && c <= '9') && c != '-' && c != '_' && c != '.' {
+			return "", fmt.Errorf("%s: %q holds %q; want letters, digits, '-', '_' or '.'", path, shorten(unit), c)
+		}
+	}
+	return unit, nil
+}
+
+// isLetter reports whether c is an ASCII letter.
+func isLetter(c rune) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' }
 
 // parseInt parses value, the JSON at path, as an integer in [1, max].
 func parseInt(path string, value json.RawMessage, max int64) (int64, error) {
+	return parseIntIn(path, value, 1, max)
+}
+
+// parseIntIn parses value, the JSON at path, as an integer in [min, max];
+// min is 0 or 1.
+func parseIntIn(path string, value json.RawMessage, min, max int64) (int64, error) {
+	want, below := "a positive integer", "is not positive"
+	if min == 0 {
+		want, below = "an integer, 0 or more", "is negative"
+	}
 	if k := kind(value); k != "number" {
-		return 0, fmt.Errorf("%s: got %s, want a positive integer", path, k)
+		return 0, fmt.Errorf("%s: got %s, want %s", path, k, want)
 	}
 	value = bytes.TrimSpace(value)
 	n, err := strconv.ParseInt(string(value), 10, 64)
 	switch {
 	case errors.Is(err, strconv.ErrRange) && value[0] == '-':
-		return 0, fmt.Errorf("%s: %s is not positive", path, value)
+		return 0, fmt.Errorf("%s: %s %s", path, value, below)
 	case errors.Is(err, strconv.ErrRange):
 		return 0, fmt.Errorf("%s: %s is more than the maximum %d", path, value, max)
 	case err != nil:
 		return 0, fmt.Errorf("%s: %s is not an integer", path, value)
-	case n <= 0:
-		return 0, fmt.Errorf("%s: %d is not positive", path, n)
+	case n < min:
+		return 0, fmt.Errorf("%s: %d %s", path, n, below)
 	case n > max:
 		return 0, fmt.Errorf("%s: %d is more than the maximum %d", path, n, max)
 	}

@@ -23,10 +23,23 @@ func TestParseDefaults(t *testing.T) {
 		{name: "degraded defaults to limit", tier: `{"limit":7,"burst":9}`, want: Tier{Limit: 7, Burst: 9, Degraded: 7}},
 		{name: "equal bounds", tier: `{"limit":5,"burst":5,"degraded":5}`, want: Tier{Limit: 5, Burst: 5, Degraded: 5}},
 		{name: "largest values", tier: `{"limit":1000000000,"burst":1000000000}`, want: Tier{Limit: 1e9, Burst: 1e9, Degraded: 1e9}},
+		{
+			name: "cost and concurrency given",
+			tier: `{"limit":10,"burst":20,"degraded":2,"cost":{"limit":300,"burst":600,"degraded":60,"default_estimate":30},"concurrency":{"limit":1,"burst":2,"degraded":1}}`,
+			want: Tier{Limit: 10, Burst: 20, Degraded: 2, Cost: Limits{300, 600, 60}, CostEstimate: 30, Concurrency: Limits{1, 2, 1}},
+		},
+		{
+			name: "cost and concurrency default as requests do",
+			tier: `{"limit":10,"cost":{"limit":300,"degraded":60},"concurrency":{"limit":4,"burst":5}}`,
+			want: Tier{Limit: 10, Burst: 10, Degraded: 10, Cost: Limits{300, 300, 60}, Concurrency: Limits{4, 5, 4}},
+		},
+		{name: "an estimate of 0", tier: `{"limit":10,"cost":{"limit":300,"default_estimate":0}}`, want: Tier{Limit: 10, Burst: 10, Degraded: 10, Cost: Limits{300, 300, 300}}},
+		{name: "an estimate of the whole burst", tier: `{"limit":10,"cost":{"limit":300,"burst":400,"default_estimate":400}}`, want: Tier{Limit: 10, Burst: 10, Degraded: 10, Cost: Limits{300, 400, 300}, CostEstimate: 400}},
+		{name: "concurrency alone", tier: `{"limit":10,"concurrency":{"limit":3}}`, want: Tier{Limit: 10, Burst: 10, Degraded: 10, Concurrency: Limits{3, 3, 3}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			doc := `{"window_seconds":60,"tiers":{"t":` + tt.tier + `},"api_keys":{"k":"t"}}`
+			doc := `{"window_seconds":60,"cost_unit":"audio-seconds","tiers":{"t":` + tt.tier + `},"api_keys":{"k":"t"}}`
 			tiers, err := Parse([]byte(doc))
 			require.NoError(t, err, "Parse(%s)", doc)
 			tt.want.Name = "t"
@@ -52,6 +65,7 @@ func TestParseAccepts(t *testing.T) {
 		{name: "one second window", doc: `{"window_seconds":1,"tiers":{"free":{"limit":1}}}`, wantWindow: time.Second},
 		{name: "24 hour window", doc: `{"window_seconds":86400,"tiers":{"free":{"limit":1}}}`, wantWindow: 24 * time.Hour},
 		{name: "trailing whitespace", doc: "{\"window_seconds\":60,\"tiers\":{\"free\":{\"limit\":1}}}\n\n  ", wantWindow: time.Minute},
+		{name: "cost_unit without a cost", doc: `{"window_seconds":60,"cost_unit":"GPU_seconds.v2","tiers":{"free":{"limit":1}}}`, wantWindow: time.Minute},
 		{
 			name:       "256-byte key",
 			doc:        `{"window_seconds":60,"tiers":{"free":{"limit":1}},"api_keys":{"` + strings.Repeat("k", 256) + `":"free"}}`,
@@ -176,6 +190,55 @@ func rejectCases() []rejectCase {
 		{name: "degraded negative", doc: `{"window_seconds":60,"tiers":{"free":{"limit":10,"degraded":-2}}}`, want: []string{"tiers.free.degraded: -2 is not positive"}},
 		{name: "degraded above limit", doc: `{"window_seconds":60,"tiers":{"free":{"limit":10,"degraded":11}}}`, want: []string{"tiers.free.degraded: 11 is more than limit 10"}},
 		{name: "degraded is an array", doc: `{"window_seconds":60,"tiers":{"free":{"limit":10,"degraded":[2]}}}`, want: []string{"tiers.free.degraded: got array"}},
+
+		// cost, concurrency, cost_unit.
+		{
+			name: "unknown tier field names the new ones",
+			doc:  `{"window_seconds":60,"tiers":{"free":{"limit":10,"costs":{}}}}`,
+			want: []string{"tiers.free.costs: unknown field (want limit, burst, degraded, cost or concurrency)"},
+		},
+		{
+			name: "unknown cost field",
+			doc:  `{"window_seconds":60,"cost_unit":"s","tiers":{"free":{"limit":10,"cost":{"limit":5,"estimate":1}}}}`,
+			want: []string{"tiers.free.cost.estimate: unknown field (want limit, burst, degraded or default_estimate)"},
+		},
+		{
+			name: "unknown concurrency field",
+			doc:  `{"window_seconds":60,"tiers":{"free":{"limit":10,"concurrency":{"limit":5,"default_estimate":1}}}}`,
+			want: []string{"tiers.free.concurrency.default_estimate: unknown field (want limit, burst or degraded)"},
+		},
+		{name: "cost is a number", doc: `{"window_seconds":60,"cost_unit":"s","tiers":{"free":{"limit":10,"cost":300}}}`, want: []string{"tiers.free.cost: got number, want an object"}},
+		{name: "cost limit missing", doc: `{"window_seconds":60,"cost_unit":"s","tiers":{"free":{"limit":10,"cost":{"burst":5}}}}`, want: []string{"tiers.free.cost.limit: missing"}},
+		{name: "cost limit zero", doc: `{"window_seconds":60,"cost_unit":"s","tiers":{"free":{"limit":10,"cost":{"limit":0}}}}`, want: []string{"tiers.free.cost.limit: 0 is not positive"}},
+		{name: "cost burst below limit", doc: `{"window_seconds":60,"cost_unit":"s","tiers":{"free":{"limit":10,"cost":{"limit":300,"burst":200}}}}`, want: []string{"tiers.free.cost.burst: 200 is less than limit 300"}},
+		{name: "cost degraded above limit", doc: `{"window_seconds":60,"cost_unit":"s","tiers":{"free":{"limit":10,"cost":{"limit":300,"degraded":301}}}}`, want: []string{"tiers.free.cost.degraded: 301 is more than limit 300"}},
+		{name: "cost over 1e9", doc: `{"window_seconds":60,"cost_unit":"s","tiers":{"free":{"limit":10,"cost":{"limit":1000000001}}}}`, want: []string{"tiers.free.cost.limit: 1000000001 is more than the maximum 1000000000"}},
+		{name: "estimate negative", doc: `{"window_seconds":60,"cost_unit":"s","tiers":{"free":{"limit":10,"cost":{"limit":300,"default_estimate":-1}}}}`, want: []string{"tiers.free.cost.default_estimate: -1 is negative"}},
+		{name: "estimate a string", doc: `{"window_seconds":60,"cost_unit":"s","tiers":{"free":{"limit":10,"cost":{"limit":300,"default_estimate":"30"}}}}`, want: []string{"tiers.free.cost.default_estimate: got string, want an integer, 0 or more"}},
+		{
+			name: "estimate above burst",
+			doc:  `{"window_seconds":60,"cost_unit":"s","tiers":{"free":{"limit":10,"cost":{"limit":300,"burst":400,"default_estimate":401}}}}`,
+			want: []string{"tiers.free.cost.default_estimate: 401 is more than burst 400"},
+		},
+		{name: "concurrency limit zero", doc: `{"window_seconds":60,"tiers":{"free":{"limit":10,"concurrency":{"limit":0}}}}`, want: []string{"tiers.free.concurrency.limit: 0 is not positive"}},
+		{name: "concurrency burst below limit", doc: `{"window_seconds":60,"tiers":{"free":{"limit":10,"concurrency":{"limit":2,"burst":1}}}}`, want: []string{"tiers.free.concurrency.burst: 1 is less than limit 2"}},
+		{name: "concurrency is null", doc: `{"window_seconds":60,"tiers":{"free":{"limit":10,"concurrency":null}}}`, want: []string{"tiers.free.concurrency: got null, want an object"}},
+		{name: "repeated cost", doc: `{"window_seconds":60,"cost_unit":"s","tiers":{"free":{"limit":10,"cost":{"limit":1},"cost":{"limit":2}}}}`, want: []string{"tiers.free.cost: given twice"}},
+		{
+			name: "cost without cost_unit",
+			doc:  `{"window_seconds":60,"tiers":{"free":{"limit":10},"pro":{"limit":100,"cost":{"limit":6000}}}}`,
+			want: []string{"cost_unit: missing; tiers.pro.cost needs it"},
+		},
+		{name: "cost_unit empty", doc: `{"window_seconds":60,"cost_unit":"","tiers":{"free":{"limit":1}}}`, want: []string{"cost_unit: empty"}},
+		{name: "cost_unit a number", doc: `{"window_seconds":60,"cost_unit":60,"tiers":{"free":{"limit":1}}}`, want: []string{`cost_unit: got number, want a unit's name such as "audio-seconds"`}},
+		{name: "cost_unit with a quote", doc: `{"window_seconds":60,"cost_unit":"a\"b","tiers":{"free":{"limit":1}}}`, want: []string{`cost_unit: "a\"b" holds '"'`}},
+		{name: "cost_unit with a space", doc: `{"window_seconds":60,"cost_unit":"audio seconds","tiers":{"free":{"limit":1}}}`, want: []string{`cost_unit: "audio seconds" holds ' '`}},
+		{name: "cost_unit starting with a digit", doc: `{"window_seconds":60,"cost_unit":"1s","tiers":{"free":{"limit":1}}}`, want: []string{`cost_unit: "1s" does not start with a letter`}},
+		{
+			name: "cost_unit too long",
+			doc:  `{"window_seconds":60,"cost_unit":"` + strings.Repeat("u", 65) + `","tiers":{"free":{"limit":1}}}`,
+			want: []string{"cost_unit: longer than 64 bytes"},
+		},
 
 		// api_keys.
 		{

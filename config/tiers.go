@@ -24,6 +24,21 @@
 //	  },
 //	  "api_keys": {"free-demo-1": "free", "pro-demo-1": "pro"}
 //	}
+//
+// A tier may also limit what its requests cost per window, in a unit the
+// file names once (cost_unit), and how many of them run at once; each has
+// its own limit, burst and degraded, and a cost its default_estimate, what
+// a request that brings no estimate reserves (0 unless given):
+//
+//	{
+//	  "window_seconds": 60,
+//	  "cost_unit": "audio-seconds",
+//	  "tiers": {
+//	    "free": {"limit": 10, "burst": 20, "degraded": 2,
+//	             "cost": {"limit": 300, "burst": 600, "degraded": 60, "default_estimate": 30},
+//	             "concurrency": {"limit": 1, "burst": 2}}
+//	  }
+//	}
 package config
 
 import (
@@ -55,15 +70,48 @@ type Tier struct {
 	// Degraded is the limit per window in DEGRADED. Positive and at most
 	// Limit; defaults to Limit.
 	Degraded int
+
+	// Cost limits what the tier's requests cost per window, in the file's
+	// CostUnit; zero when the tier has no "cost".
+	Cost Limits
+	// CostEstimate is what a request that brings no estimate of its cost
+	// reserves ("cost.default_estimate"): 0 unless given, at most
+	// Cost.Burst.
+	CostEstimate int
+	// Concurrency limits how many of the tier's requests run at once, per
+	// key; zero when the tier has no "concurrency".
+	Concurrency Limits
 }
 
 // LimitFor returns the limit in force: Burst when degraded is false,
 // Degraded when it is true.
 func (t Tier) LimitFor(degraded bool) int {
+	return t.Requests().For(degraded)
+}
+
+// Requests returns the tier's limits on requests per window.
+func (t Tier) Requests() Limits {
+	return Limits{Limit: t.Limit, Burst: t.Burst, Degraded: t.Degraded}
+}
+
+// Limits are a tier's limits in one dimension (requests, cost per window,
+// requests in flight), with the same rules as a tier's own: 0 < Degraded
+// <= Limit <= Burst. The zero Limits is a dimension the tier does not
+// limit.
+type Limits struct {
+	Limit, Burst, Degraded int
+}
+
+// Set reports whether l limits anything: false for the zero Limits.
+func (l Limits) Set() bool { return l.Limit > 0 }
+
+// For returns the limit in force: Burst when degraded is false, Degraded
+// when it is true.
+func (l Limits) For(degraded bool) int {
 	if degraded {
-		return t.Degraded
+		return l.Degraded
 	}
-	return t.Burst
+	return l.Burst
 }
 
 // Tiers is a validated tier table. It is immutable after Load or Parse
@@ -72,6 +120,9 @@ func (t Tier) LimitFor(degraded bool) int {
 type Tiers struct {
 	// Window is the counting window. Positive, at most 24 hours.
 	Window time.Duration
+	// CostUnit names what a cost counts ("cost_unit"), as RateLimit-Policy's
+	// qu says it: set whenever a tier has a cost, and maybe when none has.
+	CostUnit string
 
 	tiers map[string]Tier // tier name -> tier
 	keys  map[string]Tier // API key -> its tier, resolved once
@@ -148,15 +199,31 @@ func (t *Tiers) computeHash() string {
 	buf = append(buf, "window_ns "...)
 	buf = strconv.AppendInt(buf, int64(t.Window), 10)
 	buf = append(buf, '\n')
-	for _, name := range t.names {
-		tier := t.tiers[name]
-		buf = append(buf, "tier "...)
+	// What came after v1 adds lines only where a file uses it, so that a
+	// file without it hashes as before (nodes of both versions agree).
+	if t.CostUnit != "" {
+		buf = append(buf, "cost_unit "...)
+		buf = strconv.AppendQuote(buf, t.CostUnit)
+		buf = append(buf, '\n')
+	}
+	ints := func(prefix, name string, ns ...int) {
+		buf = append(buf, prefix...)
 		buf = strconv.AppendQuote(buf, name)
-		for _, n := range [...]int{tier.Limit, tier.Burst, tier.Degraded} {
+		for _, n := range ns {
 			buf = append(buf, ' ')
 			buf = strconv.AppendInt(buf, int64(n), 10)
 		}
 		buf = append(buf, '\n')
+	}
+	for _, name := range t.names {
+		tier := t.tiers[name]
+		ints("tier ", name, tier.Limit, tier.Burst, tier.Degraded)
+		if c := tier.Cost; c.Set() {
+			ints("tier_cost ", name, c.Limit, c.Burst, c.Degraded, tier.CostEstimate)
+		}
+		if c := tier.Concurrency; c.Set() {
+			ints("tier_concurrency ", name, c.Limit, c.Burst, c.Degraded)
+		}
 	}
 	keys := make([]string, 0, len(t.keys))
 	for k := range t.keys {

@@ -197,6 +197,10 @@ func TestHash(t *testing.T) {
 	require.Len(t, baseHash, 16)
 	_, err = strconv.ParseUint(baseHash, 16, 64)
 	require.NoError(t, err, "Hash() = %q, want 16 hex digits", baseHash)
+	// The canonical form of a file without cost or concurrency is v1's, so
+	// nodes that know those and nodes that do not agree on its hash:
+	// sha256("tierlimit tiers v1\nwindow_ns 60000000000\ntier \"free\" 10 20 2\n…").
+	assert.Equal(t, "e1f5c20045e3d57c", baseHash, "a file without cost or concurrency no longer hashes as before")
 
 	tests := []struct {
 		name string
@@ -226,6 +230,18 @@ func TestHash(t *testing.T) {
 			name: "escaped key",
 			doc:  `{"window_seconds":60,"tiers":{"free":{"limit":10,"burst":20,"degraded":2},"pro":{"limit":100}},"api_keys":{"\u0061":"free","b":"pro"}}`,
 			same: true,
+		},
+		{
+			name: "cost_unit added",
+			doc:  `{"window_seconds":60,"cost_unit":"s","tiers":{"free":{"limit":10,"burst":20,"degraded":2},"pro":{"limit":100}},"api_keys":{"a":"free","b":"pro"}}`,
+		},
+		{
+			name: "cost added",
+			doc:  `{"window_seconds":60,"cost_unit":"s","tiers":{"free":{"limit":10,"burst":20,"degraded":2,"cost":{"limit":5}},"pro":{"limit":100}},"api_keys":{"a":"free","b":"pro"}}`,
+		},
+		{
+			name: "concurrency added",
+			doc:  `{"window_seconds":60,"tiers":{"free":{"limit":10,"burst":20,"degraded":2,"concurrency":{"limit":1}},"pro":{"limit":100}},"api_keys":{"a":"free","b":"pro"}}`,
 		},
 		{
 			name: "window changed",
