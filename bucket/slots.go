@@ -1,0 +1,167 @@
+package bucket
+
+import (
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Slots counts, per key, the jobs that run at once: a concurrency limit.
+// A job takes a slot when it is admitted and gives it back when it ends.
+// Unlike a Store's counts, slots do not decay with a window: a slot is
+// held until it is released, or until its deadline, so that one whose
+// release never comes (a client gone, a process that lost track of it)
+// does not hold its key's slot for ever. Each slot names its holder, the
+// node that admitted the job, so that all the slots of a node that failed
+// can be given back at once.
+//
+// The zero value is not usable; use NewSlots. A Slots is safe for
+// concurrent use.
+type Slots struct {
+	seed   maphash.Seed
+	shards [slotShards]slotShard
+	nextID atomic.Uint64
+}
+
+// slotShards is how many locks the keys are spread over.
+const slotShards = 16
+
+type slotShard struct {
+	// mu guards m.
+	mu sync.Mutex
+	m  map[string][]slot // key -> its slots held, in no order
+}
+
+// slot is one job's slot.
+type slot struct {
+	id     uint64
+	holder string
+	until  int64 // Unix nanoseconds: the slot ends then if not released
+}
+
+// NewSlots returns an empty Slots.
+func NewSlots() *Slots {
+	s := &Slots{seed: maphash.MakeSeed()}
+	for i := range s.shards {
+		s.shards[i].m = make(map[string][]slot)
+	}
+	return s
+}
+
+func (s *Slots) shardOf(key string) *slotShard {
+	return &s.shards[maphash.String(s.seed, key)%slotShards]
+}
+
+// Acquire takes a slot of key for holder at now, if fewer than limit are
+// held, for until at the latest. It returns the slot's id, never 0, and
+// how many slots of key are held with it; or, when the key has limit
+// slots held already, id 0 and that number. Slots past their deadline are
+// not counted.
+func (s *Slots) Acquire(now time.Time, key, holder string, limit int, until time.Time) (id uint64, held int) {
+	sh := s.shardOf(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	cur := live(sh.m[key], now.UnixNano())
+	if len(cur) >= limit {
+		sh.put(key, cur)
+		return 0, len(cur)
+	}
+	id = s.nextID.Add(1)
+	cur = append(cur, slot{id: id, holder: holder, until: until.UnixNano()})
+	sh.m[key] = cur
+	return id, len(cur)
+}
+
+// Release gives back the slot id of key, and reports whether it was held
+// (false: released already, ended at its deadline, or never taken).
+func (s *Slots) Release(key string, id uint64) bool {
+	sh := s.shardOf(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	held := sh.m[key]
+	for i := range held {
+		if held[i].id == id {
+			held[i] = held[len(held)-1]
+			sh.put(key, held[:len(held)-1])
+			return true
+		}
+	}
+	return false
+}
+
+// Held returns how many slots of key are held at now.
+func (s *Slots) Held(now time.Time, key string) int {
+	sh := s.shardOf(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	n := now.UnixNano()
+	c := 0
+	for _, sl := range sh.m[key] {
+		if sl.until > n {
+			c++
+		}
+	}
+	return c
+}
+
+// ReleaseHolder gives back every slot holder holds, of every key, and
+// returns how many: the holder failed or restarted, and its jobs with it.
+func (s *Slots) ReleaseHolder(holder string) int {
+	n := 0
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		for key, held := range sh.m {
+			kept := held[:0]
+			for _, sl := range held {
+				if sl.holder == holder {
+					n++
+					continue
+				}
+				kept = append(kept, sl)
+			}
+			sh.put(key, kept)
+		}
+		sh.mu.Unlock()
+	}
+	return n
+}
+
+// Sweep ends every slot past its deadline at now and forgets keys that
+// hold none; it returns how many slots it ended.
+func (s *Slots) Sweep(now time.Time) int {
+	n, ended := now.UnixNano(), 0
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		for key, held := range sh.m {
+			kept := live(held, n)
+			ended += len(held) - len(kept)
+			sh.put(key, kept)
+		}
+		sh.mu.Unlock()
+	}
+	return ended
+}
+
+// live returns held without the slots past their deadline at n, in place.
+func live(held []slot, n int64) []slot {
+	kept := held[:0]
+	for _, sl := range held {
+		if sl.until > n {
+			kept = append(kept, sl)
+		}
+	}
+	return kept
+}
+
+// put stores held as key's slots, or forgets key if it holds none. sh.mu
+// must be held.
+func (sh *slotShard) put(key string, held []slot) {
+	if len(held) == 0 {
+		delete(sh.m, key)
+		return
+	}
+	sh.m[key] = held
+}

@@ -1,0 +1,116 @@
+package bucket
+
+import (
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestSlotsStep(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	s := NewSlots()
+	ids := map[string]uint64{}
+	steps := []struct {
+		name    string
+		at      time.Duration
+		op      string // acquire, release, holder, sweep
+		key     string
+		holder  string
+		until   time.Duration // acquire: the slot's deadline, from t0
+		tag     string        // acquire: remembers the id; release: the id to give back
+		wantOK  bool          // acquire: a slot taken; release: it was held
+		wantN   int           // acquire: slots held after; holder, sweep: slots ended
+		wantNow int           // Held(key) after the step
+	}{
+		{"first of 2", 0, "acquire", "k", "a", time.Hour, "a1", true, 1, 1},
+		{"second of 2", 0, "acquire", "k", "b", time.Hour, "b1", true, 2, 2},
+		{"third refused", 0, "acquire", "k", "a", time.Hour, "", false, 2, 2},
+		{"other key free", 0, "acquire", "j", "a", 2 * time.Second, "j1", true, 1, 1},
+		{"a job ends", time.Second, "release", "k", "", 0, "a1", true, 0, 1},
+		{"released twice", time.Second, "release", "k", "", 0, "a1", false, 0, 1},
+		{"its slot is free again", time.Second, "acquire", "k", "a", time.Hour, "a2", true, 2, 2},
+		{"j's slot ends at its deadline", 2 * time.Second, "acquire", "j", "b", time.Hour, "j2", true, 1, 1},
+		{"the ended slot's release finds nothing", 3 * time.Second, "release", "j", "", 0, "j1", false, 0, 1},
+		{"holder b fails", 4 * time.Second, "holder", "k", "b", 0, "", false, 2, 1},
+		{"b's slots are free", 4 * time.Second, "acquire", "k", "c", 5 * time.Second, "c1", true, 2, 2},
+		{"sweep ends c1 at its deadline", 6 * time.Second, "sweep", "k", "", 0, "", false, 1, 1},
+	}
+	for _, st := range steps {
+		now := t0.Add(st.at)
+		switch st.op {
+		case "acquire":
+			limit := 2
+			if st.key == "j" {
+				limit = 1
+			}
+			id, n := s.Acquire(now, st.key, st.holder, limit, t0.Add(st.until))
+			assert.Equal(t, st.wantOK, id != 0, st.name)
+			assert.Equal(t, st.wantN, n, st.name)
+			if st.tag != "" {
+				ids[st.tag] = id
+			}
+		case "release":
+			assert.Equal(t, st.wantOK, s.Release(st.key, ids[st.tag]), st.name)
+		case "holder":
+			assert.Equal(t, st.wantN, s.ReleaseHolder(st.holder), st.name)
+		case "sweep":
+			assert.Equal(t, st.wantN, s.Sweep(now), st.name)
+		}
+		assert.Equal(t, st.wantNow, s.Held(now, st.key), st.name)
+	}
+}
+
+func TestSlotsForgetKeysWithoutSlots(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	s := NewSlots()
+	id, _ := s.Acquire(t0, "k", "", 1, t0.Add(time.Minute))
+	require.NotZero(t, id)
+	require.True(t, s.Release("k", id))
+	_, _ = s.Acquire(t0, "j", "", 1, t0.Add(time.Second))
+	assert.Equal(t, 1, s.Sweep(t0.Add(time.Second)))
+	n := 0
+	for i := range s.shards {
+		n += len(s.shards[i].m)
+	}
+	assert.Zero(t, n, "keys without slots are forgotten")
+}
+
+// TestSlotsNeverOverLimit: however many goroutines race for a key's
+// slots, no more than its limit are held at once.
+func TestSlotsNeverOverLimit(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	s := NewSlots()
+	const limit = 3
+	var (
+		mu      sync.Mutex
+		running int
+		most    int
+		wg      sync.WaitGroup
+	)
+	for range 8 {
+		wg.Go(func() {
+			for range 500 {
+				id, _ := s.Acquire(t0, "k", "", limit, t0.Add(time.Hour))
+				if id == 0 {
+					continue
+				}
+				mu.Lock()
+				running++
+				most = max(most, running)
+				mu.Unlock()
+				runtime.Gosched() // the job runs: let others try meanwhile
+				mu.Lock()
+				running--
+				mu.Unlock()
+				require.True(t, s.Release("k", id))
+			}
+		})
+	}
+	wg.Wait()
+	assert.LessOrEqual(t, most, limit)
+	assert.Zero(t, s.Held(t0, "k"))
+}
