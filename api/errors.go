@@ -12,9 +12,11 @@ import (
 
 // ErrorBody is the JSON shape of every error response:
 //
-//	{"error":{"code":"rate_limited","message":"...","retry_after_seconds":12}}
+//	{"error":{"code":"rate_limited","limit":"requests","message":"...","retry_after_seconds":12}}
 //
-// Code is stable and meant for programs; Message is for people.
+// Code is stable and meant for programs; Message is for people. A 429's
+// Limit names the limit that refused the request: "requests", "cost" or
+// "concurrency".
 type ErrorBody struct {
 	Error ErrorDetail `json:"error"`
 }
@@ -22,6 +24,7 @@ type ErrorBody struct {
 // ErrorDetail is the inside of ErrorBody.
 type ErrorDetail struct {
 	Code              string `json:"code"`
+	Limit             string `json:"limit,omitempty"`
 	Message           string `json:"message"`
 	RetryAfterSeconds int64  `json:"retry_after_seconds,omitempty"`
 }
@@ -50,16 +53,44 @@ func WriteError(w http.ResponseWriter, status int, code, message string) {
 	WriteJSON(w, status, ErrorBody{Error: ErrorDetail{Code: code, Message: message}})
 }
 
+// refusal is what a 429 says refused the request: the limit (LimitRequests,
+// LimitCost or LimitConcurrency), its value in force, and for a cost the
+// unit it counts in.
+type refusal struct {
+	dim   string
+	limit int
+	unit  string
+}
+
 // writeRateLimited writes the 429 answer: the ErrorBody WriteJSON would
 // write, built by hand, since a key over its limit gets it for most of its
 // requests and encoding/json would cost more than the whole check.
-func writeRateLimited(w http.ResponseWriter, tier string, limit int, window int64, d bucket.Decision, now time.Time) {
+func writeRateLimited(w http.ResponseWriter, tier string, why refusal, window int64, d bucket.Decision, now time.Time) {
 	bp := bodies.Get().(*[]byte)
-	b := append((*bp)[:0], `{"error":{"code":"rate_limited","message":"rate limit of `...)
-	b = strconv.AppendInt(b, int64(limit), 10)
-	b = append(b, " requests per "...)
-	b = strconv.AppendInt(b, window, 10)
-	b = append(b, "s exceeded for tier "...)
+	b := append((*bp)[:0], `{"error":{"code":"rate_limited","limit":"`...)
+	b = append(b, why.dim...)
+	switch why.dim {
+	case LimitCost:
+		b = append(b, `","message":"cost limit of `...)
+		b = strconv.AppendInt(b, int64(why.limit), 10)
+		b = append(b, ' ')
+		b = appendJSONText(b, why.unit)
+		b = append(b, " per "...)
+		b = strconv.AppendInt(b, window, 10)
+	case LimitConcurrency:
+		b = append(b, `","message":"concurrency limit of `...)
+		b = strconv.AppendInt(b, int64(why.limit), 10)
+		b = append(b, " requests at once"...)
+	default:
+		b = append(b, `","message":"rate limit of `...)
+		b = strconv.AppendInt(b, int64(why.limit), 10)
+		b = append(b, " requests per "...)
+		b = strconv.AppendInt(b, window, 10)
+	}
+	if why.dim != LimitConcurrency {
+		b = append(b, 's')
+	}
+	b = append(b, " exceeded for tier "...)
 	b = appendJSONText(b, tier)
 	b = append(b, `","retry_after_seconds":`...)
 	b = strconv.AppendInt(b, retryAfter(d, now), 10)

@@ -120,6 +120,48 @@ func writeHeaders(h http.Header, tier string, window int64, d bucket.Decision, n
 	}
 }
 
+// addPolicies adds to the RateLimit-Policy and RateLimit fields writeHeaders
+// wrote the limits of dims, each a policy of its own named after the tier
+// and the limit: "<tier>-cost";q=<limit>;w=<window>;qu="<unit>" with its
+// remaining cost r and t as for requests, and
+// "<tier>-concurrency";q=<limit>;qu="concurrent-requests" with the slots
+// free, r.
+func addPolicies(h http.Header, tier string, window int64, unit string, dims []dimState, now time.Time) {
+	policy := []byte(h.Get(keyPolicy))
+	state := []byte(h.Get(keyRateLimit))
+	for _, ds := range dims {
+		d := ds.d
+		name := appendSFString(nil, tier+"-"+ds.dim)
+		policy = append(append(policy, ", "...), name...)
+		policy = append(policy, ";q="...)
+		policy = strconv.AppendInt(policy, sfInteger(int64(d.Limit)), 10)
+		state = append(append(state, ", "...), name...)
+		state = append(state, ";r="...)
+		state = strconv.AppendInt(state, sfInteger(int64(d.Remaining)), 10)
+		if ds.dim == LimitConcurrency {
+			policy = append(policy, `;qu="concurrent-requests"`...)
+			continue
+		}
+		policy = append(policy, ";w="...)
+		policy = strconv.AppendInt(policy, sfInteger(window), 10)
+		policy = append(policy, ";qu="...)
+		policy = appendSFString(policy, unit)
+		t := int64(-1)
+		switch {
+		case !d.Allowed:
+			t = retryAfter(d, now)
+		case !d.RefillAt.IsZero():
+			t = ceilSeconds(d.RefillAt.Sub(now))
+		}
+		if t >= 0 {
+			state = append(state, ";t="...)
+			state = strconv.AppendInt(state, sfInteger(t), 10)
+		}
+	}
+	h[keyPolicy] = []string{string(policy)}
+	h[keyRateLimit] = []string{string(state)}
+}
+
 // retryMoment returns when refused decision d lifts: its RetryAt, or, from
 // a Checker that does not set it, its ResetAt; never before now.
 func retryMoment(d bucket.Decision, now time.Time) time.Time {

@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -58,9 +59,13 @@ type Keys interface {
 	Lookup(apiKey string) (config.Tier, bool)
 }
 
-// Local is the Checker of a single node: every key is counted in Store.
+// Local is the Checker of a single node: every key is counted in Store,
+// and, as a Spender, its cost in Cost and its jobs in Slots (both needed
+// only for tiers that limit them).
 type Local struct {
 	Store *bucket.Store
+	Cost  *bucket.Store
+	Slots *bucket.Slots
 }
 
 // Check counts one hit for key in l.Store.
@@ -93,6 +98,22 @@ type Config struct {
 	Metrics *Metrics
 	// Logger receives per-request Debug events. Nil discards.
 	Logger *slog.Logger
+
+	// Spender counts the cost and the concurrency of tiers that limit
+	// them; Local is one. Without it, a request of such a tier gets a 500
+	// (limiter_misconfigured): such limits are never ignored.
+	Spender Spender
+	// CostUnit names what a cost counts, for the headers and the 429
+	// message (config.Tiers.CostUnit).
+	CostUnit string
+	// EstimateCost returns a request's estimated cost, and whether it
+	// gave one; an error refuses the request with a 400 that says it.
+	// Default: HeaderEstimate, the Tierlimit-Cost header. A request
+	// without an estimate reserves its tier's CostEstimate.
+	EstimateCost func(r *http.Request) (cost int, given bool, err error)
+	// MaxJobDuration is how long a concurrency slot is held at most if
+	// its job never ends (a lost release). Default DefaultMaxJobDuration.
+	MaxJobDuration time.Duration
 }
 
 // Limiter is the rate-limiting middleware. It is safe for concurrent use.
@@ -109,6 +130,11 @@ type Limiter struct {
 	timers  []prometheus.Observer
 	blocked int // index of PathBlocked in timers
 	log     *slog.Logger
+
+	spender  Spender
+	unit     string
+	estimate func(r *http.Request) (int, bool, error)
+	maxJob   time.Duration
 }
 
 // NewLimiter returns a Limiter. It panics if Keys, Checker or Health is nil
@@ -128,6 +154,17 @@ func NewLimiter(cfg Config) *Limiter {
 		now:     cfg.Now,
 		metrics: cfg.Metrics,
 		log:     cfg.Logger,
+
+		spender:  cfg.Spender,
+		unit:     cfg.CostUnit,
+		estimate: cfg.EstimateCost,
+		maxJob:   cfg.MaxJobDuration,
+	}
+	if l.estimate == nil {
+		l.estimate = HeaderEstimate
+	}
+	if l.maxJob <= 0 {
+		l.maxJob = DefaultMaxJobDuration
 	}
 	paths := []string{PathOther}
 	if pc, ok := cfg.Checker.(PathChecker); ok {
@@ -146,12 +183,60 @@ func NewLimiter(cfg Config) *Limiter {
 // before any handler runs. next sees the request unchanged (putting the tier in its
 // context would cost a copy of the request, three allocations and about a
 // third more time per request); Keys.Lookup tells the tier at no cost.
+//
+// For a tier that limits cost or concurrency, next sees the request with
+// its Job in the context (JobOf, ReportCost), and the Job ends when next
+// returns: its slot is given back and its cost settles, the whole
+// reservation given back if next answered 5xx or panicked without having
+// reported a cost.
 func (l *Limiter) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if l.Allow(w, r) {
+		j, ok := l.Admit(w, r)
+		switch {
+		case !ok:
+			return
+		case j == nil:
 			next.ServeHTTP(w, r)
+			return
 		}
+		sw := &statusWriter{ResponseWriter: w}
+		failed := true // until next returns: a panic fails the job
+		defer func() { j.End(r.Context(), failed) }()
+		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), jobKey{}, j)))
+		failed = sw.status >= 500
 	})
+}
+
+// statusWriter remembers the status a handler answered with. Unwrap lets
+// http.ResponseController reach the writer beneath (Flush, Hijack, ...).
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 && code >= 200 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Flush passes on to the writer beneath, which a streaming handler (or
+// httputil.ReverseProxy) may need without a ResponseController.
+func (w *statusWriter) Flush() {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	_ = http.NewResponseController(w.ResponseWriter).Flush()
 }
 
 // Authorize returns the forward-auth handler, for a proxy that asks before
@@ -170,24 +255,57 @@ func (l *Limiter) Authorize() http.Handler {
 }
 
 // Allow decides r, writes the rate-limit headers, and reports whether the
-// request may go on. When it returns false it has already written the 401
-// or 429 response. Use it where a handler cannot be wrapped.
+// request may go on. When it returns false it has already written the 401,
+// 400 or 429 response. Use it where a handler cannot be wrapped. For a
+// tier that limits cost or concurrency, Allow ends the request's Job at
+// once: the estimate is charged and the slot given back, so use Admit
+// there, and end the Job when the work is done.
 func (l *Limiter) Allow(w http.ResponseWriter, r *http.Request) bool {
+	j, ok := l.Admit(w, r)
+	j.End(r.Context(), false)
+	return ok
+}
+
+// Admit is Allow that, for a tier that limits cost or concurrency, also
+// returns the request's Job: the cost reserved and the slot taken, until
+// the Job's End. The Job is nil when the request was refused, or when its
+// tier limits neither.
+func (l *Limiter) Admit(w http.ResponseWriter, r *http.Request) (*Job, bool) {
 	start := time.Now() // the decision's time, with the default clock, and the start of its timing
 	key, problem := apiKey(r.Header)
 	if problem != "" {
 		l.metrics.rejected(outcomeUnauthenticated)
 		WriteError(w, http.StatusUnauthorized, "invalid_api_key", problem)
-		return false
+		return nil, false
 	}
 	tier, ok := l.keys.Lookup(key)
 	if !ok {
 		l.metrics.rejected(outcomeUnauthenticated)
 		WriteError(w, http.StatusUnauthorized, "invalid_api_key", "unknown API key")
-		return false
+		return nil, false
+	}
+	more := tier.Cost.Set() || tier.Concurrency.Set()
+	estimate := 0
+	if more {
+		if l.spender == nil {
+			WriteError(w, http.StatusInternalServerError, "limiter_misconfigured", "tier "+tier.Name+" limits cost or concurrency, which this limiter does not count")
+			return nil, false
+		}
+		if tier.Cost.Set() {
+			est, given, err := l.estimate(r)
+			if err != nil {
+				WriteError(w, http.StatusBadRequest, "invalid_cost", err.Error())
+				return nil, false
+			}
+			estimate = tier.CostEstimate
+			if given {
+				estimate = est
+			}
+		}
 	}
 	status := l.health.Status()
-	limit := tier.LimitFor(status == health.Degraded)
+	degraded := status == health.Degraded
+	limit := tier.LimitFor(degraded)
 	now := start
 	if l.now != nil {
 		now = l.now()
@@ -199,23 +317,52 @@ func (l *Limiter) Allow(w http.ResponseWriter, r *http.Request) bool {
 		// A key store may block a key with a zero limit; nothing to count.
 		end := now.Add(time.Duration(l.window) * time.Second)
 		d, path = bucket.Decision{ResetAt: end, RetryAt: end}, l.blocked
+		more = false // a blocked key takes nothing
 	case l.paths != nil:
 		d, path = l.paths.CheckPath(r.Context(), now, key, limit)
 	default:
 		d = l.checker.Check(r.Context(), now, key, limit)
 	}
+	why, refused := refusal{dim: LimitRequests, limit: d.Limit}, d
+	var (
+		j    *Job
+		dims []dimState
+	)
+	if more && d.Allowed {
+		var ok bool
+		j, dims, ok = l.admitMore(r.Context(), key, tier, degraded, estimate, now)
+		if !ok {
+			// The request's hit was given back: the request headers say
+			// what is left with it.
+			d.Remaining = min(d.Remaining+1, d.Limit)
+			refused = dims[len(dims)-1].d
+			why = refusal{dim: dims[len(dims)-1].dim, limit: refused.Limit, unit: l.unit}
+		}
+	}
+	allowed := d.Allowed && refused.Allowed
 	observe(l.timers, path, start)
-	writeHeaders(w.Header(), tier.Name, l.window, d, now)
-	l.metrics.decided(tier.Name, d.Allowed)
+	h := w.Header()
+	writeHeaders(h, tier.Name, l.window, d, now)
+	if len(dims) > 0 {
+		addPolicies(h, tier.Name, l.window, l.unit, dims, now)
+	}
+	if why.dim != LimitRequests && !allowed {
+		// Refused by another limit: the request is admitted when that
+		// one lifts.
+		at := retryMoment(refused, now)
+		h[keyReset] = []string{strconv.FormatInt(ceilUnix(at), 10)}
+		h[keyRetryAfter] = []string{strconv.FormatInt(retryAfter(refused, now), 10)}
+	}
+	l.metrics.decided(tier.Name, allowed)
 	if l.log.Enabled(r.Context(), slog.LevelDebug) {
 		l.log.Debug("decision", "key_hash", config.KeyHash(key), "tier", tier.Name, "status", status.String(),
-			"limit", limit, "allowed", d.Allowed, "remaining", d.Remaining)
+			"limit", limit, "allowed", allowed, "remaining", d.Remaining, "refused_by", why.dim, "cost", estimate)
 	}
-	if !d.Allowed {
-		writeRateLimited(w, tier.Name, d.Limit, l.window, d, now)
-		return false
+	if !allowed {
+		writeRateLimited(w, tier.Name, why, l.window, refused, now)
+		return nil, false
 	}
-	return true
+	return j, true
 }
 
 // apiKey returns the request's API key, or a reason to refuse it.
