@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"strconv"
 	"time"
 
 	"github.com/hashicorp/memberlist"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tierlimit/tierlimit/api"
 	"github.com/tierlimit/tierlimit/handoff"
 	"github.com/tierlimit/tierlimit/ownership"
 )
@@ -35,6 +37,23 @@ type Config struct {
 	// With TiersFile the window is the file's window_seconds, and a Window
 	// that differs from it is refused.
 	Window time.Duration
+
+	// CostUnit names what a tier's cost counts, in the headers and the 429
+	// message, when Keys is set; with TiersFile it is the file's
+	// cost_unit.
+	CostUnit string
+
+	// EstimateCost, if not nil, returns a request's estimated cost (for
+	// audio, its Content-Length over a bitrate, or a duration the client
+	// declares) and whether it gave one; an error refuses the request
+	// with a 400 that says it. Default: the request's Tierlimit-Cost
+	// header. A request without an estimate reserves its tier's
+	// cost.default_estimate. Only tiers that limit cost ask for one.
+	EstimateCost func(r *http.Request) (cost int, given bool, err error)
+
+	// MaxJobDuration is how long a request holds its concurrency slot at
+	// most when its end never comes (a lost Job). Default one hour.
+	MaxJobDuration time.Duration
 
 	// NodeName is this instance's name, unique in the cluster: it owns keys
 	// under it and stamps the health states it writes. Default the host
@@ -282,6 +301,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if negative(&c.MaxClockOffset, DefaultMaxClockOffset) {
 		return bad("MaxClockOffset", "%v is negative", c.MaxClockOffset)
+	}
+	if negative(&c.MaxJobDuration, api.DefaultMaxJobDuration) {
+		return bad("MaxJobDuration", "%v is negative", c.MaxJobDuration)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

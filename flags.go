@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tierlimit/tierlimit/api"
 )
 
 // boundFlag is one flag of BindFlags: its name, the Config field it sets
@@ -40,6 +42,7 @@ func boundFlags(cfg *Config) []boundFlag {
 		{"QuorumGrace", "quorum-grace", &cfg.QuorumGrace, DefaultQuorumGrace, "how long a failed member still counts: a side without a majority of the members applies its share of each limit"},
 		{"StateFile", "state-file", &cfg.StateFile, "", "file that keeps the health state and the members' addresses across restarts; empty = memory only"},
 		{"MaxClockOffset", "max-clock-offset", &cfg.MaxClockOffset, DefaultMaxClockOffset, "how far apart the members' clocks may be; a health state stamped further ahead is refused"},
+		{"MaxJobDuration", "max-job-duration", &cfg.MaxJobDuration, api.DefaultMaxJobDuration, "longest a request holds its concurrency slot when its end never comes"},
 	}
 }
 
@@ -76,6 +79,7 @@ func flagFor(field string) string {
 //	-state-file path            StateFile
 //	-quorum-grace 30s           QuorumGrace
 //	-backup-interval 100ms      BackupInterval
+//	-max-job-duration 1h        MaxJobDuration
 //
 // Call FlagsFromEnv after fs.Parse to take the flags not given from the
 // environment.

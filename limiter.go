@@ -66,6 +66,8 @@ type Limiter struct {
 	window  time.Duration
 	health  *health.Holder
 	store   *bucket.Store // counts of the keys this node owns (all of them, alone)
+	cost    *bucket.Store // the cost of keys whose tiers limit it (alone)
+	slots   *bucket.Slots // the jobs running of keys whose tiers limit them (alone)
 	mw      *api.Limiter
 	admin   http.Handler
 	metrics *metrics
@@ -154,8 +156,16 @@ func New(cfg Config) (*Limiter, error) {
 		return nil, err
 	}
 
-	checker := api.Checker(api.Local{Store: l.store})
+	l.cost, l.slots = bucket.New(bucket.Config{Window: l.window, MaxKeys: cfg.MaxKeys}), bucket.NewSlots()
+	local := api.Local{Store: l.store, Cost: l.cost, Slots: l.slots}
+	checker, spender := api.Checker(local), api.Spender(local)
 	if cfg.clustered() {
+		if l.file != nil {
+			if err := countedAlone(l.file.Tiers()); err != nil {
+				return nil, &ConfigError{Field: "TiersFile", Err: err}
+			}
+		}
+		spender = nil // cost and concurrency are not counted across a cluster yet
 		if err := l.startCluster(); err != nil {
 			return nil, err
 		}
@@ -171,6 +181,11 @@ func New(cfg Config) (*Limiter, error) {
 		Window:  l.window,
 		Metrics: l.metrics.decisionMetrics(),
 		Logger:  l.log,
+
+		Spender:        spender,
+		CostUnit:       l.costUnit(),
+		EstimateCost:   cfg.EstimateCost,
+		MaxJobDuration: cfg.MaxJobDuration,
 	})
 	l.admin = api.NewAdmin(api.AdminConfig{
 		Token:   cfg.AdminToken,
@@ -249,7 +264,49 @@ func (l *Limiter) startAttrs() []any {
 // not counted, both with a JSON error body. Every counted response carries
 // X-RateLimit-Limit, X-RateLimit-Remaining and X-RateLimit-Reset, and a 429
 // Retry-After. It works with any router.
+//
+// For a tier that limits cost or concurrency, a request is admitted only
+// if every limit admits it (a refused one spends nothing), with its
+// estimated cost reserved (Config.EstimateCost) and a slot taken; when
+// next returns, the slot is given back and the cost settles against what
+// next reported with ReportCost (nothing reported: the estimate stands;
+// a 5xx: the reservation is given back).
 func (l *Limiter) Middleware(next http.Handler) http.Handler { return l.mw.Middleware(next) }
+
+// ReportCost tells the Middleware that admitted the request whose context
+// is ctx what its work actually cost, in the tiers file's cost_unit, to
+// settle against what was reserved when the handler returns; the last
+// report counts. It reports whether the request had a reservation to
+// settle (its tier limits cost or concurrency).
+func ReportCost(ctx context.Context, cost int) bool { return api.ReportCost(ctx, cost) }
+
+// costUnit returns the unit a cost counts in: the file's, or Config's.
+func (l *Limiter) costUnit() string {
+	if l.file != nil {
+		return l.file.Tiers().CostUnit
+	}
+	if l.cfg.CostUnit != "" {
+		return l.cfg.CostUnit
+	}
+	return "cost"
+}
+
+// countedAlone returns an error naming the first tier of t that limits
+// cost or concurrency: this version counts them on a single node only.
+func countedAlone(t *config.Tiers) error {
+	for _, name := range t.Names() {
+		tier, _ := t.Tier(name)
+		for _, dim := range []struct {
+			name string
+			set  bool
+		}{{"cost", tier.Cost.Set()}, {"concurrency", tier.Concurrency.Set()}} {
+			if dim.set {
+				return fmt.Errorf("tiers.%s.%s: cost and concurrency limits are counted on a single node only in this version, not across a cluster", name, dim.name)
+			}
+		}
+	}
+	return nil
+}
 
 // AuthorizeHandler returns the forward-auth endpoint: for any method and
 // any path under it, it counts the request's X-API-Key as Middleware does
@@ -374,6 +431,17 @@ func (l *Limiter) Reload() error {
 		l.metrics.reloaded(err)
 		return err
 	}
+	if l.file != nil && l.node != nil {
+		// A cluster cannot count cost or concurrency yet: keep them out.
+		if t, err := config.Load(l.file.Path()); err == nil {
+			if err := countedAlone(t); err != nil {
+				err = fmt.Errorf("load tiers %s: %w", l.file.Path(), err)
+				l.metrics.reloaded(err)
+				l.log.Error("reload refused; the config in force stays", "err", err)
+				return fmt.Errorf("tierlimit: reload: %w", err)
+			}
+		}
+	}
 	if err := r.Reload(); err != nil {
 		l.metrics.reloaded(err)
 		l.log.Error("reload refused; the config in force stays", "err", err)
@@ -409,7 +477,7 @@ func (l *Limiter) sweep(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			removed := l.store.Sweep(now)
+			removed := l.store.Sweep(now) + l.cost.Sweep(now) + l.slots.Sweep(now)
 			if l.fallback != nil {
 				removed += l.fallback.Sweep(now) + l.owed.Sweep(now)
 			}

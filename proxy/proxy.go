@@ -192,11 +192,18 @@ func rewrite(pr *httputil.ProxyRequest, u *url.URL) {
 	}
 }
 
-// dropOwnHeaders removes the upstream's fields that the node writes itself.
+// dropOwnHeaders removes the upstream's fields that the node writes
+// itself, and takes the cost the upstream reports in Tierlimit-Cost (the
+// actual cost of its work) to settle the request's reservation with; that
+// field is for the node, not the client.
 func dropOwnHeaders(res *http.Response) error {
 	for _, k := range ownHeaders {
 		delete(res.Header, k)
 	}
+	if cost, ok := api.ParseCost(res.Header); ok {
+		api.ReportCost(res.Request.Context(), cost)
+	}
+	delete(res.Header, http.CanonicalHeaderKey(api.HeaderCost))
 	return nil
 }
 

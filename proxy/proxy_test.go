@@ -17,6 +17,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tierlimit/tierlimit/api"
+	"github.com/tierlimit/tierlimit/bucket"
+	"github.com/tierlimit/tierlimit/config"
+	"github.com/tierlimit/tierlimit/health"
 )
 
 // seen is what an upstream received.
@@ -357,3 +360,40 @@ func TestNewRefusesABadConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestProxySettlesTheCostTheUpstreamReports: the upstream's
+// Tierlimit-Cost is the request's actual cost, settled against its
+// reservation, and is not passed on to the client.
+func TestProxySettlesTheCostTheUpstreamReports(t *testing.T) {
+	up := upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Tierlimit-Cost", "7")
+		w.WriteHeader(http.StatusOK)
+	}), "")
+	tier := config.Tier{Name: "gpu", Limit: 10, Burst: 10, Degraded: 10, Cost: config.Limits{Limit: 100, Burst: 100, Degraded: 100}}
+	local := api.Local{
+		Store: bucket.New(bucket.Config{Window: time.Minute}),
+		Cost:  bucket.New(bucket.Config{Window: time.Minute}),
+		Slots: bucket.NewSlots(),
+	}
+	lim := api.NewLimiter(api.Config{Keys: keysOf{"k": tier}, Checker: local, Spender: local, CostUnit: "s",
+		Health: health.NewHolder("n"), Window: time.Minute})
+	srv := httptest.NewServer(lim.Middleware(newProxy(t, Config{Upstream: up})))
+	t.Cleanup(srv.Close)
+
+	req, err := http.NewRequest(http.MethodPost, srv.URL+"/v1/transcribe", nil)
+	require.NoError(t, err)
+	req.Header.Set("X-API-Key", "k")
+	req.Header.Set("Tierlimit-Cost", "40")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Empty(t, resp.Header.Get("Tierlimit-Cost"), "the upstream's report is for the node")
+	assert.Contains(t, resp.Header.Get("RateLimit"), `"gpu-cost";r=60`, "40 reserved at admission")
+	left := local.Cost.Take(time.Now(), "k", 0, 100)
+	assert.Equal(t, 93, left.Remaining, "settled at the 7 the upstream reported")
+}
+
+type keysOf map[string]config.Tier
+
+func (k keysOf) Lookup(key string) (config.Tier, bool) { t, ok := k[key]; return t, ok }

@@ -29,6 +29,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -244,6 +245,19 @@ func newMux(lim *tierlimit.Limiter, node string, app, metrics http.Handler) http
 	mux := http.NewServeMux()
 	if app == nil {
 		limited := lim.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			work, cost, _ := demoJob(r.URL.Query()) // checked before the limiter
+			if work > 0 {
+				t := time.NewTimer(work)
+				select {
+				case <-t.C:
+				case <-r.Context().Done():
+					t.Stop()
+					return // the client is gone: no answer, and the job failed
+				}
+			}
+			if cost >= 0 {
+				tierlimit.ReportCost(r.Context(), cost)
+			}
 			// The canonical form of X-API-Key, which Get then takes as it is.
 			tier, _ := lim.Tier(r.Header.Get("X-Api-Key"))
 			api.WriteJSON(w, http.StatusOK, api.TestResponse{OK: true, Tier: tier.Name, Status: lim.Health().Status.String(), Node: node})
@@ -251,6 +265,10 @@ func newMux(lim *tierlimit.Limiter, node string, app, metrics http.Handler) http
 		mux.HandleFunc("/test", func(w http.ResponseWriter, r *http.Request) {
 			if r.Method != http.MethodGet && r.Method != http.MethodHead {
 				api.MethodNotAllowed(w, "GET, HEAD") // refused before the limiter: not counted
+				return
+			}
+			if _, _, err := demoJob(r.URL.Query()); err != nil {
+				api.WriteError(w, http.StatusBadRequest, "invalid_query", err.Error()) // not counted
 				return
 			}
 			limited.ServeHTTP(w, r)
@@ -322,4 +340,27 @@ func (f urlFlag) Set(s string) error {
 	}
 	*f.p = u
 	return nil
+}
+
+// maxDemoWork bounds GET /test's ?work=.
+const maxDemoWork = 10 * time.Minute
+
+// demoJob reads GET /test's stand-in for a GPU job from its query: work,
+// how long to hold the request (?work=DURATION, such as 2s; 0 without),
+// and cost, the actual cost to report (?cost=N; -1 without).
+func demoJob(q url.Values) (work time.Duration, cost int, err error) {
+	cost = -1
+	if v := q.Get("work"); v != "" {
+		work, err = time.ParseDuration(v)
+		if err != nil || work < 0 || work > maxDemoWork {
+			return 0, -1, fmt.Errorf("work: want a duration from 0 to %v, such as 2s, got %q", maxDemoWork, v)
+		}
+	}
+	if v := q.Get("cost"); v != "" {
+		cost, err = strconv.Atoi(v)
+		if err != nil || cost < 0 || cost > 1_000_000_000 {
+			return 0, -1, fmt.Errorf("cost: want a whole number from 0 to 1000000000, got %q", v)
+		}
+	}
+	return work, cost, nil
 }

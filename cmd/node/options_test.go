@@ -41,7 +41,7 @@ func TestOptionsFromEnvironmentAndFlags(t *testing.T) {
 		"JOIN": "a:7946, b:7946,", "ADVERTISE_ADDR": "10.0.0.1", "NODE_NAME": "n1",
 		"ADMIN_TOKEN": "t", "CLUSTER_KEY": "k", "FORWARD_TIMEOUT": "3ms", "MAX_KEYS": "10",
 		"MAX_CLOCK_OFFSET": "1s", "STATE_FILE": "/var/lib/tierlimit/health.json", "INSECURE_OPEN_CLUSTER": "true",
-		"UPSTREAM": "http://127.0.0.1:8000/api", "UPSTREAM_RESPONSE_TIMEOUT": "90s",
+		"UPSTREAM": "http://127.0.0.1:8000/api", "UPSTREAM_RESPONSE_TIMEOUT": "90s", "MAX_JOB_DURATION": "20m",
 	})
 	o, err := parseOptions([]string{"-http-addr", ":9"}, env, io.Discard)
 	require.NoError(t, err)
@@ -53,6 +53,7 @@ func TestOptionsFromEnvironmentAndFlags(t *testing.T) {
 			MaxClockOffset: time.Second, StateFile: "/var/lib/tierlimit/health.json", InsecureOpenCluster: true,
 			QuorumGrace: 30 * time.Second, BackupInterval: 100 * time.Millisecond, LeaseTTL: time.Second,
 			ForwardTimeoutMin: time.Millisecond, ForwardTimeoutMax: tierlimit.DefaultForwardTimeoutMax,
+			MaxJobDuration: 20 * time.Minute,
 		},
 		httpAddr: ":9", shutdownGrace: 10 * time.Second, logLevel: "info", logFormat: "auto", nodeNameSet: true,
 		upstream: proxy.Config{

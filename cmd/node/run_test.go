@@ -208,3 +208,34 @@ func send(t *testing.T, method, url, header, value string) *http.Response {
 	resp.Body.Close()
 	return resp
 }
+
+// TestRunDemoJobQuery: GET /test takes ?work=DURATION and ?cost=N, the
+// stand-in for a GPU job; a bad value is a 400 that names it, before the
+// limiter (not counted).
+func TestRunDemoJobQuery(t *testing.T) {
+	addr, _, cancel, done := startRun(t, "-config", "../../config/tiers.json", "-node-name", "demo")
+	base := "http://" + addr + "/test"
+	for _, q := range []string{"work=ten", "work=-1s", "work=11m", "cost=-1", "cost=1.5", "cost=1000000001"} {
+		resp := send(t, http.MethodGet, base+"?"+q, "X-API-Key", "free-demo-1")
+		assert.Equal(t, http.StatusBadRequest, resp.StatusCode, q)
+	}
+	resp := send(t, http.MethodGet, base+"?work=20ms&cost=5", "X-API-Key", "free-demo-1")
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "19", resp.Header.Get("X-RateLimit-Remaining"), "the bad queries were not counted")
+	cancel()
+	require.NoError(t, <-done)
+}
+
+// TestRunRefusesCostInACluster: cmd/node is a cluster member, which does
+// not count cost or concurrency yet: a tiers file with them stops it, the
+// field named.
+func TestRunRefusesCostInACluster(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tiers.json")
+	require.NoError(t, os.WriteFile(path, []byte(`{"window_seconds": 60, "cost_unit": "audio-seconds",
+		"tiers": {"free": {"limit": 10, "cost": {"limit": 300}}}, "api_keys": {"k": "free"}}`), 0o600))
+	logs := &tierlimittest.Logs{}
+	err := run(t.Context(), []string{"-config", path, "-node-name", "n", "-http-addr", "127.0.0.1:0", "-grpc-addr", "127.0.0.1:0",
+		"-gossip-addr", "127.0.0.1:0", "-log-format", "json"}, func(string) string { return "" }, logs)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "tiers.free.cost: cost and concurrency limits are counted on a single node only")
+}

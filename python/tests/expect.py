@@ -50,6 +50,7 @@ def limited(r: Any, tier: str, limit: int, window: int = 60) -> None:
     body = json.loads(r.content)
     assert body == {"error": {
         "code": "rate_limited",
+        "limit": "requests",
         "message": f"rate limit of {limit} requests per {window}s exceeded for tier {tier}",
         "retry_after_seconds": retry,
     }}, _describe(r)
