@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/tierlimit/tierlimit"
@@ -73,4 +74,42 @@ func alive(lim *tierlimit.Limiter) int {
 		}
 	}
 	return n
+}
+
+// A tier that limits what a GPU job costs, in audio-seconds: the
+// middleware reserves the request's estimate (its Tierlimit-Cost header)
+// and settles it with what the handler reports when it returns.
+func ExampleReportCost() {
+	dir, _ := os.MkdirTemp("", "tierlimit-example")
+	defer os.RemoveAll(dir)
+	tiers := filepath.Join(dir, "tiers.json")
+	_ = os.WriteFile(tiers, []byte(`{"window_seconds": 60, "cost_unit": "audio-seconds",
+		"tiers": {"free": {"limit": 10, "cost": {"limit": 600}}},
+		"api_keys": {"free-key": "free"}}`), 0o600)
+	lim, err := tierlimit.New(tierlimit.Config{TiersFile: tiers, NodeName: "solo"}) // one node: no GossipAddr
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer lim.Close(context.Background())
+
+	transcribe := lim.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// ... run the job; it took 42 s of audio, not the 300 estimated
+		tierlimit.ReportCost(r.Context(), 42)
+	}))
+	for _, estimate := range []string{"300", "300", "300"} {
+		r := httptest.NewRequest(http.MethodPost, "/v1/transcribe", nil)
+		r.Header.Set("X-API-Key", "free-key")
+		r.Header.Set("Tierlimit-Cost", estimate)
+		w := httptest.NewRecorder()
+		transcribe.ServeHTTP(w, r)
+		// RateLimit: "free";r=9;t=120, "free-cost";r=300;t=62
+		_, cost, _ := strings.Cut(w.Header().Get("RateLimit"), ", ")
+		cost, _, _ = strings.Cut(cost, ";t=")
+		fmt.Println(w.Code, cost)
+	}
+	// Output:
+	// 200 "free-cost";r=300
+	// 200 "free-cost";r=258
+	// 200 "free-cost";r=216
 }
