@@ -17,6 +17,22 @@ import (
 // that go test runs in.
 const shipped = "tiers.json"
 
+// TestLoadShippedGPU: the shipped example of cost and concurrency limits
+// (the README's) loads as it reads.
+func TestLoadShippedGPU(t *testing.T) {
+	tiers, err := Load("tiers-gpu.json")
+	require.NoError(t, err)
+	assert.Equal(t, "audio-seconds", tiers.CostUnit)
+	free, ok := tiers.Tier("free")
+	require.True(t, ok)
+	assert.Equal(t, Tier{Name: "free", Limit: 10, Burst: 20, Degraded: 2,
+		Cost: Limits{300, 600, 60}, CostEstimate: 30, Concurrency: Limits{1, 2, 1}}, free)
+	ent, ok := tiers.Tier("enterprise")
+	require.True(t, ok)
+	assert.Equal(t, Limits{100, 150, 100}, ent.Concurrency)
+	assert.Equal(t, 3, tiers.KeyCount())
+}
+
 func TestLoadShipped(t *testing.T) {
 	tiers, err := Load(shipped)
 	require.NoError(t, err, "Load(%q)", shipped)

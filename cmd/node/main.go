@@ -100,8 +100,14 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	if err := tierlimit.FlagsFromEnv(fs, getenv); err != nil {
 		return o, err
 	}
-	fs.Visit(func(f *flag.Flag) { o.nodeNameSet = o.nodeNameSet || f.Name == "node-name" })
-	o.nodeNameSet = o.nodeNameSet || getenv(tierlimit.EnvName("node-name")) != ""
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	set := func(name string) bool { return given[name] || getenv(tierlimit.EnvName(name)) != "" }
+	o.nodeNameSet = set("node-name")
+	if o.cfg.GossipAddr == "" && !set("grpc-addr") {
+		// -gossip-addr "": a single node, with no peers to serve gRPC to.
+		o.cfg.GRPCAddr = ""
+	}
 	if o.shutdownGrace < 0 {
 		return o, fmt.Errorf("-shutdown-grace: %v is negative", o.shutdownGrace)
 	}

@@ -239,3 +239,64 @@ func TestRunRefusesCostInACluster(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "tiers.free.cost: cost and concurrency limits are counted on a single node only")
 }
+
+// TestRunAloneCountsCostAndConcurrency: with -gossip-addr "" the node is
+// one node on its own, which counts a tier's cost and concurrency; GET
+// /test?work=&cost= is a GPU job as curl can send it.
+func TestRunAloneCountsCostAndConcurrency(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tiers.json")
+	require.NoError(t, os.WriteFile(path, []byte(`{"window_seconds": 60, "cost_unit": "audio-seconds",
+		"tiers": {"free": {"limit": 10, "burst": 20, "cost": {"limit": 300, "default_estimate": 30},
+		                   "concurrency": {"limit": 1}}},
+		"api_keys": {"k": "free"}}`), 0o600))
+	ctx, cancel := context.WithCancel(t.Context())
+	logs := &tierlimittest.Logs{}
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-config", path, "-node-name", "alone", "-gossip-addr", "", "-http-addr", "127.0.0.1:0",
+			"-log-format", "json"}, func(string) string { return "" }, logs)
+	}()
+	var started map[string]any
+	require.Eventually(t, func() bool { var ok bool; started, ok = logs.Find("node started"); return ok },
+		10*time.Second, 10*time.Millisecond, "no 'node started' log")
+	base := "http://" + started["http_addr"].(string) + "/test"
+
+	job := func(query, estimate string) *http.Response {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, base+"?"+query, nil)
+		require.NoError(t, err)
+		req.Header.Set("X-API-Key", "k")
+		if estimate != "" {
+			req.Header.Set("Tierlimit-Cost", estimate)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	resp := job("cost=12", "100")
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Contains(t, resp.Header.Get("RateLimit"), `"free-cost";r=200;`, "100 reserved")
+	resp = job("", "")
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Contains(t, resp.Header.Get("RateLimit"), `"free-cost";r=258;`, "settled at 12, then the default 30 reserved")
+
+	// A job holds the key's one slot while it works.
+	slow := make(chan *http.Response, 1)
+	go func() {
+		// Sent again if it came while a probe below held the slot.
+		r := job("work=2s", "0")
+		for end := time.Now().Add(10 * time.Second); r.StatusCode == http.StatusTooManyRequests && time.Now().Before(end); {
+			r = job("work=2s", "0")
+		}
+		slow <- r
+	}()
+	require.Eventually(t, func() bool {
+		r := job("", "0")
+		return r.StatusCode == http.StatusTooManyRequests && strings.Contains(r.Header.Get("RateLimit"), `"free-concurrency";r=0`)
+	}, 2*time.Second, 20*time.Millisecond, "no 429 while the one slot is held")
+	assert.Equal(t, http.StatusOK, (<-slow).StatusCode)
+	assert.Equal(t, http.StatusOK, job("", "0").StatusCode, "the slot is free once the job ended")
+	cancel()
+	require.NoError(t, <-done)
+}
