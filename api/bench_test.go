@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tierlimit/tierlimit/bucket"
+	"github.com/tierlimit/tierlimit/config"
 	"github.com/tierlimit/tierlimit/health"
 	"github.com/tierlimit/tierlimit/tierlimittest"
 )
@@ -47,6 +48,27 @@ func BenchmarkMiddlewareMetrics(b *testing.B) {
 	lim := NewLimiter(Config{
 		Keys: hugeKeys, Checker: Local{Store: bucket.New(bucket.Config{Window: time.Minute})},
 		Health: health.NewHolder("a"), Window: time.Minute, Metrics: m,
+	})
+	tierlimittest.BenchServe(b, lim.Middleware(tierlimittest.Bare()), "pro-1")
+}
+
+// BenchmarkMiddlewareCostAndConcurrency is BenchmarkMiddleware for a tier
+// that also limits cost and concurrency, neither binding: each request
+// reserves its estimate (the tier's default), takes a slot, and settles
+// and gives it back when the handler returns. The difference from
+// BenchmarkMiddleware is what the two limits add per request.
+func BenchmarkMiddlewareCostAndConcurrency(b *testing.B) {
+	huge := config.Limits{Limit: 1 << 30, Burst: 1 << 30, Degraded: 1 << 30}
+	keys := fakeKeys{"pro-1": {Name: "pro", Limit: 1 << 30, Burst: 1 << 30, Degraded: 1 << 30,
+		Cost: huge, CostEstimate: 10, Concurrency: huge}}
+	local := Local{
+		Store: bucket.New(bucket.Config{Window: time.Minute}),
+		Cost:  bucket.New(bucket.Config{Window: time.Minute}),
+		Slots: bucket.NewSlots(),
+	}
+	lim := NewLimiter(Config{
+		Keys: keys, Checker: local, Spender: local, CostUnit: "s",
+		Health: health.NewHolder("a"), Window: time.Minute,
 	})
 	tierlimittest.BenchServe(b, lim.Middleware(tierlimittest.Bare()), "pro-1")
 }

@@ -125,41 +125,58 @@ func writeHeaders(h http.Header, tier string, window int64, d bucket.Decision, n
 // and the limit: "<tier>-cost";q=<limit>;w=<window>;qu="<unit>" with its
 // remaining cost r and t as for requests, and
 // "<tier>-concurrency";q=<limit>;qu="concurrent-requests" with the slots
-// free, r.
+// free, r. Both fields are built in one buffer and share one string: two
+// allocations.
 func addPolicies(h http.Header, tier string, window int64, unit string, dims []dimState, now time.Time) {
-	policy := []byte(h.Get(keyPolicy))
-	state := []byte(h.Get(keyRateLimit))
+	var arr [512]byte
+	name := func(b []byte, dim string) []byte {
+		b = appendSFString(b, tier)
+		b = append(b[:len(b)-1], '-') // inside the quotes: "<tier>-<dim>"
+		return append(append(b, dim...), '"')
+	}
+	b := arr[:0]
+	if v := h[keyPolicy]; len(v) > 0 {
+		b = append(b, v[0]...)
+	}
 	for _, ds := range dims {
-		d := ds.d
-		name := appendSFString(nil, tier+"-"+ds.dim)
-		policy = append(append(policy, ", "...), name...)
-		policy = append(policy, ";q="...)
-		policy = strconv.AppendInt(policy, sfInteger(int64(d.Limit)), 10)
-		state = append(append(state, ", "...), name...)
-		state = append(state, ";r="...)
-		state = strconv.AppendInt(state, sfInteger(int64(d.Remaining)), 10)
+		b = name(append(b, ", "...), ds.dim)
+		b = append(b, ";q="...)
+		b = strconv.AppendInt(b, sfInteger(int64(ds.d.Limit)), 10)
 		if ds.dim == LimitConcurrency {
-			policy = append(policy, `;qu="concurrent-requests"`...)
+			b = append(b, `;qu="concurrent-requests"`...)
 			continue
 		}
-		policy = append(policy, ";w="...)
-		policy = strconv.AppendInt(policy, sfInteger(window), 10)
-		policy = append(policy, ";qu="...)
-		policy = appendSFString(policy, unit)
+		b = append(b, ";w="...)
+		b = strconv.AppendInt(b, sfInteger(window), 10)
+		b = append(b, ";qu="...)
+		b = appendSFString(b, unit)
+	}
+	policyEnd := len(b)
+	if v := h[keyRateLimit]; len(v) > 0 {
+		b = append(b, v[0]...)
+	}
+	for _, ds := range dims {
+		d := ds.d
+		b = name(append(b, ", "...), ds.dim)
+		b = append(b, ";r="...)
+		b = strconv.AppendInt(b, sfInteger(int64(d.Remaining)), 10)
 		t := int64(-1)
 		switch {
+		case ds.dim == LimitConcurrency:
 		case !d.Allowed:
 			t = retryAfter(d, now)
 		case !d.RefillAt.IsZero():
 			t = ceilSeconds(d.RefillAt.Sub(now))
 		}
 		if t >= 0 {
-			state = append(state, ";t="...)
-			state = strconv.AppendInt(state, sfInteger(t), 10)
+			b = append(b, ";t="...)
+			b = strconv.AppendInt(b, sfInteger(t), 10)
 		}
 	}
-	h[keyPolicy] = []string{string(policy)}
-	h[keyRateLimit] = []string{string(state)}
+	all := string(b)
+	vals := []string{all[:policyEnd], all[policyEnd:]}
+	h[keyPolicy] = vals[0:1:1]
+	h[keyRateLimit] = vals[1:2:2]
 }
 
 // retryMoment returns when refused decision d lifts: its RetryAt, or, from

@@ -217,7 +217,7 @@ type dimState struct {
 // one refuses, what was taken is given back, the request's hit too, and ok
 // is false, the refusal last in dims. A tier that limits neither gets a
 // nil Job.
-func (l *Limiter) admitMore(ctx context.Context, key string, tier config.Tier, degraded bool, estimate int, now time.Time) (j *Job, dims []dimState, ok bool) {
+func (l *Limiter) admitMore(ctx context.Context, key string, tier config.Tier, degraded bool, estimate int, now time.Time, dims []dimState) (j *Job, _ []dimState, ok bool) {
 	j = &Job{sp: l.spender, key: key, at: now, now: l.clock}
 	if tier.Cost.Set() {
 		d := l.spender.TakeCost(ctx, now, key, estimate, tier.Cost.For(degraded))

@@ -326,11 +326,12 @@ func (l *Limiter) Admit(w http.ResponseWriter, r *http.Request) (*Job, bool) {
 	why, refused := refusal{dim: LimitRequests, limit: d.Limit}, d
 	var (
 		j    *Job
+		room [2]dimState // dims' backing: no allocation
 		dims []dimState
 	)
 	if more && d.Allowed {
 		var ok bool
-		j, dims, ok = l.admitMore(r.Context(), key, tier, degraded, estimate, now)
+		j, dims, ok = l.admitMore(r.Context(), key, tier, degraded, estimate, now, room[:0])
 		if !ok {
 			// The request's hit was given back: the request headers say
 			// what is left with it.

@@ -128,7 +128,7 @@ func (s *Slots) ReleaseHolder(holder string) int {
 	return n
 }
 
-// Sweep ends every slot past its deadline at now and forgets keys that
+// Sweep ends every slot past its deadline at now and forgets the keys that
 // hold none; it returns how many slots it ended.
 func (s *Slots) Sweep(now time.Time) int {
 	n, ended := now.UnixNano(), 0
@@ -138,6 +138,10 @@ func (s *Slots) Sweep(now time.Time) int {
 		for key, held := range sh.m {
 			kept := live(held, n)
 			ended += len(held) - len(kept)
+			if len(kept) == 0 {
+				delete(sh.m, key)
+				continue
+			}
 			sh.put(key, kept)
 		}
 		sh.mu.Unlock()
@@ -156,12 +160,9 @@ func live(held []slot, n int64) []slot {
 	return kept
 }
 
-// put stores held as key's slots, or forgets key if it holds none. sh.mu
-// must be held.
+// put stores held as key's slots. A key that holds none stays, with its
+// slice, so that its next job takes a slot without an allocation; Sweep
+// forgets it. sh.mu must be held.
 func (sh *slotShard) put(key string, held []slot) {
-	if len(held) == 0 {
-		delete(sh.m, key)
-		return
-	}
 	sh.m[key] = held
 }

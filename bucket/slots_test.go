@@ -71,12 +71,12 @@ func TestSlotsForgetKeysWithoutSlots(t *testing.T) {
 	require.NotZero(t, id)
 	require.True(t, s.Release("k", id))
 	_, _ = s.Acquire(t0, "j", "", 1, t0.Add(time.Second))
-	assert.Equal(t, 1, s.Sweep(t0.Add(time.Second)))
+	assert.Equal(t, 1, s.Sweep(t0.Add(time.Second)), "j's slot ended; k held none")
 	n := 0
 	for i := range s.shards {
 		n += len(s.shards[i].m)
 	}
-	assert.Zero(t, n, "keys without slots are forgotten")
+	assert.Zero(t, n, "keys without slots are forgotten at the sweep")
 }
 
 // TestSlotsNeverOverLimit: however many goroutines race for a key's
