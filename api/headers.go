@@ -57,6 +57,13 @@ const (
 // allocations per response for any tier tiers.json accepts (a name of up to
 // 64 bytes, each percent-encoded at worst); a longer name costs a third.
 func writeHeaders(h http.Header, tier string, window int64, d bucket.Decision, now time.Time) {
+	writeAllHeaders(h, tier, window, "", nil, d, now)
+}
+
+// writeAllHeaders is writeHeaders for a tier that also limits cost or
+// concurrency: the policies of dims (see appendDims) follow the request
+// policy in RateLimit-Policy and RateLimit, in the same buffer.
+func writeAllHeaders(h http.Header, tier string, window int64, unit string, dims []dimState, d bucket.Decision, now time.Time) {
 	var reset time.Time
 	t := int64(-1) // no t parameter
 	if d.Allowed {
@@ -89,6 +96,7 @@ func writeHeaders(h http.Header, tier string, window int64, d bucket.Decision, n
 	buf = strconv.AppendInt(buf, sfInteger(int64(d.Limit)), 10)
 	buf = append(buf, ";w="...)
 	buf = strconv.AppendInt(buf, sfInteger(window), 10)
+	buf = appendDims(buf, tier, window, unit, dims, now, false)
 	ends[3] = len(buf)
 	buf = append(buf, buf[ends[2]:ends[2]+name]...)
 	buf = append(buf, ";r="...)
@@ -97,6 +105,7 @@ func writeHeaders(h http.Header, tier string, window int64, d bucket.Decision, n
 		buf = append(buf, ";t="...)
 		buf = strconv.AppendInt(buf, sfInteger(t), 10)
 	}
+	buf = appendDims(buf, tier, window, unit, dims, now, true)
 	ends[4] = len(buf)
 	if !d.Allowed {
 		buf = strconv.AppendInt(buf, t, 10)
@@ -120,28 +129,36 @@ func writeHeaders(h http.Header, tier string, window int64, d bucket.Decision, n
 	}
 }
 
-// addPolicies adds to the RateLimit-Policy and RateLimit fields writeHeaders
-// wrote the limits of dims, each a policy of its own named after the tier
-// and the limit: "<tier>-cost";q=<limit>;w=<window>;qu="<unit>" with its
-// remaining cost r and t as for requests, and
-// "<tier>-concurrency";q=<limit>;qu="concurrent-requests" with the slots
-// free, r. Both fields are built in one buffer and share one string: two
-// allocations.
-func addPolicies(h http.Header, tier string, window int64, unit string, dims []dimState, now time.Time) {
-	var arr [512]byte
-	name := func(b []byte, dim string) []byte {
-		b = appendSFString(b, tier)
-		b = append(b[:len(b)-1], '-') // inside the quotes: "<tier>-<dim>"
-		return append(append(b, dim...), '"')
-	}
-	b := arr[:0]
-	if v := h[keyPolicy]; len(v) > 0 {
-		b = append(b, v[0]...)
-	}
+// appendDims appends to b, each after ", ", the limits of dims as policies
+// of their own named after the tier and the limit: for RateLimit-Policy
+// (state false) "<tier>-cost";q=<limit>;w=<window>;qu="<unit>" and
+// "<tier>-concurrency";q=<limit>;qu="concurrent-requests"; for RateLimit
+// (state true) each one's remaining r, and for a cost t as for requests.
+func appendDims(b []byte, tier string, window int64, unit string, dims []dimState, now time.Time, state bool) []byte {
 	for _, ds := range dims {
-		b = name(append(b, ", "...), ds.dim)
+		d := ds.d
+		b = appendSFString(append(b, ", "...), tier)
+		b = append(b[:len(b)-1], '-') // inside the quotes: "<tier>-<limit>"
+		b = append(append(b, ds.dim...), '"')
+		if state {
+			b = append(b, ";r="...)
+			b = strconv.AppendInt(b, sfInteger(int64(d.Remaining)), 10)
+			t := int64(-1)
+			switch {
+			case ds.dim == LimitConcurrency:
+			case !d.Allowed:
+				t = retryAfter(d, now)
+			case !d.RefillAt.IsZero():
+				t = ceilSeconds(d.RefillAt.Sub(now))
+			}
+			if t >= 0 {
+				b = append(b, ";t="...)
+				b = strconv.AppendInt(b, sfInteger(t), 10)
+			}
+			continue
+		}
 		b = append(b, ";q="...)
-		b = strconv.AppendInt(b, sfInteger(int64(ds.d.Limit)), 10)
+		b = strconv.AppendInt(b, sfInteger(int64(d.Limit)), 10)
 		if ds.dim == LimitConcurrency {
 			b = append(b, `;qu="concurrent-requests"`...)
 			continue
@@ -151,32 +168,7 @@ func addPolicies(h http.Header, tier string, window int64, unit string, dims []d
 		b = append(b, ";qu="...)
 		b = appendSFString(b, unit)
 	}
-	policyEnd := len(b)
-	if v := h[keyRateLimit]; len(v) > 0 {
-		b = append(b, v[0]...)
-	}
-	for _, ds := range dims {
-		d := ds.d
-		b = name(append(b, ", "...), ds.dim)
-		b = append(b, ";r="...)
-		b = strconv.AppendInt(b, sfInteger(int64(d.Remaining)), 10)
-		t := int64(-1)
-		switch {
-		case ds.dim == LimitConcurrency:
-		case !d.Allowed:
-			t = retryAfter(d, now)
-		case !d.RefillAt.IsZero():
-			t = ceilSeconds(d.RefillAt.Sub(now))
-		}
-		if t >= 0 {
-			b = append(b, ";t="...)
-			b = strconv.AppendInt(b, sfInteger(t), 10)
-		}
-	}
-	all := string(b)
-	vals := []string{all[:policyEnd], all[policyEnd:]}
-	h[keyPolicy] = vals[0:1:1]
-	h[keyRateLimit] = vals[1:2:2]
+	return b
 }
 
 // retryMoment returns when refused decision d lifts: its RetryAt, or, from

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -102,9 +103,6 @@ type Job struct {
 	ended    atomic.Bool
 }
 
-// Reserved returns the cost reserved for the job at admission.
-func (j *Job) Reserved() int { return j.reserved }
-
 // ReportCost tells the job what its work actually cost, to be settled
 // against the reservation when it ends; the last report counts. A
 // negative cost counts as 0, one above 1e9 as 1e9.
@@ -175,12 +173,12 @@ func parseCost(h http.Header) (int, bool, error) {
 	case len(vs) == 0:
 		return 0, false, nil
 	case len(vs) > 1:
-		return 0, false, errCost("more than one " + HeaderCost + " header")
+		return 0, false, errors.New("more than one " + HeaderCost + " header")
 	}
 	v := strings.TrimSpace(vs[0])
 	n, err := strconv.ParseUint(v, 10, 64)
 	if err != nil || n > maxCost {
-		return 0, false, errCost(HeaderCost + ": want a whole number from 0 to 1000000000, got " + strconv.Quote(shortValue(v)))
+		return 0, false, errors.New(HeaderCost + ": want a whole number from 0 to 1000000000, got " + strconv.Quote(shortValue(v)))
 	}
 	return int(n), true, nil
 }
@@ -192,10 +190,6 @@ func ParseCost(h http.Header) (cost int, ok bool) {
 	n, given, err := parseCost(h)
 	return n, given && err == nil
 }
-
-type errCost string
-
-func (e errCost) Error() string { return string(e) }
 
 // shortValue cuts a header value for an error message.
 func shortValue(v string) string {
@@ -217,8 +211,8 @@ type dimState struct {
 // one refuses, what was taken is given back, the request's hit too, and ok
 // is false, the refusal last in dims. A tier that limits neither gets a
 // nil Job.
-func (l *Limiter) admitMore(ctx context.Context, key string, tier config.Tier, degraded bool, estimate int, now time.Time, dims []dimState) (j *Job, _ []dimState, ok bool) {
-	j = &Job{sp: l.spender, key: key, at: now, now: l.clock}
+func (l *Limiter) admitMore(ctx context.Context, key string, tier config.Tier, degraded bool, estimate int, now time.Time, dims []dimState) (*Job, []dimState, bool) {
+	var slot uint64
 	if tier.Cost.Set() {
 		d := l.spender.TakeCost(ctx, now, key, estimate, tier.Cost.For(degraded))
 		dims = append(dims, dimState{LimitCost, d})
@@ -226,7 +220,6 @@ func (l *Limiter) admitMore(ctx context.Context, key string, tier config.Tier, d
 			l.spender.Refund(ctx, now, key, now)
 			return nil, dims, false
 		}
-		j.cost, j.reserved = true, estimate
 	}
 	if tier.Concurrency.Set() {
 		limit := tier.Concurrency.For(degraded)
@@ -236,17 +229,18 @@ func (l *Limiter) admitMore(ctx context.Context, key string, tier config.Tier, d
 			// When a slot frees is up to the jobs running: look again in a
 			// second.
 			d.RetryAt = now.Add(time.Second)
-			dims = append(dims, dimState{LimitConcurrency, d})
+		}
+		dims = append(dims, dimState{LimitConcurrency, d})
+		if id == 0 {
 			l.spender.Refund(ctx, now, key, now)
-			if j.cost && estimate > 0 {
+			if tier.Cost.Set() && estimate > 0 {
 				l.spender.SettleCost(ctx, now, key, now, -estimate)
 			}
 			return nil, dims, false
 		}
-		dims = append(dims, dimState{LimitConcurrency, d})
-		j.slot = id
+		slot = id
 	}
-	return j, dims, true
+	return &Job{sp: l.spender, key: key, at: now, now: l.clock, cost: tier.Cost.Set(), reserved: estimate, slot: slot}, dims, true
 }
 
 // clock returns the Limiter's time.

@@ -343,10 +343,7 @@ func (l *Limiter) Admit(w http.ResponseWriter, r *http.Request) (*Job, bool) {
 	allowed := d.Allowed && refused.Allowed
 	observe(l.timers, path, start)
 	h := w.Header()
-	writeHeaders(h, tier.Name, l.window, d, now)
-	if len(dims) > 0 {
-		addPolicies(h, tier.Name, l.window, l.unit, dims, now)
-	}
+	writeAllHeaders(h, tier.Name, l.window, l.unit, dims, d, now)
 	if why.dim != LimitRequests && !allowed {
 		// Refused by another limit: the request is admitted when that
 		// one lifts.
