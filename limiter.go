@@ -296,14 +296,15 @@ func (l *Limiter) costUnit() string {
 func countedAlone(t *config.Tiers) error {
 	for _, name := range t.Names() {
 		tier, _ := t.Tier(name)
-		for _, dim := range []struct {
-			name string
-			set  bool
-		}{{"cost", tier.Cost.Set()}, {"concurrency", tier.Concurrency.Set()}} {
-			if dim.set {
-				return fmt.Errorf("tiers.%s.%s: cost and concurrency limits are counted on a single node only in this version, not across a cluster", name, dim.name)
-			}
+		field := "cost"
+		switch {
+		case tier.Cost.Set():
+		case tier.Concurrency.Set():
+			field = "concurrency"
+		default:
+			continue
 		}
+		return fmt.Errorf("tiers.%s.%s: cost and concurrency limits are counted on a single node only in this version, not across a cluster", name, field)
 	}
 	return nil
 }

@@ -30,7 +30,10 @@ const slotShards = 16
 type slotShard struct {
 	// mu guards m.
 	mu sync.Mutex
-	m  map[string][]slot // key -> its slots held, in no order
+	// m holds each key's slots, in no order. A key that holds none
+	// keeps its slice, so that its next job takes a slot without an
+	// allocation, until Sweep forgets it.
+	m map[string][]slot
 }
 
 // slot is one job's slot.
@@ -64,7 +67,7 @@ func (s *Slots) Acquire(now time.Time, key, holder string, limit int, until time
 	defer sh.mu.Unlock()
 	cur := live(sh.m[key], now.UnixNano())
 	if len(cur) >= limit {
-		sh.put(key, cur)
+		sh.m[key] = cur
 		return 0, len(cur)
 	}
 	id = s.nextID.Add(1)
@@ -83,7 +86,7 @@ func (s *Slots) Release(key string, id uint64) bool {
 	for i := range held {
 		if held[i].id == id {
 			held[i] = held[len(held)-1]
-			sh.put(key, held[:len(held)-1])
+			sh.m[key] = held[:len(held)-1]
 			return true
 		}
 	}
@@ -121,7 +124,7 @@ func (s *Slots) ReleaseHolder(holder string) int {
 				}
 				kept = append(kept, sl)
 			}
-			sh.put(key, kept)
+			sh.m[key] = kept
 		}
 		sh.mu.Unlock()
 	}
@@ -142,7 +145,7 @@ func (s *Slots) Sweep(now time.Time) int {
 				delete(sh.m, key)
 				continue
 			}
-			sh.put(key, kept)
+			sh.m[key] = kept
 		}
 		sh.mu.Unlock()
 	}
@@ -158,11 +161,4 @@ func live(held []slot, n int64) []slot {
 		}
 	}
 	return kept
-}
-
-// put stores held as key's slots. A key that holds none stays, with its
-// slice, so that its next job takes a slot without an allocation; Sweep
-// forgets it. sh.mu must be held.
-func (sh *slotShard) put(key string, held []slot) {
-	sh.m[key] = held
 }
