@@ -62,15 +62,28 @@ func (s *Slots) shardOf(key string) *slotShard {
 // slots held already, id 0 and that number. Slots past their deadline are
 // not counted.
 func (s *Slots) Acquire(now time.Time, key, holder string, limit int, until time.Time) (id uint64, held int) {
+	return s.AcquireID(now, key, holder, s.nextID.Add(1), limit, until)
+}
+
+// AcquireID is Acquire with the slot's id chosen by the caller (another
+// node, which may send the same request again): id must not be 0, and a
+// slot of key with that id held already is kept as it is and its id
+// returned, so taking it again takes nothing more.
+func (s *Slots) AcquireID(now time.Time, key, holder string, id uint64, limit int, until time.Time) (uint64, int) {
 	sh := s.shardOf(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	cur := live(sh.m[key], now.UnixNano())
-	if len(cur) >= limit {
+	for i := range cur {
+		if cur[i].id == id {
+			sh.m[key] = cur
+			return id, len(cur)
+		}
+	}
+	if id == 0 || len(cur) >= limit {
 		sh.m[key] = cur
 		return 0, len(cur)
 	}
-	id = s.nextID.Add(1)
 	cur = append(cur, slot{id: id, holder: holder, until: until.UnixNano()})
 	sh.m[key] = cur
 	return id, len(cur)
@@ -98,12 +111,30 @@ func (s *Slots) Held(now time.Time, key string) int {
 	sh := s.shardOf(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	n := now.UnixNano()
+	return liveCount(sh.m[key], now.UnixNano())
+}
+
+// liveCount returns how many of held have not passed their deadline at n.
+func liveCount(held []slot, n int64) int {
 	c := 0
-	for _, sl := range sh.m[key] {
+	for _, sl := range held {
 		if sl.until > n {
 			c++
 		}
+	}
+	return c
+}
+
+// Total returns how many slots are held at now, of every key.
+func (s *Slots) Total(now time.Time) int {
+	n, c := now.UnixNano(), 0
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		for _, held := range sh.m {
+			c += liveCount(held, n)
+		}
+		sh.mu.Unlock()
 	}
 	return c
 }

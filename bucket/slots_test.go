@@ -114,3 +114,33 @@ func TestSlotsNeverOverLimit(t *testing.T) {
 	assert.LessOrEqual(t, most, limit)
 	assert.Zero(t, s.Held(t0, "k"))
 }
+
+// TestSlotsAcquireIDIsIdempotent: a slot taken with the caller's id and
+// asked for again (a retry) is the same slot; id 0 takes none.
+func TestSlotsAcquireIDIsIdempotent(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	s := NewSlots()
+	until := t0.Add(time.Minute)
+
+	id, held := s.AcquireID(t0, "k", "b", 41, 2, until)
+	assert.Equal(t, uint64(41), id)
+	assert.Equal(t, 1, held)
+	id, held = s.AcquireID(t0, "k", "b", 41, 2, until)
+	assert.Equal(t, uint64(41), id, "the same id again")
+	assert.Equal(t, 1, held, "takes nothing more")
+	id, held = s.AcquireID(t0, "k", "c", 0, 2, until)
+	assert.Zero(t, id, "id 0 takes no slot")
+	assert.Equal(t, 1, held)
+	id, _ = s.AcquireID(t0, "k", "c", 42, 2, until)
+	assert.Equal(t, uint64(42), id)
+	id, held = s.AcquireID(t0, "k", "c", 43, 2, until)
+	assert.Zero(t, id, "full")
+	assert.Equal(t, 2, held)
+	id, held = s.AcquireID(t0, "k", "b", 41, 2, until)
+	assert.Equal(t, uint64(41), id, "a held slot asked for again while full is still held")
+	assert.Equal(t, 2, held)
+
+	assert.Equal(t, 1, s.ReleaseHolder("b"))
+	require.True(t, s.Release("k", 42))
+	assert.Zero(t, s.Held(t0, "k"))
+}

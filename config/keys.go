@@ -31,6 +31,40 @@ func CheckKey(key string) error {
 	return nil
 }
 
+// A counter key names one of an API key's counts: the key itself for its
+// requests, and the key with a suffix for each other dimension its tier
+// limits. A suffix starts with a space, which no API key holds, so counter
+// keys never collide with API keys; and the ring places a counter key by
+// the API key before the space (RouteKey), so that all of a key's counts
+// live at the key's owner and move together.
+const costSuffix = " cost"
+
+// CostKey returns the counter key of key's cost.
+func CostKey(key string) string { return key + costSuffix }
+
+// RouteKey returns the API key a counter key belongs to: the part before
+// its first space, or all of it. It does not allocate.
+func RouteKey(counter string) string {
+	for i := 0; i < len(counter); i++ {
+		if counter[i] == ' ' {
+			return counter[:i]
+		}
+	}
+	return counter
+}
+
+// CheckCounterKey reports what is wrong with a counter key, or returns
+// nil: an API key CheckKey accepts, alone or with a known suffix. Peers
+// apply it to every key that crosses the wire. The error never holds the
+// key.
+func CheckCounterKey(counter string) error {
+	base := RouteKey(counter)
+	if len(base) < len(counter) && counter[len(base):] != costSuffix {
+		return errors.New("counter key has an unknown suffix")
+	}
+	return CheckKey(base)
+}
+
 // KeyHash returns a short, stable fingerprint of an API key: 8 hex digits
 // of its SHA-256. Logs carry it (as key_hash) instead of the key, which
 // must never be logged; every package uses this one, so a key has the same

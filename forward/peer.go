@@ -14,7 +14,8 @@ const MaxCheckItems = 10_000
 // Item is one check to make at a key's owner.
 type Item struct {
 	// Key is the key whose count is checked. Package ownership's Router
-	// sends only keys that passed config.CheckKey, as the middleware's do.
+	// sends only keys that pass config.CheckCounterKey: API keys, as the
+	// middleware's are, and their counter keys.
 	Key string
 	// Hits is how many hits to add if they fit: at least 1, or 0 for an
 	// item that only asks for a lease or gives one back.
@@ -58,6 +59,15 @@ type Item struct {
 	// counts none of its hits and grants nothing (see
 	// ownership.Owner.Decide): the sender has decided them already.
 	Deadline time.Time
+	// AcquireSlot, if not 0, takes a concurrency slot of Key under Limit
+	// with this id, the sender's choice, until ReleaseSlot names it or
+	// AcquireUntil (the sender's clock) passes. Sent again, the same id
+	// takes nothing more. The slot is From's: the owner gives it back if
+	// From fails or restarts.
+	AcquireSlot  uint64
+	AcquireUntil time.Time
+	// ReleaseSlot, if not 0, gives back Key's slot with this id.
+	ReleaseSlot uint64
 }
 
 // Holder names the sending process of an item: its member name and boot
@@ -91,6 +101,11 @@ type Result struct {
 	// off: at most what the lease had out, 0 for a give-back taken already
 	// or a lease it has no record of (granted by another owner, or forged).
 	TookBack int
+	// Slot is, for an item with AcquireSlot, the slot's id when it was
+	// taken, and 0 when Key held Limit slots already; SlotsHeld is how many
+	// of Key's slots are held then, the new one included.
+	Slot      uint64
+	SlotsHeld int
 }
 
 // Peer is a node that owns some keys; Check asks it to count a batch of

@@ -181,6 +181,9 @@ func newRequest(items []forward.Item) *peerpb.CheckRequest {
 		w.GiveBackNonce = it.GiveBackNonce
 		w.DeadlineUnixNanos = unixNanos(it.Deadline)
 		w.GiveBackStartUnixNanos = unixNanos(it.GiveBackStart)
+		w.AcquireSlot = it.AcquireSlot
+		w.AcquireUntilUnixNanos = unixNanos(it.AcquireUntil)
+		w.ReleaseSlot = it.ReleaseSlot
 		if it.Reported {
 			if lefts == nil {
 				lefts = make([]int64, len(items))

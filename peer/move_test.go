@@ -100,7 +100,8 @@ func TestMovesAreChecked(t *testing.T) {
 	}{
 		{"no sender", "", peerWindow, []bucket.Count{good}, "from is 0 bytes"},
 		{"other window", "a", time.Second, []bucket.Count{good}, "window is 1s"},
-		{"bad key", "a", peerWindow, []bucket.Count{good, {Key: "a b"}}, "count 1: API key has byte 0x20"},
+		{"bad key", "a", peerWindow, []bucket.Count{good, {Key: "a\tb"}}, "count 1: API key has byte 0x9"},
+		{"unknown counter", "a", peerWindow, []bucket.Count{good, {Key: "a b"}}, "count 1: counter key has an unknown suffix"},
 		{"too many", "a", peerWindow, make([]bucket.Count, forward.MaxCheckItems+1), "10001 counts"},
 	}
 	for _, tt := range tests {

@@ -139,7 +139,7 @@ func (s *Server) counts(req *peerpb.Counts) ([]bucket.Count, error) {
 	}
 	out := make([]bucket.Count, len(cs))
 	for i, c := range cs {
-		if err := config.CheckKey(c.GetKey()); err != nil {
+		if err := config.CheckCounterKey(c.GetKey()); err != nil {
 			return nil, status.Errorf(codes.InvalidArgument, "count %d: %v", i, err)
 		}
 		out[i] = bucket.Count{Key: c.GetKey(), Start: fromUnixNanos(c.GetStartUnixNanos()),
@@ -242,6 +242,7 @@ func (s *Server) decide(req *peerpb.CheckRequest, from forward.Holder) (*peerpb.
 			Want: int(it.GetWant()), LeaseID: it.GetLeaseId(), GiveBack: int(it.GetGiveBack()), GiveBackStart: fromUnixNanos(it.GetGiveBackStartUnixNanos()),
 			Deadline: fromUnixNanos(it.GetDeadlineUnixNanos()), GiveBackNonce: it.GetGiveBackNonce(),
 			Left: int(it.GetLeft()), Reported: it.Left != nil, From: from,
+			AcquireSlot: it.GetAcquireSlot(), AcquireUntil: fromUnixNanos(it.GetAcquireUntilUnixNanos()), ReleaseSlot: it.GetReleaseSlot(),
 		})
 		r := &results[i]
 		r.Allowed = d.Allowed
@@ -255,6 +256,8 @@ func (s *Server) decide(req *peerpb.CheckRequest, from forward.Holder) (*peerpb.
 		r.WindowLeftNanos = int64(d.WindowLeft)
 		r.LeaseId = d.LeaseID
 		r.Expired = d.Expired
+		r.Slot = d.Slot
+		r.SlotsHeld = int64(d.SlotsHeld)
 		resp.Results[i] = r
 	}
 	return resp, nil
@@ -263,14 +266,16 @@ func (s *Server) decide(req *peerpb.CheckRequest, from forward.Holder) (*peerpb.
 // validateItem returns an InvalidArgument status saying what is wrong with
 // item i, or nil. The message never holds the key, which may be an API key.
 func validateItem(i int, it *peerpb.Item, window time.Duration) error {
-	if err := config.CheckKey(it.GetKey()); err != nil {
+	if err := config.CheckCounterKey(it.GetKey()); err != nil {
 		return status.Errorf(codes.InvalidArgument, "item %d: %v", i, err)
 	}
 	switch h, w, g, l := it.GetHits(), it.GetWant(), it.GetGiveBack(), it.GetLeft(); {
 	case h < 0 || w < 0 || g < 0 || l < 0:
 		return status.Errorf(codes.InvalidArgument, "item %d: hits %d, want %d, give_back %d, left %d: none may be negative", i, h, w, g, l)
-	case h == 0 && w == 0 && g == 0 && it.Left == nil:
-		return status.Errorf(codes.InvalidArgument, "item %d: hits, want and give_back are all 0 and left is not set: nothing to do", i)
+	case h == 0 && w == 0 && g == 0 && it.Left == nil && it.GetAcquireSlot() == 0 && it.GetReleaseSlot() == 0:
+		return status.Errorf(codes.InvalidArgument, "item %d: hits, want, give_back, acquire_slot and release_slot are all 0 and left is not set: nothing to do", i)
+	case it.GetAcquireSlot() != 0 && it.GetAcquireUntilUnixNanos() <= 0:
+		return status.Errorf(codes.InvalidArgument, "item %d: acquire_slot without acquire_until_unix_nanos", i)
 	case w > ownership.MaxLeaseHits || g > ownership.MaxLeaseHits || l > ownership.MaxLeaseHits:
 		return status.Errorf(codes.InvalidArgument, "item %d: want %d, give_back %d, left %d: at most %d each", i, w, g, l, ownership.MaxLeaseHits)
 	}

@@ -196,6 +196,35 @@ func TestCheckCarriesLeases(t *testing.T) {
 	assert.Equal(t, items, store.items, "items as the owner saw them")
 }
 
+// TestCheckCarriesSlotsAndCostKeys: a cost counter key, a slot to take
+// (its id and end) and one to give back reach the owner exactly, and the
+// slot's answer comes back.
+func TestCheckCarriesSlotsAndCostKeys(t *testing.T) {
+	store := &scriptedStore{
+		window: peerWindow,
+		leases: map[string]forward.Result{
+			"k1": {Decision: bucket.Decision{Allowed: true, Limit: 2}, Slot: 77, SlotsHeld: 2},
+		},
+	}
+	c := serveBufconn(t, store)
+	until := time.Unix(1_700_003_600, 5)
+	items := []forward.Item{
+		{Key: config.CostKey("k1"), Hits: 250, Limit: 6000, Window: peerWindow},
+		{Key: "k1", Limit: 2, Window: peerWindow, AcquireSlot: 77, AcquireUntil: until},
+		{Key: "k1", Limit: 2, Window: peerWindow, ReleaseSlot: 76},
+	}
+
+	got, err := c.Check(t.Context(), items)
+	require.NoError(t, err)
+
+	require.Len(t, got, 3)
+	assert.Equal(t, uint64(77), got[1].Slot)
+	assert.Equal(t, 2, got[1].SlotsHeld)
+	store.mu.Lock()
+	defer store.mu.Unlock()
+	assert.Equal(t, items, store.items, "items as the owner saw them")
+}
+
 // TestCheckCarriesReportsAndTheSender: a lease's report of what it has
 // left reaches the owner exactly (0 included), an item without one
 // reports nothing, and the owner learns which process sent each item from
@@ -268,8 +297,11 @@ func TestCheckRejectsInvalidBatch(t *testing.T) {
 		{"batch too big", make([]forward.Item, forward.MaxCheckItems+1), "10001 items, at most 10000"},
 		{"empty key", with(func(it *forward.Item) { it.Key = "" }), "item 2: empty API key"},
 		{"key too long", with(func(it *forward.Item) { it.Key = strings.Repeat("x", config.MaxKeyLen+1) }), "item 2: API key is 257 bytes, longer than 256"},
-		{"key with a space", with(func(it *forward.Item) { it.Key = "free demo" }), "item 2: API key has byte 0x20 at 4"},
-		{"nothing to do", with(func(it *forward.Item) { it.Hits = 0 }), "item 2: hits, want and give_back are all 0"},
+		{"key with a tab", with(func(it *forward.Item) { it.Key = "free\tdemo" }), "item 2: API key has byte 0x9 at 4"},
+		{"space in a cost key", with(func(it *forward.Item) { it.Key = "free demo cost" }), "item 2: counter key has an unknown suffix"},
+		{"nothing to do", with(func(it *forward.Item) { it.Hits = 0 }), "item 2: hits, want, give_back, acquire_slot and release_slot are all 0"},
+		{"acquire without an end", with(func(it *forward.Item) { it.Hits, it.AcquireSlot = 0, 7 }), "item 2: acquire_slot without acquire_until_unix_nanos"},
+		{"unknown counter suffix", with(func(it *forward.Item) { it.Key = "k1 gpu" }), "item 2: counter key has an unknown suffix"},
 		{"negative hits", with(func(it *forward.Item) { it.Hits = -3 }), "item 2: hits -3, want 0, give_back 0, left 0: none may be negative"},
 		{"negative want", with(func(it *forward.Item) { it.Want = -1 }), "item 2: hits 1, want -1, give_back 0"},
 		{"negative give-back", with(func(it *forward.Item) { it.Hits, it.GiveBack = 0, -5 }), "give_back -5, left 0: none may be negative"},
@@ -394,7 +426,7 @@ func TestCheckStreamAnswersEachRequestWithItsID(t *testing.T) {
 		}
 		assert.Equal(t, st.want, got, "answer %d to request id %d", i, st.req.GetId())
 		if st.want.code != codes.OK {
-			assert.Contains(t, resp.GetErrorMessage(), "item 0: hits, want and give_back are all 0")
+			assert.Contains(t, resp.GetErrorMessage(), "item 0: hits, want, give_back, acquire_slot and release_slot are all 0")
 		}
 	}
 	assert.Len(t, store.seen(), 4, "Take calls: the refused batch must count nothing")

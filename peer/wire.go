@@ -43,5 +43,7 @@ func decodeResult(r *peerpb.Result) forward.Result {
 		WindowLeft: time.Duration(max(0, r.GetWindowLeftNanos())),
 		LeaseID:    r.GetLeaseId(),
 		Expired:    r.GetExpired(),
+		Slot:       r.GetSlot(),
+		SlotsHeld:  int(max(0, r.GetSlotsHeld())),
 	}
 }

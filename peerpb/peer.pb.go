@@ -317,7 +317,19 @@ type Item struct {
 	// sent the item (a report, on an item that may carry nothing else, or a
 	// renewal's). If the sender fails or restarts, the owner takes what it
 	// last said was left off the key's count.
-	Left          *int64 `protobuf:"varint,11,opt,name=left,proto3,oneof" json:"left,omitempty"`
+	Left *int64 `protobuf:"varint,11,opt,name=left,proto3,oneof" json:"left,omitempty"`
+	// If not 0: take a concurrency slot of key under limit, with this id
+	// (the sender's choice, random, not 0), held until release_slot names it
+	// or acquire_until_unix_nanos passes, whichever comes first. The same id
+	// sent again takes nothing more. The slot is the sender's: when the
+	// sender fails or restarts, the owner gives it back. An item that comes
+	// after its deadline takes no slot.
+	AcquireSlot uint64 `protobuf:"varint,12,opt,name=acquire_slot,json=acquireSlot,proto3" json:"acquire_slot,omitempty"`
+	// With acquire_slot: when the slot ends if it is not released, in the
+	// sender's Unix nanoseconds.
+	AcquireUntilUnixNanos int64 `protobuf:"varint,13,opt,name=acquire_until_unix_nanos,json=acquireUntilUnixNanos,proto3" json:"acquire_until_unix_nanos,omitempty"`
+	// If not 0: give back the concurrency slot of key with this id.
+	ReleaseSlot   uint64 `protobuf:"varint,14,opt,name=release_slot,json=releaseSlot,proto3" json:"release_slot,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -425,6 +437,27 @@ func (x *Item) GetDeadlineUnixNanos() int64 {
 func (x *Item) GetLeft() int64 {
 	if x != nil && x.Left != nil {
 		return *x.Left
+	}
+	return 0
+}
+
+func (x *Item) GetAcquireSlot() uint64 {
+	if x != nil {
+		return x.AcquireSlot
+	}
+	return 0
+}
+
+func (x *Item) GetAcquireUntilUnixNanos() int64 {
+	if x != nil {
+		return x.AcquireUntilUnixNanos
+	}
+	return 0
+}
+
+func (x *Item) GetReleaseSlot() uint64 {
+	if x != nil {
+		return x.ReleaseSlot
 	}
 	return 0
 }
@@ -547,7 +580,13 @@ type Result struct {
 	// under (Item.lease_id).
 	LeaseId uint64 `protobuf:"varint,10,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
 	// The item came after its deadline: nothing was counted or granted.
-	Expired       bool `protobuf:"varint,11,opt,name=expired,proto3" json:"expired,omitempty"`
+	Expired bool `protobuf:"varint,11,opt,name=expired,proto3" json:"expired,omitempty"`
+	// For an item with acquire_slot: the slot's id when it was taken, 0 when
+	// the key held limit slots already.
+	Slot uint64 `protobuf:"varint,12,opt,name=slot,proto3" json:"slot,omitempty"`
+	// For an item with acquire_slot: how many of key's slots are held, the
+	// new one included.
+	SlotsHeld     int64 `protobuf:"varint,13,opt,name=slots_held,json=slotsHeld,proto3" json:"slots_held,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -659,6 +698,20 @@ func (x *Result) GetExpired() bool {
 	return false
 }
 
+func (x *Result) GetSlot() uint64 {
+	if x != nil {
+		return x.Slot
+	}
+	return 0
+}
+
+func (x *Result) GetSlotsHeld() int64 {
+	if x != nil {
+		return x.SlotsHeld
+	}
+	return 0
+}
+
 var File_peer_proto protoreflect.FileDescriptor
 
 const file_peer_proto_rawDesc = "" +
@@ -678,7 +731,7 @@ const file_peer_proto_rawDesc = "" +
 	"\vCountsReply\"M\n" +
 	"\fCheckRequest\x12-\n" +
 	"\x05items\x18\x01 \x03(\v2\x17.tierlimit.peer.v1.ItemR\x05items\x12\x0e\n" +
-	"\x02id\x18\x02 \x01(\x04R\x02id\"\xe7\x02\n" +
+	"\x02id\x18\x02 \x01(\x04R\x02id\"\xe6\x03\n" +
 	"\x04Item\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x12\n" +
 	"\x04hits\x18\x02 \x01(\x03R\x04hits\x12\x14\n" +
@@ -691,7 +744,10 @@ const file_peer_proto_rawDesc = "" +
 	"\x0fgive_back_nonce\x18\n" +
 	" \x01(\x04R\rgiveBackNonce\x12.\n" +
 	"\x13deadline_unix_nanos\x18\t \x01(\x03R\x11deadlineUnixNanos\x12\x17\n" +
-	"\x04left\x18\v \x01(\x03H\x00R\x04left\x88\x01\x01B\a\n" +
+	"\x04left\x18\v \x01(\x03H\x00R\x04left\x88\x01\x01\x12!\n" +
+	"\facquire_slot\x18\f \x01(\x04R\vacquireSlot\x127\n" +
+	"\x18acquire_until_unix_nanos\x18\r \x01(\x03R\x15acquireUntilUnixNanos\x12!\n" +
+	"\frelease_slot\x18\x0e \x01(\x04R\vreleaseSlotB\a\n" +
 	"\x05_left\"\xb4\x01\n" +
 	"\rCheckResponse\x123\n" +
 	"\aresults\x18\x01 \x03(\v2\x19.tierlimit.peer.v1.ResultR\aresults\x12\x0e\n" +
@@ -699,7 +755,7 @@ const file_peer_proto_rawDesc = "" +
 	"\n" +
 	"error_code\x18\x03 \x01(\x05R\terrorCode\x12#\n" +
 	"\rerror_message\x18\x04 \x01(\tR\ferrorMessage\x12\x1a\n" +
-	"\bdraining\x18\x05 \x01(\bR\bdraining\"\xe3\x02\n" +
+	"\bdraining\x18\x05 \x01(\bR\bdraining\"\x96\x03\n" +
 	"\x06Result\x12\x18\n" +
 	"\aallowed\x18\x01 \x01(\bR\aallowed\x12\x14\n" +
 	"\x05limit\x18\x02 \x01(\x03R\x05limit\x12\x1c\n" +
@@ -713,7 +769,10 @@ const file_peer_proto_rawDesc = "" +
 	"\x11window_left_nanos\x18\t \x01(\x03R\x0fwindowLeftNanos\x12\x19\n" +
 	"\blease_id\x18\n" +
 	" \x01(\x04R\aleaseId\x12\x18\n" +
-	"\aexpired\x18\v \x01(\bR\aexpired2\xb3\x02\n" +
+	"\aexpired\x18\v \x01(\bR\aexpired\x12\x12\n" +
+	"\x04slot\x18\f \x01(\x04R\x04slot\x12\x1d\n" +
+	"\n" +
+	"slots_held\x18\r \x01(\x03R\tslotsHeld2\xb3\x02\n" +
 	"\x04Peer\x12J\n" +
 	"\x05Check\x12\x1f.tierlimit.peer.v1.CheckRequest\x1a .tierlimit.peer.v1.CheckResponse\x12T\n" +
 	"\vCheckStream\x12\x1f.tierlimit.peer.v1.CheckRequest\x1a .tierlimit.peer.v1.CheckResponse(\x010\x01\x12D\n" +

@@ -19,6 +19,8 @@ import (
 
 	"github.com/buraksezer/consistent"
 	"github.com/cespare/xxhash/v2"
+
+	"github.com/tierlimit/tierlimit/config"
 )
 
 // The ring's parameters. Every node must use these same values, the same
@@ -69,7 +71,8 @@ func New() *Ring {
 }
 
 // Owner returns the name of the member that owns key, and false if the ring
-// is empty. It does not allocate.
+// is empty. A counter key (config.CostKey) has the owner of its API key. It
+// does not allocate.
 func (r *Ring) Owner(key string) (string, bool) {
 	t := r.table.Load()
 	if t == nil || len(t.owners) == 0 {
@@ -77,7 +80,7 @@ func (r *Ring) Owner(key string) (string, bool) {
 	}
 	// Same partition as consistent.FindPartitionID, whose hasher is
 	// xxhash.Sum64, without turning key into a []byte.
-	return t.owners[xxhash.Sum64String(key)%partitions], true
+	return t.owners[xxhash.Sum64String(config.RouteKey(key))%partitions], true
 }
 
 // Members returns the member names, sorted. The slice is the caller's.

@@ -9,6 +9,8 @@ import (
 	"github.com/buraksezer/consistent"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/tierlimit/tierlimit/config"
 )
 
 // ringKeys returns n distinct keys.
@@ -268,4 +270,22 @@ func BenchmarkRingSet(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestCostKeyHasItsKeysOwner: a key's cost counter lives where the key's
+// requests are counted, so both move together.
+func TestCostKeyHasItsKeysOwner(t *testing.T) {
+	r := New()
+	r.Set([]string{"a", "b", "c", "d", "e"})
+	moved := 0
+	for i := range 1000 {
+		key := fmt.Sprintf("key-%d", i)
+		owner, _ := r.Owner(key)
+		cost, _ := r.Owner(config.CostKey(key))
+		require.Equal(t, owner, cost, "key %s", key)
+		if other, _ := r.Owner(key + "cost"); other != owner {
+			moved++
+		}
+	}
+	assert.Greater(t, moved, 500, "keys without the space are placed by their whole text")
 }
