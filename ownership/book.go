@@ -49,16 +49,16 @@ type fromBook struct {
 // pathAsk: the book cannot answer; the owner must be asked.
 const pathAsk = -1
 
-// check answers a check of key under limit at now from a lease this node
-// holds or from the owner's remembered refusal, if it can. A lease granted
+// check answers a check of hits hits of key under limit at now from a
+// lease this node holds or from the owner's remembered refusal, if it can. A lease granted
 // under another limit is ended (revoked), one that ran out of time ended
 // (expired); the result says so, with the hits to give back.
-func (b *book) check(now time.Time, key string, limit int) fromBook {
+func (b *book) check(now time.Time, key string, hits, limit int) fromBook {
 	out := fromBook{path: pathAsk}
 	if b.leases != nil {
 		if ls := b.leases.get(key); ls != nil {
 			out.held = ls
-			if d, renew, ended, ok := b.fromLease(now, key, ls, limit); ok {
+			if d, renew, ended, ok := b.fromLease(now, key, ls, hits, limit); ok {
 				out.d, out.path, out.renew = d, PathLease, renew
 				return out
 			} else if ended != nil {
@@ -72,16 +72,16 @@ func (b *book) check(now time.Time, key string, limit int) fromBook {
 	return out
 }
 
-// fromLease admits a check for key under limit at now from lease ls, if it
-// can, and returns the renewal to send when ls runs low. A lease granted
+// fromLease admits a check of hits hits for key under limit at now from
+// lease ls, if it can, and returns the renewal to send when ls runs low. A lease granted
 // under another limit is revoked, and one that ran out of time is ended;
 // both return what they had left.
-func (b *book) fromLease(now time.Time, key string, ls *lease, limit int) (bucket.Decision, *renewal, *ending, bool) {
+func (b *book) fromLease(now time.Time, key string, ls *lease, hits, limit int) (bucket.Decision, *renewal, *ending, bool) {
 	if ls.limit != limit {
 		return bucket.Decision{}, nil, b.end(key, ls, LeaseRevoked), false
 	}
 	n := now.UnixNano()
-	left, ok := ls.take(n)
+	left, ok := ls.take(n, hits)
 	if !ok {
 		var e *ending
 		if n >= ls.until.Load() && !ls.pending() {

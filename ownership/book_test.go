@@ -30,7 +30,7 @@ func TestBookSteps(t *testing.T) {
 	}
 
 	// Nothing known: ask the owner, for a first lease.
-	got := b.check(t0, key, 150)
+	got := b.check(t0, key, 1, 150)
 	assert.Equal(t, pathAsk, got.path)
 	assert.Nil(t, got.held)
 	want, id, asking := b.ask(t0, key, 150)
@@ -68,7 +68,7 @@ func TestBookSteps(t *testing.T) {
 		{"a new limit revokes the lease", 8 * time.Millisecond, 100, pathAsk, 0, false, LeaseRevoked, 1},
 	}
 	for _, st := range steps {
-		got := b.check(t0.Add(st.at), key, st.limit)
+		got := b.check(t0.Add(st.at), key, 1, st.limit)
 		assert.Equal(t, st.path, got.path, "%s: path", st.name)
 		if st.path == PathLease {
 			assert.Equal(t, st.remaining, got.d.Remaining, "%s: Remaining is what this node holds", st.name)
@@ -88,7 +88,7 @@ func TestBookSteps(t *testing.T) {
 	require.NotNil(t, asking)
 	b.answered(t0, key, 150, members, grant(8, 100, 43))
 	asking.renewing.Store(false)
-	got = b.check(t0.Add(2*time.Second), key, 150)
+	got = b.check(t0.Add(2*time.Second), key, 1, 150)
 	assert.Equal(t, pathAsk, got.path)
 	require.NotNil(t, got.ended)
 	assert.Equal(t, LeaseExpired, got.ended.why)
@@ -99,8 +99,8 @@ func TestBookSteps(t *testing.T) {
 	refused := bucket.Decision{Limit: 150, ResetAt: end, RetryAt: t0.Add(10 * time.Second)}
 	_, ended = b.answered(t0.Add(3*time.Second), key, 150, members, forward.Result{Decision: refused})
 	assert.Empty(t, ended)
-	assert.Equal(t, PathCached, b.check(t0.Add(9*time.Second), key, 150).path)
-	assert.Equal(t, pathAsk, b.check(t0.Add(10*time.Second), key, 150).path, "it lifted")
+	assert.Equal(t, PathCached, b.check(t0.Add(9*time.Second), key, 1, 150).path)
+	assert.Equal(t, pathAsk, b.check(t0.Add(10*time.Second), key, 1, 150).path, "it lifted")
 }
 
 // TestBookBudget steps the rule for a local decision when the owner cannot
@@ -156,8 +156,8 @@ func TestBookBudgetAfterARefusalLifted(t *testing.T) {
 	t0 := routerT0
 	end := t0.Add(routerWindow)
 	b.answers.put("k", 150, bucket.Decision{Limit: 150, ResetAt: end, RetryAt: t0.Add(500 * time.Millisecond)}, t0)
-	assert.Equal(t, PathCached, b.check(t0.Add(100*time.Millisecond), "k", 150).path, "the refusal holds")
-	assert.Equal(t, pathAsk, b.check(t0.Add(time.Second), "k", 150).path, "it lifted: ask the owner")
+	assert.Equal(t, PathCached, b.check(t0.Add(100*time.Millisecond), "k", 1, 150).path, "the refusal holds")
+	assert.Equal(t, pathAsk, b.check(t0.Add(time.Second), "k", 1, 150).path, "it lifted: ask the owner")
 	budget, until := b.budget(t0.Add(time.Second), "k", 150, 3, nil)
 	assert.Zero(t, budget, "without the owner, none of what the window frees")
 	assert.Equal(t, end, until)
@@ -179,7 +179,7 @@ func TestBookPrepaid(t *testing.T) {
 	t.Run("a lease of their own, carried by the next grant", func(t *testing.T) {
 		b := newTestBook()
 		assert.Empty(t, b.prepaid(t0, "k", 150, counted, 2))
-		got := b.check(t0, "k", 150)
+		got := b.check(t0, "k", 1, 150)
 		require.Equal(t, PathLease, got.path, "admitted from the prepaid hits")
 		assert.Equal(t, 1, got.d.Remaining)
 		assert.Empty(t, b.granted(t0, "k", 150, 3, grant))

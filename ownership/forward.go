@@ -116,7 +116,7 @@ func (r *Router) link(name string) (*link, string) {
 	cfg := r.batch
 	cfg.Report = func(err error) { r.report(name, l, err) }
 	cfg.Abandoned = func(it forward.Item, res forward.Result, err error, sentAgo time.Duration) {
-		r.abandoned(it, res, err, sentAgo)
+		r.abandoned(name, it, res, err, sentAgo)
 	}
 	l.batcher = forward.NewBatcher(p, cfg)
 	r.links[name] = l
@@ -131,8 +131,13 @@ func (r *Router) link(name string) (*link, string) {
 // where it is now counted already, so it is owed no more; if it refused
 // it, the owner counted a hit no client got, and this node may admit it
 // (book.prepaid). From then on what is owed for the key may be settled
-// (Awaiting).
-func (r *Router) abandoned(it forward.Item, res forward.Result, err error, sentAgo time.Duration) {
+// (Awaiting). A slot asked of owner is given back to it: this node took
+// one of its own instead.
+func (r *Router) abandoned(owner string, it forward.Item, res forward.Result, err error, sentAgo time.Duration) {
+	if it.AcquireSlot != 0 {
+		r.queueRelease(owner, it.Key, it.AcquireSlot)
+		return
+	}
 	now := r.clock()
 	if err == nil && it.Hits > 0 && res.Allowed {
 		// Counted at the owner: if this node admitted the check, the hit

@@ -114,19 +114,21 @@ func (l *lease) keepAlive(n int64, ttl time.Duration) {
 	}
 }
 
-// take admits one hit at n (Unix nanoseconds) if l has one left and has
-// not ended, and returns how many it has left then.
-func (l *lease) take(n int64) (int, bool) {
+// take admits hits hits at n (Unix nanoseconds) if l has that many left
+// and has not ended, and returns how many it has left then. With hits 0 it
+// admits if l has not ended and is not spent.
+func (l *lease) take(n int64, hits int) (int, bool) {
 	if n >= l.until.Load() {
 		return 0, false
 	}
+	h := int64(max(hits, 0))
 	for {
 		v := l.left.Load()
-		if v <= 0 {
+		if v <= 0 || v < h {
 			return 0, false
 		}
-		if l.left.CompareAndSwap(v, v-1) {
-			return int(v - 1), true
+		if h == 0 || l.left.CompareAndSwap(v, v-h) {
+			return int(v - h), true
 		}
 	}
 }

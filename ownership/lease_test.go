@@ -34,12 +34,12 @@ func TestLeaseSteps(t *testing.T) {
 	assert.Equal(t, at(routerWindow), l.end)
 	assert.Equal(t, firstWant, l.want(at(0), ttl), "no rate yet")
 	for i := range 5 {
-		left, ok := l.take(at(time.Duration(i) * 10 * time.Millisecond))
+		left, ok := l.take(at(time.Duration(i)*10*time.Millisecond), 1)
 		require.True(t, ok)
 		assert.Equal(t, 7-i, left)
 		assert.False(t, l.dueForRenewal(left), "after %d of 8", i+1)
 	}
-	left, ok := l.take(at(50 * time.Millisecond))
+	left, ok := l.take(at(50*time.Millisecond), 1)
 	require.True(t, ok)
 	assert.True(t, l.dueForRenewal(left), "three quarters spent")
 	// 6 hits in 100 ms: 60 per second, 12 per fifth of a lease of a second.
@@ -56,13 +56,13 @@ func TestLeaseSteps(t *testing.T) {
 	// In use, it lives on; idle, it ends a lease's time after its last use.
 	l.keepAlive(at(1400*time.Millisecond), ttl)
 	assert.Equal(t, at(1500*time.Millisecond), l.until.Load(), "not used since the renewal")
-	_, ok = l.take(at(1450 * time.Millisecond))
+	_, ok = l.take(at(1450*time.Millisecond), 1)
 	require.True(t, ok)
 	l.keepAlive(at(1490*time.Millisecond), ttl)
 	assert.Equal(t, at(2490*time.Millisecond), l.until.Load(), "used: a lease's time from the sweep")
 	l.keepAlive(at(2400*time.Millisecond), ttl)
 	assert.Equal(t, at(2490*time.Millisecond), l.until.Load(), "idle since")
-	_, ok = l.take(at(2490 * time.Millisecond))
+	_, ok = l.take(at(2490*time.Millisecond), 1)
 	assert.False(t, ok, "taken at its end")
 	assert.Equal(t, 41, l.drain())
 	assert.Zero(t, l.drain(), "drained twice")
@@ -70,7 +70,7 @@ func TestLeaseSteps(t *testing.T) {
 	// Never past its window, however much it is used.
 	near := newLease(window(300*time.Millisecond), 150, sent, routerWindow)
 	assert.Equal(t, at(300*time.Millisecond), near.until.Load())
-	_, ok = near.take(at(100 * time.Millisecond))
+	_, ok = near.take(at(100*time.Millisecond), 1)
 	require.True(t, ok)
 	near.keepAlive(at(200*time.Millisecond), ttl)
 	assert.Equal(t, at(300*time.Millisecond), near.until.Load(), "kept alive to the window's end, no further")
@@ -79,9 +79,9 @@ func TestLeaseSteps(t *testing.T) {
 	one := window(routerWindow)
 	one.Granted = 1
 	l2 := newLease(one, 20, sent, routerWindow)
-	_, ok = l2.take(at(0))
+	_, ok = l2.take(at(0), 1)
 	require.True(t, ok)
-	_, ok = l2.take(at(0))
+	_, ok = l2.take(at(0), 1)
 	assert.False(t, ok, "a second hit from a grant of 1")
 }
 
@@ -92,6 +92,7 @@ type ownerPeer struct {
 	store *bucket.Store
 	now   atomic.Pointer[time.Time] // nil: the real clock
 	down  atomic.Bool
+	from  forward.Holder // the sender, as a call would say
 
 	mu    sync.Mutex
 	items []forward.Item
@@ -123,6 +124,7 @@ func (p *ownerPeer) Check(_ context.Context, items []forward.Item) ([]forward.Re
 	p.mu.Unlock()
 	out := make([]forward.Result, len(items))
 	for i, it := range items {
+		it.From = p.from
 		out[i] = p.owner.Decide(p.clock(), it)
 	}
 	return out, nil

@@ -25,14 +25,16 @@ func grantSize(want, remaining, members int) int {
 // leases left unused. peer.Server answers with it. It is safe for
 // concurrent use.
 type Owner struct {
-	store     *bucket.Store
-	grants    *grants
-	maxOffset atomic.Int64 // how far apart the members' clocks may be; see SetMaxClockOffset
-	imports   atomic.Pointer[Imports]
-	members   func() int
-	ttl       time.Duration // ≤ 0: grant no leases
-	moved     atomic.Int64  // when the ring last changed, Unix nanoseconds; 0: never
-	credited  atomic.Int64  // hits taken back from the leases of members that failed or restarted
+	store      *bucket.Store
+	grants     *grants
+	slots      *bucket.Slots
+	maxOffset  atomic.Int64 // how far apart the members' clocks may be; see SetMaxClockOffset
+	imports    atomic.Pointer[Imports]
+	members    func() int
+	ttl        time.Duration // ≤ 0: grant no leases
+	moved      atomic.Int64  // when the ring last changed, Unix nanoseconds; 0: never
+	credited   atomic.Int64  // hits taken back from the leases of members that failed or restarted
+	slotsFreed atomic.Int64  // slots given back for members that failed or restarted
 
 	// mu guards alive.
 	mu    sync.Mutex
@@ -67,7 +69,7 @@ func NewOwner(store *bucket.Store, members func() int, ttl time.Duration) *Owner
 	if ttl == 0 {
 		ttl = DefaultLeaseTTL
 	}
-	o := &Owner{store: store, grants: newGrants(store.Window()), members: members, ttl: ttl}
+	o := &Owner{store: store, grants: newGrants(store.Window()), slots: bucket.NewSlots(), members: members, ttl: ttl}
 	o.maxOffset.Store(int64(DefaultMaxClockOffset))
 	return o
 }
@@ -84,6 +86,14 @@ func (o *Owner) SetImports(im *Imports) { o.imports.Store(im) }
 // be: an item that comes later than its Deadline plus d is not counted.
 func (o *Owner) SetMaxClockOffset(d time.Duration) { o.maxOffset.Store(int64(max(d, 0))) }
 
+// Slots returns the concurrency slots of the keys this node owns: those
+// other members take through it (Item.AcquireSlot) and, for the Router of
+// this node, its own.
+func (o *Owner) Slots() *bucket.Slots { return o.slots }
+
+// holderOf names h as the holder of the slots it takes.
+func holderOf(h forward.Holder) string { return h.Name + "\x00" + h.Boot }
+
 // Window returns the counting window of the Owner's store.
 func (o *Owner) Window() time.Duration { return o.store.Window() }
 
@@ -99,7 +109,22 @@ func (o *Owner) Window() time.Duration { return o.store.Window() }
 // counting it here would count a hit twice, or one the client was refused
 // (as when this owner was paused and wakes to a queue of checks its peers
 // have long answered). Its give-back is still taken.
+//
+// A slot is given back (ReleaseSlot) before one is taken (AcquireSlot); an
+// item that takes a slot does nothing else. A slot taken is the sender's
+// (From), given back when the sender fails or restarts (Members).
 func (o *Owner) Decide(now time.Time, it forward.Item) forward.Result {
+	if it.ReleaseSlot != 0 {
+		o.slots.Release(it.Key, it.ReleaseSlot)
+	}
+	if it.AcquireSlot != 0 {
+		if !it.Deadline.IsZero() && now.After(it.Deadline.Add(time.Duration(o.maxOffset.Load()))) {
+			return forward.Result{Expired: true}
+		}
+		id, held := o.slots.AcquireID(now, it.Key, holderOf(it.From), it.AcquireSlot, it.Limit, it.AcquireUntil)
+		return forward.Result{Decision: bucket.Decision{Allowed: id != 0, Limit: it.Limit, Remaining: max(0, it.Limit-held)},
+			Slot: id, SlotsHeld: held}
+	}
 	if it.Reported && it.LeaseID != 0 {
 		o.grants.report(it.Key, it.LeaseID, it.GiveBackStart, it.Left)
 	}
@@ -148,7 +173,8 @@ func (o *Owner) Leases() int { return o.grants.len() }
 // most leaseSweep old while it spends (and a holder cut off from a
 // majority applies its share, which revokes its leases), so at most what
 // it admitted in its last leaseSweep is admitted twice. A holder the Owner
-// did not yet know as alive is never taken for gone.
+// did not yet know as alive is never taken for gone. The concurrency slots
+// such a member held are given back at once: its jobs died with it.
 func (o *Owner) Members(now time.Time, alive map[string]string) {
 	o.mu.Lock()
 	prev := o.alive
@@ -163,6 +189,11 @@ func (o *Owner) Members(now time.Time, alive map[string]string) {
 	}
 	if !changed {
 		return
+	}
+	for name, boot := range prev {
+		if alive[name] != boot {
+			o.slotsFreed.Add(int64(o.slots.ReleaseHolder(holderOf(forward.Holder{Name: name, Boot: boot}))))
+		}
 	}
 	for _, c := range o.grants.credit(func(h forward.Holder) bool {
 		boot, known := prev[h.Name]
@@ -181,3 +212,7 @@ func (o *Owner) Unspent() int { return o.grants.unspent() }
 // Credited returns how many hits the Owner took back from leases whose
 // holder failed or restarted (see Members).
 func (o *Owner) Credited() int64 { return o.credited.Load() }
+
+// SlotsFreed returns how many concurrency slots the Owner gave back for
+// members that failed or restarted (see Members).
+func (o *Owner) SlotsFreed() int64 { return o.slotsFreed.Load() }

@@ -39,6 +39,10 @@ type RouterConfig struct {
 	// node admits on its own count against the key wherever it is counted.
 	// Use the same Window as Local.
 	Owed *bucket.Store
+	// Slots holds the concurrency slots of the keys this node owns
+	// (Owner.Slots), where the Router takes its own. Nil: a table of its
+	// own.
+	Slots *bucket.Slots
 	// Peers looks up the forward.Peer for an owner's name. Required.
 	Peers forward.PeerSource
 	// ForwardTimeout, if positive, is a fixed bound on how long a check
@@ -116,15 +120,25 @@ type Router struct {
 	noPeerWarn     warn.Gate
 
 	// givesMu guards gives, the unused hits of ended leases not yet given
-	// back; giveNow wakes Run to give them back at once.
-	givesMu sync.Mutex
-	gives   []giveBack
-	giveNow chan struct{}
+	// back, and releases, the slots on their way back to their owners;
+	// giveNow wakes Run to send them at once.
+	givesMu  sync.Mutex
+	gives    []giveBack
+	releases []slotRelease // guarded by givesMu too
+	giveNow  chan struct{}
 	// returning counts the give-backs queued and not yet given back.
 	returning atomic.Int64
 	// awaiting holds the keys with checks given up on whose answer may
 	// still come (see Awaiting).
 	awaiting awaiting
+
+	// slots holds the slots of keys this node owns; fallbackSlots those
+	// taken here while an owner could not be reached; slotAt, by slot id,
+	// where each slot this node took is held: "" (slots), fallbackSlot, or
+	// the owner's name.
+	slots         *bucket.Slots
+	fallbackSlots *bucket.Slots
+	slotAt        sync.Map
 
 	// share is this side's share of the cluster: the alive members (upper
 	// 32 bits) and the members known (lower 32); 0 means full limits.
@@ -211,6 +225,9 @@ func NewRouter(cfg RouterConfig) *Router {
 	if cfg.MaxLeases <= 0 {
 		cfg.MaxLeases = DefaultMaxLeases
 	}
+	if cfg.Slots == nil {
+		cfg.Slots = bucket.NewSlots()
+	}
 	var ls *leases
 	if cfg.LeaseTTL > 0 {
 		ls = newLeases(cfg.MaxLeases)
@@ -233,11 +250,13 @@ func NewRouter(cfg RouterConfig) *Router {
 		obs:            cfg.Observer,
 		book: &book{leases: ls, answers: newAnswers(cfg.OverLimitCacheSize, cfg.Local.Window()),
 			leaseTTL: cfg.LeaseTTL, window: cfg.Local.Window()},
-		giveNow:  make(chan struct{}, 1),
-		links:    make(map[string]*link),
-		contacts: newContacts(),
-		renewals: make(chan renewal, renewQueue),
-		stop:     make(chan struct{}),
+		giveNow:       make(chan struct{}, 1),
+		slots:         cfg.Slots,
+		fallbackSlots: bucket.NewSlots(),
+		links:         make(map[string]*link),
+		contacts:      newContacts(),
+		renewals:      make(chan renewal, renewQueue),
+		stop:          make(chan struct{}),
 	}
 	r.contacts.track(cfg.Ring.Members(), cfg.Self, cfg.Clock())
 	r.renewing.Go(r.renewLoop)
@@ -269,12 +288,19 @@ func (r *Router) Check(ctx context.Context, now time.Time, key string, limit int
 // forward to the owner; else, when the owner cannot answer in time, a local
 // decision within the book's budget.
 func (r *Router) CheckPath(ctx context.Context, now time.Time, key string, limit int) (bucket.Decision, int) {
+	return r.checkHits(ctx, now, key, 1, limit)
+}
+
+// checkHits is CheckPath for hits hits at once (a cost): all admitted or
+// none. With hits 0 it counts nothing and admits unless the key is known
+// to be over its limit.
+func (r *Router) checkHits(ctx context.Context, now time.Time, key string, hits, limit int) (bucket.Decision, int) {
 	limit = r.shareOf(limit)
 	owner, ok := r.ring.Owner(key)
 	if !ok || owner == r.self {
-		return r.local.Take(now, key, 1, r.imports.Limit(now, key, limit)), PathLocal
+		return r.local.Take(now, key, hits, r.imports.Limit(now, key, limit)), PathLocal
 	}
-	known := r.book.check(now, key, limit)
+	known := r.book.check(now, key, hits, limit)
 	if known.ended != nil {
 		r.ended(*known.ended)
 	}
@@ -292,10 +318,10 @@ func (r *Router) CheckPath(ctx context.Context, now time.Time, key string, limit
 	}
 	l, reason := r.link(owner)
 	if l == nil {
-		return r.decideLocally(now, key, limit, owner, reason, nil, nil, known.held), PathFallback
+		return r.decideLocally(now, key, hits, limit, owner, reason, nil, nil, known.held), PathFallback
 	}
 	if !l.breaker.Allow(r.clock()) {
-		return r.decideLocally(now, key, limit, owner, FallbackBreakerOpen, nil, &l.warn, known.held), PathFallback
+		return r.decideLocally(now, key, hits, limit, owner, FallbackBreakerOpen, nil, &l.warn, known.held), PathFallback
 	}
 	// The lease is dry, ended or missing: this check asks for one, unless
 	// another check or a renewal already does.
@@ -303,7 +329,13 @@ func (r *Router) CheckPath(ctx context.Context, now time.Time, key string, limit
 	if asking != nil {
 		defer asking.renewing.Store(false)
 	}
-	res, err := r.forward(ctx, l, owner, forward.Item{Key: key, Hits: 1, Limit: limit, Window: r.local.Window(), Want: want, LeaseID: leaseID})
+	if hits == 0 && want == 0 {
+		// Nothing to count and nothing to ask for: what this node knows
+		// of the key answers.
+		budget, _ := r.book.budget(now, key, limit, max(1, r.ring.Len()), known.held)
+		return r.fallback.Take(now, key, 0, budget), PathFallback
+	}
+	res, err := r.forward(ctx, l, owner, forward.Item{Key: key, Hits: hits, Limit: limit, Window: r.local.Window(), Want: want, LeaseID: leaseID})
 	if err == nil {
 		if res.Granted > 0 {
 			r.obs.LeaseGranted(res.Granted, false)
@@ -331,23 +363,23 @@ func (r *Router) CheckPath(ctx context.Context, now time.Time, key string, limit
 	}
 	// The breaker hears of failures from the batch itself (see report):
 	// the checks waiting on one failed call are one failure, not many.
-	return r.decideLocally(now, key, limit, owner, reason, err, &l.warn, known.held), PathFallback
+	return r.decideLocally(now, key, hits, limit, owner, reason, err, &l.warn, known.held), PathFallback
 }
 
-// decideLocally counts key in the fallback store against this node's share
-// of limit and reports why. It logs at Warn, at most once per warn.Every
+// decideLocally counts hits of key in the fallback store against this
+// node's share of limit and reports why. It logs at Warn, at most once per warn.Every
 // through gate (nil: the Router's gate for checks without a peer), unless
 // the reason is not the peer's fault; everything else goes to Debug. ls, if
 // not nil, is the lease this node holds on key, spent: what it knows of the
 // key bounds the decision further.
-func (r *Router) decideLocally(now time.Time, key string, limit int, owner, reason string, err error, gate *warn.Gate, ls *lease) bucket.Decision {
+func (r *Router) decideLocally(now time.Time, key string, hits, limit int, owner, reason string, err error, gate *warn.Gate, ls *lease) bucket.Decision {
 	members := max(1, r.ring.Len())
 	share := localShare(limit, members)
 	budget, until := r.book.budget(now, key, limit, members, ls)
 	// The decision's Limit and Remaining are the budget this node applies
 	// and what is left of it: the truth about this answer, not the limit's.
-	d := r.fallback.Take(now, key, 1, budget)
-	if d.Allowed && r.owed != nil {
+	d := r.fallback.Take(now, key, hits, budget)
+	if d.Allowed && hits > 0 && r.owed != nil {
 		// Owed to the owner's count, in the frame of the owner's window if
 		// this node knows it, else of the local window it was admitted in:
 		// a count in a later frame than the owner's would move the key's
@@ -357,7 +389,7 @@ func (r *Router) decideLocally(now time.Time, key string, limit int, owner, reas
 		if !ok {
 			start = d.ResetAt.Add(-r.fallback.Window())
 		}
-		r.owed.Add(now, bucket.Count{Key: key, Start: start, Current: 1})
+		r.owed.Add(now, bucket.Count{Key: key, Start: start, Current: uint64(hits)})
 	}
 	if !d.Allowed {
 		// Refused without the owner: when it lifts depends on the owner,

@@ -150,11 +150,10 @@ func (r *Router) RevokeLeases() {
 // per owner): for a node about to stop, so that its leases do not hold the
 // other members back until they expire.
 func (r *Router) ReturnLeases(ctx context.Context) {
-	if r.book.leases == nil {
-		return
+	if r.book.leases != nil {
+		r.book.leases.removeIf(func(string, *lease) bool { return true },
+			func(key string, ls *lease) { r.drainLease(key, ls, LeaseStopped) })
 	}
-	r.book.leases.removeIf(func(string, *lease) bool { return true },
-		func(key string, ls *lease) { r.drainLease(key, ls, LeaseStopped) })
 	r.give(ctx, time.Now(), nil)
 }
 
@@ -190,10 +189,8 @@ func (r *Router) Run(ctx context.Context) {
 			}
 		case <-r.giveNow:
 		}
-		if r.book.leases != nil {
-			r.give(ctx, time.Now(), reports)
-			reports = nil
-		}
+		r.give(ctx, time.Now(), reports)
+		reports = nil
 	}
 }
 
@@ -251,10 +248,10 @@ func (r *Router) sweepLeases(now time.Time) []forward.Item {
 // sent again: the next sweep's says more.
 func (r *Router) give(ctx context.Context, now time.Time, reports []forward.Item) {
 	r.givesMu.Lock()
-	gives := r.gives
-	r.gives = nil
+	gives, releases := r.gives, r.releases
+	r.gives, r.releases = nil, nil
 	r.givesMu.Unlock()
-	if len(gives) == 0 && len(reports) == 0 {
+	if len(gives) == 0 && len(reports) == 0 && len(releases) == 0 {
 		return
 	}
 	w := r.local.Window()
@@ -265,8 +262,9 @@ func (r *Router) give(ctx context.Context, now time.Time, reports []forward.Item
 		}
 	}
 	type outgoing struct {
-		gives []giveBack
-		items []forward.Item // one per give, then the reports
+		gives    []giveBack
+		releases []slotRelease
+		items    []forward.Item // one per give, then the reports and releases
 	}
 	byOwner := make(map[string]*outgoing)
 	to := func(owner string) *outgoing {
@@ -297,17 +295,32 @@ func (r *Router) give(ctx context.Context, now time.Time, reports []forward.Item
 			o.items = append(o.items, it)
 		}
 	}
+	for _, rl := range releases {
+		if rl.since.IsZero() {
+			rl.since = now
+		}
+		o := to(rl.owner)
+		o.releases = append(o.releases, rl)
+		o.items = append(o.items, forward.Item{Key: rl.key, Limit: 1, Window: w, ReleaseSlot: rl.id})
+	}
+	var releaseAgain []slotRelease
 	for owner, o := range byOwner {
 		if err := r.send(ctx, owner, o.items); err != nil {
-			r.log.Debug("could not give leased hits back; will retry", slog.String("peer", owner),
-				slog.Int("keys", len(o.gives)), slog.Any("error", err))
+			r.log.Debug("could not give leased hits or slots back; will retry", slog.String("peer", owner),
+				slog.Int("keys", len(o.gives)), slog.Int("slots", len(o.releases)), slog.Any("error", err))
 			for _, g := range o.gives {
 				retry(g, false) // taken at most once if some went through
+			}
+			for _, rl := range o.releases {
+				if now.Before(rl.since.Add(releaseRetryFor)) {
+					releaseAgain = append(releaseAgain, rl)
+				}
 			}
 		}
 	}
 	r.givesMu.Lock()
 	r.gives = append(r.gives, again...)
+	r.releases = append(r.releases, releaseAgain...)
 	r.givesMu.Unlock()
 	r.returning.Add(int64(len(again) - len(gives)))
 }

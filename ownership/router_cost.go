@@ -1,0 +1,212 @@
+package ownership
+
+import (
+	"context"
+	"time"
+
+	"github.com/tierlimit/tierlimit/bucket"
+	"github.com/tierlimit/tierlimit/config"
+	"github.com/tierlimit/tierlimit/forward"
+)
+
+// A Router is also the api package's Spender: it counts a tier's cost and
+// concurrency across the cluster, at each key's owner.
+//
+// A key's cost is one more count of the key, under its counter key
+// (config.CostKey), which the ring places at the key's owner: a cost of n
+// is a check of n hits, so everything the Router does for requests holds
+// for it (leases, in cost units; the owed hits of local decisions; the
+// owners' remembered refusals; partition shares), and everything the
+// cluster does with counts (hand-off, backups, state files) moves it with
+// the key.
+//
+// A key's concurrency slots are held at its owner (Owner.Slots), each
+// named by its holder: a slot of a member that fails or restarts is given
+// back when the owner sees it (Owner.Members). A slot taken while the
+// owner cannot be reached is taken here, within this node's share of the
+// limit, like a local decision.
+
+// TakeCost reserves cost units of key's cost under limit at now, all or
+// nothing; a cost of 0 admits unless the key's cost is known to be over
+// its limit.
+func (r *Router) TakeCost(ctx context.Context, now time.Time, key string, cost, limit int) bucket.Decision {
+	d, _ := r.checkHits(ctx, now, config.CostKey(key), cost, limit)
+	return d
+}
+
+// SettleCost changes key's cost reserved in the window that ends at reset
+// by delta at now: a charge (delta > 0) is counted at once, over the limit
+// if need be, and a refund (delta < 0) is given back if it can be (see
+// refund).
+func (r *Router) SettleCost(_ context.Context, now time.Time, key string, reset time.Time, delta int) {
+	switch ck := config.CostKey(key); {
+	case delta > 0:
+		r.charge(now, ck, delta)
+	case delta < 0:
+		r.refund(now, ck, reset, -delta)
+	}
+}
+
+// Refund gives back the one hit of key counted in the window that ends at
+// reset (see refund).
+func (r *Router) Refund(_ context.Context, now time.Time, key string, reset time.Time) {
+	r.refund(now, key, reset, 1)
+}
+
+// refund gives back n hits of key that a decision whose window ended at
+// reset admitted and nobody spent: to this node's count if it owns key,
+// else to the lease this node holds on key in that same window, which
+// spends them again or gives them back to the owner when it ends. Hits
+// admitted by a local decision, or with no lease to take them, stay
+// counted until their window ends: a refund never lets a key be admitted
+// more than its limit, at the cost of being admitted less.
+func (r *Router) refund(now time.Time, key string, reset time.Time, n int) {
+	if owner, ok := r.ring.Owner(key); !ok || owner == r.self {
+		r.local.Give(now, key, reset.Add(-r.local.Window()), n)
+		return
+	}
+	if r.book.leases == nil {
+		return
+	}
+	ls := r.book.leases.get(key)
+	if ls == nil || ls.pending() || !ls.reset.Equal(reset) || now.UnixNano() >= ls.until.Load() {
+		return
+	}
+	for {
+		v := ls.left.Load()
+		if v < 0 || v+int64(n) > MaxLeaseHits {
+			return
+		}
+		if ls.left.CompareAndSwap(v, v+int64(n)) {
+			return
+		}
+	}
+}
+
+// charge counts n hits of key at now whatever its limit says: work done
+// beyond its estimate. Where this node owns key, in its count; else from
+// the lease it holds on key if that has n left, or else owed to the owner
+// (RouterConfig.Owed, handed over by the Keeper).
+func (r *Router) charge(now time.Time, key string, n int) {
+	if owner, ok := r.ring.Owner(key); !ok || owner == r.self {
+		r.local.Add(now, bucket.Count{Key: key, Current: uint64(n)})
+		return
+	}
+	var held *lease
+	if r.book.leases != nil {
+		if held = r.book.leases.get(key); held != nil {
+			if _, ok := held.take(now.UnixNano(), n); ok {
+				return
+			}
+		}
+	}
+	if r.owed == nil {
+		return
+	}
+	start, _ := r.book.ownerWindow(now, key, held) // zero: the owner's current window
+	r.owed.Add(now, bucket.Count{Key: key, Start: start, Current: uint64(n)})
+}
+
+// fallbackSlot marks, in Router.slotAt, a slot taken in the Router's own
+// fallback table.
+const fallbackSlot = "\x00fallback"
+
+// Acquire takes one of key's concurrency slots at now if fewer than limit
+// are held, until until at the latest, and returns its id (0 when
+// refused) and how many of key's slots are held. The slot is taken at
+// key's owner; if the owner cannot answer in time, here, within this
+// node's share of limit.
+func (r *Router) Acquire(ctx context.Context, now time.Time, key string, limit int, until time.Time) (uint64, int) {
+	limit = r.shareOf(limit)
+	owner, ok := r.ring.Owner(key)
+	if !ok || owner == r.self {
+		return r.acquireIn(r.slots, "", now, key, limit, until)
+	}
+	l, _ := r.link(owner)
+	if l != nil && l.breaker.Allow(r.clock()) {
+		id := newID()
+		res, err := r.forward(ctx, l, owner, forward.Item{Key: key, Limit: limit, Window: r.local.Window(),
+			AcquireSlot: id, AcquireUntil: until})
+		if err == nil && !res.Expired {
+			if res.Slot == id {
+				r.slotAt.Store(id, owner)
+				return id, res.SlotsHeld
+			}
+			return 0, res.SlotsHeld
+		}
+		// Given up on: the owner may take it yet, and then it is given
+		// back there (abandoned).
+		r.obs.Fallback(FallbackTimeout)
+	}
+	return r.acquireIn(r.fallbackSlots, fallbackSlot, now, key, localShare(limit, max(1, r.ring.Len())), until)
+}
+
+// acquireIn takes a slot of key in slots, recorded as where's.
+func (r *Router) acquireIn(slots *bucket.Slots, where string, now time.Time, key string, limit int, until time.Time) (uint64, int) {
+	id, held := slots.AcquireID(now, key, "", newID(), limit, until)
+	if id != 0 {
+		r.slotAt.Store(id, where)
+	}
+	return id, held
+}
+
+// Release gives back key's slot id where it was taken: here, or at the
+// owner that took it, whoever owns key now. A release the owner does not
+// answer in time is sent again in the background (Run), so that the
+// request that ends never waits longer than a check would.
+func (r *Router) Release(ctx context.Context, key string, id uint64) {
+	v, ok := r.slotAt.LoadAndDelete(id)
+	if !ok {
+		return
+	}
+	switch owner := v.(string); owner {
+	case "":
+		r.slots.Release(key, id)
+	case fallbackSlot:
+		r.fallbackSlots.Release(key, id)
+	default:
+		// At once, so that the key's next job, wherever it comes, finds
+		// the slot free.
+		if l, _ := r.link(owner); l != nil && l.breaker.Allow(r.clock()) {
+			if _, err := r.forward(ctx, l, owner, forward.Item{Key: key, Limit: 1, Window: r.local.Window(), ReleaseSlot: id}); err == nil {
+				return
+			}
+		}
+		r.queueRelease(owner, key, id)
+	}
+}
+
+// releaseRetryFor is how long a slot's release is sent again to an owner
+// that does not answer: past it, the owner has failed (and given back the
+// slots of those it cannot reach) or the slot's deadline ends it.
+const releaseRetryFor = 10 * time.Second
+
+// slotRelease is a slot on its way back to the owner that took it.
+type slotRelease struct {
+	owner, key string
+	id         uint64
+	since      time.Time // first tried; zero until then
+}
+
+// queueRelease queues slot id of key to be given back to owner by Run.
+func (r *Router) queueRelease(owner, key string, id uint64) {
+	r.givesMu.Lock()
+	r.releases = append(r.releases, slotRelease{owner: owner, key: key, id: id})
+	r.givesMu.Unlock()
+	select {
+	case r.giveNow <- struct{}{}:
+	default:
+	}
+}
+
+// SlotsHeld returns how many concurrency slots this node holds now: of
+// keys it owns (its own and other members'), and taken on its own while
+// an owner could not be reached.
+func (r *Router) SlotsHeld(now time.Time) (owned, fallback int) {
+	return r.slots.Total(now), r.fallbackSlots.Total(now)
+}
+
+// SweepSlots ends the slots this node took on its own (while an owner
+// could not be reached) whose deadline passed by now, and returns how
+// many. The slots of keys this node owns are swept with their table.
+func (r *Router) SweepSlots(now time.Time) int { return r.fallbackSlots.Sweep(now) }

@@ -1,0 +1,146 @@
+package ownership
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tierlimit/tierlimit/bucket"
+	"github.com/tierlimit/tierlimit/config"
+	"github.com/tierlimit/tierlimit/forward"
+)
+
+// TestRouterCostSpendsLeasesInCostUnits: a cost is one check of that many
+// hits at the owner, all or nothing; a lease then pays for the next costs
+// that fit in it; a refund goes back to the lease of the same window, and
+// a charge beyond the estimate comes out of the lease or is owed to the
+// owner.
+func TestRouterCostSpendsLeasesInCostUnits(t *testing.T) {
+	owner := newOwnerPeer(3)
+	owed := bucket.New(bucket.Config{Window: routerWindow})
+	r := newTestRouter(t, []string{"a", "b", "c"}, peerMap{"b": owner, "c": &batchPeer{}},
+		func(c *RouterConfig) { c.Owed = owed })
+	key := keyOwnedBy(t, r.ring, "b")
+	ck := config.CostKey(key)
+	now := routerT0
+
+	d := r.TakeCost(t.Context(), now, key, 100, 6000)
+	require.True(t, d.Allowed)
+	sent := owner.sent()
+	require.Len(t, sent, 1)
+	assert.Equal(t, ck, sent[0].Key, "counted under the key's cost counter")
+	assert.Equal(t, 100, sent[0].Hits, "the whole cost in one item")
+	assert.Equal(t, 100+firstWant, owner.used(ck, 6000), "the cost and a first lease of 8")
+	assert.Zero(t, owner.used(key, 6000), "the key's requests are another count")
+
+	// The lease holds 8: a cost of 5 comes from it, one of 9 does not.
+	require.True(t, r.TakeCost(t.Context(), now, key, 5, 6000).Allowed)
+	assert.Len(t, owner.sent(), 1, "paid from the lease")
+	ls := r.book.leases.get(ck)
+	require.NotNil(t, ls)
+	assert.Equal(t, int64(3), ls.left.Load())
+
+	// A refund in the lease's window goes back to it; in another, nowhere.
+	r.SettleCost(t.Context(), now, key, d.ResetAt, -60)
+	assert.Equal(t, int64(63), ls.left.Load())
+	r.SettleCost(t.Context(), now, key, d.ResetAt.Add(routerWindow), -60)
+	assert.Equal(t, int64(63), ls.left.Load(), "not the lease's window: kept counted")
+
+	// A charge the lease holds comes out of it; a bigger one is owed.
+	r.SettleCost(t.Context(), now, key, d.ResetAt, 50)
+	assert.Equal(t, int64(13), ls.left.Load())
+	r.SettleCost(t.Context(), now, key, d.ResetAt, 40)
+	assert.Equal(t, int64(13), ls.left.Load())
+	owes := owed.Take(now, ck, 0, 1<<30)
+	assert.Equal(t, 40, 1<<30-owes.Remaining, "owed to the owner's count")
+
+	// A cost too big for what is left is refused whole: nothing counted.
+	before := owner.used(ck, 6000)
+	d = r.TakeCost(t.Context(), now, key, 6000, 6000)
+	assert.False(t, d.Allowed)
+	assert.Equal(t, before, owner.used(ck, 6000), "a refused cost counts nothing")
+	// A cost of 0 counts nothing and is not refused while the key has room.
+	assert.True(t, r.TakeCost(t.Context(), now, key, 0, 6000).Allowed)
+}
+
+// TestRouterCostOfOwnedKeys: at the owner, a cost is counted, refunded and
+// charged in its own store.
+func TestRouterCostOfOwnedKeys(t *testing.T) {
+	r := newTestRouter(t, []string{"a", "b"}, peerMap{"b": &batchPeer{}}, nil)
+	key := keyOwnedBy(t, r.ring, "a")
+	ck := config.CostKey(key)
+	now := routerT0
+	used := func() int { return 1000 - r.local.Take(now, ck, 0, 1000).Remaining }
+
+	d := r.TakeCost(t.Context(), now, key, 300, 1000)
+	require.True(t, d.Allowed)
+	assert.Equal(t, 300, used())
+	r.SettleCost(t.Context(), now, key, d.ResetAt, -200)
+	assert.Equal(t, 100, used())
+	r.SettleCost(t.Context(), now, key, d.ResetAt, 1500)
+	assert.Equal(t, 1000, used(), "charged whatever the limit: 100 + 1500, and the store reads at most the limit")
+	assert.False(t, r.TakeCost(t.Context(), now, key, 1, 1000).Allowed)
+	assert.True(t, r.Check(t.Context(), now, key, 10).Allowed, "requests are counted apart")
+	r.Refund(t.Context(), now, key, d.ResetAt)
+	assert.Equal(t, 10, r.local.Take(now, key, 0, 10).Remaining, "the request's hit given back")
+}
+
+// TestRouterSlots: a slot of a key another node owns is taken there, with
+// this node as its holder, and given back there; when the owner cannot be
+// reached, a slot is taken here within this node's share, and the one the
+// owner may have taken late is given back to it.
+func TestRouterSlots(t *testing.T) {
+	owner := newOwnerPeer(3)
+	owner.from = forward.Holder{Name: "a", Boot: "1"}
+	down := &batchPeer{block: true}
+	r := newTestRouter(t, []string{"a", "b", "c"}, peerMap{"b": owner, "c": down},
+		func(c *RouterConfig) { c.ForwardTimeout = 20 * time.Millisecond })
+	key := keyOwnedBy(t, r.ring, "b")
+	now := routerT0
+	until := now.Add(time.Hour)
+
+	id1, held := r.Acquire(t.Context(), now, key, 2, until)
+	require.NotZero(t, id1)
+	assert.Equal(t, 1, held)
+	id2, _ := r.Acquire(t.Context(), now, key, 2, until)
+	require.NotZero(t, id2)
+	id3, held := r.Acquire(t.Context(), now, key, 2, until)
+	assert.Zero(t, id3, "the owner holds 2 of 2")
+	assert.Equal(t, 2, held)
+	assert.Equal(t, 2, owner.owner.Slots().Held(now, key))
+
+	r.Release(t.Context(), key, id1)
+	assert.Equal(t, 1, owner.owner.Slots().Held(now, key), "given back at once")
+	r.Release(t.Context(), key, id1)
+	assert.Equal(t, 1, owner.owner.Slots().Held(now, key), "twice is once")
+
+	// The owner's holder table: the slot is this node's.
+	owner.owner.Members(now, map[string]string{"a": "1", "b": "1", "c": "1"})
+	owner.owner.Members(now, map[string]string{"a": "2", "b": "1", "c": "1"})
+	assert.Zero(t, owner.owner.Slots().Held(now, key), "a's slots are given back when a restarts (or fails)")
+	assert.Equal(t, int64(1), owner.owner.SlotsFreed())
+
+	// c never answers: slots of c's keys are taken here, within a's share
+	// of the limit (ceil(3/3) = 1), and the ask that timed out is given
+	// back to c.
+	other := keyOwnedBy(t, r.ring, "c")
+	id, _ := r.Acquire(t.Context(), now, other, 3, until)
+	require.NotZero(t, id, "taken here")
+	id2, _ = r.Acquire(t.Context(), now, other, 3, until)
+	assert.Zero(t, id2, "beyond this node's share")
+	_, fallback := r.SlotsHeld(now)
+	assert.Equal(t, 1, fallback)
+	r.Release(t.Context(), other, id)
+	_, fallback = r.SlotsHeld(now)
+	assert.Zero(t, fallback)
+	require.Eventually(t, func() bool {
+		r.givesMu.Lock()
+		defer r.givesMu.Unlock()
+		return len(r.releases) >= 1
+	}, 5*time.Second, time.Millisecond, "the asks c may still take are given back to it")
+	r.givesMu.Lock()
+	assert.Equal(t, "c", r.releases[0].owner)
+	r.givesMu.Unlock()
+}
