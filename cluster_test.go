@@ -258,6 +258,21 @@ func (c *testCluster) cut(a, b []*node) {
 	c.grpcCut.Block(ipsB, grpcA)
 }
 
+// keysOwnedByEach returns, for each node by index, a key of prefix-0 to
+// prefix-(n-1) that it owns, as node 0 sees it.
+func (c *testCluster) keysOwnedByEach(prefix string, n int) []string {
+	keys := make([]string, len(c.nodes))
+	found := 0
+	for i := 0; found < len(keys) && i < n; i++ {
+		key := fmt.Sprintf("%s-%d", prefix, i)
+		if o := c.owner(key); keys[o] == "" {
+			keys[o], found = key, found+1
+		}
+	}
+	require.Equal(c.t, len(keys), found, "keys owned by every node among %s-0 to %s-%d", prefix, prefix, n-1)
+	return keys
+}
+
 // owner returns the index of the node that owns key, as node 0 sees it.
 func (c *testCluster) owner(key string) int {
 	name, ok := c.nodes[0].ring.Owner(key)
@@ -275,14 +290,7 @@ func TestClusterCountIsGlobalRoundRobin(t *testing.T) {
 	c := startCluster(t, 3, clusterOpts{steady: true})
 	// Keys owned by each of the three nodes, so every path is exercised:
 	// local, and forwarded from both other nodes.
-	covered := map[int]bool{}
-	for i := 0; len(covered) < 3 && i < 50; i++ {
-		key := fmt.Sprintf("free-%d", i)
-		o := c.owner(key)
-		if covered[o] {
-			continue
-		}
-		covered[o] = true
+	for o, key := range c.keysOwnedByEach("free", 50) {
 		admitted := 0
 		for r := range 3 * 20 {
 			code, limit := get(t, c.nodes[r%3], key)
@@ -294,7 +302,6 @@ func TestClusterCountIsGlobalRoundRobin(t *testing.T) {
 		}
 		assert.Equal(t, 20, admitted, "key %s owned by node-%d: admitted %d of 60, want exactly 20", key, o, admitted)
 	}
-	require.Len(t, covered, 3, "found keys owned by every node")
 	for _, n := range c.nodes {
 		assert.Zero(t, n.fallback.Len(), "%s decided something locally", n.name)
 	}

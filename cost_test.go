@@ -1,15 +1,19 @@
 package tierlimit
 
 import (
-	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/tierlimit/tierlimit/config"
 )
 
 const costTiers = `{"window_seconds": 60, "cost_unit": "audio-seconds",
@@ -60,24 +64,162 @@ func TestSingleNodeCountsCost(t *testing.T) {
 	assert.False(t, ReportCost(t.Context(), 1), "no job outside a request")
 }
 
-// TestClusterRefusesCostUntilCountedAcrossIt: a tiers file that limits
-// cost or concurrency is refused by a cluster member, at start and at
-// reload (the file in force stays), naming the field.
-func TestClusterRefusesCostUntilCountedAcrossIt(t *testing.T) {
-	path := writeTiers(t, filepath.Join(t.TempDir(), "tiers.json"), costTiers)
-	_, err := New(Config{TiersFile: path, NodeName: "n", AdminToken: testToken,
-		GossipAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0"})
-	var ce *ConfigError
-	require.True(t, errors.As(err, &ce), "%v", err)
-	assert.Equal(t, "TiersFile", ce.Field)
-	assert.Contains(t, err.Error(), "tiers.free.cost: cost and concurrency limits are counted on a single node only")
+// gpuClusterTiers is costTiers with keys spread over the ring: free-0 to
+// free-29, whose requests' limit (20) never binds before their cost (600
+// in NORMAL) or their concurrency (2).
+func gpuClusterTiers() string {
+	keys := make([]string, 30)
+	for i := range keys {
+		keys[i] = fmt.Sprintf(`"free-%d": "free"`, i)
+	}
+	return `{"window_seconds": 60, "cost_unit": "audio-seconds",
+	"tiers": {"free": {"limit": 10, "burst": 20, "degraded": 2,
+	                   "cost": {"limit": 300, "burst": 600, "degraded": 60},
+	                   "concurrency": {"limit": 1, "burst": 2, "degraded": 1}}},
+	"api_keys": {` + strings.Join(keys, ", ") + `}}`
+}
 
-	c := startCluster(t, 1, clusterOpts{})
-	nd := c.nodes[0]
-	before := nd.file.Tiers().Hash()
-	writeTiers(t, c.config, costTiers)
-	err = nd.Reload()
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "tiers.free.cost: cost and concurrency limits are counted on a single node only")
-	assert.Equal(t, before, nd.file.Tiers().Hash(), "the file in force stays")
+// startGPUCluster starts n nodes and reloads them onto gpuClusterTiers: a
+// member takes a tiers file with cost and concurrency limits, at reload
+// too.
+func startGPUCluster(t *testing.T, n int) *testCluster {
+	t.Helper()
+	c := startCluster(t, n, clusterOpts{steady: true})
+	writeTiers(t, c.config, gpuClusterTiers())
+	for _, nd := range c.nodes {
+		require.NoError(t, nd.Reload())
+	}
+	return c
+}
+
+// job sends a request of key with a cost estimate to nd, whose handler
+// runs work (nil: nothing) and reports actual (negative: no report).
+func job(t *testing.T, nd *node, key string, estimate, actual int, work func()) *httptest.ResponseRecorder {
+	t.Helper()
+	r := httptest.NewRequestWithContext(t.Context(), http.MethodPost, "/v1/transcribe", nil)
+	r.Header.Set("X-API-Key", key)
+	r.Header.Set("Tierlimit-Cost", strconv.Itoa(estimate))
+	w := httptest.NewRecorder()
+	nd.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if work != nil {
+			work()
+		}
+		if actual >= 0 {
+			ReportCost(r.Context(), actual)
+		}
+		w.WriteHeader(http.StatusOK)
+	})).ServeHTTP(w, r)
+	return w
+}
+
+// TestClusterCountsCostAtTheKeysOwner: one key's cost spread over three
+// nodes is admitted up to its limit and never past it, for keys owned by
+// each node, with no local decision; what stays unadmitted is at most what
+// two nodes' leases could not spend (less than one job each).
+func TestClusterCountsCostAtTheKeysOwner(t *testing.T) {
+	c := startGPUCluster(t, 3)
+	const cost, limit = 50, 600
+	for o, key := range c.keysOwnedByEach("free", 30) {
+		admitted := 0
+		for r := range 18 {
+			w := job(t, c.nodes[r%3], key, cost, -1, nil)
+			switch w.Code {
+			case http.StatusOK:
+				admitted++
+			case http.StatusTooManyRequests:
+				assert.Contains(t, w.Body.String(), `"limit":"cost"`)
+			default:
+				t.Fatalf("key %s: status %d: %s", key, w.Code, w.Body)
+			}
+		}
+		assert.LessOrEqual(t, admitted*cost, limit, "key %s owned by node-%d: never past the limit", key, o)
+		assert.GreaterOrEqual(t, admitted*cost, limit-2*(cost-1), "key %s owned by node-%d: admitted %d jobs", key, o, admitted)
+	}
+	for _, n := range c.nodes {
+		assert.Zero(t, n.fallback.Len(), "%s decided something locally", n.name)
+	}
+}
+
+// TestClusterSettlesCostAtTheOwner: a job reported cheaper than its
+// estimate gives the difference back and one reported dearer charges it,
+// wherever it ran; the key's owner counts the result.
+func TestClusterSettlesCostAtTheOwner(t *testing.T) {
+	c := startGPUCluster(t, 3)
+	key := "free-0"
+	o := c.owner(key)
+	other := c.nodes[(o+1)%3]
+	costAt := func() int { // what the owner counted of key's cost, leases included
+		d := c.nodes[o].store.Take(time.Now(), config.CostKey(key), 0, 1<<30)
+		return 1<<30 - d.Remaining
+	}
+	require.Equal(t, http.StatusOK, job(t, c.nodes[o], key, 100, 40, nil).Code)
+	assert.Equal(t, 40, costAt(), "at the owner: 100 reserved, 60 given back")
+	require.Equal(t, http.StatusOK, job(t, c.nodes[o], key, 10, 70, nil).Code)
+	assert.Equal(t, 110, costAt(), "at the owner: 10 reserved, 60 more charged")
+
+	// At another node, the reservation may come from a lease, whose hits
+	// are counted at the owner when granted; the lease gives back what it
+	// does not spend when it ends.
+	require.Equal(t, http.StatusOK, job(t, other, key, 100, 100, nil).Code)
+	before := costAt()
+	require.GreaterOrEqual(t, before, 210)
+	require.Equal(t, http.StatusOK, job(t, other, key, 50, 450, nil).Code)
+	require.Eventually(t, func() bool { return costAt() >= 610 }, 10*time.Second, 10*time.Millisecond,
+		"the charge beyond the estimate reaches the owner (it is over the limit of 600, and counts)")
+	w := job(t, other, key, 1, -1, nil)
+	require.Equal(t, http.StatusTooManyRequests, w.Code, "the key's cost is spent: %s", w.Body)
+	assert.Contains(t, w.Body.String(), `"limit":"cost"`)
+}
+
+// TestClusterConcurrencyIsHeldAtTheOwner: a key's jobs running on three
+// nodes are held to its concurrency limit at once; a job's end frees its
+// slot for any node; and the slots of a node that dies are given back
+// when the cluster sees it fail.
+func TestClusterConcurrencyIsHeldAtTheOwner(t *testing.T) {
+	c := startGPUCluster(t, 3)
+	key := c.keysOwnedByEach("free", 30)[0]
+	var running, most atomic.Int64
+	hold := func(release <-chan struct{}) func() {
+		return func() {
+			most.Store(max(most.Load(), running.Add(1)))
+			<-release
+			running.Add(-1)
+		}
+	}
+	type started struct {
+		release chan struct{}
+		done    chan *httptest.ResponseRecorder
+	}
+	start := func(nd *node) started {
+		s := started{release: make(chan struct{}), done: make(chan *httptest.ResponseRecorder, 1)}
+		go func() { s.done <- job(t, nd, key, 0, -1, hold(s.release)) }()
+		return s
+	}
+	// Jobs on node-1 and node-2, neither of which owns the key.
+	a, b := start(c.nodes[1]), start(c.nodes[2])
+	require.Eventually(t, func() bool { return running.Load() == 2 }, 10*time.Second, 5*time.Millisecond)
+	for _, nd := range c.nodes {
+		w := job(t, nd, key, 0, -1, nil)
+		require.Equal(t, http.StatusTooManyRequests, w.Code, "a third job on %s", nd.name)
+		assert.Contains(t, w.Body.String(), `"limit":"concurrency"`)
+		assert.Equal(t, "1", w.Header().Get("Retry-After"))
+	}
+	close(a.release)
+	require.Equal(t, http.StatusOK, (<-a.done).Code)
+	require.Eventually(t, func() bool { return job(t, c.nodes[0], key, 0, -1, nil).Code == http.StatusOK },
+		10*time.Second, 10*time.Millisecond, "node-1's job ended: its slot is free at the owner")
+
+	// node-2 dies holding its slot: the owner gives it back when it sees
+	// node-2 fail.
+	c.nodes[2].kill()
+	c2 := start(c.nodes[0])
+	require.Eventually(t, func() bool { return running.Load() == 2 }, 10*time.Second, 5*time.Millisecond)
+	require.Equal(t, http.StatusTooManyRequests, job(t, c.nodes[1], key, 0, -1, nil).Code, "node-2's job and c2 hold both slots")
+	require.Eventually(t, func() bool { return c.nodes[0].owner.SlotsFreed() == 1 }, 20*time.Second, 10*time.Millisecond,
+		"the owner gives a dead node's slot back")
+	require.Equal(t, http.StatusOK, job(t, c.nodes[1], key, 0, -1, nil).Code, "node-2's slot is free")
+	close(c2.release)
+	close(b.release)
+	require.Equal(t, http.StatusOK, (<-c2.done).Code)
+	assert.Equal(t, int64(2), most.Load(), "never more jobs at once than the limit")
 }

@@ -45,6 +45,7 @@ const (
 // Checks that the pieces fit where they meet.
 var (
 	_ api.Checker        = (*ownership.Router)(nil)
+	_ api.Spender        = (*ownership.Router)(nil)
 	_ api.Checker        = api.Local{}
 	_ KeyStore           = (*config.File)(nil)
 	_ forward.PeerSource = (*peer.Book)(nil)
@@ -66,8 +67,7 @@ type Limiter struct {
 	window  time.Duration
 	health  *health.Holder
 	store   *bucket.Store // counts of the keys this node owns (all of them, alone)
-	cost    *bucket.Store // the cost of keys whose tiers limit it (alone)
-	slots   *bucket.Slots // the jobs running of keys whose tiers limit them (alone)
+	slots   *bucket.Slots // the jobs running of keys whose tiers limit them; in a cluster, the keys this node owns
 	mw      *api.Limiter
 	admin   http.Handler
 	metrics *metrics
@@ -156,20 +156,14 @@ func New(cfg Config) (*Limiter, error) {
 		return nil, err
 	}
 
-	l.cost, l.slots = bucket.New(bucket.Config{Window: l.window, MaxKeys: cfg.MaxKeys}), bucket.NewSlots()
-	local := api.Local{Store: l.store, Cost: l.cost, Slots: l.slots}
+	l.slots = bucket.NewSlots()
+	local := api.Local{Store: l.store, Slots: l.slots}
 	checker, spender := api.Checker(local), api.Spender(local)
 	if cfg.clustered() {
-		if l.file != nil {
-			if err := countedAlone(l.file.Tiers()); err != nil {
-				return nil, &ConfigError{Field: "TiersFile", Err: err}
-			}
-		}
-		spender = nil // cost and concurrency are not counted across a cluster yet
 		if err := l.startCluster(); err != nil {
 			return nil, err
 		}
-		checker = l.router
+		checker, spender = l.router, l.router
 		if err := l.metrics.registerCluster(l); err != nil {
 			return nil, err
 		}
@@ -289,24 +283,6 @@ func (l *Limiter) costUnit() string {
 		return l.cfg.CostUnit
 	}
 	return "cost"
-}
-
-// countedAlone returns an error naming the first tier of t that limits
-// cost or concurrency: this version counts them on a single node only.
-func countedAlone(t *config.Tiers) error {
-	for _, name := range t.Names() {
-		tier, _ := t.Tier(name)
-		field := "cost"
-		switch {
-		case tier.Cost.Set():
-		case tier.Concurrency.Set():
-			field = "concurrency"
-		default:
-			continue
-		}
-		return fmt.Errorf("tiers.%s.%s: cost and concurrency limits are counted on a single node only in this version, not across a cluster", name, field)
-	}
-	return nil
 }
 
 // AuthorizeHandler returns the forward-auth endpoint: for any method and
@@ -432,17 +408,6 @@ func (l *Limiter) Reload() error {
 		l.metrics.reloaded(err)
 		return err
 	}
-	if l.file != nil && l.node != nil {
-		// A cluster cannot count cost or concurrency yet: keep them out.
-		if t, err := config.Load(l.file.Path()); err == nil {
-			if err := countedAlone(t); err != nil {
-				err = fmt.Errorf("load tiers %s: %w", l.file.Path(), err)
-				l.metrics.reloaded(err)
-				l.log.Error("reload refused; the config in force stays", "err", err)
-				return fmt.Errorf("tierlimit: reload: %w", err)
-			}
-		}
-	}
 	if err := r.Reload(); err != nil {
 		l.metrics.reloaded(err)
 		l.log.Error("reload refused; the config in force stays", "err", err)
@@ -478,9 +443,9 @@ func (l *Limiter) sweep(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			removed := l.store.Sweep(now) + l.cost.Sweep(now) + l.slots.Sweep(now)
+			removed := l.store.Sweep(now) + l.slots.Sweep(now)
 			if l.fallback != nil {
-				removed += l.fallback.Sweep(now) + l.owed.Sweep(now)
+				removed += l.fallback.Sweep(now) + l.owed.Sweep(now) + l.router.SweepSlots(now)
 			}
 			if l.keeper != nil {
 				removed += l.keeper.Sweep(now)

@@ -67,6 +67,7 @@ func (l *Limiter) startCluster() error {
 		Observer: l.metrics.keeperObserver(),
 	})
 	l.owner = ownership.NewOwner(l.store, l.ring.Len, cfg.LeaseTTL)
+	l.slots = l.owner.Slots()
 	l.owner.SetMaxClockOffset(cfg.MaxClockOffset)
 	l.owner.SetImports(l.imports)
 	owner := l.owner
@@ -80,6 +81,7 @@ func (l *Limiter) startCluster() error {
 		Fallback:          l.fallback,
 		Owed:              l.owed,
 		Imports:           l.imports,
+		Slots:             l.slots,
 		Peers:             l.book,
 		ForwardTimeout:    cfg.ForwardTimeout,
 		ForwardTimeoutMin: cfg.ForwardTimeoutMin,

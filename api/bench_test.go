@@ -63,7 +63,6 @@ func BenchmarkMiddlewareCostAndConcurrency(b *testing.B) {
 		Cost: huge, CostEstimate: 10, Concurrency: huge}}
 	local := Local{
 		Store: bucket.New(bucket.Config{Window: time.Minute}),
-		Cost:  bucket.New(bucket.Config{Window: time.Minute}),
 		Slots: bucket.NewSlots(),
 	}
 	lim := NewLimiter(Config{

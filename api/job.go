@@ -37,20 +37,23 @@ const DefaultMaxJobDuration = time.Hour
 const maxCost = 1_000_000_000
 
 // Spender counts what a tier's cost and concurrency limits need, beside
-// the one hit per request a Checker counts. Local is one.
+// the one hit per request a Checker counts. Local is one, and package
+// ownership's Router is the cluster's.
 type Spender interface {
 	// TakeCost reserves cost units of key's cost per window at now if
 	// they fit under limit, and counts them only then; a cost of 0
 	// admits unless the key is over its limit already.
 	TakeCost(ctx context.Context, now time.Time, key string, cost, limit int) bucket.Decision
-	// SettleCost changes key's cost reserved at `at` by delta at now: a
+	// SettleCost changes key's cost reserved in the window that ends at
+	// reset (the reservation's Decision.ResetAt) by delta at now: a
 	// positive delta is charged now, over the limit if need be (the work
-	// is done); a negative one is given back from the window at fell in,
-	// if that window still counts.
-	SettleCost(ctx context.Context, now time.Time, key string, at time.Time, delta int)
-	// Refund gives back the request counted for key at `at` by the
-	// Checker: another dimension refused the request.
-	Refund(ctx context.Context, now time.Time, key string, at time.Time)
+	// is done); a negative one is given back to that window, if it still
+	// counts.
+	SettleCost(ctx context.Context, now time.Time, key string, reset time.Time, delta int)
+	// Refund gives back the request the Checker counted for key in the
+	// window that ends at reset (its Decision.ResetAt): another dimension
+	// refused the request.
+	Refund(ctx context.Context, now time.Time, key string, reset time.Time)
 	// Acquire takes one of key's slots at now if fewer than limit are
 	// held, for until at the latest. It returns the slot's id, 0 when
 	// refused, and how many slots are held.
@@ -59,24 +62,27 @@ type Spender interface {
 	Release(ctx context.Context, key string, id uint64)
 }
 
-// TakeCost reserves cost for key in l.Cost.
+// TakeCost reserves cost for key in l.Store, under its counter key
+// (config.CostKey).
 func (l Local) TakeCost(_ context.Context, now time.Time, key string, cost, limit int) bucket.Decision {
-	return l.Cost.Take(now, key, cost, limit)
+	return l.Store.Take(now, config.CostKey(key), cost, limit)
 }
 
-// SettleCost charges delta for key in l.Cost, or gives -delta back.
-func (l Local) SettleCost(_ context.Context, now time.Time, key string, at time.Time, delta int) {
-	switch {
+// SettleCost charges delta for key's cost in l.Store, or gives -delta
+// back.
+func (l Local) SettleCost(_ context.Context, now time.Time, key string, reset time.Time, delta int) {
+	switch ck := config.CostKey(key); {
 	case delta > 0:
-		l.Cost.Add(now, bucket.Count{Key: key, Current: uint64(delta)})
+		l.Store.Add(now, bucket.Count{Key: ck, Current: uint64(delta)})
 	case delta < 0:
-		l.Cost.Give(now, key, at, -delta)
+		l.Store.Give(now, ck, reset.Add(-l.Store.Window()), -delta)
 	}
 }
 
-// Refund gives back the hit counted for key at `at` in l.Store.
-func (l Local) Refund(_ context.Context, now time.Time, key string, at time.Time) {
-	l.Store.Give(now, key, at, 1)
+// Refund gives back the hit counted for key in l.Store in the window that
+// ends at reset.
+func (l Local) Refund(_ context.Context, now time.Time, key string, reset time.Time) {
+	l.Store.Give(now, key, reset.Add(-l.Store.Window()), 1)
 }
 
 // Acquire takes a slot of key in l.Slots.
@@ -94,7 +100,7 @@ func (l Local) Release(_ context.Context, key string, id uint64) { l.Slots.Relea
 type Job struct {
 	sp       Spender
 	key      string
-	at       time.Time // admission
+	reset    time.Time // when the window the cost was reserved in ends
 	cost     bool      // a cost was reserved (the tier limits cost)
 	reserved int       // what was reserved
 	slot     uint64    // the concurrency slot, 0 if none
@@ -133,7 +139,7 @@ func (j *Job) End(ctx context.Context, failed bool) {
 		actual = 0
 	}
 	if delta := actual - j.reserved; delta != 0 {
-		j.sp.SettleCost(ctx, now, j.key, j.at, delta)
+		j.sp.SettleCost(ctx, now, j.key, j.reset, delta)
 	}
 }
 
@@ -209,17 +215,21 @@ type dimState struct {
 // admitMore takes, for a request admitted in the request dimension at now,
 // what the tier's cost and concurrency limits ask, all or nothing: when
 // one refuses, what was taken is given back, the request's hit too, and ok
-// is false, the refusal last in dims. A tier that limits neither gets a
-// nil Job.
-func (l *Limiter) admitMore(ctx context.Context, key string, tier config.Tier, degraded bool, estimate int, now time.Time, dims []dimState) (*Job, []dimState, bool) {
-	var slot uint64
+// is false, the refusal last in dims. hit is when the window the request's
+// hit was counted in ends. A tier that limits neither gets a nil Job.
+func (l *Limiter) admitMore(ctx context.Context, key string, tier config.Tier, degraded bool, estimate int, now time.Time, hit time.Time, dims []dimState) (*Job, []dimState, bool) {
+	var (
+		slot  uint64
+		reset time.Time
+	)
 	if tier.Cost.Set() {
 		d := l.spender.TakeCost(ctx, now, key, estimate, tier.Cost.For(degraded))
 		dims = append(dims, dimState{LimitCost, d})
 		if !d.Allowed {
-			l.spender.Refund(ctx, now, key, now)
+			l.spender.Refund(ctx, now, key, hit)
 			return nil, dims, false
 		}
+		reset = d.ResetAt
 	}
 	if tier.Concurrency.Set() {
 		limit := tier.Concurrency.For(degraded)
@@ -232,15 +242,15 @@ func (l *Limiter) admitMore(ctx context.Context, key string, tier config.Tier, d
 		}
 		dims = append(dims, dimState{LimitConcurrency, d})
 		if id == 0 {
-			l.spender.Refund(ctx, now, key, now)
+			l.spender.Refund(ctx, now, key, hit)
 			if tier.Cost.Set() && estimate > 0 {
-				l.spender.SettleCost(ctx, now, key, now, -estimate)
+				l.spender.SettleCost(ctx, now, key, reset, -estimate)
 			}
 			return nil, dims, false
 		}
 		slot = id
 	}
-	return &Job{sp: l.spender, key: key, at: now, now: l.clock, cost: tier.Cost.Set(), reserved: estimate, slot: slot}, dims, true
+	return &Job{sp: l.spender, key: key, reset: reset, now: l.clock, cost: tier.Cost.Set(), reserved: estimate, slot: slot}, dims, true
 }
 
 // clock returns the Limiter's time.

@@ -41,7 +41,6 @@ func newJobFixture(t *testing.T, tier config.Tier) *jobFixture {
 	f := &jobFixture{clock: newClock(), health: health.NewHolder("node-a"), release: make(chan struct{}), started: make(chan struct{}, 16)}
 	f.local = Local{
 		Store: bucket.New(bucket.Config{Window: time.Minute}),
-		Cost:  bucket.New(bucket.Config{Window: time.Minute}),
 		Slots: bucket.NewSlots(),
 	}
 	lim := NewLimiter(Config{
@@ -85,7 +84,7 @@ func (f *jobFixture) do(query string, estimate int) *httptest.ResponseRecorder {
 
 // spent returns the cost and the requests counted for k now.
 func (f *jobFixture) spent() (cost, requests int) {
-	c := f.local.Cost.Take(f.clock.now, "k", 0, 1<<30)
+	c := f.local.Store.Take(f.clock.now, config.CostKey("k"), 0, 1<<30)
 	r := f.local.Store.Take(f.clock.now, "k", 0, 1<<30)
 	return 1<<30 - c.Remaining, 1<<30 - r.Remaining
 }

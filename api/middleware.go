@@ -60,11 +60,11 @@ type Keys interface {
 }
 
 // Local is the Checker of a single node: every key is counted in Store,
-// and, as a Spender, its cost in Cost and its jobs in Slots (both needed
-// only for tiers that limit them).
+// and, as a Spender, its cost in Store too, under its counter key
+// (config.CostKey), and its jobs in Slots (needed only for tiers that
+// limit concurrency).
 type Local struct {
 	Store *bucket.Store
-	Cost  *bucket.Store
 	Slots *bucket.Slots
 }
 
@@ -331,7 +331,7 @@ func (l *Limiter) Admit(w http.ResponseWriter, r *http.Request) (*Job, bool) {
 	)
 	if more && d.Allowed {
 		var ok bool
-		j, dims, ok = l.admitMore(r.Context(), key, tier, degraded, estimate, now, room[:0])
+		j, dims, ok = l.admitMore(r.Context(), key, tier, degraded, estimate, now, d.ResetAt, room[:0])
 		if !ok {
 			// The request's hit was given back: the request headers say
 			// what is left with it.

@@ -372,7 +372,6 @@ func TestProxySettlesTheCostTheUpstreamReports(t *testing.T) {
 	tier := config.Tier{Name: "gpu", Limit: 10, Burst: 10, Degraded: 10, Cost: config.Limits{Limit: 100, Burst: 100, Degraded: 100}}
 	local := api.Local{
 		Store: bucket.New(bucket.Config{Window: time.Minute}),
-		Cost:  bucket.New(bucket.Config{Window: time.Minute}),
 		Slots: bucket.NewSlots(),
 	}
 	lim := api.NewLimiter(api.Config{Keys: keysOf{"k": tier}, Checker: local, Spender: local, CostUnit: "s",
@@ -390,7 +389,7 @@ func TestProxySettlesTheCostTheUpstreamReports(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Empty(t, resp.Header.Get("Tierlimit-Cost"), "the upstream's report is for the node")
 	assert.Contains(t, resp.Header.Get("RateLimit"), `"gpu-cost";r=60`, "40 reserved at admission")
-	left := local.Cost.Take(time.Now(), "k", 0, 100)
+	left := local.Store.Take(time.Now(), config.CostKey("k"), 0, 100)
 	assert.Equal(t, 93, left.Remaining, "settled at the 7 the upstream reported")
 }
 

@@ -193,14 +193,17 @@ func startRun(t *testing.T, args ...string) (addr string, logs *tierlimittest.Lo
 	return started["http_addr"].(string), logs, cancel, errc
 }
 
-// send makes one request with header set to value (none if header is "")
+// send makes one request with headers, each name then value (an empty
+// name sets none),
 // and returns the response, its body read and closed.
-func send(t *testing.T, method, url, header, value string) *http.Response {
+func send(t *testing.T, method, url string, headers ...string) *http.Response {
 	t.Helper()
 	req, err := http.NewRequest(method, url, nil)
 	require.NoError(t, err)
-	if header != "" {
-		req.Header.Set(header, value)
+	for i := 0; i+1 < len(headers); i += 2 {
+		if headers[i] != "" {
+			req.Header.Set(headers[i], headers[i+1])
+		}
 	}
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
@@ -226,18 +229,32 @@ func TestRunDemoJobQuery(t *testing.T) {
 	require.NoError(t, <-done)
 }
 
-// TestRunRefusesCostInACluster: cmd/node is a cluster member, which does
-// not count cost or concurrency yet: a tiers file with them stops it, the
-// field named.
-func TestRunRefusesCostInACluster(t *testing.T) {
+// TestRunCountsCostInACluster: a cluster member takes a tiers file with
+// cost and concurrency limits and counts them: a job's estimate is
+// reserved and settles at the cost the demo reports.
+func TestRunCountsCostInACluster(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tiers.json")
 	require.NoError(t, os.WriteFile(path, []byte(`{"window_seconds": 60, "cost_unit": "audio-seconds",
-		"tiers": {"free": {"limit": 10, "cost": {"limit": 300}}}, "api_keys": {"k": "free"}}`), 0o600))
+		"tiers": {"free": {"limit": 10, "cost": {"limit": 300}, "concurrency": {"limit": 1}}}, "api_keys": {"k": "free"}}`), 0o600))
+	ctx, cancel := context.WithCancel(t.Context())
 	logs := &tierlimittest.Logs{}
-	err := run(t.Context(), []string{"-config", path, "-node-name", "n", "-http-addr", "127.0.0.1:0", "-grpc-addr", "127.0.0.1:0",
-		"-gossip-addr", "127.0.0.1:0", "-log-format", "json"}, func(string) string { return "" }, logs)
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "tiers.free.cost: cost and concurrency limits are counted on a single node only")
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-config", path, "-node-name", "n", "-http-addr", "127.0.0.1:0", "-grpc-addr", "127.0.0.1:0",
+			"-gossip-addr", "127.0.0.1:0", "-log-format", "json"}, func(string) string { return "" }, logs)
+	}()
+	var started map[string]any
+	require.Eventually(t, func() bool { var ok bool; started, ok = logs.Find("node started"); return ok },
+		10*time.Second, 10*time.Millisecond, "no 'node started' log")
+	base := "http://" + started["http_addr"].(string) + "/test"
+	for _, want := range []string{`"free-cost";r=200;`, `"free-cost";r=190;`} {
+		resp := send(t, http.MethodGet, base+"?cost=10", "X-API-Key", "k", "Tierlimit-Cost", "100")
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		assert.Contains(t, resp.Header.Get("RateLimit"), want, "100 reserved, settled at 10")
+		assert.Contains(t, resp.Header.Get("RateLimit"), `"free-concurrency";r=0`)
+	}
+	cancel()
+	require.NoError(t, <-done)
 }
 
 // TestRunAloneCountsCostAndConcurrency: with -gossip-addr "" the node is
