@@ -68,6 +68,13 @@ type Item struct {
 	AcquireUntil time.Time
 	// ReleaseSlot, if not 0, gives back Key's slot with this id.
 	ReleaseSlot uint64
+	// Refund gives back hits counted for Key at the owner in the window
+	// that began at GiveBackStart (a cost settled lower than reserved),
+	// once per item: a sender sends each refund once.
+	Refund int
+	// Read asks for Key's state under Limit without counting anything (a
+	// check of no cost).
+	Read bool
 }
 
 // Holder names the sending process of an item: its member name and boot

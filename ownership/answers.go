@@ -78,10 +78,11 @@ func (c *answers) shard(key string) *answerShard {
 	return &c.shards[maphash.String(c.seed, key)&(answerShards-1)]
 }
 
-// get returns the refusal the owner would give key at now under limit, if
-// one is known. A refusal made against a lower limit does not count for a
-// higher one: the key may fit under it.
-func (c *answers) get(key string, limit int, now time.Time) (bucket.Decision, bool) {
+// get returns the refusal the owner would give a check of hits hits of key
+// at now under limit, if one is known. A refusal made against a lower limit
+// does not count for a higher one, nor one of more hits than the owner said
+// were left for fewer (a cost): the check may fit.
+func (c *answers) get(key string, hits, limit int, now time.Time) (bucket.Decision, bool) {
 	if c.shardCap == 0 {
 		return bucket.Decision{}, false
 	}
@@ -93,7 +94,7 @@ func (c *answers) get(key string, limit int, now time.Time) (bucket.Decision, bo
 		ok = false
 	}
 	sh.mu.Unlock()
-	if !ok || r.retryAt.IsZero() || !now.Before(r.retryAt) || limit > r.limit { // a refusal holds until retryAt
+	if !ok || r.retryAt.IsZero() || !now.Before(r.retryAt) || limit > r.limit || hits <= r.remaining { // a refusal holds until retryAt
 		return bucket.Decision{}, false
 	}
 	reset := r.resetAt

@@ -30,12 +30,12 @@ func TestRefusalsGet(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newAnswers(10, time.Minute)
 			c.put("k", 5, refused, t0)
-			d, ok := c.get("k", tc.limit, t0.Add(tc.at))
+			d, ok := c.get("k", 1, tc.limit, t0.Add(tc.at))
 			assert.Equal(t, tc.want, ok, "get(k, %d, t0+%v)", tc.limit, tc.at)
 			if tc.want {
 				assert.Equal(t, bucket.Decision{Limit: tc.limit, ResetAt: reset, RetryAt: refused.RetryAt}, d)
 			}
-			_, ok = c.get("other", 5, t0)
+			_, ok = c.get("other", 1, 5, t0)
 			assert.False(t, ok, "get of a key never put")
 		})
 	}
@@ -65,7 +65,7 @@ func TestRefusalsExpireLazily(t *testing.T) {
 	c := newAnswers(10, time.Minute)
 	c.put("k", 5, bucket.Decision{RetryAt: t0.Add(time.Second)}, t0)
 	assert.Equal(t, 1, c.len())
-	_, ok := c.get("k", 5, t0.Add(time.Second))
+	_, ok := c.get("k", 1, 5, t0.Add(time.Second))
 	assert.False(t, ok)
 	assert.Equal(t, 0, c.len(), "an expired entry was kept after get")
 }
@@ -116,12 +116,12 @@ func TestRefusalsClearAndOff(t *testing.T) {
 	c := newAnswers(10, time.Minute)
 	c.put("k", 5, refused, t0)
 	c.clear()
-	_, ok := c.get("k", 5, t0)
+	_, ok := c.get("k", 1, 5, t0)
 	assert.False(t, ok, "get after clear")
 
 	off := newAnswers(-1, time.Minute)
 	off.put("k", 5, refused, t0)
-	_, ok = off.get("k", 5, t0)
+	_, ok = off.get("k", 1, 5, t0)
 	assert.False(t, ok, "get from a cache of size -1")
 	assert.Equal(t, 0, off.len())
 }
@@ -138,7 +138,7 @@ func BenchmarkRefusalsGet(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		i := 0
 		for pb.Next() {
-			c.get(keys[i&1023], 5, t0)
+			c.get(keys[i&1023], 1, 5, t0)
 			i++
 		}
 	})
@@ -155,7 +155,7 @@ func TestRefusalsNeverServeAResetInThePast(t *testing.T) {
 	c.put("k", 20, refused, t0)
 	for _, at := range []time.Duration{0, 999 * time.Millisecond, time.Second, 3 * time.Second} {
 		now := t0.Add(at)
-		d, ok := c.get("k", 20, now)
+		d, ok := c.get("k", 1, 20, now)
 		if !assert.True(t, ok, "get at t0+%v", at) {
 			continue
 		}
@@ -192,11 +192,26 @@ func TestRefusalsRememberWhatWasLeft(t *testing.T) {
 		assert.Equal(t, tt.ok, ok, "%s: remaining found", tt.name)
 		assert.Equal(t, tt.want, got, "%s", tt.name)
 	}
-	_, hit := c.get("k", 150, t0.Add(time.Second))
+	_, hit := c.get("k", 1, 150, t0.Add(time.Second))
 	assert.False(t, hit, "an admitted key is no cached refusal")
 	c.put("k", 150, bucket.Decision{Limit: 150, ResetAt: t0.Add(30 * time.Second), RetryAt: t0.Add(40 * time.Second)}, t0)
 	got, until, ok := c.remaining("k", 150, t0.Add(35*time.Second))
 	assert.Equal(t, t0.Add(40*time.Second), until)
 	assert.True(t, ok)
 	assert.Zero(t, got, "nothing left while a refusal holds")
+}
+
+// TestAnswersRefuseOnlyWhatDoesNotFit: a remembered refusal of a cost
+// (many hits) with some left refuses checks of more than that, not of what
+// fits, nor a read.
+func TestAnswersRefuseOnlyWhatDoesNotFit(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	c := newAnswers(100, time.Minute)
+	c.put("k", 1000, bucket.Decision{Limit: 1000, Remaining: 90, ResetAt: t0.Add(time.Minute), RetryAt: t0.Add(30 * time.Second)}, t0)
+	_, ok := c.get("k", 91, 1000, t0)
+	assert.True(t, ok, "91 does not fit in 90")
+	_, ok = c.get("k", 90, 1000, t0)
+	assert.False(t, ok, "90 fits")
+	_, ok = c.get("k", 0, 1000, t0)
+	assert.False(t, ok, "a read is never refused")
 }

@@ -66,7 +66,7 @@ func (b *book) check(now time.Time, key string, hits, limit int) fromBook {
 			}
 		}
 	}
-	if d, ok := b.answers.get(key, limit, now); ok {
+	if d, ok := b.answers.get(key, hits, limit, now); ok {
 		out.d, out.path = d, PathCached
 	}
 	return out

@@ -111,7 +111,8 @@ func (o *Owner) Window() time.Duration { return o.store.Window() }
 // have long answered). Its give-back is still taken.
 //
 // A slot is given back (ReleaseSlot) before one is taken (AcquireSlot); an
-// item that takes a slot does nothing else. A slot taken is the sender's
+// item that takes a slot does nothing else. A refund is taken off before
+// anything is counted; an item that reads (Read) counts nothing. A slot taken is the sender's
 // (From), given back when the sender fails or restarts (Members).
 func (o *Owner) Decide(now time.Time, it forward.Item) forward.Result {
 	if it.ReleaseSlot != 0 {
@@ -128,6 +129,12 @@ func (o *Owner) Decide(now time.Time, it forward.Item) forward.Result {
 	if it.Reported && it.LeaseID != 0 {
 		o.grants.report(it.Key, it.LeaseID, it.GiveBackStart, it.Left)
 	}
+	if it.Refund > 0 {
+		o.store.Give(now, it.Key, it.GiveBackStart, it.Refund)
+	}
+	if it.Read {
+		return forward.Result{Decision: o.store.Take(now, it.Key, 0, o.imports.Load().Limit(now, it.Key, it.Limit))}
+	}
 	took := 0
 	if it.GiveBack > 0 {
 		if n := o.grants.take(it.Key, it.LeaseID, it.GiveBackStart, it.GiveBack, it.GiveBackNonce); n > 0 {
@@ -135,7 +142,7 @@ func (o *Owner) Decide(now time.Time, it forward.Item) forward.Result {
 		}
 	}
 	if it.Hits == 0 && it.Want <= 0 && it.GiveBack <= 0 {
-		return forward.Result{} // a report only
+		return forward.Result{} // a report, or a refund, only
 	}
 	if !it.Deadline.IsZero() && now.After(it.Deadline.Add(time.Duration(o.maxOffset.Load()))) {
 		return forward.Result{TookBack: took, Expired: true}

@@ -124,7 +124,8 @@ type Router struct {
 	// giveNow wakes Run to send them at once.
 	givesMu  sync.Mutex
 	gives    []giveBack
-	releases []slotRelease // guarded by givesMu too
+	releases []slotRelease  // guarded by givesMu too
+	refunds  []forward.Item // refunds for owners, sent once; guarded by givesMu
 	giveNow  chan struct{}
 	// returning counts the give-backs queued and not yet given back.
 	returning atomic.Int64
@@ -329,13 +330,10 @@ func (r *Router) checkHits(ctx context.Context, now time.Time, key string, hits,
 	if asking != nil {
 		defer asking.renewing.Store(false)
 	}
-	if hits == 0 && want == 0 {
-		// Nothing to count and nothing to ask for: what this node knows
-		// of the key answers.
-		budget, _ := r.book.budget(now, key, limit, max(1, r.ring.Len()), known.held)
-		return r.fallback.Take(now, key, 0, budget), PathFallback
-	}
-	res, err := r.forward(ctx, l, owner, forward.Item{Key: key, Hits: hits, Limit: limit, Window: r.local.Window(), Want: want, LeaseID: leaseID})
+	// A check of no hits that asks for no lease only reads the owner's
+	// count.
+	res, err := r.forward(ctx, l, owner, forward.Item{Key: key, Hits: hits, Limit: limit, Window: r.local.Window(),
+		Want: want, LeaseID: leaseID, Read: hits == 0 && want == 0})
 	if err == nil {
 		if res.Granted > 0 {
 			r.obs.LeaseGranted(res.Granted, false)

@@ -54,31 +54,47 @@ func (r *Router) Refund(_ context.Context, now time.Time, key string, reset time
 }
 
 // refund gives back n hits of key that a decision whose window ended at
-// reset admitted and nobody spent: to this node's count if it owns key,
+// reset admitted and nobody spent: to this node's count if it owns key;
 // else to the lease this node holds on key in that same window, which
-// spends them again or gives them back to the owner when it ends. Hits
-// admitted by a local decision, or with no lease to take them, stay
-// counted until their window ends: a refund never lets a key be admitted
-// more than its limit, at the cost of being admitted less.
+// spends them again or gives them back to the owner when it ends; else to
+// the owner, in the background (Run), once: a refund whose call fails is
+// not sent again (the owner may have taken it), so its hits stay counted
+// until their window ends. A refund never lets a key be admitted more than
+// its limit, at worst less.
 func (r *Router) refund(now time.Time, key string, reset time.Time, n int) {
-	if owner, ok := r.ring.Owner(key); !ok || owner == r.self {
+	owner, ok := r.ring.Owner(key)
+	if !ok || owner == r.self {
 		r.local.Give(now, key, reset.Add(-r.local.Window()), n)
 		return
 	}
-	if r.book.leases == nil {
+	if r.book.leases != nil && r.intoLease(now, key, reset, n) {
 		return
 	}
+	r.givesMu.Lock()
+	r.refunds = append(r.refunds, forward.Item{Key: key, Limit: 1, Window: r.local.Window(),
+		Refund: n, GiveBackStart: reset.Add(-r.local.Window())})
+	r.givesMu.Unlock()
+	select {
+	case r.giveNow <- struct{}{}:
+	default:
+	}
+}
+
+// intoLease adds n hits to the lease this node holds on key, if it is one
+// of the window that ends at reset and has not ended, and reports whether
+// it did.
+func (r *Router) intoLease(now time.Time, key string, reset time.Time, n int) bool {
 	ls := r.book.leases.get(key)
 	if ls == nil || ls.pending() || !ls.reset.Equal(reset) || now.UnixNano() >= ls.until.Load() {
-		return
+		return false
 	}
 	for {
 		v := ls.left.Load()
 		if v < 0 || v+int64(n) > MaxLeaseHits {
-			return
+			return false
 		}
 		if ls.left.CompareAndSwap(v, v+int64(n)) {
-			return
+			return true
 		}
 	}
 }

@@ -45,8 +45,13 @@ func TestRouterCostSpendsLeasesInCostUnits(t *testing.T) {
 	// A refund in the lease's window goes back to it; in another, nowhere.
 	r.SettleCost(t.Context(), now, key, d.ResetAt, -60)
 	assert.Equal(t, int64(63), ls.left.Load())
-	r.SettleCost(t.Context(), now, key, d.ResetAt.Add(routerWindow), -60)
-	assert.Equal(t, int64(63), ls.left.Load(), "not the lease's window: kept counted")
+	r.SettleCost(t.Context(), now, key, d.ResetAt.Add(-routerWindow), -60)
+	assert.Equal(t, int64(63), ls.left.Load(), "not the lease's window")
+	r.givesMu.Lock()
+	require.Len(t, r.refunds, 1, "for the owner, once")
+	assert.Equal(t, 60, r.refunds[0].Refund)
+	assert.Equal(t, d.ResetAt.Add(-2*routerWindow), r.refunds[0].GiveBackStart, "the window it was reserved in")
+	r.givesMu.Unlock()
 
 	// A charge the lease holds comes out of it; a bigger one is owed.
 	r.SettleCost(t.Context(), now, key, d.ResetAt, 50)

@@ -248,10 +248,10 @@ func (r *Router) sweepLeases(now time.Time) []forward.Item {
 // sent again: the next sweep's says more.
 func (r *Router) give(ctx context.Context, now time.Time, reports []forward.Item) {
 	r.givesMu.Lock()
-	gives, releases := r.gives, r.releases
-	r.gives, r.releases = nil, nil
+	gives, releases, refunds := r.gives, r.releases, r.refunds
+	r.gives, r.releases, r.refunds = nil, nil, nil
 	r.givesMu.Unlock()
-	if len(gives) == 0 && len(reports) == 0 && len(releases) == 0 {
+	if len(gives) == 0 && len(reports) == 0 && len(releases) == 0 && len(refunds) == 0 {
 		return
 	}
 	w := r.local.Window()
@@ -302,6 +302,14 @@ func (r *Router) give(ctx context.Context, now time.Time, reports []forward.Item
 		o := to(rl.owner)
 		o.releases = append(o.releases, rl)
 		o.items = append(o.items, forward.Item{Key: rl.key, Limit: 1, Window: w, ReleaseSlot: rl.id})
+	}
+	for _, it := range refunds {
+		if owner, ok := r.ring.Owner(it.Key); ok && owner != r.self {
+			o := to(owner)
+			o.items = append(o.items, it)
+		} else {
+			r.local.Give(now, it.Key, it.GiveBackStart, it.Refund)
+		}
 	}
 	var releaseAgain []slotRelease
 	for owner, o := range byOwner {

@@ -184,6 +184,8 @@ func newRequest(items []forward.Item) *peerpb.CheckRequest {
 		w.AcquireSlot = it.AcquireSlot
 		w.AcquireUntilUnixNanos = unixNanos(it.AcquireUntil)
 		w.ReleaseSlot = it.ReleaseSlot
+		w.Refund = int64(it.Refund)
+		w.Read = it.Read
 		if it.Reported {
 			if lefts == nil {
 				lefts = make([]int64, len(items))

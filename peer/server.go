@@ -148,6 +148,10 @@ func (s *Server) counts(req *peerpb.Counts) ([]bucket.Count, error) {
 	return out, nil
 }
 
+// maxRefund bounds an item's refund: the largest cost a request may
+// state.
+const maxRefund = 1_000_000_000
+
 // maxBootLen bounds the boot id of a Backup.
 const maxBootLen = 64
 
@@ -243,6 +247,7 @@ func (s *Server) decide(req *peerpb.CheckRequest, from forward.Holder) (*peerpb.
 			Deadline: fromUnixNanos(it.GetDeadlineUnixNanos()), GiveBackNonce: it.GetGiveBackNonce(),
 			Left: int(it.GetLeft()), Reported: it.Left != nil, From: from,
 			AcquireSlot: it.GetAcquireSlot(), AcquireUntil: fromUnixNanos(it.GetAcquireUntilUnixNanos()), ReleaseSlot: it.GetReleaseSlot(),
+			Refund: int(it.GetRefund()), Read: it.GetRead(),
 		})
 		r := &results[i]
 		r.Allowed = d.Allowed
@@ -272,8 +277,10 @@ func validateItem(i int, it *peerpb.Item, window time.Duration) error {
 	switch h, w, g, l := it.GetHits(), it.GetWant(), it.GetGiveBack(), it.GetLeft(); {
 	case h < 0 || w < 0 || g < 0 || l < 0:
 		return status.Errorf(codes.InvalidArgument, "item %d: hits %d, want %d, give_back %d, left %d: none may be negative", i, h, w, g, l)
-	case h == 0 && w == 0 && g == 0 && it.Left == nil && it.GetAcquireSlot() == 0 && it.GetReleaseSlot() == 0:
-		return status.Errorf(codes.InvalidArgument, "item %d: hits, want, give_back, acquire_slot and release_slot are all 0 and left is not set: nothing to do", i)
+	case h == 0 && w == 0 && g == 0 && it.Left == nil && it.GetAcquireSlot() == 0 && it.GetReleaseSlot() == 0 && it.GetRefund() == 0 && !it.GetRead():
+		return status.Errorf(codes.InvalidArgument, "item %d: hits, want, give_back, acquire_slot, release_slot and refund are all 0, and neither left nor read is set: nothing to do", i)
+	case it.GetRefund() < 0 || it.GetRefund() > maxRefund:
+		return status.Errorf(codes.InvalidArgument, "item %d: refund %d: want 0 to %d", i, it.GetRefund(), maxRefund)
 	case it.GetAcquireSlot() != 0 && it.GetAcquireUntilUnixNanos() <= 0:
 		return status.Errorf(codes.InvalidArgument, "item %d: acquire_slot without acquire_until_unix_nanos", i)
 	case w > ownership.MaxLeaseHits || g > ownership.MaxLeaseHits || l > ownership.MaxLeaseHits:

@@ -212,12 +212,14 @@ func TestCheckCarriesSlotsAndCostKeys(t *testing.T) {
 		{Key: config.CostKey("k1"), Hits: 250, Limit: 6000, Window: peerWindow},
 		{Key: "k1", Limit: 2, Window: peerWindow, AcquireSlot: 77, AcquireUntil: until},
 		{Key: "k1", Limit: 2, Window: peerWindow, ReleaseSlot: 76},
+		{Key: config.CostKey("k1"), Limit: 6000, Window: peerWindow, Refund: 40, GiveBackStart: until},
+		{Key: config.CostKey("k1"), Limit: 6000, Window: peerWindow, Read: true},
 	}
 
 	got, err := c.Check(t.Context(), items)
 	require.NoError(t, err)
 
-	require.Len(t, got, 3)
+	require.Len(t, got, 5)
 	assert.Equal(t, uint64(77), got[1].Slot)
 	assert.Equal(t, 2, got[1].SlotsHeld)
 	store.mu.Lock()
@@ -299,7 +301,8 @@ func TestCheckRejectsInvalidBatch(t *testing.T) {
 		{"key too long", with(func(it *forward.Item) { it.Key = strings.Repeat("x", config.MaxKeyLen+1) }), "item 2: API key is 257 bytes, longer than 256"},
 		{"key with a tab", with(func(it *forward.Item) { it.Key = "free\tdemo" }), "item 2: API key has byte 0x9 at 4"},
 		{"space in a cost key", with(func(it *forward.Item) { it.Key = "free demo cost" }), "item 2: counter key has an unknown suffix"},
-		{"nothing to do", with(func(it *forward.Item) { it.Hits = 0 }), "item 2: hits, want, give_back, acquire_slot and release_slot are all 0"},
+		{"nothing to do", with(func(it *forward.Item) { it.Hits = 0 }), "item 2: hits, want, give_back, acquire_slot, release_slot and refund are all 0, and neither left nor read is set"},
+		{"negative refund", with(func(it *forward.Item) { it.Hits, it.Refund = 0, -1 }), "item 2: refund -1: want 0 to 1000000000"},
 		{"acquire without an end", with(func(it *forward.Item) { it.Hits, it.AcquireSlot = 0, 7 }), "item 2: acquire_slot without acquire_until_unix_nanos"},
 		{"unknown counter suffix", with(func(it *forward.Item) { it.Key = "k1 gpu" }), "item 2: counter key has an unknown suffix"},
 		{"negative hits", with(func(it *forward.Item) { it.Hits = -3 }), "item 2: hits -3, want 0, give_back 0, left 0: none may be negative"},
@@ -426,7 +429,7 @@ func TestCheckStreamAnswersEachRequestWithItsID(t *testing.T) {
 		}
 		assert.Equal(t, st.want, got, "answer %d to request id %d", i, st.req.GetId())
 		if st.want.code != codes.OK {
-			assert.Contains(t, resp.GetErrorMessage(), "item 0: hits, want, give_back, acquire_slot and release_slot are all 0")
+			assert.Contains(t, resp.GetErrorMessage(), "item 0: hits, want, give_back, acquire_slot, release_slot and refund are all 0, and neither left nor read is set")
 		}
 	}
 	assert.Len(t, store.seen(), 4, "Take calls: the refused batch must count nothing")

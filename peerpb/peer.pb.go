@@ -329,7 +329,16 @@ type Item struct {
 	// sender's Unix nanoseconds.
 	AcquireUntilUnixNanos int64 `protobuf:"varint,13,opt,name=acquire_until_unix_nanos,json=acquireUntilUnixNanos,proto3" json:"acquire_until_unix_nanos,omitempty"`
 	// If not 0: give back the concurrency slot of key with this id.
-	ReleaseSlot   uint64 `protobuf:"varint,14,opt,name=release_slot,json=releaseSlot,proto3" json:"release_slot,omitempty"`
+	ReleaseSlot uint64 `protobuf:"varint,14,opt,name=release_slot,json=releaseSlot,proto3" json:"release_slot,omitempty"`
+	// Hits counted for key at this owner, in the window that began at
+	// give_back_start_unix_nanos, given back: a reservation (a cost) settled
+	// lower than it was counted. Taken off once per item; a sender sends
+	// each refund once, never again, so that it is never taken twice.
+	Refund int64 `protobuf:"varint,15,opt,name=refund,proto3" json:"refund,omitempty"`
+	// Answer key's state under limit without counting anything: how much is
+	// left (a check of no cost). An item that reads does nothing else but
+	// take its refund.
+	Read          bool `protobuf:"varint,16,opt,name=read,proto3" json:"read,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -460,6 +469,20 @@ func (x *Item) GetReleaseSlot() uint64 {
 		return x.ReleaseSlot
 	}
 	return 0
+}
+
+func (x *Item) GetRefund() int64 {
+	if x != nil {
+		return x.Refund
+	}
+	return 0
+}
+
+func (x *Item) GetRead() bool {
+	if x != nil {
+		return x.Read
+	}
+	return false
 }
 
 // CheckResponse holds one result per item of the request, in order.
@@ -731,7 +754,7 @@ const file_peer_proto_rawDesc = "" +
 	"\vCountsReply\"M\n" +
 	"\fCheckRequest\x12-\n" +
 	"\x05items\x18\x01 \x03(\v2\x17.tierlimit.peer.v1.ItemR\x05items\x12\x0e\n" +
-	"\x02id\x18\x02 \x01(\x04R\x02id\"\xe6\x03\n" +
+	"\x02id\x18\x02 \x01(\x04R\x02id\"\x92\x04\n" +
 	"\x04Item\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x12\n" +
 	"\x04hits\x18\x02 \x01(\x03R\x04hits\x12\x14\n" +
@@ -747,7 +770,9 @@ const file_peer_proto_rawDesc = "" +
 	"\x04left\x18\v \x01(\x03H\x00R\x04left\x88\x01\x01\x12!\n" +
 	"\facquire_slot\x18\f \x01(\x04R\vacquireSlot\x127\n" +
 	"\x18acquire_until_unix_nanos\x18\r \x01(\x03R\x15acquireUntilUnixNanos\x12!\n" +
-	"\frelease_slot\x18\x0e \x01(\x04R\vreleaseSlotB\a\n" +
+	"\frelease_slot\x18\x0e \x01(\x04R\vreleaseSlot\x12\x16\n" +
+	"\x06refund\x18\x0f \x01(\x03R\x06refund\x12\x12\n" +
+	"\x04read\x18\x10 \x01(\bR\x04readB\a\n" +
 	"\x05_left\"\xb4\x01\n" +
 	"\rCheckResponse\x123\n" +
 	"\aresults\x18\x01 \x03(\v2\x19.tierlimit.peer.v1.ResultR\aresults\x12\x0e\n" +
