@@ -295,6 +295,13 @@ func (l *Limiter) costUnit() string {
 //	mux.Handle("/authorize/", lim.AuthorizeHandler()) // Envoy appends the original path
 func (l *Limiter) AuthorizeHandler() http.Handler { return l.mw.Authorize() }
 
+// SettleHandler returns the settle call's endpoint (api.Limiter.Settle):
+// POST with the request's X-API-Key, the Tierlimit-Reservation a 200 of
+// AuthorizeHandler gave (to a request sent with Tierlimit-Settle: later),
+// and the actual Tierlimit-Cost, or Tierlimit-Failed: true. cmd/node
+// serves it at /system/settle.
+func (l *Limiter) SettleHandler() http.Handler { return l.mw.Settle() }
+
 // AdminHandler returns the handler of the admin endpoints, which routes on
 // the last element of the path, so mount it under any prefix:
 // mux.Handle("/system/", lim.AdminHandler()) serves

@@ -135,6 +135,7 @@ type Limiter struct {
 	unit     string
 	estimate func(r *http.Request) (int, bool, error)
 	maxJob   time.Duration
+	reserved reservations // Jobs /authorize keeps open until their settle call
 }
 
 // NewLimiter returns a Limiter. It panics if Keys, Checker or Health is nil
@@ -246,11 +247,29 @@ func (w *statusWriter) Flush() {
 // X-API-Key exactly as Middleware does: 200 with the rate-limit headers and
 // no body when the request may go on, else the 401 or 429 Middleware would
 // write, headers and JSON body included. The request's body is never read.
+//
+// For a tier that limits cost or concurrency, the request's Job ends at
+// once (its estimate stands, its slot is given back), unless the request
+// asks to settle later (HeaderSettle "later"): then the 200 names the
+// reservation (HeaderReservation), which holds the estimate and the slot
+// until the settle call (Settle) or MaxJobDuration.
 func (l *Limiter) Authorize() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if l.Allow(w, r) {
-			w.WriteHeader(http.StatusOK)
+		j, ok := l.Admit(w, r)
+		if !ok {
+			return
 		}
+		if j != nil {
+			if keepOpen(r) {
+				now := l.clock()
+				if id := l.reserved.open(r.Context(), j, now, now.Add(l.maxJob)); id != "" {
+					w.Header()[keyReservation] = []string{id}
+				}
+			} else {
+				j.End(r.Context(), false)
+			}
+		}
+		w.WriteHeader(http.StatusOK)
 	})
 }
 

@@ -237,6 +237,7 @@ func serve(ctx context.Context, o options, log *slog.Logger) error {
 //	     /system/health   GET the health state, POST to set it (admin token)
 //	GET  /system/cluster  members and which one answered (admin token)
 //	     /authorize[/…]   forward-auth: any method, 200, 401 or 429
+//	POST /system/settle   ends a reservation /authorize kept open (Tierlimit-Settle: later)
 //	GET  /livez, /readyz  probes, never rate limited
 //	GET  /metrics         Prometheus text format
 //
@@ -290,7 +291,7 @@ func newMux(lim *tierlimit.Limiter, node string, app, metrics http.Handler) http
 	mux.Handle("/readyz", lim.ReadyHandler())
 	mux.Handle("/metrics", metrics)
 
-	authorize := lim.AuthorizeHandler()
+	authorize, settle := lim.AuthorizeHandler(), lim.SettleHandler()
 	var limitedApp http.Handler
 	if app != nil {
 		limitedApp = lim.Middleware(app)
@@ -299,6 +300,8 @@ func newMux(lim *tierlimit.Limiter, node string, app, metrics http.Handler) http
 		switch p := r.URL.Path; {
 		case under(p, "/authorize"):
 			authorize.ServeHTTP(w, r)
+		case p == "/system/settle":
+			settle.ServeHTTP(w, r)
 		case limitedApp != nil && !under(p, "/system") && p != "/livez" && p != "/readyz" && p != "/metrics":
 			limitedApp.ServeHTTP(w, r)
 		default:

@@ -253,6 +253,23 @@ func TestRunCountsCostInACluster(t *testing.T) {
 		assert.Contains(t, resp.Header.Get("RateLimit"), want, "100 reserved, settled at 10")
 		assert.Contains(t, resp.Header.Get("RateLimit"), `"free-concurrency";r=0`)
 	}
+
+	// Through /authorize, settled later: the slot is held until the
+	// settle call, which settles at the actual cost.
+	authz := "http://" + started["http_addr"].(string) + "/authorize/v1/transcribe"
+	resp := send(t, http.MethodPost, authz, "X-API-Key", "k", "Tierlimit-Cost", "50", "Tierlimit-Settle", "later")
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	id := resp.Header.Get("Tierlimit-Reservation")
+	require.Len(t, id, 32)
+	assert.Contains(t, resp.Header.Get("RateLimit"), `"free-cost";r=230;`, "300 - 10 - 10 - 50")
+	resp = send(t, http.MethodPost, authz, "X-API-Key", "k")
+	assert.Equal(t, http.StatusTooManyRequests, resp.StatusCode, "the one slot is held")
+	settle := "http://" + started["http_addr"].(string) + "/system/settle"
+	resp = send(t, http.MethodPost, settle, "X-API-Key", "k", "Tierlimit-Reservation", id, "Tierlimit-Cost", "20")
+	require.Equal(t, http.StatusNoContent, resp.StatusCode)
+	resp = send(t, http.MethodGet, base+"?cost=0", "X-API-Key", "k", "Tierlimit-Cost", "0")
+	require.Equal(t, http.StatusOK, resp.StatusCode, "the slot is free")
+	assert.Contains(t, resp.Header.Get("RateLimit"), `"free-cost";r=260;`, "the 50 settled at 20")
 	cancel()
 	require.NoError(t, <-done)
 }

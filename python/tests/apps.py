@@ -3,13 +3,14 @@ each endpoint gets. uvicorn runs it with --factory apps:app_from_env."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 from collections import Counter
 from typing import Iterable
 
 from fastapi import FastAPI, Request, WebSocket
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from tierlimit import TierLimitMiddleware
 
@@ -57,6 +58,16 @@ def make_app(node: str, *, fail_open: bool = True, timeout: float = TIMEOUT, exc
         await websocket.accept()
         await websocket.send_text("hello")
         await websocket.close()
+
+    @app.post("/v1/transcribe")
+    async def transcribe(work: float = 0.0, cost: int = -1, status: int = 200) -> Response:
+        """A GPU job: holds the request work seconds, reports cost (if not
+        negative) in its Tierlimit-Cost response header, answers status."""
+        calls["transcribe"] += 1
+        if work > 0:
+            await asyncio.sleep(work)
+        headers = {"Tierlimit-Cost": str(cost)} if cost >= 0 else {}
+        return Response(content=b'{"text":"..."}', status_code=status, media_type="application/json", headers=headers)
 
     @app.get("/count")
     async def count() -> dict:

@@ -19,7 +19,9 @@ REPO = Path(__file__).resolve().parents[2]  # python/tests -> the module root
 # The tiers the tests count against: the shipped ones, with keys of their own.
 TIERS = {"free": {"limit": 10, "burst": 20, "degraded": 2},
          "pro": {"limit": 100, "burst": 150, "degraded": 100},
-         "enterprise": {"limit": 1000, "burst": 1500, "degraded": 1000}}
+         "enterprise": {"limit": 1000, "burst": 1500, "degraded": 1000},
+         # A GPU tier: cost per window in audio-seconds, and one job at once.
+         "gpu": {"limit": 100, "cost": {"limit": 1000, "default_estimate": 60}, "concurrency": {"limit": 1}}}
 KEYS_PER_TIER = 200
 
 # The cluster's nodes count every hit at the key's owner, so that the tests
@@ -55,7 +57,7 @@ def node_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiers_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     keys = {f"{tier}-t{i}": tier for tier in TIERS for i in range(KEYS_PER_TIER)}
     path = tmp_path_factory.mktemp("tiers") / "tiers.json"
-    path.write_text(json.dumps({"window_seconds": 60, "tiers": TIERS, "api_keys": keys}))
+    path.write_text(json.dumps({"window_seconds": 60, "cost_unit": "audio-seconds", "tiers": TIERS, "api_keys": keys}))
     return path
 
 

@@ -284,7 +284,8 @@ class NodeClient:
     and is not thread-safe. ``timeout`` (seconds) bounds each ``authorize``
     call whole: waiting for a connection, connecting, and the answer.
     ``host_header`` is the Host header (default "host:port"), ``path`` the
-    request's target (default "/authorize"), ``max_connections`` the most
+    request's target (default "/authorize"), ``settle_path`` the settle
+    call's (default "/system/settle"), ``max_connections`` the most
     connections open at once (default 64).
     """
 
@@ -296,6 +297,7 @@ class NodeClient:
         timeout: float,
         host_header: Optional[str] = None,
         path: str = "/authorize",
+        settle_path: str = "/system/settle",
         max_connections: int = 64,
     ) -> None:
         self.loop = asyncio.get_running_loop()
@@ -305,20 +307,44 @@ class NodeClient:
         self._max = max_connections
         hh = host_header or f"{host}:{port}"
         self._prefix = f"GET {path} HTTP/1.1\r\nHost: {hh}\r\n".encode("ascii")
+        self._settle_prefix = f"POST {settle_path} HTTP/1.1\r\nHost: {hh}\r\nContent-Length: 0\r\n".encode("ascii")
         self._idle: List[_Conn] = []  # LIFO: the warmest connection is taken first
         self._open = 0  # connections made or being made, and not yet closed
         self._waiters: Deque[asyncio.Future[None]] = deque()
         self._connecting: Set[asyncio.Task] = set()  # type: ignore[type-arg]  # connects under way, kept from the GC
         self.closed = False
 
-    async def authorize(self, keys: Sequence[bytes]) -> Answer:
+    async def authorize(self, keys: Sequence[bytes], estimate: Optional[int] = None, settle_later: bool = False) -> Answer:
         """Asks the node about a request carrying the X-API-Key values keys.
 
         Each value must already be checked to be printable ASCII without
-        spaces: it is written into the request as it is. It raises
-        NodeError (NodeTimeout past the deadline) if the node cannot answer.
+        spaces: it is written into the request as it is. estimate, if not
+        None, is the request's cost estimate (Tierlimit-Cost); settle_later
+        asks the node to keep a reservation open until ``settle``. It
+        raises NodeError (NodeTimeout past the deadline) if the node cannot
+        answer.
         """
-        request = self._prefix + b"".join([b"X-API-Key: " + k + b"\r\n" for k in keys]) + b"\r\n"
+        extra = b""
+        if estimate is not None:
+            extra += b"Tierlimit-Cost: " + str(int(estimate)).encode() + b"\r\n"
+        if settle_later:
+            extra += b"Tierlimit-Settle: later\r\n"
+        return await self._call(self._prefix + b"".join([b"X-API-Key: " + k + b"\r\n" for k in keys]) + extra + b"\r\n")
+
+    async def settle(self, key: bytes, reservation: bytes, cost: Optional[int], failed: bool) -> Answer:
+        """Settles the reservation the node's 200 to ``authorize`` named:
+        at the actual cost, if not None, else failed (all given back) or
+        not (the estimate stands). key and reservation must be printable
+        ASCII without spaces."""
+        extra = b"X-API-Key: " + key + b"\r\nTierlimit-Reservation: " + reservation + b"\r\n"
+        if cost is not None:
+            extra += b"Tierlimit-Cost: " + str(int(cost)).encode() + b"\r\n"
+        if failed:
+            extra += b"Tierlimit-Failed: true\r\n"
+        return await self._call(self._settle_prefix + extra + b"\r\n")
+
+    async def _call(self, request: bytes) -> Answer:
+        """Sends request on a pooled connection and returns the answer."""
         loop = self.loop
         deadline = loop.time() + self.timeout
         retried = False

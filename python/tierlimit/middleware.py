@@ -217,6 +217,7 @@ class TierLimitMiddleware:
         except ValueError as e:
             raise ValueError(f"node {node!r}: {e}") from None
         path = u.path.rstrip("/") + "/authorize"
+        self._settle_path = u.path.rstrip("/") + "/system/settle"
         if not re.fullmatch(r"[\x21-\x7e]+", path):
             raise ValueError(f"node {node!r}: the path must be printable ASCII")
         if not (isinstance(timeout, (int, float)) and 0 < timeout < float("inf")):
@@ -258,7 +259,13 @@ class TierLimitMiddleware:
         if problem is not None:
             await _refuse(kind, scope, receive, send, 401, _JSON_HEADERS, _error_body("invalid_api_key", problem))
             return
-        answer = await self._ask(keys)
+        estimate: Optional[int] = None
+        if kind == "http":
+            estimate, problem = _estimate(scope["headers"])
+            if problem is not None:
+                await _refuse(kind, scope, receive, send, 400, _JSON_HEADERS, _error_body("invalid_cost", problem))
+                return
+        answer = await self._ask(keys, estimate, kind == "http")
         if answer is None:
             if self.fail_open:
                 await self.app(scope, receive, send)
@@ -266,17 +273,44 @@ class TierLimitMiddleware:
                 await _refuse(kind, scope, receive, send, 503, _UNAVAILABLE_HEADERS, _UNAVAILABLE_BODY)
             return
         if answer.status == 200:
-            if kind == "http":
-                extra = [h for h in answer.headers if h[0] in _RATE_HEADERS]
-                await self.app(scope, receive, _adding_headers(send, extra))
-            else:
+            if kind != "http":
                 await self.app(scope, receive, send)
+                return
+            extra = [h for h in answer.headers if h[0] in _RATE_HEADERS]
+            reservation = next((v for k, v in answer.headers if k == b"tierlimit-reservation"), None)
+            if reservation is None:
+                await self.app(scope, receive, _adding_headers(send, extra))
+                return
+            job = _Job()
+            try:
+                await self.app(scope, receive, _adding_headers(send, extra, job))
+            except BaseException:
+                job.failed = True
+                raise
+            finally:
+                await self._settle(keys[0], reservation, job)
             return
         headers = [h for h in answer.headers if h[0] in _REFUSAL_HEADERS]
         await _refuse(kind, scope, receive, send, answer.status, headers, answer.body)
 
-    async def _ask(self, keys: List[bytes]) -> Optional[Answer]:
-        """The node's 200 or 4xx answer, or None when it failed (logged)."""
+    async def _settle(self, key: bytes, reservation: bytes, job: "_Job") -> None:
+        """Settles the request's reservation at the node: at the cost the
+        app reported, else failed (a 5xx, or an exception) or not. A
+        settle the node does not take is logged; the reservation then ends
+        at the node's -max-job-duration, its estimate standing."""
+        if not _VALID_KEY.fullmatch(reservation):
+            logger.warning("tierlimit: the node named a reservation that cannot be sent back; it ends at its deadline")
+            return
+        try:
+            answer = await self._node_client().settle(key, reservation, job.cost, job.failed)
+        except NodeError as e:
+            logger.warning("tierlimit: could not settle a reservation at %s: %s; it ends at its deadline", self.node, e)
+            return
+        if answer.status != 204:
+            logger.warning("tierlimit: the node refused a settle (%d): %s", answer.status, answer.body[:200])
+
+    def _node_client(self) -> NodeClient:
+        """The client to the node in the running loop, made if need be."""
         loop = asyncio.get_running_loop()
         client = self._client
         if client is None or client.loop is not loop or client.closed:
@@ -286,10 +320,17 @@ class TierLimitMiddleware:
                 timeout=self.timeout,
                 host_header=self._host_header,
                 path=self._path,
+                settle_path=self._settle_path,
                 max_connections=self.max_connections,
             )
+        return client
+
+    async def _ask(self, keys: List[bytes], estimate: Optional[int] = None, settle_later: bool = False) -> Optional[Answer]:
+        """The node's 200 or 4xx answer, or None when it failed (logged)."""
+        loop = asyncio.get_running_loop()
+        client = self._node_client()
         try:
-            answer = await client.authorize(keys)
+            answer = await client.authorize(keys, estimate, settle_later)
         except NodeError as e:
             self._outage.failed(loop.time(), str(e))
             return None
@@ -321,13 +362,65 @@ _UNAVAILABLE_BODY = _error_body(
 )
 
 
-def _adding_headers(send: Send, extra: List[Header]) -> Send:
+class _Job:
+    """What the app's response says about its work: the actual cost it
+    reported (its Tierlimit-Cost response header) and whether it failed."""
+
+    __slots__ = ("cost", "failed")
+
+    def __init__(self) -> None:
+        self.cost: Optional[int] = None
+        self.failed = False
+
+
+# A cost, as the node takes it: a whole number from 0 to 1e9.
+_COST = re.compile(rb"[0-9]{1,10}")
+_MAX_COST = 1_000_000_000
+
+
+def _cost_of(value: bytes) -> Optional[int]:
+    """value as a cost, or None if it is not one."""
+    v = value.strip(b" \t")
+    if not _COST.fullmatch(v) or int(v) > _MAX_COST:
+        return None
+    return int(v)
+
+
+def _estimate(headers: Iterable[Tuple[bytes, bytes]]) -> Tuple[Optional[int], Optional[str]]:
+    """The request's cost estimate (its Tierlimit-Cost header), or a reason
+    to refuse it, in the node's words."""
+    values = [v for k, v in headers if len(k) == 14 and k.lower() == b"tierlimit-cost"]
+    if not values:
+        return None, None
+    if len(values) > 1:
+        return None, "more than one Tierlimit-Cost header"
+    cost = _cost_of(values[0])
+    if cost is None:
+        shown = values[0].strip(b" \t").decode("latin-1")
+        if len(shown) > 32:
+            shown = shown[:32] + "..."
+        return None, f"Tierlimit-Cost: want a whole number from 0 to 1000000000, got {json.dumps(shown)}"
+    return cost, None
+
+
+def _adding_headers(send: Send, extra: List[Header], job: Optional[_Job] = None) -> Send:
     """send, with extra put in the response's headers in place of any of
-    the same names the app set."""
+    the same names the app set; with job, the app's Tierlimit-Cost is taken
+    off the response into job, and its status tells whether it failed."""
 
     async def send_with_headers(message: Message) -> None:
         if message["type"] == "http.response.start":
-            headers = [h for h in message.get("headers", ()) if bytes(h[0]).lower() not in _RATE_HEADERS]
+            headers = []
+            for h in message.get("headers", ()):
+                name = bytes(h[0]).lower()
+                if name in _RATE_HEADERS:
+                    continue
+                if job is not None and name == b"tierlimit-cost":
+                    job.cost = _cost_of(bytes(h[1]))
+                    continue
+                headers.append(h)
+            if job is not None and message.get("status", 200) >= 500:
+                job.failed = True
             headers.extend(extra)
             message = dict(message)
             message["headers"] = headers
