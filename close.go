@@ -11,7 +11,8 @@ import (
 // peers to end their streams to it and waits for them until ctx ends; then
 // it stops what is left and takes its series off Config.Registerer. Before
 // it leaves, it hands the counts of the keys it owns to the members that
-// own them next, so a rolling restart resets no key. Drain
+// own them next, so a rolling restart resets no key, and the concurrency
+// slots of the jobs running with them. Drain
 // your HTTP server first: the middleware still answers afterwards, counting
 // locally. Calling Close again returns the first call's result.
 func (l *Limiter) Close(ctx context.Context) error {
@@ -40,6 +41,8 @@ func (l *Limiter) stop(ctx context.Context) error {
 		if err := l.keeper.Leave(ctx); err != nil {
 			l.log.Warn("counts not handed over; their keys start afresh at their new owners", "err", err)
 		}
+		// The jobs running of the keys it owned go with them.
+		l.router.HandOffSlots(ctx)
 		if err := l.node.Leave(leaveTimeout); err != nil {
 			// No peer confirmed the leave: they are all stopping too, or cut
 			// off. They will see this node fail instead; stopping goes on.

@@ -223,3 +223,44 @@ func TestClusterConcurrencyIsHeldAtTheOwner(t *testing.T) {
 	require.Equal(t, http.StatusOK, (<-c2.done).Code)
 	assert.Equal(t, int64(2), most.Load(), "never more jobs at once than the limit")
 }
+
+// TestClusterSlotsMoveWithTheirKey: when a key's owner leaves (a rolling
+// deploy), the slots of the key's running jobs go with the key to its new
+// owner: the limit still holds, and the jobs' ends free them there.
+func TestClusterSlotsMoveWithTheirKey(t *testing.T) {
+	c := startGPUCluster(t, 3)
+	key := c.keysOwnedByEach("free", 30)[2]
+	type started struct {
+		release chan struct{}
+		done    chan *httptest.ResponseRecorder
+	}
+	var running atomic.Int64
+	start := func(nd *node) started {
+		s := started{release: make(chan struct{}), done: make(chan *httptest.ResponseRecorder, 1)}
+		go func() {
+			s.done <- job(t, nd, key, 0, -1, func() { running.Add(1); <-s.release; running.Add(-1) })
+		}()
+		return s
+	}
+	a, b := start(c.nodes[0]), start(c.nodes[1])
+	require.Eventually(t, func() bool { return running.Load() == 2 }, 10*time.Second, 5*time.Millisecond)
+
+	require.NoError(t, c.nodes[2].Close(t.Context()))
+	survivors := c.nodes[:2]
+	c.waitMembers(2, survivors...)
+	owner, _ := c.nodes[0].ring.Owner(key)
+	require.NotEqual(t, "node-2", owner)
+	for _, nd := range survivors {
+		if nd.name == owner {
+			assert.Equal(t, 2, nd.slots.Held(time.Now(), key), "the new owner holds both jobs' slots")
+		}
+		w := job(t, nd, key, 0, -1, nil)
+		require.Equal(t, http.StatusTooManyRequests, w.Code, "on %s: the two running jobs hold the new owner's slots", nd.name)
+		assert.Contains(t, w.Body.String(), `"limit":"concurrency"`)
+	}
+	close(a.release)
+	require.Equal(t, http.StatusOK, (<-a.done).Code)
+	require.Equal(t, http.StatusOK, job(t, c.nodes[1], key, 0, -1, nil).Code, "a job's end frees its slot at the new owner")
+	close(b.release)
+	require.Equal(t, http.StatusOK, (<-b.done).Code)
+}

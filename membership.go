@@ -12,6 +12,7 @@ import (
 
 	"github.com/tierlimit/tierlimit/bucket"
 	"github.com/tierlimit/tierlimit/cluster"
+	"github.com/tierlimit/tierlimit/forward"
 	"github.com/tierlimit/tierlimit/handoff"
 	"github.com/tierlimit/tierlimit/ownership"
 	"github.com/tierlimit/tierlimit/peer"
@@ -82,6 +83,7 @@ func (l *Limiter) startCluster() error {
 		Owed:              l.owed,
 		Imports:           l.imports,
 		Slots:             l.slots,
+		Holder:            ownership.HolderOf(forward.Holder{Name: cfg.NodeName, Boot: boot}),
 		Peers:             l.book,
 		ForwardTimeout:    cfg.ForwardTimeout,
 		ForwardTimeoutMin: cfg.ForwardTimeoutMin,
@@ -189,6 +191,7 @@ func (l *Limiter) followRing(ctx context.Context) {
 			failed, left := l.departed(prev, cur)
 			prev = cur
 			l.keeper.Members(ctx, failed, left)
+			l.router.HandOffSlots(ctx)
 			tidy.Reset(tidyAfter)
 		}
 	}

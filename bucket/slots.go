@@ -193,3 +193,50 @@ func live(held []slot, n int64) []slot {
 	}
 	return kept
 }
+
+// Slot is one held slot, as it moves to another Slots (a key's new owner).
+type Slot struct {
+	Key    string
+	ID     uint64
+	Holder string
+	Until  time.Time
+}
+
+// Take removes and returns the slots held at now of every key for which
+// keep reports false: keys about to be held elsewhere.
+func (s *Slots) Take(now time.Time, keep func(key string) bool) []Slot {
+	n := now.UnixNano()
+	var out []Slot
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		for key, held := range sh.m {
+			if keep(key) {
+				continue
+			}
+			for _, sl := range held {
+				if sl.until > n {
+					out = append(out, Slot{Key: key, ID: sl.id, Holder: sl.holder, Until: time.Unix(0, sl.until)})
+				}
+			}
+			delete(sh.m, key)
+		}
+		sh.mu.Unlock()
+	}
+	return out
+}
+
+// Put holds sl, whatever its key's limit (it was admitted elsewhere), unless
+// a slot of its key with its id is held already.
+func (s *Slots) Put(sl Slot) {
+	sh := s.shardOf(sl.Key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	held := sh.m[sl.Key]
+	for i := range held {
+		if held[i].id == sl.ID {
+			return
+		}
+	}
+	sh.m[sl.Key] = append(held, slot{id: sl.ID, holder: sl.Holder, until: sl.Until.UnixNano()})
+}

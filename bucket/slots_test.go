@@ -144,3 +144,29 @@ func TestSlotsAcquireIDIsIdempotent(t *testing.T) {
 	require.True(t, s.Release("k", 42))
 	assert.Zero(t, s.Held(t0, "k"))
 }
+
+// TestSlotsTakeAndPut: the slots of keys about to be held elsewhere are
+// taken out whole, holders and deadlines kept, and put in another table
+// whatever its limit; putting one twice holds it once.
+func TestSlotsTakeAndPut(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	from, to := NewSlots(), NewSlots()
+	until := t0.Add(time.Minute)
+	from.AcquireID(t0, "stay", "a", 1, 5, until)
+	from.AcquireID(t0, "go", "a", 2, 5, until)
+	from.AcquireID(t0, "go", "b", 3, 5, until)
+	from.AcquireID(t0, "go", "b", 4, 5, t0.Add(time.Second)) // ended by the move
+
+	moved := from.Take(t0.Add(2*time.Second), func(key string) bool { return key == "stay" })
+	require.Len(t, moved, 2)
+	assert.Equal(t, 1, from.Total(t0), "the key that stays keeps its slot")
+	assert.Zero(t, from.Held(t0, "go"))
+	to.AcquireID(t0, "go", "c", 9, 1, until) // the new owner's own, at a limit of 1
+	for _, sl := range moved {
+		to.Put(sl)
+		to.Put(sl)
+	}
+	assert.Equal(t, 3, to.Held(t0, "go"), "held whatever the limit, each once")
+	assert.Equal(t, 1, to.ReleaseHolder("b"), "holders kept")
+	assert.True(t, to.Release("go", 2))
+}

@@ -68,6 +68,10 @@ type Item struct {
 	AcquireUntil time.Time
 	// ReleaseSlot, if not 0, gives back Key's slot with this id.
 	ReleaseSlot uint64
+	// SlotHolder, with AcquireSlot, hands over a slot from the key's
+	// previous owner: the owner holds it for SlotHolder (Owner's holder
+	// name), whatever the limit.
+	SlotHolder string
 	// Refund gives back hits counted for Key at the owner in the window
 	// that began at GiveBackStart (a cost settled lower than reserved),
 	// once per item: a sender sends each refund once.

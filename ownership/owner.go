@@ -91,8 +91,8 @@ func (o *Owner) SetMaxClockOffset(d time.Duration) { o.maxOffset.Store(int64(max
 // this node, its own.
 func (o *Owner) Slots() *bucket.Slots { return o.slots }
 
-// holderOf names h as the holder of the slots it takes.
-func holderOf(h forward.Holder) string { return h.Name + "\x00" + h.Boot }
+// HolderOf names h as the holder of the slots it takes.
+func HolderOf(h forward.Holder) string { return h.Name + "\x00" + h.Boot }
 
 // Window returns the counting window of the Owner's store.
 func (o *Owner) Window() time.Duration { return o.store.Window() }
@@ -118,11 +118,15 @@ func (o *Owner) Decide(now time.Time, it forward.Item) forward.Result {
 	if it.ReleaseSlot != 0 {
 		o.slots.Release(it.Key, it.ReleaseSlot)
 	}
+	if it.AcquireSlot != 0 && it.SlotHolder != "" {
+		o.slots.Put(bucket.Slot{Key: it.Key, ID: it.AcquireSlot, Holder: it.SlotHolder, Until: it.AcquireUntil})
+		return forward.Result{Decision: bucket.Decision{Allowed: true, Limit: it.Limit}, Slot: it.AcquireSlot}
+	}
 	if it.AcquireSlot != 0 {
 		if !it.Deadline.IsZero() && now.After(it.Deadline.Add(time.Duration(o.maxOffset.Load()))) {
 			return forward.Result{Expired: true}
 		}
-		id, held := o.slots.AcquireID(now, it.Key, holderOf(it.From), it.AcquireSlot, it.Limit, it.AcquireUntil)
+		id, held := o.slots.AcquireID(now, it.Key, HolderOf(it.From), it.AcquireSlot, it.Limit, it.AcquireUntil)
 		return forward.Result{Decision: bucket.Decision{Allowed: id != 0, Limit: it.Limit, Remaining: max(0, it.Limit-held)},
 			Slot: id, SlotsHeld: held}
 	}
@@ -199,7 +203,7 @@ func (o *Owner) Members(now time.Time, alive map[string]string) {
 	}
 	for name, boot := range prev {
 		if alive[name] != boot {
-			o.slotsFreed.Add(int64(o.slots.ReleaseHolder(holderOf(forward.Holder{Name: name, Boot: boot}))))
+			o.slotsFreed.Add(int64(o.slots.ReleaseHolder(HolderOf(forward.Holder{Name: name, Boot: boot}))))
 		}
 	}
 	for _, c := range o.grants.credit(func(h forward.Holder) bool {

@@ -43,6 +43,10 @@ type RouterConfig struct {
 	// (Owner.Slots), where the Router takes its own. Nil: a table of its
 	// own.
 	Slots *bucket.Slots
+	// Holder names this node as the holder of the slots it takes in Slots
+	// (HolderOf its name and boot id), so that they are given back if it
+	// fails once they are handed over to another owner.
+	Holder string
 	// Peers looks up the forward.Peer for an owner's name. Required.
 	Peers forward.PeerSource
 	// ForwardTimeout, if positive, is a fixed bound on how long a check
@@ -135,11 +139,12 @@ type Router struct {
 
 	// slots holds the slots of keys this node owns; fallbackSlots those
 	// taken here while an owner could not be reached; slotAt, by slot id,
-	// where each slot this node took is held: "" (slots), fallbackSlot, or
-	// the owner's name.
+	// where each slot this node took is held: the owner's name (this
+	// node's: slots), or fallbackSlot; holder is this node's holder name.
 	slots         *bucket.Slots
 	fallbackSlots *bucket.Slots
 	slotAt        sync.Map
+	holder        string
 
 	// share is this side's share of the cluster: the alive members (upper
 	// 32 bits) and the members known (lower 32); 0 means full limits.
@@ -253,6 +258,7 @@ func NewRouter(cfg RouterConfig) *Router {
 			leaseTTL: cfg.LeaseTTL, window: cfg.Local.Window()},
 		giveNow:       make(chan struct{}, 1),
 		slots:         cfg.Slots,
+		holder:        cfg.Holder,
 		fallbackSlots: bucket.NewSlots(),
 		links:         make(map[string]*link),
 		contacts:      newContacts(),

@@ -2,6 +2,7 @@ package ownership
 
 import (
 	"context"
+	"log/slog"
 	"time"
 
 	"github.com/tierlimit/tierlimit/bucket"
@@ -136,7 +137,7 @@ func (r *Router) Acquire(ctx context.Context, now time.Time, key string, limit i
 	limit = r.shareOf(limit)
 	owner, ok := r.ring.Owner(key)
 	if !ok || owner == r.self {
-		return r.acquireIn(r.slots, "", now, key, limit, until)
+		return r.acquireIn(r.slots, r.self, now, key, limit, until)
 	}
 	l, _ := r.link(owner)
 	if l != nil && l.breaker.Allow(r.clock()) {
@@ -157,9 +158,9 @@ func (r *Router) Acquire(ctx context.Context, now time.Time, key string, limit i
 	return r.acquireIn(r.fallbackSlots, fallbackSlot, now, key, localShare(limit, max(1, r.ring.Len())), until)
 }
 
-// acquireIn takes a slot of key in slots, recorded as where's.
+// acquireIn takes a slot of key in slots, recorded as held at where.
 func (r *Router) acquireIn(slots *bucket.Slots, where string, now time.Time, key string, limit int, until time.Time) (uint64, int) {
-	id, held := slots.AcquireID(now, key, "", newID(), limit, until)
+	id, held := slots.AcquireID(now, key, r.holder, newID(), limit, until)
 	if id != 0 {
 		r.slotAt.Store(id, where)
 	}
@@ -167,29 +168,82 @@ func (r *Router) acquireIn(slots *bucket.Slots, where string, now time.Time, key
 }
 
 // Release gives back key's slot id where it was taken: here, or at the
-// owner that took it, whoever owns key now. A release the owner does not
-// answer in time is sent again in the background (Run), so that the
-// request that ends never waits longer than a check would.
+// owner that took it; and, if key's owner changed since (the slot handed
+// over with the key, HandOffSlots), at its owner now too. A release an
+// owner does not answer in time is sent again in the background (Run), so
+// that the request that ends never waits longer than a check would.
 func (r *Router) Release(ctx context.Context, key string, id uint64) {
 	v, ok := r.slotAt.LoadAndDelete(id)
 	if !ok {
 		return
 	}
-	switch owner := v.(string); owner {
-	case "":
-		r.slots.Release(key, id)
-	case fallbackSlot:
+	where := v.(string)
+	switch {
+	case where == fallbackSlot:
 		r.fallbackSlots.Release(key, id)
-	default:
-		// At once, so that the key's next job, wherever it comes, finds
-		// the slot free.
-		if l, _ := r.link(owner); l != nil && l.breaker.Allow(r.clock()) {
-			if _, err := r.forward(ctx, l, owner, forward.Item{Key: key, Limit: 1, Window: r.local.Window(), ReleaseSlot: id}); err == nil {
-				return
-			}
+		return
+	case where == r.self:
+		if r.slots.Release(key, id) {
+			return
 		}
-		r.queueRelease(owner, key, id)
+	default:
+		r.releaseAt(ctx, where, key, id)
 	}
+	if owner, ok := r.ring.Owner(key); ok && owner != where {
+		if owner == r.self {
+			r.slots.Release(key, id)
+		} else {
+			r.releaseAt(ctx, owner, key, id)
+		}
+	}
+}
+
+// releaseAt gives back key's slot id at owner: at once, so that the key's
+// next job, wherever it comes, finds the slot free, or else in the
+// background.
+func (r *Router) releaseAt(ctx context.Context, owner, key string, id uint64) {
+	if l, _ := r.link(owner); l != nil && l.breaker.Allow(r.clock()) {
+		if _, err := r.forward(ctx, l, owner, forward.Item{Key: key, Limit: 1, Window: r.local.Window(), ReleaseSlot: id}); err == nil {
+			return
+		}
+	}
+	r.queueRelease(owner, key, id)
+}
+
+// HandOffSlots hands the slots this node holds for keys it no longer owns
+// (the ring changed: a member joined, or this node is leaving) to their
+// owners now, each under its holder, and returns how many went. Slots an
+// owner could not take stay here, where their releases still come, until
+// the next call.
+func (r *Router) HandOffSlots(ctx context.Context) int {
+	now := time.Now()
+	moved := r.slots.Take(now, func(key string) bool {
+		owner, ok := r.ring.Owner(key)
+		return !ok || owner == r.self
+	})
+	byOwner := make(map[string][]bucket.Slot)
+	for _, sl := range moved {
+		owner, _ := r.ring.Owner(sl.Key)
+		byOwner[owner] = append(byOwner[owner], sl)
+	}
+	handed := 0
+	for owner, sls := range byOwner {
+		items := make([]forward.Item, len(sls))
+		for i, sl := range sls {
+			items[i] = forward.Item{Key: sl.Key, Limit: 1, Window: r.local.Window(), AcquireSlot: sl.ID,
+				AcquireUntil: sl.Until, SlotHolder: sl.Holder}
+		}
+		if err := r.send(ctx, owner, items); err != nil {
+			r.log.Warn("slots not handed over; kept until the next change of members", slog.String("peer", owner),
+				slog.Int("slots", len(sls)), slog.Any("error", err))
+			for _, sl := range sls {
+				r.slots.Put(sl)
+			}
+			continue
+		}
+		handed += len(sls)
+	}
+	return handed
 }
 
 // releaseRetryFor is how long a slot's release is sent again to an owner

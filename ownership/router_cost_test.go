@@ -149,3 +149,29 @@ func TestRouterSlots(t *testing.T) {
 	assert.Equal(t, "c", r.releases[0].owner)
 	r.givesMu.Unlock()
 }
+
+// TestRouterHandsSlotsToTheKeysNewOwner: when the ring gives a key to
+// another member, the slots this node holds for it go there under their
+// holders, held whatever the limit; a release then reaches the new owner.
+func TestRouterHandsSlotsToTheKeysNewOwner(t *testing.T) {
+	owner := newOwnerPeer(2)
+	r := newTestRouter(t, []string{"a"}, peerMap{"b": owner}, func(c *RouterConfig) { c.Holder = "a\x001" })
+	now := time.Now()
+	r.ring.Set([]string{"a", "b"})
+	key := keyOwnedBy(t, r.ring, "b")
+	r.ring.Set([]string{"a"})
+	id, _ := r.Acquire(t.Context(), now, key, 1, now.Add(time.Hour))
+	require.NotZero(t, id, "taken here, the owner")
+	owner.owner.Slots().AcquireID(now, key, "b\x001", 99, 1, now.Add(time.Hour))
+
+	r.ring.Set([]string{"a", "b"})
+	assert.Equal(t, 1, r.HandOffSlots(t.Context()))
+	assert.Equal(t, 2, owner.owner.Slots().Held(now, key), "held at b beside its own, whatever the limit of 1")
+	_, held := r.SlotsHeld(now)
+	assert.Zero(t, held)
+	assert.Equal(t, 1, owner.owner.Slots().ReleaseHolder("a\x001"), "still a's")
+
+	owner.owner.Slots().Put(bucket.Slot{Key: key, ID: id, Holder: "a\x001", Until: now.Add(time.Hour)})
+	r.Release(t.Context(), key, id)
+	assert.Equal(t, 1, owner.owner.Slots().Held(now, key), "the release went to the key's owner now")
+}

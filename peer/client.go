@@ -186,6 +186,7 @@ func newRequest(items []forward.Item) *peerpb.CheckRequest {
 		w.ReleaseSlot = it.ReleaseSlot
 		w.Refund = int64(it.Refund)
 		w.Read = it.Read
+		w.SlotHolder = it.SlotHolder
 		if it.Reported {
 			if lefts == nil {
 				lefts = make([]int64, len(items))

@@ -152,6 +152,10 @@ func (s *Server) counts(req *peerpb.Counts) ([]bucket.Count, error) {
 // state.
 const maxRefund = 1_000_000_000
 
+// maxSlotHolder bounds an item's slot_holder: a member name (256) and a
+// boot id (64), and room.
+const maxSlotHolder = 600
+
 // maxBootLen bounds the boot id of a Backup.
 const maxBootLen = 64
 
@@ -247,7 +251,7 @@ func (s *Server) decide(req *peerpb.CheckRequest, from forward.Holder) (*peerpb.
 			Deadline: fromUnixNanos(it.GetDeadlineUnixNanos()), GiveBackNonce: it.GetGiveBackNonce(),
 			Left: int(it.GetLeft()), Reported: it.Left != nil, From: from,
 			AcquireSlot: it.GetAcquireSlot(), AcquireUntil: fromUnixNanos(it.GetAcquireUntilUnixNanos()), ReleaseSlot: it.GetReleaseSlot(),
-			Refund: int(it.GetRefund()), Read: it.GetRead(),
+			Refund: int(it.GetRefund()), Read: it.GetRead(), SlotHolder: it.GetSlotHolder(),
 		})
 		r := &results[i]
 		r.Allowed = d.Allowed
@@ -281,6 +285,8 @@ func validateItem(i int, it *peerpb.Item, window time.Duration) error {
 		return status.Errorf(codes.InvalidArgument, "item %d: hits, want, give_back, acquire_slot, release_slot and refund are all 0, and neither left nor read is set: nothing to do", i)
 	case it.GetRefund() < 0 || it.GetRefund() > maxRefund:
 		return status.Errorf(codes.InvalidArgument, "item %d: refund %d: want 0 to %d", i, it.GetRefund(), maxRefund)
+	case len(it.GetSlotHolder()) > maxSlotHolder || (it.GetSlotHolder() != "" && it.GetAcquireSlot() == 0):
+		return status.Errorf(codes.InvalidArgument, "item %d: slot_holder of %d bytes: want at most %d, with acquire_slot", i, len(it.GetSlotHolder()), maxSlotHolder)
 	case it.GetAcquireSlot() != 0 && it.GetAcquireUntilUnixNanos() <= 0:
 		return status.Errorf(codes.InvalidArgument, "item %d: acquire_slot without acquire_until_unix_nanos", i)
 	case w > ownership.MaxLeaseHits || g > ownership.MaxLeaseHits || l > ownership.MaxLeaseHits:

@@ -338,7 +338,12 @@ type Item struct {
 	// Answer key's state under limit without counting anything: how much is
 	// left (a check of no cost). An item that reads does nothing else but
 	// take its refund.
-	Read          bool `protobuf:"varint,16,opt,name=read,proto3" json:"read,omitempty"`
+	Read bool `protobuf:"varint,16,opt,name=read,proto3" json:"read,omitempty"`
+	// With acquire_slot: the slot is handed over by the key's previous
+	// owner, held for this holder whatever the limit (it was admitted
+	// there), and given back when the holder fails or restarts. 1 to 600
+	// bytes.
+	SlotHolder    string `protobuf:"bytes,17,opt,name=slot_holder,json=slotHolder,proto3" json:"slot_holder,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -483,6 +488,13 @@ func (x *Item) GetRead() bool {
 		return x.Read
 	}
 	return false
+}
+
+func (x *Item) GetSlotHolder() string {
+	if x != nil {
+		return x.SlotHolder
+	}
+	return ""
 }
 
 // CheckResponse holds one result per item of the request, in order.
@@ -754,7 +766,7 @@ const file_peer_proto_rawDesc = "" +
 	"\vCountsReply\"M\n" +
 	"\fCheckRequest\x12-\n" +
 	"\x05items\x18\x01 \x03(\v2\x17.tierlimit.peer.v1.ItemR\x05items\x12\x0e\n" +
-	"\x02id\x18\x02 \x01(\x04R\x02id\"\x92\x04\n" +
+	"\x02id\x18\x02 \x01(\x04R\x02id\"\xb3\x04\n" +
 	"\x04Item\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x12\n" +
 	"\x04hits\x18\x02 \x01(\x03R\x04hits\x12\x14\n" +
@@ -772,7 +784,9 @@ const file_peer_proto_rawDesc = "" +
 	"\x18acquire_until_unix_nanos\x18\r \x01(\x03R\x15acquireUntilUnixNanos\x12!\n" +
 	"\frelease_slot\x18\x0e \x01(\x04R\vreleaseSlot\x12\x16\n" +
 	"\x06refund\x18\x0f \x01(\x03R\x06refund\x12\x12\n" +
-	"\x04read\x18\x10 \x01(\bR\x04readB\a\n" +
+	"\x04read\x18\x10 \x01(\bR\x04read\x12\x1f\n" +
+	"\vslot_holder\x18\x11 \x01(\tR\n" +
+	"slotHolderB\a\n" +
 	"\x05_left\"\xb4\x01\n" +
 	"\rCheckResponse\x123\n" +
 	"\aresults\x18\x01 \x03(\v2\x19.tierlimit.peer.v1.ResultR\aresults\x12\x0e\n" +
