@@ -66,16 +66,18 @@ func TestSingleNodeCountsCost(t *testing.T) {
 
 // gpuClusterTiers is costTiers with keys spread over the ring: free-0 to
 // free-29, whose requests' limit (20) never binds before their cost (600
-// in NORMAL) or their concurrency (2).
+// in NORMAL) or their concurrency (2); and pro-0 to pro-29, 12 jobs at
+// once, enough for slot leases.
 func gpuClusterTiers() string {
-	keys := make([]string, 30)
-	for i := range keys {
-		keys[i] = fmt.Sprintf(`"free-%d": "free"`, i)
+	var keys []string
+	for i := range 30 {
+		keys = append(keys, fmt.Sprintf(`"free-%d": "free"`, i), fmt.Sprintf(`"pro-%d": "pro"`, i))
 	}
 	return `{"window_seconds": 60, "cost_unit": "audio-seconds",
 	"tiers": {"free": {"limit": 10, "burst": 20, "degraded": 2,
 	                   "cost": {"limit": 300, "burst": 600, "degraded": 60},
-	                   "concurrency": {"limit": 1, "burst": 2, "degraded": 1}}},
+	                   "concurrency": {"limit": 1, "burst": 2, "degraded": 1}},
+	          "pro": {"limit": 1000, "concurrency": {"limit": 12}}},
 	"api_keys": {` + strings.Join(keys, ", ") + `}}`
 }
 
@@ -263,4 +265,61 @@ func TestClusterSlotsMoveWithTheirKey(t *testing.T) {
 	require.Equal(t, http.StatusOK, job(t, c.nodes[1], key, 0, -1, nil).Code, "a job's end frees its slot at the new owner")
 	close(b.release)
 	require.Equal(t, http.StatusOK, (<-b.done).Code)
+}
+
+// TestClusterSlotLeasesHoldTheLimit: a key with room for leases of slots
+// (12 jobs at once over 3 nodes) gets them, and 24 jobs sent at once over
+// the three nodes never run more than 12 at a time; once they end, every
+// slot goes back.
+func TestClusterSlotLeasesHoldTheLimit(t *testing.T) {
+	c := startGPUCluster(t, 3)
+	key := c.keysOwnedByEach("pro", 30)[2]
+	var running, most atomic.Int64
+	release := make(chan struct{})
+	done := make(chan int, 24)
+	// Warm: a job on each of the other nodes brings each a lease, once
+	// the owner grants again after the ring's last change.
+	require.Eventually(t, func() bool { return !c.nodes[2].owner.Settling(time.Now()) }, 10*time.Second, 10*time.Millisecond)
+	for _, nd := range c.nodes[:2] {
+		require.Equal(t, http.StatusOK, job(t, nd, key, 0, -1, nil).Code)
+	}
+	assert.Equal(t, 2, c.nodes[2].slots.Held(time.Now(), key), "the jobs ended; each node holds a leased slot")
+	for i := range 24 {
+		nd := c.nodes[i%3]
+		go func() {
+			done <- job(t, nd, key, 0, -1, func() {
+				n := running.Add(1)
+				for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+				}
+				<-release
+				running.Add(-1)
+			}).Code
+		}()
+	}
+	refused := 0
+	require.Eventually(t, func() bool {
+		for {
+			select {
+			case code := <-done:
+				require.Equal(t, http.StatusTooManyRequests, code, "only a refused job ends before the release")
+				refused++
+				continue
+			default:
+			}
+			return int(running.Load())+refused == 24
+		}
+	}, 10*time.Second, 5*time.Millisecond)
+	assert.LessOrEqual(t, most.Load(), int64(12), "never more than the limit at once")
+	assert.GreaterOrEqual(t, most.Load(), int64(6), "leases park some slots, not most")
+	close(release)
+	for range 24 - refused {
+		require.Equal(t, http.StatusOK, <-done)
+	}
+	owner := c.nodes[2]
+	require.Eventually(t, func() bool {
+		for _, nd := range c.nodes[:2] {
+			nd.router.RevokeLeases()
+		}
+		return owner.slots.Held(time.Now(), key) == 0
+	}, 10*time.Second, 20*time.Millisecond, "every slot back at the owner")
 }

@@ -72,6 +72,9 @@ type Item struct {
 	// previous owner: the owner holds it for SlotHolder (Owner's holder
 	// name), whatever the limit.
 	SlotHolder string
+	// WantSlots, with AcquireSlot, asks for up to that many slots more, a
+	// lease of slots, with the ids that follow AcquireSlot.
+	WantSlots int
 	// Refund gives back hits counted for Key at the owner in the window
 	// that began at GiveBackStart (a cost settled lower than reserved),
 	// once per item: a sender sends each refund once.
@@ -117,6 +120,9 @@ type Result struct {
 	// of Key's slots are held then, the new one included.
 	Slot      uint64
 	SlotsHeld int
+	// GrantedSlots is, for an item with WantSlots, how many slots more
+	// were taken for the sender: ids Slot+1 to Slot+GrantedSlots.
+	GrantedSlots int
 }
 
 // Peer is a node that owns some keys; Check asks it to count a batch of

@@ -126,9 +126,22 @@ func (o *Owner) Decide(now time.Time, it forward.Item) forward.Result {
 		if !it.Deadline.IsZero() && now.After(it.Deadline.Add(time.Duration(o.maxOffset.Load()))) {
 			return forward.Result{Expired: true}
 		}
-		id, held := o.slots.AcquireID(now, it.Key, HolderOf(it.From), it.AcquireSlot, it.Limit, it.AcquireUntil)
+		holder := HolderOf(it.From)
+		id, held := o.slots.AcquireID(now, it.Key, holder, it.AcquireSlot, it.Limit, it.AcquireUntil)
+		granted := 0
+		if id != 0 && it.WantSlots > 0 && o.ttl > 0 && !o.Settling(now) {
+			// A lease of slots: ids that follow the job's, held for the
+			// sender until it gives each back.
+			for n := grantSize(min(it.WantSlots, MaxSlotLease), it.Limit-held, o.members()); granted < n; granted++ {
+				if got, h := o.slots.AcquireID(now, it.Key, holder, id+uint64(granted)+1, it.Limit, it.AcquireUntil); got == 0 {
+					break
+				} else {
+					held = h
+				}
+			}
+		}
 		return forward.Result{Decision: bucket.Decision{Allowed: id != 0, Limit: it.Limit, Remaining: max(0, it.Limit-held)},
-			Slot: id, SlotsHeld: held}
+			Slot: id, SlotsHeld: held, GrantedSlots: granted}
 	}
 	if it.Reported && it.LeaseID != 0 {
 		o.grants.report(it.Key, it.LeaseID, it.GiveBackStart, it.Left)

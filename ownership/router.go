@@ -143,7 +143,8 @@ type Router struct {
 	// node's: slots), or fallbackSlot; holder is this node's holder name.
 	slots         *bucket.Slots
 	fallbackSlots *bucket.Slots
-	slotAt        sync.Map
+	slotAt        sync.Map // slot id → owner name, fallbackSlot, or *slotLease
+	slotLeases    sync.Map // key → *slotLease
 	holder        string
 
 	// share is this side's share of the cluster: the alive members (upper

@@ -139,17 +139,39 @@ func (r *Router) Acquire(ctx context.Context, now time.Time, key string, limit i
 	if !ok || owner == r.self {
 		return r.acquireIn(r.slots, r.self, now, key, limit, until)
 	}
+	want := 0
+	if r.book.leases != nil {
+		want = firstSlotWant
+		if v, ok := r.slotLeases.Load(key); ok {
+			sl := v.(*slotLease)
+			if sl.owner == owner {
+				if id, free, ok := sl.take(now, limit); ok {
+					r.slotAt.Store(id, sl)
+					// What this node knows: all but its free ones may be held.
+					return id, limit - free
+				}
+				if want = sl.want(); want == 0 {
+					want = firstSlotWant
+				}
+			} else {
+				r.endSlotLease(key, sl)
+			}
+		}
+	}
 	l, _ := r.link(owner)
 	if l != nil && l.breaker.Allow(r.clock()) {
 		id := newID()
 		res, err := r.forward(ctx, l, owner, forward.Item{Key: key, Limit: limit, Window: r.local.Window(),
-			AcquireSlot: id, AcquireUntil: until})
+			AcquireSlot: id, AcquireUntil: until, WantSlots: want})
 		if err == nil && !res.Expired {
-			if res.Slot == id {
-				r.slotAt.Store(id, owner)
-				return id, res.SlotsHeld
+			if res.Slot != id {
+				return 0, res.SlotsHeld
 			}
-			return 0, res.SlotsHeld
+			r.slotAt.Store(id, owner)
+			if res.GrantedSlots > 0 {
+				r.leaseSlots(now, key, owner, limit, until, id, res.GrantedSlots)
+			}
+			return id, res.SlotsHeld
 		}
 		// Given up on: the owner may take it yet, and then it is given
 		// back there (abandoned).
@@ -176,6 +198,12 @@ func (r *Router) Release(ctx context.Context, key string, id uint64) {
 	v, ok := r.slotAt.LoadAndDelete(id)
 	if !ok {
 		return
+	}
+	if sl, ok := v.(*slotLease); ok {
+		if sl.put(r.clock(), id) {
+			return
+		}
+		v = sl.owner // the lease ended: the slot goes back to its owner
 	}
 	where := v.(string)
 	switch {
@@ -244,6 +272,65 @@ func (r *Router) HandOffSlots(ctx context.Context) int {
 		handed += len(sls)
 	}
 	return handed
+}
+
+// leaseSlots keeps the n slots owner granted with a job's slot id, under
+// limit until until, as key's slot lease: added to the lease this node
+// holds from owner under limit, or a new one in its place.
+func (r *Router) leaseSlots(now time.Time, key, owner string, limit int, until time.Time, id uint64, n int) {
+	if v, ok := r.slotLeases.Load(key); ok {
+		sl := v.(*slotLease)
+		if sl.owner == owner && sl.limit == limit && sl.add(now, id, n) {
+			return
+		}
+		r.endSlotLease(key, sl)
+	}
+	sl := &slotLease{owner: owner, limit: limit, until: until, last: now}
+	sl.add(now, id, n)
+	if prev, loaded := r.slotLeases.Swap(key, sl); loaded {
+		r.endSlotLease(key, prev.(*slotLease))
+	}
+}
+
+// endSlotLease ends key's slot lease sl and gives its free slots back to
+// its owner; the ones jobs hold go back as the jobs end.
+func (r *Router) endSlotLease(key string, sl *slotLease) {
+	r.slotLeases.CompareAndDelete(key, sl)
+	free, ok := sl.end()
+	if !ok {
+		return
+	}
+	now, ok := r.ring.Owner(key)
+	for _, id := range free {
+		r.queueRelease(sl.owner, key, id)
+		// The key may have moved, its slots handed over with it.
+		switch {
+		case !ok || now == sl.owner:
+		case now == r.self:
+			r.slots.Release(key, id)
+		default:
+			r.queueRelease(now, key, id)
+		}
+	}
+}
+
+// endSlotLeases ends the slot leases for which drop reports true, at now.
+func (r *Router) endSlotLeases(drop func(key string, sl *slotLease) bool) {
+	r.slotLeases.Range(func(k, v any) bool {
+		if key, sl := k.(string), v.(*slotLease); drop(key, sl) {
+			r.endSlotLease(key, sl)
+		}
+		return true
+	})
+}
+
+// sweepSlotLeases ends, at now, the slot leases unused for a lease's time
+// or near their slots' deadline, and those of keys whose owner changed.
+func (r *Router) sweepSlotLeases(now time.Time) {
+	r.endSlotLeases(func(key string, sl *slotLease) bool {
+		owner, ok := r.ring.Owner(key)
+		return !ok || owner != sl.owner || sl.idle(now, r.book.leaseTTL)
+	})
 }
 
 // releaseRetryFor is how long a slot's release is sent again to an owner

@@ -175,3 +175,55 @@ func TestRouterHandsSlotsToTheKeysNewOwner(t *testing.T) {
 	r.Release(t.Context(), key, id)
 	assert.Equal(t, 1, owner.owner.Slots().Held(now, key), "the release went to the key's owner now")
 }
+
+// TestRouterLeasesSlots: with a job's slot, a node asks for a few more of
+// a key with room; its next jobs take them without asking, their ends give
+// them back to the lease, and a lease left idle goes back to the owner. A
+// key with little room is not leased.
+func TestRouterLeasesSlots(t *testing.T) {
+	owner := newOwnerPeer(2)
+	owner.owner.ttl = time.Second
+	r := newTestRouter(t, []string{"a", "b"}, peerMap{"b": owner}, nil)
+	key := keyOwnedBy(t, r.ring, "b")
+	now := owner.clock()
+	until := now.Add(time.Hour)
+	slots := owner.owner.Slots()
+
+	id1, _ := r.Acquire(t.Context(), now, key, 100, until)
+	require.NotZero(t, id1)
+	require.Len(t, owner.sent(), 1)
+	assert.Equal(t, firstSlotWant, owner.sent()[0].WantSlots)
+	assert.Equal(t, 1+firstSlotWant, slots.Held(now, key), "the job's slot and the lease's, all held at the owner")
+
+	id2, held := r.Acquire(t.Context(), now, key, 100, until)
+	id3, _ := r.Acquire(t.Context(), now, key, 100, until)
+	require.NotZero(t, id2)
+	require.NotZero(t, id3)
+	assert.Len(t, owner.sent(), 1, "from the lease, without asking")
+	assert.Equal(t, 99, held, "what this node knows: all but its one free slot may be held")
+
+	id4, _ := r.Acquire(t.Context(), now, key, 100, until)
+	require.NotZero(t, id4)
+	require.Len(t, owner.sent(), 2, "the lease ran dry: asked again, for more")
+	assert.Equal(t, firstSlotWant, owner.sent()[1].WantSlots)
+
+	r.Release(t.Context(), key, id2)
+	r.Release(t.Context(), key, id3)
+	assert.Equal(t, 4+firstSlotWant, slots.Held(now, key), "given back to the lease, still held at the owner")
+	r.Release(t.Context(), key, id1)
+	r.Release(t.Context(), key, id4)
+	assert.Equal(t, 2+firstSlotWant, slots.Held(now, key), "the jobs' own slots went back to the owner")
+
+	r.sweepSlotLeases(time.Now().Add(2 * time.Second)) // the Router's clock: when the jobs ended
+	r.give(t.Context(), now, nil)
+	assert.Zero(t, slots.Held(now, key), "an idle lease goes back whole")
+
+	// 2 jobs at most, over 2 members: never leased.
+	small := keyOwnedBy(t, r.ring, "b") + "x"
+	for o, _ := r.ring.Owner(small); o != "b"; o, _ = r.ring.Owner(small) {
+		small += "x"
+	}
+	id, _ := r.Acquire(t.Context(), now, small, 2, until)
+	require.NotZero(t, id)
+	assert.Equal(t, 1, slots.Held(now, small), "no lease of a small limit")
+}

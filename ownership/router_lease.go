@@ -141,6 +141,7 @@ func (r *Router) RevokeLeases() {
 	if r.book.leases == nil {
 		return
 	}
+	r.endSlotLeases(func(string, *slotLease) bool { return true })
 	r.book.leases.removeIf(func(string, *lease) bool { return true },
 		func(key string, ls *lease) { r.drainLease(key, ls, LeaseRevoked) })
 }
@@ -154,6 +155,7 @@ func (r *Router) ReturnLeases(ctx context.Context) {
 		r.book.leases.removeIf(func(string, *lease) bool { return true },
 			func(key string, ls *lease) { r.drainLease(key, ls, LeaseStopped) })
 	}
+	r.endSlotLeases(func(string, *slotLease) bool { return true })
 	r.give(ctx, time.Now(), nil)
 }
 
@@ -186,6 +188,7 @@ func (r *Router) Run(ctx context.Context) {
 			}
 			if r.book.leases != nil {
 				reports = r.sweepLeases(time.Now())
+				r.sweepSlotLeases(time.Now())
 			}
 		case <-r.giveNow:
 		}

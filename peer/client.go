@@ -187,6 +187,7 @@ func newRequest(items []forward.Item) *peerpb.CheckRequest {
 		w.Refund = int64(it.Refund)
 		w.Read = it.Read
 		w.SlotHolder = it.SlotHolder
+		w.WantSlots = int64(it.WantSlots)
 		if it.Reported {
 			if lefts == nil {
 				lefts = make([]int64, len(items))

@@ -152,6 +152,9 @@ func (s *Server) counts(req *peerpb.Counts) ([]bucket.Count, error) {
 // state.
 const maxRefund = 1_000_000_000
 
+// maxWantSlots bounds an item's want_slots.
+const maxWantSlots = ownership.MaxSlotLease
+
 // maxSlotHolder bounds an item's slot_holder: a member name (256) and a
 // boot id (64), and room.
 const maxSlotHolder = 600
@@ -252,6 +255,7 @@ func (s *Server) decide(req *peerpb.CheckRequest, from forward.Holder) (*peerpb.
 			Left: int(it.GetLeft()), Reported: it.Left != nil, From: from,
 			AcquireSlot: it.GetAcquireSlot(), AcquireUntil: fromUnixNanos(it.GetAcquireUntilUnixNanos()), ReleaseSlot: it.GetReleaseSlot(),
 			Refund: int(it.GetRefund()), Read: it.GetRead(), SlotHolder: it.GetSlotHolder(),
+			WantSlots: int(it.GetWantSlots()),
 		})
 		r := &results[i]
 		r.Allowed = d.Allowed
@@ -267,6 +271,7 @@ func (s *Server) decide(req *peerpb.CheckRequest, from forward.Holder) (*peerpb.
 		r.Expired = d.Expired
 		r.Slot = d.Slot
 		r.SlotsHeld = int64(d.SlotsHeld)
+		r.GrantedSlots = int64(d.GrantedSlots)
 		resp.Results[i] = r
 	}
 	return resp, nil
@@ -287,6 +292,8 @@ func validateItem(i int, it *peerpb.Item, window time.Duration) error {
 		return status.Errorf(codes.InvalidArgument, "item %d: refund %d: want 0 to %d", i, it.GetRefund(), maxRefund)
 	case len(it.GetSlotHolder()) > maxSlotHolder || (it.GetSlotHolder() != "" && it.GetAcquireSlot() == 0):
 		return status.Errorf(codes.InvalidArgument, "item %d: slot_holder of %d bytes: want at most %d, with acquire_slot", i, len(it.GetSlotHolder()), maxSlotHolder)
+	case it.GetWantSlots() < 0 || it.GetWantSlots() > maxWantSlots:
+		return status.Errorf(codes.InvalidArgument, "item %d: want_slots %d: want 0 to %d", i, it.GetWantSlots(), maxWantSlots)
 	case it.GetAcquireSlot() != 0 && it.GetAcquireUntilUnixNanos() <= 0:
 		return status.Errorf(codes.InvalidArgument, "item %d: acquire_slot without acquire_until_unix_nanos", i)
 	case w > ownership.MaxLeaseHits || g > ownership.MaxLeaseHits || l > ownership.MaxLeaseHits:

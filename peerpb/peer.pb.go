@@ -343,7 +343,13 @@ type Item struct {
 	// owner, held for this holder whatever the limit (it was admitted
 	// there), and given back when the holder fails or restarts. 1 to 600
 	// bytes.
-	SlotHolder    string `protobuf:"bytes,17,opt,name=slot_holder,json=slotHolder,proto3" json:"slot_holder,omitempty"`
+	SlotHolder string `protobuf:"bytes,17,opt,name=slot_holder,json=slotHolder,proto3" json:"slot_holder,omitempty"`
+	// With acquire_slot (and no slot_holder): also take up to this many
+	// slots more, with the ids that follow acquire_slot (acquire_slot + 1,
+	// ...), for the sender to give its next jobs of key without asking: a
+	// lease of slots. The owner grants some only while the key has many
+	// free, and counts them held until the sender gives each back.
+	WantSlots     int64 `protobuf:"varint,18,opt,name=want_slots,json=wantSlots,proto3" json:"want_slots,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -497,6 +503,13 @@ func (x *Item) GetSlotHolder() string {
 	return ""
 }
 
+func (x *Item) GetWantSlots() int64 {
+	if x != nil {
+		return x.WantSlots
+	}
+	return 0
+}
+
 // CheckResponse holds one result per item of the request, in order.
 type CheckResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -621,7 +634,10 @@ type Result struct {
 	Slot uint64 `protobuf:"varint,12,opt,name=slot,proto3" json:"slot,omitempty"`
 	// For an item with acquire_slot: how many of key's slots are held, the
 	// new one included.
-	SlotsHeld     int64 `protobuf:"varint,13,opt,name=slots_held,json=slotsHeld,proto3" json:"slots_held,omitempty"`
+	SlotsHeld int64 `protobuf:"varint,13,opt,name=slots_held,json=slotsHeld,proto3" json:"slots_held,omitempty"`
+	// For an item with want_slots: how many slots more were taken for the
+	// sender, with the ids that follow acquire_slot.
+	GrantedSlots  int64 `protobuf:"varint,14,opt,name=granted_slots,json=grantedSlots,proto3" json:"granted_slots,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -747,6 +763,13 @@ func (x *Result) GetSlotsHeld() int64 {
 	return 0
 }
 
+func (x *Result) GetGrantedSlots() int64 {
+	if x != nil {
+		return x.GrantedSlots
+	}
+	return 0
+}
+
 var File_peer_proto protoreflect.FileDescriptor
 
 const file_peer_proto_rawDesc = "" +
@@ -766,7 +789,7 @@ const file_peer_proto_rawDesc = "" +
 	"\vCountsReply\"M\n" +
 	"\fCheckRequest\x12-\n" +
 	"\x05items\x18\x01 \x03(\v2\x17.tierlimit.peer.v1.ItemR\x05items\x12\x0e\n" +
-	"\x02id\x18\x02 \x01(\x04R\x02id\"\xb3\x04\n" +
+	"\x02id\x18\x02 \x01(\x04R\x02id\"\xd2\x04\n" +
 	"\x04Item\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x12\n" +
 	"\x04hits\x18\x02 \x01(\x03R\x04hits\x12\x14\n" +
@@ -786,7 +809,9 @@ const file_peer_proto_rawDesc = "" +
 	"\x06refund\x18\x0f \x01(\x03R\x06refund\x12\x12\n" +
 	"\x04read\x18\x10 \x01(\bR\x04read\x12\x1f\n" +
 	"\vslot_holder\x18\x11 \x01(\tR\n" +
-	"slotHolderB\a\n" +
+	"slotHolder\x12\x1d\n" +
+	"\n" +
+	"want_slots\x18\x12 \x01(\x03R\twantSlotsB\a\n" +
 	"\x05_left\"\xb4\x01\n" +
 	"\rCheckResponse\x123\n" +
 	"\aresults\x18\x01 \x03(\v2\x19.tierlimit.peer.v1.ResultR\aresults\x12\x0e\n" +
@@ -794,7 +819,7 @@ const file_peer_proto_rawDesc = "" +
 	"\n" +
 	"error_code\x18\x03 \x01(\x05R\terrorCode\x12#\n" +
 	"\rerror_message\x18\x04 \x01(\tR\ferrorMessage\x12\x1a\n" +
-	"\bdraining\x18\x05 \x01(\bR\bdraining\"\x96\x03\n" +
+	"\bdraining\x18\x05 \x01(\bR\bdraining\"\xbb\x03\n" +
 	"\x06Result\x12\x18\n" +
 	"\aallowed\x18\x01 \x01(\bR\aallowed\x12\x14\n" +
 	"\x05limit\x18\x02 \x01(\x03R\x05limit\x12\x1c\n" +
@@ -811,7 +836,8 @@ const file_peer_proto_rawDesc = "" +
 	"\aexpired\x18\v \x01(\bR\aexpired\x12\x12\n" +
 	"\x04slot\x18\f \x01(\x04R\x04slot\x12\x1d\n" +
 	"\n" +
-	"slots_held\x18\r \x01(\x03R\tslotsHeld2\xb3\x02\n" +
+	"slots_held\x18\r \x01(\x03R\tslotsHeld\x12#\n" +
+	"\rgranted_slots\x18\x0e \x01(\x03R\fgrantedSlots2\xb3\x02\n" +
 	"\x04Peer\x12J\n" +
 	"\x05Check\x12\x1f.tierlimit.peer.v1.CheckRequest\x1a .tierlimit.peer.v1.CheckResponse\x12T\n" +
 	"\vCheckStream\x12\x1f.tierlimit.peer.v1.CheckRequest\x1a .tierlimit.peer.v1.CheckResponse(\x010\x01\x12D\n" +
