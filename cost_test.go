@@ -67,7 +67,8 @@ func TestSingleNodeCountsCost(t *testing.T) {
 // gpuClusterTiers is costTiers with keys spread over the ring: free-0 to
 // free-29, whose requests' limit (20) never binds before their cost (600
 // in NORMAL) or their concurrency (2); and pro-0 to pro-29, 12 jobs at
-// once, enough for slot leases.
+// once, enough for slot leases (1 in DEGRADED), 6000 audio-seconds a
+// minute (60 in DEGRADED).
 func gpuClusterTiers() string {
 	var keys []string
 	for i := range 30 {
@@ -77,7 +78,8 @@ func gpuClusterTiers() string {
 	"tiers": {"free": {"limit": 10, "burst": 20, "degraded": 2,
 	                   "cost": {"limit": 300, "burst": 600, "degraded": 60},
 	                   "concurrency": {"limit": 1, "burst": 2, "degraded": 1}},
-	          "pro": {"limit": 1000, "concurrency": {"limit": 12}}},
+	          "pro": {"limit": 1000, "cost": {"limit": 6000, "degraded": 60},
+	                  "concurrency": {"limit": 12, "degraded": 1}}},
 	"api_keys": {` + strings.Join(keys, ", ") + `}}`
 }
 
@@ -322,4 +324,41 @@ func TestClusterSlotLeasesHoldTheLimit(t *testing.T) {
 		}
 		return owner.slots.Held(time.Now(), key) == 0
 	}, 10*time.Second, 20*time.Millisecond, "every slot back at the owner")
+}
+
+// TestClusterDegradedAppliesEveryDimensionAtOnce: DEGRADED brings each
+// limit to its degraded value on every node at once: running jobs go on,
+// new ones wait (pro: 1 job at once, 60 audio-seconds a minute).
+func TestClusterDegradedAppliesEveryDimensionAtOnce(t *testing.T) {
+	c := startGPUCluster(t, 3)
+	key := c.keysOwnedByEach("pro", 30)[0]
+	release := make(chan struct{})
+	done := make(chan int, 1)
+	started := make(chan struct{})
+	go func() {
+		done <- job(t, c.nodes[1], key, 10, -1, func() { close(started); <-release }).Code
+	}()
+	<-started
+	require.Equal(t, http.StatusOK, job(t, c.nodes[2], key, 10, -1, nil).Code, "NORMAL: 12 jobs at once")
+
+	setHealth(t, c.nodes[0], "DEGRADED")
+	require.Eventually(t, func() bool {
+		for _, nd := range c.nodes {
+			if nd.Health().Status != Degraded {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second, 10*time.Millisecond)
+	for _, nd := range c.nodes {
+		w := job(t, nd, key, 1, -1, nil)
+		require.Equal(t, http.StatusTooManyRequests, w.Code, "DEGRADED on %s: the running job holds the one slot", nd.name)
+		assert.Contains(t, w.Body.String(), `"limit":"concurrency"`)
+	}
+	close(release)
+	require.Equal(t, http.StatusOK, <-done, "the running job finished")
+	w := job(t, c.nodes[2], key, 41, -1, nil)
+	require.Equal(t, http.StatusTooManyRequests, w.Code, "20 of DEGRADED's 60 spent: 41 does not fit")
+	assert.Contains(t, w.Body.String(), `"limit":"cost"`)
+	require.Equal(t, http.StatusOK, job(t, c.nodes[2], key, 40, -1, nil).Code)
 }

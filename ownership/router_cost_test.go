@@ -1,6 +1,8 @@
 package ownership
 
 import (
+	"context"
+	"strconv"
 	"testing"
 	"time"
 
@@ -10,6 +12,7 @@ import (
 	"github.com/tierlimit/tierlimit/bucket"
 	"github.com/tierlimit/tierlimit/config"
 	"github.com/tierlimit/tierlimit/forward"
+	"github.com/tierlimit/tierlimit/ring"
 )
 
 // TestRouterCostSpendsLeasesInCostUnits: a cost is one check of that many
@@ -226,4 +229,61 @@ func TestRouterLeasesSlots(t *testing.T) {
 	id, _ := r.Acquire(t.Context(), now, small, 2, until)
 	require.NotZero(t, id)
 	assert.Equal(t, 1, slots.Held(now, small), "no lease of a small limit")
+}
+
+// BenchmarkRouterCostAndSlots: what the cluster path adds for a tier's
+// cost and concurrency at a node that does not own the keys, once it holds
+// leases: a cost taken from a lease in cost units, and a job's slot taken
+// from a lease of slots and given back to it.
+func BenchmarkRouterCostAndSlots(b *testing.B) {
+	owner := newOwnerPeer(2)
+	owner.now.Store(nil) // the real clock
+	rg := ring.New()
+	rg.Set([]string{"a", "b"})
+	r := NewRouter(RouterConfig{
+		Self: "a", Ring: rg,
+		Local:    bucket.New(bucket.Config{Window: routerWindow}),
+		Fallback: bucket.New(bucket.Config{Window: routerWindow}),
+		Peers:    peerMap{"b": owner},
+	})
+	defer r.Close()
+	var keys []string
+	for i := 0; len(keys) < 1024; i++ {
+		if k := "user-" + strconv.Itoa(i); func() bool { o, _ := rg.Owner(k); return o == "b" }() {
+			keys = append(keys, k)
+		}
+	}
+	ctx := context.Background()
+	b.Run("cost leased", func(b *testing.B) {
+		for _, k := range keys {
+			r.TakeCost(ctx, time.Now(), k, 10, 1<<30)
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			i := 0
+			for pb.Next() {
+				r.TakeCost(ctx, time.Now(), keys[i&1023], 10, 1<<30)
+				i++
+			}
+		})
+	})
+	b.Run("slot leased", func(b *testing.B) {
+		until := time.Now().Add(time.Hour)
+		for _, k := range keys {
+			id, _ := r.Acquire(ctx, time.Now(), k, 1<<20, until)
+			r.Release(ctx, k, id)
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			i := 0
+			for pb.Next() {
+				k := keys[i&1023]
+				id, _ := r.Acquire(ctx, time.Now(), k, 1<<20, until)
+				r.Release(ctx, k, id)
+				i++
+			}
+		})
+	})
 }
