@@ -154,16 +154,18 @@ func TestMetricsKnowTheTiersOfAReload(t *testing.T) {
 
 // fakeLimiter answers the series' questions as a test sets it.
 type fakeLimiter struct {
-	state                    State
-	tiers                    []string
-	owned, fallback, backups int
-	evictions, refused       uint64
-	alive, reachable, leases int
-	credited                 int64
-	share                    float64
-	members                  []string
-	breakerStates            map[string]forward.BreakerState
-	forwardDeadlines         map[string]time.Duration
+	state                     State
+	tiers                     []string
+	owned, fallback, backups  int
+	evictions, refused        uint64
+	alive, reachable, leases  int
+	credited                  int64
+	share                     float64
+	members                   []string
+	slotsOwned, slotsFallback int
+	freed                     int64
+	breakerStates             map[string]forward.BreakerState
+	forwardDeadlines          map[string]time.Duration
 }
 
 func (f *fakeLimiter) Health() State            { return f.state }
@@ -178,6 +180,8 @@ func (f *fakeLimiter) backupLen() int           { return f.backups }
 func (f *fakeLimiter) refusedStates() uint64    { return f.refused }
 func (f *fakeLimiter) leasesHeld() int          { return f.leases }
 func (f *fakeLimiter) leaseHitsCredited() int64 { return f.credited }
+func (f *fakeLimiter) slotsHeld() (int, int)    { return f.slotsOwned, f.slotsFallback }
+func (f *fakeLimiter) slotsFreed() int64        { return f.freed }
 func (f *fakeLimiter) peers() []string          { return f.members }
 func (f *fakeLimiter) breakers(time.Time) map[string]forward.BreakerState {
 	return f.breakerStates
@@ -202,7 +206,7 @@ func newFakeMetrics(t *testing.T, cfg Config, f *fakeLimiter) (*metrics, *promet
 func TestMetricsReadTheLimiterThroughInterfaces(t *testing.T) {
 	f := &fakeLimiter{
 		state: State{Status: Degraded, Version: 7}, tiers: []string{"free"},
-		owned: 11, fallback: 3, backups: 5, evictions: 2, refused: 1, alive: 3, reachable: 1, share: 1.0 / 3, leases: 4, credited: 23,
+		owned: 11, fallback: 3, backups: 5, evictions: 2, refused: 1, alive: 3, reachable: 1, share: 1.0 / 3, leases: 4, credited: 23, slotsOwned: 6, slotsFallback: 2, freed: 9,
 		members:          []string{"node-1", "node-2"},
 		breakerStates:    map[string]forward.BreakerState{"node-1": forward.BreakerOpen},
 		forwardDeadlines: map[string]time.Duration{"node-1": 3 * time.Millisecond},
@@ -228,6 +232,9 @@ func TestMetricsReadTheLimiterThroughInterfaces(t *testing.T) {
 		{"tierlimit_limit_share", nil, 1.0 / 3},
 		{"tierlimit_leases", nil, 4},
 		{"tierlimit_lease_hits_credited_total", nil, 23},
+		{"tierlimit_slots_held", []string{"table", "owned"}, 6},
+		{"tierlimit_slots_held", []string{"table", "fallback"}, 2},
+		{"tierlimit_slots_freed_total", nil, 9},
 		{"tierlimit_peer_breaker_state", []string{"peer", "node-1", "state", "open"}, 1},
 		{"tierlimit_peer_breaker_state", []string{"peer", "node-2", "state", "closed"}, 1},
 		{"tierlimit_forward_deadline_seconds", []string{"peer", "node-1"}, 0.003},

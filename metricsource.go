@@ -100,6 +100,13 @@ type leaseReader interface {
 	// leaseHitsCredited returns the hits this member, as an owner, took
 	// back from the leases of holders that failed or restarted.
 	leaseHitsCredited() int64
+	// slotsHeld returns the concurrency slots held now in this member's
+	// tables: of keys it owns, and taken on its own while an owner could
+	// not be reached.
+	slotsHeld() (owned, fallback int)
+	// slotsFreed returns the slots this member, as an owner, gave back for
+	// members that failed or restarted.
+	slotsFreed() int64
 }
 
 // What a Limiter tells its series: the interfaces above.
@@ -141,6 +148,9 @@ func (l *Limiter) leasesHeld() int {
 }
 
 func (l *Limiter) leaseHitsCredited() int64 { return l.owner.Credited() }
+
+func (l *Limiter) slotsHeld() (owned, fallback int) { return l.router.SlotsHeld(time.Now()) }
+func (l *Limiter) slotsFreed() int64                { return l.owner.SlotsFreed() }
 
 func (l *Limiter) peers() []string {
 	members := l.ring.Members()
