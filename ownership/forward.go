@@ -131,11 +131,15 @@ func (r *Router) link(name string) (*link, string) {
 // where it is now counted already, so it is owed no more; if it refused
 // it, the owner counted a hit no client got, and this node may admit it
 // (book.prepaid). From then on what is owed for the key may be settled
-// (Awaiting). A slot asked of owner is given back to it: this node took
-// one of its own instead.
+// (Awaiting). A slot asked of owner, and those it may have leased with
+// it, are given back to it: this node took one of its own instead.
 func (r *Router) abandoned(owner string, it forward.Item, res forward.Result, err error, sentAgo time.Duration) {
 	if it.AcquireSlot != 0 {
-		r.queueRelease(owner, it.Key, it.AcquireSlot)
+		// The job's slot and any the owner leased with it: ids it never
+		// took are given back for nothing.
+		for i := range uint64(it.WantSlots) + 1 {
+			r.queueRelease(owner, it.Key, it.AcquireSlot+i)
+		}
 		return
 	}
 	now := r.clock()

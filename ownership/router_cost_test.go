@@ -146,10 +146,13 @@ func TestRouterSlots(t *testing.T) {
 	require.Eventually(t, func() bool {
 		r.givesMu.Lock()
 		defer r.givesMu.Unlock()
-		return len(r.releases) >= 1
+		return len(r.releases) >= 1+firstSlotWant
 	}, 5*time.Second, time.Millisecond, "the asks c may still take are given back to it")
 	r.givesMu.Lock()
-	assert.Equal(t, "c", r.releases[0].owner)
+	for i, rl := range r.releases[:1+firstSlotWant] { // one ask: the job's slot and the lease it asked for
+		assert.Equal(t, "c", rl.owner)
+		assert.Equal(t, r.releases[0].id+uint64(i), rl.id)
+	}
 	r.givesMu.Unlock()
 }
 
