@@ -3,6 +3,11 @@
 // DEGRADED → NORMAL, counted per second and tier, with the moments the
 // state was posted and the moments each node reported it.
 //
+// A tier may also limit what its requests cost per window and how many run
+// at once: then every request is a job with a cost, and the Record also
+// holds, per second, the cost its admitted jobs were charged and which
+// limit refused each refused request.
+//
 // A Record is what the run writes (as JSON, with Write) and what the plot
 // reads back (Read), so a picture can be redrawn without a run. A Counter
 // fills a Record's per-second counts while the run is under way, and
@@ -17,6 +22,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -60,6 +66,12 @@ type Record struct {
 	Targets []string `json:"targets"`
 	// WindowSeconds is the tiers file's counting window.
 	WindowSeconds int `json:"window_seconds"`
+	// CostUnit is what a cost counts, the tiers file's cost_unit (such as
+	// audio-seconds); empty if the file has none.
+	CostUnit string `json:"cost_unit,omitempty"`
+	// Work is how long each admitted request held its node (GET
+	// /test?work=), a GPU job's stand-in; 0 if not at all.
+	Work Offset `json:"work_ms,omitempty"`
 	// Phases are the states in force, in order; they cover the run.
 	Phases []Phase `json:"phases"`
 	// Tiers are the loads sent and what came back, one per tier.
@@ -119,11 +131,34 @@ type Tier struct {
 	Burst    int `json:"burst"`
 	Limit    int `json:"limit"`
 	Degraded int `json:"degraded"`
+	// Cost and Concurrency are the tier's limits, per key, on what its
+	// requests cost per window (in the Record's CostUnit) and on how many
+	// run at once; nil where the tier has none.
+	Cost        *Limits `json:"cost,omitempty"`
+	Concurrency *Limits `json:"concurrency,omitempty"`
+	// Estimate is the cost each request reserved at admission (its
+	// Tierlimit-Cost header, or the tier's default_estimate), and
+	// CostPerJob what each admitted one was charged when it ended (the
+	// cost its job reported, or with none the estimate); both 0 for a
+	// tier without a cost limit.
+	Estimate   int `json:"estimate,omitempty"`
+	CostPerJob int `json:"cost_per_job,omitempty"`
 
 	// Admitted counts 200 responses per second.
 	Admitted []int `json:"admitted"`
+	// CostAdmitted sums, per second, the cost the admitted requests' jobs
+	// were charged, in the Record's CostUnit. Nil for a tier without a
+	// cost limit, and in a record of a run before costs.
+	CostAdmitted []int `json:"cost_admitted,omitempty"`
 	// Refused counts 429 responses per second.
 	Refused []int `json:"refused"`
+	// RefusedBy splits Refused by the limit that refused, as the 429's
+	// body named it: RefusedRequests, RefusedCost, RefusedConcurrency, or
+	// RefusedUnnamed when it named none. Only the limits that refused
+	// something are present; every second's counts add up to Refused's.
+	// Nil in a record of a run that did not read the bodies, or refused
+	// nothing.
+	RefusedBy map[string][]int `json:"refused_by,omitempty"`
 	// Other counts responses with any other status per second; OtherStatus
 	// says which statuses, over the run.
 	Other       []int          `json:"other"`
@@ -135,6 +170,49 @@ type Tier struct {
 	// seen per second, 0 where no response carried one.
 	LimitMin []int `json:"limit_min"`
 	LimitMax []int `json:"limit_max"`
+}
+
+// Limits are a tier's limits in one dimension, per key: in NORMAL (Burst),
+// its SLA (Limit), in DEGRADED (Degraded).
+type Limits struct {
+	Burst    int `json:"burst"`
+	Limit    int `json:"limit"`
+	Degraded int `json:"degraded"`
+}
+
+// The keys of Tier.RefusedBy: what a 429's body said refused it ("limit").
+const (
+	RefusedRequests    = "requests"
+	RefusedCost        = "cost"
+	RefusedConcurrency = "concurrency"
+	// RefusedUnnamed counts 429s whose body named no limit.
+	RefusedUnnamed = "unnamed"
+)
+
+// refusalOrder is the order the limits are checked in.
+var refusalOrder = []string{RefusedRequests, RefusedCost, RefusedConcurrency}
+
+// Refusals returns the keys of by in the order a node checks the limits
+// (requests, cost, concurrency), then any other in sorted order, then
+// RefusedUnnamed.
+func Refusals[V any](by map[string]V) []string {
+	var out, rest []string
+	for _, k := range refusalOrder {
+		if _, ok := by[k]; ok {
+			out = append(out, k)
+		}
+	}
+	for k := range by {
+		if !slices.Contains(refusalOrder, k) && k != RefusedUnnamed {
+			rest = append(rest, k)
+		}
+	}
+	slices.Sort(rest)
+	out = append(out, rest...)
+	if _, ok := by[RefusedUnnamed]; ok {
+		out = append(out, RefusedUnnamed)
+	}
+	return out
 }
 
 // Node is what one node's health endpoint reported over the run.
@@ -171,7 +249,8 @@ func (r *Record) Tier(name string) *Tier {
 }
 
 // Validate reports the first inconsistency in r: no phases or tiers, count
-// slices of the wrong length, phases out of order.
+// slices of the wrong length, phases out of order, refusals by limit that
+// do not add up to the refusals.
 func (r *Record) Validate() error {
 	if len(r.Phases) == 0 {
 		return fmt.Errorf("record: no phases")
@@ -197,6 +276,25 @@ func (r *Record) Validate() error {
 		} {
 			if len(s) != r.Seconds {
 				return fmt.Errorf("record: tier %s: %s has %d seconds, want %d", t.Name, name, len(s), r.Seconds)
+			}
+		}
+		if t.CostAdmitted != nil && len(t.CostAdmitted) != r.Seconds {
+			return fmt.Errorf("record: tier %s: cost_admitted has %d seconds, want %d", t.Name, len(t.CostAdmitted), r.Seconds)
+		}
+		for by, s := range t.RefusedBy {
+			if len(s) != r.Seconds {
+				return fmt.Errorf("record: tier %s: refused_by %s has %d seconds, want %d", t.Name, by, len(s), r.Seconds)
+			}
+		}
+		if t.RefusedBy != nil {
+			for i := range r.Seconds {
+				n := 0
+				for _, s := range t.RefusedBy {
+					n += s[i]
+				}
+				if n != t.Refused[i] {
+					return fmt.Errorf("record: tier %s: second %d: refused_by adds up to %d, refused is %d", t.Name, i, n, t.Refused[i])
+				}
 			}
 		}
 	}

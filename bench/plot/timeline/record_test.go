@@ -15,13 +15,17 @@ import (
 
 // sample returns a valid record of a 6 s run: NORMAL 2 s, DEGRADED 2 s
 // (posted to n1 at 2.001 s), NORMAL 2 s (posted to n2 at 4.002 s), with
-// free keys refused in DEGRADED and pro keys unchanged, and three nodes
-// that report each state a few tens of milliseconds after its POST.
+// free keys refused in DEGRADED (by the requests limit, one by cost) and
+// pro keys unchanged, every request a job of 100 ms (free ones cost 15
+// audio-seconds, pro ones 40), and three nodes that report each state a
+// few tens of milliseconds after its POST.
 func sample() *Record {
 	return &Record{
 		Start:         time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
 		Targets:       []string{"http://n1", "http://n2", "http://n3"},
 		WindowSeconds: 60,
+		CostUnit:      "audio-seconds",
+		Work:          ms(100),
 		Seconds:       6,
 		Phases: []Phase{
 			{Status: "NORMAL", Start: ms(0), End: ms(2000)},
@@ -32,12 +36,19 @@ func sample() *Record {
 		},
 		Tiers: []Tier{
 			{Name: "free", Keys: 30, Rate: 9, Burst: 20, Limit: 10, Degraded: 2,
-				Admitted: []int{9, 9, 1, 0, 8, 9}, Refused: []int{0, 0, 8, 9, 1, 0},
-				Other: []int{0, 0, 0, 0, 0, 0}, Failed: []int{0, 0, 0, 0, 0, 0},
+				Cost: &Limits{Burst: 600, Limit: 300, Degraded: 60}, Concurrency: &Limits{Burst: 2, Limit: 1, Degraded: 1},
+				Estimate: 20, CostPerJob: 15,
+				Admitted: []int{9, 9, 1, 0, 8, 9}, CostAdmitted: []int{135, 135, 15, 0, 120, 135},
+				Refused:   []int{0, 0, 8, 9, 1, 0},
+				RefusedBy: map[string][]int{"requests": {0, 0, 7, 9, 1, 0}, "cost": {0, 0, 1, 0, 0, 0}},
+				Other:     []int{0, 0, 0, 0, 0, 0}, Failed: []int{0, 0, 0, 0, 0, 0},
 				LimitMin: []int{20, 20, 2, 2, 2, 20}, LimitMax: []int{20, 20, 20, 2, 20, 20}},
 			{Name: "pro", Keys: 10, Rate: 15, Burst: 150, Limit: 100, Degraded: 100,
-				Admitted: []int{15, 15, 15, 15, 15, 15}, Refused: []int{0, 0, 0, 0, 0, 0},
-				Other: []int{0, 0, 0, 0, 0, 0}, Failed: []int{0, 0, 0, 1, 0, 0},
+				Cost: &Limits{Burst: 9000, Limit: 6000, Degraded: 6000}, Concurrency: &Limits{Burst: 15, Limit: 10, Degraded: 10},
+				Estimate: 50, CostPerJob: 40,
+				Admitted: []int{15, 15, 15, 15, 15, 15}, CostAdmitted: []int{600, 600, 600, 600, 600, 600},
+				Refused: []int{0, 0, 0, 0, 0, 0},
+				Other:   []int{0, 0, 0, 0, 0, 0}, Failed: []int{0, 0, 0, 1, 0, 0},
 				LimitMin: []int{150, 150, 100, 100, 100, 150}, LimitMax: []int{150, 150, 150, 100, 150, 150}},
 		},
 		Nodes: []Node{
@@ -106,6 +117,9 @@ func TestReadRejects(t *testing.T) {
 		{"no phases", func(r *Record) { r.Phases = nil }, "no phases"},
 		{"no tiers", func(r *Record) { r.Tiers = nil }, "no tiers"},
 		{"short counts", func(r *Record) { r.Tiers[1].Refused = r.Tiers[1].Refused[:5] }, "tier pro: refused has 5 seconds, want 6"},
+		{"short costs", func(r *Record) { r.Tiers[1].CostAdmitted = r.Tiers[1].CostAdmitted[:5] }, "tier pro: cost_admitted has 5 seconds, want 6"},
+		{"short refusals", func(r *Record) { r.Tiers[0].RefusedBy["cost"] = []int{0, 0, 1} }, "tier free: refused_by cost has 3 seconds, want 6"},
+		{"refusals that do not add up", func(r *Record) { r.Tiers[0].RefusedBy["cost"][3] = 1 }, "tier free: second 3: refused_by adds up to 10, refused is 9"},
 		{"phase ends before it starts", func(r *Record) { r.Phases[1].End = ms(1000) }, "phase 1 (DEGRADED): ends at 1000 ms"},
 		{"phases overlap", func(r *Record) { r.Phases[2].Start = ms(3000) }, "phase 2 (NORMAL): starts before phase 1 ends"},
 	} {
@@ -121,6 +135,31 @@ func TestReadRejects(t *testing.T) {
 	}
 	_, err := Read(strings.NewReader("{"))
 	assert.Error(t, err, "Read of a truncated document")
+}
+
+func TestReadRecordWithoutCosts(t *testing.T) {
+	// A record of a run before costs (as the pictures' were) still reads.
+	r := sample()
+	r.CostUnit, r.Work = "", 0
+	for i := range r.Tiers {
+		tr := &r.Tiers[i]
+		tr.Cost, tr.Concurrency, tr.Estimate, tr.CostPerJob, tr.CostAdmitted, tr.RefusedBy = nil, nil, 0, 0, nil, nil
+	}
+	var b bytes.Buffer
+	require.NoError(t, Write(&b, r))
+	for _, field := range []string{"cost", "refused_by", "work_ms", "estimate"} {
+		assert.NotContains(t, b.String(), `"`+field+`"`, "nothing written of a run without costs")
+	}
+	got, err := Read(&b)
+	require.NoError(t, err)
+	assert.Equal(t, r, got)
+}
+
+func TestRefusals(t *testing.T) {
+	assert.Equal(t, []string{"requests", "cost", "concurrency", "tokens", "unnamed"},
+		Refusals(map[string]int{"unnamed": 1, "tokens": 1, "concurrency": 1, "requests": 1, "cost": 1}))
+	assert.Equal(t, []string{"cost"}, Refusals(map[string][]int{"cost": nil}))
+	assert.Empty(t, Refusals(map[string]int(nil)))
 }
 
 func TestRecordTier(t *testing.T) {

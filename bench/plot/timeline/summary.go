@@ -1,6 +1,7 @@
 package timeline
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"strings"
@@ -10,6 +11,8 @@ import (
 // Summary is what a Record shows, in figures.
 type Summary struct {
 	Phases []PhaseSummary
+	// CostUnit is the Record's: what TierRate.Cost counts.
+	CostUnit string
 	// SendLagMax and SentLate are the Record's: how well the client kept
 	// its schedule.
 	SendLagMax time.Duration
@@ -44,6 +47,13 @@ type TierRate struct {
 	Sent float64
 	// Admitted, Refused, Other and Failed are means per second.
 	Admitted, Refused, Other, Failed float64
+	// Cost is the mean cost admitted per second (in the Summary's
+	// CostUnit); HasCost says whether the Record counted it.
+	Cost    float64
+	HasCost bool
+	// RefusedBy is the mean of each of the Record's RefusedBy per
+	// second, nil if it had none.
+	RefusedBy map[string]float64
 	// FirstAdmitted and FirstRefused count the phase's first second.
 	FirstAdmitted, FirstRefused int
 	// LimitLow and LimitHigh are the least and the most X-RateLimit-Limit
@@ -59,7 +69,7 @@ type NodeSeen struct {
 
 // Summarize returns the figures of r, which must be valid.
 func Summarize(r *Record) Summary {
-	s := Summary{SendLagMax: r.SendLagMax.Duration(), SentLate: r.SentLate}
+	s := Summary{CostUnit: r.CostUnit, SendLagMax: r.SendLagMax.Duration(), SentLate: r.SentLate}
 	for _, p := range r.Phases {
 		ps := PhaseSummary{Status: p.Status, Start: p.Start, End: p.End, Post: p.Post}
 		first := int((p.Start.Duration() + time.Second - 1) / time.Second) // first whole second inside
@@ -69,9 +79,18 @@ func Summarize(r *Record) Summary {
 		}
 		ps.Steady = [2]int{first, last}
 		for _, t := range r.Tiers {
-			tr := TierRate{Tier: t.Name, Sent: t.Rate}
+			tr := TierRate{Tier: t.Name, Sent: t.Rate, HasCost: t.CostAdmitted != nil}
 			if n := last - first; n > 0 {
 				tr.Admitted = mean(t.Admitted[first:last])
+				if tr.HasCost {
+					tr.Cost = mean(t.CostAdmitted[first:last])
+				}
+				for by, counts := range t.RefusedBy {
+					if tr.RefusedBy == nil {
+						tr.RefusedBy = make(map[string]float64, len(t.RefusedBy))
+					}
+					tr.RefusedBy[by] = mean(counts[first:last])
+				}
 				tr.Refused = mean(t.Refused[first:last])
 				tr.Other = mean(t.Other[first:last])
 				tr.Failed = mean(t.Failed[first:last])
@@ -165,6 +184,18 @@ func (s Summary) WriteText(w io.Writer) error {
 		fmt.Fprintf(&b, "\n  mean per second over s %d-%d:\n", p.Steady[0], p.Steady[1])
 		for _, t := range p.Tiers {
 			fmt.Fprintf(&b, "    %-10s sent %6.1f  admitted %6.1f  refused %6.1f", t.Tier, t.Sent, t.Admitted, t.Refused)
+			if t.Refused > 0 && len(t.RefusedBy) > 0 {
+				var by []string
+				for _, dim := range Refusals(t.RefusedBy) {
+					if v := t.RefusedBy[dim]; v > 0 {
+						by = append(by, fmt.Sprintf("%s %.1f", dim, v))
+					}
+				}
+				fmt.Fprintf(&b, " (by %s)", strings.Join(by, ", "))
+			}
+			if t.HasCost {
+				fmt.Fprintf(&b, "  cost %.1f %s/s", t.Cost, cmp.Or(s.CostUnit, "units"))
+			}
 			if t.Other > 0 || t.Failed > 0 {
 				fmt.Fprintf(&b, "  other %.1f  failed %.1f", t.Other, t.Failed)
 			}

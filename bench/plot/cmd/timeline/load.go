@@ -59,7 +59,7 @@ func (l *load) run(ctx context.Context, tier string, keys []string, rate float64
 		select {
 		case l.slots <- struct{}{}:
 		default:
-			l.count.Add(tier, timeline.Offset(at), timeline.NoResponse, 0)
+			l.count.Add(tier, timeline.Offset(at), timeline.Outcome{Status: timeline.NoResponse})
 			continue
 		}
 		l.wg.Add(1)
@@ -85,7 +85,7 @@ func (l *load) send(ctx context.Context, tier, key string, due time.Duration) {
 	sent := timeline.Offset(due)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target+"/test", nil)
 	if err != nil {
-		l.count.Add(tier, sent, timeline.NoResponse, 0)
+		l.count.Add(tier, sent, timeline.Outcome{Status: timeline.NoResponse})
 		return
 	}
 	req.Header.Set("X-API-Key", key)
@@ -97,13 +97,13 @@ func (l *load) send(ctx context.Context, tier, key string, due time.Duration) {
 		return
 	}
 	if err != nil {
-		l.count.Add(tier, sent, timeline.NoResponse, 0)
+		l.count.Add(tier, sent, timeline.Outcome{Status: timeline.NoResponse})
 		return
 	}
 	_, _ = io.Copy(io.Discard, resp.Body) // so the connection is reused
 	resp.Body.Close()
 	limit, _ := strconv.Atoi(resp.Header.Get("X-RateLimit-Limit"))
-	l.count.Add(tier, sent, resp.StatusCode, limit)
+	l.count.Add(tier, sent, timeline.Outcome{Status: resp.StatusCode, Limit: limit})
 }
 
 // wait waits until every request sent has been answered or has failed.
