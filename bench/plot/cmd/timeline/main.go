@@ -12,12 +12,23 @@
 // The record (package timeline) is a JSON file that cmd/plot draws. The
 // keys must be fresh: counted by no node within the last window.
 //
-// The default load fits config/tiers.json (a 60 s window; free 20 per key
-// in NORMAL and 2 in DEGRADED, pro 150 and 100, enterprise 1500 and 1000):
-// each free key gets 0.3 req/s, 18 a window, within NORMAL's limit and far
-// over DEGRADED's, so free requests go from all admitted to all refused and
-// back; pro keys get 1.5 req/s (90 a window) and enterprise keys 12 (720),
-// within even their DEGRADED limits, so those tiers go on unchanged.
+// Each request stands for a GPU job: it sends its tier's -estimate as
+// Tierlimit-Cost, and GET /test?work=-work&cost=-cost, so that cmd/node
+// holds it -work long and settles its reservation at -cost. The record
+// counts, per second, the cost the admitted jobs were charged (in the
+// tiers file's cost_unit) and which limit each 429 names in its body.
+//
+// The default load fits config/tiers-gpu.json (a 60 s window; per key,
+// NORMAL then DEGRADED: free 20 and 2 requests, 600 and 60 audio-seconds,
+// 2 and 1 jobs at once; pro 150 and 100, 9000 and 6000, 15 and 10;
+// enterprise 1500 and 1000, 90000 and 60000, 150 and 100). Each free key
+// gets 0.3 req/s, 18 a window, jobs of 15 audio-seconds (270 a window),
+// within NORMAL's limits and far over DEGRADED's, so free requests go from
+// all admitted to all refused and back; pro keys get 1.5 req/s (90 a
+// window) of 40 (3600), enterprise keys 12 (720) of 60 (43200), within
+// even their DEGRADED limits, so those tiers go on unchanged. Jobs of
+// 100 ms hold at most about one slot per key at a time: the jobs-at-once
+// limits do not bind.
 package main
 
 import (
@@ -57,7 +68,8 @@ type options struct {
 	token       string
 	configPath  string
 	phases      []phaseSpec
-	keys, rate  map[string]float64
+	load        loadSpec
+	work        time.Duration
 	poll        time.Duration
 	timeout     time.Duration
 	maxInFlight int
@@ -70,10 +82,13 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	fs.SetOutput(stderr)
 	targets := fs.String("targets", "", "comma-separated base URLs of the nodes, such as http://127.0.0.1:8081 (required)")
 	fs.StringVar(&o.token, "admin-token", getenv("ADMIN_TOKEN"), "bearer token of /system/health (env ADMIN_TOKEN)")
-	fs.StringVar(&o.configPath, "config", "config/tiers.json", "tiers file the nodes run with: limits and keys")
+	fs.StringVar(&o.configPath, "config", "config/tiers-gpu.json", "tiers file the nodes run with: limits and keys")
 	phases := fs.String("phases", "NORMAL=20s,DEGRADED=20s,NORMAL=20s", "the states in order, each for a whole number of seconds; the first must be in force already")
 	keys := fs.String("keys", "free=30,pro=10,enterprise=5", "keys per tier, taken in sorted order from -config")
 	rate := fs.String("rate", "free=9,pro=15,enterprise=60", "requests per second per tier, over its keys")
+	estimate := fs.String("estimate", "free=20,pro=50,enterprise=70", "each request's cost estimate per tier, sent as Tierlimit-Cost; a tier without one reserves its default_estimate; empty for none")
+	cost := fs.String("cost", "free=15,pro=40,enterprise=60", "each request's actual cost per tier, sent as GET /test?cost= and settled when its job ends; a tier without one is charged its estimate; empty for none")
+	fs.DurationVar(&o.work, "work", 100*time.Millisecond, "how long each admitted request's job runs (GET /test?work=), holding a concurrency slot; 0 for none")
 	fs.DurationVar(&o.poll, "poll", 25*time.Millisecond, "how often every node's health state is polled")
 	fs.DurationVar(&o.timeout, "timeout", 2*time.Second, "longest a request may take")
 	fs.IntVar(&o.maxInFlight, "max-in-flight", 512, "most requests in flight; one over it is not sent and counts as failed")
@@ -98,15 +113,28 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	if o.poll <= 0 || o.timeout <= 0 || o.maxInFlight < 1 {
 		return o, fmt.Errorf("-poll, -timeout and -max-in-flight must be positive")
 	}
+	if o.work < 0 || o.work >= o.timeout {
+		return o, fmt.Errorf("-work %v: want 0 or more, and less than -timeout %v", o.work, o.timeout)
+	}
 	var err error
 	if o.phases, err = parsePhases(*phases); err != nil {
 		return o, err
 	}
-	if o.keys, err = parsePerTier("-keys", *keys); err != nil {
+	if o.load.keys, err = parsePerTier("-keys", *keys); err != nil {
 		return o, err
 	}
-	if o.rate, err = parsePerTier("-rate", *rate); err != nil {
+	if o.load.rate, err = parsePerTier("-rate", *rate); err != nil {
 		return o, err
+	}
+	if *estimate != "" {
+		if o.load.estimate, err = parsePerTier("-estimate", *estimate); err != nil {
+			return o, err
+		}
+	}
+	if *cost != "" {
+		if o.load.cost, err = parsePerTier("-cost", *cost); err != nil {
+			return o, err
+		}
 	}
 	return o, nil
 }
@@ -123,12 +151,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			return fmt.Errorf("-out %s: %w", o.out, err)
 		}
 	}
-	tiers, loads, err := loadTiers(o.configPath, o.keys, o.rate)
+	tiers, loads, err := loadTiers(o.configPath, o.load)
 	if err != nil {
 		return err
 	}
 	for _, l := range loads {
-		fmt.Fprintln(stderr, "load", fit(l, tiers.Window))
+		fmt.Fprintln(stderr, "load", fit(l, tiers.Window, o.work, tiers.CostUnit))
 	}
 	transport := &http.Transport{MaxIdleConnsPerHost: o.maxInFlight, IdleConnTimeout: time.Minute}
 	defer transport.CloseIdleConnections()
@@ -149,6 +177,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	rec, err := record(ctx, o, loads, ad, client, stderr)
 	if rec != nil {
 		rec.WindowSeconds = int(tiers.Window / time.Second)
+		rec.CostUnit = tiers.CostUnit
 		if werr := write(o.out, rec); werr != nil {
 			return errors.Join(err, werr)
 		}
@@ -170,7 +199,7 @@ func record(ctx context.Context, o options, loads []tierLoad, ad admin, client *
 	}
 	// A short lead, so the senders and pollers are ready at offset 0.
 	start := time.Now().Add(200 * time.Millisecond)
-	rec := &timeline.Record{Start: start, Targets: o.targets}
+	rec := &timeline.Record{Start: start, Targets: o.targets, Work: timeline.Offset(o.work)}
 	count := timeline.NewCounter(recordTiers(loads), total)
 
 	watchCtx, stopWatch := context.WithCancel(ctx)
@@ -182,13 +211,13 @@ func record(ctx context.Context, o options, loads []tierLoad, ad admin, client *
 		watching.Go(func() { watchers[i].run(watchCtx) })
 	}
 
-	l := &load{client: client, targets: o.targets, start: start, count: count, slots: make(chan struct{}, o.maxInFlight)}
+	l := &load{client: client, targets: o.targets, start: start, count: count, work: o.work, slots: make(chan struct{}, o.maxInFlight)}
 	var sending sync.WaitGroup
 	for i, tl := range loads {
 		// Tiers start a fraction of their interval apart, so that their
 		// requests do not all leave at the same instant.
 		phase := time.Duration(float64(time.Second) / tl.rate * float64(i) / float64(len(loads)))
-		sending.Go(func() { l.run(ctx, tl.tier.Name, tl.keys, tl.rate, phase, total) })
+		sending.Go(func() { l.run(ctx, tl, phase, total) })
 	}
 
 	// The phases: a POST at the start of each one whose state differs.

@@ -66,18 +66,58 @@ func parsePerTier(flagName, s string) (map[string]float64, error) {
 	return out, nil
 }
 
-// tierLoad is the load of one tier: its keys, taken in turn, and its rate.
+// tierLoad is the load of one tier: its keys, taken in turn, its rate,
+// and the job each request stands for.
 type tierLoad struct {
 	tier config.Tier
 	keys []string
 	rate float64 // requests per second, over all keys
+	// estimate is sent as the request's Tierlimit-Cost, 0 for none; cost
+	// as its GET /test?cost=, what its job reports, -1 for none.
+	estimate, cost int
 }
 
-// loadTiers reads the tiers file at path and picks, for each tier in keys,
-// that many of its API keys (in sorted order), to be sent rate[tier]
-// requests per second in all. Every tier of keys must have a rate and the
-// other way round.
-func loadTiers(path string, keys, rate map[string]float64) (*config.Tiers, []tierLoad, error) {
+// reserved returns what each request of l reserves at admission: its
+// estimate, or the tier's default_estimate; 0 if the tier limits no cost.
+func (l tierLoad) reserved() int {
+	switch {
+	case !l.tier.Cost.Set():
+		return 0
+	case l.estimate > 0:
+		return l.estimate
+	default:
+		return l.tier.CostEstimate
+	}
+}
+
+// charged returns what an admitted request of l is charged once its job
+// ends: the cost it reports, or with none what it reserved; 0 if the tier
+// limits no cost.
+func (l tierLoad) charged() int {
+	switch {
+	case !l.tier.Cost.Set():
+		return 0
+	case l.cost >= 0:
+		return l.cost
+	default:
+		return l.reserved()
+	}
+}
+
+// loadSpec is the load asked for, per tier: how many keys, how many
+// requests per second, and each request's estimate and reported cost
+// (optional).
+type loadSpec struct {
+	keys, rate, estimate, cost map[string]float64
+}
+
+// loadTiers reads the tiers file at path and picks, for each tier in
+// spec.keys, that many of its API keys (in sorted order), to be sent
+// spec.rate[tier] requests per second in all. Every tier of keys must have
+// a rate and the other way round; a tier of spec.estimate or spec.cost
+// must be in the file, and they apply to the tiers loaded.
+func loadTiers(path string, spec loadSpec) (*config.Tiers, []tierLoad, error) {
+	keys, rate := spec.keys, spec.rate
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("load tiers: %w", err)
@@ -116,7 +156,24 @@ func loadTiers(path string, keys, rate map[string]float64) (*config.Tiers, []tie
 			return nil, nil, fmt.Errorf("tier %s: -keys asks for %d keys, %s has %d (write more with bench/loadgen -gen-config)", name, int(n), path, len(have))
 		}
 		t, _ := tiers.Tier(name)
-		out = append(out, tierLoad{tier: t, keys: have[:int(n)], rate: r})
+		l := tierLoad{tier: t, keys: have[:int(n)], rate: r, cost: -1}
+		if e, ok := spec.estimate[name]; ok {
+			l.estimate = int(e)
+		}
+		if c, ok := spec.cost[name]; ok {
+			l.cost = int(c)
+		}
+		out = append(out, l)
+	}
+	for flagName, m := range map[string]map[string]float64{"-estimate": spec.estimate, "-cost": spec.cost} {
+		for name, v := range m {
+			if _, ok := tiers.Tier(name); !ok {
+				return nil, nil, fmt.Errorf("%s: %s has no tier %q (it has %s)", flagName, path, name, strings.Join(tiers.Names(), ", "))
+			}
+			if v != float64(int(v)) || v > maxCost {
+				return nil, nil, fmt.Errorf("%s %s=%v: want a whole number up to %d", flagName, name, v, maxCost)
+			}
+		}
 	}
 	for name := range keys {
 		if _, ok := tiers.Tier(name); !ok {
@@ -134,19 +191,36 @@ func loadTiers(path string, keys, rate map[string]float64) (*config.Tiers, []tie
 	return tiers, out, nil
 }
 
+// maxCost is the largest cost a node takes (Tierlimit-Cost, ?cost=).
+const maxCost = 1_000_000_000
+
 // fit describes how a tier's load per key compares with its limits over
-// one window, so that a person can tell, before the run, what it will show.
-func fit(l tierLoad, window time.Duration) string {
-	perKey := l.rate / float64(len(l.keys)) * window.Seconds()
-	cmp := func(limit int) string {
-		if perKey > float64(limit) {
+// one window, so that a person can tell, before the run, what it will show:
+// its requests, and, for a tier that limits them, its cost (what it is
+// charged; while it runs it also holds what it reserved) and its jobs at
+// once (each holds its slot for work, on average).
+func fit(l tierLoad, window, work time.Duration, unit string) string {
+	perSecond := l.rate / float64(len(l.keys))
+	perKey := perSecond * window.Seconds()
+	cmp := func(v float64, limit int) string {
+		if v > float64(limit) {
 			return "over"
 		}
 		return "within"
 	}
-	return fmt.Sprintf("%s: %d keys, %.4g req/s each = %.4g per key per %v window: %s the NORMAL limit %d, %s the DEGRADED limit %d",
-		l.tier.Name, len(l.keys), l.rate/float64(len(l.keys)), perKey, window,
-		cmp(l.tier.Burst), l.tier.Burst, cmp(l.tier.Degraded), l.tier.Degraded)
+	out := fmt.Sprintf("%s: %d keys, %.4g req/s each = %.4g per key per %v window: %s the NORMAL limit %d, %s the DEGRADED limit %d",
+		l.tier.Name, len(l.keys), perSecond, perKey, window,
+		cmp(perKey, l.tier.Burst), l.tier.Burst, cmp(perKey, l.tier.Degraded), l.tier.Degraded)
+	if c := l.tier.Cost; c.Set() {
+		cost := perKey * float64(l.charged())
+		out += fmt.Sprintf("; cost %d %s a job (reserving %d) = %.0f per key per window: %s the NORMAL limit %d, %s the DEGRADED limit %d",
+			l.charged(), unit, l.reserved(), cost, cmp(cost, c.Burst), c.Burst, cmp(cost, c.Degraded), c.Degraded)
+	}
+	if c := l.tier.Concurrency; c.Set() {
+		out += fmt.Sprintf("; %.2g jobs at once per key on average (limits %d NORMAL, %d DEGRADED)",
+			perSecond*work.Seconds(), c.Burst, c.Degraded)
+	}
+	return out
 }
 
 // recordTiers returns the Record tiers of loads, without counts.
@@ -156,7 +230,17 @@ func recordTiers(loads []tierLoad) []timeline.Tier {
 		out[i] = timeline.Tier{
 			Name: l.tier.Name, Keys: len(l.keys), Rate: l.rate,
 			Burst: l.tier.Burst, Limit: l.tier.Limit, Degraded: l.tier.Degraded,
+			Cost: limits(l.tier.Cost), Concurrency: limits(l.tier.Concurrency),
+			Estimate: l.reserved(), CostPerJob: l.charged(),
 		}
 	}
 	return out
+}
+
+// limits returns l as a Record's limits, nil if l limits nothing.
+func limits(l config.Limits) *timeline.Limits {
+	if !l.Set() {
+		return nil
+	}
+	return &timeline.Limits{Burst: l.Burst, Limit: l.Limit, Degraded: l.Degraded}
 }
