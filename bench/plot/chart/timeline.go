@@ -23,12 +23,15 @@ import (
 
 // Colours of the timeline.
 var (
-	admittedColor = color.RGBA{R: 0x1f, G: 0x6f, B: 0xb4, A: 0xff}
-	refusedColor  = color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0xff}
-	otherColor    = color.RGBA{R: 0x70, G: 0x70, B: 0x70, A: 0xff}
-	degradedFill  = color.RGBA{R: 0xfd, G: 0xe3, B: 0xcc, A: 0xff}
-	phaseText     = color.RGBA{R: 0x8a, G: 0x4a, B: 0x10, A: 0xff}
-	normalText    = color.RGBA{R: 0x55, G: 0x55, B: 0x55, A: 0xff}
+	admittedColor    = color.RGBA{R: 0x1f, G: 0x6f, B: 0xb4, A: 0xff}
+	refusedColor     = color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0xff}
+	costRefusedColor = color.RGBA{R: 0xe8, G: 0x8a, B: 0x00, A: 0xff}
+	slotRefusedColor = color.RGBA{R: 0x8e, G: 0x44, B: 0xad, A: 0xff}
+	costColor        = color.RGBA{R: 0x1a, G: 0x8a, B: 0x3c, A: 0xff}
+	otherColor       = color.RGBA{R: 0x70, G: 0x70, B: 0x70, A: 0xff}
+	degradedFill     = color.RGBA{R: 0xfd, G: 0xe3, B: 0xcc, A: 0xff}
+	phaseText        = color.RGBA{R: 0x8a, G: 0x4a, B: 0x10, A: 0xff}
+	normalText       = color.RGBA{R: 0x55, G: 0x55, B: 0x55, A: 0xff}
 )
 
 // Series labels in the timeline's legend; tests look for them.
@@ -39,31 +42,84 @@ const (
 	DegradedLabel = "DEGRADED in force"
 )
 
-// Timeline draws r: one panel per tier (in order of their NORMAL limits),
-// the admitted requests per second as a solid line and the refused as a
-// dashed one, on a shaded band where DEGRADED was in force (from its POST
-// to the POST of NORMAL). r must be valid.
+// RefusedByLabel is the legend's label of the requests refused by limit
+// (a key of timeline.Tier.RefusedBy).
+func RefusedByLabel(limit string) string {
+	if limit == timeline.RefusedUnnamed {
+		return "refused (429), no limit named"
+	}
+	return "refused (429) by the " + limit + " limit"
+}
+
+// CostLabel is the legend's label of the cost admitted, in unit.
+func CostLabel(unit string) string {
+	return cmp.Or(unit, "cost") + " of the admitted jobs"
+}
+
+// Line styles of the timeline.
+var (
+	refusedDashes = []vg.Length{vg.Points(6), vg.Points(3)}
+	otherDashes   = []vg.Length{vg.Points(1.5), vg.Points(2.5)}
+)
+
+// refusedStyle returns the colour and dashes of the line of the requests
+// refused by limit.
+func refusedStyle(limit string) (color.Color, []vg.Length) {
+	switch limit {
+	case timeline.RefusedRequests:
+		return refusedColor, refusedDashes
+	case timeline.RefusedCost:
+		return costRefusedColor, []vg.Length{vg.Points(3), vg.Points(2)}
+	case timeline.RefusedConcurrency:
+		return slotRefusedColor, []vg.Length{vg.Points(8), vg.Points(2), vg.Points(2), vg.Points(2)}
+	default:
+		return otherColor, []vg.Length{vg.Points(4), vg.Points(4)}
+	}
+}
+
+// Timeline draws r: one row per tier (in order of their NORMAL limits),
+// on a shaded band where DEGRADED was in force (from its POST to the POST
+// of NORMAL). On the left, the admitted requests per second as a solid
+// line and the refused as a dashed one, one per limit that refused when
+// the record says which; on the right, when a tier limits cost, the cost
+// its admitted jobs were charged per second. r must be valid.
 func Timeline(r *timeline.Record) *Figure {
 	s := timeline.Summarize(r)
 	tiers := slices.Clone(r.Tiers)
 	slices.SortStableFunc(tiers, func(a, b timeline.Tier) int { return cmp.Compare(a.Burst, b.Burst) })
 	spans := phaseSpans(r)
-	other := false
+	other, costs := false, false
+	refusals := map[string]bool{} // the limits that refused anything
 	for _, t := range tiers {
 		if sum(t.Other)+sum(t.Failed) > 0 {
 			other = true
 		}
+		if t.Cost != nil && t.CostAdmitted != nil {
+			costs = true
+		}
+		for by, counts := range t.RefusedBy {
+			if sum(counts) > 0 {
+				refusals[by] = true
+			}
+		}
 	}
+	byLimit := timeline.Refusals(refusals)
 
 	f := &Figure{
 		Title:    "Requests per second by tier, NORMAL → DEGRADED → NORMAL",
-		Subtitle: timelineSubtitle(r, s),
+		Subtitle: timelineSubtitle(r, s, costs),
 		Width:    vg.Points(600),
 		Height:   vg.Points(150 + 165*float64(len(tiers))),
 	}
-	for i, t := range tiers {
+	if costs {
+		f.Title = "Requests and " + cmp.Or(r.CostUnit, "cost") + " per second by tier, NORMAL → DEGRADED → NORMAL"
+		f.Width = vg.Points(860)
+		f.Height = vg.Points(170 + 175*float64(len(tiers)))
+	}
+	// panel returns a plot of the row of tier i: the time axis, labelled
+	// in the last row, and the phases, named in the first.
+	panel := func(i int) *plot.Plot {
 		p := newPlot()
-		p.Title.Text = tierTitle(t, r.WindowSeconds)
 		p.X.Min, p.X.Max = 0, float64(r.Seconds)
 		p.X.Tick.Marker = secondTicks{}
 		if i == len(tiers)-1 {
@@ -71,42 +127,88 @@ func Timeline(r *timeline.Record) *Figure {
 		} else {
 			p.X.Tick.Marker = blankLabels{secondTicks{}}
 		}
-		p.Y.Label.Text = "requests/s"
 		p.Y.Min = 0
-		p.Y.Max = headroom(t)
 		p.Y.Tick.Marker = countTicks{}
 		for _, sp := range spans { // a copy per panel
 			if i > 0 {
-				sp.label = "" // the phases are named in the top panel only
+				sp.label = "" // the phases are named in the top row only
 			}
 			p.Add(&sp)
 		}
 		p.Add(plotter.NewGrid())
-		if other {
-			p.Add(stepLine(addSeries(t.Other, t.Failed), otherColor, []vg.Length{vg.Points(1.5), vg.Points(2.5)}))
-		}
-		p.Add(stepLine(t.Refused, refusedColor, []vg.Length{vg.Points(6), vg.Points(3)}))
-		p.Add(stepLine(t.Admitted, admittedColor, nil))
-		f.Plots = append(f.Plots, []*plot.Plot{p})
+		return p
 	}
-	f.Legend = []LegendEntry{
-		{AdmittedLabel, stepLine(nil, admittedColor, nil)},
-		{RefusedLabel, stepLine(nil, refusedColor, []vg.Length{vg.Points(6), vg.Points(3)})},
+	for i, t := range tiers {
+		p := panel(i)
+		p.Title.Text = tierTitle(t, r.WindowSeconds)
+		if costs {
+			p.Title.Text = tierTitleTwoLines(t, r.WindowSeconds)
+		}
+		p.Y.Label.Text = "requests/s"
+		p.Y.Max = headroom(t)
+		if other {
+			p.Add(stepLine(addSeries(t.Other, t.Failed), otherColor, otherDashes))
+		}
+		if len(byLimit) == 0 {
+			p.Add(stepLine(t.Refused, refusedColor, refusedDashes))
+		}
+		for _, by := range slices.Backward(byLimit) { // the first limit on top
+			c, dashes := refusedStyle(by)
+			p.Add(stepLine(orZeros(t.RefusedBy[by], r.Seconds), c, dashes))
+		}
+		p.Add(stepLine(t.Admitted, admittedColor, nil))
+		row := []*plot.Plot{p}
+		if costs {
+			c := panel(i)
+			c.Title.Text = costTitle(t, r.WindowSeconds, r.CostUnit)
+			c.Y.Label.Text = cmp.Or(r.CostUnit, "cost") + "/s"
+			c.Y.Max = costHeadroom(t)
+			c.Add(stepLine(orZeros(t.CostAdmitted, r.Seconds), costColor, nil))
+			row = append(row, c)
+		}
+		f.Plots = append(f.Plots, row)
+	}
+	f.Legend = []LegendEntry{{AdmittedLabel, stepLine(nil, admittedColor, nil)}}
+	if len(byLimit) == 0 {
+		f.Legend = append(f.Legend, LegendEntry{RefusedLabel, stepLine(nil, refusedColor, refusedDashes)})
+	}
+	for _, by := range byLimit {
+		c, dashes := refusedStyle(by)
+		f.Legend = append(f.Legend, LegendEntry{RefusedByLabel(by), stepLine(nil, c, dashes)})
 	}
 	if other {
-		f.Legend = append(f.Legend, LegendEntry{OtherLabel, stepLine(nil, otherColor, []vg.Length{vg.Points(1.5), vg.Points(2.5)})})
+		f.Legend = append(f.Legend, LegendEntry{OtherLabel, stepLine(nil, otherColor, otherDashes)})
+	}
+	if costs {
+		f.Legend = append(f.Legend, LegendEntry{CostLabel(r.CostUnit), stepLine(nil, costColor, nil)})
 	}
 	f.Legend = append(f.Legend, LegendEntry{DegradedLabel, &span{fill: degradedFill}})
 	return f
 }
 
-// timelineSubtitle says what was run and how fast the state spread.
-func timelineSubtitle(r *timeline.Record, s timeline.Summary) string {
+// orZeros returns xs, or n zeros if xs is nil.
+func orZeros(xs []int, n int) []int {
+	if xs == nil {
+		return make([]int, n)
+	}
+	return xs
+}
+
+// timelineSubtitle says what was run and how fast the state spread; with
+// costs, what a request's job was.
+func timelineSubtitle(r *timeline.Record, s timeline.Summary, costs bool) string {
 	where := ""
 	if loopback(r.Targets) {
 		where = " on loopback"
 	}
 	lines := []string{fmt.Sprintf("%d-node cluster%s, requests round-robin over the nodes, each tier at a steady rate", len(r.Targets), where)}
+	if costs {
+		job := "each request a job"
+		if r.Work > 0 {
+			job = "each request a job of " + millis(r.Work.Duration())
+		}
+		lines = append(lines, fmt.Sprintf("%s: its estimate of %s reserved when it is admitted, its cost charged when it ends", job, cmp.Or(r.CostUnit, "cost")))
+	}
 	for _, p := range s.Phases {
 		if p.Post == nil {
 			continue
@@ -145,12 +247,54 @@ func millis(d time.Duration) string {
 
 // tierTitle names a tier's panel: its load and its limits.
 func tierTitle(t timeline.Tier, window int) string {
-	per := fmt.Sprintf("/%d s", window)
-	if window == 60 {
-		per = "/min"
-	}
+	per := perWindow(window)
 	return fmt.Sprintf("%s: %s req/s over %d keys; per key %d%s NORMAL, %d%s DEGRADED",
 		t.Name, strconv.FormatFloat(t.Rate, 'f', -1, 64), t.Keys, t.Burst, per, t.Degraded, per)
+}
+
+// tierTitleTwoLines is tierTitle over two lines, with the tier's
+// concurrency limits, for a panel half as wide.
+func tierTitleTwoLines(t timeline.Tier, window int) string {
+	per := perWindow(window)
+	head := fmt.Sprintf("%s: %s req/s over %d keys\n", t.Name, strconv.FormatFloat(t.Rate, 'f', -1, 64), t.Keys)
+	if c := t.Concurrency; c != nil {
+		return head + fmt.Sprintf("per key %d%s and %d at once NORMAL, %d%s and %d DEGRADED", t.Burst, per, c.Burst, t.Degraded, per, c.Degraded)
+	}
+	return head + fmt.Sprintf("per key %d%s NORMAL, %d%s DEGRADED", t.Burst, per, t.Degraded, per)
+}
+
+// costTitle names a tier's cost panel: its jobs and its cost limits.
+func costTitle(t timeline.Tier, window int, unit string) string {
+	if t.Cost == nil {
+		return t.Name + ": no cost limit\n "
+	}
+	per := perWindow(window)
+	job := fmt.Sprintf("%s: jobs of %d %s", t.Name, t.CostPerJob, cmp.Or(unit, "cost"))
+	if t.Estimate != t.CostPerJob {
+		job += fmt.Sprintf(", %d reserved", t.Estimate)
+	}
+	return fmt.Sprintf("%s\nper key %d%s NORMAL, %d%s DEGRADED", job, t.Cost.Burst, per, t.Cost.Degraded, per)
+}
+
+// perWindow names the window after a count: "/min", or "/10 s".
+func perWindow(window int) string {
+	if window == 60 {
+		return "/min"
+	}
+	return fmt.Sprintf("/%d s", window)
+}
+
+// costHeadroom returns the top of a tier's cost axis: room above its
+// cost per second, sent or admitted, for the phase labels.
+func costHeadroom(t timeline.Tier) float64 {
+	top := t.Rate * float64(t.CostPerJob)
+	for _, c := range t.CostAdmitted {
+		top = max(top, float64(c))
+	}
+	if top <= 0 {
+		return 1
+	}
+	return top * 1.3
 }
 
 // headroom returns the top of a tier's y axis: room above its rate for

@@ -127,3 +127,99 @@ func TestTicks(t *testing.T) {
 		assert.Contains(t, []string{"", " "}, tk.Label)
 	}
 }
+
+// costRecord returns record() as a run of jobs with costs: each tier's
+// limits on cost and jobs at once, the cost its admitted jobs were
+// charged per second, and free's refusals split by limit.
+func costRecord() *timeline.Record {
+	r := record()
+	r.CostUnit, r.Work = "audio-seconds", ms(100)
+	for i := range r.Tiers {
+		t := &r.Tiers[i]
+		switch t.Name {
+		case "free":
+			t.Cost, t.Concurrency = &timeline.Limits{Burst: 600, Limit: 300, Degraded: 60}, &timeline.Limits{Burst: 2, Limit: 1, Degraded: 1}
+			t.Estimate, t.CostPerJob = 20, 15
+			t.RefusedBy = map[string][]int{"requests": {0, 0, 8, 9, 0, 0}, "cost": {0, 0, 1, 0, 0, 0}}
+		case "pro":
+			t.Cost, t.Concurrency = &timeline.Limits{Burst: 9000, Limit: 6000, Degraded: 6000}, &timeline.Limits{Burst: 15, Limit: 10, Degraded: 10}
+			t.Estimate, t.CostPerJob = 40, 40
+		case "enterprise":
+			t.Concurrency = &timeline.Limits{Burst: 150, Limit: 100, Degraded: 100} // no cost limit
+		}
+		t.CostAdmitted = make([]int, len(t.Admitted))
+		for s, n := range t.Admitted {
+			t.CostAdmitted[s] = n * t.CostPerJob
+		}
+	}
+	return r
+}
+
+func TestTimelineWithCosts(t *testing.T) {
+	r := costRecord()
+	doc := parseSVG(t, render(t, Timeline(r), "svg"))
+	assert.Equal(t, "860pt", doc.width, "two columns")
+
+	n, dashed := doc.strokes(costColor)
+	assert.Equal(t, 4, n, "cost lines: 3 panels + legend")
+	assert.Equal(t, 0, dashed, "cost lines are solid")
+	n, _ = doc.strokes(admittedColor)
+	assert.Equal(t, 4, n, "admitted lines: 3 request panels + legend")
+	n, dashed = doc.strokes(refusedColor)
+	assert.Equal(t, 4, n, "refused by requests: 3 request panels + legend")
+	assert.Equal(t, 4, dashed)
+	n, dashed = doc.strokes(costRefusedColor)
+	assert.Equal(t, 4, n, "refused by cost: 3 request panels + legend")
+	assert.Equal(t, 4, dashed)
+	n, _ = doc.strokes(slotRefusedColor)
+	assert.Equal(t, 0, n, "nothing refused by concurrency: no line")
+	assert.Equal(t, 7, doc.fills(degradedFill), "DEGRADED bands: 6 panels + legend")
+
+	for _, want := range []string{
+		"Requests and audio-seconds per second by tier, NORMAL → DEGRADED → NORMAL",
+		"each request a job of 100 ms: its estimate of audio-seconds reserved when it is admitted, its cost charged when it ends",
+		AdmittedLabel, "refused (429) by the requests limit", "refused (429) by the cost limit",
+		"audio-seconds of the admitted jobs", DegradedLabel,
+		"free: 9 req/s over 3 keys", "per key 20/min and 2 at once NORMAL, 2/min and 1 DEGRADED",
+		"free: jobs of 15 audio-seconds, 20 reserved", "per key 600/min NORMAL, 60/min DEGRADED",
+		"pro: jobs of 40 audio-seconds", "per key 9000/min NORMAL, 6000/min DEGRADED",
+		"enterprise: no cost limit",
+		"audio-seconds/s", "requests/s",
+	} {
+		assert.Contains(t, doc.texts, want)
+	}
+	assert.NotContains(t, doc.texts, RefusedLabel, "the refusals are split by limit")
+	texts := strings.Join(doc.texts, "\n")
+	assert.Less(t, strings.Index(texts, "refused (429) by the requests limit"), strings.Index(texts, "refused (429) by the cost limit"),
+		"the limits in the order they are checked")
+	count := 0
+	for _, s := range doc.texts {
+		if s == "seconds since the start of the run" {
+			count++
+		}
+	}
+	assert.Equal(t, 2, count, "the time axis named under each column")
+}
+
+func TestTimelineRefusedByEveryLimit(t *testing.T) {
+	r := costRecord()
+	free := r.Tier("free")
+	free.RefusedBy = map[string][]int{"concurrency": {0, 0, 3, 3, 0, 0}, "unnamed": {0, 0, 6, 6, 0, 0}}
+	doc := parseSVG(t, render(t, Timeline(r), "svg"))
+	for _, want := range []string{"refused (429) by the concurrency limit", "refused (429), no limit named"} {
+		assert.Contains(t, doc.texts, want)
+	}
+	assert.NotContains(t, doc.texts, "refused (429) by the requests limit", "no line for a limit that refused nothing")
+	n, _ := doc.strokes(slotRefusedColor)
+	assert.Equal(t, 4, n, "refused by concurrency: 3 request panels + legend")
+	n, _ = doc.strokes(refusedColor)
+	assert.Equal(t, 0, n)
+}
+
+func TestCostHeadroom(t *testing.T) {
+	tier := timeline.Tier{Rate: 9, CostPerJob: 15, CostAdmitted: []int{135, 150, 0}}
+	assert.InDelta(t, 195.0, costHeadroom(tier), 1e-9, "the most admitted in a second, 150, and 30 % more")
+	tier.CostAdmitted = []int{0, 0, 0}
+	assert.InDelta(t, 175.5, costHeadroom(tier), 1e-9, "the rate sent: 9 × 15, and 30 % more")
+	assert.Equal(t, 1.0, costHeadroom(timeline.Tier{}))
+}

@@ -46,14 +46,17 @@ func TestTimeline(t *testing.T) {
 	off := func(s float64) timeline.Offset { return timeline.Offset(time.Duration(s * float64(time.Second))) }
 	counts := func(xs ...int) []int { return xs }
 	rec := &timeline.Record{
-		Targets: []string{"http://a"}, WindowSeconds: 60, Seconds: 3,
+		Targets: []string{"http://a"}, WindowSeconds: 60, CostUnit: "audio-seconds", Work: off(0.1), Seconds: 3,
 		Phases: []timeline.Phase{
 			{Status: "NORMAL", Start: off(0), End: off(1)},
 			{Status: "DEGRADED", Start: off(1), End: off(2), Post: &timeline.Post{Target: "http://a", Node: "a", Sent: off(1), Answered: off(1.001), HTTPStatus: 200}},
 			{Status: "NORMAL", Start: off(2), End: off(3), Post: &timeline.Post{Target: "http://a", Node: "a", Sent: off(2), Answered: off(2.001), HTTPStatus: 200}},
 		},
 		Tiers: []timeline.Tier{{Name: "free", Keys: 1, Rate: 5, Burst: 20, Limit: 10, Degraded: 2,
-			Admitted: counts(5, 0, 5), Refused: counts(0, 5, 0), Other: counts(0, 0, 0), Failed: counts(0, 0, 0),
+			Cost: &timeline.Limits{Burst: 600, Limit: 300, Degraded: 60}, Estimate: 20, CostPerJob: 15,
+			Admitted: counts(5, 0, 5), CostAdmitted: counts(75, 0, 75),
+			Refused: counts(0, 5, 0), RefusedBy: map[string][]int{"requests": counts(0, 4, 0), "cost": counts(0, 1, 0)},
+			Other: counts(0, 0, 0), Failed: counts(0, 0, 0),
 			LimitMin: counts(20, 2, 20), LimitMax: counts(20, 2, 20)}},
 		Nodes: []timeline.Node{{Target: "http://a", Name: "a", Changes: []timeline.Change{
 			{At: off(-0.1), Status: "NORMAL"}, {At: off(1.01), Status: "DEGRADED"}, {At: off(2.01), Status: "NORMAL"}}}},
@@ -70,6 +73,7 @@ func TestTimeline(t *testing.T) {
 	wellFormed(t, out)
 	assert.Contains(t, stdout.String(), "wrote "+out)
 	assert.Contains(t, stdout.String(), "every node reported it 10 ms after the POST")
+	assert.Contains(t, stdout.String(), "free       sent    5.0  admitted    5.0  refused    0.0  cost 75.0 audio-seconds/s")
 
 	png := filepath.Join(dir, "timeline.png")
 	require.NoError(t, run([]string{"timeline", "-in", in, "-out", png}, io.Discard, io.Discard))
