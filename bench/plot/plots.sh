@@ -18,12 +18,16 @@
 # benchmark itself is bench/run.sh's (minutes): after a new one, full or
 # --quick, `plots.sh latency draw` redraws its picture.
 #
-# The timeline: three nodes (the tiers of config/tiers.json plus 30 fresh
-# keys per tier), then cmd/timeline sends a steady load of each tier's keys,
-# round-robin over the nodes, POSTs DEGRADED to the first node after
+# The timeline: three nodes (the tiers of config/tiers-gpu.json, which limit
+# requests, cost in audio-seconds and jobs at once, plus 30 fresh keys per
+# tier), then cmd/timeline sends a steady load of each tier's keys,
+# round-robin over the nodes, every request a 100 ms job with a cost
+# estimate and an actual cost (its defaults: free jobs of 15 audio-seconds,
+# pro 40, enterprise 60), POSTs DEGRADED to the first node after
 # PLOTS_PHASE_S seconds and NORMAL to the second after as many more, and
-# records the outcomes per second and the moments every node reported the
-# state. The nodes are stopped at the end, also on an error or Ctrl-C.
+# records per second the outcomes, the cost admitted and the limit that
+# refused, and the moments every node reported the state. The nodes are
+# stopped at the end, also on an error or Ctrl-C.
 #
 # Environment (all optional):
 #   PLOTS_PHASE_S    length of each of the three phases (default 20)
@@ -104,9 +108,10 @@ if has_step timeline; then
   go build -trimpath -o "$OUT/bin/node" ./cmd/node
   (cd bench/plot && go build -trimpath -o "$OUT/bin/timeline" ./cmd/timeline)
   # 30 fresh keys per tier next to the demo ones: enough for the load's
-  # 30 free, 10 pro and 5 enterprise keys.
+  # 30 free, 10 pro and 5 enterprise keys. The nodes and cmd/timeline read
+  # the file's cost and concurrency limits as they are.
   jq '.api_keys += ([.tiers | keys[] as $t | range(1; 31) | {key: "plot-\($t)-\(.)", value: $t}] | from_entries)' \
-    config/tiers.json >"$OUT/tiers.json"
+    config/tiers-gpu.json >"$OUT/tiers.json"
 
   pick_ports
   URLS=()
