@@ -53,7 +53,7 @@ func RefusedByLabel(limit string) string {
 
 // CostLabel is the legend's label of the cost admitted, in unit.
 func CostLabel(unit string) string {
-	return cmp.Or(unit, "cost") + " of the admitted jobs"
+	return cmp.Or(unit, "cost") + " admitted"
 }
 
 // Line styles of the timeline.
@@ -113,7 +113,7 @@ func Timeline(r *timeline.Record) *Figure {
 	}
 	if costs {
 		f.Title = "Requests and " + cmp.Or(r.CostUnit, "cost") + " per second by tier, NORMAL → DEGRADED → NORMAL"
-		f.Width = vg.Points(860)
+		f.Width = vg.Points(900)
 		f.Height = vg.Points(170 + 175*float64(len(tiers)))
 	}
 	// panel returns a plot of the row of tier i: the time axis, labelled
@@ -256,11 +256,11 @@ func tierTitle(t timeline.Tier, window int) string {
 // concurrency limits, for a panel half as wide.
 func tierTitleTwoLines(t timeline.Tier, window int) string {
 	per := perWindow(window)
-	head := fmt.Sprintf("%s: %s req/s over %d keys\n", t.Name, strconv.FormatFloat(t.Rate, 'f', -1, 64), t.Keys)
+	head := fmt.Sprintf("%s: %s req/s over %d keys; limits per key:\n", t.Name, strconv.FormatFloat(t.Rate, 'f', -1, 64), t.Keys)
 	if c := t.Concurrency; c != nil {
-		return head + fmt.Sprintf("per key %d%s and %d at once NORMAL, %d%s and %d DEGRADED", t.Burst, per, c.Burst, t.Degraded, per, c.Degraded)
+		return head + fmt.Sprintf("%d%s and %d at once NORMAL, %d%s and %d DEGRADED", t.Burst, per, c.Burst, t.Degraded, per, c.Degraded)
 	}
-	return head + fmt.Sprintf("per key %d%s NORMAL, %d%s DEGRADED", t.Burst, per, t.Degraded, per)
+	return head + fmt.Sprintf("%d%s NORMAL, %d%s DEGRADED", t.Burst, per, t.Degraded, per)
 }
 
 // costTitle names a tier's cost panel: its jobs and its cost limits.
@@ -273,7 +273,7 @@ func costTitle(t timeline.Tier, window int, unit string) string {
 	if t.Estimate != t.CostPerJob {
 		job += fmt.Sprintf(", %d reserved", t.Estimate)
 	}
-	return fmt.Sprintf("%s\nper key %d%s NORMAL, %d%s DEGRADED", job, t.Cost.Burst, per, t.Cost.Degraded, per)
+	return fmt.Sprintf("%s; limits per key:\n%d%s NORMAL, %d%s DEGRADED", job, t.Cost.Burst, per, t.Cost.Degraded, per)
 }
 
 // perWindow names the window after a count: "/min", or "/10 s".

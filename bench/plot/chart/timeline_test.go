@@ -158,7 +158,7 @@ func costRecord() *timeline.Record {
 func TestTimelineWithCosts(t *testing.T) {
 	r := costRecord()
 	doc := parseSVG(t, render(t, Timeline(r), "svg"))
-	assert.Equal(t, "860pt", doc.width, "two columns")
+	assert.Equal(t, "900pt", doc.width, "two columns")
 
 	n, dashed := doc.strokes(costColor)
 	assert.Equal(t, 4, n, "cost lines: 3 panels + legend")
@@ -179,10 +179,10 @@ func TestTimelineWithCosts(t *testing.T) {
 		"Requests and audio-seconds per second by tier, NORMAL → DEGRADED → NORMAL",
 		"each request a job of 100 ms: its estimate of audio-seconds reserved when it is admitted, its cost charged when it ends",
 		AdmittedLabel, "refused (429) by the requests limit", "refused (429) by the cost limit",
-		"audio-seconds of the admitted jobs", DegradedLabel,
-		"free: 9 req/s over 3 keys", "per key 20/min and 2 at once NORMAL, 2/min and 1 DEGRADED",
-		"free: jobs of 15 audio-seconds, 20 reserved", "per key 600/min NORMAL, 60/min DEGRADED",
-		"pro: jobs of 40 audio-seconds", "per key 9000/min NORMAL, 6000/min DEGRADED",
+		"audio-seconds admitted", DegradedLabel,
+		"free: 9 req/s over 3 keys; limits per key:", "20/min and 2 at once NORMAL, 2/min and 1 DEGRADED",
+		"free: jobs of 15 audio-seconds, 20 reserved; limits per key:", "600/min NORMAL, 60/min DEGRADED",
+		"pro: jobs of 40 audio-seconds; limits per key:", "9000/min NORMAL, 6000/min DEGRADED",
 		"enterprise: no cost limit",
 		"audio-seconds/s", "requests/s",
 	} {
