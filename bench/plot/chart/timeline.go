@@ -27,6 +27,7 @@ var (
 	refusedColor     = color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0xff}
 	costRefusedColor = color.RGBA{R: 0xe8, G: 0x8a, B: 0x00, A: 0xff}
 	slotRefusedColor = color.RGBA{R: 0x8e, G: 0x44, B: 0xad, A: 0xff}
+	unnamedColor     = color.RGBA{R: 0x8c, G: 0x56, B: 0x4b, A: 0xff}
 	costColor        = color.RGBA{R: 0x1a, G: 0x8a, B: 0x3c, A: 0xff}
 	otherColor       = color.RGBA{R: 0x70, G: 0x70, B: 0x70, A: 0xff}
 	degradedFill     = color.RGBA{R: 0xfd, G: 0xe3, B: 0xcc, A: 0xff}
@@ -73,16 +74,18 @@ func refusedStyle(limit string) (color.Color, []vg.Length) {
 	case timeline.RefusedConcurrency:
 		return slotRefusedColor, []vg.Length{vg.Points(8), vg.Points(2), vg.Points(2), vg.Points(2)}
 	default:
-		return otherColor, []vg.Length{vg.Points(4), vg.Points(4)}
+		return unnamedColor, []vg.Length{vg.Points(4), vg.Points(4)}
 	}
 }
 
 // Timeline draws r: one row per tier (in order of their NORMAL limits),
 // on a shaded band where DEGRADED was in force (from its POST to the POST
 // of NORMAL). On the left, the admitted requests per second as a solid
-// line and the refused as a dashed one, one per limit that refused when
-// the record says which; on the right, when a tier limits cost, the cost
-// its admitted jobs were charged per second. r must be valid.
+// line and the refused as a dashed one, one per limit that refused the
+// tier's requests when the record says which (a tier that refused nothing
+// has its zeros in the first limit's style); on the right, when a tier
+// limits cost, the cost its admitted jobs were charged per second. r must
+// be valid.
 func Timeline(r *timeline.Record) *Figure {
 	s := timeline.Summarize(r)
 	tiers := slices.Clone(r.Tiers)
@@ -149,12 +152,23 @@ func Timeline(r *timeline.Record) *Figure {
 		if other {
 			p.Add(stepLine(addSeries(t.Other, t.Failed), otherColor, otherDashes))
 		}
-		if len(byLimit) == 0 {
-			p.Add(stepLine(t.Refused, refusedColor, refusedDashes))
+		// A line per limit that refused this tier's requests, the first
+		// checked on top; with none, its refusals (none, or not split) in
+		// the style of the first limit in the legend.
+		drawn := false
+		for _, by := range slices.Backward(byLimit) {
+			if sum(t.RefusedBy[by]) > 0 {
+				c, dashes := refusedStyle(by)
+				p.Add(stepLine(t.RefusedBy[by], c, dashes))
+				drawn = true
+			}
 		}
-		for _, by := range slices.Backward(byLimit) { // the first limit on top
-			c, dashes := refusedStyle(by)
-			p.Add(stepLine(orZeros(t.RefusedBy[by], r.Seconds), c, dashes))
+		if !drawn {
+			c, dashes := color.Color(refusedColor), refusedDashes
+			if len(byLimit) > 0 {
+				c, dashes = refusedStyle(byLimit[0])
+			}
+			p.Add(stepLine(t.Refused, c, dashes))
 		}
 		p.Add(stepLine(t.Admitted, admittedColor, nil))
 		row := []*plot.Plot{p}

@@ -166,11 +166,11 @@ func TestTimelineWithCosts(t *testing.T) {
 	n, _ = doc.strokes(admittedColor)
 	assert.Equal(t, 4, n, "admitted lines: 3 request panels + legend")
 	n, dashed = doc.strokes(refusedColor)
-	assert.Equal(t, 4, n, "refused by requests: 3 request panels + legend")
+	assert.Equal(t, 4, n, "refused by requests: free's panel, pro's and enterprise's zeros, legend")
 	assert.Equal(t, 4, dashed)
 	n, dashed = doc.strokes(costRefusedColor)
-	assert.Equal(t, 4, n, "refused by cost: 3 request panels + legend")
-	assert.Equal(t, 4, dashed)
+	assert.Equal(t, 2, n, "refused by cost: free's panel + legend; pro and enterprise refused nothing")
+	assert.Equal(t, 2, dashed)
 	n, _ = doc.strokes(slotRefusedColor)
 	assert.Equal(t, 0, n, "nothing refused by concurrency: no line")
 	assert.Equal(t, 7, doc.fills(degradedFill), "DEGRADED bands: 6 panels + legend")
@@ -211,9 +211,11 @@ func TestTimelineRefusedByEveryLimit(t *testing.T) {
 	}
 	assert.NotContains(t, doc.texts, "refused (429) by the requests limit", "no line for a limit that refused nothing")
 	n, _ := doc.strokes(slotRefusedColor)
-	assert.Equal(t, 4, n, "refused by concurrency: 3 request panels + legend")
+	assert.Equal(t, 4, n, "refused by concurrency: free's panel, pro's and enterprise's zeros in the first limit's style, legend")
+	n, _ = doc.strokes(unnamedColor)
+	assert.Equal(t, 2, n, "refused, no limit named: free's panel + legend")
 	n, _ = doc.strokes(refusedColor)
-	assert.Equal(t, 0, n)
+	assert.Equal(t, 0, n, "no line in a style the legend does not explain")
 }
 
 func TestCostHeadroom(t *testing.T) {
