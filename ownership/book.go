@@ -91,7 +91,7 @@ func (b *book) fromLease(now time.Time, key string, ls *lease, hits, limit int) 
 	}
 	var rn *renewal
 	if ls.dueForRenewal(left) && ls.renewing.CompareAndSwap(false, true) {
-		rn = &renewal{key: key, ls: ls, limit: limit, want: ls.want(n, b.leaseTTL)}
+		rn = &renewal{key: key, ls: ls, limit: limit, want: wantFor(ls.want(n, b.leaseTTL), hits)}
 	}
 	// Remaining is what this node holds: the owner had more left at the
 	// last grant, but the other members may have taken it since, so more
@@ -99,13 +99,18 @@ func (b *book) fromLease(now time.Time, key string, ls *lease, hits, limit int) 
 	return bucket.Decision{Allowed: true, Limit: limit, Remaining: left, ResetAt: ls.reset}, rn, nil, true
 }
 
-// ask returns what a check of key under limit at now that goes to the
-// owner asks for: a lease of want hits, renewing the one with id leaseID
-// (0: a new one), and the lease whose asking token the caller now holds
+// wantFor returns want, what a lease's rate asks for, raised to what two
+// more checks of hits hits each take (a cost of many hits): a lease too
+// small for the next check would send every check to the owner.
+func wantFor(want, hits int) int { return min(max(want, 2*hits), MaxLeaseHits) }
+
+// ask returns what a check of hits hits of key under limit at now that
+// goes to the owner asks for: a lease of want hits, renewing the one with
+// id leaseID (0: a new one), and the lease whose asking token the caller now holds
 // and must give back (asking.renewing) once the answer is in; want is 0
 // and asking nil when another check or a renewal is asking already, or
 // when leases are off.
-func (b *book) ask(now time.Time, key string, limit int) (want int, leaseID uint64, asking *lease) {
+func (b *book) ask(now time.Time, key string, hits, limit int) (want int, leaseID uint64, asking *lease) {
 	if b.leases == nil {
 		return 0, 0, nil
 	}
@@ -113,7 +118,7 @@ func (b *book) ask(now time.Time, key string, limit int) (want int, leaseID uint
 	if !ok {
 		return 0, 0, nil
 	}
-	return ls.want(now.UnixNano(), b.leaseTTL), ls.renewalOf(limit), ls
+	return wantFor(ls.want(now.UnixNano(), b.leaseTTL), hits), ls.renewalOf(limit), ls
 }
 
 // answered takes the owner's answer res to a check of key under limit

@@ -33,11 +33,11 @@ func TestBookSteps(t *testing.T) {
 	got := b.check(t0, key, 1, 150)
 	assert.Equal(t, pathAsk, got.path)
 	assert.Nil(t, got.held)
-	want, id, asking := b.ask(t0, key, 150)
+	want, id, asking := b.ask(t0, key, 1, 150)
 	assert.Equal(t, firstWant, want)
 	assert.Zero(t, id, "a new lease")
 	require.NotNil(t, asking)
-	w2, _, other := b.ask(t0, key, 150)
+	w2, _, other := b.ask(t0, key, 1, 150)
 	assert.Zero(t, w2, "one ask per key at a time")
 	assert.Nil(t, other)
 
@@ -84,7 +84,7 @@ func TestBookSteps(t *testing.T) {
 	}
 
 	// A lease that runs out of time ends, and what it left goes back.
-	_, _, asking = b.ask(t0, key, 150)
+	_, _, asking = b.ask(t0, key, 1, 150)
 	require.NotNil(t, asking)
 	b.answered(t0, key, 150, members, grant(8, 100, 43))
 	asking.renewing.Store(false)

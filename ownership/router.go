@@ -333,7 +333,7 @@ func (r *Router) checkHits(ctx context.Context, now time.Time, key string, hits,
 	}
 	// The lease is dry, ended or missing: this check asks for one, unless
 	// another check or a renewal already does.
-	want, leaseID, asking := r.book.ask(now, key, limit)
+	want, leaseID, asking := r.book.ask(now, key, hits, limit)
 	if asking != nil {
 		defer asking.renewing.Store(false)
 	}

@@ -35,21 +35,21 @@ func TestRouterCostSpendsLeasesInCostUnits(t *testing.T) {
 	require.Len(t, sent, 1)
 	assert.Equal(t, ck, sent[0].Key, "counted under the key's cost counter")
 	assert.Equal(t, 100, sent[0].Hits, "the whole cost in one item")
-	assert.Equal(t, 100+firstWant, owner.used(ck, 6000), "the cost and a first lease of 8")
+	assert.Equal(t, 100+200, owner.used(ck, 6000), "the cost and a first lease of two more such costs")
 	assert.Zero(t, owner.used(key, 6000), "the key's requests are another count")
 
-	// The lease holds 8: a cost of 5 comes from it, one of 9 does not.
+	// The lease holds 200: a cost of 5 comes from it.
 	require.True(t, r.TakeCost(t.Context(), now, key, 5, 6000).Allowed)
 	assert.Len(t, owner.sent(), 1, "paid from the lease")
 	ls := r.book.leases.get(ck)
 	require.NotNil(t, ls)
-	assert.Equal(t, int64(3), ls.left.Load())
+	assert.Equal(t, int64(195), ls.left.Load())
 
 	// A refund in the lease's window goes back to it; in another, nowhere.
 	r.SettleCost(t.Context(), now, key, d.ResetAt, -60)
-	assert.Equal(t, int64(63), ls.left.Load())
+	assert.Equal(t, int64(255), ls.left.Load())
 	r.SettleCost(t.Context(), now, key, d.ResetAt.Add(-routerWindow), -60)
-	assert.Equal(t, int64(63), ls.left.Load(), "not the lease's window")
+	assert.Equal(t, int64(255), ls.left.Load(), "not the lease's window")
 	r.givesMu.Lock()
 	require.Len(t, r.refunds, 1, "for the owner, once")
 	assert.Equal(t, 60, r.refunds[0].Refund)
@@ -58,11 +58,11 @@ func TestRouterCostSpendsLeasesInCostUnits(t *testing.T) {
 
 	// A charge the lease holds comes out of it; a bigger one is owed.
 	r.SettleCost(t.Context(), now, key, d.ResetAt, 50)
-	assert.Equal(t, int64(13), ls.left.Load())
-	r.SettleCost(t.Context(), now, key, d.ResetAt, 40)
-	assert.Equal(t, int64(13), ls.left.Load())
+	assert.Equal(t, int64(205), ls.left.Load())
+	r.SettleCost(t.Context(), now, key, d.ResetAt, 400)
+	assert.Equal(t, int64(205), ls.left.Load())
 	owes := owed.Take(now, ck, 0, 1<<30)
-	assert.Equal(t, 40, 1<<30-owes.Remaining, "owed to the owner's count")
+	assert.Equal(t, 400, 1<<30-owes.Remaining, "owed to the owner's count")
 
 	// A cost too big for what is left is refused whole: nothing counted.
 	before := owner.used(ck, 6000)
@@ -289,4 +289,20 @@ func BenchmarkRouterCostAndSlots(b *testing.B) {
 			}
 		})
 	})
+}
+
+// TestRouterCostLeaseCoversTheNextJobs: a lease in cost units is asked for
+// big enough for the next jobs of that cost, not sized by the rate alone,
+// so that jobs of a large cost are not each sent to the owner.
+func TestRouterCostLeaseCoversTheNextJobs(t *testing.T) {
+	owner := newOwnerPeer(2)
+	r := newTestRouter(t, []string{"a", "b"}, peerMap{"b": owner}, nil)
+	key := keyOwnedBy(t, r.ring, "b")
+	now := routerT0
+	require.True(t, r.TakeCost(t.Context(), now, key, 70, 90000).Allowed)
+	require.Len(t, owner.sent(), 1)
+	assert.Equal(t, 140, owner.sent()[0].Want, "two more jobs of 70")
+	require.True(t, r.TakeCost(t.Context(), now, key, 70, 90000).Allowed)
+	require.True(t, r.TakeCost(t.Context(), now, key, 70, 90000).Allowed)
+	assert.Len(t, owner.sent(), 1, "both from the lease")
 }
