@@ -23,8 +23,9 @@ func generatedKey(tier, runID string, i int) string {
 }
 
 // genConfig returns src as an indented JSON document with n more keys per
-// tier, named by generatedKey with i from 1 to n. The window, the tiers and
-// the keys already in src are kept, so nodes started with the result serve
+// tier, named by generatedKey with i from 1 to n. The window, the cost
+// unit, the tiers (with their cost and concurrency limits) and the keys
+// already in src are kept, so nodes started with the result serve
 // the old keys as before and the new ones, fresh, for accuracy runs. It
 // fails if a new name is not a key the node accepts (a tier name with
 // spaces, say), collides with a key in src, or if the file would be larger
@@ -35,6 +36,7 @@ func genConfig(src tiersFile, n int, runID string) ([]byte, error) {
 	}
 	out := tiersFile{
 		WindowSeconds: src.WindowSeconds,
+		CostUnit:      src.CostUnit,
 		Tiers:         src.Tiers,
 		APIKeys:       make(map[string]string, len(src.APIKeys)+n*len(src.Tiers)),
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"regexp"
 	"testing"
 
@@ -60,6 +61,43 @@ func TestGenConfigOfShippedFileLoadsInTheNode(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{"lg-pro-0123abcd-1", "lg-pro-0123abcd-2"}, back.keysOf("pro")[:2])
 	assert.Equal(t, "pro-demo-3", back.keysOf("pro")[52])
+}
+
+// The node's GPU example, with a cost unit and cost and concurrency limits
+// per tier: loadgen reads it, and a generated copy keeps every limit.
+func TestGenConfigKeepsCostAndConcurrency(t *testing.T) {
+	src, err := loadTiersFile("../../config/tiers-gpu.json")
+	require.NoError(t, err)
+	assert.Equal(t, "audio-seconds", src.CostUnit)
+	free, ok := src.tier("free")
+	require.True(t, ok)
+	assert.Equal(t, tierSpec{Limit: 10, Burst: 20, Degraded: 2,
+		Cost:        &costSpec{Limit: 300, Burst: 600, Degraded: 60, DefaultEstimate: 30},
+		Concurrency: &limitsSpec{Limit: 1, Burst: 2, Degraded: 1}}, free)
+
+	data, err := genConfig(src, 2, "0123abcd")
+	require.NoError(t, err)
+	want, err := config.Parse([]byte(mustRead(t, "../../config/tiers-gpu.json")))
+	require.NoError(t, err)
+	got, err := config.Parse(data)
+	require.NoError(t, err)
+	assert.Equal(t, want.CostUnit, got.CostUnit)
+	for _, name := range src.tierNames() {
+		w, _ := want.Tier(name)
+		g, ok := got.Tier(name)
+		require.True(t, ok, "tier %s", name)
+		assert.Equal(t, w, g, "tier %s", name)
+	}
+	back, err := parseTiersFile(data)
+	require.NoError(t, err)
+	assert.Equal(t, src.Tiers, back.Tiers)
+}
+
+func mustRead(t *testing.T, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	return string(data)
 }
 
 func TestGenConfigErrors(t *testing.T) {

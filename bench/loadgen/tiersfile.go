@@ -18,23 +18,44 @@ import (
 const maxTiersFileSize = 16 << 20
 
 // tiersFile is a tiers.json document, with the schema the node reads
-// (package config): window_seconds, tiers.{name}.{limit,burst,degraded},
-// and api_keys (key → tier). Loadgen keeps its own small copy of the
-// schema, rather than importing package config, because it must list the
-// keys of a tier and write the file back, which config does not offer. Burst
-// and Degraded are kept as written (0 when omitted) so a copy says what the
-// original said; Tier fills the defaults.
+// (package config): window_seconds, cost_unit,
+// tiers.{name}.{limit,burst,degraded,cost,concurrency}, and api_keys (key →
+// tier). Loadgen keeps its own small copy of the schema, rather than
+// importing package config, because it must list the keys of a tier and
+// write the file back, which config does not offer. Burst and Degraded are
+// kept as written (0 when omitted) so a copy says what the original said;
+// Tier fills the defaults. A tier's cost and concurrency limits are only
+// carried over (loadgen judges requests only), so that a file with them
+// loads and -gen-config keeps them.
 type tiersFile struct {
 	WindowSeconds int                 `json:"window_seconds"`
+	CostUnit      string              `json:"cost_unit,omitempty"`
 	Tiers         map[string]tierSpec `json:"tiers"`
 	APIKeys       map[string]string   `json:"api_keys,omitempty"`
 }
 
 // tierSpec is one tier as written in the file.
 type tierSpec struct {
+	Limit       int         `json:"limit"`
+	Burst       int         `json:"burst,omitempty"`
+	Degraded    int         `json:"degraded,omitempty"`
+	Cost        *costSpec   `json:"cost,omitempty"`
+	Concurrency *limitsSpec `json:"concurrency,omitempty"`
+}
+
+// limitsSpec is a tier's concurrency limits as written in the file.
+type limitsSpec struct {
 	Limit    int `json:"limit"`
 	Burst    int `json:"burst,omitempty"`
 	Degraded int `json:"degraded,omitempty"`
+}
+
+// costSpec is a tier's cost limits as written in the file.
+type costSpec struct {
+	Limit           int `json:"limit"`
+	Burst           int `json:"burst,omitempty"`
+	Degraded        int `json:"degraded,omitempty"`
+	DefaultEstimate int `json:"default_estimate,omitempty"`
 }
 
 // loadTiersFile reads and parses the tiers file at path.

@@ -31,6 +31,8 @@ func TestParseTiersFile(t *testing.T) {
 	}{
 		{name: "minimal", in: `{"window_seconds":1,"tiers":{"t":{"limit":1}}}`},
 		{name: "unknown field", in: `{"window_seconds":1,"tiers":{"t":{"limit":1}},"x":1}`, wantErr: `parse: json: unknown field "x"`},
+		{name: "cost and concurrency", in: `{"window_seconds":1,"cost_unit":"s","tiers":{"t":{"limit":1,"cost":{"limit":5,"default_estimate":2},"concurrency":{"limit":1}}}}`},
+		{name: "unknown cost field", in: `{"window_seconds":1,"tiers":{"t":{"limit":1,"cost":{"limit":5,"estimate":2}}}}`, wantErr: `parse: json: unknown field "estimate"`},
 		{name: "trailing data", in: `{"window_seconds":1,"tiers":{"t":{"limit":1}}} {}`, wantErr: "parse: unexpected data after the top-level object"},
 		{name: "no window", in: `{"tiers":{"t":{"limit":1}}}`, wantErr: "window_seconds: 0, want > 0"},
 		{name: "no tiers", in: `{"window_seconds":1}`, wantErr: "tiers: missing or empty"},
