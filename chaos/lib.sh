@@ -9,7 +9,8 @@
 # (the host, a network namespace, ...).
 #
 # Results are kept as JSON lines: $OUT/phases.jsonl (one line per loadgen
-# run, written by eval_phase) and $OUT/scenarios.jsonl (one line per
+# run, written by eval_phase, and per job load, kind "jobs", written by
+# processes.sh's eval_jobs) and $OUT/scenarios.jsonl (one line per
 # scenario, written by end_scenario); finish_summary gathers them into
 # $OUT/summary.json and prints the PASS/FAIL table.
 
@@ -47,6 +48,10 @@ BOUND_FORMULA='L + ceil(L/10) (kill, pause, restart; ceil(L/N) for a heal, a rej
 # (the largest limit seen), $lims (the limits seen, largest first) and $n:
 # begin_scenario sets it, and eval_phase the partition's heal phase's.
 BOUND_JQ='$L + cdiv($L; 10)'
+# JOB_BOUND_FORMULA says the cost and concurrency bounds, for a caller
+# whose phases have job lines (kind "jobs" in phases.jsonl, written by the
+# caller: processes.sh's eval_jobs); empty when none has.
+JOB_BOUND_FORMULA=${JOB_BOUND_FORMULA:-}
 
 CHAOS_T0=$(date +%s)
 
@@ -330,7 +335,11 @@ end_scenario() {
          server_errors: ([$phases[].server_errors // 0] | add // 0),
          transport_errors: ([$phases[].transport_errors // 0] | add // 0),
          tiers: ([$phases[].tiers[]?] | group_by(.tier) | map({tier: .[0].tier, limit: (map(.limit) | max),
-                  admitted_max: (map(.admitted_max) | max), bound: (map(.bound) | max)}))}
+                  admitted_max: (map(.admitted_max) | max), bound: (map(.bound) | max)})),
+         jobs: ([$phases[].jobs[]?] | group_by(.tier) | map({tier: .[0].tier, jobs: (map(.jobs) | add),
+                  cost_max: (map(.cost_max) | max), cost_limit: (map(.cost_limit) | max), cost_bound: (map(.cost_bound) | max),
+                  conc_max: (map(.conc_max) | max), conc_limit: (map(.conc_limit) | max), conc_bound: (map(.conc_bound) | max),
+                  healthy_max: (map(.healthy_max // empty) | max)}))}
     | .result = (if (.failures | length) == 0 then "PASS" else "FAIL" end)' <<<"$SCENARIO_FACTS" >>"$OUT/scenarios.jsonl"
   say "=== scenario $SCENARIO: $(if [ -z "$SCENARIO_FAILS" ]; then echo PASS; else echo FAIL; fi)"
   SCENARIO=""
@@ -344,17 +353,21 @@ table() {
 # finish_summary HEADER-JSON writes summary.json, prints the table and
 # returns 1 if any scenario failed.
 finish_summary() {
-  jq -s --argjson h "$1" --arg formula "$BOUND_FORMULA" \
-    '$h + {bound: $formula, result: (if all(.[]; .result == "PASS") and length > 0 then "PASS" else "FAIL" end), scenarios: .}' \
+  jq -s --argjson h "$1" --arg formula "$BOUND_FORMULA" --arg jobs "$JOB_BOUND_FORMULA" \
+    '$h + {bound: $formula} + (if $jobs == "" then {} else {job_bound: $jobs} end)
+     + {result: (if all(.[]; .result == "PASS") and length > 0 then "PASS" else "FAIL" end), scenarios: .}' \
     "$OUT/scenarios.jsonl" >"$OUT/summary.json"
   echo
   jq -r '
     def t: [.tiers[] | "\(.tier) \(.admitted_max)/\(.limit)/\(.bound)"] | join("  ");
-    "scenario\trequests\t5xx\ttransport\tmax admitted/L/bound per key\tdetected s\tconverged s\tresult",
-    (.scenarios[] | "\(.scenario)\t\(.requests)\t\(.server_errors)\t\(.transport_errors)\t\(t)\t\(.detected_s // "-")\t\(.converged_s // "-")\t\(.result)")
+    def j: if (.jobs // []) == [] then "-" else [.jobs[] | "\(.tier) \(.cost_max)/\(.cost_limit)/\(.cost_bound) \(.conc_max)/\(.conc_limit)/\(.conc_bound)"] | join("  ") end;
+    any(.scenarios[]; (.jobs // []) != []) as $withjobs
+    | "scenario\trequests\t5xx\ttransport\tmax admitted/L/bound per key\(if $withjobs then "\tcost, in flight: max/L/bound per key" else "" end)\tdetected s\tconverged s\tresult",
+    (.scenarios[] | "\(.scenario)\t\(.requests)\t\(.server_errors)\t\(.transport_errors)\t\(t)\(if $withjobs then "\t" + j else "" end)\t\(.detected_s // "-")\t\(.converged_s // "-")\t\(.result)")
   ' "$OUT/summary.json" | table
   jq -r '.scenarios[] | select(.result != "PASS") | .scenario as $s | .failures[] | "FAIL \($s): \(.)"' "$OUT/summary.json"
   echo "bound = $BOUND_FORMULA; N = $NODES"
+  [ -z "$JOB_BOUND_FORMULA" ] || echo "cost, in flight: $JOB_BOUND_FORMULA"
   echo "summary: $OUT/summary.json  (result: $(jq -r .result "$OUT/summary.json"))"
   [ "$(jq -r .result "$OUT/summary.json")" = PASS ]
 }
