@@ -362,3 +362,43 @@ func TestClusterDegradedAppliesEveryDimensionAtOnce(t *testing.T) {
 	assert.Contains(t, w.Body.String(), `"limit":"cost"`)
 	require.Equal(t, http.StatusOK, job(t, c.nodes[2], key, 40, -1, nil).Code)
 }
+
+// TestClusterRefusedJobsSpendNothing: jobs refused for concurrency at nodes
+// that do not own their key give back the cost they reserved and their
+// request hit, so the key's cost is all there for the jobs admitted later.
+func TestClusterRefusedJobsSpendNothing(t *testing.T) {
+	c := startGPUCluster(t, 3)
+	key := c.keysOwnedByEach("pro", 30)[2]
+	const cost = 50
+	release := make(chan struct{})
+	var running atomic.Int64
+	done := make(chan int, 12)
+	for i := range 12 {
+		nd := c.nodes[i%3]
+		go func() {
+			done <- job(t, nd, key, cost, -1, func() { running.Add(1); <-release }).Code
+		}()
+	}
+	require.Eventually(t, func() bool { return running.Load() == 12 }, 10*time.Second, 5*time.Millisecond,
+		"12 jobs hold the key's 12 slots")
+	for i := range 100 {
+		w := job(t, c.nodes[i%2], key, cost, -1, nil)
+		require.Equal(t, http.StatusTooManyRequests, w.Code)
+		require.Contains(t, w.Body.String(), `"limit":"concurrency"`)
+	}
+	close(release)
+	for range 12 {
+		require.Equal(t, http.StatusOK, <-done)
+	}
+	// 600 spent by the 12; 5400 left, less what leases strand (under a
+	// job's cost each, at the two other nodes), once the refunds landed.
+	admitted := 0
+	require.Eventually(t, func() bool {
+		w := job(t, c.nodes[admitted%3], key, cost, -1, nil)
+		if w.Code == http.StatusOK {
+			admitted++
+		}
+		return w.Code != http.StatusOK && admitted*cost >= 5400-2*(cost-1)
+	}, 20*time.Second, time.Millisecond, "admitted %d jobs of %d after the refusals", admitted, cost)
+	assert.LessOrEqual(t, admitted*cost, 5400, "never past the limit")
+}

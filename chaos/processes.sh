@@ -33,12 +33,10 @@
 #   gpu-cost  cost 600 a window (DEGRADED 300): 20 jobs, all admitted within
 #             about a second, so the fault meets keys at their cost limit,
 #             as the request accuracy keys are at theirs. Concurrency 10,
-#             which its load never reaches: a request refused for
-#             concurrency at a node that holds no lease on the key keeps
-#             its cost reservation, and a key retried against its
-#             concurrency limit then gets fewer jobs than its cost allows.
+#             which its load never reaches, so that its bound is read in
+#             the cost alone.
 #   gpu-conc  concurrency 2 (DEGRADED 1), held at it throughout, faults too;
-#             cost 90000, which no phase reaches, for that same reason.
+#             cost 90000, which no phase reaches, for the same reason.
 # Every job is GET /job?work=300ms&cost=30: the upstream holds it 300 ms and
 # reports its actual cost, 30, the tiers' default_estimate, so no job costs
 # more than it reserved (the bounds' overspend term is 0). The upstream
