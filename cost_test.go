@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -401,4 +402,51 @@ func TestClusterRefusedJobsSpendNothing(t *testing.T) {
 		return w.Code != http.StatusOK && admitted*cost >= 5400-2*(cost-1)
 	}, 20*time.Second, time.Millisecond, "admitted %d jobs of %d after the refusals", admitted, cost)
 	assert.LessOrEqual(t, admitted*cost, 5400, "never past the limit")
+}
+
+// TestClusterSlotsSurviveTheirOwnersCrash: when a key's owner crashes with
+// its slot table, the nodes whose jobs hold the key's slots tell the new
+// owner, so the limit holds again once the ring has dropped the dead node.
+func TestClusterSlotsSurviveTheirOwnersCrash(t *testing.T) {
+	c := startGPUCluster(t, 3)
+	key := c.keysOwnedByEach("free", 30)[2]
+	type started struct {
+		release chan struct{}
+		done    chan int
+	}
+	var running atomic.Int64
+	start := func(nd *node) started {
+		s := started{release: make(chan struct{}), done: make(chan int, 1)}
+		go func() {
+			s.done <- job(t, nd, key, 0, -1, func() { running.Add(1); <-s.release; running.Add(-1) }).Code
+		}()
+		return s
+	}
+	a, b := start(c.nodes[0]), start(c.nodes[1])
+	require.Eventually(t, func() bool { return running.Load() == 2 }, 10*time.Second, 5*time.Millisecond)
+
+	c.nodes[2].kill()
+	survivors := c.nodes[:2]
+	require.Eventually(t, func() bool {
+		for _, nd := range survivors {
+			if slices.Contains(nd.ring.Members(), "node-2") {
+				return false
+			}
+		}
+		return true
+	}, 30*time.Second, 10*time.Millisecond, "the survivors drop the dead owner")
+	owner, _ := c.nodes[0].ring.Owner(key)
+	o := slices.IndexFunc(survivors, func(nd *node) bool { return nd.name == owner })
+	require.Eventually(t, func() bool { return survivors[o].slots.Held(time.Now(), key) == 2 },
+		10*time.Second, 10*time.Millisecond, "the running jobs' slots are announced to the new owner")
+	for _, nd := range survivors {
+		w := job(t, nd, key, 0, -1, nil)
+		require.Equal(t, http.StatusTooManyRequests, w.Code, "on %s: the two running jobs hold the slots", nd.name)
+		assert.Contains(t, w.Body.String(), `"limit":"concurrency"`)
+	}
+	close(a.release)
+	require.Equal(t, http.StatusOK, <-a.done)
+	require.Equal(t, http.StatusOK, job(t, c.nodes[1], key, 0, -1, nil).Code, "a job's end frees its slot at the new owner")
+	close(b.release)
+	require.Equal(t, http.StatusOK, <-b.done)
 }

@@ -192,6 +192,7 @@ func (l *Limiter) followRing(ctx context.Context) {
 			prev = cur
 			l.keeper.Members(ctx, failed, left)
 			l.router.HandOffSlots(ctx)
+			l.router.ReannounceSlots(ctx)
 			tidy.Reset(tidyAfter)
 		}
 	}

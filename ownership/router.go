@@ -139,11 +139,11 @@ type Router struct {
 
 	// slots holds the slots of keys this node owns; fallbackSlots those
 	// taken here while an owner could not be reached; slotAt, by slot id,
-	// where each slot this node took is held: the owner's name (this
-	// node's: slots), or fallbackSlot; holder is this node's holder name.
+	// the slots this node's jobs hold, and where; holder is this node's
+	// holder name.
 	slots         *bucket.Slots
 	fallbackSlots *bucket.Slots
-	slotAt        sync.Map // slot id → owner name, fallbackSlot, or *slotLease
+	slotAt        sync.Map // slot id → *heldSlot
 	slotLeases    sync.Map // key → *slotLease
 	holder        string
 

@@ -124,9 +124,18 @@ func (r *Router) charge(now time.Time, key string, n int) {
 	r.owed.Add(now, bucket.Count{Key: key, Start: start, Current: uint64(n)})
 }
 
-// fallbackSlot marks, in Router.slotAt, a slot taken in the Router's own
+// fallbackSlot marks, in a heldSlot, a slot taken in the Router's own
 // fallback table.
 const fallbackSlot = "\x00fallback"
+
+// heldSlot is a slot this node took for one of its jobs: of which key,
+// where it is held (the owner's name, this node's, or fallbackSlot), the
+// slot lease it came from (or nil), and its deadline.
+type heldSlot struct {
+	key, where string
+	lease      *slotLease
+	until      time.Time
+}
 
 // Acquire takes one of key's concurrency slots at now if fewer than limit
 // are held, until until at the latest, and returns its id (0 when
@@ -146,7 +155,7 @@ func (r *Router) Acquire(ctx context.Context, now time.Time, key string, limit i
 			sl := v.(*slotLease)
 			if sl.owner == owner {
 				if id, free, ok := sl.take(now, limit); ok {
-					r.slotAt.Store(id, sl)
+					r.slotAt.Store(id, &heldSlot{key: key, where: owner, lease: sl, until: sl.until})
 					// What this node knows: all but its free ones may be held.
 					return id, limit - free
 				}
@@ -167,7 +176,7 @@ func (r *Router) Acquire(ctx context.Context, now time.Time, key string, limit i
 			if res.Slot != id {
 				return 0, res.SlotsHeld
 			}
-			r.slotAt.Store(id, owner)
+			r.slotAt.Store(id, &heldSlot{key: key, where: owner, until: until})
 			if res.GrantedSlots > 0 {
 				r.leaseSlots(now, key, owner, limit, until, id, res.GrantedSlots)
 			}
@@ -184,7 +193,7 @@ func (r *Router) Acquire(ctx context.Context, now time.Time, key string, limit i
 func (r *Router) acquireIn(slots *bucket.Slots, where string, now time.Time, key string, limit int, until time.Time) (uint64, int) {
 	id, held := slots.AcquireID(now, key, r.holder, newID(), limit, until)
 	if id != 0 {
-		r.slotAt.Store(id, where)
+		r.slotAt.Store(id, &heldSlot{key: key, where: where, until: until})
 	}
 	return id, held
 }
@@ -199,13 +208,11 @@ func (r *Router) Release(ctx context.Context, key string, id uint64) {
 	if !ok {
 		return
 	}
-	if sl, ok := v.(*slotLease); ok {
-		if sl.put(r.clock(), id) {
-			return
-		}
-		v = sl.owner // the lease ended: the slot goes back to its owner
+	h := v.(*heldSlot)
+	if h.lease != nil && h.lease.put(r.clock(), id) {
+		return
 	}
-	where := v.(string)
+	where := h.where // the lease, if any, ended: the slot goes back to its owner
 	switch {
 	case where == fallbackSlot:
 		r.fallbackSlots.Release(key, id)
@@ -236,6 +243,64 @@ func (r *Router) releaseAt(ctx context.Context, owner, key string, id uint64) {
 		}
 	}
 	r.queueRelease(owner, key, id)
+}
+
+// ReannounceSlots tells each key's owner, after the ring changed, of the
+// slots this node's jobs hold of the key at another member, its owner
+// before: the new owner holds them (under this node's name, whatever the
+// limit), and the jobs' ends give them back there. So a key whose owner
+// failed, and its slot table with it, has its running jobs counted again
+// as soon as the ring drops the failed owner, from the nodes that run
+// them; after a graceful move the old owner's hand-off brings the same
+// slots, which count once. It returns how many slots it announced.
+func (r *Router) ReannounceSlots(ctx context.Context) int {
+	type moved struct {
+		id       uint64
+		old, now *heldSlot
+	}
+	byOwner := make(map[string][]moved)
+	r.slotAt.Range(func(k, v any) bool {
+		id, h := k.(uint64), v.(*heldSlot)
+		owner, ok := r.ring.Owner(h.key)
+		if h.where == fallbackSlot || !ok || owner == h.where {
+			return true
+		}
+		// A slot from a lease of the old owner is a job's slot now: the
+		// lease ends (sweepSlotLeases) and gives back what it had free.
+		byOwner[owner] = append(byOwner[owner], moved{id, h, &heldSlot{key: h.key, where: owner, until: h.until}})
+		return true
+	})
+	announced := 0
+	for owner, ms := range byOwner {
+		if owner == r.self {
+			for _, m := range ms {
+				r.slots.Put(bucket.Slot{Key: m.now.key, ID: m.id, Holder: r.holder, Until: m.now.until})
+			}
+		} else {
+			items := make([]forward.Item, len(ms))
+			for i, m := range ms {
+				items[i] = forward.Item{Key: m.now.key, Limit: 1, Window: r.local.Window(), AcquireSlot: m.id,
+					AcquireUntil: m.now.until, SlotHolder: r.holder}
+			}
+			if err := r.send(ctx, owner, items); err != nil {
+				r.log.Warn("slots not announced to their key's new owner; will try at the next change of members",
+					slog.String("peer", owner), slog.Int("slots", len(ms)), slog.Any("error", err))
+				continue
+			}
+		}
+		for _, m := range ms {
+			if !r.slotAt.CompareAndSwap(m.id, m.old, m.now) {
+				// Its job ended meanwhile: give it back where it went.
+				if owner == r.self {
+					r.slots.Release(m.now.key, m.id)
+				} else {
+					r.queueRelease(owner, m.now.key, m.id)
+				}
+			}
+		}
+		announced += len(ms)
+	}
+	return announced
 }
 
 // HandOffSlots hands the slots this node holds for keys it no longer owns

@@ -306,3 +306,39 @@ func TestRouterCostLeaseCoversTheNextJobs(t *testing.T) {
 	require.True(t, r.TakeCost(t.Context(), now, key, 70, 90000).Allowed)
 	assert.Len(t, owner.sent(), 1, "both from the lease")
 }
+
+// TestRouterReannouncesSlotsToTheNewOwner: when a key's owner drops out of
+// the ring, the slots this node's jobs hold there are announced to the
+// key's new owner, under this node's name, and their release goes there.
+func TestRouterReannouncesSlotsToTheNewOwner(t *testing.T) {
+	b, c := newOwnerPeer(3), newOwnerPeer(2)
+	r := newTestRouter(t, []string{"a", "b", "c"}, peerMap{"b": b, "c": c}, func(cfg *RouterConfig) {
+		cfg.Holder = "a\x001"
+		cfg.LeaseTTL = -1
+	})
+	two := ring.New()
+	two.Set([]string{"a", "c"})
+	key := ""
+	for i := 0; key == ""; i++ {
+		k := "user-" + strconv.Itoa(i)
+		if o, _ := r.ring.Owner(k); o == "b" {
+			if o2, _ := two.Owner(k); o2 == "c" {
+				key = k
+			}
+		}
+	}
+	now := time.Now()
+	id, _ := r.Acquire(t.Context(), now, key, 2, now.Add(time.Hour))
+	require.NotZero(t, id)
+	require.Equal(t, 1, b.owner.Slots().Held(now, key))
+
+	assert.Zero(t, r.ReannounceSlots(t.Context()), "the ring did not change")
+	r.ring.Set([]string{"a", "c"}) // b failed
+	assert.Equal(t, 1, r.ReannounceSlots(t.Context()))
+	assert.Equal(t, 1, c.owner.Slots().Held(now, key), "held at the new owner")
+	assert.Equal(t, 1, c.owner.Slots().ReleaseHolder("a\x001"), "as a's")
+	c.owner.Slots().Put(bucket.Slot{Key: key, ID: id, Holder: "a\x001", Until: now.Add(time.Hour)})
+	assert.Zero(t, r.ReannounceSlots(t.Context()), "announced once")
+	r.Release(t.Context(), key, id)
+	assert.Zero(t, c.owner.Slots().Held(now, key), "the job's end gives it back at the new owner")
+}
