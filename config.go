@@ -17,6 +17,9 @@ import (
 	"github.com/tierlimit/tierlimit/ownership"
 )
 
+// maxCapacity bounds Config.Capacity.
+const maxCapacity = 1_000_000
+
 // Config configures a Limiter. The zero value of every field means its
 // stated default; New refuses a Config it cannot run with a *ConfigError
 // that names the field. Without GossipAddr the Limiter is one node on its
@@ -54,6 +57,12 @@ type Config struct {
 	// MaxJobDuration is how long a request holds its concurrency slot at
 	// most when its end never comes (a lost Job). Default one hour.
 	MaxJobDuration time.Duration
+
+	// Capacity is how many jobs this instance's GPUs run at once: its load
+	// signal is the requests in flight through the Middleware (admitted,
+	// their handler not returned) over Capacity, 1.0 being full (Load).
+	// 0, the default, gives no signal. At most 1,000,000.
+	Capacity int
 
 	// NodeName is this instance's name, unique in the cluster: it owns keys
 	// under it and stamps the health states it writes. Default the host
@@ -304,6 +313,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if negative(&c.MaxJobDuration, api.DefaultMaxJobDuration) {
 		return bad("MaxJobDuration", "%v is negative", c.MaxJobDuration)
+	}
+	if c.Capacity < 0 || c.Capacity > maxCapacity {
+		return bad("Capacity", "%d is not from 0 (no load signal) to %d", c.Capacity, maxCapacity)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

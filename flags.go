@@ -43,6 +43,7 @@ func boundFlags(cfg *Config) []boundFlag {
 		{"StateFile", "state-file", &cfg.StateFile, "", "file that keeps the health state and the members' addresses across restarts; empty = memory only"},
 		{"MaxClockOffset", "max-clock-offset", &cfg.MaxClockOffset, DefaultMaxClockOffset, "how far apart the members' clocks may be; a health state stamped further ahead is refused"},
 		{"MaxJobDuration", "max-job-duration", &cfg.MaxJobDuration, api.DefaultMaxJobDuration, "longest a request holds its concurrency slot when its end never comes"},
+		{"Capacity", "capacity", &cfg.Capacity, 0, "jobs this instance runs at once: its load signal is the requests in flight over this; 0 = no signal"},
 	}
 }
 
@@ -80,6 +81,7 @@ func flagFor(field string) string {
 //	-quorum-grace 30s           QuorumGrace
 //	-backup-interval 100ms      BackupInterval
 //	-max-job-duration 1h        MaxJobDuration
+//	-capacity 0                 Capacity
 //
 // Call FlagsFromEnv after fs.Parse to take the flags not given from the
 // environment.

@@ -60,17 +60,19 @@ const leaveTimeout = 2 * time.Second
 // membership, its share of the keys and the peers that own the others. It
 // is safe for concurrent use. Make one with New and stop it with Close.
 type Limiter struct {
-	cfg     Config
-	log     *slog.Logger
-	keys    KeyStore
-	file    *config.File // the key store when it is TiersFile; else nil
-	window  time.Duration
-	health  *health.Holder
-	store   *bucket.Store // counts of the keys this node owns (all of them, alone)
-	slots   *bucket.Slots // the jobs running of keys whose tiers limit them; in a cluster, the keys this node owns
-	mw      *api.Limiter
-	admin   http.Handler
-	metrics *metrics
+	cfg    Config
+	log    *slog.Logger
+	keys   KeyStore
+	file   *config.File // the key store when it is TiersFile; else nil
+	window time.Duration
+	health *health.Holder
+	store  *bucket.Store // counts of the keys this node owns (all of them, alone)
+	slots  *bucket.Slots // the jobs running of keys whose tiers limit them; in a cluster, the keys this node owns
+
+	inFlight atomic.Int64 // requests the Middleware admitted whose handler runs now
+	mw       *api.Limiter
+	admin    http.Handler
+	metrics  *metrics
 
 	// In a cluster; nil on a single node.
 	fallback  *bucket.Store // local-only counts while an owner is unreachable
@@ -180,6 +182,7 @@ func New(cfg Config) (*Limiter, error) {
 		CostUnit:       l.costUnit(),
 		EstimateCost:   cfg.EstimateCost,
 		MaxJobDuration: cfg.MaxJobDuration,
+		InFlight:       &l.inFlight,
 	})
 	l.admin = api.NewAdmin(api.AdminConfig{
 		Token:   cfg.AdminToken,
@@ -187,6 +190,7 @@ func New(cfg Config) (*Limiter, error) {
 		Set:     l.setHealth,
 		Node:    cfg.NodeName,
 		Members: l.Members,
+		Load:    l.Load,
 		Logger:  l.log,
 	})
 	if cfg.AdminToken == "" {
@@ -294,6 +298,17 @@ func (l *Limiter) costUnit() string {
 //	mux.Handle("/authorize", lim.AuthorizeHandler())
 //	mux.Handle("/authorize/", lim.AuthorizeHandler()) // Envoy appends the original path
 func (l *Limiter) AuthorizeHandler() http.Handler { return l.mw.Authorize() }
+
+// Load returns this node's load signal: the requests in flight through the
+// Middleware over Config.Capacity (1.0: the instance's GPUs are full;
+// above it the work queues), and whether it has one (Capacity above 0).
+func (l *Limiter) Load() (api.Load, bool) {
+	n := l.inFlight.Load()
+	if l.cfg.Capacity <= 0 {
+		return api.Load{InFlight: n}, false
+	}
+	return api.Load{InFlight: n, Capacity: l.cfg.Capacity, Signal: float64(n) / float64(l.cfg.Capacity)}, true
+}
 
 // SettleHandler returns the settle call's endpoint (api.Limiter.Settle):
 // POST with the request's X-API-Key, the Tierlimit-Reservation a 200 of

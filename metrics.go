@@ -146,7 +146,17 @@ func newMetrics(cfg Config, src limiterSource) (*metrics, error) {
 			Name: "tierlimit_health_version",
 			Help: "Version of the health state in force.",
 		}, func() float64 { return float64(src.Health().Version) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tierlimit_requests_in_flight",
+			Help: "Requests the middleware admitted whose handler has not returned: the work in flight behind this instance.",
+		}, func() float64 { l, _ := src.Load(); return float64(l.InFlight) }),
 	)
+	if err == nil && cfg.Capacity > 0 {
+		err = m.register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tierlimit_load_signal",
+			Help: "This instance's load signal: requests in flight over -capacity, the jobs it runs at once (1 is full; above 1 the work queues).",
+		}, func() float64 { l, _ := src.Load(); return l.Signal }))
+	}
 	return m, err
 }
 

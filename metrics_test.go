@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tierlimit/tierlimit/api"
 	"github.com/tierlimit/tierlimit/forward"
 	"github.com/tierlimit/tierlimit/tierlimittest"
 )
@@ -164,6 +165,7 @@ type fakeLimiter struct {
 	members                   []string
 	slotsOwned, slotsFallback int
 	freed                     int64
+	inFlight                  int64
 	breakerStates             map[string]forward.BreakerState
 	forwardDeadlines          map[string]time.Duration
 }
@@ -182,7 +184,10 @@ func (f *fakeLimiter) leasesHeld() int          { return f.leases }
 func (f *fakeLimiter) leaseHitsCredited() int64 { return f.credited }
 func (f *fakeLimiter) slotsHeld() (int, int)    { return f.slotsOwned, f.slotsFallback }
 func (f *fakeLimiter) slotsFreed() int64        { return f.freed }
-func (f *fakeLimiter) peers() []string          { return f.members }
+func (f *fakeLimiter) Load() (api.Load, bool) {
+	return api.Load{InFlight: f.inFlight, Capacity: 4, Signal: float64(f.inFlight) / 4}, true
+}
+func (f *fakeLimiter) peers() []string { return f.members }
 func (f *fakeLimiter) breakers(time.Time) map[string]forward.BreakerState {
 	return f.breakerStates
 }
@@ -206,12 +211,12 @@ func newFakeMetrics(t *testing.T, cfg Config, f *fakeLimiter) (*metrics, *promet
 func TestMetricsReadTheLimiterThroughInterfaces(t *testing.T) {
 	f := &fakeLimiter{
 		state: State{Status: Degraded, Version: 7}, tiers: []string{"free"},
-		owned: 11, fallback: 3, backups: 5, evictions: 2, refused: 1, alive: 3, reachable: 1, share: 1.0 / 3, leases: 4, credited: 23, slotsOwned: 6, slotsFallback: 2, freed: 9,
+		owned: 11, fallback: 3, backups: 5, evictions: 2, refused: 1, alive: 3, reachable: 1, share: 1.0 / 3, leases: 4, credited: 23, slotsOwned: 6, slotsFallback: 2, freed: 9, inFlight: 6,
 		members:          []string{"node-1", "node-2"},
 		breakerStates:    map[string]forward.BreakerState{"node-1": forward.BreakerOpen},
 		forwardDeadlines: map[string]time.Duration{"node-1": 3 * time.Millisecond},
 	}
-	m, reg := newFakeMetrics(t, Config{ForwardTimeoutMax: DefaultForwardTimeoutMax}, f)
+	m, reg := newFakeMetrics(t, Config{ForwardTimeoutMax: DefaultForwardTimeoutMax, Capacity: 4}, f)
 	m.Forwarded("node-1", time.Millisecond, nil)
 	m.Forwarded("node-2", time.Millisecond, errors.New("no answer"))
 
@@ -235,6 +240,8 @@ func TestMetricsReadTheLimiterThroughInterfaces(t *testing.T) {
 		{"tierlimit_slots_held", []string{"table", "owned"}, 6},
 		{"tierlimit_slots_held", []string{"table", "fallback"}, 2},
 		{"tierlimit_slots_freed_total", nil, 9},
+		{"tierlimit_requests_in_flight", nil, 6},
+		{"tierlimit_load_signal", nil, 1.5},
 		{"tierlimit_peer_breaker_state", []string{"peer", "node-1", "state", "open"}, 1},
 		{"tierlimit_peer_breaker_state", []string{"peer", "node-2", "state", "closed"}, 1},
 		{"tierlimit_forward_deadline_seconds", []string{"peer", "node-1"}, 0.003},

@@ -3,6 +3,7 @@ package tierlimit
 import (
 	"time"
 
+	"github.com/tierlimit/tierlimit/api"
 	"github.com/tierlimit/tierlimit/forward"
 )
 
@@ -17,6 +18,7 @@ var (
 	_ memberReader = (*Limiter)(nil)
 	_ peerReader   = (*Limiter)(nil)
 	_ leaseReader  = (*Limiter)(nil)
+	_ loadReader   = (*Limiter)(nil)
 )
 
 // limiterSource is what the series of every Limiter read.
@@ -24,6 +26,13 @@ type limiterSource interface {
 	healthReader
 	tierReader
 	storeReader
+	loadReader
+}
+
+// loadReader reads the load signal (tierlimit_requests_in_flight,
+// tierlimit_load_signal).
+type loadReader interface {
+	Load() (api.Load, bool)
 }
 
 // memberSource is what the series of a cluster member read besides.

@@ -32,6 +32,18 @@ type HealthResponse struct {
 	Node string `json:"node"`
 	// Changed reports, on POST, whether the request changed the state.
 	Changed *bool `json:"changed,omitempty"`
+	// Load is this node's load signal, when it has one.
+	Load *Load `json:"load,omitempty"`
+}
+
+// Load is how saturated the work behind a node is: the requests in flight
+// through its middleware (admitted, their handler not returned) against
+// the jobs its instance runs at once. Signal is InFlight / Capacity: 1.0
+// is full, above it the work queues.
+type Load struct {
+	InFlight int64   `json:"in_flight"`
+	Capacity int     `json:"capacity"`
+	Signal   float64 `json:"signal"`
 }
 
 // Member is one node as GET /system/cluster shows it.
@@ -70,6 +82,9 @@ type AdminConfig struct {
 	// Members lists the cluster for GET …/cluster. Nil shows this node
 	// alone.
 	Members func() []Member
+	// Load, if not nil, tells GET and POST …/health this node's load
+	// signal; ok false leaves it out (the node has none).
+	Load func() (Load, bool)
 	// Now is the clock that stamps a POSTed state. Default time.Now.
 	Now func() time.Time
 	// Logger receives a line for every state an operator sets. Nil
@@ -104,6 +119,7 @@ func NewAdmin(cfg AdminConfig) http.Handler {
 		}
 	}
 	a := &admin{
+		load:     cfg.Load,
 		set:      cfg.Set,
 		tokenSum: sha256.Sum256([]byte(cfg.Token)),
 		enabled:  cfg.Token != "",
@@ -138,6 +154,7 @@ type admin struct {
 	health   *health.Holder
 	node     string
 	members  func() []Member
+	load     func() (Load, bool)
 	now      func() time.Time
 	log      *slog.Logger
 }
@@ -185,7 +202,13 @@ func (a *admin) serveHealth(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *admin) healthResponse(s health.State, changed *bool) HealthResponse {
-	return HealthResponse{Status: s.Status, Version: s.Version, Origin: s.Origin, UpdatedAt: s.UpdatedAt, Node: a.node, Changed: changed}
+	r := HealthResponse{Status: s.Status, Version: s.Version, Origin: s.Origin, UpdatedAt: s.UpdatedAt, Node: a.node, Changed: changed}
+	if a.load != nil {
+		if l, ok := a.load(); ok {
+			r.Load = &l
+		}
+	}
+	return r
 }
 
 func (a *admin) serveCluster(w http.ResponseWriter, r *http.Request) {

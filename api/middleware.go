@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -114,6 +115,11 @@ type Config struct {
 	// MaxJobDuration is how long a concurrency slot is held at most if
 	// its job never ends (a lost release). Default DefaultMaxJobDuration.
 	MaxJobDuration time.Duration
+
+	// InFlight, if not nil, counts the requests Middleware admitted whose
+	// handler has not returned: the work in flight behind this instance,
+	// its load signal's numerator.
+	InFlight *atomic.Int64
 }
 
 // Limiter is the rate-limiting middleware. It is safe for concurrent use.
@@ -135,7 +141,8 @@ type Limiter struct {
 	unit     string
 	estimate func(r *http.Request) (int, bool, error)
 	maxJob   time.Duration
-	reserved reservations // Jobs /authorize keeps open until their settle call
+	reserved reservations  // Jobs /authorize keeps open until their settle call
+	inFlight *atomic.Int64 // nil: not counted
 }
 
 // NewLimiter returns a Limiter. It panics if Keys, Checker or Health is nil
@@ -160,6 +167,7 @@ func NewLimiter(cfg Config) *Limiter {
 		unit:     cfg.CostUnit,
 		estimate: cfg.EstimateCost,
 		maxJob:   cfg.MaxJobDuration,
+		inFlight: cfg.InFlight,
 	}
 	if l.estimate == nil {
 		l.estimate = HeaderEstimate
@@ -193,10 +201,14 @@ func NewLimiter(cfg Config) *Limiter {
 func (l *Limiter) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		j, ok := l.Admit(w, r)
-		switch {
-		case !ok:
+		if !ok {
 			return
-		case j == nil:
+		}
+		if l.inFlight != nil {
+			l.inFlight.Add(1)
+			defer l.inFlight.Add(-1)
+		}
+		if j == nil {
 			next.ServeHTTP(w, r)
 			return
 		}

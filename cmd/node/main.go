@@ -193,7 +193,7 @@ func serve(ctx context.Context, o options, log *slog.Logger) error {
 			Help: "Requests admitted by the limiter that the upstream (-upstream) failed: 502 for no connection or a broken answer, 504 for no answer within -upstream-response-timeout.",
 		}, func() float64 { return float64(p.Failures()) }))
 	}
-	srv := api.NewHTTPServer(newMux(lim, o.cfg.NodeName, app, promhttp.HandlerFor(reg, promhttp.HandlerOpts{})), log)
+	srv := api.NewHTTPServer(newMux(lim, o.cfg.NodeName, o.cfg.Capacity, app, promhttp.HandlerFor(reg, promhttp.HandlerOpts{})), log)
 	go func() {
 		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("http server stopped", "err", err)
@@ -242,25 +242,22 @@ func serve(ctx context.Context, o options, log *slog.Logger) error {
 //	GET  /metrics         Prometheus text format
 //
 // Every other path goes through the rate limiter to app, or, when app is
-// nil, to the demo endpoint GET /test (and other paths get 404).
+// nil, to the demo endpoint GET /test (and other paths get 404), whose
+// ?work= runs on capacity slots, the instance's GPUs, queueing beyond
+// them (0: no limit).
 //
 // /authorize and the app's paths are routed on the path as it came, not
 // through ServeMux, which would answer a path with "//" or ".." with a
 // redirect: a proxy's check of /authorize/v1//x must be counted, not sent
 // elsewhere, and the app decides what its own paths mean.
-func newMux(lim *tierlimit.Limiter, node string, app, metrics http.Handler) http.Handler {
+func newMux(lim *tierlimit.Limiter, node string, capacity int, app, metrics http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	if app == nil {
+		gpus := newPool(capacity)
 		limited := lim.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			work, cost, _ := demoJob(r.URL.Query()) // checked before the limiter
-			if work > 0 {
-				t := time.NewTimer(work)
-				select {
-				case <-t.C:
-				case <-r.Context().Done():
-					t.Stop()
-					return // the client is gone: no answer, and the job failed
-				}
+			if work > 0 && !gpus.run(r.Context(), work) {
+				return // the client is gone: no answer, and the job failed
 			}
 			if cost >= 0 {
 				tierlimit.ReportCost(r.Context(), cost)
@@ -372,4 +369,37 @@ func demoJob(q url.Values) (work time.Duration, cost int, err error) {
 		}
 	}
 	return work, cost, nil
+}
+
+// pool is the demo's GPUs: at most n jobs work at once, the others queue
+// in the order they come (a channel's waiters), each until its client
+// gives up.
+type pool struct{ slots chan struct{} } // nil: no limit
+
+func newPool(n int) *pool {
+	if n <= 0 {
+		return &pool{}
+	}
+	return &pool{slots: make(chan struct{}, n)}
+}
+
+// run waits for a slot, then works for d, and reports whether the job ran
+// to its end (false: ctx ended first).
+func (p *pool) run(ctx context.Context, d time.Duration) bool {
+	if p.slots != nil {
+		select {
+		case p.slots <- struct{}{}:
+			defer func() { <-p.slots }()
+		case <-ctx.Done():
+			return false
+		}
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }

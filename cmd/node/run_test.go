@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"os"
@@ -331,6 +332,42 @@ func TestRunAloneCountsCostAndConcurrency(t *testing.T) {
 	}, 2*time.Second, 20*time.Millisecond, "no 429 while the one slot is held")
 	assert.Equal(t, http.StatusOK, (<-slow).StatusCode)
 	assert.Equal(t, http.StatusOK, job("", "0").StatusCode, "the slot is free once the job ended")
+	cancel()
+	require.NoError(t, <-done)
+}
+
+// TestRunCapacityIsTheLoadSignal: with -capacity 2 the demo's jobs run two
+// at a time, the others queue, and the node's load signal, in
+// GET /system/health, is the jobs in flight over 2.
+func TestRunCapacityIsTheLoadSignal(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tiers.json")
+	require.NoError(t, os.WriteFile(path, []byte(`{"window_seconds": 60, "tiers": {"pro": {"limit": 100}}, "api_keys": {"k": "pro"}}`), 0o600))
+	addr, _, cancel, done := startRun(t, "-config", path, "-node-name", "n", "-admin-token", "tok", "-capacity", "2")
+	base := "http://" + addr
+	load := func() map[string]any {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, base+"/system/health", nil)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer tok")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		var body struct {
+			Load map[string]any `json:"load"`
+		}
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&body))
+		return body.Load
+	}
+	assert.Equal(t, map[string]any{"in_flight": 0.0, "capacity": 2.0, "signal": 0.0}, load())
+
+	jobs := make(chan int, 3)
+	for range 3 {
+		go func() { jobs <- send(t, http.MethodGet, base+"/test?work=1s", "X-API-Key", "k").StatusCode }()
+	}
+	require.Eventually(t, func() bool { return load()["in_flight"] == 3.0 }, 5*time.Second, 10*time.Millisecond)
+	assert.Equal(t, 1.5, load()["signal"], "three jobs on two GPUs: one queues")
+	for range 3 {
+		require.Equal(t, http.StatusOK, <-jobs)
+	}
 	cancel()
 	require.NoError(t, <-done)
 }

@@ -1,0 +1,79 @@
+package tierlimit
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tierlimit/tierlimit/api"
+)
+
+// TestLoadSignalCountsTheWorkInFlight: with a capacity, the load signal is
+// the admitted requests whose handler runs over it, in GET /system/health
+// and in the metrics; refused requests are not work; without a capacity
+// there is no signal.
+func TestLoadSignalCountsTheWorkInFlight(t *testing.T) {
+	lim, _ := newSingle(t, tenSecondTiers, func(c *Config) { c.Capacity = 2 })
+	release := make(chan struct{})
+	started := make(chan struct{}, 3)
+	h := lim.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started <- struct{}{}
+		<-release
+	}))
+	done := make(chan int, 3)
+	for range 3 {
+		go func() {
+			r := httptest.NewRequestWithContext(t.Context(), http.MethodGet, "/v1/x", nil)
+			r.Header.Set("X-API-Key", "pro-1")
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			done <- w.Code
+		}()
+	}
+	for range 3 {
+		<-started
+	}
+	codes := map[int]int{}
+	for range 7 {
+		codes[hit(t, lim, "free-1").Code]++ // each ends at once; the refused never start
+	}
+	assert.Equal(t, map[int]int{http.StatusOK: 5, http.StatusTooManyRequests: 2}, codes)
+	load, ok := lim.Load()
+	require.True(t, ok)
+	assert.Equal(t, api.Load{InFlight: 3, Capacity: 2, Signal: 1.5}, load, "three at work on two GPUs: the work queues")
+
+	r := httptest.NewRequestWithContext(t.Context(), http.MethodGet, "/system/health", nil)
+	r.Header.Set("Authorization", "Bearer "+testToken)
+	w := httptest.NewRecorder()
+	lim.AdminHandler().ServeHTTP(w, r)
+	var got api.HealthResponse
+	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &got))
+	require.NotNil(t, got.Load)
+	assert.Equal(t, 1.5, got.Load.Signal)
+
+	close(release)
+	for range 3 {
+		require.Equal(t, http.StatusOK, <-done)
+	}
+	load, _ = lim.Load()
+	assert.Equal(t, api.Load{Capacity: 2}, load, "nothing in flight")
+
+	none, _ := newSingle(t, tenSecondTiers, nil)
+	_, ok = none.Load()
+	assert.False(t, ok, "no capacity, no signal")
+}
+
+func TestCapacityIsChecked(t *testing.T) {
+	for _, c := range []int{-1, 1_000_001} {
+		_, err := New(Config{TiersFile: writeTiers(t, t.TempDir()+"/tiers.json", tenSecondTiers), NodeName: "n", Capacity: c})
+		var ce *ConfigError
+		require.True(t, errors.As(err, &ce), "%v", err)
+		assert.Equal(t, "Capacity", ce.Field)
+		assert.Contains(t, err.Error(), "-capacity")
+	}
+}
