@@ -60,7 +60,7 @@
 # Smoke checks, a quick run's too: the script exits 1, after writing the
 # results, naming the run, if any measured run (load or accuracy, of any
 # stack) had a response other than 200 or 429 (5xx, 401, other 4xx) or a
-# transport error, if an upload did not answer 200, or if more than 0.5 %
+# transport error, if an upload did not answer 200, or if more than 2 %
 # of the 200s and 429s of a stack with a tierlimit node (the proxy,
 # TierLimitMiddleware, nginx with the check) lacked X-RateLimit-Limit; a
 # full run then leaves docs/anystack.md alone. Latency, throughput and

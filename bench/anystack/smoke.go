@@ -8,10 +8,13 @@ import (
 )
 
 // maxMissingShare is the share of a tierlimit stack's 200s and 429s that
-// may come without X-RateLimit-Limit: a few checks of a warm-up's first
-// second may time out and fail open (TierLimitMiddleware's 0.1 s), but a
-// stack whose limiter is not in the path at all sends none.
-const maxMissingShare = 0.005
+// may come without X-RateLimit-Limit: the check is that the limiter is in
+// the path (a stack without it sends none), not how its tail fares. At
+// c=64 on two shared CPUs the FastAPI stack's p99 is above
+// TierLimitMiddleware's 0.1 s timeout (123 to 176 ms), so some checks time
+// out and fail open, as documented: 0.04 % on a quiet machine, 0.66 and
+// 0.78 % in two CI runs (the CI machine busier), against 0.5 % allowed then.
+const maxMissingShare = 0.02
 
 // smoke returns what the smoke checks found wrong, one line per run or
 // upload, in the order of the runs, then of the uploads; none when all
@@ -78,7 +81,7 @@ func firstErrors(errs []loadreport.ErrorCount, n int) string {
 func smokeSection(b *strings.Builder, in *inputs) {
 	b.WriteString("\n### Smoke checks\n\n")
 	b.WriteString("The script fails (and leaves this page alone) if any measured run had an answer other than 200 or 429 or a transport error, ")
-	b.WriteString("if an upload did not answer 200, or if more than 0.5 % of the 200s and 429s of a stack with a tierlimit node ")
+	b.WriteString("if an upload did not answer 200, or if more than 2 % of the 200s and 429s of a stack with a tierlimit node ")
 	b.WriteString("(the proxy, TierLimitMiddleware, nginx with the check) lacked X-RateLimit-Limit.")
 	problems := smoke(in)
 	if len(problems) == 0 {

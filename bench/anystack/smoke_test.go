@@ -42,11 +42,11 @@ func TestSmoke(t *testing.T) {
 			nil, []string{"floor, load run at c=1: no requests"}},
 		{"missing headers on a tierlimit stack", []result{
 			{kind: kindHot, stack: stackTL, c: 1, rep: &loadreport.Report{Requests: 1000,
-				Status: loadreport.Status{OK: 900, Limited: 100}, MissingLimitHeader: 6}},
-		}, nil, []string{"tierlimit, hot run at c=1: 6 of 1000 200s and 429s (0.60%) without X-RateLimit-Limit, more than 0.5%"}},
+				Status: loadreport.Status{OK: 900, Limited: 100}, MissingLimitHeader: 21}},
+		}, nil, []string{"tierlimit, hot run at c=1: 21 of 1000 200s and 429s (2.10%) without X-RateLimit-Limit, more than 2.0%"}},
 		{"missing headers within the share", []result{
 			{kind: kindLoad, stack: stackProxy, c: 1, rep: &loadreport.Report{Requests: 1000,
-				Status: loadreport.Status{OK: 1000}, MissingLimitHeader: 5}},
+				Status: loadreport.Status{OK: 1000}, MissingLimitHeader: 20}},
 		}, nil, nil},
 		{"no headers where there is no tierlimit node", []result{
 			{kind: kindLoad, stack: stackNginx, c: 1, rep: &loadreport.Report{Requests: 1000, Status: loadreport.Status{OK: 1000}, MissingLimitHeader: 1000}},
