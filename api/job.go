@@ -239,15 +239,14 @@ func (l *Limiter) admitMore(ctx context.Context, key string, tier config.Tier, d
 			// When a slot frees is up to the jobs running: look again in a
 			// second.
 			d.RetryAt = now.Add(time.Second)
-		}
-		dims = append(dims, dimState{LimitConcurrency, d})
-		if id == 0 {
+			dims = append(dims, dimState{LimitConcurrency, d})
 			l.spender.Refund(ctx, now, key, hit)
 			if tier.Cost.Set() && estimate > 0 {
 				l.spender.SettleCost(ctx, now, key, reset, -estimate)
 			}
 			return nil, dims, false
 		}
+		dims = append(dims, dimState{LimitConcurrency, d})
 		slot = id
 	}
 	return &Job{sp: l.spender, key: key, reset: reset, now: l.clock, cost: tier.Cost.Set(), reserved: estimate, slot: slot}, dims, true

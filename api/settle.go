@@ -99,17 +99,20 @@ func (rs *reservations) sweep(now time.Time) []*Job {
 
 // take removes and returns the open Job id of key, or nil: unknown, of
 // another key, or ended by now.
-func (rs *reservations) take(id, key string, now time.Time) *Job {
+func (rs *reservations) take(ctx context.Context, id, key string, now time.Time) *Job {
 	rs.mu.Lock()
-	defer rs.mu.Unlock()
 	r, ok := rs.m[id]
-	if !ok || r.job.key != key {
-		return nil
+	if ok && r.job.key == key {
+		delete(rs.m, id)
 	}
-	delete(rs.m, id)
-	if !now.Before(r.until) {
-		// Ended at its deadline: the estimate stands.
-		r.job.End(context.Background(), false)
+	rs.mu.Unlock()
+	switch {
+	case !ok || r.job.key != key:
+		return nil
+	case !now.Before(r.until):
+		// Ended at its deadline: the estimate stands. Outside the lock: a
+		// slot's release may be a call to its owner.
+		r.job.End(ctx, false)
 		return nil
 	}
 	return r.job
@@ -155,7 +158,7 @@ func (l *Limiter) Settle() http.Handler {
 			WriteError(w, http.StatusBadRequest, "invalid_failed", HeaderFailed+": want one header, true or false")
 			return
 		}
-		j := l.reserved.take(ids[0], key, l.clock())
+		j := l.reserved.take(r.Context(), ids[0], key, l.clock())
 		if j == nil {
 			WriteError(w, http.StatusNotFound, "unknown_reservation", "no open reservation "+shortValue(ids[0])+" for this key: settled already, ended at its deadline, or never made")
 			return

@@ -75,10 +75,7 @@ func (r *Router) refund(now time.Time, key string, reset time.Time, n int) {
 	r.refunds = append(r.refunds, forward.Item{Key: key, Limit: 1, Window: r.local.Window(),
 		Refund: n, GiveBackStart: reset.Add(-r.local.Window())})
 	r.givesMu.Unlock()
-	select {
-	case r.giveNow <- struct{}{}:
-	default:
-	}
+	r.wakeRun()
 }
 
 // intoLease adds n hits to the lease this node holds on key, if it is one
@@ -224,12 +221,23 @@ func (r *Router) Release(ctx context.Context, key string, id uint64) {
 	default:
 		r.releaseAt(ctx, where, key, id)
 	}
-	if owner, ok := r.ring.Owner(key); ok && owner != where {
-		if owner == r.self {
-			r.slots.Release(key, id)
-		} else {
-			r.releaseAt(ctx, owner, key, id)
-		}
+	r.releaseAtOwnerNow(ctx, key, id, where, true)
+}
+
+// releaseAtOwnerNow gives key's slot id back at key's owner now too, if
+// that is not where, where it was taken: the slot may have moved with the
+// key (HandOffSlots, ReannounceSlots). A release given where it is not
+// held takes nothing. With wait, a peer is asked at once (releaseAt), else
+// in the background.
+func (r *Router) releaseAtOwnerNow(ctx context.Context, key string, id uint64, where string, wait bool) {
+	switch owner, ok := r.ring.Owner(key); {
+	case !ok || owner == where:
+	case owner == r.self:
+		r.slots.Release(key, id)
+	case wait:
+		r.releaseAt(ctx, owner, key, id)
+	default:
+		r.queueRelease(owner, key, id)
 	}
 }
 
@@ -365,17 +373,9 @@ func (r *Router) endSlotLease(key string, sl *slotLease) {
 	if !ok {
 		return
 	}
-	now, ok := r.ring.Owner(key)
 	for _, id := range free {
 		r.queueRelease(sl.owner, key, id)
-		// The key may have moved, its slots handed over with it.
-		switch {
-		case !ok || now == sl.owner:
-		case now == r.self:
-			r.slots.Release(key, id)
-		default:
-			r.queueRelease(now, key, id)
-		}
+		r.releaseAtOwnerNow(context.Background(), key, id, sl.owner, false)
 	}
 }
 
@@ -415,10 +415,7 @@ func (r *Router) queueRelease(owner, key string, id uint64) {
 	r.givesMu.Lock()
 	r.releases = append(r.releases, slotRelease{owner: owner, key: key, id: id})
 	r.givesMu.Unlock()
-	select {
-	case r.giveNow <- struct{}{}:
-	default:
-	}
+	r.wakeRun()
 }
 
 // SlotsHeld returns how many concurrency slots this node holds now: of

@@ -128,6 +128,12 @@ func (r *Router) queueGive(g giveBack) {
 	r.givesMu.Lock()
 	r.gives = append(r.gives, g)
 	r.givesMu.Unlock()
+	r.wakeRun()
+}
+
+// wakeRun wakes Run to send what is queued (give-backs, releases,
+// refunds) at once.
+func (r *Router) wakeRun() {
 	select {
 	case r.giveNow <- struct{}{}:
 	default:
