@@ -48,6 +48,7 @@ type testCluster struct {
 	steady    bool
 	stateDir  string       // if set, node i keeps its state file there
 	logs      slog.Handler // if set, every node logs here
+	tune      func(i int, cfg *Config)
 }
 
 // node is one Limiter of a testCluster with the handler a service would
@@ -72,6 +73,8 @@ type clusterOpts struct {
 	stateFiles bool
 	// logs, if set, receives every node's log records (at Info and up).
 	logs slog.Handler
+	// tune, if set, changes node i's Config before it starts.
+	tune func(i int, cfg *Config)
 }
 
 // startCluster starts n Limiters, node i on 127.0.0.(i+1) so that a
@@ -86,7 +89,7 @@ func startCluster(t *testing.T, n int, co clusterOpts) *testCluster {
 		co.perTier = 50
 	}
 	c := &testCluster{t: t, config: tierlimittest.TiersFile(t, co.perTier), partition: clustertest.NewPartition(),
-		grpcCut: clustertest.NewPartition(), forward: co.forwardTimeout, steady: co.steady, logs: co.logs}
+		grpcCut: clustertest.NewPartition(), forward: co.forwardTimeout, steady: co.steady, logs: co.logs, tune: co.tune}
 	if co.stateFiles {
 		c.stateDir = t.TempDir()
 	}
@@ -178,6 +181,9 @@ func (c *testCluster) start(i int, gossipAddr, grpcAddr string, tr memberlist.Tr
 	}
 	if c.stateDir != "" {
 		cfg.StateFile = filepath.Join(c.stateDir, name+".json")
+	}
+	if c.tune != nil {
+		c.tune(i, &cfg)
 	}
 	lim, err := New(cfg)
 	require.NoError(t, err)

@@ -2,6 +2,7 @@ package tierlimit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tierlimit/tierlimit/api"
 	"github.com/tierlimit/tierlimit/handoff"
+	"github.com/tierlimit/tierlimit/loadctl"
 	"github.com/tierlimit/tierlimit/ownership"
 )
 
@@ -63,6 +65,26 @@ type Config struct {
 	// their handler not returned) over Capacity, 1.0 being full (Load).
 	// 0, the default, gives no signal. At most 1,000,000.
 	Capacity int
+
+	// LoadSignal, if not nil, is this instance's own load signal, read
+	// twenty times a second: how saturated the work behind it is, 1.0
+	// being full (a GPU queue's depth over its limit, the KV cache in
+	// use). It must be fast and safe for concurrent use. A value that is
+	// not a number from 0 to 10 is dropped (logged, and counted in
+	// tierlimit_load_signal_refused_total). With Capacity as well, the
+	// larger of the two counts.
+	LoadSignal func() float64
+
+	// AutoHigh, AutoLow, AutoUpHold and AutoDownHold set the cluster's
+	// automatic switch, on whenever a member has a load signal (Capacity,
+	// LoadSignal, or a report to POST /system/load): the cluster goes
+	// DEGRADED when its demand (the mean over the members of their load
+	// signal plus the work DEGRADED refuses) stays at or above AutoHigh
+	// for AutoUpHold, and back to NORMAL when it stays at or below AutoLow
+	// for AutoDownHold. The member that writes the switch uses its own.
+	// Defaults 1, 0.75, 2s and 15s (docs/design.md says why).
+	AutoHigh, AutoLow        float64
+	AutoUpHold, AutoDownHold time.Duration
 
 	// NodeName is this instance's name, unique in the cluster: it owns keys
 	// under it and stamps the health states it writes. Default the host
@@ -317,6 +339,15 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Capacity < 0 || c.Capacity > maxCapacity {
 		return bad("Capacity", "%d is not from 0 (no load signal) to %d", c.Capacity, maxCapacity)
 	}
+	auto := c.autoSettings()
+	if err := auto.Check(); err != nil {
+		var fe *loadctl.FieldError
+		if errors.As(err, &fe) {
+			return bad("Auto"+fe.Field, "%s", fe.Msg)
+		}
+		return c, err
+	}
+	c.AutoHigh, c.AutoLow, c.AutoUpHold, c.AutoDownHold = auto.High, auto.Low, auto.UpHold, auto.DownHold
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -415,4 +446,10 @@ func splitHostPort(s string) (string, int, error) {
 		return "", 0, fmt.Errorf("%q: bad port", s)
 	}
 	return host, port, nil
+}
+
+// autoSettings returns the automatic switch's settings, zero ones at
+// their defaults.
+func (c Config) autoSettings() loadctl.Settings {
+	return loadctl.Settings{High: c.AutoHigh, Low: c.AutoLow, UpHold: c.AutoUpHold, DownHold: c.AutoDownHold}.WithDefaults()
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tierlimit/tierlimit/api"
+	"github.com/tierlimit/tierlimit/loadctl"
 )
 
 // boundFlag is one flag of BindFlags: its name, the Config field it sets
@@ -44,6 +45,10 @@ func boundFlags(cfg *Config) []boundFlag {
 		{"MaxClockOffset", "max-clock-offset", &cfg.MaxClockOffset, DefaultMaxClockOffset, "how far apart the members' clocks may be; a health state stamped further ahead is refused"},
 		{"MaxJobDuration", "max-job-duration", &cfg.MaxJobDuration, api.DefaultMaxJobDuration, "longest a request holds its concurrency slot when its end never comes"},
 		{"Capacity", "capacity", &cfg.Capacity, 0, "jobs this instance runs at once: its load signal is the requests in flight over this; 0 = no signal"},
+		{"AutoHigh", "auto-high", &cfg.AutoHigh, loadctl.DefaultHigh, "with a load signal, the cluster goes DEGRADED when its demand stays at or above this"},
+		{"AutoLow", "auto-low", &cfg.AutoLow, loadctl.DefaultLow, "... and back to NORMAL when its demand stays at or below this"},
+		{"AutoUpHold", "auto-up-hold", &cfg.AutoUpHold, loadctl.DefaultUpHold, "how long the demand must stay at or above -auto-high"},
+		{"AutoDownHold", "auto-down-hold", &cfg.AutoDownHold, loadctl.DefaultDownHold, "how long the demand must stay at or below -auto-low"},
 	}
 }
 
@@ -82,6 +87,10 @@ func flagFor(field string) string {
 //	-backup-interval 100ms      BackupInterval
 //	-max-job-duration 1h        MaxJobDuration
 //	-capacity 0                 Capacity
+//	-auto-high 1                AutoHigh
+//	-auto-low 0.75              AutoLow
+//	-auto-up-hold 2s            AutoUpHold
+//	-auto-down-hold 15s         AutoDownHold
 //
 // Call FlagsFromEnv after fs.Parse to take the flags not given from the
 // environment.
@@ -97,6 +106,9 @@ func BindFlags(fs *flag.FlagSet, cfg *Config) {
 		case *int:
 			*t = f.def.(int)
 			fs.Var((*intFlag)(t), f.name, usage)
+		case *float64:
+			*t = f.def.(float64)
+			fs.Var((*floatFlag)(t), f.name, usage)
 		case *time.Duration:
 			DurationVar(fs, t, f.name, f.def.(time.Duration), usage)
 		case flag.Value:
@@ -168,12 +180,13 @@ func BoolVar(fs *flag.FlagSet, p *bool, name string, value bool, usage string) {
 	fs.Var((*boolFlag)(p), name, usage)
 }
 
-// durationFlag, intFlag and boolFlag are the flag package's values with
+// durationFlag, intFlag, floatFlag and boolFlag are the flag package's values with
 // errors that say what would do: the flag package prints them as
 // `invalid value "5" for flag -name: <error>`.
 type (
 	durationFlag time.Duration
 	intFlag      int
+	floatFlag    float64
 	boolFlag     bool
 )
 
@@ -196,6 +209,17 @@ func (n *intFlag) Set(s string) error {
 		return errors.New("not a whole number, such as 1000000")
 	}
 	*n = intFlag(v)
+	return nil
+}
+
+func (f *floatFlag) String() string { return strconv.FormatFloat(float64(*f), 'g', -1, 64) }
+
+func (f *floatFlag) Set(s string) error {
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return errors.New("not a number, such as 0.75")
+	}
+	*f = floatFlag(v)
 	return nil
 }
 

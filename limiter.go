@@ -70,6 +70,7 @@ type Limiter struct {
 	slots  *bucket.Slots // the jobs running of keys whose tiers limit them; in a cluster, the keys this node owns
 
 	inFlight atomic.Int64 // requests the Middleware admitted whose handler runs now
+	auto     *autopilot   // the automatic switch's part on this node
 	mw       *api.Limiter
 	admin    http.Handler
 	metrics  *metrics
@@ -154,6 +155,7 @@ func New(cfg Config) (*Limiter, error) {
 			l.kill()
 		}
 	}()
+	l.auto = newAutopilot(l)
 	if l.metrics, err = newMetrics(cfg, l); err != nil {
 		return nil, err
 	}
@@ -183,6 +185,8 @@ func New(cfg Config) (*Limiter, error) {
 		EstimateCost:   cfg.EstimateCost,
 		MaxJobDuration: cfg.MaxJobDuration,
 		InFlight:       &l.inFlight,
+		Admitted:       &l.auto.admitted,
+		Shed:           l.countShed,
 	})
 	l.admin = api.NewAdmin(api.AdminConfig{
 		Token:   cfg.AdminToken,
@@ -192,11 +196,15 @@ func New(cfg Config) (*Limiter, error) {
 		Members: l.Members,
 		Load:    l.Load,
 		Logger:  l.log,
+
+		ClusterLoad: l.auto.ClusterLoad,
+		Report:      l.auto.Report,
 	})
 	if cfg.AdminToken == "" {
 		l.log.Warn("no admin token: the admin endpoints refuse every request")
 	}
 	l.bg.Go(func() { l.sweep(bgCtx) })
+	l.bg.Go(func() { l.auto.run(bgCtx) })
 	if l.node != nil {
 		l.bg.Go(func() { l.applyChanges(bgCtx) })
 		l.bg.Go(func() { l.watchQuorum(bgCtx) })
@@ -310,6 +318,15 @@ func (l *Limiter) Load() (api.Load, bool) {
 	return api.Load{InFlight: n, Capacity: l.cfg.Capacity, Signal: float64(n) / float64(l.cfg.Capacity)}, true
 }
 
+// countShed counts a request refused in DEGRADED as demand (autopilot).
+func (l *Limiter) countShed(key string, tier Tier, now time.Time) {
+	members := int64(1)
+	if l.node != nil {
+		members = max(l.alive.Load(), 1)
+	}
+	l.auto.shed.count(key, tier, now, members, l.window)
+}
+
 // SettleHandler returns the settle call's endpoint (api.Limiter.Settle):
 // POST with the request's X-API-Key, the Tierlimit-Reservation a 200 of
 // AuthorizeHandler gave (to a request sent with Tierlimit-Settle: later),
@@ -372,21 +389,31 @@ func (l *Limiter) Health() State { return l.health.Current() }
 
 // SetHealth makes status the system state, for the whole cluster (gossip
 // carries it to every member), as POST /system/health does, and returns
-// the state now in force. It is a new write even if status is in force
-// already, so that it wins over every earlier write, also one this node has
-// not heard of yet. With Config.StateFile it returns once the state is
-// saved, or the error that kept it from being saved (the state is in force
-// all the same).
+// the state now in force. It pins the state (manual mode): the automatic
+// switch leaves it until ResumeAuto. It is a new write even if status is
+// in force already, so that it wins over every earlier write, also one
+// this node has not heard of yet. With Config.StateFile it returns once the
+// state is saved, or the error that kept it from being saved (the state is
+// in force all the same).
 func (l *Limiter) SetHealth(status Status) (State, error) {
-	s, _, err := l.setHealth(status, time.Now())
+	s, _, err := l.setHealth(health.Write{Status: status, Pinned: true, Why: "SetHealth"}, time.Now())
 	l.log.Info("health state set", "status", s.Status.String(), "version", s.Version)
 	return s, err
 }
 
-// setHealth writes status at now, saves it if there is a state file, and
+// ResumeAuto hands the state back to the automatic switch, as a POST of
+// {"mode":"auto"} does: the status in force stays until the cluster's load
+// moves it.
+func (l *Limiter) ResumeAuto() (State, error) {
+	s, _, err := l.setHealth(health.Write{Status: l.health.Status(), Why: "ResumeAuto"}, time.Now())
+	l.log.Info("health state handed to the automatic switch", "status", s.Status.String(), "version", s.Version)
+	return s, err
+}
+
+// setHealth writes w at now, saves it if there is a state file, and
 // reports whether the status changed.
-func (l *Limiter) setHealth(status Status, now time.Time) (State, bool, error) {
-	s, changed := l.health.Set(status, now)
+func (l *Limiter) setHealth(w health.Write, now time.Time) (State, bool, error) {
+	s, changed := l.health.Write(w, now)
 	if l.state != nil {
 		if err := l.state.save(s); err != nil {
 			l.log.Error("health state set but not saved", "err", err)

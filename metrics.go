@@ -10,6 +10,7 @@ import (
 
 	"github.com/tierlimit/tierlimit/api"
 	"github.com/tierlimit/tierlimit/handoff"
+	"github.com/tierlimit/tierlimit/health"
 	"github.com/tierlimit/tierlimit/ownership"
 )
 
@@ -39,6 +40,7 @@ type metrics struct {
 	leaseGranted prometheus.Counter
 	leasesEnded  *prometheus.CounterVec
 	leaseUnused  *prometheus.CounterVec
+	autoSwitches *prometheus.CounterVec
 }
 
 // newMetrics registers the series of every Limiter with cfg.Registerer
@@ -151,6 +153,9 @@ func newMetrics(cfg Config, src limiterSource) (*metrics, error) {
 			Help: "Requests the middleware admitted whose handler has not returned: the work in flight behind this instance.",
 		}, func() float64 { l, _ := src.Load(); return float64(l.InFlight) }),
 	)
+	if err == nil {
+		err = m.registerAuto(src)
+	}
 	if err == nil && cfg.Capacity > 0 {
 		err = m.register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tierlimit_load_signal",
@@ -158,6 +163,82 @@ func newMetrics(cfg Config, src limiterSource) (*metrics, error) {
 		}, func() float64 { l, _ := src.Load(); return l.Signal }))
 	}
 	return m, err
+}
+
+// autoReader reads the automatic switch's state.
+type autoReader interface {
+	healthReader
+	autoPilot() *autopilot
+}
+
+// registerAuto registers the series of the automatic switch.
+func (m *metrics) registerAuto(src autoReader) error {
+	a := src.autoPilot()
+	m.autoSwitches = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tierlimit_auto_switches_total",
+		Help: "Health writes this node made for the cluster's automatic switch, by the status written.",
+	}, []string{"status"})
+	m.autoSwitches.WithLabelValues("NORMAL")
+	m.autoSwitches.WithLabelValues("DEGRADED")
+	view := func(f func(*api.ClusterLoad) float64) func() float64 {
+		return func() float64 {
+			if v := a.ClusterLoad(); v != nil {
+				return f(v)
+			}
+			return 0
+		}
+	}
+	return m.register(
+		m.autoSwitches,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tierlimit_load_demand",
+			Help: "This node's demand: its load signal plus the work the requests DEGRADED refuses would bring (1 is full).",
+		}, a.Demand),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tierlimit_cluster_saturation",
+			Help: "The cluster's saturation as this node sees it: the mean load signal of the members whose sample is fresh.",
+		}, view(func(v *api.ClusterLoad) float64 { return v.Saturation })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tierlimit_cluster_demand",
+			Help: "The cluster's demand as this node sees it, which the automatic switch compares with its marks.",
+		}, view(func(v *api.ClusterLoad) float64 { return v.Demand })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tierlimit_cluster_load_members_stale",
+			Help: "Members whose load sample is stale: unknown, left out of the cluster's saturation.",
+		}, view(func(v *api.ClusterLoad) float64 { return float64(v.Unknown) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tierlimit_cluster_load_members_fresh",
+			Help: "Members whose load sample is fresh: those the cluster's saturation is the mean of.",
+		}, view(func(v *api.ClusterLoad) float64 { return float64(v.Known) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tierlimit_health_pinned",
+			Help: "1 while a person's write pins the health state (manual mode), 0 while the automatic switch may move it.",
+		}, func() float64 { return b2f(src.Health().Pinned) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tierlimit_shed_demand_total",
+			Help: "Requests refused in DEGRADED that NORMAL would admit, counted as demand (at most each key's share of burst - degraded per window).",
+		}, func() float64 { return float64(a.shed.total.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tierlimit_load_signal_refused_total",
+			Help: "Readings of the embedder's load signal that were not a number from 0 to 10, dropped.",
+		}, func() float64 { return float64(a.refused.Load()) }),
+	)
+}
+
+// autoSwitched counts a write of the automatic switch.
+func (m *metrics) autoSwitched(to health.Status) {
+	if m == nil {
+		return
+	}
+	m.autoSwitches.WithLabelValues(to.String()).Inc()
+}
+
+// b2f is 1 for true, 0 for false.
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // registerCluster registers the series of a cluster member, which read src

@@ -178,6 +178,7 @@ func (f *fakeLimiter) evicted() uint64          { return f.evictions }
 func (f *fakeLimiter) aliveMembers() int        { return f.alive }
 func (f *fakeLimiter) reachableMembers() int    { return f.reachable }
 func (f *fakeLimiter) limitShare() float64      { return f.share }
+func (f *fakeLimiter) autoPilot() *autopilot    { return &autopilot{} }
 func (f *fakeLimiter) backupLen() int           { return f.backups }
 func (f *fakeLimiter) refusedStates() uint64    { return f.refused }
 func (f *fakeLimiter) leasesHeld() int          { return f.leases }

@@ -27,6 +27,7 @@ type limiterSource interface {
 	tierReader
 	storeReader
 	loadReader
+	autoReader
 }
 
 // loadReader reads the load signal (tierlimit_requests_in_flight,

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"strings"
 	"time"
@@ -34,6 +35,55 @@ type HealthResponse struct {
 	Changed *bool `json:"changed,omitempty"`
 	// Load is this node's load signal, when it has one.
 	Load *Load `json:"load,omitempty"`
+	// Mode is "auto" when the cluster's load switches the state, "manual"
+	// when a person's write pins it, "off" when no member has a load
+	// signal.
+	Mode string `json:"mode"`
+	// Why says what made the write in force.
+	Why string `json:"why,omitempty"`
+	// Cluster is the cluster's load as this node sees it, when a member
+	// has a load signal.
+	Cluster *ClusterLoad `json:"cluster_load,omitempty"`
+}
+
+// The modes of HealthResponse.Mode.
+const (
+	ModeAuto   = "auto"
+	ModeManual = "manual"
+	ModeOff    = "off"
+)
+
+// ClusterLoad is the cluster's load as one node sees it, and the settings
+// of the automatic switch.
+type ClusterLoad struct {
+	// Saturation and Demand are the means over the members whose sample is
+	// fresh of their load signal and of their demand (the signal plus the
+	// work DEGRADED refuses and NORMAL would let in).
+	Saturation float64 `json:"saturation"`
+	Demand     float64 `json:"demand"`
+	// Known and Unknown count the members whose sample is fresh and stale.
+	Known   int `json:"known"`
+	Unknown int `json:"unknown"`
+	// Writer is the member that writes the switch.
+	Writer string `json:"writer"`
+	// High, Low, UpHold and DownHold are this node's settings.
+	High     float64 `json:"high"`
+	Low      float64 `json:"low"`
+	UpHold   string  `json:"up_hold"`
+	DownHold string  `json:"down_hold"`
+	// Members are the samples, by name.
+	Members []MemberLoad `json:"members"`
+}
+
+// MemberLoad is one member's last load sample.
+type MemberLoad struct {
+	Name   string  `json:"name"`
+	Signal float64 `json:"signal"`
+	Demand float64 `json:"demand"`
+	// AgeMS is how old the sample is, in milliseconds; Fresh whether it
+	// counts (a stale one is unknown, not idle).
+	AgeMS int64 `json:"age_ms"`
+	Fresh bool  `json:"fresh"`
 }
 
 // Load is how saturated the work behind a node is: the requests in flight
@@ -72,11 +122,11 @@ type AdminConfig struct {
 	Token string
 	// Health is the state GET shows and POST sets.
 	Health *health.Holder
-	// Set, if not nil, makes a POSTed status the state in force instead of
-	// Health.Set, and says if it could not keep it (the POST then gets 500
-	// with the reason). It returns the state in force and whether the
+	// Set, if not nil, makes a POSTed write the state in force instead of
+	// Health.Write, and says if it could not keep it (the POST then gets
+	// 500 with the reason). It returns the state in force and whether the
 	// status changed.
-	Set func(status health.Status, now time.Time) (health.State, bool, error)
+	Set func(w health.Write, now time.Time) (health.State, bool, error)
 	// Node names this node in responses.
 	Node string
 	// Members lists the cluster for GET …/cluster. Nil shows this node
@@ -85,6 +135,12 @@ type AdminConfig struct {
 	// Load, if not nil, tells GET and POST …/health this node's load
 	// signal; ok false leaves it out (the node has none).
 	Load func() (Load, bool)
+	// ClusterLoad, if not nil, tells …/health the cluster's load; nil
+	// from it means no member has a load signal.
+	ClusterLoad func() *ClusterLoad
+	// Report, if not nil, takes a load signal POSTed to …/load by the app
+	// behind the node.
+	Report func(signal float64, now time.Time)
 	// Now is the clock that stamps a POSTed state. Default time.Now.
 	Now func() time.Time
 	// Logger receives a line for every state an operator sets. Nil
@@ -113,13 +169,15 @@ func NewAdmin(cfg AdminConfig) http.Handler {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Set == nil {
-		cfg.Set = func(status health.Status, now time.Time) (health.State, bool, error) {
-			s, changed := cfg.Health.Set(status, now)
+		cfg.Set = func(w health.Write, now time.Time) (health.State, bool, error) {
+			s, changed := cfg.Health.Write(w, now)
 			return s, changed, nil
 		}
 	}
 	a := &admin{
 		load:     cfg.Load,
+		cluster:  cfg.ClusterLoad,
+		report:   cfg.Report,
 		set:      cfg.Set,
 		tokenSum: sha256.Sum256([]byte(cfg.Token)),
 		enabled:  cfg.Token != "",
@@ -140,21 +198,25 @@ func NewAdmin(cfg AdminConfig) http.Handler {
 			a.serveHealth(w, r)
 		case strings.HasSuffix(path, "/cluster"):
 			a.serveCluster(w, r)
+		case strings.HasSuffix(path, "/load") && a.report != nil:
+			a.serveLoad(w, r)
 		default:
-			WriteError(w, http.StatusNotFound, "not_found", "no such admin endpoint: "+path+"; want …/health or …/cluster")
+			WriteError(w, http.StatusNotFound, "not_found", "no such admin endpoint: "+path+"; want …/health, …/cluster or …/load")
 		}
 	})
 }
 
 // admin holds what the admin endpoints need.
 type admin struct {
-	set      func(health.Status, time.Time) (health.State, bool, error)
+	set      func(health.Write, time.Time) (health.State, bool, error)
 	tokenSum [sha256.Size]byte
 	enabled  bool // a token was configured
 	health   *health.Holder
 	node     string
 	members  func() []Member
 	load     func() (Load, bool)
+	cluster  func() *ClusterLoad
+	report   func(float64, time.Time)
 	now      func() time.Time
 	log      *slog.Logger
 }
@@ -180,15 +242,19 @@ func (a *admin) serveHealth(w http.ResponseWriter, r *http.Request) {
 	case http.MethodGet, http.MethodHead:
 		WriteJSON(w, http.StatusOK, a.healthResponse(a.health.Current(), nil))
 	case http.MethodPost:
-		status, err := decodeHealthBody(http.MaxBytesReader(w, r.Body, MaxAdminBody))
+		body, err := readBody(http.MaxBytesReader(w, r.Body, MaxAdminBody))
+		var hw health.Write
+		if err == nil {
+			hw, err = parseHealthBody(body, a.health.Status())
+		}
 		if err != nil {
 			WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
 			return
 		}
 		// Every POST is a new write, the same status too: it must win over
 		// any earlier write, also one this node has not heard of yet.
-		s, changed, err := a.set(status, a.now())
-		a.log.Info("health state set by admin", "status", s.Status.String(), "version", s.Version,
+		s, changed, err := a.set(hw, a.now())
+		a.log.Info("health state set by admin", "status", s.Status.String(), "pinned", s.Pinned, "version", s.Version,
 			"changed", changed, "remote", r.RemoteAddr)
 		if err != nil {
 			WriteError(w, http.StatusInternalServerError, "not_saved",
@@ -202,11 +268,21 @@ func (a *admin) serveHealth(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *admin) healthResponse(s health.State, changed *bool) HealthResponse {
-	r := HealthResponse{Status: s.Status, Version: s.Version, Origin: s.Origin, UpdatedAt: s.UpdatedAt, Node: a.node, Changed: changed}
+	r := HealthResponse{Status: s.Status, Version: s.Version, Origin: s.Origin, UpdatedAt: s.UpdatedAt, Node: a.node,
+		Changed: changed, Why: s.Why, Mode: ModeOff}
 	if a.load != nil {
 		if l, ok := a.load(); ok {
 			r.Load = &l
 		}
+	}
+	if a.cluster != nil {
+		r.Cluster = a.cluster()
+	}
+	switch {
+	case s.Pinned:
+		r.Mode = ModeManual
+	case r.Cluster != nil:
+		r.Mode = ModeAuto
 	}
 	return r
 }
@@ -225,47 +301,137 @@ func (a *admin) serveCluster(w http.ResponseWriter, r *http.Request) {
 	WriteJSON(w, http.StatusOK, ClusterResponse{Node: a.node, Members: ms})
 }
 
-// decodeHealthBody parses exactly {"status":"NORMAL"} or
-// {"status":"DEGRADED"}, and says precisely what is wrong otherwise.
-func decodeHealthBody(r io.Reader) (health.Status, error) {
+// readBody reads an admin body, and says so when it is too large.
+func readBody(r io.Reader) ([]byte, error) {
 	data, err := io.ReadAll(r)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return 0, fmt.Errorf("body is larger than %d bytes", tooBig.Limit)
+			return nil, fmt.Errorf("body is larger than %d bytes", tooBig.Limit)
 		}
-		return 0, fmt.Errorf("read body: %w", err)
+		return nil, fmt.Errorf("read body: %w", err)
 	}
-	return parseHealthBody(data)
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, errors.New("empty body")
+	}
+	return data, nil
 }
 
-func parseHealthBody(data []byte) (health.Status, error) {
-	if len(bytes.TrimSpace(data)) == 0 {
-		return 0, errors.New(`empty body; want {"status":"NORMAL"} or {"status":"DEGRADED"}`)
-	}
-	var body struct {
-		Status *string `json:"status"`
-	}
+// decodeStrict decodes data, one JSON object with only the fields of v,
+// into v, and says precisely what is wrong otherwise.
+func decodeStrict(data []byte, v any, what string) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&body); err != nil {
+	if err := dec.Decode(v); err != nil {
 		var typeErr *json.UnmarshalTypeError
 		if errors.As(err, &typeErr) && typeErr.Field != "" {
-			return 0, fmt.Errorf("field %q must be a string", typeErr.Field)
+			return fmt.Errorf("field %q must be a %s", typeErr.Field, typeErr.Type.Kind())
 		}
-		return 0, fmt.Errorf("body is not a JSON object with a status: %w", err)
+		return fmt.Errorf("body is not a JSON object %s: %w", what, err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return 0, errors.New("unexpected data after the JSON object")
+		return errors.New("unexpected data after the JSON object")
 	}
-	if body.Status == nil {
-		return 0, errors.New(`missing field "status"`)
+	return nil
+}
+
+// healthBodies names what POST …/health takes.
+const healthBodies = `{"status":"NORMAL"}, {"status":"DEGRADED"} or {"mode":"auto"}`
+
+// parseHealthBody parses a POST of …/health into the write it asks for,
+// cur being the status in force: {"status": S} pins S (manual mode);
+// {"mode":"auto"} hands the state back to the automatic switch, keeping
+// cur; {"mode":"manual"} pins cur; {"status": S, "mode": M} writes S in
+// mode M.
+func parseHealthBody(data []byte, cur health.Status) (health.Write, error) {
+	var body struct {
+		Status *string `json:"status"`
+		Mode   *string `json:"mode"`
 	}
-	s, err := health.ParseStatus(*body.Status)
+	if err := decodeStrict(data, &body, "with a status or a mode; want "+healthBodies); err != nil {
+		return health.Write{}, err
+	}
+	if body.Status == nil && body.Mode == nil {
+		return health.Write{}, errors.New(`missing field "status" or "mode"; want ` + healthBodies)
+	}
+	w := health.Write{Status: cur, Pinned: true, Why: "admin"}
+	if body.Status != nil {
+		s, err := health.ParseStatus(*body.Status)
+		if err != nil {
+			return health.Write{}, fmt.Errorf("field \"status\": %w", err)
+		}
+		w.Status = s
+	}
+	if body.Mode != nil {
+		switch *body.Mode {
+		case ModeAuto:
+			w.Pinned, w.Why = false, "admin: handed to the automatic switch"
+		case ModeManual:
+		default:
+			return health.Write{}, fmt.Errorf(`field "mode": must be "auto" or "manual", not %q`, *body.Mode)
+		}
+	}
+	return w, nil
+}
+
+// LoadReport is the body of POST …/load: the app behind a node reports
+// its own load, either Signal (1.0 full) or InFlight over Capacity.
+type LoadReport struct {
+	Signal   *float64 `json:"signal,omitempty"`
+	InFlight *int64   `json:"in_flight,omitempty"`
+	Capacity *int64   `json:"capacity,omitempty"`
+}
+
+// loadReportBodies names what POST …/load takes.
+const loadReportBodies = `{"signal": 0.8} or {"in_flight": 3, "capacity": 4}`
+
+// parseLoadReport returns the signal a POST of …/load reports.
+func parseLoadReport(data []byte) (float64, error) {
+	var rep LoadReport
+	if err := decodeStrict(data, &rep, "with a load report; want "+loadReportBodies); err != nil {
+		return 0, err
+	}
+	var v float64
+	switch {
+	case rep.Signal != nil && rep.InFlight == nil && rep.Capacity == nil:
+		v = *rep.Signal
+	case rep.Signal == nil && rep.InFlight != nil && rep.Capacity != nil:
+		if *rep.InFlight < 0 {
+			return 0, fmt.Errorf(`field "in_flight": %d is negative`, *rep.InFlight)
+		}
+		if *rep.Capacity <= 0 {
+			return 0, fmt.Errorf(`field "capacity": %d is not above 0`, *rep.Capacity)
+		}
+		v = min(float64(*rep.InFlight)/float64(*rep.Capacity), MaxReportedSignal)
+	default:
+		return 0, errors.New("want " + loadReportBodies)
+	}
+	if math.IsNaN(v) || v < 0 || v > MaxReportedSignal {
+		return 0, fmt.Errorf(`field "signal": %v is not a number from 0 to %v`, v, MaxReportedSignal)
+	}
+	return v, nil
+}
+
+// MaxReportedSignal is the largest signal POST …/load takes: ten times
+// full. An in_flight over capacity above it counts as it.
+const MaxReportedSignal = 10.0
+
+func (a *admin) serveLoad(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		MethodNotAllowed(w, "POST")
+		return
+	}
+	body, err := readBody(http.MaxBytesReader(w, r.Body, MaxAdminBody))
+	var v float64
+	if err == nil {
+		v, err = parseLoadReport(body)
+	}
 	if err != nil {
-		return 0, fmt.Errorf("field \"status\": %w", err)
+		WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
 	}
-	return s, nil
+	a.report(v, a.now())
+	w.WriteHeader(http.StatusNoContent)
 }
 
 // MethodNotAllowed writes 405 with the Allow header set to allow (such as

@@ -248,7 +248,7 @@ func TestHealthEndpoint(t *testing.T) {
 
 	w = f.admin(t, http.MethodGet, "/system/health", adminToken, "")
 	require.Equal(t, http.StatusOK, w.Code)
-	assert.JSONEq(t, `{"status":"DEGRADED","version":"`+strconv.FormatUint(first+1, 10)+`","origin":"node-a","updated_at":"2026-11-26T12:00:00Z","node":"node-a"}`, w.Body.String())
+	assert.JSONEq(t, `{"status":"DEGRADED","version":"`+strconv.FormatUint(first+1, 10)+`","origin":"node-a","updated_at":"2026-11-26T12:00:00Z","node":"node-a","mode":"manual","why":"admin"}`, w.Body.String())
 }
 
 func TestHealthBodyErrors(t *testing.T) {

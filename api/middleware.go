@@ -120,6 +120,12 @@ type Config struct {
 	// handler has not returned: the work in flight behind this instance,
 	// its load signal's numerator.
 	InFlight *atomic.Int64
+	// Admitted, if not nil, counts every request admitted (Middleware,
+	// Authorize, Allow and Admit alike).
+	Admitted *atomic.Int64
+	// Shed, if not nil, is told of every request refused while the state
+	// is DEGRADED, with its key and tier: the demand DEGRADED refuses.
+	Shed func(key string, tier config.Tier, now time.Time)
 }
 
 // Limiter is the rate-limiting middleware. It is safe for concurrent use.
@@ -143,6 +149,8 @@ type Limiter struct {
 	maxJob   time.Duration
 	reserved reservations  // Jobs /authorize keeps open until their settle call
 	inFlight *atomic.Int64 // nil: not counted
+	admitted *atomic.Int64 // nil: not counted
+	shed     func(string, config.Tier, time.Time)
 }
 
 // NewLimiter returns a Limiter. It panics if Keys, Checker or Health is nil
@@ -168,6 +176,8 @@ func NewLimiter(cfg Config) *Limiter {
 		estimate: cfg.EstimateCost,
 		maxJob:   cfg.MaxJobDuration,
 		inFlight: cfg.InFlight,
+		admitted: cfg.Admitted,
+		shed:     cfg.Shed,
 	}
 	if l.estimate == nil {
 		l.estimate = HeaderEstimate
@@ -388,8 +398,14 @@ func (l *Limiter) Admit(w http.ResponseWriter, r *http.Request) (*Job, bool) {
 			"limit", limit, "allowed", allowed, "remaining", d.Remaining, "refused_by", why.dim, "cost", estimate)
 	}
 	if !allowed {
+		if degraded && l.shed != nil {
+			l.shed(key, tier, now)
+		}
 		writeRateLimited(w, tier.Name, why, l.window, refused, now)
 		return nil, false
+	}
+	if l.admitted != nil {
+		l.admitted.Add(1)
 	}
 	return j, true
 }

@@ -128,6 +128,8 @@ func (d *delegate) NotifyMsg(b []byte) {
 	switch b[0] {
 	case msgHealth:
 		d.mergeHealth(b[1:], "gossip")
+	case msgLoad:
+		d.n.mergeLoad(b[1:])
 	default:
 		d.n.log.Debug("ignoring gossip message of unknown kind", "kind", b[0])
 	}

@@ -132,6 +132,12 @@ type Node struct {
 
 	stop func()        // stops the join loop
 	done chan struct{} // closed when the join loop has returned
+
+	// loadMu guards loads, the last load sample of each member (see
+	// PublishLoad), and loadSeq, the number of this node's last one.
+	loadMu  sync.Mutex
+	loads   map[string]loadEntry
+	loadSeq uint64
 }
 
 // New starts a node: it binds the gossip port and starts joining the seeds
@@ -165,6 +171,7 @@ func New(cfg Config) (*Node, error) {
 		syncs:      make(chan string, 16),
 		done:       make(chan struct{}),
 		started:    time.Now(),
+		loads:      make(map[string]loadEntry),
 	}
 	n.numAlive.Store(1)
 	n.queue = &memberlist.TransmitLimitedQueue{

@@ -133,7 +133,16 @@ type State struct {
 	// UpdatedAt is when the origin wrote it, by the origin's clock. It is for
 	// people and is not used to order states.
 	UpdatedAt time.Time `json:"updated_at"`
+	// Pinned reports whether a person wrote it (an admin POST of a status):
+	// the cluster's load control leaves a pinned state alone until a write
+	// hands control back. The zero state is not pinned.
+	Pinned bool `json:"pinned,omitempty"`
+	// Why says, for people, what made the write: at most MaxWhy bytes.
+	Why string `json:"why,omitempty"`
 }
+
+// MaxWhy bounds State.Why; Write cuts a longer one.
+const MaxWhy = 160
 
 // Stamped returns the wall time in s.Version, to the millisecond: when the
 // write was made by its writer's clock, or later if the writer's clock was
@@ -229,13 +238,34 @@ func (h *Holder) Status() Status { return h.cur.Load().Status }
 // version is now's alone: a stamp carried on from there would be refused
 // by every node whose clock is right (see the package doc).
 func (h *Holder) Set(status Status, now time.Time) (s State, changed bool) {
+	return h.Write(Write{Status: status}, now)
+}
+
+// Write is what a local write says besides its stamp: the status, whether
+// a person pins it, and why it was made.
+type Write struct {
+	Status Status
+	Pinned bool
+	Why    string
+}
+
+// Write is Set with the write's Pinned and Why: it writes w.Status as a
+// new local version stamped at now, and returns the new state and whether
+// its status differs from the one it replaced. A Why longer than MaxWhy is
+// cut.
+func (h *Holder) Write(w Write, now time.Time) (s State, changed bool) {
+	status := w.Status
+	why := w.Why
+	if len(why) > MaxWhy {
+		why = why[:MaxWhy]
+	}
 	h.mu.Lock()
 	cur := *h.cur.Load()
 	prev := cur.Version
 	if prev > horizon(now, h.maxOffset) {
 		prev = 0
 	}
-	s = State{Status: status, Version: nextStamp(prev, now), Origin: h.origin, UpdatedAt: now.UTC()}
+	s = State{Status: status, Version: nextStamp(prev, now), Origin: h.origin, UpdatedAt: now.UTC(), Pinned: w.Pinned, Why: why}
 	h.cur.Store(&s)
 	h.notify(s)
 	h.mu.Unlock()

@@ -42,6 +42,7 @@ func TestOptionsFromEnvironmentAndFlags(t *testing.T) {
 		"ADMIN_TOKEN": "t", "CLUSTER_KEY": "k", "FORWARD_TIMEOUT": "3ms", "MAX_KEYS": "10",
 		"MAX_CLOCK_OFFSET": "1s", "STATE_FILE": "/var/lib/tierlimit/health.json", "INSECURE_OPEN_CLUSTER": "true",
 		"UPSTREAM": "http://127.0.0.1:8000/api", "UPSTREAM_RESPONSE_TIMEOUT": "90s", "MAX_JOB_DURATION": "20m",
+		"AUTO_HIGH": "0.9", "AUTO_DOWN_HOLD": "20s",
 	})
 	o, err := parseOptions([]string{"-http-addr", ":9"}, env, io.Discard)
 	require.NoError(t, err)
@@ -54,6 +55,7 @@ func TestOptionsFromEnvironmentAndFlags(t *testing.T) {
 			QuorumGrace: 30 * time.Second, BackupInterval: 100 * time.Millisecond, LeaseTTL: time.Second,
 			ForwardTimeoutMin: time.Millisecond, ForwardTimeoutMax: tierlimit.DefaultForwardTimeoutMax,
 			MaxJobDuration: 20 * time.Minute,
+			AutoHigh:       0.9, AutoLow: 0.75, AutoUpHold: 2 * time.Second, AutoDownHold: 20 * time.Second,
 		},
 		httpAddr: ":9", shutdownGrace: 10 * time.Second, logLevel: "info", logFormat: "auto", nodeNameSet: true,
 		upstream: proxy.Config{

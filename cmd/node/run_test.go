@@ -338,12 +338,16 @@ func TestRunAloneCountsCostAndConcurrency(t *testing.T) {
 
 // TestRunCapacityIsTheLoadSignal: with -capacity 2 the demo's jobs run two
 // at a time, the others queue, and the node's load signal, in
-// GET /system/health, is the jobs in flight over 2.
+// GET /system/health, is the jobs in flight over 2; held above the high
+// mark, it switches the node DEGRADED by itself, and back when the jobs
+// end.
 func TestRunCapacityIsTheLoadSignal(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tiers.json")
 	require.NoError(t, os.WriteFile(path, []byte(`{"window_seconds": 60, "tiers": {"pro": {"limit": 100}}, "api_keys": {"k": "pro"}}`), 0o600))
-	addr, _, cancel, done := startRun(t, "-config", path, "-node-name", "n", "-admin-token", "tok", "-capacity", "2")
+	addr, _, cancel, done := startRun(t, "-config", path, "-node-name", "n", "-admin-token", "tok", "-capacity", "2",
+		"-auto-up-hold", "500ms", "-auto-down-hold", "1s")
 	base := "http://" + addr
+	var status, mode string
 	load := func() map[string]any {
 		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, base+"/system/health", nil)
 		require.NoError(t, err)
@@ -352,22 +356,30 @@ func TestRunCapacityIsTheLoadSignal(t *testing.T) {
 		require.NoError(t, err)
 		defer resp.Body.Close()
 		var body struct {
-			Load map[string]any `json:"load"`
+			Load   map[string]any `json:"load"`
+			Status string         `json:"status"`
+			Mode   string         `json:"mode"`
 		}
 		require.NoError(t, json.NewDecoder(resp.Body).Decode(&body))
+		status, mode = body.Status, body.Mode
 		return body.Load
 	}
 	assert.Equal(t, map[string]any{"in_flight": 0.0, "capacity": 2.0, "signal": 0.0}, load())
 
 	jobs := make(chan int, 3)
 	for range 3 {
-		go func() { jobs <- send(t, http.MethodGet, base+"/test?work=1s", "X-API-Key", "k").StatusCode }()
+		go func() { jobs <- send(t, http.MethodGet, base+"/test?work=3s", "X-API-Key", "k").StatusCode }()
 	}
 	require.Eventually(t, func() bool { return load()["in_flight"] == 3.0 }, 5*time.Second, 10*time.Millisecond)
 	assert.Equal(t, 1.5, load()["signal"], "three jobs on two GPUs: one queues")
+	require.Eventually(t, func() bool { load(); return status == "DEGRADED" }, 5*time.Second, 10*time.Millisecond,
+		"1.5 held over the high mark of 1")
+	assert.Equal(t, "auto", mode)
 	for range 3 {
 		require.Equal(t, http.StatusOK, <-jobs)
 	}
+	require.Eventually(t, func() bool { load(); return status == "NORMAL" }, 5*time.Second, 10*time.Millisecond,
+		"idle for the down hold")
 	cancel()
 	require.NoError(t, <-done)
 }
