@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from typing import Awaitable, Callable, List, Optional
 
 import pytest
@@ -371,6 +372,35 @@ def test_close_ends_a_connect_under_way() -> None:
                 del client.loop.create_connection
 
     asyncio.run(run())
+
+
+def test_close_after_the_loop_closed() -> None:
+    """A client whose loop has ended (no lifespan shutdown closed it) can
+    still be closed: it lets go of its connections."""
+    listener = socket.create_server(("127.0.0.1", 0))  # the kernel accepts; nothing answers
+    holder: List[NodeClient] = []
+
+    async def run() -> None:
+        client = NodeClient("127.0.0.1", listener.getsockname()[1], timeout=1.0)
+        conn = await client._acquire(asyncio.get_running_loop().time() + 1)
+        client._adopt(conn)  # idle in the pool
+        holder.append(client)
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(run())
+    finally:
+        loop.close()
+    client = holder[0]
+    transport = client._idle[0]._transport
+    try:
+        client.close()  # RuntimeError('Event loop is closed') if it aborted the transport
+        assert client.closed and client._idle == [] and client._open == 0
+    finally:
+        # What collecting the transport would do, without its ResourceWarning.
+        transport._sock.close()
+        transport._sock = None
+        listener.close()
 
 
 def test_cancelled_call_drops_its_connection() -> None:

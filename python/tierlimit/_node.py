@@ -373,8 +373,13 @@ class NodeClient:
 
     def close(self) -> None:
         """Closes the idle connections, and the others as their calls end;
-        calls waiting for a connection fail, and new calls are refused."""
+        calls waiting for a connection fail, and new calls are refused.
+        Once its loop is closed, nothing of it can run any more: it only
+        lets go of the connections (their sockets close when collected)."""
         self.closed = True
+        if self.loop.is_closed():
+            self._idle, self._connecting, self._waiters, self._open = [], set(), deque(), 0
+            return
         for task in list(self._connecting):
             task.cancel()
         idle, self._idle = self._idle, []
