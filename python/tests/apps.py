@@ -7,15 +7,16 @@ import asyncio
 import hashlib
 import os
 from collections import Counter
-from typing import Iterable
+from typing import Iterable, Optional
 
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import Response, StreamingResponse
 
 from tierlimit import TierLimitMiddleware
 
-# Not checked, so a test can read the counts and a readiness probe needs no key.
-EXCLUDE = ("/count", "/healthz")
+# Not checked, so a test can read the counts, let held requests go, and a
+# readiness probe needs no key.
+EXCLUDE = ("/count", "/healthz", "/release")
 
 
 # A check's timeout well above the default 0.1 s, so that a busy test machine
@@ -24,11 +25,22 @@ EXCLUDE = ("/count", "/healthz")
 TIMEOUT = 1.0
 
 
-def make_app(node: str, *, fail_open: bool = True, timeout: float = TIMEOUT, exclude: Iterable[str] = EXCLUDE) -> FastAPI:
+def make_app(node: str, *, fail_open: bool = True, timeout: float = TIMEOUT, exclude: Iterable[str] = EXCLUDE,
+             capacity: Optional[int] = None, admin_token: Optional[str] = None,
+             report_interval: float = 0.5) -> FastAPI:
     app = FastAPI()
     calls: Counter = Counter()
     app.state.calls = calls
-    app.add_middleware(TierLimitMiddleware, node=node, fail_open=fail_open, timeout=timeout, exclude=exclude)
+    app.add_middleware(TierLimitMiddleware, node=node, fail_open=fail_open, timeout=timeout, exclude=exclude,
+                       capacity=capacity, admin_token=admin_token, report_interval=report_interval)
+    # The gate GET /v1/hold waits at, until POST /release opens it. Made in
+    # the serving loop (an asyncio.Event of Python 3.9 binds to a loop).
+    gate = []
+
+    def current_gate() -> asyncio.Event:
+        if not gate:
+            gate.append(asyncio.Event())
+        return gate[0]
 
     @app.get("/v1/echo")
     async def echo() -> dict:
@@ -69,6 +81,28 @@ def make_app(node: str, *, fail_open: bool = True, timeout: float = TIMEOUT, exc
         headers = {"Tierlimit-Cost": str(cost)} if cost >= 0 else {}
         return Response(content=b'{"text":"..."}', status_code=status, media_type="application/json", headers=headers)
 
+    @app.get("/v1/hold")
+    async def hold() -> dict:
+        """Holds the request until POST /release."""
+        calls["hold"] += 1
+        try:
+            await current_gate().wait()
+        finally:
+            calls["hold_done"] += 1
+        return {"held": True}
+
+    @app.get("/v1/fail")
+    async def fail() -> dict:
+        calls["fail"] += 1
+        raise RuntimeError("the app failed")
+
+    @app.post("/release")
+    async def release() -> dict:
+        """Lets every request held at GET /v1/hold go."""
+        if gate:
+            gate.pop().set()
+        return {"released": True}
+
     @app.get("/count")
     async def count() -> dict:
         return dict(calls)
@@ -92,4 +126,8 @@ def make_app(node: str, *, fail_open: bool = True, timeout: float = TIMEOUT, exc
 
 
 def app_from_env() -> FastAPI:
-    return make_app(os.environ["TIERLIMIT_NODE"])
+    env = os.environ
+    capacity = env.get("TIERLIMIT_CAPACITY")
+    return make_app(env["TIERLIMIT_NODE"], capacity=int(capacity) if capacity else None,
+                    admin_token=env.get("TIERLIMIT_ADMIN_TOKEN") or None,
+                    report_interval=float(env.get("TIERLIMIT_REPORT_INTERVAL") or 0.5))

@@ -191,6 +191,10 @@ class Node:
     def health(self) -> str:
         return self._admin("GET", "/system/health")["status"]
 
+    def health_doc(self) -> dict:
+        """GET /system/health's whole body."""
+        return self._admin("GET", "/system/health")
+
     def alive_members(self) -> int:
         return sum(1 for m in self._admin("GET", "/system/cluster")["members"] if m["state"] == "alive")
 
@@ -203,8 +207,9 @@ def wait_health(nodes: Sequence[Node], status: str) -> None:
 class Uvicorn:
     """A uvicorn process serving tests/apps.py's app, beside node."""
 
-    def __init__(self, node_url: str, workdir: Path, name: str) -> None:
+    def __init__(self, node_url: str, workdir: Path, name: str, env: Optional[Dict[str, str]] = None) -> None:
         self.node_url = node_url
+        self.extra_env = dict(env or {})
         self.workdir = workdir
         self.name = name
         self.port = 0
@@ -216,7 +221,7 @@ class Uvicorn:
 
     def start(self) -> "Uvicorn":
         env = dict(os.environ, TIERLIMIT_NODE=self.node_url,
-                   PYTHONPATH=os.pathsep.join([str(PACKAGE_ROOT), str(TESTS)]))
+                   PYTHONPATH=os.pathsep.join([str(PACKAGE_ROOT), str(TESTS)]), **self.extra_env)
         for attempt in range(5):
             self.port = free_port()
             log_path = self.workdir / f"{self.name}.{attempt}.log"

@@ -11,6 +11,7 @@ from typing import Awaitable, Callable, List, Optional
 import pytest
 
 from tierlimit._node import Answer, NodeClient, NodeError, NodeTimeout, parse_answer
+from tierlimit._report import _FailureLog
 from tierlimit.middleware import _Outage, api_keys
 
 OK = b"HTTP/1.1 200 OK\r\nX-Ratelimit-Limit: 20\r\nContent-Length: 0\r\n\r\n"
@@ -99,6 +100,31 @@ def test_host_header_and_path() -> None:
             client = node.client(host_header="localhost:1", path="/limiter/authorize")
             await client.authorize([b"k"])
             assert node.requests == [b"GET /limiter/authorize HTTP/1.1\r\nHost: localhost:1\r\nX-API-Key: k\r\n\r\n"]
+            client.close()
+
+    asyncio.run(run())
+
+
+def test_load_report_request() -> None:
+    bodies: List[bytes] = []
+
+    async def answer_204(node: FakeNode, conn: int, reader, writer) -> None:
+        while (head := await node.read(conn, reader)) is not None:
+            length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+            bodies.append(await reader.readexactly(length))
+            writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+
+    async def run() -> None:
+        async with FakeNode(answer_204) as node:
+            client = node.client(host_header="n", load_path="/limiter/system/load")
+            for n in (3, 0):
+                a = await client.report_load(n, 4, b"s3cret token")
+                assert (a.status, a.body) == (204, b"")
+            assert node.requests[0] == (b"POST /limiter/system/load HTTP/1.1\r\nHost: n\r\n"
+                                        b"Content-Type: application/json\r\nAuthorization: Bearer s3cret token\r\n"
+                                        b"Content-Length: 28\r\n\r\n")
+            assert bodies == [b'{"in_flight":3,"capacity":4}', b'{"in_flight":0,"capacity":4}']
+            assert node.connections == 1, "the reports share a kept connection"
             client.close()
 
     asyncio.run(run())
@@ -495,6 +521,26 @@ def test_outage_that_flaps_logs_at_most_every_few_seconds(caplog: pytest.LogCapt
         "WARNING", "tierlimit node n unreachable: no answer; requests go on unchecked (fail_open); "
         "100 checks failed since the last warning")
     assert len(caplog.records) == 3
+
+
+def test_failed_reports_log_once_a_minute_for_each_cause(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="tierlimit")
+    log = _FailureLog("n", every=60.0)
+    log.succeeded()  # nothing owed
+    for t in range(0, 50, 5):  # refused (401) every 5 s, and the node unreachable at times
+        log.failed(float(t), "401", logging.ERROR, "refused")
+        if t in (10, 20):
+            log.failed(float(t), "unreachable", logging.WARNING, "unreachable")
+        if t == 40:
+            log.succeeded()
+    log.failed(60.0, "401", logging.ERROR, "refused")
+    log.failed(61.0, "401", logging.ERROR, "refused")
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("ERROR", "refused"),
+        ("WARNING", "unreachable"),
+        ("INFO", "tierlimit: load reports reach the node n again"),
+        ("ERROR", "refused; 10 reports failed this way in the last 60 s"),
+    ]
 
 
 def test_answer_repr() -> None:

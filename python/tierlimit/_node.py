@@ -1,8 +1,9 @@
 """The client that asks the node beside the app: GET /authorize over HTTP/1.1.
 
 It only ever talks to our own node (cmd/node), over loopback, in plain
-HTTP: one request shape (``GET /authorize`` with Host and the X-API-Key
-headers, no body), and answers of under a kilobyte with a Content-Length
+HTTP: three request shapes (``GET /authorize`` with Host and the X-API-Key
+headers, no body; ``POST /system/settle``, no body; ``POST /system/load``
+with a small JSON body), and answers of under a kilobyte with a Content-Length
 (Transfer-Encoding: chunked is read too, defensively). It is not a general
 HTTP client and must not become one: no TLS, no redirects, no proxies, no
 cookies, no 1xx answers.
@@ -285,8 +286,9 @@ class NodeClient:
     call whole: waiting for a connection, connecting, and the answer.
     ``host_header`` is the Host header (default "host:port"), ``path`` the
     request's target (default "/authorize"), ``settle_path`` the settle
-    call's (default "/system/settle"), ``max_connections`` the most
-    connections open at once (default 64).
+    call's (default "/system/settle"), ``load_path`` the load report's
+    (default "/system/load"), ``max_connections`` the most connections
+    open at once (default 64).
     """
 
     def __init__(
@@ -298,6 +300,7 @@ class NodeClient:
         host_header: Optional[str] = None,
         path: str = "/authorize",
         settle_path: str = "/system/settle",
+        load_path: str = "/system/load",
         max_connections: int = 64,
     ) -> None:
         self.loop = asyncio.get_running_loop()
@@ -308,6 +311,7 @@ class NodeClient:
         hh = host_header or f"{host}:{port}"
         self._prefix = f"GET {path} HTTP/1.1\r\nHost: {hh}\r\n".encode("ascii")
         self._settle_prefix = f"POST {settle_path} HTTP/1.1\r\nHost: {hh}\r\nContent-Length: 0\r\n".encode("ascii")
+        self._load_prefix = f"POST {load_path} HTTP/1.1\r\nHost: {hh}\r\nContent-Type: application/json\r\n".encode("ascii")
         self._idle: List[_Conn] = []  # LIFO: the warmest connection is taken first
         self._open = 0  # connections made or being made, and not yet closed
         self._waiters: Deque[asyncio.Future[None]] = deque()
@@ -342,6 +346,20 @@ class NodeClient:
         if failed:
             extra += b"Tierlimit-Failed: true\r\n"
         return await self._call(self._settle_prefix + extra + b"\r\n")
+
+    async def report_load(self, in_flight: int, capacity: int, token: bytes) -> Answer:
+        """Reports the app's load, ``{"in_flight": in_flight, "capacity":
+        capacity}``, with the admin bearer token, which must already be
+        checked to be printable ASCII. The node answers 204 when it took
+        the report. A report only states the present, so one sent twice
+        (after a kept connection was found closed) does no harm."""
+        body = b'{"in_flight":%d,"capacity":%d}' % (in_flight, capacity)
+        return await self._call(
+            self._load_prefix
+            + b"Authorization: Bearer " + token
+            + b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+            + body
+        )
 
     async def _call(self, request: bytes) -> Answer:
         """Sends request on a pooled connection and returns the answer."""

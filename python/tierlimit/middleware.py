@@ -21,6 +21,10 @@ A request whose X-API-Key the node would refuse anyway (missing, empty,
 longer than 256 bytes, or with a byte that is not printable ASCII, space
 included) gets the node's 401 from here, word for word, without asking it;
 so no byte that could smuggle a header into the question is ever written.
+
+With ``capacity`` and ``admin_token`` it also reports the app's load to the
+node (``POST /system/load``): the requests it let through whose app call
+has not returned, against ``capacity``.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from typing import Any, Awaitable, Callable, Iterable, List, MutableMapping, Opt
 from urllib.parse import urlsplit
 
 from ._node import Answer, NodeClient, NodeError
+from ._report import LoadReporter
 
 __all__ = ["TierLimitMiddleware"]
 
@@ -57,6 +62,15 @@ _MAX_KEY_LEN = 256
 _VALID_KEY = re.compile(rb"[\x21-\x7e]{1,256}")
 
 _JSON_HEADERS = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
+
+# The node's -capacity takes up to this many jobs at once; so do its reports.
+_MAX_CAPACITY = 1_000_000
+# The node counts a load report for 2 s (loadctl.DefaultStale).
+_REPORT_STALE = 2.0
+# An admin token the node can read: printable ASCII, no space at either end
+# (it trims them), within its 1024-byte Authorization header.
+_ADMIN_TOKEN = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
+_MAX_ADMIN_TOKEN = 1024 - len("Bearer ")
 
 
 def _error_body(code: str, message: str) -> bytes:
@@ -192,6 +206,27 @@ class TierLimitMiddleware:
     max_connections
         Most connections kept to the node at once; a check that finds all
         of them busy waits for one (within ``timeout``). Default 64.
+    capacity
+        The jobs the app's GPUs run at once (a whole number from 1 to
+        1,000,000). With ``admin_token``, the middleware reports the app's
+        load to the node every ``report_interval`` seconds: the HTTP
+        requests and WebSocket connections it let through (the node said
+        200, or the check failed open) whose app call has not returned,
+        against ``capacity``. The node's load signal is then at least
+        in_flight / capacity, 1.0 being full, and the cluster switches
+        DEGRADED and back by it. Default None: no reports.
+    admin_token
+        The node's admin token (its ``-admin-token`` flag or
+        ``ADMIN_TOKEN``), which load reports need. Give it with
+        ``capacity``. A node that refuses it logs an ERROR on the
+        "tierlimit" logger, at most once a minute; requests are not
+        affected.
+    report_interval
+        Seconds between load reports, more than 0 and less than 2: the
+        node counts a report for 2 seconds, then counts the load unknown.
+        Default 0.5. The reports start with the ASGI lifespan startup, or
+        with the first request, in its event loop, and stop with
+        ``lifespan.shutdown.complete`` (or ``close``).
     """
 
     def __init__(
@@ -203,6 +238,9 @@ class TierLimitMiddleware:
         fail_open: bool = True,
         exclude: Iterable[str] = (),
         max_connections: int = 64,
+        capacity: Optional[int] = None,
+        admin_token: Optional[str] = None,
+        report_interval: float = 0.5,
     ) -> None:
         self.app = app
         u = urlsplit(node)
@@ -218,12 +256,14 @@ class TierLimitMiddleware:
             raise ValueError(f"node {node!r}: {e}") from None
         path = u.path.rstrip("/") + "/authorize"
         self._settle_path = u.path.rstrip("/") + "/system/settle"
+        load_path = u.path.rstrip("/") + "/system/load"
         if not re.fullmatch(r"[\x21-\x7e]+", path):
             raise ValueError(f"node {node!r}: the path must be printable ASCII")
         if not (isinstance(timeout, (int, float)) and 0 < timeout < float("inf")):
             raise ValueError(f"timeout {timeout!r}: want a positive number of seconds")
         if max_connections < 1:
             raise ValueError(f"max_connections {max_connections!r}: want at least 1")
+        _check_report_options(capacity, admin_token, report_interval)
         if isinstance(exclude, str):
             raise ValueError("exclude: give an iterable of path prefixes, such as ('/healthz',)")
         self.node = node
@@ -243,6 +283,24 @@ class TierLimitMiddleware:
         self._path = path
         self._client: Optional[NodeClient] = None
         self._outage = _Outage(node, self.fail_open)
+        # Requests let through (admitted, or failed open) whose app call has
+        # not returned.
+        self._in_flight = 0
+        self.capacity = capacity
+        self.report_interval = float(report_interval)
+        self._reporter: Optional[LoadReporter] = None
+        if capacity is not None and admin_token is not None:
+            self._reporter = LoadReporter(
+                node=node,
+                host=self._host,
+                port=port,
+                host_header=self._host_header,
+                path=load_path,
+                token=admin_token,
+                capacity=capacity,
+                interval=self.report_interval,
+                in_flight=lambda: self._in_flight,
+            )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -252,6 +310,8 @@ class TierLimitMiddleware:
             else:
                 await self.app(scope, receive, send)
             return
+        if self._reporter is not None:
+            self._reporter.start()  # nothing to do once it runs in this loop
         if self._excluded_under and (scope["path"] in self._excluded or scope["path"].startswith(self._excluded_under)):
             await self.app(scope, receive, send)
             return
@@ -266,32 +326,36 @@ class TierLimitMiddleware:
                 await _refuse(kind, scope, receive, send, 400, _JSON_HEADERS, _error_body("invalid_cost", problem))
                 return
         answer = await self._ask(keys, estimate, kind == "http")
+        app_send = send
+        reservation: Optional[bytes] = None
+        job: Optional[_Job] = None
         if answer is None:
-            if self.fail_open:
-                await self.app(scope, receive, send)
-            else:
+            if not self.fail_open:
                 await _refuse(kind, scope, receive, send, 503, _UNAVAILABLE_HEADERS, _UNAVAILABLE_BODY)
-            return
-        if answer.status == 200:
-            if kind != "http":
-                await self.app(scope, receive, send)
                 return
+        elif answer.status != 200:
+            headers = [h for h in answer.headers if h[0] in _REFUSAL_HEADERS]
+            await _refuse(kind, scope, receive, send, answer.status, headers, answer.body)
+            return
+        elif kind == "http":
             extra = [h for h in answer.headers if h[0] in _RATE_HEADERS]
             reservation = next((v for k, v in answer.headers if k == b"tierlimit-reservation"), None)
-            if reservation is None:
-                await self.app(scope, receive, _adding_headers(send, extra))
-                return
-            job = _Job()
-            try:
-                await self.app(scope, receive, _adding_headers(send, extra, job))
-            except BaseException:
+            if reservation is not None:
+                job = _Job()
+            app_send = _adding_headers(send, extra, job)
+        # Admitted, or failed open: either way the app runs it.
+        self._in_flight += 1
+        try:
+            await self.app(scope, receive, app_send)
+        except BaseException:
+            if job is not None:
                 job.failed = True
-                raise
-            finally:
+            raise
+        finally:
+            self._in_flight -= 1
+            if reservation is not None:
+                assert job is not None
                 await self._settle(keys[0], reservation, job)
-            return
-        headers = [h for h in answer.headers if h[0] in _REFUSAL_HEADERS]
-        await _refuse(kind, scope, receive, send, answer.status, headers, answer.body)
 
     async def _settle(self, key: bytes, reservation: bytes, job: "_Job") -> None:
         """Settles the request's reservation at the node: at the cost the
@@ -342,18 +406,57 @@ class TierLimitMiddleware:
         return answer
 
     def close(self) -> None:
-        """Closes the connections to the node. A later request opens new ones."""
+        """Closes the connections to the node and stops the load reports.
+        A later request opens new connections and starts the reports again."""
         client, self._client = self._client, None
         if client is not None:
             client.close()
+        if self._reporter is not None:
+            self._reporter.stop()
 
     def _lifespan_send(self, send: Send) -> Send:
         async def lifespan_send(message: Message) -> None:
-            if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+            kind = message["type"]
+            if kind in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+                if self._reporter is not None:
+                    await self._reporter.aclose()
                 self.close()
+            elif kind == "lifespan.startup.complete" and self._reporter is not None:
+                # Report from the start: an idle instance is idle, not unknown.
+                self._reporter.start()
             await send(message)
 
         return lifespan_send
+
+
+def _check_report_options(capacity: Any, admin_token: Any, report_interval: Any) -> None:
+    """Raises ValueError naming what is wrong with the load report options."""
+    if capacity is not None:
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or not 1 <= capacity <= _MAX_CAPACITY:
+            raise ValueError(
+                f"capacity {capacity!r}: want the jobs the app runs at once, a whole number from 1 to {_MAX_CAPACITY:,}"
+            )
+    if admin_token is not None:
+        if not isinstance(admin_token, str) or not admin_token:
+            raise ValueError(f"admin_token {admin_token!r}: want the node's admin token, a non-empty string")
+        if len(admin_token) > _MAX_ADMIN_TOKEN:
+            raise ValueError(f"admin_token: {len(admin_token)} characters, more than the node reads ({_MAX_ADMIN_TOKEN})")
+        if not _ADMIN_TOKEN.fullmatch(admin_token):
+            raise ValueError("admin_token: want printable ASCII, without spaces at either end")
+    if (capacity is None) != (admin_token is None):
+        given, missing = ("capacity", "admin_token") if admin_token is None else ("admin_token", "capacity")
+        raise ValueError(
+            f"{given} without {missing}: load reports need both, the app's capacity and the node's admin token"
+        )
+    if (
+        isinstance(report_interval, bool)
+        or not isinstance(report_interval, (int, float))
+        or not 0 < report_interval < _REPORT_STALE
+    ):
+        raise ValueError(
+            f"report_interval {report_interval!r}: want more than 0 and less than {_REPORT_STALE:g} seconds "
+            f"(the node counts a report for {_REPORT_STALE:g} s)"
+        )
 
 
 _UNAVAILABLE_HEADERS = _JSON_HEADERS + [(b"retry-after", b"1")]
