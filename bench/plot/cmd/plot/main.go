@@ -4,10 +4,14 @@
 //	plot timeline -in docs/img/timeline.json -out docs/img/timeline.svg
 //	plot latency-data -runs bench/out/run/runs.tsv -out docs/img/latency.json
 //	plot latency -in docs/img/latency.json -out docs/img/latency.svg
+//	plot auto-data -in manual.json,auto.json -out docs/img/auto.json
+//	plot auto -in docs/img/auto.json -out docs/img/auto.svg
 //
 // timeline draws a record of cmd/timeline. latency-data takes, from the
 // runs.tsv of a bench/run.sh and the loadgen reports it lists, the latency
 // distribution of every load run; latency draws them, one line per design.
+// auto-data joins the records of cmd/surge runs into one file, auto draws
+// it, a column per run, and both print the runs' figures.
 // An -out ending in .png writes a PNG instead, to look at.
 package main
 
@@ -22,6 +26,7 @@ import (
 
 	"github.com/tierlimit/tierlimit/bench/plot/chart"
 	"github.com/tierlimit/tierlimit/bench/plot/latency"
+	"github.com/tierlimit/tierlimit/bench/plot/surge"
 	"github.com/tierlimit/tierlimit/bench/plot/timeline"
 )
 
@@ -38,7 +43,9 @@ func main() {
 const usage = `usage:
   plot timeline -in TIMELINE.json -out FILE.svg
   plot latency-data -runs RUNS.tsv -out LATENCY.json
-  plot latency -in LATENCY.json -out FILE.svg [-load enterprise] [-c 1,64]`
+  plot latency -in LATENCY.json -out FILE.svg [-load enterprise] [-c 1,64]
+  plot auto-data -in RUN.json,RUN.json -out AUTO.json
+  plot auto -in AUTO.json -out FILE.svg`
 
 // run is the command: args are the subcommand and its flags.
 func run(args []string, stdout, stderr io.Writer) error {
@@ -106,6 +113,34 @@ func run(args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "wrote %s\n", *out)
 		return nil
+	case "auto-data":
+		in := fs.String("in", "", "comma-separated records of cmd/surge runs, in the order to draw them")
+		if err := parse(fs, args[1:], in, out); err != nil {
+			return err
+		}
+		f, err := joinRuns(strings.Split(*in, ","))
+		if err != nil {
+			return err
+		}
+		if err := surge.WriteFile(*out, f); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "wrote %s: %d runs\n", *out, len(f.Runs))
+		return f.WriteText(stdout)
+	case "auto":
+		in := fs.String("in", "docs/img/auto.json", "runs of cmd/surge (plot auto-data) to draw")
+		if err := parse(fs, args[1:], in, out); err != nil {
+			return err
+		}
+		f, err := surge.ReadFile(*in)
+		if err != nil {
+			return err
+		}
+		if err := chart.Save(*out, chart.Auto(f)); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "wrote %s\n", *out)
+		return f.WriteText(stdout)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprintln(stderr, usage)
 		return flag.ErrHelp
@@ -127,4 +162,38 @@ func parse(fs *flag.FlagSet, args []string, in, out *string) error {
 		return fmt.Errorf("%s: give both the input (-in or -runs) and -out", fs.Name())
 	}
 	return nil
+}
+
+// joinRuns returns the runs of the files at paths in one File, in order:
+// their commit if they agree, else each run's, joined by " / ".
+func joinRuns(paths []string) (*surge.File, error) {
+	out := &surge.File{}
+	var commits []string
+	for _, p := range paths {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		f, err := surge.ReadFile(p)
+		if err != nil {
+			return nil, err
+		}
+		for range f.Runs {
+			commits = append(commits, f.Commit)
+		}
+		out.Runs = append(out.Runs, f.Runs...)
+	}
+	if len(commits) > 0 {
+		out.Commit = commits[0]
+		for _, c := range commits[1:] {
+			if c != commits[0] {
+				out.Commit = strings.Join(commits, " / ")
+				break
+			}
+		}
+	}
+	if err := out.Validate(); err != nil {
+		return nil, err
+	}
+	return out, nil
 }

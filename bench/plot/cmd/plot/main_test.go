@@ -16,6 +16,7 @@ import (
 
 	"github.com/tierlimit/tierlimit/bench/loadreport"
 	"github.com/tierlimit/tierlimit/bench/plot/latency"
+	"github.com/tierlimit/tierlimit/bench/plot/surge"
 	"github.com/tierlimit/tierlimit/bench/plot/timeline"
 )
 
@@ -129,9 +130,89 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"timeline", "-in", "x.json"}, "give both"},
 		{[]string{"latency", "-out", "x.svg", "-c", "0"}, "-c"},
 		{[]string{"timeline", "-in", "x.json", "-out", "y.svg", "z"}, "unexpected arguments"},
+		{[]string{"auto-data", "-out", "y.json"}, "give both"},
+		{[]string{"auto", "-in", "missing.json", "-out", "y.svg"}, "missing.json"},
 	} {
 		err := run(tc.args, io.Discard, io.Discard)
 		require.Error(t, err, "run(%q)", tc.args)
 		assert.Contains(t, err.Error(), tc.want, "run(%q)", tc.args)
 	}
+}
+
+// surgeRun returns a valid 4 s run of cmd/surge named name in mode:
+// calm, a surge of 2 s, calm; one paid tier, pro, at 2 requests a second,
+// slow in the surge in manual mode; free in the surge, refused in auto
+// mode, whose one node reports DEGRADED at 1.5 s and NORMAL at 3.5 s.
+func surgeRun(name, mode string) surge.Run {
+	off := func(s float64) surge.Offset { return surge.Offset(time.Duration(s * float64(time.Second))) }
+	ints := func() []int { return make([]int, 4) }
+	floats := func() []float64 { return make([]float64, 4) }
+	tier := func(name string) surge.Tier {
+		return surge.Tier{Name: name, Keys: 1, Burst: 100, Limit: 100, Degraded: 2, Admitted: ints(), Refused: ints(), Other: ints(),
+			Failed: ints(), TimedOut: ints(), Unsent: ints(), P50: floats(), P99: floats(), Max: floats()}
+	}
+	free, pro := tier("free"), tier("pro")
+	pro.Admitted = []int{2, 2, 2, 2}
+	pro.Latency = [][]float64{{100, 102}, {100, 104}, {101, 103}, {101, 103}}
+	changes := []surge.Change{{At: off(-0.1), Status: surge.Normal, Version: "1", Mode: mode}}
+	if mode == surge.ModeAuto {
+		free.Refused[1], free.Refused[2] = 10, 10
+		changes = append(changes, surge.Change{At: off(1.5), Status: surge.Degraded, Version: "2", Mode: mode, Why: "auto: up"},
+			surge.Change{At: off(3.5), Status: surge.Normal, Version: "3", Mode: mode, Why: "auto: down"})
+	} else {
+		free.Admitted[1], free.Admitted[2] = 10, 10
+		pro.Latency[1], pro.Latency[2] = []float64{900, 2000}, []float64{3000, 4000}
+	}
+	return surge.Run{Name: name, Mode: mode, Targets: []string{"http://127.0.0.1:1"}, WindowSeconds: 60, Capacity: 4,
+		Work: off(0.1), Timeout: off(10), MaxInFlight: 10, Poll: off(0.1),
+		Phases: []surge.Phase{
+			{Name: "before", Start: off(0), End: off(1), Rates: map[string]float64{"pro": 2}},
+			{Name: surge.PhaseSurge, Start: off(1), End: off(3), Rates: map[string]float64{"pro": 2, "free": 10}},
+			{Name: "after", Start: off(3), End: off(4), Rates: map[string]float64{"pro": 2}},
+		},
+		Paid: []string{"pro"}, Tiers: []surge.Tier{free, pro},
+		Nodes: []surge.Node{{Target: "http://127.0.0.1:1", Name: "n1", Writer: "n1", Changes: changes,
+			LoadPolls: []int{10, 10, 10, 10}, Saturation: floats(), Demand: floats(), Signal: floats(), SignalMax: []float64{0.5, 2, 0.5, 0.5}}},
+		Seconds: 4}
+}
+
+func TestAuto(t *testing.T) {
+	dir := t.TempDir()
+	manual, auto := filepath.Join(dir, "manual.json"), filepath.Join(dir, "auto.json")
+	require.NoError(t, surge.WriteFile(manual, &surge.File{Commit: "abc", Runs: []surge.Run{surgeRun("manual", surge.ModeManual)}}))
+	require.NoError(t, surge.WriteFile(auto, &surge.File{Commit: "abc", Runs: []surge.Run{surgeRun("auto", surge.ModeAuto)}}))
+
+	joined := filepath.Join(dir, "joined.json")
+	var stdout strings.Builder
+	require.NoError(t, run([]string{"auto-data", "-in", manual + ", " + auto, "-out", joined}, &stdout, io.Discard))
+	assert.Contains(t, stdout.String(), "wrote "+joined+": 2 runs")
+	assert.Contains(t, stdout.String(), "run manual (manual): surge 1-3 s")
+	assert.Contains(t, stdout.String(), "pro p99 after the switch in run auto (s 2-3): manual 4.00 s, auto 103 ms\n")
+	f, err := surge.ReadFile(joined)
+	require.NoError(t, err)
+	assert.Equal(t, "abc", f.Commit, "the runs' commit, once")
+	require.Len(t, f.Runs, 2)
+	assert.Equal(t, []string{"manual", "auto"}, []string{f.Runs[0].Name, f.Runs[1].Name}, "in the order given")
+
+	out := filepath.Join(dir, "auto.svg")
+	stdout.Reset()
+	require.NoError(t, run([]string{"auto", "-in", joined, "-out", out}, &stdout, io.Discard))
+	wellFormed(t, out)
+	assert.Contains(t, stdout.String(), "wrote "+out)
+	assert.Contains(t, stdout.String(), "  DEGRADED on every node 0.5 s after the surge began")
+	png := filepath.Join(dir, "auto.png")
+	require.NoError(t, run([]string{"auto", "-in", joined, "-out", png}, io.Discard, io.Discard))
+	b, err := os.ReadFile(png)
+	require.NoError(t, err)
+	assert.Equal(t, "\x89PNG", string(b[:4]))
+
+	// Runs made at different commits keep both; a run twice is refused.
+	require.NoError(t, surge.WriteFile(auto, &surge.File{Commit: "def", Runs: []surge.Run{surgeRun("auto", surge.ModeAuto)}}))
+	require.NoError(t, run([]string{"auto-data", "-in", manual + "," + auto, "-out", joined}, io.Discard, io.Discard))
+	f, err = surge.ReadFile(joined)
+	require.NoError(t, err)
+	assert.Equal(t, "abc / def", f.Commit)
+	err = run([]string{"auto-data", "-in", auto + "," + auto, "-out", joined}, io.Discard, io.Discard)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "run auto given twice")
 }
