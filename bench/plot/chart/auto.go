@@ -274,27 +274,23 @@ func autoSubtitle(f *surge.File, sums []surge.Summary) string {
 	head := fmt.Sprintf("%d nodes%s, each running %d jobs of %s at once (%s jobs/s in all), requests round-robin over them",
 		len(r.Targets), where, r.Capacity, millis(r.Work.Duration()), strconv.FormatFloat(capacity(r), 'f', -1, 64))
 	lines = append(lines, head)
-	var load []string
-	for _, p := range r.Phases {
-		load = append(load, fmt.Sprintf("%s %.0f-%.0f s: %s", p.Name, p.Start.Seconds(), p.End.Seconds(), phaseRates(p.Rates)))
-	}
-	lines = append(lines, strings.Join(load, "; ")+fmt.Sprintf("; client timeout %s", secondsText(r.Timeout.Duration())))
+	lines = append(lines, loadText(r.Phases)+fmt.Sprintf("; client timeout %s", secondsText(r.Timeout.Duration())))
 	for i, s := range sums {
 		if f.Runs[i].Mode != surge.ModeAuto {
 			continue
 		}
 		line := f.Runs[i].Name + ": "
 		if s.ToDegraded >= 0 {
-			line += fmt.Sprintf("DEGRADED on every node %.1f s after the surge began", s.ToDegraded)
+			line += fmt.Sprintf("DEGRADED on every node %.1f s into the surge", s.ToDegraded)
 		} else {
 			line += "not DEGRADED on every node in the surge"
 		}
 		if s.ToNormal >= 0 {
-			line += fmt.Sprintf(", NORMAL %.1f s after it ended", s.ToNormal)
+			line += fmt.Sprintf(", NORMAL %.1f s after it", s.ToNormal)
 		}
-		line += fmt.Sprintf("; %d state changes (%d up, %d down)", s.Switches, s.Up, s.Down)
+		line += fmt.Sprintf("; %d switch%s up, %d down", s.Up, plural(s.Up, "", "es"), s.Down)
 		if s.Drained >= 0 {
-			line += fmt.Sprintf("; the backlog admitted before the switch ran off %.1f s after it", s.Drained)
+			line += fmt.Sprintf("; backlog drained %.1f s after the switch", s.Drained)
 		}
 		lines = append(lines, line)
 	}
@@ -315,6 +311,46 @@ func autoSubtitle(f *surge.File, sums []surge.Summary) string {
 		lines[0] += "; at " + f.Commit
 	}
 	return strings.Join(lines, "\n")
+}
+
+// loadText says what each tier sent: "enterprise 30 + pro 30 req/s
+// throughout; free 360 req/s in 15-45 s", the rates that are the same in
+// every phase first.
+func loadText(phases []surge.Phase) string {
+	steady := map[string]float64{}
+	for t, r := range phases[0].Rates {
+		same := r > 0
+		for _, p := range phases[1:] {
+			same = same && p.Rates[t] == r
+		}
+		if same {
+			steady[t] = r
+		}
+	}
+	var parts []string
+	if len(steady) > 0 {
+		parts = append(parts, phaseRates(steady)+" throughout")
+	}
+	for _, p := range phases {
+		rest := map[string]float64{}
+		for t, r := range p.Rates {
+			if _, ok := steady[t]; !ok && r > 0 {
+				rest[t] = r
+			}
+		}
+		if len(rest) > 0 {
+			parts = append(parts, fmt.Sprintf("%s in %.0f-%.0f s", phaseRates(rest), p.Start.Seconds(), p.End.Seconds()))
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// plural returns one if n is 1, else many.
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 // secondsText formats a whole number of seconds, or milliseconds.

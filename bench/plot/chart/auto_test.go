@@ -100,8 +100,8 @@ func TestAutoSVG(t *testing.T) {
 	for _, want := range []string{
 		"A surge of free requests, with the automatic switch off and on",
 		"3 nodes on loopback, each running 4 jobs of 100 ms at once (120 jobs/s in all), requests round-robin over them; at abc1234",
-		"before 0-3 s: enterprise 2 + pro 2 req/s; surge 3-7 s: free 100 + enterprise 2 + pro 2 req/s; after 7-10 s: enterprise 2 + pro 2 req/s; client timeout 10 s",
-		"auto: DEGRADED on every node 1.4 s after the surge began, NORMAL 2.3 s after it ended; 2 state changes (1 up, 1 down); the backlog admitted before the switch ran off 1.6 s after it",
+		"enterprise 2 + pro 2 req/s throughout; free 100 req/s in 3-7 s; client timeout 10 s",
+		"auto: DEGRADED on every node 1.4 s into the surge, NORMAL 2.3 s after it; 1 switch up, 1 down; backlog drained 1.6 s after the switch",
 		"manual: paid p99 unloaded 104 ms, whole surge 10.00 s (12 of 16 paid requests unanswered, counted at the timeout)",
 		"auto: paid p99 unloaded 104 ms, whole surge 2.30 s, after the switch (s 5-7) 2.30 s, after the drain (s 6-7) 104 ms",
 		"manual: NORMAL pinned (the switch off)", "auto: the automatic switch on",
@@ -193,4 +193,14 @@ func TestPowerTicks(t *testing.T) {
 
 func TestPhaseRates(t *testing.T) {
 	assert.Equal(t, "free 360 + enterprise 30 + pro 30 req/s", phaseRates(map[string]float64{"pro": 30, "free": 360, "enterprise": 30, "gold": 0}))
+}
+
+func TestLoadText(t *testing.T) {
+	ph := func(from, to float64, rates map[string]float64) surge.Phase {
+		return surge.Phase{Start: surge.Offset(from * float64(time.Second)), End: surge.Offset(to * float64(time.Second)), Rates: rates}
+	}
+	assert.Equal(t, "pro 30 req/s throughout; free 360 + enterprise 10 req/s in 15-45 s; enterprise 20 req/s in 45-75 s",
+		loadText([]surge.Phase{ph(0, 15, map[string]float64{"pro": 30}),
+			ph(15, 45, map[string]float64{"pro": 30, "free": 360, "enterprise": 10}),
+			ph(45, 75, map[string]float64{"pro": 30, "enterprise": 20})}))
 }
