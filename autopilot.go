@@ -13,10 +13,6 @@ import (
 	"github.com/tierlimit/tierlimit/loadctl"
 )
 
-// readsPerPeriod is how many raw readings of the load signal make one
-// sample (loadctl.Period).
-const readsPerPeriod = 10
-
 // maxShedKeys bounds the keys whose shed requests are counted per window;
 // beyond it shed requests of new keys are not counted as demand.
 const maxShedKeys = 100_000
@@ -96,12 +92,12 @@ func (a *autopilot) read(now time.Time) (float64, bool) {
 	return v, ok
 }
 
-// run reads the signal readsPerPeriod times a period and ends a period
+// run reads the signal loadctl.Reads times a period and ends a period
 // each loadctl.Period, until ctx ends.
 func (a *autopilot) run(ctx context.Context) {
 	meter := loadctl.NewMeter(time.Now())
 	ctl := loadctl.NewControl(a.settings)
-	t := time.NewTicker(loadctl.Period / readsPerPeriod)
+	t := time.NewTicker(loadctl.Period / loadctl.Reads)
 	defer t.Stop()
 	for i := 1; ; i++ {
 		select {
@@ -113,7 +109,7 @@ func (a *autopilot) run(ctx context.Context) {
 		if v, ok := a.read(now); ok {
 			meter.Read(v)
 		}
-		if i%readsPerPeriod == 0 {
+		if i%loadctl.Reads == 0 {
 			a.period(now, meter, ctl)
 		}
 	}

@@ -37,8 +37,15 @@ const (
 	DefaultDownHold = 15 * time.Second
 	DefaultStale    = 2 * time.Second
 	// Period is how often a member samples and publishes its load.
-	Period = 500 * time.Millisecond
+	Period = 250 * time.Millisecond
+	// Reads is how many raw readings of the signal make one sample.
+	Reads = 10
 )
+
+// slack is how much short of a hold the samples may fall and still meet
+// it: a sample comes every Period, give or take a ticker's jitter, so a
+// hold of 4 periods must be met by the 4th sample, not the 5th.
+const slack = Period / Reads
 
 // MaxSignal is the largest signal or demand a member reports: ten times
 // full. Larger, negative or not-a-number values are refused.
@@ -217,7 +224,7 @@ func (c *Control) Observe(now time.Time, status health.Status, samples []Sample)
 	if !r.Enough() {
 		c.above, c.below = time.Time{}, time.Time{}
 		c.unknown = track(c.unknown, true, now)
-		if status == health.Degraded && now.Sub(c.unknown) >= c.s.DownHold {
+		if status == health.Degraded && now.Sub(c.unknown)+slack >= c.s.DownHold {
 			return Decision{Switch: true, To: health.Normal, Why: fmt.Sprintf(
 				"auto: load unknown for %v (%d of %d members fresh): back to the configured limits",
 				roundHold(now.Sub(c.unknown)), r.Known, r.Known+r.Unknown)}
@@ -228,11 +235,11 @@ func (c *Control) Observe(now time.Time, status health.Status, samples []Sample)
 	c.above = track(c.above, r.Demand >= c.s.High, now)
 	c.below = track(c.below, r.Demand <= c.s.Low, now)
 	switch {
-	case status == health.Normal && !c.above.IsZero() && now.Sub(c.above) >= c.s.UpHold:
+	case status == health.Normal && !c.above.IsZero() && now.Sub(c.above)+slack >= c.s.UpHold:
 		return Decision{Switch: true, To: health.Degraded, Why: fmt.Sprintf(
 			"auto: demand %.2f >= high %.2f for %v (saturation %.2f, %d of %d members known)",
 			r.Demand, c.s.High, roundHold(now.Sub(c.above)), r.Saturation, r.Known, r.Known+r.Unknown)}
-	case status == health.Degraded && !c.below.IsZero() && now.Sub(c.below) >= c.s.DownHold:
+	case status == health.Degraded && !c.below.IsZero() && now.Sub(c.below)+slack >= c.s.DownHold:
 		return Decision{Switch: true, To: health.Normal, Why: fmt.Sprintf(
 			"auto: demand %.2f <= low %.2f for %v (saturation %.2f, %d of %d members known)",
 			r.Demand, c.s.Low, roundHold(now.Sub(c.below)), r.Saturation, r.Known, r.Known+r.Unknown)}

@@ -57,12 +57,12 @@ func TestControlSwitchesWithHysteresis(t *testing.T) {
 	// Below the low mark for 9.5 s, a blip above it, then below for good:
 	// NORMAL 10 s after the blip.
 	sw = step(c, 60*time.Second, 90*time.Second, &status, func(d time.Duration) []Sample {
-		if d == 69500*time.Millisecond {
+		if d == 70*time.Second {
 			return three(0.7)
 		}
 		return three(0.3)
 	})
-	assert.Equal(t, map[time.Duration]health.Status{80 * time.Second: health.Normal}, sw)
+	assert.Equal(t, map[time.Duration]health.Status{70*time.Second + Period + 10*time.Second: health.Normal}, sw)
 }
 
 func TestControlWeighsDemandNotSignal(t *testing.T) {
@@ -222,17 +222,43 @@ func TestMeterWeighsRareLongJobs(t *testing.T) {
 	m := NewMeter(at(0))
 	adm := int64(0)
 	d := time.Duration(0)
-	for i := range 240 {
+	for i := range int(2 * time.Minute / Period) {
 		m.Read(1)
 		d += Period
-		if i%20 == 0 {
+		if i%int(10*time.Second/Period) == 0 {
 			adm++
 		}
 		m.Sample(at(d), adm, 0)
 	}
 	assert.InDelta(t, 10, m.perReq, 1.5, "a job a second would keep ten GPUs busy")
 	m.Read(1)
-	d += 10 * Period
+	d += 5 * time.Second
 	_, dem, _ := m.Sample(at(d), adm, 1) // one job shed in 5 s
 	assert.InDelta(t, 1+0.2*10, dem, 0.3)
+}
+
+func TestMeterDoesNotCountQueueingAsWork(t *testing.T) {
+	// 0.5 full at 100 requests a second, then a surge queues ten times the
+	// capacity while 500 a second are admitted, then DEGRADED sheds 400 a
+	// second of it: each shed request weighs what one weighed before the
+	// queue, not its wait in the queue.
+	m := NewMeter(at(0))
+	d, adm := time.Duration(0), int64(0)
+	feed := func(signal float64, admitted, shed float64, n int) (dem float64) {
+		var sh int64
+		for range n {
+			for range Reads {
+				m.Read(signal)
+			}
+			d += Period
+			adm += int64(admitted * Period.Seconds())
+			sh += int64(shed * Period.Seconds())
+			_, dem, _ = m.Sample(at(d), adm, sh)
+		}
+		return dem
+	}
+	feed(0.5, 100, 0, int(30*time.Second/Period))
+	feed(10, 500, 0, int(5*time.Second/Period))
+	dem := feed(0.5, 100, 400, 1)
+	assert.InDelta(t, 0.5+400*0.005, dem, 0.05)
 }

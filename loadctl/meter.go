@@ -19,7 +19,11 @@ const Horizon = 10 * time.Second
 // load that one admitted request per second brings is the signal over the
 // admitted rate, both averaged over Horizon (so a period that admits
 // nothing still has one); the shed rate times it is the load NORMAL would
-// have let in besides.
+// have let in besides. Only periods whose signal is at most 1 feed the
+// averages: above it requests queue, and the time they wait would count
+// as work (once a queue ten times the capacity made each request weigh
+// twenty times its job). Until such a period has come, every period
+// feeds them.
 type Meter struct {
 	sum float64
 	n   int
@@ -29,6 +33,7 @@ type Meter struct {
 
 	avgSignal, avgRate float64 // moving averages over Horizon
 	perReq             float64 // avgSignal / avgRate, when enough was admitted; 0 until then
+	unqueued           bool    // a period at most 1 has fed the averages
 }
 
 // NewMeter returns a Meter that starts counting at now, with no request
@@ -60,12 +65,17 @@ func (m *Meter) Sample(now time.Time, admitted, shed int64) (signal, demand floa
 	if dt <= 0 {
 		return signal, signal, true
 	}
-	w := 1 - math.Exp(-dt/Horizon.Seconds())
-	m.avgSignal += w * (signal - m.avgSignal)
-	m.avgRate += w * (float64(da)/dt - m.avgRate)
-	if m.avgRate*Horizon.Seconds() >= 1 && m.avgSignal > 0 {
-		// At least about one request admitted over the horizon.
-		m.perReq = m.avgSignal / m.avgRate
+	if signal <= 1 || !m.unqueued {
+		if signal <= 1 && !m.unqueued {
+			m.unqueued, m.avgSignal, m.avgRate = true, 0, 0 // start over without the queued periods
+		}
+		w := 1 - math.Exp(-dt/Horizon.Seconds())
+		m.avgSignal += w * (signal - m.avgSignal)
+		m.avgRate += w * (float64(da)/dt - m.avgRate)
+		if m.avgRate*Horizon.Seconds() >= 1 && m.avgSignal > 0 {
+			// At least about one request admitted over the horizon.
+			m.perReq = m.avgSignal / m.avgRate
+		}
 	}
 	demand = signal
 	if ds > 0 {
