@@ -82,7 +82,7 @@ type Config struct {
 	// signal plus the work DEGRADED refuses) stays at or above AutoHigh
 	// for AutoUpHold, and back to NORMAL when it stays at or below AutoLow
 	// for AutoDownHold. The member that writes the switch uses its own.
-	// Defaults 1, 0.75, 2s and 15s (docs/design.md says why).
+	// Defaults 1, 0.75, 1s and 15s (docs/design.md says why).
 	AutoHigh, AutoLow        float64
 	AutoUpHold, AutoDownHold time.Duration
 

@@ -89,7 +89,7 @@ func flagFor(field string) string {
 //	-capacity 0                 Capacity
 //	-auto-high 1                AutoHigh
 //	-auto-low 0.75              AutoLow
-//	-auto-up-hold 2s            AutoUpHold
+//	-auto-up-hold 1s            AutoUpHold
 //	-auto-down-hold 15s         AutoDownHold
 //
 // Call FlagsFromEnv after fs.Parse to take the flags not given from the

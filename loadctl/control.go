@@ -33,7 +33,7 @@ import (
 const (
 	DefaultHigh     = 1.0
 	DefaultLow      = 0.75
-	DefaultUpHold   = 2 * time.Second
+	DefaultUpHold   = time.Second
 	DefaultDownHold = 15 * time.Second
 	DefaultStale    = 2 * time.Second
 	// Period is how often a member samples and publishes its load.

@@ -151,7 +151,7 @@ func TestWriterIsTheFirstNameThatReports(t *testing.T) {
 func TestSettingsAreChecked(t *testing.T) {
 	ok := Settings{}.WithDefaults()
 	require.NoError(t, ok.Check())
-	assert.Equal(t, Settings{High: 1, Low: 0.75, UpHold: 2 * time.Second, DownHold: 15 * time.Second, Stale: 2 * time.Second}, ok)
+	assert.Equal(t, Settings{High: 1, Low: 0.75, UpHold: time.Second, DownHold: 15 * time.Second, Stale: 2 * time.Second}, ok)
 	assert.InDelta(t, 0.6, Settings{High: 0.8}.WithDefaults().Low, 1e-9, "the low mark follows a lower high one")
 	for field, s := range map[string]Settings{
 		"High":     {High: math.NaN()},

@@ -60,8 +60,10 @@
 #   PLOTS_AUTO_HIGH, PLOTS_AUTO_LOW, PLOTS_AUTO_UP_HOLD, PLOTS_AUTO_DOWN_HOLD
 #                         the nodes' -auto-high, -auto-low, -auto-up-hold
 #                         and -auto-down-hold (default: the node's own,
-#                         1, 0.75, 2s, 15s)
+#                         1, 0.75, 1s, 15s)
 #   PLOTS_AUTO_CAPACITY   the nodes' -capacity (default 4)
+#   PLOTS_AUTO_MODES      the surge runs to make (default "manual auto";
+#                         one alone, to try settings, leaves auto.json)
 #   PLOTS_RUNS            runs.tsv of the bench run to plot (default
 #                         bench/out/run/runs.tsv, where bench/run.sh leaves it)
 #   PLOTS_OUT             work directory: binaries, node logs, the tiers
@@ -225,7 +227,8 @@ if has_step auto; then
   commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
   if [ -n "$(git status --porcelain -- . ':!docs/img' 2>/dev/null)" ]; then commit+="-dirty"; fi
 
-  for mode in manual auto; do
+  read -ra modes <<< "${PLOTS_AUTO_MODES:-manual auto}"
+  for mode in "${modes[@]}"; do
     start_cluster "$OUT/tiers-auto.json" "${node_flags[@]}"
     log "running the surge, $mode: ${AUTO_BEFORE_S}s calm, ${AUTO_SURGE_S}s surge, ${AUTO_AFTER_S}s calm"
     targets=$(IFS=,; echo "${URLS[*]}")
@@ -234,7 +237,11 @@ if has_step auto; then
       -commit "$commit" -out "$OUT/surge-$mode.json"
     stop_cluster
   done
-  "$OUT/bin/plot" auto-data -in "$OUT/surge-manual.json,$OUT/surge-auto.json" -out "$IMG/auto.json"
+  if [ "${modes[*]}" = "manual auto" ]; then
+    "$OUT/bin/plot" auto-data -in "$OUT/surge-manual.json,$OUT/surge-auto.json" -out "$IMG/auto.json"
+  else
+    log "runs ${modes[*]} only: docs/img/auto.json left as it is; the records are in $OUT"
+  fi
 fi
 
 # ---- latency -------------------------------------------------------------------

@@ -55,7 +55,7 @@ func TestOptionsFromEnvironmentAndFlags(t *testing.T) {
 			QuorumGrace: 30 * time.Second, BackupInterval: 100 * time.Millisecond, LeaseTTL: time.Second,
 			ForwardTimeoutMin: time.Millisecond, ForwardTimeoutMax: tierlimit.DefaultForwardTimeoutMax,
 			MaxJobDuration: 20 * time.Minute,
-			AutoHigh:       0.9, AutoLow: 0.75, AutoUpHold: 2 * time.Second, AutoDownHold: 20 * time.Second,
+			AutoHigh:       0.9, AutoLow: 0.75, AutoUpHold: time.Second, AutoDownHold: 20 * time.Second,
 		},
 		httpAddr: ":9", shutdownGrace: 10 * time.Second, logLevel: "info", logFormat: "auto", nodeNameSet: true,
 		upstream: proxy.Config{
