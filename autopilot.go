@@ -140,7 +140,13 @@ func (a *autopilot) period(now time.Time, meter *loadctl.Meter, ctl *loadctl.Con
 	if !d.Switch || cur.Pinned || writer != a.l.cfg.NodeName {
 		return
 	}
-	s, changed, err := a.l.setHealth(health.Write{Status: d.To, Why: d.Why}, time.Now())
+	// Only over the state the decision was taken on: an operator's pin
+	// that came in meanwhile wins.
+	s, changed, ok := a.l.health.WriteIf(health.Write{Status: d.To, Why: d.Why}, time.Now(), cur)
+	if !ok {
+		return
+	}
+	_, _, err := a.l.saveHealth(s, changed)
 	a.switches.Add(1)
 	a.l.metrics.autoSwitched(d.To)
 	a.l.log.Warn("health state switched by the cluster's load", "status", s.Status.String(), "why", d.Why,

@@ -414,6 +414,12 @@ func (l *Limiter) ResumeAuto() (State, error) {
 // reports whether the status changed.
 func (l *Limiter) setHealth(w health.Write, now time.Time) (State, bool, error) {
 	s, changed := l.health.Write(w, now)
+	return l.saveHealth(s, changed)
+}
+
+// saveHealth saves s, the state this node just wrote, if there is a state
+// file, and passes s and changed on with the error that kept it unsaved.
+func (l *Limiter) saveHealth(s State, changed bool) (State, bool, error) {
 	if l.state != nil {
 		if err := l.state.save(s); err != nil {
 			l.log.Error("health state set but not saved", "err", err)

@@ -254,22 +254,37 @@ type Write struct {
 // its status differs from the one it replaced. A Why longer than MaxWhy is
 // cut.
 func (h *Holder) Write(w Write, now time.Time) (s State, changed bool) {
-	status := w.Status
+	s, changed, _ = h.write(w, now, nil)
+	return s, changed
+}
+
+// WriteIf is Write made only if the state in force is still expect: it
+// reports ok false, and writes nothing, when another write or a merge
+// came in between (an operator's pin, say, that a decision taken on expect
+// must not overwrite).
+func (h *Holder) WriteIf(w Write, now time.Time, expect State) (s State, changed, ok bool) {
+	return h.write(w, now, &expect)
+}
+
+func (h *Holder) write(w Write, now time.Time, expect *State) (s State, changed, ok bool) {
 	why := w.Why
 	if len(why) > MaxWhy {
 		why = why[:MaxWhy]
 	}
 	h.mu.Lock()
+	defer h.mu.Unlock()
 	cur := *h.cur.Load()
+	if expect != nil && cur != *expect {
+		return cur, false, false
+	}
 	prev := cur.Version
 	if prev > horizon(now, h.maxOffset) {
 		prev = 0
 	}
-	s = State{Status: status, Version: nextStamp(prev, now), Origin: h.origin, UpdatedAt: now.UTC(), Pinned: w.Pinned, Why: why}
+	s = State{Status: w.Status, Version: nextStamp(prev, now), Origin: h.origin, UpdatedAt: now.UTC(), Pinned: w.Pinned, Why: why}
 	h.cur.Store(&s)
 	h.notify(s)
-	h.mu.Unlock()
-	return s, cur.Status != status
+	return s, cur.Status != w.Status, true
 }
 
 // ErrTooFarAhead is returned by Merge for a state stamped further ahead of

@@ -172,3 +172,25 @@ func merge(h *Holder, s State) bool {
 	}
 	return ok
 }
+
+func TestWriteIfLeavesAWriteThatCameFirst(t *testing.T) {
+	h := NewHolder("a")
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	seen := h.Current()
+	pin, _ := h.Write(Write{Status: Degraded, Pinned: true, Why: "admin"}, now)
+	s, changed, ok := h.WriteIf(Write{Status: Normal, Why: "auto"}, now.Add(time.Millisecond), seen)
+	assert.False(t, ok, "the pin came after the state the decision saw")
+	assert.False(t, changed)
+	assert.Equal(t, pin, s)
+	assert.Equal(t, pin, h.Current())
+
+	s, changed, ok = h.WriteIf(Write{Status: Normal, Why: strings.Repeat("x", 500)}, now.Add(2*time.Millisecond), pin)
+	require.True(t, ok)
+	assert.True(t, changed)
+	assert.False(t, s.Pinned)
+	assert.Len(t, s.Why, MaxWhy, "cut")
+	assert.True(t, s.Newer(pin))
+	got, err := Decode(s.Encode())
+	require.NoError(t, err)
+	assert.Equal(t, s.Why, got.Why, "a cut why fits the wire")
+}
