@@ -31,6 +31,18 @@
 // long and a partition still serves. The health state, set on any instance
 // (POST /system/health or SetHealth), reaches every other by gossip.
 //
+// # The switch, by hand or by load
+//
+// A person or an alert sets the state (POST /system/health, SetHealth),
+// which pins it. With a load signal (Config.Capacity: the requests in
+// flight over the jobs the instance's GPUs run at once; Config.LoadSignal:
+// your own, such as a GPU queue's depth over its limit) the cluster also
+// switches by itself: each instance gossips its signal and the demand that
+// DEGRADED refuses, and the cluster goes DEGRADED when the mean stays at or
+// above Config.AutoHigh for Config.AutoUpHold, and back when it stays at
+// or below Config.AutoLow for Config.AutoDownHold, one write by one
+// member. ResumeAuto hands a pinned state back.
+//
 // Several Limiters can live in one process: there is no package-level
 // state, and each logs to its Config.Logger and registers its metrics on
 // its Config.Registerer.
