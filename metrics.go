@@ -284,16 +284,8 @@ func (m *metrics) registerCluster(src memberSource) error {
 			Name: "tierlimit_lease_hits_credited_total",
 			Help: "Hits this node, as a key's owner, took back from the leases of members that failed or restarted: what each holder last said its lease had left.",
 		}, func() float64 { return float64(src.leaseHitsCredited()) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name:        "tierlimit_slots_held",
-			Help:        "Concurrency slots held now in this node's tables: of the keys it owns (table owned: its own jobs', other members' and their slot leases), or taken on its own while an owner could not be reached (table fallback).",
-			ConstLabels: prometheus.Labels{"table": "owned"},
-		}, func() float64 { owned, _ := src.slotsHeld(); return float64(owned) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name:        "tierlimit_slots_held",
-			Help:        "Concurrency slots held now in this node's tables: of the keys it owns (table owned: its own jobs', other members' and their slot leases), or taken on its own while an owner could not be reached (table fallback).",
-			ConstLabels: prometheus.Labels{"table": "fallback"},
-		}, func() float64 { _, fallback := src.slotsHeld(); return float64(fallback) }),
+		slotsHeld(src, "owned"),
+		slotsHeld(src, "fallback"),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "tierlimit_slots_freed_total",
 			Help: "Concurrency slots this node, as a key's owner, gave back because the member that held them failed or restarted.",
@@ -452,4 +444,20 @@ func (m *metrics) LeaseGranted(hits int, renewal bool) {
 func (m *metrics) LeaseEnded(why string, unused int) {
 	m.leasesEnded.WithLabelValues(why).Inc()
 	m.leaseUnused.WithLabelValues(why).Add(float64(unused))
+}
+
+// slotsHeld returns tierlimit_slots_held of one table, "owned" or
+// "fallback", read from src when scraped.
+func slotsHeld(src memberSource, table string) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name:        "tierlimit_slots_held",
+		Help:        "Concurrency slots held now in this node's tables: of the keys it owns (table owned: its own jobs', other members' and their slot leases), or taken on its own while an owner could not be reached (table fallback).",
+		ConstLabels: prometheus.Labels{"table": table},
+	}, func() float64 {
+		owned, fallback := src.slotsHeld()
+		if table == "owned" {
+			return float64(owned)
+		}
+		return float64(fallback)
+	})
 }
