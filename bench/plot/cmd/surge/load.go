@@ -7,10 +7,9 @@ import (
 	"math"
 	"net/http"
 	"net/url"
-	"sync"
-	"sync/atomic"
 	"time"
 
+	"github.com/tierlimit/tierlimit/bench/plot/internal/loadrun"
 	"github.com/tierlimit/tierlimit/bench/plot/surge"
 )
 
@@ -21,24 +20,14 @@ import (
 // was due, and its latency runs from then: a stall of this process shows
 // as latency, and how late requests left is kept apart (lagMax, late).
 type load struct {
+	// Senders bound the requests in flight (one due when none is free is
+	// not sent, and counts as unsent) and keep how late they left.
+	*loadrun.Senders
 	client  *http.Client
-	targets []string
-	start   time.Time
 	count   *surge.Counter
 	path    string        // GET /test?work=
 	timeout time.Duration // the longest a request waits for its answer
-	// slots bounds the requests in flight; one due when none is free is
-	// not sent, and counts as unsent.
-	slots chan struct{}
-
-	next   atomic.Uint64 // the next target, modulo len(targets)
-	lagMax atomic.Int64  // the latest a request left after it was due, ns
-	late   atomic.Int64  // requests that left more than lateAfter late
-	wg     sync.WaitGroup
 }
-
-// lateAfter is how late a request may leave before it counts as late.
-const lateAfter = 50 * time.Millisecond
 
 // jobPath returns GET /test's path and query for jobs of work.
 func jobPath(work time.Duration) string {
@@ -75,26 +64,14 @@ func (l *load) run(ctx context.Context, tl tierLoad, phases []surge.Phase, i, n 
 	k := 0 // the next key
 	for _, p := range phases {
 		for _, at := range dueTimes(p.Start.Duration(), p.End.Duration(), p.Rates[tl.name], float64(i)/float64(n)) {
-			timer.Reset(time.Until(l.start.Add(at)))
-			select {
-			case <-ctx.Done():
+			if !l.WaitDue(ctx, timer, at) {
 				return
-			case <-timer.C:
 			}
 			key := tl.keys[k%len(tl.keys)]
 			k++
-			select {
-			case l.slots <- struct{}{}:
-			default:
-				l.count.Add(tl.name, surge.Offset(at), surge.Outcome{Unsent: true, Latency: time.Since(l.start.Add(at))})
-				continue
+			if !l.Go(func() { l.send(ctx, tl.name, key, at) }) {
+				l.count.Add(tl.name, surge.Offset(at), surge.Outcome{Unsent: true, Latency: time.Since(l.Start().Add(at))})
 			}
-			l.wg.Add(1)
-			go func() {
-				defer l.wg.Done()
-				defer func() { <-l.slots }()
-				l.send(ctx, tl.name, key, at)
-			}()
 		}
 	}
 }
@@ -103,19 +80,12 @@ func (l *load) run(ctx context.Context, tl tierLoad, phases []surge.Phase, i, n 
 // what came of it, unless ctx ended first (an interrupted run counts
 // nothing more).
 func (l *load) send(ctx context.Context, tier, key string, due time.Duration) {
-	target := l.targets[(l.next.Add(1)-1)%uint64(len(l.targets))]
-	dueAt := l.start.Add(due)
-	if lag := time.Since(dueAt); lag > 0 {
-		if lag > lateAfter {
-			l.late.Add(1)
-		}
-		storeMax(&l.lagMax, int64(lag))
-	}
+	target := l.Leave(due)
 	o := l.do(ctx, target, key)
 	if ctx.Err() != nil {
 		return
 	}
-	o.Latency = time.Since(dueAt)
+	o.Latency = time.Since(l.Start().Add(due))
 	l.count.Add(tier, surge.Offset(due), o)
 }
 
@@ -142,17 +112,4 @@ func (l *load) do(ctx context.Context, target, key string) surge.Outcome {
 		return failed(err)
 	}
 	return surge.Outcome{Status: resp.StatusCode}
-}
-
-// wait waits until every request sent has been answered or has failed.
-func (l *load) wait() { l.wg.Wait() }
-
-// storeMax sets a to v if v is larger.
-func storeMax(a *atomic.Int64, v int64) {
-	for {
-		old := a.Load()
-		if v <= old || a.CompareAndSwap(old, v) {
-			return
-		}
-	}
 }

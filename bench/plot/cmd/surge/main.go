@@ -29,33 +29,20 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"strings"
 	"sync"
-	"syscall"
 	"time"
 
+	"github.com/tierlimit/tierlimit/bench/plot/internal/loadrun"
 	"github.com/tierlimit/tierlimit/bench/plot/surge"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return
-		}
-		fmt.Fprintln(os.Stderr, "surge:", err)
-		os.Exit(1)
-	}
-}
+func main() { loadrun.Main("surge", run) }
 
 // options are the command's flags.
 type options struct {
@@ -84,8 +71,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	var o options
 	fs := flag.NewFlagSet("surge", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	targets := fs.String("targets", "", "comma-separated base URLs of the nodes, such as http://127.0.0.1:8081 (required)")
-	fs.StringVar(&o.token, "admin-token", getenv("ADMIN_TOKEN"), "bearer token of /system/health (env ADMIN_TOKEN)")
+	cluster := loadrun.AddClusterFlags(fs, getenv)
 	fs.StringVar(&o.configPath, "config", "bench/plot/tiers-auto.json", "tiers file the nodes run with: limits and keys (plots.sh adds the keys of -keys to bench/plot/tiers-auto.json's tiers)")
 	fs.StringVar(&o.mode, "mode", "", `"manual": POST NORMAL first, which pins it (the switch off); "auto": post nothing (required)`)
 	fs.StringVar(&o.name, "name", "", "the run's name in the record (default: the mode)")
@@ -107,24 +93,24 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
-	if fs.NArg() > 0 {
-		return o, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	if err := loadrun.NoArgs(fs); err != nil {
+		return o, err
 	}
-	o.targets = splitList(*targets)
-	o.paid = splitList(*paid)
+	var err error
+	if o.targets, o.token, err = cluster.Parse("the run reads and may set the health state"); err != nil {
+		return o, err
+	}
+	o.paid = loadrun.SplitList(*paid)
 	switch {
-	case len(o.targets) == 0:
-		return o, fmt.Errorf("-targets: want at least one base URL")
-	case o.token == "":
-		return o, fmt.Errorf("-admin-token (or ADMIN_TOKEN) is required: the run reads and may set the health state")
 	case o.mode != surge.ModeManual && o.mode != surge.ModeAuto:
 		return o, fmt.Errorf("-mode %q: want %s or %s", o.mode, surge.ModeManual, surge.ModeAuto)
 	case o.out == "":
 		return o, fmt.Errorf("-out is required")
 	case o.poll <= 0 || o.timeout <= 0 || o.maxInFly < 1 || o.wait < 0 || o.settle < 0:
 		return o, fmt.Errorf("-poll, -timeout and -max-in-flight must be positive, -wait and -settle not negative")
-	case o.work < 0 || o.work >= o.timeout:
-		return o, fmt.Errorf("-work %v: want 0 or more, and less than -timeout %v", o.work, o.timeout)
+	}
+	if err := loadrun.CheckWork(o.work, o.timeout); err != nil {
+		return o, err
 	}
 	for _, p := range []struct {
 		name string
@@ -140,7 +126,6 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	if o.name == "" {
 		o.name = o.mode
 	}
-	var err error
 	if o.keys, err = parsePerTier("-keys", *keys, false); err != nil {
 		return o, err
 	}
@@ -156,18 +141,6 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 		}
 	}
 	return o, nil
-}
-
-// splitList splits a comma-separated list, trimming each item (and a
-// URL's trailing slash) and dropping empty ones.
-func splitList(s string) []string {
-	var out []string
-	for item := range strings.SplitSeq(s, ",") {
-		if item = strings.TrimRight(strings.TrimSpace(item), "/"); item != "" {
-			out = append(out, item)
-		}
-	}
-	return out
 }
 
 // run is the command: it parses args, runs the scenario once and writes
@@ -188,7 +161,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 
 	adminTransport := &http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: time.Minute}
 	defer adminTransport.CloseIdleConnections()
-	ad := admin{client: &http.Client{Transport: adminTransport, Timeout: 2 * time.Second}, token: o.token}
+	ad := loadrun.Admin{Client: &http.Client{Transport: adminTransport, Timeout: 2 * time.Second}, Token: o.token}
 	found, err := prepare(ctx, o, ad, stderr)
 	if err != nil {
 		return err
@@ -241,10 +214,10 @@ type found struct {
 // prepare puts the cluster in the run's mode (manual: POST NORMAL to the
 // first node) and waits until every node reports NORMAL in it, with a
 // load signal.
-func prepare(ctx context.Context, o options, ad admin, stderr io.Writer) (found, error) {
+func prepare(ctx context.Context, o options, ad loadrun.Admin, stderr io.Writer) (found, error) {
 	var f found
 	if o.mode == surge.ModeManual {
-		h, err := ad.post(ctx, o.targets[0], `{"status":"NORMAL"}`)
+		h, err := ad.Post(ctx, o.targets[0], `{"status":"NORMAL"}`)
 		if err != nil {
 			return f, err
 		}
@@ -254,7 +227,7 @@ func prepare(ctx context.Context, o options, ad admin, stderr io.Writer) (found,
 	for {
 		ready, why := true, ""
 		for _, t := range o.targets {
-			h, err := ad.health(ctx, t)
+			h, err := ad.Health(ctx, t)
 			if err != nil {
 				return f, err
 			}
@@ -281,14 +254,14 @@ func prepare(ctx context.Context, o options, ad admin, stderr io.Writer) (found,
 		if time.Now().After(deadline) {
 			return f, fmt.Errorf("after %v: %s, want NORMAL in mode %s", o.wait, why, o.mode)
 		}
-		if err := sleepUntil(ctx, time.Now().Add(100*time.Millisecond)); err != nil {
+		if err := loadrun.SleepUntil(ctx, time.Now().Add(100*time.Millisecond)); err != nil {
 			return f, err
 		}
 	}
 }
 
 // record runs the load and polls the nodes, and returns what it saw.
-func record(ctx context.Context, o options, loads []tierLoad, phases []surge.Phase, ad admin, f found, stderr io.Writer) (*surge.Run, error) {
+func record(ctx context.Context, o options, loads []tierLoad, phases []surge.Phase, ad loadrun.Admin, f found, stderr io.Writer) (*surge.Run, error) {
 	total := phases[len(phases)-1].End.Duration()
 	seconds := int(total / time.Second)
 	// A short lead, so that the senders and pollers are ready at offset 0.
@@ -309,15 +282,15 @@ func record(ctx context.Context, o options, loads []tierLoad, phases []surge.Pha
 
 	transport := &http.Transport{MaxIdleConnsPerHost: o.maxInFly, IdleConnTimeout: time.Minute}
 	defer transport.CloseIdleConnections()
-	l := &load{client: &http.Client{Transport: transport}, targets: o.targets, start: start, count: count,
-		path: jobPath(o.work), timeout: o.timeout, slots: make(chan struct{}, o.maxInFly)}
+	l := &load{Senders: loadrun.NewSenders(o.targets, start, o.maxInFly), client: &http.Client{Transport: transport},
+		count: count, path: jobPath(o.work), timeout: o.timeout}
 	var sending sync.WaitGroup
 	for i, tl := range loads {
 		sending.Go(func() { l.run(ctx, tl, phases, i, len(loads)) })
 	}
 	go report(watchCtx, stderr, watches, phases, start)
 	sending.Wait()
-	l.wait()
+	l.Wait()
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -325,7 +298,7 @@ func record(ctx context.Context, o options, loads []tierLoad, phases []surge.Pha
 	// Poll on until every node reports NORMAL, for at most -settle.
 	deadline := time.Now().Add(o.settle)
 	for !allReport(watches, surge.Normal) && time.Now().Before(deadline) {
-		if err := sleepUntil(ctx, time.Now().Add(o.poll)); err != nil {
+		if err := loadrun.SleepUntil(ctx, time.Now().Add(o.poll)); err != nil {
 			return nil, err
 		}
 	}
@@ -336,18 +309,18 @@ func record(ctx context.Context, o options, loads []tierLoad, phases []surge.Pha
 	for _, w := range watches {
 		r.Nodes = append(r.Nodes, w.Node())
 	}
-	r.SendLagMax = surge.Offset(l.lagMax.Load())
-	r.SentLate = int(l.late.Load())
+	r.SendLagMax = surge.Offset(l.LagMax())
+	r.SentLate = l.Late()
 	return r, nil
 }
 
 // poll polls target's health every interval into w until ctx ends; each
 // poll waits for the one before.
-func poll(ctx context.Context, ad admin, target string, w *surge.Watch, start time.Time, interval time.Duration) {
+func poll(ctx context.Context, ad loadrun.Admin, target string, w *surge.Watch, start time.Time, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		h, err := ad.health(ctx, target)
+		h, err := ad.Health(ctx, target)
 		if ctx.Err() != nil {
 			return
 		}
@@ -399,16 +372,4 @@ func allReport(ws []*surge.Watch, status string) bool {
 		}
 	}
 	return true
-}
-
-// sleepUntil waits until t or until ctx ends, and then returns ctx's error.
-func sleepUntil(ctx context.Context, t time.Time) error {
-	timer := time.NewTimer(time.Until(t))
-	defer timer.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-timer.C:
-		return nil
-	}
 }

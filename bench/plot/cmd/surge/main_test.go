@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tierlimit/tierlimit/api"
+	"github.com/tierlimit/tierlimit/bench/plot/internal/loadrun"
 	"github.com/tierlimit/tierlimit/bench/plot/surge"
 	"github.com/tierlimit/tierlimit/health"
 )
@@ -305,8 +306,8 @@ func TestLoadTimeoutAndUnsent(t *testing.T) {
 	t.Cleanup(s.Close)
 	t.Cleanup(func() { close(release) })
 	count := surge.NewCounter([]surge.Tier{{Name: "pro"}}, 1, 50*time.Millisecond, []string{"pro"})
-	l := &load{client: s.Client(), targets: []string{s.URL}, start: time.Now(), count: count,
-		path: jobPath(time.Millisecond), timeout: 50 * time.Millisecond, slots: make(chan struct{}, 1)}
+	l := &load{Senders: loadrun.NewSenders([]string{s.URL}, time.Now(), 1), client: s.Client(), count: count,
+		path: jobPath(time.Millisecond), timeout: 50 * time.Millisecond}
 
 	// Nobody answers: the request fails at the timeout.
 	l.send(t.Context(), "pro", "k", 0)
@@ -317,10 +318,12 @@ func TestLoadTimeoutAndUnsent(t *testing.T) {
 	assert.GreaterOrEqual(t, pro.Latency[0][0], 50.0, "at the timeout at least")
 
 	// Every slot taken: the requests due are not sent, and count as unsent.
-	l.slots <- struct{}{}
+	hold := make(chan struct{})
+	require.True(t, l.Go(func() { <-hold }))
 	l.run(t.Context(), tierLoad{name: "pro", keys: []string{"k"}},
 		[]surge.Phase{{Start: 0, End: surge.Offset(30 * time.Millisecond), Rates: map[string]float64{"pro": 100}}}, 0, 1)
-	l.wait()
+	close(hold)
+	l.Wait()
 	pro = count.Tiers()[0]
 	assert.Equal(t, []int{3}, pro.Unsent)
 	assert.Equal(t, []int{1}, pro.Failed, "nothing more sent")
@@ -334,8 +337,8 @@ func TestLoadInterruptedCountsNothing(t *testing.T) {
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
 	t.Cleanup(s.Close)
 	count := surge.NewCounter([]surge.Tier{{Name: "pro"}}, 1, time.Minute, nil)
-	l := &load{client: s.Client(), targets: []string{s.URL}, start: time.Now(), count: count,
-		path: "/test", timeout: time.Minute, slots: make(chan struct{}, 1)}
+	l := &load{Senders: loadrun.NewSenders([]string{s.URL}, time.Now(), 1), client: s.Client(), count: count,
+		path: "/test", timeout: time.Minute}
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	l.send(ctx, "pro", "k", 0)

@@ -1,15 +1,14 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"maps"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/tierlimit/tierlimit/bench/plot/internal/loadrun"
 	"github.com/tierlimit/tierlimit/bench/plot/surge"
 	"github.com/tierlimit/tierlimit/config"
 )
@@ -17,25 +16,11 @@ import (
 // parsePerTier parses "free=30,pro=10" into values by tier name; every
 // value must be positive, or, with zero true, not negative.
 func parsePerTier(flagName, s string, zero bool) (map[string]float64, error) {
-	out := make(map[string]float64)
 	if strings.TrimSpace(s) == "" {
-		return out, nil
+		return make(map[string]float64), nil
 	}
-	for item := range strings.SplitSeq(s, ",") {
-		name, value, ok := strings.Cut(strings.TrimSpace(item), "=")
-		if !ok || name == "" {
-			return nil, fmt.Errorf("%s %q: %q is not TIER=NUMBER", flagName, s, item)
-		}
-		v, err := strconv.ParseFloat(value, 64)
-		if err != nil || v < 0 || (v == 0 && !zero) || v > 1e6 {
-			return nil, fmt.Errorf("%s %q: %s=%s: want a positive number up to 1e6", flagName, s, name, value)
-		}
-		if _, dup := out[name]; dup {
-			return nil, fmt.Errorf("%s %q: tier %s given twice", flagName, s, name)
-		}
-		out[name] = v
-	}
-	return out, nil
+	ok := func(v float64) bool { return !(v < 0 || (v == 0 && !zero) || v > 1e6) }
+	return loadrun.ParsePerTier(flagName, s, ok, "a positive number up to 1e6")
 }
 
 // tierLoad is one tier's load: its keys, taken in turn.
@@ -49,25 +34,11 @@ type tierLoad struct {
 // that many of its API keys in sorted order. A tier of base or surge must
 // have keys, and every tier of keys a rate in one of them.
 func loadTiers(path string, keys, base, surgeRates map[string]float64) (*config.Tiers, []tierLoad, error) {
-	data, err := os.ReadFile(path)
+	file, err := loadrun.ReadTiers(path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("load tiers: %w", err)
+		return nil, nil, err
 	}
-	tiers, err := config.Parse(data)
-	if err != nil {
-		return nil, nil, fmt.Errorf("load tiers %s: %w", path, err)
-	}
-	// config.Tiers hides its keys; read them again, already validated.
-	var raw struct {
-		APIKeys map[string]string `json:"api_keys"`
-	}
-	if err := json.Unmarshal(data, &raw); err != nil {
-		return nil, nil, fmt.Errorf("load tiers %s: %w", path, err)
-	}
-	byTier := make(map[string][]string)
-	for k, t := range raw.APIKeys {
-		byTier[t] = append(byTier[t], k)
-	}
+	tiers := file.Tiers
 	for _, f := range []struct {
 		name string
 		m    map[string]float64
@@ -91,16 +62,12 @@ func loadTiers(path string, keys, base, surgeRates map[string]float64) (*config.
 		if base[name] == 0 && surgeRates[name] == 0 {
 			return nil, nil, fmt.Errorf("-keys: tier %s has no rate in -base or -surge", name)
 		}
-		if n != float64(int(n)) {
-			return nil, nil, fmt.Errorf("-keys %s=%v: want a whole number", name, n)
-		}
-		have := byTier[name]
-		slices.Sort(have)
-		if int(n) > len(have) {
-			return nil, nil, fmt.Errorf("tier %s: -keys asks for %d keys, %s has %d", name, int(n), path, len(have))
+		have, err := file.Keys(name, n, "")
+		if err != nil {
+			return nil, nil, err
 		}
 		t, _ := tiers.Tier(name)
-		out = append(out, tierLoad{name: name, tier: t, keys: have[:int(n)]})
+		out = append(out, tierLoad{name: name, tier: t, keys: have})
 	}
 	return tiers, out, nil
 }

@@ -8,11 +8,10 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/tierlimit/tierlimit/api"
+	"github.com/tierlimit/tierlimit/bench/plot/internal/loadrun"
 	"github.com/tierlimit/tierlimit/bench/plot/timeline"
 )
 
@@ -25,26 +24,16 @@ import (
 // not show as a dip in the load; how late requests left is kept apart
 // (lagMax, late).
 type load struct {
-	client  *http.Client
-	targets []string
-	start   time.Time
-	count   *timeline.Counter
-	work    time.Duration // each job's length, GET /test?work=; 0 for none
-	// slots bounds the requests in flight; one that finds no slot is not
-	// sent and counts as failed.
-	slots chan struct{}
-
-	next   atomic.Uint64 // the next target, modulo len(targets)
-	lagMax atomic.Int64  // the latest a request left after it was due, ns
-	late   atomic.Int64  // requests that left more than lateAfter after they were due
-	wg     sync.WaitGroup
+	// Senders bound the requests in flight (one that finds no slot is not
+	// sent and counts as failed) and keep how late they left.
+	*loadrun.Senders
+	client *http.Client
+	count  *timeline.Counter
+	work   time.Duration // each job's length, GET /test?work=; 0 for none
 }
 
-// lateAfter is how late a request may leave before it counts as late.
-const lateAfter = 50 * time.Millisecond
-
-// run sends tl's load for d from l.start: tl.rate requests per second, the
-// i-th at l.start + phase + i/rate with tl.keys[i % len(keys)]. It returns
+// run sends tl's load for d from l.Start(): tl.rate requests per second, the
+// i-th at l.Start() + phase + i/rate with tl.keys[i % len(keys)]. It returns
 // when the last one has left; wait waits for their answers.
 func (l *load) run(ctx context.Context, tl tierLoad, phase, d time.Duration) {
 	tier, keys, rate := tl.tier.Name, tl.keys, tl.rate
@@ -58,24 +47,13 @@ func (l *load) run(ctx context.Context, tl tierLoad, phase, d time.Duration) {
 		if at >= d {
 			return
 		}
-		timer.Reset(time.Until(l.start.Add(at)))
-		select {
-		case <-ctx.Done():
+		if !l.WaitDue(ctx, timer, at) {
 			return
-		case <-timer.C:
 		}
-		select {
-		case l.slots <- struct{}{}:
-		default:
+		key := keys[i%len(keys)]
+		if !l.Go(func() { l.send(ctx, tl, path, key, at) }) {
 			l.count.Add(tier, timeline.Offset(at), timeline.Outcome{Status: timeline.NoResponse})
-			continue
 		}
-		l.wg.Add(1)
-		go func(key string) {
-			defer l.wg.Done()
-			defer func() { <-l.slots }()
-			l.send(ctx, tl, path, key, at)
-		}(keys[i%len(keys)])
 	}
 }
 
@@ -103,13 +81,7 @@ const maxBody = 4 << 10
 // nothing more).
 func (l *load) send(ctx context.Context, tl tierLoad, path, key string, due time.Duration) {
 	tier := tl.tier.Name
-	target := l.targets[(l.next.Add(1)-1)%uint64(len(l.targets))]
-	if lag := time.Since(l.start) - due; lag > 0 {
-		if lag > lateAfter {
-			l.late.Add(1)
-		}
-		storeMax(&l.lagMax, int64(lag))
-	}
+	target := l.Leave(due)
 	sent := timeline.Offset(due)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target+path, nil)
 	if err != nil {
@@ -152,17 +124,4 @@ func refusedBy(body io.Reader) string {
 		return ""
 	}
 	return b.Error.Limit
-}
-
-// wait waits until every request sent has been answered or has failed.
-func (l *load) wait() { l.wg.Wait() }
-
-// storeMax sets a to v if v is larger.
-func storeMax(a *atomic.Int64, v int64) {
-	for {
-		old := a.Load()
-		if v <= old || a.CompareAndSwap(old, v) {
-			return
-		}
-	}
 }

@@ -40,27 +40,15 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"strings"
 	"sync"
-	"syscall"
 	"time"
 
+	"github.com/tierlimit/tierlimit/bench/plot/internal/loadrun"
 	"github.com/tierlimit/tierlimit/bench/plot/timeline"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return
-		}
-		fmt.Fprintln(os.Stderr, "timeline:", err)
-		os.Exit(1)
-	}
-}
+func main() { loadrun.Main("timeline", run) }
 
 // options are the command's flags.
 type options struct {
@@ -80,8 +68,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	var o options
 	fs := flag.NewFlagSet("timeline", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	targets := fs.String("targets", "", "comma-separated base URLs of the nodes, such as http://127.0.0.1:8081 (required)")
-	fs.StringVar(&o.token, "admin-token", getenv("ADMIN_TOKEN"), "bearer token of /system/health (env ADMIN_TOKEN)")
+	cluster := loadrun.AddClusterFlags(fs, getenv)
 	fs.StringVar(&o.configPath, "config", "config/tiers-gpu.json", "tiers file the nodes run with: limits and keys")
 	phases := fs.String("phases", "NORMAL=20s,DEGRADED=20s,NORMAL=20s", "the states in order, each for a whole number of seconds; the first must be in force already")
 	keys := fs.String("keys", "free=30,pro=10,enterprise=5", "keys per tier, taken in sorted order from -config")
@@ -96,27 +83,19 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
-	if fs.NArg() > 0 {
-		return o, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	if err := loadrun.NoArgs(fs); err != nil {
+		return o, err
 	}
-	for t := range strings.SplitSeq(*targets, ",") {
-		if t = strings.TrimRight(strings.TrimSpace(t), "/"); t != "" {
-			o.targets = append(o.targets, t)
-		}
-	}
-	if len(o.targets) == 0 {
-		return o, fmt.Errorf("-targets: want at least one base URL")
-	}
-	if o.token == "" {
-		return o, fmt.Errorf("-admin-token (or ADMIN_TOKEN) is required: the run sets the health state")
+	var err error
+	if o.targets, o.token, err = cluster.Parse("the run sets the health state"); err != nil {
+		return o, err
 	}
 	if o.poll <= 0 || o.timeout <= 0 || o.maxInFlight < 1 {
 		return o, fmt.Errorf("-poll, -timeout and -max-in-flight must be positive")
 	}
-	if o.work < 0 || o.work >= o.timeout {
-		return o, fmt.Errorf("-work %v: want 0 or more, and less than -timeout %v", o.work, o.timeout)
+	if err := loadrun.CheckWork(o.work, o.timeout); err != nil {
+		return o, err
 	}
-	var err error
 	if o.phases, err = parsePhases(*phases); err != nil {
 		return o, err
 	}
@@ -161,11 +140,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	transport := &http.Transport{MaxIdleConnsPerHost: o.maxInFlight, IdleConnTimeout: time.Minute}
 	defer transport.CloseIdleConnections()
 	client := &http.Client{Transport: transport, Timeout: o.timeout}
-	ad := admin{client: client, token: o.token}
+	ad := loadrun.Admin{Client: client, Token: o.token}
 
 	// The first phase's state must be in force everywhere already.
 	for _, t := range o.targets {
-		h, err := ad.health(ctx, t)
+		h, err := ad.Health(ctx, t)
 		if err != nil {
 			return err
 		}
@@ -192,7 +171,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 // record runs the load and the phases and returns what it saw. If ctx ends
 // early it puts the first phase's state back and returns the record so far
 // with ctx's error.
-func record(ctx context.Context, o options, loads []tierLoad, ad admin, client *http.Client, stderr io.Writer) (*timeline.Record, error) {
+func record(ctx context.Context, o options, loads []tierLoad, ad loadrun.Admin, client *http.Client, stderr io.Writer) (*timeline.Record, error) {
 	var total time.Duration
 	for _, p := range o.phases {
 		total += p.length
@@ -211,7 +190,7 @@ func record(ctx context.Context, o options, loads []tierLoad, ad admin, client *
 		watching.Go(func() { watchers[i].run(watchCtx) })
 	}
 
-	l := &load{client: client, targets: o.targets, start: start, count: count, work: o.work, slots: make(chan struct{}, o.maxInFlight)}
+	l := &load{Senders: loadrun.NewSenders(o.targets, start, o.maxInFlight), client: client, count: count, work: o.work}
 	var sending sync.WaitGroup
 	for i, tl := range loads {
 		// Tiers start a fraction of their interval apart, so that their
@@ -227,13 +206,13 @@ func record(ctx context.Context, o options, loads []tierLoad, ad admin, client *
 	for i, p := range o.phases {
 		ph := timeline.Phase{Status: p.status, Start: timeline.Offset(at), End: timeline.Offset(at + p.length)}
 		if i > 0 {
-			if err := sleepUntil(ctx, start.Add(at)); err != nil {
+			if err := loadrun.SleepUntil(ctx, start.Add(at)); err != nil {
 				runErr = err
 				break
 			}
 			if p.status != current {
 				target := o.targets[posts%len(o.targets)]
-				post := ad.post(ctx, target, p.status, start)
+				post := postStatus(ctx, ad, target, p.status, start)
 				posts++
 				ph.Post = &post
 				if post.Error != "" {
@@ -249,15 +228,15 @@ func record(ctx context.Context, o options, loads []tierLoad, ad admin, client *
 		at += p.length
 	}
 	if runErr == nil {
-		runErr = sleepUntil(ctx, start.Add(total))
+		runErr = loadrun.SleepUntil(ctx, start.Add(total))
 	}
 	sending.Wait()
-	l.wait()
+	l.Wait()
 
 	if runErr != nil && current != o.phases[0].status {
 		// Interrupted: leave the cluster as it was found.
 		restoreCtx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		if _, err := ad.set(restoreCtx, o.targets[0], o.phases[0].status); err != nil {
+		if _, err := ad.SetStatus(restoreCtx, o.targets[0], o.phases[0].status); err != nil {
 			fmt.Fprintf(stderr, "could not put %s back: %v\n", o.phases[0].status, err)
 		}
 		cancel()
@@ -266,7 +245,7 @@ func record(ctx context.Context, o options, loads []tierLoad, ad admin, client *
 		// Poll on until every node reports the last state, for at most 5 s.
 		deadline := time.Now().Add(5 * time.Second)
 		for !allReport(watchers, current) && time.Now().Before(deadline) {
-			if err := sleepUntil(ctx, time.Now().Add(o.poll)); err != nil {
+			if err := loadrun.SleepUntil(ctx, time.Now().Add(o.poll)); err != nil {
 				runErr = err
 				break
 			}
@@ -277,8 +256,8 @@ func record(ctx context.Context, o options, loads []tierLoad, ad admin, client *
 
 	rec.Tiers = count.Tiers()
 	rec.Seconds = count.Seconds()
-	rec.SendLagMax = timeline.Offset(l.lagMax.Load())
-	rec.SentLate = int(l.late.Load())
+	rec.SendLagMax = timeline.Offset(l.LagMax())
+	rec.SentLate = l.Late()
 	for _, w := range watchers {
 		rec.Nodes = append(rec.Nodes, w.record())
 	}
@@ -293,18 +272,6 @@ func allReport(ws []*watcher, status string) bool {
 		}
 	}
 	return true
-}
-
-// sleepUntil waits until t or until ctx ends, and then returns ctx's error.
-func sleepUntil(ctx context.Context, t time.Time) error {
-	timer := time.NewTimer(time.Until(t))
-	defer timer.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-timer.C:
-		return nil
-	}
 }
 
 // write writes rec to path, or to standard output for "-".

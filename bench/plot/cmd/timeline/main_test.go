@@ -366,7 +366,7 @@ func TestLoadTiers(t *testing.T) {
 		spec loadSpec
 		want string
 	}{
-		{"too many keys", loadSpec{keys: m{"free": 4}, rate: m{"free": 1}}, "asks for 4 keys"},
+		{"too many keys", loadSpec{keys: m{"free": 4}, rate: m{"free": 1}}, "asks for 4 keys, " + path + " has 3 (write more with bench/loadgen -gen-config)"},
 		{"rate without keys", loadSpec{keys: m{"free": 1}, rate: m{"free": 1, "pro": 1}}, "tier pro: give both"},
 		{"unknown tier", loadSpec{keys: m{"gold": 1}, rate: m{"gold": 1}}, `no tier "gold"`},
 		{"fraction of a key", loadSpec{keys: m{"free": 1.5}, rate: m{"free": 1}}, "whole number"},

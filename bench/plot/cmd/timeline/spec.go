@@ -1,14 +1,11 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
-	"os"
-	"slices"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/tierlimit/tierlimit/bench/plot/internal/loadrun"
 	"github.com/tierlimit/tierlimit/bench/plot/timeline"
 	"github.com/tierlimit/tierlimit/config"
 )
@@ -48,22 +45,7 @@ func parsePhases(s string) ([]phaseSpec, error) {
 // parsePerTier parses "free=30,pro=10" into values by tier name; every
 // value must be positive.
 func parsePerTier(flagName, s string) (map[string]float64, error) {
-	out := make(map[string]float64)
-	for item := range strings.SplitSeq(s, ",") {
-		name, value, ok := strings.Cut(strings.TrimSpace(item), "=")
-		if !ok || name == "" {
-			return nil, fmt.Errorf("%s %q: %q is not TIER=NUMBER", flagName, s, item)
-		}
-		v, err := strconv.ParseFloat(value, 64)
-		if err != nil || !(v > 0) {
-			return nil, fmt.Errorf("%s %q: %s=%s: want a positive number", flagName, s, name, value)
-		}
-		if _, dup := out[name]; dup {
-			return nil, fmt.Errorf("%s %q: tier %s given twice", flagName, s, name)
-		}
-		out[name] = v
-	}
-	return out, nil
+	return loadrun.ParsePerTier(flagName, s, func(v float64) bool { return v > 0 }, "a positive number")
 }
 
 // tierLoad is the load of one tier: its keys, taken in turn, its rate,
@@ -118,25 +100,11 @@ type loadSpec struct {
 // must be in the file, and they apply to the tiers loaded.
 func loadTiers(path string, spec loadSpec) (*config.Tiers, []tierLoad, error) {
 	keys, rate := spec.keys, spec.rate
-	data, err := os.ReadFile(path)
+	file, err := loadrun.ReadTiers(path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("load tiers: %w", err)
+		return nil, nil, err
 	}
-	tiers, err := config.Parse(data)
-	if err != nil {
-		return nil, nil, fmt.Errorf("load tiers %s: %w", path, err)
-	}
-	// config.Tiers hides its keys; read them again, already validated.
-	var raw struct {
-		APIKeys map[string]string `json:"api_keys"`
-	}
-	if err := json.Unmarshal(data, &raw); err != nil {
-		return nil, nil, fmt.Errorf("load tiers %s: %w", path, err)
-	}
-	byTier := make(map[string][]string)
-	for k, t := range raw.APIKeys {
-		byTier[t] = append(byTier[t], k)
-	}
+	tiers := file.Tiers
 	var out []tierLoad
 	for _, name := range tiers.Names() {
 		n, hasKeys := keys[name]
@@ -147,16 +115,12 @@ func loadTiers(path string, spec loadSpec) (*config.Tiers, []tierLoad, error) {
 		if !hasKeys || !hasRate {
 			return nil, nil, fmt.Errorf("tier %s: give both -keys and -rate for it, or neither", name)
 		}
-		if n != float64(int(n)) {
-			return nil, nil, fmt.Errorf("-keys %s=%v: want a whole number", name, n)
-		}
-		have := byTier[name]
-		slices.Sort(have)
-		if int(n) > len(have) {
-			return nil, nil, fmt.Errorf("tier %s: -keys asks for %d keys, %s has %d (write more with bench/loadgen -gen-config)", name, int(n), path, len(have))
+		have, err := file.Keys(name, n, "write more with bench/loadgen -gen-config")
+		if err != nil {
+			return nil, nil, err
 		}
 		t, _ := tiers.Tier(name)
-		l := tierLoad{tier: t, keys: have[:int(n)], rate: r, cost: -1}
+		l := tierLoad{tier: t, keys: have, rate: r, cost: -1}
 		if e, ok := spec.estimate[name]; ok {
 			l.estimate = int(e)
 		}

@@ -6,12 +6,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tierlimit/tierlimit/bench/plot/internal/loadrun"
 	"github.com/tierlimit/tierlimit/bench/plot/timeline"
 )
 
 // watcher polls one node's health state and keeps every change it sees.
 type watcher struct {
-	admin    admin
+	admin    loadrun.Admin
 	target   string
 	start    time.Time
 	interval time.Duration
@@ -27,7 +28,7 @@ func (w *watcher) run(ctx context.Context) {
 	defer t.Stop()
 	for {
 		pollCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		h, err := w.admin.health(pollCtx, w.target)
+		h, err := w.admin.Health(pollCtx, w.target)
 		cancel()
 		at := timeline.Offset(time.Since(w.start))
 		if ctx.Err() != nil {
