@@ -19,6 +19,7 @@ import (
 	"strings"
 
 	"github.com/tierlimit/tierlimit/bench/loadreport"
+	"github.com/tierlimit/tierlimit/bench/plot/internal/jsonfile"
 )
 
 // Loads of bench/run.sh, as runs.tsv names them.
@@ -246,15 +247,4 @@ func Read(r io.Reader) (*Data, error) {
 }
 
 // ReadFile reads the Data in the file at path.
-func ReadFile(path string) (*Data, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	d, err := Read(f)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return d, nil
-}
+func ReadFile(path string) (*Data, error) { return jsonfile.ReadFile(path, Read) }

@@ -63,11 +63,8 @@ func NewCounter(tiers []Tier, seconds int, timeout time.Duration, keep []string)
 // It reports whether it counted it: not if the tier is unknown or due lies
 // outside the run.
 func (c *Counter) Add(tier string, due Offset, o Outcome) bool {
-	if due < 0 {
-		return false
-	}
-	s := int(due.Duration() / time.Second)
-	if s >= c.seconds {
+	s, ok := due.Second(c.seconds)
+	if !ok {
 		return false
 	}
 	c.mu.Lock()

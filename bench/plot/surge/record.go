@@ -23,6 +23,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/tierlimit/tierlimit/bench/plot/internal/jsonfile"
 	"github.com/tierlimit/tierlimit/bench/plot/timeline"
 )
 
@@ -375,27 +376,7 @@ func WriteFile(path string, f *File) error {
 }
 
 // Read decodes a File from rd and validates it.
-func Read(rd io.Reader) (*File, error) {
-	var f File
-	if err := json.NewDecoder(rd).Decode(&f); err != nil {
-		return nil, fmt.Errorf("read surge: %w", err)
-	}
-	if err := f.Validate(); err != nil {
-		return nil, fmt.Errorf("read surge: %w", err)
-	}
-	return &f, nil
-}
+func Read(rd io.Reader) (*File, error) { return jsonfile.Read[File](rd, "read surge") }
 
 // ReadFile reads the File at path.
-func ReadFile(path string) (*File, error) {
-	fh, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer fh.Close()
-	f, err := Read(fh)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return f, nil
-}
+func ReadFile(path string) (*File, error) { return jsonfile.ReadFile(path, Read) }

@@ -68,11 +68,8 @@ func (c *Counter) Seconds() int { return c.seconds }
 // counted the request: not if the tier is unknown or at lies outside the
 // run.
 func (c *Counter) Add(tier string, at Offset, o Outcome) bool {
-	if at < 0 {
-		return false
-	}
-	s := int(at.Duration() / time.Second)
-	if s >= c.seconds {
+	s, ok := at.Second(c.seconds)
+	if !ok {
 		return false
 	}
 	c.mu.Lock()

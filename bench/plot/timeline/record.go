@@ -21,10 +21,11 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"slices"
 	"strconv"
 	"time"
+
+	"github.com/tierlimit/tierlimit/bench/plot/internal/jsonfile"
 )
 
 // Offset is a time since the start of a run (second 0 of the counts). In
@@ -36,6 +37,17 @@ func (o Offset) Duration() time.Duration { return time.Duration(o) }
 
 // Seconds returns o in seconds.
 func (o Offset) Seconds() float64 { return time.Duration(o).Seconds() }
+
+// Second returns the counted second o lies in, the index of a per-second
+// count: i for [i s, i+1 s). It reports false if o lies outside a run of
+// seconds whole seconds.
+func (o Offset) Second(seconds int) (int, bool) {
+	if o < 0 {
+		return 0, false
+	}
+	s := int(o.Duration() / time.Second)
+	return s, s < seconds
+}
 
 // MarshalJSON writes o as milliseconds.
 func (o Offset) MarshalJSON() ([]byte, error) {
@@ -315,28 +327,7 @@ func Write(w io.Writer, r *Record) error {
 }
 
 // Read decodes a Record from rd and validates it.
-func Read(rd io.Reader) (*Record, error) {
-	var r Record
-	dec := json.NewDecoder(rd)
-	if err := dec.Decode(&r); err != nil {
-		return nil, fmt.Errorf("read timeline: %w", err)
-	}
-	if err := r.Validate(); err != nil {
-		return nil, fmt.Errorf("read timeline: %w", err)
-	}
-	return &r, nil
-}
+func Read(rd io.Reader) (*Record, error) { return jsonfile.Read[Record](rd, "read timeline") }
 
 // ReadFile reads the Record in the file at path.
-func ReadFile(path string) (*Record, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	r, err := Read(f)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return r, nil
-}
+func ReadFile(path string) (*Record, error) { return jsonfile.ReadFile(path, Read) }

@@ -90,6 +90,27 @@ func TestOffsetJSON(t *testing.T) {
 	assert.Error(t, json.Unmarshal([]byte("1e300"), &o), "an offset past the range of a Duration")
 }
 
+func TestOffsetSecond(t *testing.T) {
+	for _, tc := range []struct {
+		o  Offset
+		s  int
+		ok bool
+	}{
+		{0, 0, true},
+		{ms(999), 0, true},
+		{ms(1000), 1, true},
+		{ms(2999), 2, true},
+		{ms(3000), 3, false}, // past a run of 3 s
+		{-1, 0, false},
+	} {
+		s, ok := tc.o.Second(3)
+		assert.Equal(t, tc.ok, ok, "%v", tc.o.Duration())
+		if ok {
+			assert.Equal(t, tc.s, s, "%v", tc.o.Duration())
+		}
+	}
+}
+
 func TestWriteReadRoundTrip(t *testing.T) {
 	want := sample()
 	var b bytes.Buffer
