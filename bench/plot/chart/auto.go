@@ -456,14 +456,6 @@ func tierFill(name string, paid bool) color.Color {
 	return freeFill
 }
 
-func ints(xs []int) []float64 {
-	out := make([]float64, len(xs))
-	for i, x := range xs {
-		out[i] = float64(x)
-	}
-	return out
-}
-
 func sumF(xs []float64) float64 {
 	t := 0.0
 	for _, x := range xs {
@@ -623,21 +615,6 @@ func (l *levelLine) Plot(c draw.Canvas, p *plot.Plot) {
 func (l *levelLine) Thumbnail(c *draw.Canvas) {
 	y := c.Center().Y
 	c.StrokeLine2(l.style, c.Min.X, y, c.Max.X, y)
-}
-
-// floatSteps returns ys[i] drawn flat over second [i, i+1), in colour c,
-// dashed if dashes is not empty. Nil ys gives a line for a legend only.
-func floatSteps(ys []float64, c color.Color, dashes []vg.Length, width float64) *plotter.Line {
-	pts := make(plotter.XYs, 0, len(ys)+1)
-	for i, y := range ys {
-		pts = append(pts, plotter.XY{X: float64(i), Y: y})
-	}
-	if n := len(ys); n > 0 {
-		pts = append(pts, plotter.XY{X: float64(n), Y: ys[n-1]})
-	}
-	l := &plotter.Line{XYs: pts, StepStyle: plotter.PostStep}
-	l.LineStyle = draw.LineStyle{Color: c, Width: vg.Points(width), Dashes: dashes}
-	return l
 }
 
 // logs returns the base-10 logarithms of xs, each no lower than floor's (a

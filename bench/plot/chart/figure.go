@@ -20,6 +20,7 @@ import (
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/font"
+	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/text"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
@@ -208,4 +209,28 @@ func Save(path string, f *Figure) error {
 func fontFallback(svg []byte) []byte {
 	svg = bytes.ReplaceAll(svg, []byte("font-family:Liberation Sans;"), []byte("font-family:Liberation Sans,Arimo,Arial,Helvetica,sans-serif;"))
 	return bytes.ReplaceAll(svg, []byte("font-family:Liberation Serif;"), []byte("font-family:Liberation Serif,Tinos,Times New Roman,serif;"))
+}
+
+// floatSteps returns ys[i] drawn flat over second [i, i+1), in colour c,
+// dashed if dashes is not empty. Nil ys gives a line for a legend only.
+func floatSteps(ys []float64, c color.Color, dashes []vg.Length, width float64) *plotter.Line {
+	pts := make(plotter.XYs, 0, len(ys)+1)
+	for i, y := range ys {
+		pts = append(pts, plotter.XY{X: float64(i), Y: y})
+	}
+	if n := len(ys); n > 0 {
+		pts = append(pts, plotter.XY{X: float64(n), Y: ys[n-1]})
+	}
+	l := &plotter.Line{XYs: pts, StepStyle: plotter.PostStep}
+	l.LineStyle = draw.LineStyle{Color: c, Width: vg.Points(width), Dashes: dashes}
+	return l
+}
+
+// ints returns xs as floats.
+func ints(xs []int) []float64 {
+	out := make([]float64, len(xs))
+	for i, x := range xs {
+		out[i] = float64(x)
+	}
+	return out
 }

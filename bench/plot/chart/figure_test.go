@@ -14,6 +14,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
 )
 
 // svgDoc is what a test reads back from an SVG.
@@ -134,4 +136,16 @@ func TestSaveByExtension(t *testing.T) {
 	require.NoError(t, err)
 	parseSVG(t, b)
 	assert.Error(t, Save(filepath.Join(dir, "t.txt"), Timeline(record())))
+}
+
+func TestFloatSteps(t *testing.T) {
+	l := floatSteps([]float64{1, 2.5}, color.Black, nil, 1.5)
+	assert.Equal(t, plotter.XYs{{X: 0, Y: 1}, {X: 1, Y: 2.5}, {X: 2, Y: 2.5}}, l.XYs, "each value flat over its second")
+	assert.Equal(t, plotter.PostStep, l.StepStyle)
+	assert.Equal(t, vg.Points(1.5), l.Width)
+	assert.Empty(t, floatSteps(nil, color.Black, nil, 1).XYs, "a legend's line")
+
+	counts := stepLine([]int{3, 0}, color.Black, nil)
+	assert.Equal(t, plotter.XYs{{X: 0, Y: 3}, {X: 1, Y: 0}, {X: 2, Y: 0}}, counts.XYs)
+	assert.Equal(t, vg.Points(2), counts.Width)
 }

@@ -382,19 +382,9 @@ func (s *span) Thumbnail(c *draw.Canvas) {
 	c.Fill(c.Rectangle.Path())
 }
 
-// stepLine returns ys[i] drawn flat over second [i, i+1), in colour c,
-// dashed if dashes is not empty. Nil ys gives a line for a legend only.
+// stepLine returns counts ys as floatSteps 2 points wide.
 func stepLine(ys []int, c color.Color, dashes []vg.Length) *plotter.Line {
-	pts := make(plotter.XYs, 0, len(ys)+1)
-	for i, y := range ys {
-		pts = append(pts, plotter.XY{X: float64(i), Y: float64(y)})
-	}
-	if n := len(ys); n > 0 {
-		pts = append(pts, plotter.XY{X: float64(n), Y: float64(ys[n-1])})
-	}
-	l := &plotter.Line{XYs: pts, StepStyle: plotter.PostStep}
-	l.LineStyle = draw.LineStyle{Color: c, Width: vg.Points(2), Dashes: dashes}
-	return l
+	return floatSteps(ints(ys), c, dashes, 2)
 }
 
 func sum(xs []int) int {
