@@ -129,15 +129,20 @@ func (a *autopilot) period(now time.Time, meter *loadctl.Meter, ctl *loadctl.Con
 		}
 	}
 	samples := a.samples(now)
-	if len(samples) == 0 {
-		a.view.Store(nil)
-		return
-	}
 	cur := a.l.health.Current()
 	d := ctl.Observe(now, cur.Status, samples)
 	writer := loadctl.Writer(samples)
-	a.view.Store(a.describe(ctl.Last(), writer, samples))
-	if !d.Switch || cur.Pinned || writer != a.l.cfg.NodeName {
+	if len(samples) == 0 {
+		// No member has a signal (mode off). A DEGRADED the switch wrote
+		// must not outlive every signal: the first alive member by name
+		// takes it back to NORMAL after the down hold, as for a load
+		// unknown (Control).
+		a.view.Store(nil)
+		writer = a.firstAlive()
+	} else {
+		a.view.Store(a.describe(ctl.Last(), writer, samples))
+	}
+	if !d.Switch || cur.Manual() || writer != a.l.cfg.NodeName {
 		return
 	}
 	// Only over the state the decision was taken on: an operator's pin
@@ -170,6 +175,17 @@ func (a *autopilot) samples(now time.Time) []loadctl.Sample {
 		out[i] = loadctl.Sample{Name: m.Name, Signal: m.Signal, Demand: m.Demand, Age: m.Age}
 	}
 	return out
+}
+
+// firstAlive returns the first alive member by name, this node alone.
+func (a *autopilot) firstAlive() string {
+	if a.l.node == nil {
+		return a.l.cfg.NodeName
+	}
+	if ms := a.l.node.Alive(); len(ms) > 0 {
+		return ms[0].Name
+	}
+	return a.l.cfg.NodeName
 }
 
 // describe returns the cluster's load as /system/health shows it.

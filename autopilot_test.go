@@ -317,3 +317,20 @@ func TestLoadReportsAreCheckedAndCount(t *testing.T) {
 	require.Eventually(t, func() bool { return lim.Health().Status == Normal }, 10*time.Second, 20*time.Millisecond)
 	assert.Contains(t, lim.Health().Why, "load unknown")
 }
+
+// TestNoSignalLeavesNoAutomaticDegraded: with no load signal anywhere, a
+// DEGRADED handed to the switch goes back to NORMAL after the down hold,
+// while one a person pinned, or one from a writer that knew no switch,
+// stays.
+func TestNoSignalLeavesNoAutomaticDegraded(t *testing.T) {
+	lim, _ := newSingle(t, tenSecondTiers, func(c *Config) { c.AutoDownHold = 500 * time.Millisecond })
+	h := lim.AdminHandler()
+	require.Equal(t, http.StatusOK, postAdmin(t, h, "/system/health", `{"status":"DEGRADED"}`))
+	assert.Never(t, func() bool { return lim.Health().Status != Degraded }, 1500*time.Millisecond, 20*time.Millisecond, "pinned")
+	lim.health.Set(Degraded, time.Now()) // as a node of an earlier version writes: no why
+	assert.Never(t, func() bool { return lim.Health().Status != Degraded }, 1500*time.Millisecond, 20*time.Millisecond, "no why")
+	require.Equal(t, http.StatusOK, postAdmin(t, h, "/system/health", `{"status":"DEGRADED","mode":"auto"}`))
+	require.Eventually(t, func() bool { return lim.Health().Status == Normal }, 10*time.Second, 20*time.Millisecond)
+	assert.Contains(t, lim.Health().Why, "auto: load unknown")
+	assert.Equal(t, api.ModeOff, healthOf(t, h).Mode)
+}

@@ -213,7 +213,7 @@ func (m *metrics) registerAuto(src autoReader) error {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tierlimit_health_pinned",
 			Help: "1 while a person's write pins the health state (manual mode), 0 while the automatic switch may move it.",
-		}, func() float64 { return b2f(src.Health().Pinned) }),
+		}, func() float64 { return b2f(src.Health().Manual()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "tierlimit_shed_demand_total",
 			Help: "Requests refused in DEGRADED that NORMAL would admit, counted as demand (at most each key's share of burst - degraded per window).",

@@ -279,7 +279,7 @@ func (a *admin) healthResponse(s health.State, changed *bool) HealthResponse {
 		r.Cluster = a.cluster()
 	}
 	switch {
-	case s.Pinned:
+	case s.Manual():
 		r.Mode = ModeManual
 	case r.Cluster != nil:
 		r.Mode = ModeAuto

@@ -106,19 +106,26 @@ func (n *Node) mergeLoad(b []byte) {
 
 // Loads returns the last sample of every alive member that sent one, this
 // node's own included, sorted by name, with its age at now. Samples of
-// members no longer in the view are dropped.
+// members no longer in the view, or of a process a restarted member's name
+// no longer stands for, are dropped.
 func (n *Node) Loads(now time.Time) []MemberLoad {
 	n.mu.Lock()
 	alive := make(map[string]bool, len(n.view.members))
 	for name, m := range n.view.members {
 		alive[name] = m.State == StateAlive
 	}
+	boots := make(map[string]string, len(n.boots))
+	for name, b := range n.boots {
+		boots[name] = b
+	}
 	n.mu.Unlock()
 	n.loadMu.Lock()
 	out := make([]MemberLoad, 0, len(n.loads))
 	for name, e := range n.loads {
 		isAlive, inView := alive[name]
-		if !inView && name != n.cfg.Name {
+		if name != n.cfg.Name && (!inView || (boots[name] != "" && boots[name] != e.boot)) {
+			// Gone, or restarted: the new process may have no signal at
+			// all, and its old sample must not name it the writer.
 			delete(n.loads, name)
 			continue
 		}

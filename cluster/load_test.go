@@ -95,6 +95,14 @@ func TestLoadSamplesThatDoNotCount(t *testing.T) {
 	require.Len(t, n.Loads(time.Now()), 1)
 	assert.Equal(t, 0.25, n.Loads(time.Now())[0].Signal)
 
+	// A member that restarted and sends nothing (its new process has no
+	// signal): its old sample is dropped.
+	d.NotifyMsg(loadMsg(t, wireLoad{Name: "b", Boot: "boot-b2", Seq: 2, Signal: 0.5}))
+	require.Len(t, n.Loads(time.Now()), 1)
+	n.boots["b"] = "boot-b3"
+	assert.Empty(t, n.Loads(time.Now()), "the sample of b's previous process")
+	d.NotifyMsg(loadMsg(t, wireLoad{Name: "b", Boot: "boot-b3", Seq: 1, Signal: 0.5}))
+
 	// A member that left is dropped.
 	n.view.leave("b", time.Now())
 	assert.Empty(t, n.Loads(time.Now()), "not alive: not a sample")

@@ -144,6 +144,13 @@ type State struct {
 // MaxWhy bounds State.Why; Write cuts a longer one.
 const MaxWhy = 160
 
+// Manual reports whether the automatic switch must leave s alone: a
+// person pinned it, or it was written without a why, by a writer that
+// knew no automatic switch (a node of an earlier version, or a state
+// file it wrote), whose writes were all a person's. The zero state is not
+// manual.
+func (s State) Manual() bool { return s.Pinned || (s.Version != 0 && s.Why == "") }
+
 // Stamped returns the wall time in s.Version, to the millisecond: when the
 // write was made by its writer's clock, or later if the writer's clock was
 // behind a state it had seen.

@@ -194,3 +194,18 @@ func TestWriteIfLeavesAWriteThatCameFirst(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, s.Why, got.Why, "a cut why fits the wire")
 }
+
+func TestManualStates(t *testing.T) {
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	h := NewHolder("a")
+	assert.False(t, h.Current().Manual(), "the zero state is the switch's")
+	s, _ := h.Write(Write{Status: Degraded, Why: "auto: demand 1.5 >= high 1"}, now)
+	assert.False(t, s.Manual())
+	s, _ = h.Write(Write{Status: Degraded, Pinned: true, Why: "admin"}, now)
+	assert.True(t, s.Manual())
+	s, _ = h.Set(Normal, now)
+	assert.True(t, s.Manual(), "no why: a writer that knew no switch, so a person")
+	old, err := Decode([]byte(`{"status":"DEGRADED","version":123,"origin":"old","updated_at":"2026-12-01T00:00:00Z"}`))
+	require.NoError(t, err)
+	assert.True(t, old.Manual(), "a state from a node of an earlier version")
+}
