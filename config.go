@@ -67,7 +67,7 @@ type Config struct {
 	Capacity int
 
 	// LoadSignal, if not nil, is this instance's own load signal, read
-	// twenty times a second: how saturated the work behind it is, 1.0
+	// forty times a second: how saturated the work behind it is, 1.0
 	// being full (a GPU queue's depth over its limit, the KV cache in
 	// use). It must be fast and safe for concurrent use. A value that is
 	// not a number from 0 to 10 is dropped (logged, and counted in
