@@ -42,8 +42,8 @@ type autopilot struct {
 	// view is what the last period saw, for /system/health and the
 	// metrics; nil until a member has a load signal.
 	view     atomic.Pointer[api.ClusterLoad]
-	demand   atomic.Uint64 // float64 bits of this node's last demand
-	switches atomic.Uint64 // writes this node made for the switch
+	demand   atomic.Uint64    // float64 bits of this node's last demand
+	switches [2]atomic.Uint64 // writes this node made for the switch, by the status written
 }
 
 // report is one load report of the app behind the node.
@@ -71,8 +71,8 @@ func (a *autopilot) Report(signal float64, now time.Time) {
 // and whether there is one.
 func (a *autopilot) read(now time.Time) (float64, bool) {
 	v, ok := 0.0, false
-	if c := a.l.cfg.Capacity; c > 0 {
-		v, ok = min(float64(a.l.inFlight.Load())/float64(c), loadctl.MaxSignal), true
+	if ld, has := a.l.Load(); has {
+		v, ok = min(ld.Signal, loadctl.MaxSignal), true
 	}
 	if f := a.l.cfg.LoadSignal; f != nil {
 		s := f()
@@ -152,8 +152,7 @@ func (a *autopilot) period(now time.Time, meter *loadctl.Meter, ctl *loadctl.Con
 		return
 	}
 	_, _, err := a.l.saveHealth(s, changed)
-	a.switches.Add(1)
-	a.l.metrics.autoSwitched(d.To)
+	a.switches[d.To].Add(1)
 	a.l.log.Warn("health state switched by the cluster's load", "status", s.Status.String(), "why", d.Why,
 		"version", s.Version, "changed", changed, "saved", err == nil)
 }
@@ -202,6 +201,10 @@ func (a *autopilot) describe(r loadctl.Reading, writer string, samples []loadctl
 	}
 	return v
 }
+
+// Switches returns how many writes this node made for the switch that
+// wrote status.
+func (a *autopilot) Switches(status health.Status) uint64 { return a.switches[status].Load() }
 
 // Demand returns this node's last demand (0 before its first sample).
 func (a *autopilot) Demand() float64 { return math.Float64frombits(a.demand.Load()) }

@@ -79,7 +79,7 @@ func allIn(t *testing.T, nodes []*node, status Status, why string) {
 func switches(nodes []*node) uint64 {
 	var n uint64
 	for _, nd := range nodes {
-		n += nd.auto.switches.Load()
+		n += nd.auto.Switches(Normal) + nd.auto.Switches(Degraded)
 	}
 	return n
 }
@@ -265,7 +265,8 @@ func TestRefusedDemandHoldsDegraded(t *testing.T) {
 	asking.Wait()
 	require.Eventually(t, func() bool { return lim.Health().Status == Normal }, 10*time.Second, 20*time.Millisecond,
 		"the surge is over")
-	assert.Equal(t, uint64(2), lim.auto.switches.Load())
+	assert.Equal(t, uint64(1), lim.auto.Switches(Degraded))
+	assert.Equal(t, uint64(1), lim.auto.Switches(Normal))
 }
 
 // TestLoadReportsAreCheckedAndCount: the app behind a node reports its

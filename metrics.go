@@ -40,7 +40,6 @@ type metrics struct {
 	leaseGranted prometheus.Counter
 	leasesEnded  *prometheus.CounterVec
 	leaseUnused  *prometheus.CounterVec
-	autoSwitches *prometheus.CounterVec
 }
 
 // newMetrics registers the series of every Limiter with cfg.Registerer
@@ -174,12 +173,6 @@ type autoReader interface {
 // registerAuto registers the series of the automatic switch.
 func (m *metrics) registerAuto(src autoReader) error {
 	a := src.autoPilot()
-	m.autoSwitches = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "tierlimit_auto_switches_total",
-		Help: "Health writes this node made for the cluster's automatic switch, by the status written.",
-	}, []string{"status"})
-	m.autoSwitches.WithLabelValues("NORMAL")
-	m.autoSwitches.WithLabelValues("DEGRADED")
 	view := func(f func(*api.ClusterLoad) float64) func() float64 {
 		return func() float64 {
 			if v := a.ClusterLoad(); v != nil {
@@ -188,8 +181,16 @@ func (m *metrics) registerAuto(src autoReader) error {
 			return 0
 		}
 	}
+	switches := func(status health.Status) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "tierlimit_auto_switches_total",
+			Help:        "Health writes this node made for the cluster's automatic switch, by the status written.",
+			ConstLabels: prometheus.Labels{"status": status.String()},
+		}, func() float64 { return float64(a.Switches(status)) })
+	}
 	return m.register(
-		m.autoSwitches,
+		switches(health.Normal),
+		switches(health.Degraded),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tierlimit_load_demand",
 			Help: "This node's demand: its load signal plus the work the requests DEGRADED refuses would bring (1 is full).",
@@ -223,14 +224,6 @@ func (m *metrics) registerAuto(src autoReader) error {
 			Help: "Readings of the embedder's load signal that were not a number from 0 to 10, dropped.",
 		}, func() float64 { return float64(a.refused.Load()) }),
 	)
-}
-
-// autoSwitched counts a write of the automatic switch.
-func (m *metrics) autoSwitched(to health.Status) {
-	if m == nil {
-		return
-	}
-	m.autoSwitches.WithLabelValues(to.String()).Inc()
 }
 
 // b2f is 1 for true, 0 for false.

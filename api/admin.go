@@ -9,12 +9,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/tierlimit/tierlimit/health"
+	"github.com/tierlimit/tierlimit/loadctl"
 )
 
 // MaxAdminBody is the largest admin request body read, in bytes.
@@ -402,19 +402,15 @@ func parseLoadReport(data []byte) (float64, error) {
 		if *rep.Capacity <= 0 {
 			return 0, fmt.Errorf(`field "capacity": %d is not above 0`, *rep.Capacity)
 		}
-		v = min(float64(*rep.InFlight)/float64(*rep.Capacity), MaxReportedSignal)
+		v = min(float64(*rep.InFlight)/float64(*rep.Capacity), loadctl.MaxSignal)
 	default:
 		return 0, errors.New("want " + loadReportBodies)
 	}
-	if math.IsNaN(v) || v < 0 || v > MaxReportedSignal {
-		return 0, fmt.Errorf(`field "signal": %v is not a number from 0 to %v`, v, MaxReportedSignal)
+	if err := loadctl.CheckSignal(v); err != nil {
+		return 0, fmt.Errorf(`field "signal": %w`, err)
 	}
 	return v, nil
 }
-
-// MaxReportedSignal is the largest signal POST …/load takes: ten times
-// full. An in_flight over capacity above it counts as it.
-const MaxReportedSignal = 10.0
 
 func (a *admin) serveLoad(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
