@@ -3,18 +3,17 @@ package tierlimit
 import (
 	"context"
 	"math"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/tierlimit/tierlimit/api"
+	"github.com/tierlimit/tierlimit/bucket"
 	"github.com/tierlimit/tierlimit/config"
 	"github.com/tierlimit/tierlimit/health"
 	"github.com/tierlimit/tierlimit/loadctl"
 )
 
-// maxShedKeys bounds the keys whose shed requests are counted per window;
-// beyond it shed requests of new keys are not counted as demand.
+// maxShedKeys bounds the keys whose shed requests are counted at once.
 const maxShedKeys = 100_000
 
 // autopilot is this node's part of the automatic switch (package loadctl):
@@ -57,7 +56,8 @@ type report struct {
 func (l *Limiter) autoPilot() *autopilot { return l.auto }
 
 func newAutopilot(l *Limiter) *autopilot {
-	return &autopilot{l: l, settings: l.cfg.autoSettings()}
+	return &autopilot{l: l, settings: l.cfg.autoSettings(),
+		shed: shedCounter{keys: bucket.New(bucket.Config{Window: l.window, MaxKeys: maxShedKeys})}}
 }
 
 // Report takes a load signal the app behind the node reported (POST
@@ -217,32 +217,22 @@ func (a *autopilot) ClusterLoad() *api.ClusterLoad { return a.view.Load() }
 // in: a refusal in DEGRADED of a tier whose request limit is lower there,
 // at most this node's share of the difference per key and window
 // (ceil((burst - degraded) / members)), so a client far over even its
-// NORMAL limit adds no demand NORMAL would not admit.
+// NORMAL limit adds no demand NORMAL would not admit. The counts per key
+// are a bucket.Store's, as a key's hits are, bounded and swept the same
+// way.
 type shedCounter struct {
 	total atomic.Int64
-
-	mu     sync.Mutex
-	window time.Time // when the counts began
-	counts map[string]int
+	keys  *bucket.Store
 }
 
-// count counts one refusal of key, of tier, at now, with members alive
-// and window the counting window.
-func (c *shedCounter) count(key string, tier config.Tier, now time.Time, members int64, window time.Duration) {
+// count counts one refusal of key, of tier, at now, with members alive.
+func (c *shedCounter) count(key string, tier config.Tier, now time.Time, members int64) {
 	room := tier.Burst - tier.Degraded
 	if room <= 0 {
 		return // DEGRADED sheds nothing of this tier's requests
 	}
-	budget := (room + int(members) - 1) / max(int(members), 1)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.counts == nil || now.Sub(c.window) >= window || now.Before(c.window) {
-		c.window, c.counts = now, make(map[string]int)
+	m := max(int(members), 1)
+	if c.keys.Take(now, key, 1, (room+m-1)/m).Allowed {
+		c.total.Add(1)
 	}
-	n, ok := c.counts[key]
-	if n >= budget || (!ok && len(c.counts) >= maxShedKeys) {
-		return
-	}
-	c.counts[key] = n + 1
-	c.total.Add(1)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tierlimit/tierlimit/api"
+	"github.com/tierlimit/tierlimit/bucket"
 )
 
 // signal is a load signal a test sets (Config.LoadSignal).
@@ -334,4 +335,21 @@ func TestNoSignalLeavesNoAutomaticDegraded(t *testing.T) {
 	require.Eventually(t, func() bool { return lim.Health().Status == Normal }, 10*time.Second, 20*time.Millisecond)
 	assert.Contains(t, lim.Health().Why, "auto: load unknown")
 	assert.Equal(t, api.ModeOff, healthOf(t, h).Mode)
+}
+
+// TestShedCountsAtMostWhatNormalWouldAdmit: per key and window, a node
+// counts at most its share of burst - degraded; a tier DEGRADED does not
+// lower counts nothing.
+func TestShedCountsAtMostWhatNormalWouldAdmit(t *testing.T) {
+	c := shedCounter{keys: bucket.New(bucket.Config{Window: time.Minute, MaxKeys: 10})}
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	free := Tier{Name: "free", Limit: 10, Burst: 20, Degraded: 2}
+	for range 50 {
+		c.count("a", free, now, 3) // ceil(18 / 3) = 6
+		c.count("b", free, now, 1) // 18
+		c.count("p", Tier{Name: "pro", Limit: 100, Burst: 100, Degraded: 100}, now, 1)
+	}
+	assert.Equal(t, int64(6+18), c.total.Load())
+	c.count("a", free, now.Add(2*time.Minute), 3)
+	assert.Equal(t, int64(6+18+1), c.total.Load(), "a new window, a new share")
 }

@@ -324,7 +324,7 @@ func (l *Limiter) countShed(key string, tier Tier, now time.Time) {
 	if l.node != nil {
 		members = max(l.alive.Load(), 1)
 	}
-	l.auto.shed.count(key, tier, now, members, l.window)
+	l.auto.shed.count(key, tier, now, members)
 }
 
 // SettleHandler returns the settle call's endpoint (api.Limiter.Settle):
@@ -498,7 +498,7 @@ func (l *Limiter) sweep(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			removed := l.store.Sweep(now) + l.slots.Sweep(now)
+			removed := l.store.Sweep(now) + l.slots.Sweep(now) + l.auto.shed.keys.Sweep(now)
 			if l.fallback != nil {
 				removed += l.fallback.Sweep(now) + l.owed.Sweep(now) + l.router.SweepSlots(now)
 			}
