@@ -158,12 +158,17 @@ func errorBody(t *testing.T, resp *http.Response) api.ErrorDetail {
 
 func TestProxyAnswersForAnUpstreamThatIsDownOrSlow(t *testing.T) {
 	t.Run("down: 502", func(t *testing.T) {
+		// The front takes its port first: the port closed below must not be
+		// the front's own, or the proxy would forward to itself in a loop.
+		var p *Proxy
+		base := front(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			p.ServeHTTP(w, r)
+		}), 5*time.Second)
 		lis, err := net.Listen("tcp", "127.0.0.1:0")
 		require.NoError(t, err)
 		addr := lis.Addr().String()
 		require.NoError(t, lis.Close()) // nothing listens there now
-		p := newProxy(t, Config{Upstream: &url.URL{Scheme: "http", Host: addr}})
-		base := front(t, p, 5*time.Second)
+		p = newProxy(t, Config{Upstream: &url.URL{Scheme: "http", Host: addr}})
 		for range 3 {
 			resp, err := http.Get(base + "/v1/transcribe")
 			require.NoError(t, err)
