@@ -22,6 +22,9 @@ import (
 // maxCapacity bounds Config.Capacity.
 const maxCapacity = 1_000_000
 
+// maxQueueWait bounds Config.QueueWait.
+const maxQueueWait = time.Hour
+
 // Config configures a Limiter. The zero value of every field means its
 // stated default; New refuses a Config it cannot run with a *ConfigError
 // that names the field. Without GossipAddr the Limiter is one node on its
@@ -65,6 +68,19 @@ type Config struct {
 	// their handler not returned) over Capacity, 1.0 being full (Load).
 	// 0, the default, gives no signal. At most 1,000,000.
 	Capacity int
+
+	// QueueWait, with Capacity, makes the Middleware run at most Capacity
+	// requests at once and hold the others up to QueueWait for a slot,
+	// the paid tiers first: a request of a tier whose DEGRADED limit is
+	// below its base limit (free's 10 a minute to 2; not pro's burst of 150
+	// cut to its limit of 100) waits behind every request of the others,
+	// and when the cluster goes DEGRADED those still waiting are refused
+	// (503, "shed"), so work admitted before the switch does not run
+	// ahead of the paid tiers'. One that waits QueueWait gets a 503
+	// ("queue_timeout"). 0, the default, holds nothing: the requests go
+	// on to the handler at once, and queue wherever the app queues them.
+	// At most an hour.
+	QueueWait time.Duration
 
 	// LoadSignal, if not nil, is this instance's own load signal, read
 	// forty times a second: how saturated the work behind it is, 1.0
@@ -338,6 +354,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Capacity < 0 || c.Capacity > maxCapacity {
 		return bad("Capacity", "%d is not from 0 (no load signal) to %d", c.Capacity, maxCapacity)
+	}
+	switch {
+	case c.QueueWait < 0 || c.QueueWait > maxQueueWait:
+		return bad("QueueWait", "%v is not from 0 (no queue) to %v", c.QueueWait, maxQueueWait)
+	case c.QueueWait > 0 && c.Capacity == 0:
+		return bad("QueueWait", "%v set without Capacity, the slots requests wait for", c.QueueWait)
 	}
 	auto := c.autoSettings()
 	if err := auto.Check(); err != nil {

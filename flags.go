@@ -45,6 +45,7 @@ func boundFlags(cfg *Config) []boundFlag {
 		{"MaxClockOffset", "max-clock-offset", &cfg.MaxClockOffset, DefaultMaxClockOffset, "how far apart the members' clocks may be; a health state stamped further ahead is refused"},
 		{"MaxJobDuration", "max-job-duration", &cfg.MaxJobDuration, api.DefaultMaxJobDuration, "longest a request holds its concurrency slot when its end never comes"},
 		{"Capacity", "capacity", &cfg.Capacity, 0, "jobs this instance runs at once: its load signal is the requests in flight over this; 0 = no signal"},
+		{"QueueWait", "queue-wait", &cfg.QueueWait, time.Duration(0), "with -capacity: run at most that many requests at once, hold the rest up to this long, paid tiers first, and refuse free ones still waiting when the cluster goes DEGRADED; 0 = no queue"},
 		{"AutoHigh", "auto-high", &cfg.AutoHigh, loadctl.DefaultHigh, "with a load signal, the cluster goes DEGRADED when its demand stays at or above this"},
 		{"AutoLow", "auto-low", &cfg.AutoLow, loadctl.DefaultLow, "... and back to NORMAL when its demand stays at or below this"},
 		{"AutoUpHold", "auto-up-hold", &cfg.AutoUpHold, loadctl.DefaultUpHold, "how long the demand must stay at or above -auto-high"},
@@ -87,6 +88,7 @@ func flagFor(field string) string {
 //	-backup-interval 100ms      BackupInterval
 //	-max-job-duration 1h        MaxJobDuration
 //	-capacity 0                 Capacity
+//	-queue-wait 0               QueueWait
 //	-auto-high 1                AutoHigh
 //	-auto-low 0.75              AutoLow
 //	-auto-up-hold 1s            AutoUpHold

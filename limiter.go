@@ -70,6 +70,7 @@ type Limiter struct {
 	slots  *bucket.Slots // the jobs running of keys whose tiers limit them; in a cluster, the keys this node owns
 
 	inFlight atomic.Int64 // requests the Middleware admitted whose handler runs now
+	queue    *api.Queue   // nil without Config.QueueWait
 	auto     *autopilot   // the automatic switch's part on this node
 	mw       *api.Limiter
 	admin    http.Handler
@@ -172,6 +173,14 @@ func New(cfg Config) (*Limiter, error) {
 			return nil, err
 		}
 	}
+	if cfg.QueueWait > 0 {
+		l.queue = api.NewQueue(cfg.Capacity, cfg.QueueWait)
+		l.health.OnChange(func(s health.State) {
+			if s.Status == health.Degraded {
+				l.queue.Shed() // work admitted in NORMAL does not run ahead of the paid tiers'
+			}
+		})
+	}
 	l.mw = api.NewLimiter(api.Config{
 		Keys:    l.keys,
 		Checker: checker,
@@ -187,6 +196,7 @@ func New(cfg Config) (*Limiter, error) {
 		InFlight:       &l.inFlight,
 		Admitted:       &l.auto.admitted,
 		Shed:           l.countShed,
+		Queue:          l.queue,
 	})
 	l.admin = api.NewAdmin(api.AdminConfig{
 		Token:   cfg.AdminToken,
@@ -310,6 +320,14 @@ func (l *Limiter) AuthorizeHandler() http.Handler { return l.mw.Authorize() }
 // Load returns this node's load signal: the requests in flight through the
 // Middleware over Config.Capacity (1.0: the instance's GPUs are full;
 // above it the work queues), and whether it has one (Capacity above 0).
+// queueStats returns the queue's counts: zero without Config.QueueWait.
+func (l *Limiter) queueStats() api.QueueStats {
+	if l.queue == nil {
+		return api.QueueStats{}
+	}
+	return l.queue.Stats()
+}
+
 func (l *Limiter) Load() (api.Load, bool) {
 	n := l.inFlight.Load()
 	if l.cfg.Capacity <= 0 {

@@ -6,7 +6,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -75,5 +77,83 @@ func TestCapacityIsChecked(t *testing.T) {
 		require.True(t, errors.As(err, &ce), "%v", err)
 		assert.Equal(t, "Capacity", ce.Field)
 		assert.Contains(t, err.Error(), "-capacity")
+	}
+}
+
+// TestQueueServesPaidFirstAndShedsWaitingFreeOnDegraded: with QueueWait,
+// capacity 1: while a job runs, a free request and then a paid one wait
+// (both are in the load signal); the cluster going DEGRADED refuses the
+// waiting free one at once with a 503, and the paid one runs next.
+func TestQueueServesPaidFirstAndShedsWaitingFreeOnDegraded(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	lim, _ := newSingle(t, tenSecondTiers, func(c *Config) {
+		c.Capacity, c.QueueWait, c.Registerer = 1, time.Minute, reg
+	})
+	release := make(chan struct{})
+	h := lim.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-release }))
+	type answer struct {
+		key  string
+		code int
+		err  string
+	}
+	done := make(chan answer, 3)
+	send := func(key string) {
+		go func() {
+			r := httptest.NewRequestWithContext(t.Context(), http.MethodGet, "/v1/x", nil)
+			r.Header.Set("X-API-Key", key)
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			var body api.ErrorBody
+			_ = json.Unmarshal(w.Body.Bytes(), &body)
+			done <- answer{key, w.Code, body.Error.Code}
+		}()
+	}
+	inFlight := func(n int64) func() bool {
+		return func() bool { l, _ := lim.Load(); return l.InFlight == n }
+	}
+	send("pro-1")
+	require.Eventually(t, inFlight(1), 5*time.Second, time.Millisecond)
+	send("free-1")
+	require.Eventually(t, func() bool {
+		return metricValue(t, reg, "tierlimit_queue_waiting", "class", "sheddable") == 1
+	}, 5*time.Second, time.Millisecond)
+	send("pro-1")
+	require.Eventually(t, func() bool {
+		return metricValue(t, reg, "tierlimit_queue_waiting", "class", "protected") == 1
+	}, 5*time.Second, time.Millisecond)
+	load, _ := lim.Load()
+	assert.Equal(t, 3.0, load.Signal, "waiting requests are load: three on one slot")
+
+	_, err := lim.SetHealth(Degraded)
+	require.NoError(t, err)
+	assert.Equal(t, answer{"free-1", http.StatusServiceUnavailable, "shed"}, <-done)
+	assert.Equal(t, 1.0, metricValue(t, reg, "tierlimit_queue_refused_total", "reason", "shed"))
+	assert.Equal(t, 0.0, metricValue(t, reg, "tierlimit_queue_waiting", "class", "sheddable"))
+
+	release <- struct{}{}
+	assert.Equal(t, answer{"pro-1", http.StatusOK, ""}, <-done)
+	release <- struct{}{}
+	assert.Equal(t, answer{"pro-1", http.StatusOK, ""}, <-done)
+	assert.Equal(t, 1.0, metricValue(t, reg, "tierlimit_queue_waited_total"))
+	require.Eventually(t, inFlight(0), 5*time.Second, time.Millisecond)
+}
+
+func TestQueueWaitIsChecked(t *testing.T) {
+	for _, tc := range []struct {
+		capacity int
+		wait     time.Duration
+		why      string
+	}{
+		{1, -time.Second, "is not from 0"},
+		{1, time.Hour + 1, "is not from 0"},
+		{0, time.Second, "without Capacity"},
+	} {
+		_, err := New(Config{TiersFile: writeTiers(t, t.TempDir()+"/tiers.json", tenSecondTiers), NodeName: "n",
+			Capacity: tc.capacity, QueueWait: tc.wait})
+		var ce *ConfigError
+		require.True(t, errors.As(err, &ce), "%v", err)
+		assert.Equal(t, "QueueWait", ce.Field)
+		assert.Contains(t, err.Error(), "-queue-wait")
+		assert.Contains(t, err.Error(), tc.why)
 	}
 }

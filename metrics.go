@@ -155,6 +155,9 @@ func newMetrics(cfg Config, src limiterSource) (*metrics, error) {
 	if err == nil {
 		err = m.registerAuto(src)
 	}
+	if err == nil && cfg.QueueWait > 0 {
+		err = m.registerQueue(src)
+	}
 	if err == nil && cfg.Capacity > 0 {
 		err = m.register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tierlimit_load_signal",
@@ -162,6 +165,34 @@ func newMetrics(cfg Config, src limiterSource) (*metrics, error) {
 		}, func() float64 { l, _ := src.Load(); return l.Signal }))
 	}
 	return m, err
+}
+
+// registerQueue registers the series of the queue (Config.QueueWait).
+func (m *metrics) registerQueue(src loadReader) error {
+	waiting := func(class string, n func(api.QueueStats) int) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "tierlimit_queue_waiting",
+			Help:        "Admitted requests waiting for one of -capacity's slots, by class: protected (tiers DEGRADED leaves alone, served first) and sheddable.",
+			ConstLabels: prometheus.Labels{"class": class},
+		}, func() float64 { return float64(n(src.queueStats())) })
+	}
+	refused := func(reason string, n func(api.QueueStats) int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "tierlimit_queue_refused_total",
+			Help:        "Admitted requests refused with a 503 while they waited for a slot: timeout (waited -queue-wait), shed (sheddable, when the cluster went DEGRADED).",
+			ConstLabels: prometheus.Labels{"reason": reason},
+		}, func() float64 { return float64(n(src.queueStats())) })
+	}
+	return m.register(
+		waiting("protected", func(s api.QueueStats) int { return s.Waiting }),
+		waiting("sheddable", func(s api.QueueStats) int { return s.WaitingSheddable }),
+		refused("timeout", func(s api.QueueStats) int64 { return s.TimedOut }),
+		refused("shed", func(s api.QueueStats) int64 { return s.Shed }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tierlimit_queue_waited_total",
+			Help: "Admitted requests that got a slot after waiting for it.",
+		}, func() float64 { return float64(src.queueStats().Ran) }),
+	)
 }
 
 // autoReader reads the automatic switch's state.

@@ -166,6 +166,7 @@ type fakeLimiter struct {
 	slotsOwned, slotsFallback int
 	freed                     int64
 	inFlight                  int64
+	queue                     api.QueueStats
 	breakerStates             map[string]forward.BreakerState
 	forwardDeadlines          map[string]time.Duration
 }
@@ -188,7 +189,8 @@ func (f *fakeLimiter) slotsFreed() int64        { return f.freed }
 func (f *fakeLimiter) Load() (api.Load, bool) {
 	return api.Load{InFlight: f.inFlight, Capacity: 4, Signal: float64(f.inFlight) / 4}, true
 }
-func (f *fakeLimiter) peers() []string { return f.members }
+func (f *fakeLimiter) queueStats() api.QueueStats { return f.queue }
+func (f *fakeLimiter) peers() []string            { return f.members }
 func (f *fakeLimiter) breakers(time.Time) map[string]forward.BreakerState {
 	return f.breakerStates
 }

@@ -31,9 +31,10 @@ type limiterSource interface {
 }
 
 // loadReader reads the load signal (tierlimit_requests_in_flight,
-// tierlimit_load_signal).
+// tierlimit_load_signal) and the queue (tierlimit_queue_*).
 type loadReader interface {
 	Load() (api.Load, bool)
+	queueStats() api.QueueStats
 }
 
 // memberSource is what the series of a cluster member read besides.

@@ -16,6 +16,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -126,6 +127,12 @@ type Config struct {
 	// Shed, if not nil, is told of every request refused while the state
 	// is DEGRADED, with its key and tier: the demand DEGRADED refuses.
 	Shed func(key string, tier config.Tier, now time.Time)
+	// Queue, if not nil, is where the requests Middleware admitted wait
+	// for a slot before next sees them, the sheddable tiers'
+	// (config.Tier.Sheddable) behind the others'. A request it refuses
+	// gets a 503: its hit stays counted, its cost and concurrency are
+	// given back.
+	Queue *Queue
 }
 
 // Limiter is the rate-limiting middleware. It is safe for concurrent use.
@@ -151,6 +158,7 @@ type Limiter struct {
 	inFlight *atomic.Int64 // nil: not counted
 	admitted *atomic.Int64 // nil: not counted
 	shed     func(string, config.Tier, time.Time)
+	queue    *Queue // nil: next runs at once
 }
 
 // NewLimiter returns a Limiter. It panics if Keys, Checker or Health is nil
@@ -178,6 +186,7 @@ func NewLimiter(cfg Config) *Limiter {
 		inFlight: cfg.InFlight,
 		admitted: cfg.Admitted,
 		shed:     cfg.Shed,
+		queue:    cfg.Queue,
 	}
 	if l.estimate == nil {
 		l.estimate = HeaderEstimate
@@ -218,6 +227,12 @@ func (l *Limiter) Middleware(next http.Handler) http.Handler {
 			l.inFlight.Add(1)
 			defer l.inFlight.Add(-1)
 		}
+		if l.queue != nil {
+			if !l.enter(w, r, j) {
+				return
+			}
+			defer l.queue.Leave()
+		}
 		if j == nil {
 			next.ServeHTTP(w, r)
 			return
@@ -228,6 +243,31 @@ func (l *Limiter) Middleware(next http.Handler) http.Handler {
 		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), jobKey{}, j)))
 		failed = sw.status >= 500
 	})
+}
+
+// enter waits in the Queue for a slot for r, admitted, and reports whether
+// it got one. When it did not, its Job (if any) has ended as failed, and
+// the 503 is written, unless the client is gone.
+func (l *Limiter) enter(w http.ResponseWriter, r *http.Request, j *Job) bool {
+	key, _ := apiKey(r.Header)
+	tier, _ := l.keys.Lookup(key) // admitted: both hold
+	err := l.queue.Enter(r.Context(), tier.Sheddable())
+	if err == nil {
+		return true
+	}
+	j.End(r.Context(), true)
+	switch {
+	case errors.Is(err, ErrShed):
+		w.Header()[keyRetryAfter] = []string{strconv.FormatInt(l.window, 10)}
+		WriteError(w, http.StatusServiceUnavailable, "shed",
+			"the cluster is DEGRADED: tier "+tier.Name+"'s requests that were still waiting for a slot are refused")
+	case errors.Is(err, ErrQueueTimeout):
+		wait := l.queue.MaxWait()
+		w.Header()[keyRetryAfter] = []string{strconv.FormatInt(int64((wait+time.Second-1)/time.Second), 10)}
+		WriteError(w, http.StatusServiceUnavailable, "queue_timeout",
+			"waited "+wait.String()+" for a slot: this instance is full")
+	}
+	return false // else the client is gone: no answer
 }
 
 // statusWriter remembers the status a handler answered with. Unwrap lets

@@ -89,6 +89,11 @@ func (t Tier) LimitFor(degraded bool) int {
 	return t.Requests().For(degraded)
 }
 
+// Sheddable reports whether DEGRADED cuts the tier's requests below its
+// base limit (free's 10 to 2), not just its burst (pro's 150 to 100): its
+// requests are the ones an overloaded instance serves last.
+func (t Tier) Sheddable() bool { return t.Degraded < t.Limit }
+
 // Requests returns the tier's limits on requests per window.
 func (t Tier) Requests() Limits {
 	return Limits{Limit: t.Limit, Burst: t.Burst, Degraded: t.Degraded}
