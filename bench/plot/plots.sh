@@ -47,8 +47,12 @@
 # latencies per tier, the state every node reported and the cluster's
 # saturation and demand as every node saw them. A request waits at most
 # 10 s (then it counts as failed, at 10 s in the latencies); the client
-# keeps at most 6000 in flight. The first run POSTs NORMAL first, which
-# pins it (the switch off); the second posts nothing.
+# keeps at most 6000 in flight. The first run, manual, POSTs NORMAL first,
+# which pins it (the switch off); the second, auto, posts nothing; the
+# third, queue, posts nothing either and starts the nodes with -queue-wait
+# as well, so that each runs 4 jobs at once and holds the rest, the paid
+# tiers first, refusing the free ones still waiting when the cluster goes
+# DEGRADED.
 #
 # The nodes are stopped at the end of each run, also on an error or Ctrl-C.
 #
@@ -62,8 +66,9 @@
 #                         and -auto-down-hold (default: the node's own,
 #                         1, 0.75, 1s, 15s)
 #   PLOTS_AUTO_CAPACITY   the nodes' -capacity (default 4)
-#   PLOTS_AUTO_MODES      the surge runs to make (default "manual auto";
-#                         one alone, to try settings, leaves auto.json)
+#   PLOTS_AUTO_MODES      the surge runs to make (default "manual auto queue";
+#                         fewer, to try settings, leave auto.json)
+#   PLOTS_AUTO_QUEUE_WAIT the queue run's -queue-wait (default 10s)
 #   PLOTS_RUNS            runs.tsv of the bench run to plot (default
 #                         bench/out/run/runs.tsv, where bench/run.sh leaves it)
 #   PLOTS_OUT             work directory: binaries, node logs, the tiers
@@ -93,6 +98,7 @@ AUTO_BEFORE_S=${PLOTS_AUTO_BEFORE_S:-15}
 AUTO_SURGE_S=${PLOTS_AUTO_SURGE_S:-30}
 AUTO_AFTER_S=${PLOTS_AUTO_AFTER_S:-30}
 AUTO_CAPACITY=${PLOTS_AUTO_CAPACITY:-4}
+AUTO_QUEUE_WAIT=${PLOTS_AUTO_QUEUE_WAIT:-10s}
 RUNS=${PLOTS_RUNS:-$ROOT/bench/out/run/runs.tsv}
 IMG=$ROOT/docs/img
 KEEP_OUT=${PLOTS_OUT:+1}
@@ -227,18 +233,21 @@ if has_step auto; then
   commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
   if [ -n "$(git status --porcelain -- . ':!docs/img' 2>/dev/null)" ]; then commit+="-dirty"; fi
 
-  read -ra modes <<< "${PLOTS_AUTO_MODES:-manual auto}"
-  for mode in "${modes[@]}"; do
-    start_cluster "$OUT/tiers-auto.json" "${node_flags[@]}"
-    log "running the surge, $mode: ${AUTO_BEFORE_S}s calm, ${AUTO_SURGE_S}s surge, ${AUTO_AFTER_S}s calm"
+  read -ra modes <<< "${PLOTS_AUTO_MODES:-manual auto queue}"
+  for run in "${modes[@]}"; do
+    # queue: the automatic switch with the nodes' paid-first queue.
+    mode=$run run_flags=()
+    if [ "$run" = queue ]; then mode=auto run_flags=(-queue-wait "$AUTO_QUEUE_WAIT"); fi
+    start_cluster "$OUT/tiers-auto.json" "${node_flags[@]}" "${run_flags[@]}"
+    log "running the surge, $run: ${AUTO_BEFORE_S}s calm, ${AUTO_SURGE_S}s surge, ${AUTO_AFTER_S}s calm"
     targets=$(IFS=,; echo "${URLS[*]}")
-    "$OUT/bin/surge" -mode "$mode" -targets "$targets" -admin-token "$TOKEN" -config "$OUT/tiers-auto.json" \
+    "$OUT/bin/surge" -mode "$mode" -name "$run" -targets "$targets" -admin-token "$TOKEN" -config "$OUT/tiers-auto.json" \
       -before "${AUTO_BEFORE_S}s" -surge-for "${AUTO_SURGE_S}s" -after "${AUTO_AFTER_S}s" \
-      -commit "$commit" -out "$OUT/surge-$mode.json"
+      -commit "$commit" -out "$OUT/surge-$run.json"
     stop_cluster
   done
-  if [ "${modes[*]}" = "manual auto" ]; then
-    "$OUT/bin/plot" auto-data -in "$OUT/surge-manual.json,$OUT/surge-auto.json" -out "$IMG/auto.json"
+  if [ "${modes[*]}" = "manual auto queue" ]; then
+    "$OUT/bin/plot" auto-data -in "$OUT/surge-manual.json,$OUT/surge-auto.json,$OUT/surge-queue.json" -out "$IMG/auto.json"
   else
     log "runs ${modes[*]} only: docs/img/auto.json left as it is; the records are in $OUT"
   fi
