@@ -238,10 +238,11 @@ if has_step auto; then
     # queue: the automatic switch with the nodes' paid-first queue.
     mode=$run run_flags=()
     if [ "$run" = queue ]; then mode=auto run_flags=(-queue-wait "$AUTO_QUEUE_WAIT"); fi
+    setup=${run_flags[*]}
     start_cluster "$OUT/tiers-auto.json" "${node_flags[@]}" "${run_flags[@]}"
     log "running the surge, $run: ${AUTO_BEFORE_S}s calm, ${AUTO_SURGE_S}s surge, ${AUTO_AFTER_S}s calm"
     targets=$(IFS=,; echo "${URLS[*]}")
-    "$OUT/bin/surge" -mode "$mode" -name "$run" -targets "$targets" -admin-token "$TOKEN" -config "$OUT/tiers-auto.json" \
+    "$OUT/bin/surge" -mode "$mode" -name "$run" -setup "$setup" -targets "$targets" -admin-token "$TOKEN" -config "$OUT/tiers-auto.json" \
       -before "${AUTO_BEFORE_S}s" -surge-for "${AUTO_SURGE_S}s" -after "${AUTO_AFTER_S}s" \
       -commit "$commit" -out "$OUT/surge-$run.json"
     stop_cluster

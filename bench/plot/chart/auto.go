@@ -226,15 +226,19 @@ func Auto(f *surge.File) *Figure {
 	return fig
 }
 
-// runTitle names a run's column.
+// runTitle names a run's column, and what its nodes ran with besides.
 func runTitle(r *surge.Run) string {
+	title := r.Name
 	switch r.Mode {
 	case surge.ModeManual:
-		return r.Name + ": NORMAL pinned (the switch off)"
+		title += ": NORMAL pinned (the switch off)"
 	case surge.ModeAuto:
-		return r.Name + ": the automatic switch on"
+		title += ": the automatic switch on"
 	}
-	return r.Name
+	if r.Setup != "" {
+		title += ", " + r.Setup
+	}
+	return title
 }
 
 // paidLatencyTitle names a run's latency panel: its paid tiers and their

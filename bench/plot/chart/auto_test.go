@@ -144,9 +144,12 @@ func TestAutoSVG(t *testing.T) {
 }
 
 func TestAutoOneRun(t *testing.T) {
-	f := &surge.File{Runs: []surge.Run{surgeRun(surge.ModeAuto)}}
+	r := surgeRun(surge.ModeAuto)
+	r.Name, r.Setup = "queue", "-queue-wait 10s"
+	f := &surge.File{Runs: []surge.Run{r}}
 	doc := parseSVG(t, render(t, Auto(f), "svg"))
 	assert.Equal(t, "600pt", doc.width)
+	assert.Contains(t, doc.texts, "queue: the automatic switch on, -queue-wait 10s", "the nodes' setup in the title")
 	assert.NotContains(t, doc.texts, NoAnswerLabel, "every request answered")
 	img, err := png.Decode(bytes.NewReader(render(t, Auto(f), "png")))
 	require.NoError(t, err)

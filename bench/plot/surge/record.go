@@ -61,6 +61,9 @@ type Run struct {
 	Name string `json:"name"`
 	// Mode is ModeManual or ModeAuto.
 	Mode string `json:"mode"`
+	// Setup says what the nodes ran with beyond the scenario's flags, such
+	// as "-queue-wait 10s"; empty if nothing.
+	Setup string `json:"setup,omitempty"`
 	// Start is the wall-clock time of offset 0.
 	Start time.Time `json:"start"`
 	// Targets are the nodes' base URLs, in the order requests went to

@@ -50,6 +50,7 @@ type options struct {
 	token      string
 	configPath string
 	mode, name string
+	setup      string
 	commit     string
 	keys       map[string]float64
 	base       map[string]float64
@@ -75,6 +76,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	fs.StringVar(&o.configPath, "config", "bench/plot/tiers-auto.json", "tiers file the nodes run with: limits and keys (plots.sh adds the keys of -keys to bench/plot/tiers-auto.json's tiers)")
 	fs.StringVar(&o.mode, "mode", "", `"manual": POST NORMAL first, which pins it (the switch off); "auto": post nothing (required)`)
 	fs.StringVar(&o.name, "name", "", "the run's name in the record (default: the mode)")
+	fs.StringVar(&o.setup, "setup", "", "what the nodes run with beyond the scenario's flags, for the record and the picture (such as \"-queue-wait 10s\")")
 	fs.StringVar(&o.commit, "commit", "", "the source's commit, kept in the record")
 	keys := fs.String("keys", "free=120,pro=10,enterprise=5", "keys per tier, taken in sorted order from -config")
 	base := fs.String("base", "pro=30,enterprise=30", "requests per second per tier in every phase")
@@ -266,7 +268,7 @@ func record(ctx context.Context, o options, loads []tierLoad, phases []surge.Pha
 	seconds := int(total / time.Second)
 	// A short lead, so that the senders and pollers are ready at offset 0.
 	start := time.Now().Add(200 * time.Millisecond)
-	r := &surge.Run{Name: o.name, Mode: o.mode, Start: start, Targets: o.targets, Capacity: f.capacity,
+	r := &surge.Run{Name: o.name, Mode: o.mode, Setup: o.setup, Start: start, Targets: o.targets, Capacity: f.capacity,
 		Work: surge.Offset(o.work), Timeout: surge.Offset(o.timeout), MaxInFlight: o.maxInFly, Poll: surge.Offset(o.poll),
 		Settings: f.settings, Phases: phases, Paid: o.paid, Seconds: seconds}
 	count := surge.NewCounter(recordTiers(loads), seconds, o.timeout, o.paid)
