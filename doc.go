@@ -43,6 +43,12 @@
 // or below Config.AutoLow for Config.AutoDownHold, one write by one
 // member. ResumeAuto hands a pinned state back.
 //
+// With Config.QueueWait as well as Config.Capacity, the Middleware runs at
+// most Capacity requests at once and holds the others, the paid tiers
+// first; when the cluster goes DEGRADED, the free requests still waiting
+// get a 503, so work admitted before the switch does not run ahead of the
+// paid tiers'.
+//
 // Several Limiters can live in one process: there is no package-level
 // state, and each logs to its Config.Logger and registers its metrics on
 // its Config.Registerer.
