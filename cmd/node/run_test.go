@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tierlimit/tierlimit/api"
 	"github.com/tierlimit/tierlimit/tierlimittest"
 )
 
@@ -380,6 +381,74 @@ func TestRunCapacityIsTheLoadSignal(t *testing.T) {
 	}
 	require.Eventually(t, func() bool { load(); return status == "NORMAL" }, 5*time.Second, 10*time.Millisecond,
 		"idle for the down hold")
+	cancel()
+	require.NoError(t, <-done)
+}
+
+// TestRunQueueWaitServesPaidFirst: with -capacity 1 -queue-wait, while a
+// paid job runs a free request and then a paid one wait in the node; a
+// POST of DEGRADED refuses the waiting free one with 503 shed at once, and
+// the paid one runs when the slot frees.
+func TestRunQueueWaitServesPaidFirst(t *testing.T) {
+	addr, _, cancel, done := startRun(t, "-config", "../../config/tiers.json", "-node-name", "q", "-admin-token", "tok",
+		"-capacity", "1", "-queue-wait", "1m")
+	base := "http://" + addr
+	inFlight := func() float64 {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, base+"/system/health", nil)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer tok")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		var body struct {
+			Load struct {
+				InFlight float64 `json:"in_flight"`
+			} `json:"load"`
+		}
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&body))
+		return body.Load.InFlight
+	}
+	type answer struct {
+		key    string
+		status int
+		code   string
+	}
+	answers := make(chan answer, 3)
+	get := func(key, work string) {
+		go func() {
+			req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, base+"/test?work="+work, nil)
+			if !assert.NoError(t, err) {
+				return
+			}
+			req.Header.Set("X-API-Key", key)
+			resp, err := http.DefaultClient.Do(req)
+			if !assert.NoError(t, err) {
+				return
+			}
+			defer resp.Body.Close()
+			var body api.ErrorBody
+			_ = json.NewDecoder(resp.Body).Decode(&body)
+			answers <- answer{key, resp.StatusCode, body.Error.Code}
+		}()
+	}
+	get("pro-demo-1", "2s")
+	require.Eventually(t, func() bool { return inFlight() == 1 }, 5*time.Second, 5*time.Millisecond)
+	get("free-demo-1", "0s")
+	require.Eventually(t, func() bool { return inFlight() == 2 }, 5*time.Second, 5*time.Millisecond)
+	get("pro-demo-2", "0s")
+	require.Eventually(t, func() bool { return inFlight() == 3 }, 5*time.Second, 5*time.Millisecond)
+
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, base+"/system/health", strings.NewReader(`{"status":"DEGRADED"}`))
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer tok")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+
+	assert.Equal(t, answer{"free-demo-1", http.StatusServiceUnavailable, "shed"}, <-answers, "refused at once, before the running job ends")
+	assert.ElementsMatch(t, []answer{{"pro-demo-1", http.StatusOK, ""}, {"pro-demo-2", http.StatusOK, ""}},
+		[]answer{<-answers, <-answers}, "the paid one waiting runs when the slot frees")
 	cancel()
 	require.NoError(t, <-done)
 }
