@@ -3,6 +3,7 @@ package tierlimit
 import (
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/tierlimit/tierlimit/tierlimittest"
 )
@@ -21,4 +22,12 @@ func BenchmarkLimiter(b *testing.B) {
 	b.Cleanup(func() { _ = lim.Close(b.Context()) })
 	b.Run("bare", func(b *testing.B) { tierlimittest.BenchServe(b, tierlimittest.Bare(), "big-1") })
 	b.Run("middleware", func(b *testing.B) { tierlimittest.BenchServe(b, lim.Middleware(tierlimittest.Bare()), "big-1") })
+
+	// With the queue: a slot free for every request (the fast path).
+	queued, err := New(Config{TiersFile: path, NodeName: "bench-queue", Capacity: 1_000_000, QueueWait: time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = queued.Close(b.Context()) })
+	b.Run("middleware-queue", func(b *testing.B) { tierlimittest.BenchServe(b, queued.Middleware(tierlimittest.Bare()), "big-1") })
 }
