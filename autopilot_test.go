@@ -300,7 +300,7 @@ func TestLoadReportsAreCheckedAndCount(t *testing.T) {
 		tick := time.NewTicker(250 * time.Millisecond)
 		defer tick.Stop()
 		for {
-			assert.Equal(t, http.StatusNoContent, postAdmin(t, h, "/system/load", `{"in_flight": 3, "capacity": 2}`))
+			assert.Equal(t, http.StatusOK, postAdmin(t, h, "/system/load", `{"in_flight": 3, "capacity": 2}`))
 			select {
 			case <-stop:
 				return
@@ -312,6 +312,15 @@ func TestLoadReportsAreCheckedAndCount(t *testing.T) {
 	got := healthOf(t, h)
 	assert.Equal(t, api.ModeAuto, got.Mode)
 	assert.InDelta(t, 1.5, got.Cluster.Saturation, 1e-9)
+	// A report's answer is the state in force: the app learns of the switch.
+	r = httptest.NewRequestWithContext(t.Context(), http.MethodPost, "/system/load", strings.NewReader(`{"signal": 1.5}`))
+	r.Header.Set("Authorization", "Bearer "+testToken)
+	w = httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	require.Equal(t, http.StatusOK, w.Code)
+	var answer api.LoadReportResponse
+	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &answer))
+	assert.Equal(t, api.LoadReportResponse{Status: Degraded, Version: lim.Health().Version}, answer)
 	// The app stops reporting: its report goes stale, the load is unknown,
 	// and the node goes back to its configured limits after the hold.
 	close(stop)

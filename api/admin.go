@@ -46,6 +46,14 @@ type HealthResponse struct {
 	Cluster *ClusterLoad `json:"cluster_load,omitempty"`
 }
 
+// LoadReportResponse is POST /system/load's answer: the health state in
+// force, so that the app's middleware learns of a switch with its next
+// report (the Python middleware's queue sheds its free requests on it).
+type LoadReportResponse struct {
+	Status  health.Status `json:"status"`
+	Version uint64        `json:"version,string"`
+}
+
 // The modes of HealthResponse.Mode.
 const (
 	ModeAuto   = "auto"
@@ -427,7 +435,8 @@ func (a *admin) serveLoad(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.report(v, a.now())
-	w.WriteHeader(http.StatusNoContent)
+	s := a.health.Current()
+	WriteJSON(w, http.StatusOK, LoadReportResponse{Status: s.Status, Version: s.Version})
 }
 
 // MethodNotAllowed writes 405 with the Allow header set to allow (such as

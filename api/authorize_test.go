@@ -58,10 +58,15 @@ func TestAuthorizeAnswersWhatAProxyPassesOn(t *testing.T) {
 		assert.Equal(t, strconv.Itoa(19-i), w.Header().Get(HeaderRemaining), "hit %d", i+1)
 		assert.NotEmpty(t, w.Header().Get(HeaderReset))
 		assert.Equal(t, `"free";q=20;w=60`, w.Header().Get(HeaderPolicy))
+		assert.Equal(t, "true", w.Header().Get(HeaderSheddable), "free: DEGRADED cuts it below its limit")
 	}
+	w := send(http.MethodGet, "/authorize", "pro-1")
+	require.Equal(t, http.StatusOK, w.Code)
+	assert.Empty(t, w.Header().Values(HeaderSheddable), "pro: DEGRADED only takes its burst")
 
-	w := send(http.MethodPost, "/authorize/v1/transcribe", "free-1")
+	w = send(http.MethodPost, "/authorize/v1/transcribe", "free-1")
 	require.Equal(t, http.StatusTooManyRequests, w.Code)
+	assert.Empty(t, w.Header().Values(HeaderSheddable), "a refusal does not say it")
 	assert.Equal(t, "0", w.Header().Get(HeaderRemaining))
 	assert.NotEmpty(t, w.Header().Get(HeaderRetryAfter))
 	assert.Equal(t, "application/json", w.Header().Get("Content-Type"))

@@ -245,6 +245,15 @@ func (l *Limiter) Middleware(next http.Handler) http.Handler {
 	})
 }
 
+// trueValue is a header's value "true", shared: never modified.
+var trueValue = []string{"true"}
+
+// sheddable reports whether key's tier is sheddable (config.Tier.Sheddable).
+func (l *Limiter) sheddable(key string) bool {
+	tier, ok := l.keys.Lookup(key)
+	return ok && tier.Sheddable()
+}
+
 // enter waits in the Queue for a slot for r, admitted, and reports whether
 // it got one. When it did not, its Job (if any) has ended as failed, and
 // the 503 is written, unless the client is gone.
@@ -320,6 +329,9 @@ func (l *Limiter) Authorize() http.Handler {
 		j, ok := l.Admit(w, r)
 		if !ok {
 			return
+		}
+		if key, _ := apiKey(r.Header); l.sheddable(key) {
+			w.Header()[keySheddable] = trueValue
 		}
 		if j != nil {
 			if keepOpen(r) {

@@ -22,6 +22,11 @@ const (
 	// HeaderFailed, "true" on the settle call, says the work failed: with
 	// no cost reported, the whole reservation is given back.
 	HeaderFailed = "Tierlimit-Failed"
+	// HeaderSheddable, "true" on /authorize's 200, says the key's tier is
+	// sheddable (config.Tier.Sheddable: DEGRADED cuts it below its base
+	// limit), so that a middleware that holds requests, as the Python one
+	// does with a queue, serves it after the others.
+	HeaderSheddable = "Tierlimit-Sheddable"
 )
 
 // Canonical forms, read without canonicalising per request.
@@ -29,6 +34,7 @@ const (
 	keySettle      = "Tierlimit-Settle"
 	keyReservation = "Tierlimit-Reservation"
 	keyFailed      = "Tierlimit-Failed"
+	keySheddable   = "Tierlimit-Sheddable"
 )
 
 // MaxReservations bounds the reservations open at once on one Limiter;
