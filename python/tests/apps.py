@@ -27,12 +27,13 @@ TIMEOUT = 1.0
 
 def make_app(node: str, *, fail_open: bool = True, timeout: float = TIMEOUT, exclude: Iterable[str] = EXCLUDE,
              capacity: Optional[int] = None, admin_token: Optional[str] = None,
-             report_interval: float = 0.5) -> FastAPI:
+             report_interval: float = 0.5, queue_wait: Optional[float] = None) -> FastAPI:
     app = FastAPI()
     calls: Counter = Counter()
     app.state.calls = calls
     app.add_middleware(TierLimitMiddleware, node=node, fail_open=fail_open, timeout=timeout, exclude=exclude,
-                       capacity=capacity, admin_token=admin_token, report_interval=report_interval)
+                       capacity=capacity, admin_token=admin_token, report_interval=report_interval,
+                       queue_wait=queue_wait)
     # The gate GET /v1/hold waits at, until POST /release opens it. Made in
     # the serving loop (an asyncio.Event of Python 3.9 binds to a loop).
     gate = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Dict, List, Optional
+from typing import Any, AsyncIterator, Callable, Dict, List, Optional
 
 import httpx
 
@@ -37,6 +37,17 @@ async def served(app: Any) -> AsyncIterator[httpx.AsyncClient]:
     async with lifespan(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app") as client:
             yield client
+
+
+async def until(what: str, check: Callable[[], object], timeout: float = 10.0) -> None:
+    """Awaits until check() is true, in the test's own loop; fails the test
+    after timeout seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not check():
+        if loop.time() > deadline:
+            raise AssertionError(f"{what}: not after {timeout} s")
+        await asyncio.sleep(0.01)
 
 
 def middleware_of(app: Any) -> TierLimitMiddleware:

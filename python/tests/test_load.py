@@ -19,7 +19,7 @@ import pytest
 
 import expect
 from apps import make_app
-from asgi import middleware_of, served
+from asgi import middleware_of, served, until
 from nodes import ADMIN_TOKEN, PACKAGE_ROOT, TESTS, Node, Uvicorn, free_port, poll, request
 from tierlimit import TierLimitMiddleware
 
@@ -38,17 +38,6 @@ def app_counts(app: Uvicorn) -> dict:
     got = request(app.port, "GET", "/count")
     assert got is not None and got[0] == 200, got
     return json.loads(got[2])
-
-
-async def until(what: str, check: Callable[[], object], timeout: float = 10.0) -> None:
-    """Awaits until check() is true, in the test's own loop; fails the test
-    after timeout seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not check():
-        if loop.time() > deadline:
-            raise AssertionError(f"{what}: not after {timeout} s")
-        await asyncio.sleep(0.01)
 
 
 def tierlimit_records(caplog: pytest.LogCaptureFixture, level: int) -> List[str]:

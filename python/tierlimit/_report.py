@@ -38,6 +38,16 @@ def _node_message(answer: Answer) -> str:
         return answer.body[:200].decode("utf-8", "replace").strip() or "no body"
 
 
+def _status_of(answer: Answer) -> Optional[str]:
+    """The health status in a load report's answer ({"status": ...}), or
+    None if it has none (a node of an earlier release answers 204)."""
+    try:
+        status = json.loads(answer.body)["status"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return status if isinstance(status, str) else None
+
+
 class _FailureLog:
     """Logs failed reports: at most one line a minute for each kind of
     failure (the node unreachable, and each status it answered), with the
@@ -94,11 +104,13 @@ class LoadReporter:
         capacity: int,
         interval: float,
         in_flight: Callable[[], int],
+        on_status: Optional[Callable[[str], None]] = None,
     ) -> None:
         self.node = node
         self.capacity = capacity
         self.interval = interval
         self._in_flight = in_flight
+        self._on_status = on_status
         self._host = host
         self._port = port
         self._host_header = host_header
@@ -203,6 +215,10 @@ class LoadReporter:
         if status == 204 or status == 200:
             self.sent += 1
             self._log.succeeded()
+            if status == 200 and self._on_status is not None:
+                said_status = _status_of(answer)
+                if said_status is not None:
+                    self._on_status(said_status)
             return
         self.failed += 1
         said = _node_message(answer)

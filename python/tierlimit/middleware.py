@@ -24,7 +24,10 @@ so no byte that could smuggle a header into the question is ever written.
 
 With ``capacity`` and ``admin_token`` it also reports the app's load to the
 node (``POST /system/load``): the requests it let through whose app call
-has not returned, against ``capacity``.
+has not returned, against ``capacity``. With ``queue_wait`` as well it runs
+at most ``capacity`` of them at once and holds the others, paid tiers
+first, shedding the free ones still waiting when the cluster goes
+DEGRADED.
 """
 
 from __future__ import annotations
@@ -32,11 +35,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import re
 from typing import Any, Awaitable, Callable, Iterable, List, MutableMapping, Optional, Tuple
 from urllib.parse import urlsplit
 
 from ._node import Answer, NodeClient, NodeError
+from ._queue import SHED, SlotQueue
 from ._report import LoadReporter
 
 __all__ = ["TierLimitMiddleware"]
@@ -227,6 +232,14 @@ class TierLimitMiddleware:
         Default 0.5. The reports start with the ASGI lifespan startup, or
         with the first request, in its event loop, and stop with
         ``lifespan.shutdown.complete`` (or ``close``).
+    queue_wait
+        With ``capacity``: at most ``capacity`` admitted HTTP requests run
+        in the app at once, and the others wait here, up to
+        ``queue_wait`` seconds (above 0, at most 3600), the tiers the node
+        marks sheddable (``Tierlimit-Sheddable: true``) behind the others.
+        When a load report's answer says DEGRADED, the sheddable requests
+        still waiting get 503 ``shed``; one that waits ``queue_wait`` gets
+        503 ``queue_timeout``. Default None: requests go to the app at once.
     """
 
     def __init__(
@@ -241,6 +254,7 @@ class TierLimitMiddleware:
         capacity: Optional[int] = None,
         admin_token: Optional[str] = None,
         report_interval: float = 0.5,
+        queue_wait: Optional[float] = None,
     ) -> None:
         self.app = app
         u = urlsplit(node)
@@ -264,6 +278,7 @@ class TierLimitMiddleware:
         if max_connections < 1:
             raise ValueError(f"max_connections {max_connections!r}: want at least 1")
         _check_report_options(capacity, admin_token, report_interval)
+        _check_queue_wait(queue_wait, capacity)
         if isinstance(exclude, str):
             raise ValueError("exclude: give an iterable of path prefixes, such as ('/healthz',)")
         self.node = node
@@ -289,6 +304,12 @@ class TierLimitMiddleware:
         self.capacity = capacity
         self.report_interval = float(report_interval)
         self._reporter: Optional[LoadReporter] = None
+        # With queue_wait: at most capacity app calls at once, the others
+        # held here, paid first (a queue per event loop, made when needed).
+        self.queue_wait = None if queue_wait is None else float(queue_wait)
+        self._queue: Optional[SlotQueue] = None
+        self._queue_loop: Optional[asyncio.AbstractEventLoop] = None
+        self._status = ""  # the node's health status, as its last load report's answer said
         if capacity is not None and admin_token is not None:
             self._reporter = LoadReporter(
                 node=node,
@@ -300,6 +321,7 @@ class TierLimitMiddleware:
                 capacity=capacity,
                 interval=self.report_interval,
                 in_flight=lambda: self._in_flight,
+                on_status=self._on_status,
             )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -343,10 +365,26 @@ class TierLimitMiddleware:
             if reservation is not None:
                 job = _Job()
             app_send = _adding_headers(send, extra, job)
-        # Admitted, or failed open: either way the app runs it.
+        # Admitted, or failed open: either way the app runs it, once the
+        # queue (if any) gives it a slot. Waiting counts as load.
+        queue = self._queue_here() if kind == "http" else None
         self._in_flight += 1
         try:
-            await self.app(scope, receive, app_send)
+            if queue is None:
+                await self.app(scope, receive, app_send)
+                return
+            sheddable = answer is not None and (b"tierlimit-sheddable", b"true") in answer.headers
+            why = await queue.enter(sheddable)
+            if why is not None:
+                if job is not None:
+                    job.failed = True  # it never ran: its cost and slot go back
+                extra = [h for h in answer.headers if h[0] in _RATE_HEADERS] if answer is not None else []
+                await _refuse(kind, scope, receive, send, 503, *self._queue_refusal(why, extra))
+                return
+            try:
+                await self.app(scope, receive, app_send)
+            finally:
+                queue.leave()
         except BaseException:
             if job is not None:
                 job.failed = True
@@ -356,6 +394,36 @@ class TierLimitMiddleware:
             if reservation is not None:
                 assert job is not None
                 await self._settle(keys[0], reservation, job)
+
+    def _queue_here(self) -> Optional[SlotQueue]:
+        """The queue of the running loop, made if need be; None without
+        queue_wait."""
+        if self.queue_wait is None:
+            return None
+        loop = asyncio.get_running_loop()
+        if self._queue is None or self._queue_loop is not loop:
+            assert self.capacity is not None
+            self._queue, self._queue_loop = SlotQueue(self.capacity, self.queue_wait), loop
+        return self._queue
+
+    def _queue_refusal(self, why: str, rate_headers: List[Header]) -> Tuple[List[Header], bytes]:
+        """The 503's headers and body for a request the queue refused."""
+        if why == SHED:
+            retry = _window_of(rate_headers)
+            body = _error_body("shed", "the cluster is DEGRADED: this tier's requests that were still waiting for a slot are refused")
+        else:
+            assert self.queue_wait is not None
+            retry = max(1, math.ceil(self.queue_wait))
+            body = _error_body("queue_timeout", f"waited {self.queue_wait:g}s for a slot: this instance is full")
+        return _JSON_HEADERS + rate_headers + [(b"retry-after", str(retry).encode())], body
+
+    def _on_status(self, status: str) -> None:
+        """Takes the status a load report's answer says is in force: going
+        DEGRADED sheds the sheddable requests waiting in the queue."""
+        was, self._status = self._status, status
+        if status == "DEGRADED" and was != "DEGRADED" and self._queue is not None:
+            if self._queue_loop is asyncio.get_running_loop():
+                self._queue.shed()
 
     async def _settle(self, key: bytes, reservation: bytes, job: "_Job") -> None:
         """Settles the request's reservation at the node: at the cost the
@@ -457,6 +525,38 @@ def _check_report_options(capacity: Any, admin_token: Any, report_interval: Any)
             f"report_interval {report_interval!r}: want more than 0 and less than {_REPORT_STALE:g} seconds "
             f"(the node counts a report for {_REPORT_STALE:g} s)"
         )
+
+
+def _check_queue_wait(queue_wait: Any, capacity: Any) -> None:
+    """Raises ValueError naming what is wrong with queue_wait."""
+    if queue_wait is None:
+        return
+    if (
+        isinstance(queue_wait, bool)
+        or not isinstance(queue_wait, (int, float))
+        or not 0 < queue_wait <= _MAX_QUEUE_WAIT
+    ):
+        raise ValueError(f"queue_wait {queue_wait!r}: want the seconds a request may wait for a slot, above 0, at most {_MAX_QUEUE_WAIT:g}")
+    if capacity is None:
+        raise ValueError("queue_wait without capacity (and admin_token): the queue holds requests beyond the app's capacity")
+
+
+# The longest queue_wait, as the node's -queue-wait.
+_MAX_QUEUE_WAIT = 3600.0
+
+# A window in RateLimit-Policy: ;w=60
+_POLICY_WINDOW = re.compile(rb";\s*w=([0-9]{1,9})")
+
+
+def _window_of(headers: List[Header]) -> int:
+    """The window, in seconds, that the node's RateLimit-Policy header
+    names; 60 if it names none."""
+    for name, value in headers:
+        if name == b"ratelimit-policy":
+            m = _POLICY_WINDOW.search(value)
+            if m:
+                return max(1, int(m.group(1)))
+    return 60
 
 
 _UNAVAILABLE_HEADERS = _JSON_HEADERS + [(b"retry-after", b"1")]
