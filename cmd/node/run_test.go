@@ -350,20 +350,9 @@ func TestRunCapacityIsTheLoadSignal(t *testing.T) {
 	base := "http://" + addr
 	var status, mode string
 	load := func() map[string]any {
-		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, base+"/system/health", nil)
-		require.NoError(t, err)
-		req.Header.Set("Authorization", "Bearer tok")
-		resp, err := http.DefaultClient.Do(req)
-		require.NoError(t, err)
-		defer resp.Body.Close()
-		var body struct {
-			Load   map[string]any `json:"load"`
-			Status string         `json:"status"`
-			Mode   string         `json:"mode"`
-		}
-		require.NoError(t, json.NewDecoder(resp.Body).Decode(&body))
-		status, mode = body.Status, body.Mode
-		return body.Load
+		h := healthOf(t, base, "tok")
+		status, mode = h.Status, h.Mode
+		return h.Load
 	}
 	assert.Equal(t, map[string]any{"in_flight": 0.0, "capacity": 2.0, "signal": 0.0}, load())
 
@@ -385,6 +374,23 @@ func TestRunCapacityIsTheLoadSignal(t *testing.T) {
 	require.NoError(t, <-done)
 }
 
+// healthOf returns the parts of GET /system/health the tests read.
+func healthOf(t *testing.T, base, token string) (h struct {
+	Load   map[string]any `json:"load"`
+	Status string         `json:"status"`
+	Mode   string         `json:"mode"`
+}) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, base+"/system/health", nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&h))
+	return h
+}
+
 // TestRunQueueWaitServesPaidFirst: with -capacity 1 -queue-wait, while a
 // paid job runs a free request and then a paid one wait in the node; a
 // POST of DEGRADED refuses the waiting free one with 503 shed at once, and
@@ -393,21 +399,7 @@ func TestRunQueueWaitServesPaidFirst(t *testing.T) {
 	addr, _, cancel, done := startRun(t, "-config", "../../config/tiers.json", "-node-name", "q", "-admin-token", "tok",
 		"-capacity", "1", "-queue-wait", "1m")
 	base := "http://" + addr
-	inFlight := func() float64 {
-		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, base+"/system/health", nil)
-		require.NoError(t, err)
-		req.Header.Set("Authorization", "Bearer tok")
-		resp, err := http.DefaultClient.Do(req)
-		require.NoError(t, err)
-		defer resp.Body.Close()
-		var body struct {
-			Load struct {
-				InFlight float64 `json:"in_flight"`
-			} `json:"load"`
-		}
-		require.NoError(t, json.NewDecoder(resp.Body).Decode(&body))
-		return body.Load.InFlight
-	}
+	inFlight := func() any { return healthOf(t, base, "tok").Load["in_flight"] }
 	type answer struct {
 		key    string
 		status int
@@ -432,11 +424,11 @@ func TestRunQueueWaitServesPaidFirst(t *testing.T) {
 		}()
 	}
 	get("pro-demo-1", "2s")
-	require.Eventually(t, func() bool { return inFlight() == 1 }, 5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return inFlight() == 1.0 }, 5*time.Second, 5*time.Millisecond)
 	get("free-demo-1", "0s")
-	require.Eventually(t, func() bool { return inFlight() == 2 }, 5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return inFlight() == 2.0 }, 5*time.Second, 5*time.Millisecond)
 	get("pro-demo-2", "0s")
-	require.Eventually(t, func() bool { return inFlight() == 3 }, 5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return inFlight() == 3.0 }, 5*time.Second, 5*time.Millisecond)
 
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, base+"/system/health", strings.NewReader(`{"status":"DEGRADED"}`))
 	require.NoError(t, err)
