@@ -219,7 +219,7 @@ func NewLimiter(cfg Config) *Limiter {
 // reported a cost.
 func (l *Limiter) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		j, ok := l.Admit(w, r)
+		j, tier, ok := l.admit(w, r)
 		if !ok {
 			return
 		}
@@ -228,7 +228,7 @@ func (l *Limiter) Middleware(next http.Handler) http.Handler {
 			defer l.inFlight.Add(-1)
 		}
 		if l.queue != nil {
-			if !l.enter(w, r, j) {
+			if !l.enter(w, r, tier, j) {
 				return
 			}
 			defer l.queue.Leave()
@@ -248,18 +248,10 @@ func (l *Limiter) Middleware(next http.Handler) http.Handler {
 // trueValue is a header's value "true", shared: never modified.
 var trueValue = []string{"true"}
 
-// sheddable reports whether key's tier is sheddable (config.Tier.Sheddable).
-func (l *Limiter) sheddable(key string) bool {
-	tier, ok := l.keys.Lookup(key)
-	return ok && tier.Sheddable()
-}
-
-// enter waits in the Queue for a slot for r, admitted, and reports whether
-// it got one. When it did not, its Job (if any) has ended as failed, and
-// the 503 is written, unless the client is gone.
-func (l *Limiter) enter(w http.ResponseWriter, r *http.Request, j *Job) bool {
-	key, _ := apiKey(r.Header)
-	tier, _ := l.keys.Lookup(key) // admitted: both hold
+// enter waits in the Queue for a slot for r, admitted, of tier, and
+// reports whether it got one. When it did not, its Job (if any) has ended
+// as failed, and the 503 is written, unless the client is gone.
+func (l *Limiter) enter(w http.ResponseWriter, r *http.Request, tier config.Tier, j *Job) bool {
 	err := l.queue.Enter(r.Context(), tier.Sheddable())
 	if err == nil {
 		return true
@@ -326,11 +318,11 @@ func (w *statusWriter) Flush() {
 // until the settle call (Settle) or MaxJobDuration.
 func (l *Limiter) Authorize() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		j, ok := l.Admit(w, r)
+		j, tier, ok := l.admit(w, r)
 		if !ok {
 			return
 		}
-		if key, _ := apiKey(r.Header); l.sheddable(key) {
+		if tier.Sheddable() {
 			w.Header()[keySheddable] = trueValue
 		}
 		if j != nil {
@@ -364,31 +356,38 @@ func (l *Limiter) Allow(w http.ResponseWriter, r *http.Request) bool {
 // the Job's End. The Job is nil when the request was refused, or when its
 // tier limits neither.
 func (l *Limiter) Admit(w http.ResponseWriter, r *http.Request) (*Job, bool) {
+	j, _, ok := l.admit(w, r)
+	return j, ok
+}
+
+// admit is Admit that also returns the request's tier when it was
+// admitted (the zero Tier otherwise).
+func (l *Limiter) admit(w http.ResponseWriter, r *http.Request) (*Job, config.Tier, bool) {
 	start := time.Now() // the decision's time, with the default clock, and the start of its timing
 	key, problem := apiKey(r.Header)
 	if problem != "" {
 		l.metrics.rejected(outcomeUnauthenticated)
 		WriteError(w, http.StatusUnauthorized, "invalid_api_key", problem)
-		return nil, false
+		return nil, config.Tier{}, false
 	}
 	tier, ok := l.keys.Lookup(key)
 	if !ok {
 		l.metrics.rejected(outcomeUnauthenticated)
 		WriteError(w, http.StatusUnauthorized, "invalid_api_key", "unknown API key")
-		return nil, false
+		return nil, config.Tier{}, false
 	}
 	more := tier.Cost.Set() || tier.Concurrency.Set()
 	estimate := 0
 	if more {
 		if l.spender == nil {
 			WriteError(w, http.StatusInternalServerError, "limiter_misconfigured", "tier "+tier.Name+" limits cost or concurrency, which this limiter does not count")
-			return nil, false
+			return nil, config.Tier{}, false
 		}
 		if tier.Cost.Set() {
 			est, given, err := l.estimate(r)
 			if err != nil {
 				WriteError(w, http.StatusBadRequest, "invalid_cost", err.Error())
-				return nil, false
+				return nil, config.Tier{}, false
 			}
 			estimate = tier.CostEstimate
 			if given {
@@ -454,12 +453,12 @@ func (l *Limiter) Admit(w http.ResponseWriter, r *http.Request) (*Job, bool) {
 			l.shed(key, tier, now)
 		}
 		writeRateLimited(w, tier.Name, why, l.window, refused, now)
-		return nil, false
+		return nil, config.Tier{}, false
 	}
 	if l.admitted != nil {
 		l.admitted.Add(1)
 	}
-	return j, true
+	return j, tier, true
 }
 
 // apiKey returns the request's API key, or a reason to refuse it.
