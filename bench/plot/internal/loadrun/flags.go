@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/signal"
 	"strconv"
@@ -86,7 +87,8 @@ func SplitList(s string) []string {
 }
 
 // ParsePerTier parses "free=30,pro=10" into values by tier name. Every
-// value must pass ok; want says, in an error, what ok takes.
+// value must be a finite number that passes ok; want says, in an error,
+// what ok takes.
 func ParsePerTier(flagName, s string, ok func(float64) bool, want string) (map[string]float64, error) {
 	out := make(map[string]float64)
 	for item := range strings.SplitSeq(s, ",") {
@@ -95,7 +97,7 @@ func ParsePerTier(flagName, s string, ok func(float64) bool, want string) (map[s
 			return nil, fmt.Errorf("%s %q: %q is not TIER=NUMBER", flagName, s, item)
 		}
 		v, err := strconv.ParseFloat(value, 64)
-		if err != nil || !ok(v) {
+		if err != nil || math.IsNaN(v) || math.IsInf(v, 0) || !ok(v) {
 			return nil, fmt.Errorf("%s %q: %s=%s: want %s", flagName, s, name, value, want)
 		}
 		if _, dup := out[name]; dup {

@@ -70,6 +70,8 @@ func TestParsePerTier(t *testing.T) {
 		"=1":            `-rate "=1": "=1" is not TIER=NUMBER`,
 		"free=0":        `-rate "free=0": free=0: want a positive number`,
 		"free=x":        `-rate "free=x": free=x: want a positive number`,
+		"free=NaN":      `-rate "free=NaN": free=NaN: want a positive number`,
+		"free=+Inf":     `-rate "free=+Inf": free=+Inf: want a positive number`,
 		"free=1,free=2": `-rate "free=1,free=2": tier free given twice`,
 	} {
 		_, err := ParsePerTier("-rate", s, positive, "a positive number")
