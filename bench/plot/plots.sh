@@ -69,6 +69,8 @@
 #   PLOTS_AUTO_MODES      the surge runs to make (default "manual auto queue";
 #                         fewer, to try settings, leave auto.json)
 #   PLOTS_AUTO_QUEUE_WAIT the queue run's -queue-wait (default 10s)
+#   PLOTS_AUTO_RETRY_AFTER 1: the client honours Retry-After (a key that got
+#                         a 429 sends nothing until it has passed)
 #   PLOTS_RUNS            runs.tsv of the bench run to plot (default
 #                         bench/out/run/runs.tsv, where bench/run.sh leaves it)
 #   PLOTS_OUT             work directory: binaries, node logs, the tiers
@@ -238,13 +240,16 @@ if has_step auto; then
     # queue: the automatic switch with the nodes' paid-first queue.
     mode=$run run_flags=()
     if [ "$run" = queue ]; then mode=auto run_flags=(-queue-wait "$AUTO_QUEUE_WAIT"); fi
-    setup=${run_flags[*]}
+    setup=${run_flags[*]} client_flags=()
+    if [ "${PLOTS_AUTO_RETRY_AFTER:-}" = 1 ]; then
+      client_flags=(-retry-after) setup="${setup:+$setup, }clients honour Retry-After"
+    fi
     start_cluster "$OUT/tiers-auto.json" "${node_flags[@]}" "${run_flags[@]}"
     log "running the surge, $run: ${AUTO_BEFORE_S}s calm, ${AUTO_SURGE_S}s surge, ${AUTO_AFTER_S}s calm"
     targets=$(IFS=,; echo "${URLS[*]}")
     "$OUT/bin/surge" -mode "$mode" -name "$run" -setup "$setup" -targets "$targets" -admin-token "$TOKEN" -config "$OUT/tiers-auto.json" \
       -before "${AUTO_BEFORE_S}s" -surge-for "${AUTO_SURGE_S}s" -after "${AUTO_AFTER_S}s" \
-      -commit "$commit" -out "$OUT/surge-$run.json"
+      "${client_flags[@]}" -commit "$commit" -out "$OUT/surge-$run.json"
     stop_cluster
   done
   if [ "${modes[*]}" = "manual auto queue" ]; then

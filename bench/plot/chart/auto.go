@@ -25,6 +25,7 @@ var (
 	freeFill       = color.RGBA{R: 0x9e, G: 0xc9, B: 0xe8, A: 0xff}
 	refusedFill    = color.RGBA{R: 0xe3, G: 0x6b, B: 0x6b, A: 0xff}
 	noAnswerFill   = color.RGBA{R: 0x9a, G: 0x9a, B: 0x9a, A: 0xff}
+	deferredFill   = color.RGBA{R: 0xd9, G: 0xd9, B: 0xd9, A: 0xff}
 	otherFill      = color.RGBA{R: 0x8c, G: 0x56, B: 0x4b, A: 0xff}
 	p99Color       = color.RGBA{R: 0xb0, G: 0x1c, B: 0x2e, A: 0xff}
 	p50Color       = color.RGBA{R: 0x1f, G: 0x6f, B: 0xb4, A: 0xff}
@@ -45,6 +46,7 @@ var (
 // Labels of the surge picture's legend; tests look for them.
 const (
 	NoAnswerLabel   = "no answer in 10 s, or not sent"
+	DeferredLabel   = "not sent: waiting out Retry-After"
 	P99Label        = "paid p99"
 	P50Label        = "paid p50"
 	UnloadedLabel   = "unloaded paid p99"
@@ -426,12 +428,12 @@ type layer struct {
 // requestLayers returns the stack, bottom first: each tier's admitted
 // requests, the tier with the largest limit at the bottom, then the
 // refused of every tier, those with no answer or not sent, those with
-// another status.
+// another status, those the client deferred (waiting out Retry-After).
 func requestLayers(r *surge.Run) []layer {
 	n := r.Seconds
 	tiers := slices.Clone(r.Tiers)
 	slices.SortStableFunc(tiers, func(a, b surge.Tier) int { return cmp.Compare(b.Burst, a.Burst) }) // the largest limit at the bottom
-	refused, noAnswer, other := make([]float64, n), make([]float64, n), make([]float64, n)
+	refused, noAnswer, other, deferred := make([]float64, n), make([]float64, n), make([]float64, n), make([]float64, n)
 	var out []layer
 	for _, t := range tiers {
 		out = append(out, layer{label: t.Name + " admitted", values: ints(t.Admitted), fill: tierFill(t.Name, slices.Contains(r.Paid, t.Name))})
@@ -439,12 +441,16 @@ func requestLayers(r *surge.Run) []layer {
 			refused[s] += float64(t.Refused[s])
 			noAnswer[s] += float64(t.Failed[s] + t.Unsent[s])
 			other[s] += float64(t.Other[s])
+			if t.Deferred != nil {
+				deferred[s] += float64(t.Deferred[s])
+			}
 		}
 	}
 	return append(out,
 		layer{label: RefusedLabel, values: refused, fill: refusedFill},
 		layer{label: NoAnswerLabel, values: noAnswer, fill: noAnswerFill},
-		layer{label: OtherLabel, values: other, fill: otherFill})
+		layer{label: OtherLabel, values: other, fill: otherFill},
+		layer{label: DeferredLabel, values: deferred, fill: deferredFill})
 }
 
 // tierFill is the colour of a tier's admitted requests.

@@ -150,6 +150,14 @@ func TestAutoOneRun(t *testing.T) {
 	doc := parseSVG(t, render(t, Auto(f), "svg"))
 	assert.Equal(t, "600pt", doc.width)
 	assert.Contains(t, doc.texts, "queue: the automatic switch on, -queue-wait 10s", "the nodes' setup in the title")
+	assert.NotContains(t, doc.texts, DeferredLabel, "no request deferred")
+
+	free := r.Tier("free")
+	free.Deferred = make([]int, r.Seconds)
+	free.Deferred[4] = 30
+	require.NoError(t, f.Validate())
+	doc = parseSVG(t, render(t, Auto(f), "svg"))
+	assert.Contains(t, doc.texts, DeferredLabel, "deferred requests drawn")
 	assert.NotContains(t, doc.texts, NoAnswerLabel, "every request answered")
 	img, err := png.Decode(bytes.NewReader(render(t, Auto(f), "png")))
 	require.NoError(t, err)

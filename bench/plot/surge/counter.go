@@ -21,6 +21,12 @@ type Outcome struct {
 	// Unsent reports that the request was not sent: the client's bound on
 	// requests in flight was reached (Status is NoResponse).
 	Unsent bool
+	// Deferred reports that the client did not send the request: it waits
+	// out the Retry-After of a 429 its key got (Status is NoResponse). It
+	// counts apart, without a latency.
+	Deferred bool
+	// RetryAfter is the Retry-After of a 429, in whole seconds; 0 if none.
+	RetryAfter int
 	// Latency is the time from when the request was due to its answer, or
 	// to its failure.
 	Latency time.Duration
@@ -52,7 +58,8 @@ func NewCounter(tiers []Tier, seconds int, timeout time.Duration, keep []string)
 	for i, t := range tiers {
 		c.tiers[i] = Tier{Name: t.Name, Keys: t.Keys, Burst: t.Burst, Limit: t.Limit, Degraded: t.Degraded,
 			Admitted: make([]int, seconds), Refused: make([]int, seconds), Other: make([]int, seconds),
-			Failed: make([]int, seconds), TimedOut: make([]int, seconds), Unsent: make([]int, seconds)}
+			Failed: make([]int, seconds), TimedOut: make([]int, seconds), Unsent: make([]int, seconds),
+			Deferred: make([]int, seconds)}
 		c.lat[i] = make([][]float64, seconds)
 		c.keep[i] = slices.Contains(keep, t.Name)
 	}
@@ -76,6 +83,9 @@ func (c *Counter) Add(tier string, due Offset, o Outcome) bool {
 	t := &c.tiers[i]
 	lat := o.Latency
 	switch {
+	case o.Deferred:
+		t.Deferred[s]++
+		return true
 	case o.Unsent:
 		t.Unsent[s]++
 		lat = max(lat, c.timeout)
@@ -105,6 +115,7 @@ func (c *Counter) Tiers() []Tier {
 	for i, t := range c.tiers {
 		t.Admitted, t.Refused, t.Other = slices.Clone(t.Admitted), slices.Clone(t.Refused), slices.Clone(t.Other)
 		t.Failed, t.TimedOut, t.Unsent = slices.Clone(t.Failed), slices.Clone(t.TimedOut), slices.Clone(t.Unsent)
+		t.Deferred = slices.Clone(t.Deferred)
 		t.P50, t.P99, t.Max = make([]float64, c.seconds), make([]float64, c.seconds), make([]float64, c.seconds)
 		if c.keep[i] {
 			t.Latency = make([][]float64, c.seconds)

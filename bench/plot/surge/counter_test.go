@@ -20,6 +20,8 @@ func TestCounterCountsPerSecond(t *testing.T) {
 	assert.True(t, c.Add("free", ms(1500), Outcome{Status: NoResponse, TimedOut: true, Latency: lat(1003)}))
 	assert.True(t, c.Add("free", ms(1600), Outcome{Status: NoResponse, Latency: lat(3)}), "a transport error")
 	assert.True(t, c.Add("free", ms(1700), Outcome{Unsent: true}))
+	assert.True(t, c.Add("free", ms(1800), Outcome{Deferred: true}))
+	assert.True(t, c.Add("free", ms(1900), Outcome{Deferred: true}))
 	assert.True(t, c.Add("pro", ms(10), Outcome{Status: 200, Latency: 104560 * time.Microsecond}))
 	assert.True(t, c.Add("pro", ms(20), Outcome{Status: 200, Latency: lat(103)}))
 	assert.False(t, c.Add("gold", ms(0), Outcome{Status: 200}), "no such tier")
@@ -38,6 +40,7 @@ func TestCounterCountsPerSecond(t *testing.T) {
 	assert.Equal(t, []int{0, 2}, free.Failed)
 	assert.Equal(t, []int{0, 1}, free.TimedOut)
 	assert.Equal(t, []int{0, 1}, free.Unsent)
+	assert.Equal(t, []int{0, 2}, free.Deferred, "apart, without a latency")
 	assert.Equal(t, 2, free.Due(0))
 	assert.Equal(t, 4, free.Due(1))
 	// Second 1: 5 ms (the 503), and three at the timeout or later: 1000,

@@ -82,6 +82,9 @@ type Run struct {
 	// the bound is reached is not sent (Tier.Unsent), at Timeout in the
 	// latencies.
 	MaxInFlight int `json:"max_in_flight"`
+	// HonourRetryAfter reports that a key that got a 429 sent nothing
+	// until its Retry-After had passed (Tier.Deferred counts those).
+	HonourRetryAfter bool `json:"honour_retry_after,omitempty"`
 	// Poll is how often every node's GET /system/health was polled.
 	Poll Offset `json:"poll_ms"`
 	// Settings are the switch's marks and holds as the first node
@@ -156,6 +159,10 @@ type Tier struct {
 	// Unsent counts requests not sent because the client's bound on
 	// requests in flight was reached (Run.MaxInFlight).
 	Unsent []int `json:"unsent"`
+	// Deferred counts requests the client did not send because their key
+	// was waiting out a 429's Retry-After (cmd/surge -retry-after); they
+	// have no latency. Nil in a run whose client sent every request.
+	Deferred []int `json:"deferred,omitempty"`
 	// P50, P99 and Max are the latencies of the second's requests, in
 	// milliseconds, nearest rank, every request counted: answered ones at
 	// the time their answer took from when they were due, failed and
@@ -280,6 +287,9 @@ func (r *Run) Validate() error {
 			if n != r.Seconds {
 				return fmt.Errorf("run %s: tier %s: %s has %d seconds, want %d", r.Name, t.Name, name, n, r.Seconds)
 			}
+		}
+		if t.Deferred != nil && len(t.Deferred) != r.Seconds {
+			return fmt.Errorf("run %s: tier %s: deferred has %d seconds, want %d", r.Name, t.Name, len(t.Deferred), r.Seconds)
 		}
 		if t.Latency != nil {
 			if len(t.Latency) != r.Seconds {

@@ -91,6 +91,7 @@ type Totals struct {
 	Failed   int    `json:"failed"`
 	TimedOut int    `json:"timed_out"`
 	Unsent   int    `json:"unsent"`
+	Deferred int    `json:"deferred,omitempty"`
 }
 
 // PaidSpan returns the paid tiers' latency over seconds [from, to) of r,
@@ -146,6 +147,9 @@ func Summarize(r *Run) Summary {
 			tt.Failed += t.Failed[i]
 			tt.TimedOut += t.TimedOut[i]
 			tt.Unsent += t.Unsent[i]
+			if t.Deferred != nil {
+				tt.Deferred += t.Deferred[i]
+			}
 		}
 		s.Tiers = append(s.Tiers, tt)
 	}
@@ -310,6 +314,9 @@ func (s Summary) WriteText(w io.Writer) error {
 		fmt.Fprintf(&b, "  surge, %-10s due %6d  admitted %6d  refused %6d", t.Tier, t.Due, t.Admitted, t.Refused)
 		if t.Failed+t.Unsent+t.Other > 0 {
 			fmt.Fprintf(&b, "  no answer %d (timed out %d)  unsent %d  other %d", t.Failed, t.TimedOut, t.Unsent, t.Other)
+		}
+		if t.Deferred > 0 {
+			fmt.Fprintf(&b, "  deferred (waiting out Retry-After) %d", t.Deferred)
 		}
 		b.WriteString("\n")
 	}

@@ -7,6 +7,8 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/tierlimit/tierlimit/bench/plot/internal/loadrun"
@@ -27,6 +29,30 @@ type load struct {
 	count   *surge.Counter
 	path    string        // GET /test?work=
 	timeout time.Duration // the longest a request waits for its answer
+
+	// backoff, if not nil, holds for each key that got a 429 the offset
+	// until which it sends nothing (its Retry-After): the client honours
+	// Retry-After.
+	mu      sync.Mutex
+	backoff map[string]time.Duration
+}
+
+// waiting reports whether key waits out a Retry-After at offset at.
+func (l *load) waiting(key string, at time.Duration) bool {
+	if l.backoff == nil {
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return at < l.backoff[key]
+}
+
+// backOff makes key send nothing until offset until, if that is later
+// than it waits already.
+func (l *load) backOff(key string, until time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.backoff[key] = max(l.backoff[key], until)
 }
 
 // jobPath returns GET /test's path and query for jobs of work.
@@ -69,6 +95,10 @@ func (l *load) run(ctx context.Context, tl tierLoad, phases []surge.Phase, i, n 
 			}
 			key := tl.keys[k%len(tl.keys)]
 			k++
+			if l.waiting(key, at) {
+				l.count.Add(tl.name, surge.Offset(at), surge.Outcome{Deferred: true})
+				continue
+			}
 			if !l.Go(func() { l.send(ctx, tl.name, key, at) }) {
 				l.count.Add(tl.name, surge.Offset(at), surge.Outcome{Unsent: true, Latency: time.Since(l.Start().Add(at))})
 			}
@@ -86,6 +116,9 @@ func (l *load) send(ctx context.Context, tier, key string, due time.Duration) {
 		return
 	}
 	o.Latency = time.Since(l.Start().Add(due))
+	if l.backoff != nil && o.RetryAfter > 0 {
+		l.backOff(key, due+o.Latency+time.Duration(o.RetryAfter)*time.Second)
+	}
 	l.count.Add(tier, surge.Offset(due), o)
 }
 
@@ -111,5 +144,9 @@ func (l *load) do(ctx context.Context, target, key string) surge.Outcome {
 	if _, err := io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20)); err != nil {
 		return failed(err)
 	}
-	return surge.Outcome{Status: resp.StatusCode}
+	o := surge.Outcome{Status: resp.StatusCode}
+	if resp.StatusCode == http.StatusTooManyRequests {
+		o.RetryAfter, _ = strconv.Atoi(resp.Header.Get("Retry-After"))
+	}
+	return o
 }

@@ -61,6 +61,7 @@ type options struct {
 	work       time.Duration
 	timeout    time.Duration
 	maxInFly   int
+	retryAfter bool
 	poll       time.Duration
 	wait       time.Duration
 	settle     time.Duration
@@ -87,6 +88,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	fs.DurationVar(&o.work, "work", 100*time.Millisecond, "each request's job, GET /test?work=")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "longest the client waits for an answer")
 	fs.IntVar(&o.maxInFly, "max-in-flight", 6000, "most requests in flight; one due beyond it is not sent")
+	fs.BoolVar(&o.retryAfter, "retry-after", false, "honour Retry-After: a key that got a 429 sends nothing until it has passed (those requests count as deferred)")
 	fs.DurationVar(&o.poll, "poll", 100*time.Millisecond, "how often every node's GET /system/health is polled")
 	fs.DurationVar(&o.wait, "wait", 10*time.Second, "how long to wait, before the load, for every node to report NORMAL in the mode")
 	fs.DurationVar(&o.settle, "settle", 20*time.Second, "how long to poll on, after the load, for every node to report NORMAL")
@@ -269,7 +271,7 @@ func record(ctx context.Context, o options, loads []tierLoad, phases []surge.Pha
 	// A short lead, so that the senders and pollers are ready at offset 0.
 	start := time.Now().Add(200 * time.Millisecond)
 	r := &surge.Run{Name: o.name, Mode: o.mode, Setup: o.setup, Start: start, Targets: o.targets, Capacity: f.capacity,
-		Work: surge.Offset(o.work), Timeout: surge.Offset(o.timeout), MaxInFlight: o.maxInFly, Poll: surge.Offset(o.poll),
+		Work: surge.Offset(o.work), Timeout: surge.Offset(o.timeout), MaxInFlight: o.maxInFly, HonourRetryAfter: o.retryAfter, Poll: surge.Offset(o.poll),
 		Settings: f.settings, Phases: phases, Paid: o.paid, Seconds: seconds}
 	count := surge.NewCounter(recordTiers(loads), seconds, o.timeout, o.paid)
 
@@ -286,6 +288,9 @@ func record(ctx context.Context, o options, loads []tierLoad, phases []surge.Pha
 	defer transport.CloseIdleConnections()
 	l := &load{Senders: loadrun.NewSenders(o.targets, start, o.maxInFly), client: &http.Client{Transport: transport},
 		count: count, path: jobPath(o.work), timeout: o.timeout}
+	if o.retryAfter {
+		l.backoff = make(map[string]time.Duration)
+	}
 	var sending sync.WaitGroup
 	for i, tl := range loads {
 		sending.Go(func() { l.run(ctx, tl, phases, i, len(loads)) })

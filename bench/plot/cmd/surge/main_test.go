@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -331,6 +332,40 @@ func TestLoadTimeoutAndUnsent(t *testing.T) {
 	for _, v := range pro.Latency[0] {
 		assert.GreaterOrEqual(t, v, 50.0)
 	}
+}
+
+// TestLoadHonoursRetryAfter: with backoff, a key that got a 429 with
+// Retry-After 1 sends nothing for that second; its requests due meanwhile
+// count as deferred, another key's go on.
+func TestLoadHonoursRetryAfter(t *testing.T) {
+	var sent sync.Map // key -> *atomic.Int64
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := sent.LoadOrStore(r.Header.Get("X-API-Key"), new(atomic.Int64))
+		n.(*atomic.Int64).Add(1)
+		if r.Header.Get("X-API-Key") == "refused" {
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusTooManyRequests)
+		}
+	}))
+	t.Cleanup(s.Close)
+	count := surge.NewCounter([]surge.Tier{{Name: "free"}}, 1, time.Second, nil)
+	l := &load{Senders: loadrun.NewSenders([]string{s.URL}, time.Now(), 10), client: s.Client(), count: count,
+		path: "/test", timeout: time.Second, backoff: make(map[string]time.Duration)}
+	// 20 requests over 200 ms, the two keys taking turns.
+	l.run(t.Context(), tierLoad{name: "free", keys: []string{"refused", "fine"}},
+		[]surge.Phase{{Start: 0, End: surge.Offset(200 * time.Millisecond), Rates: map[string]float64{"free": 100}}}, 0, 1)
+	l.Wait()
+	free := count.Tiers()[0]
+	refused, _ := sent.Load("refused")
+	fine, _ := sent.Load("fine")
+	assert.Equal(t, int64(10), fine.(*atomic.Int64).Load(), "the other key sends all its requests")
+	// The refused key's first request is answered within its 10 ms turn in
+	// all but a very slow run; those due before its answer came still left.
+	got := refused.(*atomic.Int64).Load()
+	assert.GreaterOrEqual(t, got, int64(1))
+	assert.Equal(t, []int{int(got)}, free.Refused)
+	assert.Equal(t, []int{10 - int(got)}, free.Deferred, "its other requests wait out the Retry-After")
+	assert.Equal(t, []int{10}, free.Admitted)
 }
 
 func TestLoadInterruptedCountsNothing(t *testing.T) {
