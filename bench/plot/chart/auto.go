@@ -291,8 +291,11 @@ func autoSubtitle(f *surge.File, sums []surge.Summary) string {
 		} else {
 			line += "not DEGRADED on every node in the surge"
 		}
-		if s.ToNormal >= 0 {
+		switch {
+		case s.Normal && s.ToNormal >= 0:
 			line += fmt.Sprintf(", NORMAL %.1f s after it", s.ToNormal)
+		case s.Normal:
+			line += fmt.Sprintf(", NORMAL %.1f s before it ended", -s.ToNormal)
 		}
 		line += fmt.Sprintf("; %d switch%s up, %d down", s.Up, plural(s.Up, "", "es"), s.Down)
 		if s.Drained >= 0 {

@@ -49,8 +49,12 @@ type Summary struct {
 	// ToNormal is from the surge's end to when the last node reported
 	// NORMAL after its last DEGRADED (negative if before the end); Why
 	// the write's reason.
-	ToNormal  float64 `json:"to_normal_s"`
-	NormalWhy string  `json:"normal_why,omitempty"`
+	ToNormal float64 `json:"to_normal_s"`
+	// Normal reports that every node that went DEGRADED reported NORMAL
+	// after its last DEGRADED (ToNormal then says when, before the
+	// surge's end if negative).
+	Normal    bool   `json:"normal,omitempty"`
+	NormalWhy string `json:"normal_why,omitempty"`
 	// Switches counts the status changes a node reported during the run,
 	// the most of any node; Up and Down split that node's.
 	Switches int `json:"switches"`
@@ -234,7 +238,7 @@ func Summarize(r *Run) Summary {
 		}
 	}
 	if any && every {
-		s.ToNormal = secs(back - end)
+		s.ToNormal, s.Normal = secs(back-end), true
 	}
 	return s
 }
@@ -304,8 +308,10 @@ func (s Summary) WriteText(w io.Writer) error {
 		b.WriteString("  after the surge: jobs queued until the run's end\n")
 	}
 	switch {
-	case s.ToNormal >= 0:
+	case s.Normal && s.ToNormal >= 0:
 		fmt.Fprintf(&b, "  NORMAL on every node %.1f s after the surge ended (%s)\n", s.ToNormal, s.NormalWhy)
+	case s.Normal:
+		fmt.Fprintf(&b, "  NORMAL on every node %.1f s BEFORE the surge ended (%s)\n", -s.ToNormal, s.NormalWhy)
 	case s.ToDegraded >= 0 || s.Up > 0:
 		b.WriteString("  NORMAL: not on every node by the run's end\n")
 	}
