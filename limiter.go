@@ -175,10 +175,17 @@ func New(cfg Config) (*Limiter, error) {
 	}
 	if cfg.QueueWait > 0 {
 		l.queue = api.NewQueue(cfg.Capacity, cfg.QueueWait)
+		// On the switch to DEGRADED only: work admitted in NORMAL does not
+		// run ahead of the paid tiers', while a free request admitted in
+		// DEGRADED (within its DEGRADED limit) keeps its place when a later
+		// write keeps DEGRADED (a pin, a hand-back). The calls come one at
+		// a time, so was needs no lock.
+		was := l.health.Status()
 		l.health.OnChange(func(s health.State) {
-			if s.Status == health.Degraded {
-				l.queue.Shed() // work admitted in NORMAL does not run ahead of the paid tiers'
+			if s.Status == health.Degraded && was != health.Degraded {
+				l.queue.Shed()
 			}
+			was = s.Status
 		})
 	}
 	l.mw = api.NewLimiter(api.Config{

@@ -108,6 +108,14 @@ func TestQueueServesPaidFirstAndShedsWaitingFreeOnDegraded(t *testing.T) {
 			done <- answer{key, w.Code, body.Error.Code}
 		}()
 	}
+	releaseOne := func() { // ends the job running now, failing the test if none runs
+		t.Helper()
+		select {
+		case release <- struct{}{}:
+		case <-time.After(5 * time.Second):
+			require.FailNow(t, "no job runs to end")
+		}
+	}
 	inFlight := func(n int64) func() bool {
 		return func() bool { l, _ := lim.Load(); return l.InFlight == n }
 	}
@@ -130,11 +138,25 @@ func TestQueueServesPaidFirstAndShedsWaitingFreeOnDegraded(t *testing.T) {
 	assert.Equal(t, 1.0, metricValue(t, reg, "tierlimit_queue_refused_total", "reason", "shed"))
 	assert.Equal(t, 0.0, metricValue(t, reg, "tierlimit_queue_waiting", "class", "sheddable"))
 
-	release <- struct{}{}
+	releaseOne()
 	assert.Equal(t, answer{"pro-1", http.StatusOK, ""}, <-done)
-	release <- struct{}{}
+	// A free request admitted in DEGRADED (free-2's one of the window)
+	// waits behind the running job; a later write that keeps DEGRADED (the
+	// hand-back to the switch) sheds nothing.
+	send("free-2")
+	require.Eventually(t, func() bool {
+		return metricValue(t, reg, "tierlimit_queue_waiting", "class", "sheddable") == 1
+	}, 5*time.Second, time.Millisecond)
+	_, err = lim.ResumeAuto()
+	require.NoError(t, err)
+	assert.Equal(t, Degraded, lim.Health().Status)
+	assert.Equal(t, 1.0, metricValue(t, reg, "tierlimit_queue_waiting", "class", "sheddable"), "still waiting")
+	releaseOne()
 	assert.Equal(t, answer{"pro-1", http.StatusOK, ""}, <-done)
-	assert.Equal(t, 1.0, metricValue(t, reg, "tierlimit_queue_waited_total"))
+	releaseOne()
+	assert.Equal(t, answer{"free-2", http.StatusOK, ""}, <-done)
+	assert.Equal(t, 1.0, metricValue(t, reg, "tierlimit_queue_refused_total", "reason", "shed"))
+	assert.Equal(t, 2.0, metricValue(t, reg, "tierlimit_queue_waited_total"))
 	require.Eventually(t, inFlight(0), 5*time.Second, time.Millisecond)
 }
 

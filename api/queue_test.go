@@ -173,6 +173,17 @@ func queueServer(t *testing.T, wait time.Duration) (base string, q *Queue, local
 	return srv.URL, q, local, release
 }
 
+// releaseOne ends the job running in a queueServer, failing the test if
+// none runs.
+func releaseOne(t *testing.T, release chan<- struct{}) {
+	t.Helper()
+	select {
+	case release <- struct{}{}:
+	case <-time.After(5 * time.Second):
+		require.FailNow(t, "no job runs to end")
+	}
+}
+
 // answer is one response's status, the headers asked about and body.
 type answer struct {
 	key, status, retry, remaining, code string
@@ -210,9 +221,9 @@ func TestMiddlewareQueueShedsWaitingFreeWorkAndServesPaidFirst(t *testing.T) {
 		"refused at once, its hit counted, back in a window")
 	assert.Zero(t, local.Slots.Held(time.Now(), "free-1"), "its concurrency slot given back")
 
-	release <- struct{}{} // the running job ends: the waiting paid one runs
+	releaseOne(t, release) // the running job ends: the waiting paid one runs
 	assert.Equal(t, answer{"pro-1", "200 OK", "", "149", ""}, <-out)
-	release <- struct{}{}
+	releaseOne(t, release)
 	assert.Equal(t, answer{"pro-1", "200 OK", "", "148", ""}, <-out)
 	assert.Equal(t, QueueStats{Ran: 1, Shed: 1}, q.Stats())
 }
@@ -225,7 +236,7 @@ func TestMiddlewareQueueTimesOutWithA503(t *testing.T) {
 	go ask(t, base, "free-2", out)
 	assert.Equal(t, answer{"free-2", "503 Service Unavailable", "1", "19", "queue_timeout"}, <-out)
 	assert.Zero(t, local.Slots.Held(time.Now(), "free-2"))
-	release <- struct{}{}
+	releaseOne(t, release)
 	assert.Equal(t, "200 OK", (<-out).status)
 	assert.Equal(t, QueueStats{TimedOut: 1}, q.Stats())
 }
