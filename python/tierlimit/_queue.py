@@ -29,7 +29,6 @@ class SlotQueue:
     """
 
     def __init__(self, capacity: int, wait: float) -> None:
-        self.capacity = capacity
         self.wait = wait
         self._free = capacity
         # Waiters by class: the tiers DEGRADED leaves alone, then the

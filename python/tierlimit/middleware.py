@@ -410,7 +410,9 @@ class TierLimitMiddleware:
         """The 503's headers and body for a request the queue refused."""
         if why == SHED:
             retry = _window_of(rate_headers)
-            body = _error_body("shed", "the cluster is DEGRADED: this tier's requests that were still waiting for a slot are refused")
+            body = _error_body(
+                "shed", "the cluster is DEGRADED: this tier's requests that were still waiting for a slot are refused"
+            )
         else:
             assert self.queue_wait is not None
             retry = max(1, math.ceil(self.queue_wait))
@@ -536,9 +538,14 @@ def _check_queue_wait(queue_wait: Any, capacity: Any) -> None:
         or not isinstance(queue_wait, (int, float))
         or not 0 < queue_wait <= _MAX_QUEUE_WAIT
     ):
-        raise ValueError(f"queue_wait {queue_wait!r}: want the seconds a request may wait for a slot, above 0, at most {_MAX_QUEUE_WAIT:g}")
+        raise ValueError(
+            f"queue_wait {queue_wait!r}: want the seconds a request may wait for a slot, above 0, "
+            f"at most {_MAX_QUEUE_WAIT:g}"
+        )
     if capacity is None:
-        raise ValueError("queue_wait without capacity (and admin_token): the queue holds requests beyond the app's capacity")
+        raise ValueError(
+            "queue_wait without capacity (and admin_token): the queue holds requests beyond the app's capacity"
+        )
 
 
 # The longest queue_wait, as the node's -queue-wait.
