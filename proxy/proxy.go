@@ -8,8 +8,10 @@
 // never held in memory), X-Forwarded-For, -Host and -Proto are set, the
 // node's rate-limit headers win over any the upstream sends, an upstream
 // that is down or slow gets 502 or 504 in the limiter's JSON error shape,
-// and a client that stalls mid-body is cut after an idle timeout instead of
-// a whole-request one, so that long uploads and long jobs pass.
+// a client that stalls mid-body is cut after an idle timeout instead of a
+// whole-request one, so that long uploads and long jobs pass, and a request
+// that comes back to the proxy (its upstream leads to itself) gets 508,
+// found by the Via entry the proxy adds.
 //
 // The package knows nothing of keys, tiers or counts: the middleware in
 // front of it has decided before it runs.
@@ -21,10 +23,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -88,6 +92,9 @@ type Proxy struct {
 	rp   *httputil.ReverseProxy
 	idle time.Duration
 	log  *slog.Logger
+	// name is this proxy's pseudonym in Via, random per Proxy, so that a
+	// request that comes back to it is known (see looped).
+	name string
 	// failures counts upstream failures, held those not logged since the
 	// last line, and lastWarn is when that was (Unix nanoseconds), so that a
 	// down upstream logs once a second.
@@ -122,9 +129,13 @@ func New(cfg Config) (*Proxy, error) {
 	if cfg.Transport == nil {
 		cfg.Transport = newTransport(cfg.DialTimeout, cfg.ResponseTimeout)
 	}
-	p := &Proxy{idle: cfg.IdleTimeout, log: cfg.Logger}
+	p := &Proxy{idle: cfg.IdleTimeout, log: cfg.Logger, name: fmt.Sprintf("tierlimit-%08x", rand.Uint32())}
+	via := "1.1 " + p.name
 	p.rp = &httputil.ReverseProxy{
-		Rewrite:        func(pr *httputil.ProxyRequest) { rewrite(pr, u) },
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			rewrite(pr, u)
+			pr.Out.Header.Add("Via", via)
+		},
 		Transport:      cfg.Transport,
 		FlushInterval:  0, // ReverseProxy flushes at once for streamed answers (no Content-Length, text/event-stream)
 		BufferPool:     &buffers{},
@@ -211,6 +222,13 @@ func dropOwnHeaders(res *http.Response) error {
 // server's whole-request deadlines are lifted for r and replaced by the
 // idle timeout on each read of its body and each write of the answer.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if looped(r.Header.Values("Via"), p.name) {
+		// The upstream led back here: forwarding again would loop until
+		// the process ran out of connections.
+		p.warn(r, http.StatusLoopDetected, errLoop)
+		api.WriteError(w, http.StatusLoopDetected, "proxy_loop", errLoop.Error())
+		return
+	}
 	rc := http.NewResponseController(w)
 	// Errors mean the server has no deadlines to lift (such as a
 	// ResponseRecorder in a test): nothing to do then.
@@ -220,6 +238,23 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.Body = &idleBody{ReadCloser: r.Body, rc: rc, idle: p.idle}
 	}
 	p.rp.ServeHTTP(&idleWriter{ResponseWriter: w, rc: rc, idle: p.idle}, r)
+}
+
+// errLoop is why a request that passed through this proxy already fails.
+var errLoop = errors.New("this request passed through this proxy already: its upstream (-upstream) leads back to it")
+
+// looped reports whether the Via field values vias name the proxy called
+// name as a hop: each value is a list of "protocol received-by [comment]"
+// (RFC 9110, section 7.6.3).
+func looped(vias []string, name string) bool {
+	for _, v := range vias {
+		for hop := range strings.SplitSeq(v, ",") {
+			if f := strings.Fields(hop); len(f) >= 2 && f[1] == name {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // fail answers a request the upstream could not: 504 if it did not answer

@@ -132,6 +132,32 @@ func TestProxyPassesTheRequestAndTheAnswer(t *testing.T) {
 	assert.Equal(t, "203.0.113.7, 127.0.0.1", s.header.Get("X-Forwarded-For"), "the chain, and this client")
 	assert.Equal(t, "stt.example.com", s.header.Get("X-Forwarded-Host"))
 	assert.Equal(t, "https", s.header.Get("X-Forwarded-Proto"), "what the load balancer in front said")
+	assert.Regexp(t, `^1\.1 tierlimit-[0-9a-f]{8}$`, s.header.Get("Via"), "this hop, named")
+}
+
+// TestProxyAnswersALoopWith508: a proxy whose upstream leads back to
+// itself (-upstream set to the node's own address) finds its own Via entry
+// on the second pass and answers 508 at once, instead of forwarding to
+// itself until it runs out of connections. Another proxy's entries pass.
+func TestProxyAnswersALoopWith508(t *testing.T) {
+	var p *Proxy
+	base := front(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.ServeHTTP(w, r)
+	}), 5*time.Second)
+	u, err := url.Parse(base)
+	require.NoError(t, err)
+	p = newProxy(t, Config{Upstream: u})
+
+	req, err := http.NewRequest(http.MethodGet, base+"/v1/transcribe", nil)
+	require.NoError(t, err)
+	req.Header.Set("Via", "1.1 lb-7, HTTP/1.1 tierlimit-00000000 (another node)")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusLoopDetected, resp.StatusCode)
+	e := errorBody(t, resp)
+	assert.Equal(t, "proxy_loop", e.Code)
+	assert.Contains(t, e.Message, "-upstream")
+	assert.Equal(t, int64(1), p.Failures(), "the looping request fails once, at its second pass")
 }
 
 func TestProxySetsForwardedFieldsOfItsOwn(t *testing.T) {

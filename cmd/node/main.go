@@ -119,7 +119,37 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 			return o, fmt.Errorf("-%s: %v is not positive", d.name, d.v)
 		}
 	}
+	if u := o.upstream.Upstream; u != nil && upstreamIsSelf(o.httpAddr, u) {
+		return o, fmt.Errorf("-upstream %s is this node's own -http-addr %s: every request would come back to it", u.Redacted(), o.httpAddr)
+	}
 	return o, nil
+}
+
+// upstreamIsSelf reports whether u is plainly the node's own listen
+// address listen: the same port, on the same host or on loopback where the
+// node listens on every address. Other loops (through a load balancer, a
+// name, another node) the proxy finds at run time by its Via entry.
+func upstreamIsSelf(listen string, u *url.URL) bool {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return false
+	}
+	upPort := u.Port()
+	if upPort == "" {
+		upPort = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	}
+	if upPort != port {
+		return false
+	}
+	loopback := func(h string) bool {
+		ip := net.ParseIP(h)
+		return h == "localhost" || ip != nil && ip.IsLoopback()
+	}
+	up := u.Hostname()
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		return loopback(up)
+	}
+	return up == host || loopback(up) && loopback(host)
 }
 
 // run starts a node from args and the environment and serves until ctx
@@ -190,7 +220,7 @@ func serve(ctx context.Context, o options, log *slog.Logger) error {
 		app = p
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "tierlimit_upstream_failures_total",
-			Help: "Requests admitted by the limiter that the upstream (-upstream) failed: 502 for no connection or a broken answer, 504 for no answer within -upstream-response-timeout.",
+			Help: "Requests admitted by the limiter that the upstream (-upstream) failed: 502 for no connection or a broken answer, 504 for no answer within -upstream-response-timeout, 508 for a request that came back to the node (-upstream leads to it).",
 		}, func() float64 { return float64(p.Failures()) }))
 	}
 	srv := api.NewHTTPServer(newMux(lim, o.cfg.NodeName, o.cfg.Capacity, app, promhttp.HandlerFor(reg, promhttp.HandlerOpts{})), log)

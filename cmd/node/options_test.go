@@ -78,6 +78,12 @@ func TestOptionsRejectBadValues(t *testing.T) {
 		{"stray argument", []string{"serve"}, nil, "unexpected argument"},
 		{"zero upstream timeout", []string{"-upstream-response-timeout", "0s"}, nil, "-upstream-response-timeout: 0s is not positive"},
 		{"negative idle timeout", nil, map[string]string{"PROXY_IDLE_TIMEOUT": "-1s"}, "-proxy-idle-timeout: -1s is not positive"},
+		{"upstream is the node itself", []string{"-http-addr", ":8080", "-upstream", "http://127.0.0.1:8080/api"}, nil,
+			"-upstream http://127.0.0.1:8080/api is this node's own -http-addr :8080: every request would come back to it"},
+		{"upstream is the node itself by name", []string{"-http-addr", "127.0.0.1:80", "-upstream", "http://localhost"}, nil,
+			"-upstream http://localhost is this node's own -http-addr 127.0.0.1:80"},
+		{"upstream is the node itself, IPv6", []string{"-http-addr", "[::]:9000", "-upstream", "http://[::1]:9000"}, nil,
+			"is this node's own -http-addr [::]:9000"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -85,6 +91,26 @@ func TestOptionsRejectBadValues(t *testing.T) {
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tt.want)
 		})
+	}
+}
+
+func TestUpstreamIsSelf(t *testing.T) {
+	for _, tt := range []struct {
+		listen, upstream string
+		self             bool
+	}{
+		{":8080", "http://127.0.0.1:8080", true},
+		{"0.0.0.0:8080", "http://localhost:8080/api", true},
+		{"127.0.0.1:8080", "http://127.0.0.1:8080", true},
+		{"10.0.0.5:443", "https://10.0.0.5", true},
+		{":8080", "http://127.0.0.1:8000", false}, // the usual app beside the node
+		{":8080", "http://10.0.0.5:8080", false},  // another host
+		{"10.0.0.5:8080", "http://127.0.0.1:8080", false},
+		{":8080", "https://127.0.0.1", false},
+	} {
+		u, err := url.Parse(tt.upstream)
+		require.NoError(t, err)
+		assert.Equal(t, tt.self, upstreamIsSelf(tt.listen, u), "%s -> %s", tt.listen, tt.upstream)
 	}
 }
 
