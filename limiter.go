@@ -175,6 +175,9 @@ func New(cfg Config) (*Limiter, error) {
 	}
 	if cfg.QueueWait > 0 {
 		l.queue = api.NewQueue(cfg.Capacity, cfg.QueueWait)
+		if l.metrics != nil {
+			l.queue.ObserveWaits(l.metrics.queueWaited)
+		}
 		// On the switch to DEGRADED only: work admitted in NORMAL does not
 		// run ahead of the paid tiers', while a free request admitted in
 		// DEGRADED (within its DEGRADED limit) keeps its place when a later

@@ -297,8 +297,8 @@ func TestCustomKeyStore(t *testing.T) {
 }
 
 // metricValue returns the value of the counter or gauge name in g whose
-// labels include labelPairs (name, value, name, value…); it fails the test
-// if there is none.
+// labels include labelPairs (name, value, name, value…), or the sample
+// count of such a histogram; it fails the test if there is none.
 func metricValue(t *testing.T, g prometheus.Gatherer, name string, labelPairs ...string) float64 {
 	t.Helper()
 	families, err := g.Gather()
@@ -320,6 +320,9 @@ func metricValue(t *testing.T, g prometheus.Gatherer, name string, labelPairs ..
 			}
 			if c := m.GetCounter(); c != nil {
 				return c.GetValue()
+			}
+			if h := m.GetHistogram(); h != nil {
+				return float64(h.GetSampleCount())
 			}
 			return m.GetGauge().GetValue()
 		}

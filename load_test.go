@@ -156,7 +156,8 @@ func TestQueueServesPaidFirstAndShedsWaitingFreeOnDegraded(t *testing.T) {
 	releaseOne()
 	assert.Equal(t, answer{"free-2", http.StatusOK, ""}, <-done)
 	assert.Equal(t, 1.0, metricValue(t, reg, "tierlimit_queue_refused_total", "reason", "shed"))
-	assert.Equal(t, 2.0, metricValue(t, reg, "tierlimit_queue_waited_total"))
+	assert.Equal(t, 1.0, metricValue(t, reg, "tierlimit_queue_wait_seconds", "class", "protected"), "pro-1's second request waited")
+	assert.Equal(t, 1.0, metricValue(t, reg, "tierlimit_queue_wait_seconds", "class", "sheddable"), "free-2 waited")
 	require.Eventually(t, inFlight(0), 5*time.Second, time.Millisecond)
 }
 

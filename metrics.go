@@ -40,6 +40,7 @@ type metrics struct {
 	leaseGranted prometheus.Counter
 	leasesEnded  *prometheus.CounterVec
 	leaseUnused  *prometheus.CounterVec
+	queueWait    *prometheus.HistogramVec // nil without Config.QueueWait
 }
 
 // newMetrics registers the series of every Limiter with cfg.Registerer
@@ -156,6 +157,11 @@ func newMetrics(cfg Config, src limiterSource) (*metrics, error) {
 		err = m.registerAuto(src)
 	}
 	if err == nil && cfg.QueueWait > 0 {
+		m.queueWait = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "tierlimit_queue_wait_seconds",
+			Help:    "How long admitted requests that got one of -capacity's slots after waiting waited for it, by class: protected (tiers DEGRADED leaves alone, served first) and sheddable.",
+			Buckets: queueWaitBuckets,
+		}, []string{"class"})
 		err = m.registerQueue(src)
 	}
 	if err == nil && cfg.Capacity > 0 {
@@ -188,11 +194,22 @@ func (m *metrics) registerQueue(src loadReader) error {
 		waiting("sheddable", func(s api.QueueStats) int { return s.WaitingSheddable }),
 		refused("timeout", func(s api.QueueStats) int64 { return s.TimedOut }),
 		refused("shed", func(s api.QueueStats) int64 { return s.Shed }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "tierlimit_queue_waited_total",
-			Help: "Admitted requests that got a slot after waiting for it.",
-		}, func() float64 { return float64(src.queueStats().Ran) }),
+		m.queueWait,
 	)
+}
+
+// queueWaitBuckets are the bounds of tierlimit_queue_wait_seconds, in
+// seconds: from a job's tail (a few ms) to the longest -queue-wait worth
+// having.
+var queueWaitBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300}
+
+// queueWaited observes a wait in the queue that ended with a slot.
+func (m *metrics) queueWaited(sheddable bool, d time.Duration) {
+	class := "protected"
+	if sheddable {
+		class = "sheddable"
+	}
+	m.queueWait.WithLabelValues(class).Observe(d.Seconds())
 }
 
 // autoReader reads the automatic switch's state.

@@ -22,6 +22,7 @@ import (
 // Config.Queue is set.
 type Queue struct {
 	maxWait time.Duration
+	waited  func(sheddable bool, d time.Duration) // nil: none; see ObserveWaits
 
 	mu      sync.Mutex
 	free    int           // slots no request holds
@@ -58,6 +59,11 @@ func NewQueue(capacity int, maxWait time.Duration) *Queue {
 	return &Queue{maxWait: maxWait, free: capacity, waiting: [2]*list.List{list.New(), list.New()}}
 }
 
+// ObserveWaits has f called with the class and the wait of every request
+// that gets a slot after waiting for it, as it gets it. Call it before the
+// Queue is used.
+func (q *Queue) ObserveWaits(f func(sheddable bool, waited time.Duration)) { q.waited = f }
+
 // MaxWait is how long a request waits for a slot at most.
 func (q *Queue) MaxWait() time.Duration { return q.maxWait }
 
@@ -79,6 +85,7 @@ func (q *Queue) Enter(ctx context.Context, sheddable bool) error {
 	w := &waiter{got: make(chan error, 1)}
 	e := q.waiting[class].PushBack(w)
 	q.mu.Unlock()
+	start := time.Now()
 
 	t := time.NewTimer(q.maxWait)
 	defer t.Stop()
@@ -87,6 +94,9 @@ func (q *Queue) Enter(ctx context.Context, sheddable bool) error {
 	case err := <-w.got:
 		if err == nil {
 			q.ran.Add(1)
+			if q.waited != nil {
+				q.waited(sheddable, time.Since(start))
+			}
 		}
 		return err
 	case <-t.C:

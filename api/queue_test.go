@@ -55,6 +55,14 @@ func freeSlots(q *Queue) int {
 
 func TestQueueServesTheProtectedClassFirstEachInOrder(t *testing.T) {
 	q := full(t, 1, time.Minute)
+	var mu sync.Mutex
+	var waited []bool // each waiter's class, as it gets its slot
+	q.ObserveWaits(func(sheddable bool, d time.Duration) {
+		assert.Positive(t, d)
+		mu.Lock()
+		waited = append(waited, sheddable)
+		mu.Unlock()
+	})
 	got, errs := make(chan string, 4), make(chan error, 4)
 	enterAsync(t, q, t.Context(), "free-1", true, got, errs)
 	enterAsync(t, q, t.Context(), "pro-1", false, got, errs)
@@ -72,6 +80,9 @@ func TestQueueServesTheProtectedClassFirstEachInOrder(t *testing.T) {
 	q.Leave()
 	assert.Equal(t, 1, freeSlots(q), "every slot back")
 	assert.Equal(t, int64(4), q.Stats().Ran)
+	mu.Lock()
+	assert.Equal(t, []bool{false, false, true, true}, waited, "each wait observed once, with its class")
+	mu.Unlock()
 }
 
 func TestQueueRefusesAWaitOverMaxWait(t *testing.T) {
