@@ -1,7 +1,10 @@
 package tierlimit
 
 import (
+	"context"
+	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -13,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tierlimit/tierlimit/health"
+	"github.com/tierlimit/tierlimit/ring"
 )
 
 // spread sends n requests for key from workers clients, round-robin over
@@ -283,4 +287,68 @@ func TestClusterCrashedLeaseHolderIsCreditedBack(t *testing.T) {
 			assert.Equal(t, 150-spent, admitted, "admitted after the holder's %s", map[bool]string{false: "crash", true: "restart"}[restart])
 		})
 	}
+}
+
+// TestClusterNewOwnerCountsTheCopyAsTheRingMoves: the member that takes
+// over a failed member's key counts the key's copy as its ring drops the
+// dead member, not once its keeper is free to: here the keeper is stuck
+// for seconds on hits it owes the dead member, whose host swallows
+// connections (a crashed machine rather than a refused port). A key the
+// dead owner had used up must stay used up at its new owner meanwhile.
+func TestClusterNewOwnerCountsTheCopyAsTheRingMoves(t *testing.T) {
+	var hang atomic.Pointer[string] // a gRPC address whose dials hang
+	c := startCluster(t, 3, clusterOpts{steady: true, tune: func(_ int, cfg *Config) {
+		dial := cfg.PeerDialer
+		cfg.PeerDialer = func(ctx context.Context, addr string) (net.Conn, error) {
+			if a := hang.Load(); a != nil && *a == addr {
+				<-ctx.Done()
+				return nil, ctx.Err()
+			}
+			return dial(ctx, addr)
+		}
+	}})
+	after := ring.New()
+	after.Set([]string{c.nodes[0].name, c.nodes[1].name})
+	var key, other string // both owned by node 2; key goes to heir
+	var heir *node
+	for i := 0; key == "" || other == ""; i++ {
+		k := "pro-" + strconv.Itoa(i%50)
+		require.Less(t, i, 50, "no two pro keys of node 2 with the same heir")
+		if c.owner(k) != 2 {
+			continue
+		}
+		name, _ := after.Owner(k)
+		switch {
+		case key == "":
+			key = k
+			heir = c.nodes[slices.IndexFunc(c.nodes, func(n *node) bool { return n.name == name })]
+		case name == heir.name:
+			other = k
+		}
+	}
+	waitSettled(t, c.nodes)
+	for range 150 {
+		code, _ := get(t, c.nodes[2], key)
+		require.Equal(t, http.StatusOK, code)
+	}
+	c.backedUp(2, []string{key})
+
+	addr := c.nodes[2].endpoint.Addr().String()
+	hang.Store(&addr)
+	c.nodes[2].kill()
+	// A hit on another of the dead owner's keys, decided at the heir once
+	// the forward gives up: owed to the dead owner, whom the heir's keeper
+	// then tries to pay every round, waiting each time for a dial that
+	// hangs.
+	code, _ := get(t, heir, other)
+	require.Equal(t, http.StatusOK, code)
+	require.Eventually(t, func() bool { return heir.ring.Len() == 2 }, 15*time.Second, time.Millisecond,
+		"%s still has the dead member in its ring", heir.name)
+	admitted := 0
+	for range 20 {
+		if code, _ := get(t, heir, key); code == http.StatusOK {
+			admitted++
+		}
+	}
+	assert.Zero(t, admitted, "admitted at the new owner %s of a key used up before its owner died", heir.name)
 }

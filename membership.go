@@ -348,6 +348,10 @@ func (l *Limiter) applyMembers() {
 	l.owner.Members(time.Now(), boots)
 	stale, release := l.book.Set(addrs)
 	prev := l.ring.Members()
+	// The copies of members that failed are counted before the ring
+	// drops them, so that no check here is decided without them.
+	failed, _ := l.departed(prev, names)
+	l.keeper.TakeOver(failed)
 	if l.ring.Set(names) {
 		now := time.Now()
 		l.owner.Moved(now)

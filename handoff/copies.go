@@ -134,17 +134,7 @@ func (k *Keeper) Handed(from string, counts []bucket.Count) {
 func (k *Keeper) regroup(now time.Time, failed, left, members []string) []bucket.Count {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	var restore []bucket.Count
-	for _, name := range failed {
-		if b := k.backups[name]; b != nil {
-			restore = append(restore, b.store.Drain(func(string) bool { return false })...)
-			delete(k.backups, name)
-		}
-		if lv := k.leaving[name]; lv != nil {
-			restore = append(restore, lv.store.Drain(func(string) bool { return false })...)
-			delete(k.leaving, name)
-		}
-	}
+	restore := k.takeCopies(failed)
 	for _, name := range left {
 		b := k.backups[name]
 		if b == nil {
@@ -177,6 +167,54 @@ func (k *Keeper) regroup(now time.Time, failed, left, members []string) []bucket
 		})
 	}
 	return restore
+}
+
+// takeCopies removes the copies held of the members in failed, and those
+// of their hand-offs not landed yet, and returns them. k.mu must be held.
+func (k *Keeper) takeCopies(failed []string) []bucket.Count {
+	var out []bucket.Count
+	all := func(string) bool { return false }
+	for _, name := range failed {
+		if b := k.backups[name]; b != nil {
+			out = append(out, b.store.Drain(all)...)
+			delete(k.backups, name)
+		}
+		if lv := k.leaving[name]; lv != nil {
+			out = append(out, lv.store.Drain(all)...)
+			delete(k.leaving, name)
+		}
+	}
+	return out
+}
+
+// TakeOver adds to this node's counts, at once and without I/O, the copies
+// it holds of the members in failed and the hits its local decisions owe
+// their keys. Call it before the ring drops those members: a key this node
+// is about to own is then never decided here from a count without its
+// copy, however long Members, which may wait on the network (and on a
+// round of Run that does), takes to get to it. Members sends the keys the
+// new ring gives other members on to them.
+func (k *Keeper) TakeOver(failed []string) {
+	if len(failed) == 0 {
+		return
+	}
+	now := k.clock()
+	k.mu.Lock()
+	counts := k.takeCopies(failed)
+	k.mu.Unlock()
+	if len(counts) > 0 {
+		k.obs.Restored(len(counts))
+		k.log.Info("taking over the counts of failed members", "members", failed, "keys", len(counts))
+	}
+	if k.owed != nil {
+		counts = append(counts, unframed(k.owed.Drain(func(key string) bool {
+			owner, ok := k.ring.Owner(key)
+			return !ok || !slices.Contains(failed, owner)
+		}))...)
+	}
+	for _, c := range counts {
+		k.store.Add(now, c)
+	}
 }
 
 // expireLeavers restores the copies of members that left more than

@@ -225,6 +225,38 @@ func TestKeeperBacksUpChangedKeysAndRestoresAFailedMembersCopies(t *testing.T) {
 	assert.Zero(t, f.k.BackupLen(), "the failed member's copies are used")
 }
 
+// TestKeeperTakesOverBeforeTheRingMoves: TakeOver counts a failed
+// member's copies and the hits owed to its keys at once, while the ring
+// still holds it and with no call to anyone; the Members that follows the
+// ring's change finds nothing more to restore, and hits owed to a member
+// that did not fail stay owed.
+func TestKeeperTakesOverBeforeTheRingMoves(t *testing.T) {
+	f := newKeeperFixture(t, "a", "b", "c")
+	after := ring.New()
+	after.Set([]string{"a", "c"})
+	theirs := ""
+	for i := 0; theirs == ""; i++ {
+		require.Less(t, i, 100_000, "no key of b's that a takes over")
+		if k := "user-" + strconv.Itoa(i); must(f.ring.Owner(k)) == "b" && must(after.Owner(k)) == "a" {
+			theirs = k
+		}
+	}
+	others := keyOwnedBy(t, f.ring, "c")
+	require.NoError(t, f.k.Copies("b", "b1", []bucket.Count{{Key: theirs, Start: routerT0, Current: 7}}))
+	f.owed.Add(routerT0, bucket.Count{Key: theirs, Start: routerT0, Current: 2})
+	f.owed.Add(routerT0, bucket.Count{Key: others, Start: routerT0, Current: 1})
+
+	f.k.TakeOver([]string{"b"})
+	assert.Equal(t, 9, used(f.store, theirs), "b's copy and the hits owed to it, counted")
+	assert.Zero(t, f.k.CopiesOf("b"))
+	assert.Equal(t, 1, used(f.owed, others), "owed to c, alive: still owed")
+	assert.Zero(t, used(f.owed, theirs))
+
+	f.ring.Set([]string{"a", "c"})
+	f.k.Members(t.Context(), []string{"b"}, nil)
+	assert.Equal(t, 9, used(f.store, theirs), "counted once")
+}
+
 // TestKeeperRestoresARestartedMembersCopies: b crashed and came back under
 // its name before anyone saw it fail. Its first backup from the new process
 // carries a new boot id: the copies from its old process go back to b, to
