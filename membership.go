@@ -51,16 +51,12 @@ func (l *Limiter) startCluster() error {
 	l.ring.Set([]string{cfg.NodeName})
 	l.imports = ownership.NewImports(cfg.NodeName)
 	l.keeper = handoff.New(handoff.Config{
-		Self:  cfg.NodeName,
-		Boot:  boot,
-		Ring:  l.ring,
-		Store: l.store,
-		Owed:  l.owed,
-		// Owed hits wait while a check of the key may still be counted at
-		// its owner, and while the owner is silent: a dead host would hold
-		// the Keeper (and the ring changes it serves) for a move timeout
-		// each round.
-		Hold:           func(key string) bool { return l.router.Awaiting(key) || l.router.OwnerSilent(key, time.Now()) },
+		Self:           cfg.NodeName,
+		Boot:           boot,
+		Ring:           l.ring,
+		Store:          l.store,
+		Owed:           l.owed,
+		Hold:           func(key string) bool { return l.router.Awaiting(key) },
 		Peers:          l.book,
 		BackupInterval: cfg.BackupInterval,
 		MaxBackupKeys:  cfg.MaxKeys,

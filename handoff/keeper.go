@@ -63,9 +63,7 @@ type Config struct {
 	// Hold, if not nil, reports the keys whose owed hits must wait for
 	// the next round: a check of theirs given up on may still be counted
 	// at the owner, and its answer settle a hit owed here
-	// (ownership.Router.Awaiting), or the owner does not answer
-	// (ownership.Router.OwnerSilent). A change of members sends them all
-	// the same.
+	// (ownership.Router.Awaiting).
 	Hold func(key string) bool
 	// Peers looks up the peers; their Peer must also be a Mover.
 	Peers forward.PeerSource

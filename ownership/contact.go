@@ -220,24 +220,6 @@ func (r *Router) Reachable(now time.Time) int {
 	return n
 }
 
-// OwnerSilent reports whether key's owner is another member that does not
-// count as reachable at now (see Reachable): the hits owed to it wait
-// (handoff.Config.Hold) rather than hold the Keeper for a move timeout
-// each round when its host swallows connections.
-func (r *Router) OwnerSilent(key string, now time.Time) bool {
-	owner, ok := r.ring.Owner(key)
-	if !ok || owner == r.self {
-		return false
-	}
-	if r.pingable(owner) {
-		return !r.contacts.fresh(owner, now, fenceAfter(r.ring.Len()))
-	}
-	r.mu.RLock()
-	l := r.links[owner]
-	r.mu.RUnlock()
-	return l != nil && l.breaker.State(now) != forward.BreakerClosed
-}
-
 // pingable reports whether the Peer of member can be pinged.
 func (r *Router) pingable(member string) bool {
 	p, ok := r.peers.Peer(member)

@@ -75,33 +75,6 @@ func TestRouterReachableFallsWithoutContact(t *testing.T) {
 	assert.Zero(t, b.pings.Load(), "a member heard from lately is not pinged")
 }
 
-// TestRouterOwnerSilent: a key's owner counts as silent once it has not
-// answered for FenceAfter, and no longer with its next answer; a key this
-// node owns never has a silent owner.
-func TestRouterOwnerSilent(t *testing.T) {
-	b, c := &pingPeer{}, &pingPeer{}
-	c.down.Store(true)
-	now := routerT0
-	r := newTestRouter(t, []string{"a", "b", "c"}, peerMap{"b": b, "c": c}, func(cfg *RouterConfig) {
-		cfg.Clock = func() time.Time { return now }
-	})
-	step := func(d time.Duration) {
-		now = now.Add(d)
-		r.ping(t.Context(), now)
-		r.pings.Wait()
-	}
-	ofB, ofC, mine := keyOwnedBy(t, r.ring, "b"), keyOwnedBy(t, r.ring, "c"), keyOwnedBy(t, r.ring, "a")
-	assert.False(t, r.OwnerSilent(ofC, now), "a member that just joined is not silent")
-	step(PingEvery)
-	step(FenceAfter - PingEvery)
-	assert.True(t, r.OwnerSilent(ofC, now), "c has not answered for FenceAfter")
-	assert.False(t, r.OwnerSilent(ofB, now), "b answers its pings")
-	assert.False(t, r.OwnerSilent(mine, now))
-	c.down.Store(false)
-	step(PingEvery)
-	assert.False(t, r.OwnerSilent(ofC, now), "c answered again")
-}
-
 // TestRouterWithoutPingersCountsPeersByBreakers: a Peer that cannot be
 // pinged counts as reachable while its breaker is closed, as before.
 func TestRouterWithoutPingersCountsPeersByBreakers(t *testing.T) {
