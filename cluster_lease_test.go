@@ -291,10 +291,12 @@ func TestClusterCrashedLeaseHolderIsCreditedBack(t *testing.T) {
 
 // TestClusterNewOwnerCountsTheCopyAsTheRingMoves: the member that takes
 // over a failed member's key counts the key's copy as its ring drops the
-// dead member, not once its keeper is free to: here the keeper is stuck
-// for seconds on hits it owes the dead member, whose host swallows
-// connections (a crashed machine rather than a refused port). A key the
-// dead owner had used up must stay used up at its new owner meanwhile.
+// dead member, not when its keeper gets to it on a goroutine of its own,
+// milliseconds later (5 and 20 of 20 requests sent in those milliseconds
+// were admitted before). The dead member's host swallows connections, as
+// a crashed machine's does, and the new owner owes it a hit of another
+// key: the failure looked like this when it showed. A key the dead owner
+// had used up must stay used up at its new owner.
 func TestClusterNewOwnerCountsTheCopyAsTheRingMoves(t *testing.T) {
 	var hang atomic.Pointer[string] // a gRPC address whose dials hang
 	c := startCluster(t, 3, clusterOpts{steady: true, tune: func(_ int, cfg *Config) {

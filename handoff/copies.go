@@ -191,9 +191,9 @@ func (k *Keeper) takeCopies(failed []string) []bucket.Count {
 // it holds of the members in failed and the hits its local decisions owe
 // their keys. Call it before the ring drops those members: a key this node
 // is about to own is then never decided here from a count without its
-// copy, however long Members, which may wait on the network (and on a
-// round of Run that does), takes to get to it. Members sends the keys the
-// new ring gives other members on to them.
+// copy, however long Members (which runs on a goroutine of its own once
+// the ring moved, and may wait on the network) takes to get to it. Members
+// sends the keys the new ring gives other members on to them.
 func (k *Keeper) TakeOver(failed []string) {
 	if len(failed) == 0 {
 		return
