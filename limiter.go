@@ -330,20 +330,20 @@ func (l *Limiter) AuthorizeHandler() http.Handler { return l.mw.Authorize() }
 // Load returns this node's load signal: the requests in flight through the
 // Middleware over Config.Capacity (1.0: the instance's GPUs are full;
 // above it the work queues), and whether it has one (Capacity above 0).
-// queueStats returns the queue's counts: zero without Config.QueueWait.
-func (l *Limiter) queueStats() api.QueueStats {
-	if l.queue == nil {
-		return api.QueueStats{}
-	}
-	return l.queue.Stats()
-}
-
 func (l *Limiter) Load() (api.Load, bool) {
 	n := l.inFlight.Load()
 	if l.cfg.Capacity <= 0 {
 		return api.Load{InFlight: n}, false
 	}
 	return api.Load{InFlight: n, Capacity: l.cfg.Capacity, Signal: float64(n) / float64(l.cfg.Capacity)}, true
+}
+
+// queueStats returns the queue's counts: zero without Config.QueueWait.
+func (l *Limiter) queueStats() api.QueueStats {
+	if l.queue == nil {
+		return api.QueueStats{}
+	}
+	return l.queue.Stats()
 }
 
 // countShed counts a request refused in DEGRADED as demand (autopilot).

@@ -105,21 +105,22 @@ func (q *Queue) Enter(ctx context.Context, sheddable bool) error {
 		why = ctx.Err()
 	}
 	q.mu.Lock()
-	if e.Value != nil { // still waiting: nothing was handed to it
+	waiting := e.Value != nil // nothing was handed to it
+	if waiting {
 		q.waiting[class].Remove(e)
 		e.Value = nil
-		q.mu.Unlock()
-		if why == ErrQueueTimeout {
-			q.timedOut.Add(1)
-		}
-		return why
 	}
 	q.mu.Unlock()
-	// Handed a slot or refused in the same moment: a slot goes back.
-	if err := <-w.got; err != nil {
-		return err
+	if !waiting {
+		// Handed a slot or refused in the same moment: a slot goes back.
+		if err := <-w.got; err != nil {
+			return err
+		}
+		q.Leave()
 	}
-	q.Leave()
+	if why == ErrQueueTimeout { // counted once, however it ended
+		q.timedOut.Add(1)
+	}
 	return why
 }
 

@@ -3,9 +3,11 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -130,18 +132,23 @@ func TestQueueWaiterWhoseClientLeavesHoldsNothing(t *testing.T) {
 
 // TestQueueLosesNoSlotInARace: waits that end as their slot is handed over
 // give it back, so after any mix of grants, timeouts and shedding the
-// queue has exactly its capacity again.
+// queue has exactly its capacity again, and counts every timeout it
+// returned, also those that raced a grant.
 func TestQueueLosesNoSlotInARace(t *testing.T) {
 	const capacity = 3
 	q := NewQueue(capacity, time.Millisecond)
 	var wg sync.WaitGroup
+	var timeouts atomic.Int64
 	for i := range 200 {
 		wg.Go(func() {
 			ctx, cancel := context.WithTimeout(t.Context(), time.Duration(i%3)*time.Millisecond)
 			defer cancel()
-			if q.Enter(ctx, i%2 == 0) == nil {
+			switch err := q.Enter(ctx, i%2 == 0); {
+			case err == nil:
 				time.Sleep(time.Duration(i%4) * 100 * time.Microsecond) // the job
 				q.Leave()
+			case errors.Is(err, ErrQueueTimeout):
+				timeouts.Add(1)
 			}
 		})
 		if i%50 == 0 {
@@ -152,6 +159,7 @@ func TestQueueLosesNoSlotInARace(t *testing.T) {
 	assert.Equal(t, capacity, freeSlots(q))
 	s := q.Stats()
 	assert.Zero(t, s.Waiting+s.WaitingSheddable)
+	assert.Equal(t, timeouts.Load(), s.TimedOut)
 }
 
 func TestNewQueuePanicsWithoutSlotsOrWait(t *testing.T) {

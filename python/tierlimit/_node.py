@@ -352,8 +352,9 @@ class NodeClient:
         capacity}``, with the admin bearer token, which must already be
         checked to be printable ASCII. The node answers 200 with the state in
         force (``{"status": "DEGRADED", "version": "..."}``) when it took
-        the report (a node of an earlier release, 204 and no body). A report only states the present, so one sent twice
-        (after a kept connection was found closed) does no harm."""
+        the report (a node of an earlier release, 204 and no body). A report
+        only states the present, so one sent twice (after a kept connection
+        was found closed) does no harm."""
         body = b'{"in_flight":%d,"capacity":%d}' % (in_flight, capacity)
         return await self._call(
             self._load_prefix
